@@ -1,0 +1,266 @@
+//! Events and field paths.
+//!
+//! An [`Event`] is an event time (epoch milliseconds), an event type and a payload of named
+//! fields. A [`FieldPath`] such as `user.country` or `tags[0]` addresses nested payload data.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::value::{lookup, Sym, Value};
+
+/// One event. Cloning is cheap: the payload sits behind an `Arc`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Debug)]
+pub struct Event {
+    /// Event time, milliseconds since the Unix epoch.
+    pub time: i64,
+    /// Event type.
+    pub kind: Sym,
+    /// Payload fields, sorted by name.
+    pub payload: Arc<[(Sym, Value)]>,
+}
+
+impl Event {
+    /// Builds an event, sorting payload fields into canonical order.
+    pub fn new(time: i64, kind: Sym, mut payload: Vec<(Sym, Value)>) -> Event {
+        let fields = crate::value::sort_fields(&mut payload);
+        Event { time, kind, payload: fields.into() }
+    }
+
+    /// The payload as an object value.
+    pub fn payload_value(&self) -> Value {
+        Value::Object(self.payload.clone())
+    }
+
+    /// The event as JSON, with the time and type under the given field names.
+    pub fn to_json(&self, time_field: &str, type_field: &str) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        map.insert(time_field.to_string(), Value::Time(self.time).to_json());
+        map.insert(type_field.to_string(), self.kind.as_str().into());
+        for (k, v) in self.payload.iter() {
+            map.insert(k.as_str().to_string(), v.to_json());
+        }
+        serde_json::Value::Object(map)
+    }
+}
+
+/// One step of a field path.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Step {
+    Field(Sym),
+    Index(usize),
+}
+
+/// A path into nested data: `user.country`, `tags[0]`, `a.b[2].c`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FieldPath {
+    pub steps: Vec<Step>,
+}
+
+/// Why a field path does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid field path `{path}` at column {column}: {message}")]
+pub struct PathError {
+    pub path: String,
+    pub column: usize,
+    pub message: String,
+}
+
+impl FieldPath {
+    /// Parses `a.b[0].c`. Names are letters, digits, `_`, `-` and `$`; a name with other
+    /// characters can be quoted with backticks: `` a.`odd name` ``.
+    pub fn parse(text: &str) -> Result<FieldPath, PathError> {
+        let err = |column: usize, message: &str| PathError {
+            path: text.to_string(),
+            column: column + 1,
+            message: message.to_string(),
+        };
+        let bytes = text.as_bytes();
+        let mut steps = Vec::new();
+        let mut i = 0;
+        let mut expect_name = true;
+        while i < bytes.len() {
+            if expect_name {
+                if bytes[i] == b'`' {
+                    let end = text[i + 1..]
+                        .find('`')
+                        .ok_or_else(|| err(i, "unterminated backtick"))?;
+                    steps.push(Step::Field(Sym::new(&text[i + 1..i + 1 + end])));
+                    i += end + 2;
+                } else {
+                    let start = i;
+                    while i < bytes.len() && is_name_byte(bytes[i]) {
+                        i += 1;
+                    }
+                    if start == i {
+                        return Err(err(i, "expected a field name"));
+                    }
+                    steps.push(Step::Field(Sym::new(&text[start..i])));
+                }
+                expect_name = false;
+            } else {
+                match bytes[i] {
+                    b'.' => {
+                        expect_name = true;
+                        i += 1;
+                    }
+                    b'[' => {
+                        let end = text[i..].find(']').ok_or_else(|| err(i, "missing `]`"))?;
+                        let index: usize = text[i + 1..i + end]
+                            .trim()
+                            .parse()
+                            .map_err(|_| err(i + 1, "list index must be a non-negative integer"))?;
+                        steps.push(Step::Index(index));
+                        i += end + 1;
+                    }
+                    _ => return Err(err(i, "expected `.` or `[` after a field")),
+                }
+            }
+        }
+        if expect_name {
+            return Err(err(text.len(), "path ends where a field name was expected"));
+        }
+        Ok(FieldPath { steps })
+    }
+
+    /// A path of one field.
+    pub fn field(name: &str) -> FieldPath {
+        FieldPath { steps: vec![Step::Field(Sym::new(name))] }
+    }
+
+    /// The first step's name (every parsed path starts with a field).
+    pub fn head(&self) -> Option<Sym> {
+        match self.steps.first() {
+            Some(Step::Field(s)) => Some(*s),
+            _ => None,
+        }
+    }
+
+    /// Resolves the path against payload fields; `None` when any step is missing.
+    pub fn get<'a>(&self, fields: &'a [(Sym, Value)]) -> Option<&'a Value> {
+        let (first, rest) = self.steps.split_first()?;
+        let mut current = match first {
+            Step::Field(name) => lookup(fields, *name)?,
+            Step::Index(_) => return None,
+        };
+        for step in rest {
+            current = match (step, current) {
+                (Step::Field(name), Value::Object(f)) => lookup(f, *name)?,
+                (Step::Index(i), Value::List(items)) => items.get(*i)?,
+                _ => return None,
+            };
+        }
+        Some(current)
+    }
+}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'$'
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, step) in self.steps.iter().enumerate() {
+            match step {
+                Step::Field(name) => {
+                    if i > 0 {
+                        f.write_str(".")?;
+                    }
+                    if name.as_str().bytes().all(is_name_byte) && !name.as_str().is_empty() {
+                        f.write_str(name.as_str())?;
+                    } else {
+                        write!(f, "`{name}`")?;
+                    }
+                }
+                Step::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_parse_and_print() {
+        for text in ["a", "user.country", "tags[0]", "a.b[2].c", "a.`odd name`"] {
+            let p = FieldPath::parse(text).unwrap();
+            assert_eq!(p.to_string(), text);
+        }
+        for bad in ["", "a.", ".a", "a[x]", "a[1", "a b", "a..b"] {
+            assert!(FieldPath::parse(bad).is_err(), "{bad}");
+        }
+        let e = FieldPath::parse("a.b c").unwrap_err();
+        assert_eq!(e.column, 4);
+    }
+
+    #[test]
+    fn paths_resolve_nested_values() {
+        let json = r#"{"user":{"country":"DE"},"tags":["x","y"]}"#;
+        let Value::Object(fields) = Value::from_json(serde_json::from_str(json).unwrap()) else {
+            panic!()
+        };
+        let get = |p: &str| FieldPath::parse(p).unwrap().get(&fields).cloned();
+        assert_eq!(get("user.country"), Some(Value::str("DE")));
+        assert_eq!(get("tags[1]"), Some(Value::str("y")));
+        assert_eq!(get("tags[2]"), None);
+        assert_eq!(get("user.missing"), None);
+        assert_eq!(get("tags.x"), None);
+    }
+}
+
+/// Where a value comes from in an event: its time, its type, or a payload path.
+///
+/// Specs name all three as field paths; the plan binds the source's time and type field names
+/// to [`Accessor::Time`] and [`Accessor::Type`].
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Accessor {
+    Time,
+    Type,
+    Payload(FieldPath),
+}
+
+impl Accessor {
+    /// Binds a path: a one-step path naming the time or type field becomes `Time` or `Type`.
+    pub fn bind(path: FieldPath, time_field: &str, type_field: &str) -> Accessor {
+        if path.steps.len() == 1 {
+            if let Some(head) = path.head() {
+                if head.as_str() == time_field {
+                    return Accessor::Time;
+                }
+                if head.as_str() == type_field {
+                    return Accessor::Type;
+                }
+            }
+        }
+        Accessor::Payload(path)
+    }
+
+    /// The value this accessor reads from `event`; `None` when a payload path is missing.
+    pub fn get(&self, event: &Event) -> Option<Value> {
+        match self {
+            Accessor::Time => Some(Value::Time(event.time)),
+            Accessor::Type => Some(Value::Str(event.kind.as_str().into())),
+            Accessor::Payload(path) => path.get(&event.payload).cloned(),
+        }
+    }
+}
+
+impl fmt::Debug for Accessor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Accessor::Time => f.write_str("$time"),
+            Accessor::Type => f.write_str("$type"),
+            Accessor::Payload(p) => write!(f, "{p}"),
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! Built-in functions: their names and arities, the compiled pattern of `matches`, how a call
+//! is checked when parsing, and how it is evaluated.
+
+use std::fmt;
+
+use regex::Regex;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::eval::{bool_val, fail, member, opt_bool, truth, view, EvalError, Val, NULL, V};
+use super::ops::{equal, overflow};
+use super::Expr;
+use crate::event::Event;
+use crate::value::Value;
+
+/// Built-in functions other than `matches` (which holds a compiled pattern).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Func {
+    Exists,
+    Coalesce,
+    Contains,
+    Lower,
+    Upper,
+    Len,
+    Abs,
+    Floor,
+    Round,
+    If,
+}
+
+impl Func {
+    pub const ALL: [Func; 10] = [
+        Func::Exists,
+        Func::Coalesce,
+        Func::Contains,
+        Func::Lower,
+        Func::Upper,
+        Func::Len,
+        Func::Abs,
+        Func::Floor,
+        Func::Round,
+        Func::If,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Func::Exists => "exists",
+            Func::Coalesce => "coalesce",
+            Func::Contains => "contains",
+            Func::Lower => "lower",
+            Func::Upper => "upper",
+            Func::Len => "len",
+            Func::Abs => "abs",
+            Func::Floor => "floor",
+            Func::Round => "round",
+            Func::If => "if",
+        }
+    }
+
+    /// Accepted argument counts: `(min, max)`, `max == None` for variadic.
+    pub fn arity(self) -> (usize, Option<usize>) {
+        match self {
+            Func::Coalesce => (1, None),
+            Func::Contains => (2, Some(2)),
+            Func::If => (3, Some(3)),
+            _ => (1, Some(1)),
+        }
+    }
+}
+
+/// A regular expression compiled at parse time. Compares, prints and serializes as its source.
+#[derive(Clone)]
+pub struct Pattern {
+    pub regex: Regex,
+}
+
+impl Pattern {
+    pub fn new(source: &str) -> Result<Pattern, regex::Error> {
+        Ok(Pattern {
+            regex: Regex::new(source)?,
+        })
+    }
+    pub fn as_str(&self) -> &str {
+        self.regex.as_str()
+    }
+}
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "/{}/", self.as_str())
+    }
+}
+impl Serialize for Pattern {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Pattern::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Checks a call of `name` and builds it. An error names the argument at fault (by index), or
+/// `None` for the function name.
+pub(super) fn build_call(name: &str, mut args: Vec<Expr>) -> Result<Expr, (Option<usize>, String)> {
+    let lower = name.to_ascii_lowercase();
+    let arity_error = |want: &str, got: usize| {
+        let s = if got == 1 { "" } else { "s" };
+        (
+            None,
+            format!("`{lower}` takes {want}, found {got} argument{s}"),
+        )
+    };
+    if lower == "matches" {
+        if args.len() != 2 {
+            return Err(arity_error("2 arguments (text, 'pattern')", args.len()));
+        }
+        let Expr::Literal(Value::Str(source)) = &args[1] else {
+            return Err((
+                Some(1),
+                "the pattern of `matches` must be a string literal".into(),
+            ));
+        };
+        let pattern = Pattern::new(source).map_err(|e| {
+            // regex errors repeat the pattern over several lines; keep the last, the reason.
+            let text = e.to_string();
+            let last = text
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim();
+            let reason = last.strip_prefix("error: ").unwrap_or(last);
+            (Some(1), format!("invalid regular expression: {reason}"))
+        })?;
+        let text = args.swap_remove(0);
+        return Ok(Expr::Matches(Box::new(text), pattern));
+    }
+    let Some(func) = Func::ALL.into_iter().find(|f| f.name() == lower) else {
+        let names: Vec<&str> = Func::ALL
+            .iter()
+            .map(|f| f.name())
+            .chain(["matches"])
+            .collect();
+        return Err((
+            None,
+            format!(
+                "unknown function `{name}`; valid functions are {}",
+                names.join(", ")
+            ),
+        ));
+    };
+    match func.arity() {
+        (n, Some(m)) if args.len() < n || args.len() > m => {
+            let s = if n == 1 { "" } else { "s" };
+            return Err(arity_error(&format!("{n} argument{s}"), args.len()));
+        }
+        (n, None) if args.len() < n => {
+            return Err(arity_error(&format!("at least {n} argument"), args.len()))
+        }
+        _ => {}
+    }
+    if func == Func::Exists && !matches!(args[0], Expr::Field(_)) {
+        return Err((
+            Some(0),
+            "`exists` takes a field path, e.g. `exists(user.country)`".into(),
+        ));
+    }
+    Ok(Expr::Call(func, args))
+}
+
+/// Evaluates a call (arities were checked when parsing).
+pub(super) fn call<'a>(
+    func: Func,
+    args: &'a [Expr],
+    event: &'a Event,
+) -> Result<Val<'a>, EvalError> {
+    let arg = |i: usize| args[i].ev(event);
+    let wrong = |v: V, wants: &str| {
+        fail(format!(
+            "{}() needs {wants}, found {}",
+            func.name(),
+            v.kind()
+        ))
+    };
+    Ok(match func {
+        Func::Exists => bool_val(!arg(0)?.is_null()),
+        Func::Coalesce => {
+            for a in args {
+                let v = a.ev(event)?;
+                if !v.is_null() {
+                    return Ok(v);
+                }
+            }
+            NULL
+        }
+        Func::If => match truth(arg(0)?.view(), "if")? {
+            Some(true) => arg(1)?,
+            _ => arg(2)?,
+        },
+        Func::Contains => {
+            if let Expr::List(items) = &args[0] {
+                return Ok(opt_bool(member(arg(1)?.view(), items, event)?));
+            }
+            let (h, n) = (arg(0)?, arg(1)?);
+            match (h.view(), n.view()) {
+                (V::Null, _) | (_, V::Null) => NULL,
+                (V::Str(h), V::Str(n)) => bool_val(h.contains(n)),
+                (V::Str(_), n) => return wrong(n, "a string to look for in a string"),
+                (V::List(items), n) => {
+                    let mut unknown = false;
+                    for item in items {
+                        match equal(view(item), n) {
+                            Some(true) => return Ok(bool_val(true)),
+                            Some(false) => {}
+                            None => unknown = true,
+                        }
+                    }
+                    opt_bool((!unknown).then_some(false))
+                }
+                (h, _) => return wrong(h, "a string or a list"),
+            }
+        }
+        Func::Lower | Func::Upper => {
+            let v = arg(0)?;
+            let changed = match v.view() {
+                V::Null => None,
+                V::Str(s) if func == Func::Lower => {
+                    let same = s.chars().all(|c| c.to_lowercase().eq(std::iter::once(c)));
+                    (!same).then(|| s.to_lowercase())
+                }
+                V::Str(s) => {
+                    let same = s.chars().all(|c| c.to_uppercase().eq(std::iter::once(c)));
+                    (!same).then(|| s.to_uppercase())
+                }
+                other => return wrong(other, "a string"),
+            };
+            changed.map_or(v, |s| Val::Own(Value::Str(s.into())))
+        }
+        Func::Len => Val::Own(match arg(0)?.view() {
+            V::Null => Value::Null,
+            V::Str(s) => Value::Int(s.chars().count() as i64),
+            V::List(items) => Value::Int(items.len() as i64),
+            other => return wrong(other, "a string or a list"),
+        }),
+        Func::Abs | Func::Floor | Func::Round => {
+            let v = arg(0)?;
+            let out = match v.view() {
+                V::Null => return Ok(NULL),
+                V::Int(i) if func == Func::Abs => Value::Int(
+                    i.checked_abs()
+                        .ok_or_else(|| overflow(format!("abs({i})")))?,
+                ),
+                V::Int(_) => return Ok(v),
+                V::Float(f) => Value::float(match func {
+                    Func::Abs => f.abs(),
+                    Func::Floor => f.floor(),
+                    _ => f.round(),
+                }),
+                other => return wrong(other, "a number"),
+            };
+            Val::Own(out)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::expr::eval::tests::check;
+
+    #[test]
+    fn exists_coalesce_if() {
+        check(&[
+            ("exists(i)", "true"),
+            ("exists(n)", "false"),
+            ("exists(missing)", "false"),
+            ("exists(o.b.c)", "true"),
+            ("exists(l[5])", "false"),
+            ("exists(event_type)", "true"),
+            ("coalesce(n, missing, 3, 4)", "3"),
+            ("coalesce(n)", "null"),
+            ("coalesce(i, max + 1)", "7"),
+            ("coalesce(n, max + 1)", "error: integer overflow"),
+            ("if(b, 1, 2)", "1"),
+            ("if(nb, 1, 2)", "2"),
+            ("if(n, 1, 2)", "2"),
+            ("if(true, 1, max + 1)", "1"),
+            ("if(i > 5, 'big', 'small')", "'big'"),
+            ("if(i, 1, 2)", "error: `if` needs true, false or null, found int"),
+        ]);
+    }
+
+    #[test]
+    fn contains_and_matches() {
+        check(&[
+            ("contains(s, 'ell')", "true"),
+            ("contains(s, 'x')", "false"),
+            ("contains(s, '')", "true"),
+            ("contains(l, 'x')", "true"),
+            ("contains(l, 2)", "true"),
+            ("contains(l, 3)", "false"),
+            ("contains(ln, 1)", "true"),
+            ("contains(ln, 3)", "null"),
+            ("contains([1, 2], i)", "false"),
+            ("contains([7, null], i)", "true"),
+            ("contains(n, 'x')", "null"),
+            ("contains(s, n)", "null"),
+            ("contains(event_type, 'tempt')", "true"),
+            ("contains(s, 1)", "error: contains() needs a string to look for in a string, found int"),
+            ("contains(i, 1)", "error: contains() needs a string or a list, found int"),
+            ("matches(s, '^H.l+o$')", "true"),
+            ("matches(s, 'ell')", "true"),
+            ("matches(s, '^ell')", "false"),
+            ("matches(s, '(?i)^hello$')", "true"),
+            ("matches(event_type, 'att')", "true"),
+            ("matches(n, 'x')", "null"),
+            ("matches(i, 'x')", "error: matches() needs a string, found int"),
+        ]);
+    }
+
+    #[test]
+    fn string_and_number_functions() {
+        check(&[
+            ("lower(s)", "'hello'"),
+            ("LOWER(s)", "'hello'"),
+            ("upper(s)", "'HELLO'"),
+            ("lower('abc')", "'abc'"),
+            ("upper('straße')", "'STRASSE'"),
+            ("lower(event_type)", "'attempt'"),
+            ("lower(n)", "null"),
+            ("lower(i)", "error: lower() needs a string, found int"),
+            ("upper(b)", "error: upper() needs a string, found bool"),
+            ("len(s)", "5"),
+            ("len('日本')", "2"),
+            ("len(l)", "3"),
+            ("len(e)", "0"),
+            ("len(n)", "null"),
+            ("len(i)", "error: len() needs a string or a list, found int"),
+            ("len(o)", "error: len() needs a string or a list, found object"),
+            ("abs(neg)", "3"),
+            ("abs(i)", "7"),
+            ("abs(-2.5)", "2.5"),
+            ("abs(min)", "error: integer overflow"),
+            ("abs(n)", "null"),
+            ("abs(s)", "error: abs() needs a number, found string"),
+            ("floor(f)", "2.0"),
+            ("floor(-2.5)", "-3.0"),
+            ("floor(i)", "7"),
+            ("floor(n)", "null"),
+            ("floor(b)", "error: floor() needs a number, found bool"),
+            ("round(f)", "3.0"),
+            ("round(-2.5)", "-3.0"),
+            ("round(2.4)", "2.0"),
+            ("round(i)", "7"),
+            ("round(s)", "error: round() needs a number"),
+            ("round(i / 2) * 2", "8.0"),
+        ]);
+    }
+}

@@ -1,0 +1,191 @@
+//! Comparison and arithmetic on evaluated values (see the semantics in [`super`]'s docs).
+
+use std::cmp::Ordering;
+
+use super::eval::{fail, view, EvalError, V};
+use super::BinaryOp;
+use crate::value::Value;
+
+/// Compares an int with a float exactly (NaN sorts above every number).
+pub(super) fn cmp_int_float(i: i64, f: f64) -> Ordering {
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    if f.is_nan() || f >= TWO_63 {
+        return Ordering::Less;
+    }
+    if f < -TWO_63 {
+        return Ordering::Greater;
+    }
+    // Now `f` truncates to an i64 exactly; ties are broken by its fractional part.
+    let t = f.trunc();
+    i.cmp(&(t as i64)).then(if f > t {
+        Ordering::Less
+    } else if f < t {
+        Ordering::Greater
+    } else {
+        Ordering::Equal
+    })
+}
+
+pub(super) fn cmp_floats(x: f64, y: f64) -> Ordering {
+    x.partial_cmp(&y)
+        .unwrap_or_else(|| x.is_nan().cmp(&y.is_nan()))
+}
+
+/// `==`: null when either side is null, otherwise [`same`].
+pub(super) fn equal(a: V, b: V) -> Option<bool> {
+    match (a, b) {
+        (V::Null, _) | (_, V::Null) => None,
+        _ => Some(same(a, b)),
+    }
+}
+
+/// Structural equality: numbers numerically, other kinds only with their own kind.
+pub(super) fn same(a: V, b: V) -> bool {
+    match (a, b) {
+        (V::Null, V::Null) => true,
+        (V::Bool(x), V::Bool(y)) => x == y,
+        (V::Int(x), V::Int(y)) | (V::Time(x), V::Time(y)) => x == y,
+        (V::Int(i), V::Float(f)) | (V::Float(f), V::Int(i)) => cmp_int_float(i, f).is_eq(),
+        (V::Float(x), V::Float(y)) => cmp_floats(x, y).is_eq(),
+        (V::Str(x), V::Str(y)) => x == y,
+        (V::List(x), V::List(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(view(p), view(q)))
+        }
+        (V::Object(x), V::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((k, p), (l, q))| k == l && same(view(p), view(q)))
+        }
+        _ => false,
+    }
+}
+
+/// The order of two values: null when either is null, an error when they are incomparable.
+pub(super) fn order(a: V, b: V, op: &str) -> Result<Option<Ordering>, EvalError> {
+    Ok(Some(match (a, b) {
+        (V::Null, _) | (_, V::Null) => return Ok(None),
+        (V::Int(x), V::Int(y)) | (V::Time(x), V::Time(y)) => x.cmp(&y),
+        (V::Int(i), V::Float(f)) => cmp_int_float(i, f),
+        (V::Float(f), V::Int(i)) => cmp_int_float(i, f).reverse(),
+        (V::Float(x), V::Float(y)) => cmp_floats(x, y),
+        (V::Str(x), V::Str(y)) => x.cmp(y),
+        (V::Bool(x), V::Bool(y)) => x.cmp(&y),
+        _ => {
+            return fail(format!(
+                "cannot compare {} with {} (`{op}`)",
+                a.kind(),
+                b.kind()
+            ))
+        }
+    }))
+}
+
+pub(super) fn negate(v: V) -> Result<Value, EvalError> {
+    match v {
+        V::Null => Ok(Value::Null),
+        V::Int(i) => i
+            .checked_neg()
+            .map(Value::Int)
+            .ok_or_else(|| overflow(format!("-({i})"))),
+        V::Float(f) => Ok(Value::float(-f)),
+        other => fail(format!("cannot negate a {}", other.kind())),
+    }
+}
+
+pub(super) fn overflow(what: String) -> EvalError {
+    EvalError {
+        message: format!("integer overflow in {what}"),
+    }
+}
+
+pub(super) fn as_f64(v: V) -> Option<f64> {
+    match v {
+        V::Int(i) => Some(i as f64),
+        V::Float(f) => Some(f),
+        _ => None,
+    }
+}
+
+pub(super) fn arith(op: BinaryOp, a: V, b: V) -> Result<Value, EvalError> {
+    use BinaryOp::*;
+    let checked = |r: Option<i64>, x: i64, y: i64| {
+        r.ok_or_else(|| overflow(format!("{x} {} {y}", op.symbol())))
+    };
+    Ok(match (op, a, b) {
+        (_, V::Null, _) | (_, _, V::Null) => Value::Null,
+        (Div, _, _) => match (as_f64(a), as_f64(b)) {
+            (Some(_), Some(0.0)) => Value::Null,
+            (Some(x), Some(y)) => Value::float(x / y),
+            _ => return mismatch(op, a, b),
+        },
+        (Rem, V::Int(_), V::Int(0)) => Value::Null,
+        (Rem, V::Int(_), V::Int(-1)) => Value::Int(0),
+        (_, V::Int(x), V::Int(y)) => Value::Int(checked(
+            match op {
+                Add => x.checked_add(y),
+                Sub => x.checked_sub(y),
+                Mul => x.checked_mul(y),
+                _ => Some(x % y),
+            },
+            x,
+            y,
+        )?),
+        (Sub, V::Time(x), V::Time(y)) => Value::Int(checked(x.checked_sub(y), x, y)?),
+        (Add, V::Time(t), V::Int(d)) | (Add, V::Int(d), V::Time(t)) => {
+            Value::Time(checked(t.checked_add(d), t, d)?)
+        }
+        (Sub, V::Time(t), V::Int(d)) => Value::Time(checked(t.checked_sub(d), t, d)?),
+        _ => match (as_f64(a), as_f64(b)) {
+            (Some(_), Some(y)) if op == Rem && y == 0.0 => Value::Null,
+            (Some(x), Some(y)) => Value::float(match op {
+                Add => x + y,
+                Sub => x - y,
+                Mul => x * y,
+                _ => x % y,
+            }),
+            _ => return mismatch(op, a, b),
+        },
+    })
+}
+
+pub(super) fn mismatch<T>(op: BinaryOp, a: V, b: V) -> Result<T, EvalError> {
+    fail(format!(
+        "cannot apply `{}` to {} and {}",
+        op.symbol(),
+        a.kind(),
+        b.kind()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cmp::Ordering::*;
+
+    #[test]
+    fn int_float_comparison_is_exact() {
+        let two53 = 9_007_199_254_740_992i64;
+        let cases = [
+            (0, 0.0, Equal),
+            (0, -0.0, Equal),
+            (3, 3.5, Less),
+            (-3, -3.5, Greater),
+            (4, 3.5, Greater),
+            (two53 + 1, two53 as f64, Greater),
+            (two53, two53 as f64, Equal),
+            (i64::MAX, i64::MAX as f64, Less),
+            (i64::MIN, i64::MIN as f64, Equal),
+            (i64::MIN, -1e300, Greater),
+            (i64::MAX, f64::INFINITY, Less),
+            (i64::MIN, f64::NEG_INFINITY, Greater),
+            (i64::MAX, f64::NAN, Less),
+        ];
+        for (i, f, want) in cases {
+            assert_eq!(cmp_int_float(i, f), want, "{i} vs {f}");
+        }
+        assert_eq!(cmp_floats(f64::NAN, f64::INFINITY), Greater);
+        assert_eq!(cmp_floats(f64::NAN, f64::NAN), Equal);
+        assert_eq!(cmp_floats(-0.0, 0.0), Equal);
+    }
+}

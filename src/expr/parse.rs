@@ -1,0 +1,457 @@
+//! The parser: precedence climbing over the tokens of [`super::lex`].
+//!
+//! [`parse`] reports the first problem as a [`ParseError`] with the 1-based char column where
+//! it was found (for a missing operand, the place the operand was expected).
+
+use std::sync::Arc;
+
+use super::func::build_call;
+use super::lex::{Kw, LexError, Lexer, Tok, Token};
+use super::{prec, BinaryOp, Expr, Field, UnaryOp};
+use crate::value::Value;
+
+/// Deepest nesting accepted, so that parsing, evaluation and dropping cannot overflow a stack.
+const MAX_DEPTH: usize = 200;
+
+/// Why an expression does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("column {column}: {message}\n{}", caret(.source_text, .column))]
+pub struct ParseError {
+    /// 1-based char column in `source_text`.
+    pub column: usize,
+    pub message: String,
+    pub source_text: String,
+}
+
+/// The source text, and a caret under `column`.
+fn caret(text: &str, column: &usize) -> String {
+    let shown: String = text
+        .chars()
+        .map(|c| if c.is_whitespace() { ' ' } else { c })
+        .collect();
+    format!("  {shown}\n  {}^", " ".repeat(column.saturating_sub(1)))
+}
+
+/// Parses an expression (see the module docs of [`crate::expr`] for the language).
+pub fn parse(text: &str) -> Result<Expr, ParseError> {
+    let tokens = Lexer::new(text)
+        .tokens()
+        .map_err(|LexError { offset, message }| ParseError {
+            column: Lexer::column(text, offset),
+            message,
+            source_text: text.to_string(),
+        })?;
+    let mut p = Parser {
+        text,
+        tokens,
+        pos: 0,
+        depth: 0,
+    };
+    if p.peek() == &Tok::End {
+        return Err(p.error(0, "empty expression".into()));
+    }
+    let expr = p.expr(0)?;
+    match p.peek() {
+        Tok::End => {}
+        Tok::RParen => return Err(p.error(p.pos, "unmatched `)`".into())),
+        _ => {
+            let found = p.describe(p.pos);
+            return Err(p.error(
+                p.pos,
+                format!("expected an operator or the end, found {found}"),
+            ));
+        }
+    }
+    if too_deep(&expr, MAX_DEPTH) {
+        return Err(p.error(
+            0,
+            format!("expression nested more than {MAX_DEPTH} levels deep"),
+        ));
+    }
+    Ok(expr)
+}
+
+fn too_deep(e: &Expr, budget: usize) -> bool {
+    budget == 0 || e.children().into_iter().any(|c| too_deep(c, budget - 1))
+}
+
+/// An operator that can follow a complete operand.
+enum Infix {
+    Bin(BinaryOp),
+    In(bool),
+    Between(bool),
+    Is,
+}
+
+impl Infix {
+    fn precedence(&self) -> u8 {
+        match self {
+            Infix::Bin(op) => op.precedence(),
+            _ => prec::CMP,
+        }
+    }
+}
+
+struct Parser<'a> {
+    text: &'a str,
+    tokens: Vec<Token>,
+    pos: usize,
+    depth: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> &Tok {
+        self.peek_at(0)
+    }
+
+    fn peek_at(&self, ahead: usize) -> &Tok {
+        let last = self.tokens.len() - 1;
+        &self.tokens[(self.pos + ahead).min(last)].tok
+    }
+
+    fn bump(&mut self) -> Tok {
+        let tok = self.tokens[self.pos].tok.clone();
+        if self.pos < self.tokens.len() - 1 {
+            self.pos += 1;
+        }
+        tok
+    }
+
+    fn token_text(&self, index: usize) -> &str {
+        let t = &self.tokens[index];
+        &self.text[t.start..t.end]
+    }
+
+    fn describe(&self, index: usize) -> String {
+        self.tokens[index].tok.describe(self.token_text(index))
+    }
+
+    fn error(&self, index: usize, message: String) -> ParseError {
+        ParseError {
+            column: Lexer::column(self.text, self.tokens[index].start),
+            message,
+            source_text: self.text.to_string(),
+        }
+    }
+
+    /// Consumes `want`, or fails with `message` at the current token.
+    fn expect(&mut self, want: &Tok, message: &str) -> Result<(), ParseError> {
+        if self.peek() == want {
+            self.bump();
+            Ok(())
+        } else {
+            Err(self.error(
+                self.pos,
+                format!("{message}, found {}", self.describe(self.pos)),
+            ))
+        }
+    }
+
+    /// Parses an expression whose operators all bind at least as tightly as `min`.
+    fn expr(&mut self, min: u8) -> Result<Expr, ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.error(
+                self.pos,
+                format!("expression nested more than {MAX_DEPTH} levels deep"),
+            ));
+        }
+        let result = self.climb(min);
+        self.depth -= 1;
+        result
+    }
+
+    fn climb(&mut self, min: u8) -> Result<Expr, ParseError> {
+        let mut left = self.prefix(min)?;
+        loop {
+            let (infix, width) = match self.peek() {
+                Tok::Kw(Kw::Or) => (Infix::Bin(BinaryOp::Or), 1),
+                Tok::Kw(Kw::And) => (Infix::Bin(BinaryOp::And), 1),
+                Tok::Eq => (Infix::Bin(BinaryOp::Eq), 1),
+                Tok::Ne => (Infix::Bin(BinaryOp::Ne), 1),
+                Tok::Lt => (Infix::Bin(BinaryOp::Lt), 1),
+                Tok::Le => (Infix::Bin(BinaryOp::Le), 1),
+                Tok::Gt => (Infix::Bin(BinaryOp::Gt), 1),
+                Tok::Ge => (Infix::Bin(BinaryOp::Ge), 1),
+                Tok::Plus => (Infix::Bin(BinaryOp::Add), 1),
+                Tok::Minus => (Infix::Bin(BinaryOp::Sub), 1),
+                Tok::Star => (Infix::Bin(BinaryOp::Mul), 1),
+                Tok::Slash => (Infix::Bin(BinaryOp::Div), 1),
+                Tok::Percent => (Infix::Bin(BinaryOp::Rem), 1),
+                Tok::Kw(Kw::In) => (Infix::In(false), 1),
+                Tok::Kw(Kw::Between) => (Infix::Between(false), 1),
+                Tok::Kw(Kw::Is) => (Infix::Is, 1),
+                Tok::Kw(Kw::Not) => match self.peek_at(1) {
+                    Tok::Kw(Kw::In) => (Infix::In(true), 2),
+                    Tok::Kw(Kw::Between) => (Infix::Between(true), 2),
+                    _ if min <= prec::CMP => {
+                        let found = self.describe(self.pos + 1);
+                        return Err(self.error(
+                            self.pos + 1,
+                            format!("expected `in` or `between` after `not`, found {found}"),
+                        ));
+                    }
+                    _ => break,
+                },
+                _ => break,
+            };
+            let p = infix.precedence();
+            if p < min {
+                break;
+            }
+            let op_at = self.pos;
+            self.pos += width;
+            left = match infix {
+                Infix::Bin(op) => Expr::Binary(op, Box::new(left), Box::new(self.expr(p + 1)?)),
+                Infix::In(negated) => {
+                    let word = if negated { "not in" } else { "in" };
+                    self.expect(
+                        &Tok::LBracket,
+                        &format!("expected a list `[...]` after `{word}`"),
+                    )?;
+                    let list = self.items(&Tok::RBracket, "`]`")?.0;
+                    Expr::In {
+                        expr: Box::new(left),
+                        list,
+                        negated,
+                    }
+                }
+                Infix::Between(negated) => {
+                    let low = self.expr(prec::ADD)?;
+                    self.expect(&Tok::Kw(Kw::And), "expected `and` in `between ... and ...`")?;
+                    let high = self.expr(prec::ADD)?;
+                    Expr::Between {
+                        expr: Box::new(left),
+                        low: Box::new(low),
+                        high: Box::new(high),
+                        negated,
+                    }
+                }
+                Infix::Is => {
+                    let negated = self.peek() == &Tok::Kw(Kw::Not);
+                    if negated {
+                        self.bump();
+                    }
+                    self.expect(
+                        &Tok::Kw(Kw::Null),
+                        "expected `null` or `not null` after `is`",
+                    )?;
+                    Expr::IsNull {
+                        expr: Box::new(left),
+                        negated,
+                    }
+                }
+            };
+            if p == prec::CMP && self.at_comparison() {
+                let first = self.token_text(op_at).to_string();
+                return Err(self.error(
+                    self.pos,
+                    format!(
+                        "comparisons do not chain: add parentheses around the `{first}` comparison \
+                         or combine them with `and`"
+                    ),
+                ));
+            }
+        }
+        Ok(left)
+    }
+
+    fn at_comparison(&self) -> bool {
+        match self.peek() {
+            Tok::Eq | Tok::Ne | Tok::Lt | Tok::Le | Tok::Gt | Tok::Ge => true,
+            Tok::Kw(Kw::In | Kw::Between | Kw::Is) => true,
+            Tok::Kw(Kw::Not) => matches!(self.peek_at(1), Tok::Kw(Kw::In | Kw::Between)),
+            _ => false,
+        }
+    }
+
+    fn prefix(&mut self, min: u8) -> Result<Expr, ParseError> {
+        match self.peek() {
+            Tok::Kw(Kw::Not) => {
+                if min > prec::NOT {
+                    return Err(
+                        self.error(self.pos, "`not` needs parentheses here: `(not ...)`".into())
+                    );
+                }
+                self.bump();
+                Ok(Expr::Unary(UnaryOp::Not, Box::new(self.expr(prec::NOT)?)))
+            }
+            Tok::Minus => {
+                self.bump();
+                // A minus directly before a number is part of the literal, so that i64::MIN
+                // and negative constants read back from `Display` as literals.
+                match *self.peek() {
+                    Tok::Int(n) if n <= i64::MAX as u64 + 1 => {
+                        self.bump();
+                        Ok(Expr::Literal(Value::Int(0i64.wrapping_sub_unsigned(n))))
+                    }
+                    Tok::Float(x) => {
+                        self.bump();
+                        Ok(Expr::Literal(Value::float(-x)))
+                    }
+                    _ => Ok(Expr::Unary(UnaryOp::Neg, Box::new(self.expr(prec::NEG)?))),
+                }
+            }
+            _ => self.primary(),
+        }
+    }
+
+    fn primary(&mut self) -> Result<Expr, ParseError> {
+        let at = self.pos;
+        let expr = match self.bump() {
+            Tok::Int(n) => match i64::try_from(n) {
+                Ok(i) => Expr::Literal(Value::Int(i)),
+                Err(_) => return Err(self.error(at, "integer out of range".into())),
+            },
+            Tok::Float(x) => Expr::Literal(Value::float(x)),
+            Tok::Str(s) => Expr::Literal(Value::Str(Arc::from(s))),
+            Tok::Kw(Kw::True) => Expr::Literal(Value::Bool(true)),
+            Tok::Kw(Kw::False) => Expr::Literal(Value::Bool(false)),
+            Tok::Kw(Kw::Null) => Expr::Literal(Value::Null),
+            Tok::LParen => {
+                let inner = self.expr(0)?;
+                let column = Lexer::column(self.text, self.tokens[at].start);
+                self.expect(
+                    &Tok::RParen,
+                    &format!("expected `)` to close the `(` at column {column}"),
+                )?;
+                inner
+            }
+            Tok::LBracket => Expr::List(self.items(&Tok::RBracket, "`]`")?.0),
+            Tok::Path {
+                bare: Some(name), ..
+            } if self.peek() == &Tok::LParen => {
+                self.bump();
+                return self.call(&name, at);
+            }
+            Tok::Path { path, .. } => Expr::Field(Field::new(path)),
+            _ => {
+                let mut message = match at {
+                    0 => "expected an expression".to_string(),
+                    _ => format!("expected an expression after `{}`", self.token_text(at - 1)),
+                };
+                if self.tokens[at].tok != Tok::End {
+                    message = format!("{message}, found {}", self.describe(at));
+                }
+                return Err(self.error(at, message));
+            }
+        };
+        Ok(expr)
+    }
+
+    /// Comma-separated expressions up to `close` (the opening token is consumed already).
+    /// Returns them with the token index where each starts.
+    fn items(
+        &mut self,
+        close: &Tok,
+        close_name: &str,
+    ) -> Result<(Vec<Expr>, Vec<usize>), ParseError> {
+        let (mut items, mut starts) = (Vec::new(), Vec::new());
+        if self.peek() == close {
+            self.bump();
+            return Ok((items, starts));
+        }
+        loop {
+            starts.push(self.pos);
+            items.push(self.expr(0)?);
+            match self.peek() {
+                Tok::Comma => {
+                    self.bump();
+                }
+                t if t == close => {
+                    self.bump();
+                    return Ok((items, starts));
+                }
+                _ => {
+                    let found = self.describe(self.pos);
+                    return Err(self.error(
+                        self.pos,
+                        format!("expected `,` or {close_name}, found {found}"),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// A call of `name` (at token `at`); the `(` is consumed already.
+    fn call(&mut self, name: &str, at: usize) -> Result<Expr, ParseError> {
+        let (args, starts) = self.items(&Tok::RParen, "`)`")?;
+        build_call(name, args)
+            .map_err(|(arg, message)| self.error(arg.map_or(at, |i| starts[i]), message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_point_at_the_problem() {
+        let deep = format!("{}1{}", "(".repeat(300), ")".repeat(300));
+        let long = format!("1{}", " + 1".repeat(300));
+        let cases: &[(&str, usize, &str)] = &[
+            ("a == 1 and", 11, "expected an expression after `and`"),
+            ("a == 1 and ", 12, "expected an expression after `and`"),
+            ("", 1, "empty expression"),
+            ("a == )", 6, "expected an expression after `==`, found `)`"),
+            ("not", 4, "expected an expression after `not`"),
+            ("(a", 3, "expected `)` to close the `(` at column 1, found the end"),
+            ("a)", 2, "unmatched `)`"),
+            ("a b", 3, "expected an operator or the end, found `b`"),
+            ("1 < 2 < 3", 7, "comparisons do not chain"),
+            ("a is null == true", 11, "comparisons do not chain"),
+            ("a is 1", 6, "expected `null` or `not null` after `is`"),
+            ("a in 1", 6, "expected a list `[...]` after `in`"),
+            ("a between 1 or 2", 13, "expected `and` in `between ... and ...`"),
+            ("a not b", 7, "expected `in` or `between` after `not`"),
+            ("a == not b", 6, "`not` needs parentheses"),
+            ("[1, 2", 6, "expected `,` or `]`"),
+            ("f(1 2)", 5, "expected `,` or `)`"),
+            ("foo(1)", 1, "unknown function `foo`; valid functions are exists, coalesce, contains"),
+            ("a and frob(1)", 7, "lower, upper, len, abs, floor, round, if, matches"),
+            ("lower(1, 2)", 1, "`lower` takes 1 argument, found 2 arguments"),
+            ("if(1)", 1, "`if` takes 3 arguments, found 1 argument"),
+            ("coalesce()", 1, "`coalesce` takes at least 1 argument, found 0"),
+            ("matches(s)", 1, "`matches` takes 2 arguments"),
+            ("matches(s, '(')", 12, "invalid regular expression: unclosed group"),
+            ("matches(s, p)", 12, "the pattern of `matches` must be a string literal"),
+            ("exists(1)", 8, "`exists` takes a field path"),
+            ("'abc", 1, "unterminated string"),
+            ("'a\\q'", 3, "unknown escape `\\q`"),
+            ("a # b", 3, "unexpected character `#`"),
+            ("1abc", 1, "invalid number"),
+            ("1.", 1, "invalid number"),
+            ("99999999999999999999", 1, "integer out of range"),
+            ("9223372036854775808", 1, "integer out of range"),
+            ("1e999", 1, "number out of range"),
+            ("a.", 3, "expected a field name"),
+            ("a[x]", 3, "list index must be a non-negative integer"),
+            ("a[1", 2, "missing `]`"),
+            ("`abc", 1, "unterminated backtick"),
+            ("'é' == and", 8, "expected an expression after `==`, found `and`"),
+            (&deep, 201, "nested more than 200 levels"),
+            (&long, 1, "nested more than 200 levels"),
+        ];
+        for (text, column, message) in cases {
+            let e = parse(text).expect_err(text);
+            assert!(e.message.contains(message), "{text}: {}", e.message);
+            assert_eq!(e.column, *column, "{text}: {}", e.message);
+            assert_eq!(e.source_text, *text);
+        }
+    }
+
+    #[test]
+    fn error_display_has_a_caret() {
+        let e = parse("a == 1 and").unwrap_err();
+        let want = "column 11: expected an expression after `and`\n  a == 1 and\n            ^";
+        assert_eq!(e.to_string(), want);
+    }
+
+    #[test]
+    fn extreme_literals() {
+        assert_eq!(parse("-9223372036854775808"), Ok(Expr::Literal(Value::Int(i64::MIN))));
+        let neg = Expr::Unary(UnaryOp::Neg, Box::new(Expr::Literal(Value::Int(5))));
+        assert_eq!(parse("-(5)"), Ok(neg));
+        assert_eq!(parse("- 2.5"), Ok(Expr::Literal(Value::float(-2.5))));
+    }
+}

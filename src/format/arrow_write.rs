@@ -1,0 +1,384 @@
+//! Dynamic rows ([`Value`]s) to Arrow record batches, and record batches to Parquet files.
+//!
+//! [`rows_to_batch`] infers each column's Arrow type from its values:
+//!
+//! | values (nulls ignored)      | Arrow type                                    |
+//! |-----------------------------|-----------------------------------------------|
+//! | ints                        | `Int64`                                       |
+//! | floats, or ints and floats  | `Float64`                                     |
+//! | bools                       | `Boolean`                                     |
+//! | strings                     | `Utf8`                                        |
+//! | timestamps                  | `Timestamp(Millisecond, "UTC")`               |
+//! | lists                       | `List` of the elements' inferred type         |
+//! | objects                     | `Struct` of the union of their fields, sorted |
+//! | only nulls                  | `Utf8`, all null (DuckDB dislikes `Null`)     |
+//! | any other mix               | `Utf8`: strings as-is, others as JSON text    |
+//!
+//! Inference recurses into list elements and object fields; an object without fields becomes
+//! `Utf8` text (`{}`) because Parquet has no empty groups.
+//!
+//! [`rows_to_batch_with_schema`] coerces values into an existing schema instead (later files of
+//! one output keep the first file's schema): ints widen to floats, anything becomes text in a
+//! `Utf8` column, and a value that does not fit its column becomes null.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, Int64Array, ListArray, NullArray, RecordBatch,
+    RecordBatchOptions, StringBuilder, StructArray,
+};
+use arrow::buffer::{NullBuffer, OffsetBuffer};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use super::WriteError;
+use crate::value::{lookup, Sym, Value};
+
+/// Rows per Parquet row group. Row groups are the engine's unit of parallel reading, so they are
+/// kept moderate rather than Parquet's default of a million rows.
+pub const ROW_GROUP_ROWS: usize = 65_536;
+
+/// The inferred shape of a column (or of list elements and struct fields, recursively).
+#[derive(Clone, Debug, PartialEq)]
+enum Shape {
+    Null,
+    Bool,
+    Int,
+    Float,
+    Str,
+    Time,
+    List(Box<Shape>),
+    Struct(BTreeMap<&'static str, Shape>),
+    /// A mix of kinds: rendered as text.
+    Text,
+}
+
+impl Shape {
+    /// Widens the shape so that it also covers `v`.
+    fn absorb(&mut self, v: &Value) {
+        if v.is_null() || *self == Shape::Text {
+            return;
+        }
+        if *self == Shape::Null {
+            *self = match v {
+                Value::Bool(_) => Shape::Bool,
+                Value::Int(_) => Shape::Int,
+                Value::Float(_) => Shape::Float,
+                Value::Str(_) => Shape::Str,
+                Value::Time(_) => Shape::Time,
+                Value::List(_) => Shape::List(Box::new(Shape::Null)),
+                Value::Object(_) => Shape::Struct(BTreeMap::new()),
+                Value::Null => Shape::Null,
+            };
+        }
+        match (self, v) {
+            (Shape::Bool, Value::Bool(_))
+            | (Shape::Int, Value::Int(_))
+            | (Shape::Float, Value::Float(_) | Value::Int(_))
+            | (Shape::Str, Value::Str(_))
+            | (Shape::Time, Value::Time(_)) => {}
+            (s @ Shape::Int, Value::Float(_)) => *s = Shape::Float,
+            (Shape::List(elem), Value::List(items)) => items.iter().for_each(|i| elem.absorb(i)),
+            (Shape::Struct(fields), Value::Object(obj)) => {
+                for (k, v) in obj.iter() {
+                    fields.entry(k.as_str()).or_insert(Shape::Null).absorb(v);
+                }
+            }
+            (s, _) => *s = Shape::Text,
+        }
+    }
+
+    fn data_type(&self) -> DataType {
+        match self {
+            Shape::Null | Shape::Str | Shape::Text => DataType::Utf8,
+            Shape::Bool => DataType::Boolean,
+            Shape::Int => DataType::Int64,
+            Shape::Float => DataType::Float64,
+            Shape::Time => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            Shape::List(elem) => {
+                DataType::List(Arc::new(Field::new_list_field(elem.data_type(), true)))
+            }
+            Shape::Struct(fields) if fields.is_empty() => DataType::Utf8,
+            Shape::Struct(fields) => DataType::Struct(
+                fields
+                    .iter()
+                    .map(|(name, s)| Field::new(*name, s.data_type(), true))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// The Arrow type [`rows_to_batch`] infers for a column holding `values`.
+pub fn infer_type<'a>(values: impl IntoIterator<Item = &'a Value>) -> DataType {
+    let mut shape = Shape::Null;
+    values.into_iter().for_each(|v| shape.absorb(v));
+    shape.data_type()
+}
+
+/// Builds a batch from rows of values, inferring column types (see the module docs).
+pub fn rows_to_batch(columns: &[String], rows: &[Vec<Value>]) -> Result<RecordBatch, WriteError> {
+    check_widths(columns.len(), rows)?;
+    let fields: Vec<Field> = columns
+        .iter()
+        .enumerate()
+        .map(|(c, name)| Field::new(name, infer_type(rows.iter().map(|r| &r[c])), true))
+        .collect();
+    rows_to_batch_with_schema(&Arc::new(Schema::new(fields)), rows)
+}
+
+/// Builds a batch in an existing schema, coercing values (see the module docs).
+pub fn rows_to_batch_with_schema(
+    schema: &SchemaRef,
+    rows: &[Vec<Value>],
+) -> Result<RecordBatch, WriteError> {
+    check_widths(schema.fields().len(), rows)?;
+    let mut arrays = Vec::with_capacity(schema.fields().len());
+    for (c, field) in schema.fields().iter().enumerate() {
+        let values: Vec<&Value> = rows.iter().map(|r| &r[c]).collect();
+        let array = build(field.data_type(), &values).map_err(|source| WriteError::Column {
+            column: field.name().clone(),
+            source,
+        })?;
+        arrays.push(array);
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+    RecordBatch::try_new_with_options(schema.clone(), arrays, &options).map_err(|source| {
+        WriteError::Column {
+            column: "(batch)".into(),
+            source,
+        }
+    })
+}
+
+fn check_widths(expected: usize, rows: &[Vec<Value>]) -> Result<(), WriteError> {
+    match rows.iter().position(|r| r.len() != expected) {
+        Some(row) => Err(WriteError::RowWidth {
+            row,
+            got: rows[row].len(),
+            expected,
+        }),
+        None => Ok(()),
+    }
+}
+
+static NULL: Value = Value::Null;
+
+/// Builds one array of type `dt` from `values`, coercing each value or nulling it.
+fn build(dt: &DataType, values: &[&Value]) -> Result<ArrayRef, ArrowError> {
+    let array: ArrayRef = match dt {
+        DataType::Null => Arc::new(NullArray::new(values.len())),
+        DataType::Boolean => Arc::new(
+            values
+                .iter()
+                .map(|v| match v {
+                    Value::Bool(b) => Some(*b),
+                    _ => None,
+                })
+                .collect::<BooleanArray>(),
+        ),
+        DataType::Int64 => Arc::new(
+            values
+                .iter()
+                .map(|v| match v {
+                    Value::Int(i) => Some(*i),
+                    _ => None,
+                })
+                .collect::<Int64Array>(),
+        ),
+        DataType::Float64 => Arc::new(
+            values
+                .iter()
+                .map(|v| match v {
+                    Value::Int(i) => Some(*i as f64),
+                    Value::Float(f) => Some(f.get()),
+                    _ => None,
+                })
+                .collect::<Float64Array>(),
+        ),
+        DataType::Utf8 => text(values),
+        DataType::Timestamp(unit, _) => {
+            let (mul, div) = match unit {
+                TimeUnit::Second => (1, 1000),
+                TimeUnit::Millisecond => (1, 1),
+                TimeUnit::Microsecond => (1000, 1),
+                TimeUnit::Nanosecond => (1_000_000, 1),
+            };
+            let ints: Int64Array = values
+                .iter()
+                .map(|v| match v {
+                    Value::Time(ms) => ms.checked_mul(mul).map(|t| t.div_euclid(div)),
+                    _ => None,
+                })
+                .collect();
+            cast(&ints, dt)?
+        }
+        DataType::List(field) => {
+            let mut offsets = Vec::with_capacity(values.len() + 1);
+            let mut items: Vec<&Value> = Vec::new();
+            offsets.push(0i32);
+            for v in values {
+                if let Value::List(list) = v {
+                    items.extend(list.iter());
+                }
+                let end = i32::try_from(items.len()).map_err(|_| {
+                    ArrowError::ComputeError("list column exceeds i32 offsets".into())
+                })?;
+                offsets.push(end);
+            }
+            let child = build(field.data_type(), &items)?;
+            let nulls = NullBuffer::from_iter(values.iter().map(|v| matches!(v, Value::List(_))));
+            Arc::new(ListArray::try_new(
+                field.clone(),
+                OffsetBuffer::new(offsets.into()),
+                child,
+                Some(nulls),
+            )?)
+        }
+        DataType::Struct(fields) => struct_array(fields, values)?,
+        // Types inference never produces (an existing schema may have them): text, then cast.
+        other => cast(&text(values), other)?,
+    };
+    Ok(array)
+}
+
+fn struct_array(fields: &Fields, values: &[&Value]) -> Result<ArrayRef, ArrowError> {
+    let mut children = Vec::with_capacity(fields.len());
+    for field in fields.iter() {
+        let name = Sym::new(field.name());
+        let child: Vec<&Value> = values
+            .iter()
+            .map(|v| match v {
+                Value::Object(obj) => lookup(obj, name).unwrap_or(&NULL),
+                _ => &NULL,
+            })
+            .collect();
+        children.push(build(field.data_type(), &child)?);
+    }
+    let nulls = NullBuffer::from_iter(values.iter().map(|v| matches!(v, Value::Object(_))));
+    if fields.is_empty() {
+        return Ok(Arc::new(StructArray::new_empty_fields(
+            values.len(),
+            Some(nulls),
+        )));
+    }
+    Ok(Arc::new(StructArray::try_new(
+        fields.clone(),
+        children,
+        Some(nulls),
+    )?))
+}
+
+/// Strings as they are; every other non-null value as its JSON text (timestamps as RFC 3339).
+fn text(values: &[&Value]) -> ArrayRef {
+    let mut b = StringBuilder::with_capacity(values.len(), values.len() * 8);
+    for v in values {
+        match v {
+            Value::Null => b.append_null(),
+            Value::Str(s) => b.append_value(s),
+            other => {
+                // Display: strings unquoted, timestamps RFC 3339, everything else JSON.
+                let _ = write!(b, "{other}");
+                b.append_value("");
+            }
+        }
+    }
+    Arc::new(b.finish())
+}
+
+/// Writes record batches to one Parquet file (snappy, [`ROW_GROUP_ROWS`] rows per row group).
+pub struct ParquetSink {
+    path: PathBuf,
+    schema: SchemaRef,
+    writer: ArrowWriter<File>,
+    rows: usize,
+}
+
+impl ParquetSink {
+    /// Creates (or truncates) `path` for batches of `schema`.
+    pub fn open(path: &Path, schema: SchemaRef) -> Result<ParquetSink, WriteError> {
+        let file = File::create(path).map_err(|source| WriteError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .build();
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|source| {
+            WriteError::Parquet {
+                path: path.into(),
+                source,
+            }
+        })?;
+        Ok(ParquetSink {
+            path: path.into(),
+            schema,
+            writer,
+            rows: 0,
+        })
+    }
+
+    /// The file's schema.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Appends a batch, which must have the file's schema.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), WriteError> {
+        let got = batch.schema();
+        if got.fields() != self.schema.fields() {
+            let describe = |s: &Schema| {
+                let cols: Vec<String> = s
+                    .fields()
+                    .iter()
+                    .map(|f| format!("{}: {}", f.name(), f.data_type()))
+                    .collect();
+                cols.join(", ")
+            };
+            return Err(WriteError::SchemaMismatch {
+                path: self.path.clone(),
+                expected: describe(&self.schema),
+                got: describe(&got),
+            });
+        }
+        self.writer
+            .write(batch)
+            .map_err(|source| WriteError::Parquet {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.rows += batch.num_rows();
+        Ok(())
+    }
+
+    /// Ends the current row group early (the next batch starts a new one).
+    pub fn flush(&mut self) -> Result<(), WriteError> {
+        self.writer.flush().map_err(|source| WriteError::Parquet {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Writes the footer and closes the file.
+    pub fn close(self) -> Result<(), WriteError> {
+        let path = self.path;
+        self.writer
+            .close()
+            .map_err(|source| WriteError::Parquet { path, source })?;
+        Ok(())
+    }
+}

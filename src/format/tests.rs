@@ -1,0 +1,278 @@
+//! Round trips: rows to batches to Parquet files and back, and events to NDJSON.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{
+    DataType, Field, Float64Type, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
+};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::*;
+use crate::event::Event;
+use crate::value::{Sym, Value};
+
+fn obj(fields: &[(&str, Value)]) -> Value {
+    Value::object(
+        fields
+            .iter()
+            .map(|(k, v)| (Sym::new(k), v.clone()))
+            .collect(),
+    )
+}
+
+/// Writes `batch` to a Parquet file and reads it back as one batch.
+fn round_trip(batch: &RecordBatch) -> RecordBatch {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.parquet");
+    let mut sink = ParquetSink::open(&path, batch.schema()).unwrap();
+    sink.write(batch).unwrap();
+    assert_eq!(sink.rows(), batch.num_rows());
+    sink.close().unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+    arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+#[test]
+fn infers_types_and_round_trips_through_parquet() {
+    let cols: Vec<String> = ["i", "f", "b", "s", "t", "nul", "mix", "list", "obj"]
+        .map(String::from)
+        .to_vec();
+    let list = |xs: &[i64]| Value::List(xs.iter().map(|x| Value::Int(*x)).collect());
+    let rows = vec![
+        vec![
+            Value::Int(1),
+            Value::Int(2),
+            Value::Bool(true),
+            Value::str("a"),
+            Value::Time(1_709_510_400_000),
+            Value::Null,
+            Value::str("plain"),
+            list(&[1, 2]),
+            obj(&[("os", Value::str("iOS")), ("n", Value::Int(1))]),
+        ],
+        vec![
+            Value::Null,
+            Value::float(2.5),
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Int(7),
+            Value::Null,
+            obj(&[
+                ("os", Value::str("Android")),
+                ("tags", Value::List([Value::str("x")].into())),
+            ]),
+        ],
+        vec![
+            Value::Int(-3),
+            Value::Null,
+            Value::Bool(false),
+            Value::str("c"),
+            Value::Time(0),
+            Value::Null,
+            obj(&[("k", Value::Bool(true))]),
+            list(&[]),
+            Value::Null,
+        ],
+    ];
+    let batch = round_trip(&rows_to_batch(&cols, &rows).unwrap());
+    let schema = batch.schema();
+    let types: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| f.data_type().to_string())
+        .collect();
+    assert_eq!(
+        &types[..6],
+        [
+            "Int64",
+            "Float64",
+            "Boolean",
+            "Utf8",
+            "Timestamp(ms, \"UTC\")",
+            "Utf8"
+        ]
+    );
+    assert_eq!(schema.field(6).data_type(), &DataType::Utf8);
+    assert!(
+        matches!(schema.field(7).data_type(), DataType::List(f) if f.data_type() == &DataType::Int64)
+    );
+    let DataType::Struct(sf) = schema.field(8).data_type() else {
+        panic!("{}", schema.field(8))
+    };
+    let names: Vec<&str> = sf.iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, ["n", "os", "tags"]);
+    assert!(matches!(sf[2].data_type(), DataType::List(f) if f.data_type() == &DataType::Utf8));
+
+    let ints = batch.column(0).as_primitive::<Int64Type>();
+    assert_eq!(
+        (ints.value(0), ints.is_null(1), ints.value(2)),
+        (1, true, -3)
+    );
+    let floats = batch.column(1).as_primitive::<Float64Type>();
+    assert_eq!(
+        (floats.value(0), floats.value(1), floats.is_null(2)),
+        (2.0, 2.5, true)
+    );
+    assert!(!batch.column(2).as_boolean().value(2));
+    let times = batch.column(4).as_primitive::<TimestampMillisecondType>();
+    assert_eq!(
+        (times.value(0), times.is_null(1)),
+        (1_709_510_400_000, true)
+    );
+    assert_eq!(batch.column(5).null_count(), 3);
+    let mix = batch.column(6).as_string::<i32>();
+    assert_eq!(
+        [mix.value(0), mix.value(1), mix.value(2)],
+        ["plain", "7", r#"{"k":true}"#]
+    );
+    let lists = batch.column(7).as_list::<i32>();
+    assert_eq!(lists.value(0).as_primitive::<Int64Type>().values(), &[1, 2]);
+    assert!(lists.is_null(1));
+    assert_eq!((lists.is_null(2), lists.value(2).len()), (false, 0));
+    let st = batch.column(8).as_struct();
+    assert!(st.is_null(2));
+    let os = st.column_by_name("os").unwrap().as_string::<i32>();
+    assert_eq!((os.value(0), os.value(1)), ("iOS", "Android"));
+    let n = st.column_by_name("n").unwrap().as_primitive::<Int64Type>();
+    assert!(n.is_null(1));
+    let tags = st.column_by_name("tags").unwrap().as_list::<i32>();
+    assert_eq!(tags.value(1).as_string::<i32>().value(0), "x");
+}
+
+#[test]
+fn coerces_into_an_existing_schema() {
+    let schema: SchemaRef = Arc::new(Schema::new(vec![
+        Field::new("f", DataType::Float64, true),
+        Field::new("s", DataType::Utf8, true),
+        Field::new("i", DataType::Int64, true),
+        Field::new(
+            "t",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            true,
+        ),
+    ]));
+    let rows = vec![
+        vec![
+            Value::Int(3),
+            Value::Time(0),
+            Value::str("x"),
+            Value::Time(5),
+        ],
+        vec![
+            Value::str("no"),
+            Value::List([Value::Int(1)].into()),
+            Value::float(1.5),
+            Value::Int(5),
+        ],
+    ];
+    let batch = rows_to_batch_with_schema(&schema, &rows).unwrap();
+    let f = batch.column(0).as_primitive::<Float64Type>();
+    assert_eq!((f.value(0), f.is_null(1)), (3.0, true));
+    let s = batch.column(1).as_string::<i32>();
+    assert_eq!(
+        (s.value(0), s.value(1)),
+        ("1970-01-01T00:00:00.000Z", "[1]")
+    );
+    assert_eq!(batch.column(2).null_count(), 2);
+    assert_eq!(batch.column(3).null_count(), 1);
+    let err = rows_to_batch_with_schema(&schema, &[vec![Value::Null]]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WriteError::RowWidth {
+                row: 0,
+                got: 1,
+                expected: 4
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn sink_rejects_a_different_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.parquet");
+    let a = rows_to_batch(&["a".into()], &[vec![Value::Int(1)]]).unwrap();
+    let b = rows_to_batch(&["a".into()], &[vec![Value::str("1")]]).unwrap();
+    let mut sink = ParquetSink::open(&path, a.schema()).unwrap();
+    let err = sink.write(&b).unwrap_err().to_string();
+    assert!(
+        err.contains("x.parquet") && err.contains("a: Int64"),
+        "{err}"
+    );
+}
+
+fn event(time: i64, kind: &str, fields: &[(&str, Value)]) -> Event {
+    let payload = fields
+        .iter()
+        .map(|(k, v)| (Sym::new(k), v.clone()))
+        .collect();
+    Event::new(time, Sym::new(kind), payload)
+}
+
+#[test]
+fn events_become_rows_with_a_union_of_fields() {
+    let events = [
+        event(5, "a", &[("z", Value::Int(1)), ("m", Value::str("x"))]),
+        event(6, "b", &[("c", Value::Bool(true)), ("ts", Value::Int(9))]),
+    ];
+    let (cols, rows) = events_to_rows(&events, "ts", "type");
+    assert_eq!(cols, ["ts", "type", "c", "m", "z"]);
+    assert_eq!(
+        rows[0],
+        [
+            Value::Time(5),
+            Value::str("a"),
+            Value::Null,
+            Value::str("x"),
+            Value::Int(1)
+        ]
+    );
+    assert_eq!(
+        rows[1][..3],
+        [Value::Time(6), Value::str("b"), Value::Bool(true)]
+    );
+    assert_eq!(rows[1][3..], [Value::Null, Value::Null]);
+    let batch = rows_to_batch(&cols, &rows).unwrap();
+    assert_eq!(batch.num_columns(), 5);
+    assert_eq!(batch.num_rows(), 2);
+}
+
+#[test]
+fn ndjson_matches_value_to_json() {
+    let nested = Value::object(vec![
+        (
+            Sym::new("q\"uote"),
+            Value::List([Value::float(0.1), Value::Null, Value::Time(0)].into()),
+        ),
+        (Sym::new("n"), Value::float(f64::INFINITY)),
+    ]);
+    let e = event(
+        1_709_510_400_123,
+        "attempt",
+        &[
+            ("s", Value::str("a\nb")),
+            ("o", nested),
+            ("f", Value::float(3.0)),
+            ("i", Value::Int(-7)),
+        ],
+    );
+    let mut out = Vec::new();
+    write_ndjson_event(&mut out, &e, "event_time", "event_type").unwrap();
+    let line = String::from_utf8(out).unwrap();
+    assert!(line.ends_with('\n') && line.lines().count() == 1);
+    let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(parsed, e.to_json("event_time", "event_type"));
+    assert!(line.starts_with(
+        r#"{"event_time":"2024-03-04T00:00:00.123Z","event_type":"attempt","f":3.0,"#
+    ));
+}

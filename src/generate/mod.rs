@@ -1,0 +1,178 @@
+//! Deterministic synthetic event logs (`sluice generate`).
+//!
+//! [`generate`] streams `events` rows of a scenario to a Parquet (`.parquet`) or NDJSON
+//! (`.ndjson`) file in chunks of [`ROW_GROUP_ROWS`] rows (one Parquet row group each), so memory
+//! stays bounded however many events are asked for. The same scenario, seed and count always give
+//! a byte-identical file. Rows are written in *arrival* order, which is slightly out of event-time
+//! order; a few rows arrive much later than [`LATENESS_MS`], and some are duplicate deliveries.
+//!
+//! Scenarios: `learning` (see [`learning`] for the simulation, [`schema`] for the columns and
+//! [`vocab`] for their values). Measured with seed 1: ~0.99M events per simulated day (1M events
+//! span 24.2 h, 10M span 10.1 days), 0.10% late rows (event time more than [`LATENESS_MS`] behind
+//! the maximum seen), 3.0% duplicate deliveries, 2.0% placements, 81% attempts, ~7% of attempts
+//! by bots. 10M events take ~17 s and ~75 MB of memory (550 MB of Parquet) in release on one core.
+//! Determinism holds on one platform; `f64` functions such as `exp` may round differently
+//! elsewhere.
+
+pub mod learning;
+pub mod schema;
+#[cfg(test)]
+mod tests;
+pub mod vocab;
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use arrow::error::ArrowError;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::format::{write_ndjson_event, ParquetSink, WriteError, ROW_GROUP_ROWS};
+use learning::Learning;
+use schema::{TIME_FIELD, TYPE_FIELD};
+
+/// The scenarios [`generate`] knows.
+pub const SCENARIOS: &[&str] = &["learning"];
+
+/// The lateness bound the summary counts late rows against: a row is late when its event time is
+/// more than this behind the maximum event time of the rows before it.
+pub const LATENESS_MS: i64 = 120_000;
+
+/// What a generated file holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerateSummary {
+    /// Rows written (duplicates included).
+    pub events: usize,
+    /// Rows more than [`LATENESS_MS`] behind the maximum event time before them.
+    pub late: usize,
+    /// Duplicate deliveries (rows repeating an earlier attempt).
+    pub duplicates: usize,
+    /// Users and sessions the simulation created.
+    pub users: usize,
+    pub sessions: u64,
+    /// Smallest and largest event time written, epoch milliseconds (0 when empty).
+    pub min_time: i64,
+    pub max_time: i64,
+    /// Number of rows of each event type, by name, sorted by name.
+    pub by_type: Vec<(&'static str, usize)>,
+}
+
+/// Why a log could not be generated.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("unknown scenario `{scenario}`; the scenarios are: {}", SCENARIOS.join(", "))]
+    UnknownScenario { scenario: String },
+    #[error("{}: unknown output format; the file name must end in .parquet or .ndjson", path.display())]
+    UnknownFormat { path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: building a batch: {source}", path.display())]
+    Arrow {
+        path: PathBuf,
+        #[source]
+        source: ArrowError,
+    },
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+enum Sink {
+    Parquet(Box<ParquetSink>),
+    Ndjson(BufWriter<File>),
+}
+
+/// Writes `events` rows of `scenario` generated from `seed` to `out` (`.parquet` or `.ndjson`),
+/// with a progress bar on stderr when `progress` is set.
+pub fn generate(
+    scenario: &str,
+    events: usize,
+    seed: u64,
+    out: &Path,
+    progress: bool,
+) -> Result<GenerateSummary, GenerateError> {
+    if !SCENARIOS.contains(&scenario) {
+        return Err(GenerateError::UnknownScenario {
+            scenario: scenario.into(),
+        });
+    }
+    let io_err = |source| GenerateError::Io {
+        path: out.into(),
+        source,
+    };
+    let mut sink = match out.extension().and_then(|e| e.to_str()) {
+        Some("parquet") => Sink::Parquet(Box::new(ParquetSink::open(out, schema::schema())?)),
+        Some("ndjson") => Sink::Ndjson(BufWriter::new(File::create(out).map_err(io_err)?)),
+        _ => return Err(GenerateError::UnknownFormat { path: out.into() }),
+    };
+    let bar = if progress {
+        ProgressBar::new(events as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {human_pos}/{human_len} events ({per_sec}, eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let mut g = Learning::new(seed, events);
+    let (mut late, mut duplicates, mut max_time, mut min_time) = (0, 0, i64::MIN, i64::MAX);
+    let mut by_kind = [0usize; 4];
+    let mut rows = Vec::with_capacity(ROW_GROUP_ROWS.min(events));
+    let mut written = 0;
+    while written < events {
+        rows.clear();
+        for _ in 0..ROW_GROUP_ROWS.min(events - written) {
+            let r = g.next_row();
+            late += usize::from(r.time < max_time.saturating_sub(LATENESS_MS));
+            duplicates += usize::from(r.duplicate);
+            by_kind[r.kind as usize] += 1;
+            (max_time, min_time) = (max_time.max(r.time), min_time.min(r.time));
+            rows.push(r);
+        }
+        match &mut sink {
+            Sink::Parquet(s) => {
+                let batch = schema::batch(&g, &rows).map_err(|source| GenerateError::Arrow {
+                    path: out.into(),
+                    source,
+                })?;
+                s.write(&batch)?;
+                s.flush()?;
+            }
+            Sink::Ndjson(w) => {
+                for r in &rows {
+                    let e = schema::event(&g, r);
+                    write_ndjson_event(w, &e, TIME_FIELD, TYPE_FIELD).map_err(io_err)?;
+                }
+            }
+        }
+        written += rows.len();
+        bar.inc(rows.len() as u64);
+    }
+    match sink {
+        Sink::Parquet(s) => s.close()?,
+        Sink::Ndjson(mut w) => w.flush().map_err(io_err)?,
+    }
+    bar.finish_and_clear();
+    let mut by_type: Vec<_> = vocab::Kind::ALL
+        .map(|k| (k.name(), by_kind[k as usize]))
+        .to_vec();
+    by_type.sort();
+    let summary = GenerateSummary {
+        events: written,
+        late,
+        duplicates,
+        users: g.users.len(),
+        sessions: g.session_count,
+        min_time: if written == 0 { 0 } else { min_time },
+        max_time: if written == 0 { 0 } else { max_time },
+        by_type,
+    };
+    tracing::info!(?summary, path = %out.display(), "generated {scenario} log");
+    Ok(summary)
+}

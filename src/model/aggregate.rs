@@ -1,0 +1,316 @@
+//! Aggregate states as an abelian group, so that partial aggregates can be added, subtracted and
+//! merged in any order with the same result.
+//!
+//! A window group's state is an [`AggState`]: the number of events in the group plus one
+//! [`MeasureState`] per measure. Adding the state of one event with weight `+1` inserts it,
+//! with weight `-1` retracts it; [`AggState::plus`] is associative and commutative, and a state
+//! whose count and measures are all zero is the identity. This is what lets the dataflow
+//! pre-aggregate on each worker before exchanging, and stay identical for any worker count.
+//!
+//! Exactness: sums are kept in 128-bit fixed point with 32 fractional bits. Integers (and bools
+//! as 0/1) enter exactly; floats are rounded once, on entry, to a multiple of 2^-32 (about
+//! 2.3e-10), so sums never depend on the order of addition. `min`, `max` and `count_distinct`
+//! keep a multiset of values with multiplicities, so retractions are exact too.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::Func;
+use crate::value::Value;
+
+const FRACTION_BITS: u32 = 32;
+const SCALE: f64 = (1u64 << FRACTION_BITS) as f64;
+/// Magnitude limit for one float entering a sum (keeps 2^31 such values from overflowing).
+const MAX_ABS: f64 = 1.0e28;
+
+/// Why a value cannot enter a measure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MeasureError {
+    #[error("{func} of a {kind} value ({value})")]
+    NotNumeric { func: &'static str, kind: &'static str, value: String },
+    #[error("{func} of {value}: out of range (|x| must be below 1e28 and finite)")]
+    OutOfRange { func: &'static str, value: String },
+}
+
+impl MeasureError {
+    /// The dead-letter reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            MeasureError::NotNumeric { .. } => "type_mismatch",
+            MeasureError::OutOfRange { .. } => "out_of_range",
+        }
+    }
+}
+
+/// The state of one measure for one window group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MeasureState {
+    /// Events (or non-null values) counted.
+    Count(i64),
+    /// Sum and average: number of values, fixed-point total, and how many were floats (the
+    /// result is an int when none were).
+    Sum { n: i64, total: i128, floats: i64 },
+    /// Multiset of values, for min, max and count distinct.
+    Values(BTreeMap<Value, i64>),
+}
+
+impl MeasureState {
+    pub fn empty(func: Func) -> MeasureState {
+        match func {
+            Func::Count => MeasureState::Count(0),
+            Func::Sum | Func::Avg => MeasureState::Sum { n: 0, total: 0, floats: 0 },
+            Func::Min | Func::Max | Func::CountDistinct => MeasureState::Values(BTreeMap::new()),
+        }
+    }
+
+    /// Adds `value` with multiplicity `weight`. `None` means `count()` (no argument). Nulls are
+    /// ignored by every function except `count()`, as in SQL.
+    pub fn add(&mut self, func: Func, value: Option<&Value>, weight: i64) -> Result<(), MeasureError> {
+        match (self, value) {
+            (MeasureState::Count(c), None) => *c += weight,
+            (_, Some(Value::Null)) => {}
+            (MeasureState::Count(c), Some(_)) => *c += weight,
+            (MeasureState::Sum { n, total, floats }, Some(v)) => {
+                let (fixed, is_float) = to_fixed(func, v)?;
+                *n += weight;
+                *total += fixed * i128::from(weight);
+                if is_float {
+                    *floats += weight;
+                }
+            }
+            (MeasureState::Values(map), Some(v)) => {
+                let entry = map.entry(v.clone()).or_insert(0);
+                *entry += weight;
+                if *entry == 0 {
+                    map.remove(v);
+                }
+            }
+            (MeasureState::Sum { .. } | MeasureState::Values(_), None) => {}
+        }
+        Ok(())
+    }
+
+    pub fn plus(&mut self, other: &MeasureState) {
+        match (self, other) {
+            (MeasureState::Count(a), MeasureState::Count(b)) => *a += b,
+            (
+                MeasureState::Sum { n, total, floats },
+                MeasureState::Sum { n: n2, total: t2, floats: f2 },
+            ) => {
+                *n += n2;
+                *total += t2;
+                *floats += f2;
+            }
+            (MeasureState::Values(a), MeasureState::Values(b)) => {
+                for (v, w) in b {
+                    let entry = a.entry(v.clone()).or_insert(0);
+                    *entry += w;
+                    if *entry == 0 {
+                        a.remove(v);
+                    }
+                }
+            }
+            (a, b) => panic!("measure states of different functions added: {a:?} + {b:?}"),
+        }
+    }
+
+    pub fn negate(&mut self) {
+        match self {
+            MeasureState::Count(c) => *c = -*c,
+            MeasureState::Sum { n, total, floats } => {
+                *n = -*n;
+                *total = -*total;
+                *floats = -*floats;
+            }
+            MeasureState::Values(map) => map.values_mut().for_each(|w| *w = -*w),
+        }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        match self {
+            MeasureState::Count(c) => *c == 0,
+            MeasureState::Sum { n, total, floats } => *n == 0 && *total == 0 && *floats == 0,
+            MeasureState::Values(map) => map.is_empty(),
+        }
+    }
+
+    /// The measure's value. Empty sums, averages, minima and maxima are null, as in SQL.
+    pub fn finish(&self, func: Func) -> Value {
+        match (func, self) {
+            (_, MeasureState::Count(c)) => Value::Int(*c),
+            (Func::Avg, MeasureState::Sum { n, total, .. }) => {
+                if *n == 0 {
+                    Value::Null
+                } else {
+                    Value::float(*total as f64 / SCALE / *n as f64)
+                }
+            }
+            (_, MeasureState::Sum { n, total, floats }) => {
+                if *n == 0 {
+                    Value::Null
+                } else if *floats == 0 {
+                    match i64::try_from(total >> FRACTION_BITS) {
+                        Ok(i) => Value::Int(i),
+                        Err(_) => Value::float(*total as f64 / SCALE),
+                    }
+                } else {
+                    Value::float(*total as f64 / SCALE)
+                }
+            }
+            (Func::Min, MeasureState::Values(map)) => positive(map.iter()).unwrap_or_default(),
+            (Func::Max, MeasureState::Values(map)) => positive(map.iter().rev()).unwrap_or_default(),
+            (_, MeasureState::Values(map)) => Value::Int(map.values().filter(|w| **w > 0).count() as i64),
+        }
+    }
+}
+
+/// The first value with positive multiplicity (a transiently negative one is not present).
+fn positive<'a>(mut it: impl Iterator<Item = (&'a Value, &'a i64)>) -> Option<Value> {
+    it.find(|(_, w)| **w > 0).map(|(v, _)| v.clone())
+}
+
+fn to_fixed(func: Func, v: &Value) -> Result<(i128, bool), MeasureError> {
+    match v {
+        Value::Int(i) => Ok((i128::from(*i) << FRACTION_BITS, false)),
+        Value::Bool(b) => Ok((i128::from(*b) << FRACTION_BITS, false)),
+        Value::Float(f) => {
+            let x = f.get();
+            if !x.is_finite() || x.abs() >= MAX_ABS {
+                return Err(MeasureError::OutOfRange { func: func.name(), value: v.to_string() });
+            }
+            Ok(((x * SCALE).round() as i128, true))
+        }
+        other => Err(MeasureError::NotNumeric {
+            func: func.name(),
+            kind: other.kind_name(),
+            value: other.to_string(),
+        }),
+    }
+}
+
+/// The state of one window group: how many events it holds, and each measure's state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AggState {
+    pub events: i64,
+    pub measures: Vec<MeasureState>,
+}
+
+impl AggState {
+    pub fn empty(funcs: &[Func]) -> AggState {
+        AggState { events: 0, measures: funcs.iter().map(|f| MeasureState::empty(*f)).collect() }
+    }
+    pub fn plus(&mut self, other: &AggState) {
+        self.events += other.events;
+        for (a, b) in self.measures.iter_mut().zip(&other.measures) {
+            a.plus(b);
+        }
+    }
+    pub fn negate(&mut self) {
+        self.events = -self.events;
+        self.measures.iter_mut().for_each(MeasureState::negate);
+    }
+    pub fn is_zero(&self) -> bool {
+        self.events == 0 && self.measures.iter().all(MeasureState::is_zero)
+    }
+    /// The measure values, or `None` when the group holds no events (it does not exist).
+    pub fn finish(&self, funcs: &[Func]) -> Option<Vec<Value>> {
+        if self.events <= 0 {
+            return None;
+        }
+        Some(self.measures.iter().zip(funcs).map(|(m, f)| m.finish(*f)).collect())
+    }
+    /// Approximate heap bytes held (for state-size reporting).
+    pub fn heap_bytes(&self) -> usize {
+        self.measures
+            .iter()
+            .map(|m| match m {
+                MeasureState::Values(map) => map.len() * 48,
+                _ => 0,
+            })
+            .sum::<usize>()
+            + self.measures.len() * std::mem::size_of::<MeasureState>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const FUNCS: [Func; 6] = [Func::Count, Func::Sum, Func::Avg, Func::Min, Func::Max, Func::CountDistinct];
+
+    fn state_of(values: &[(i64, i64)]) -> AggState {
+        let mut s = AggState::empty(&FUNCS);
+        for (v, w) in values {
+            s.events += w;
+            for (m, f) in s.measures.iter_mut().zip(FUNCS) {
+                let arg = if f == Func::Count { None } else { Some(Value::Int(*v)) };
+                m.add(f, arg.as_ref(), *w).unwrap();
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn finishes_like_sql() {
+        let s = state_of(&[(3, 1), (1, 1), (3, 1)]);
+        assert_eq!(
+            s.finish(&FUNCS).unwrap(),
+            vec![Value::Int(3), Value::Int(7), Value::float(7.0 / 3.0), Value::Int(1), Value::Int(3), Value::Int(2)]
+        );
+        assert_eq!(state_of(&[]).finish(&FUNCS), None);
+    }
+
+    #[test]
+    fn nulls_and_types() {
+        let mut m = MeasureState::empty(Func::Sum);
+        m.add(Func::Sum, Some(&Value::Null), 1).unwrap();
+        assert_eq!(m.finish(Func::Sum), Value::Null);
+        m.add(Func::Sum, Some(&Value::Bool(true)), 1).unwrap();
+        m.add(Func::Sum, Some(&Value::float(0.5)), 1).unwrap();
+        assert_eq!(m.finish(Func::Sum), Value::float(1.5));
+        let err = m.add(Func::Sum, Some(&Value::str("x")), 1).unwrap_err();
+        assert_eq!(err.reason(), "type_mismatch");
+        let err = m.add(Func::Sum, Some(&Value::float(f64::INFINITY)), 1).unwrap_err();
+        assert_eq!(err.reason(), "out_of_range");
+        let mut c = MeasureState::empty(Func::Count);
+        c.add(Func::Count, Some(&Value::Null), 1).unwrap();
+        c.add(Func::Count, None, 1).unwrap();
+        assert_eq!(c.finish(Func::Count), Value::Int(1));
+    }
+
+    #[test]
+    fn float_sums_do_not_depend_on_order() {
+        let xs = [0.1, 1e10, -1e10, 0.2, 0.3, 1e-7];
+        let sum = |order: &[usize]| {
+            let mut m = MeasureState::empty(Func::Sum);
+            for i in order {
+                m.add(Func::Sum, Some(&Value::float(xs[*i])), 1).unwrap();
+            }
+            m.finish(Func::Sum)
+        };
+        assert_eq!(sum(&[0, 1, 2, 3, 4, 5]), sum(&[5, 4, 3, 2, 1, 0]));
+        assert_eq!(sum(&[1, 0, 2, 3, 4, 5]), sum(&[2, 4, 1, 3, 5, 0]));
+    }
+
+    proptest! {
+        #[test]
+        fn group_laws(a in prop::collection::vec((-5i64..5, -2i64..3), 0..20),
+                      b in prop::collection::vec((-5i64..5, -2i64..3), 0..20)) {
+            let (sa, sb) = (state_of(&a), state_of(&b));
+            let mut ab = sa.clone();
+            ab.plus(&sb);
+            let mut ba = sb.clone();
+            ba.plus(&sa);
+            prop_assert_eq!(&ab, &ba);
+            let all: Vec<(i64, i64)> = a.iter().chain(&b).copied().collect();
+            prop_assert_eq!(&ab, &state_of(&all));
+            let mut zero = ab.clone();
+            let mut neg = ab.clone();
+            neg.negate();
+            zero.plus(&neg);
+            prop_assert!(zero.is_zero());
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Pure model maths: no timely or differential imports. The dataflow calls these inside its
+//! operators; each is unit- and property-tested alone.
+
+pub mod aggregate;
+pub mod window;

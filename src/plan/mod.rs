@@ -1,0 +1,126 @@
+//! Plans: validated, data-only descriptions of what a pipeline computes.
+//!
+//! `dataflows/*.toml` → [`spec::SpecFile`] (serde, spans kept) → [`validate::plan_file`] →
+//! [`Plan`]. A plan names every source path, binds every field reference, and holds parsed
+//! expressions; it can be printed (`sluice check SPEC --plan`), compared and tested without
+//! running a dataflow. Rendering (`crate::render`) is the only consumer.
+
+pub mod duration;
+pub mod spec;
+pub mod validate;
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::event::Accessor;
+use crate::expr::Expr;
+
+pub use validate::{plan_file, plan_str};
+
+/// A whole pipeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub name: String,
+    /// Timely timestamps are event times rounded down to a multiple of this many milliseconds.
+    pub tick_ms: u64,
+    pub sources: Vec<SourcePlan>,
+    pub aggregates: Vec<AggregatePlan>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Parquet,
+    Ndjson,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SourcePlan {
+    pub name: String,
+    pub format: Format,
+    /// Files or directories, resolved against the spec's folder (or `--input` overrides).
+    pub paths: Vec<PathBuf>,
+    pub time_field: String,
+    pub type_field: String,
+    /// Milliseconds per unit of an integer time column.
+    pub time_unit_ms: f64,
+    pub allowed_lateness_ms: u64,
+    /// Payload fields read by some stage (projection pushdown); `None` reads every field.
+    pub projection: Option<Vec<String>>,
+}
+
+/// Tumbling windows have `slide_ms == size_ms`; windows start at multiples of `slide_ms`
+/// since the epoch and cover `[start, start + size_ms)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WindowPlan {
+    pub size_ms: u64,
+    pub slide_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Emit {
+    /// Every change, as differential updates stamped with event time.
+    Updates,
+    /// Each window's values once, stamped with the window's end, when the watermark passes it.
+    Final,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Func {
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    CountDistinct,
+}
+
+impl Func {
+    pub const ALL: [(&'static str, Func); 6] = [
+        ("count", Func::Count),
+        ("sum", Func::Sum),
+        ("avg", Func::Avg),
+        ("min", Func::Min),
+        ("max", Func::Max),
+        ("count_distinct", Func::CountDistinct),
+    ];
+    pub fn name(self) -> &'static str {
+        Func::ALL.iter().find(|(_, f)| *f == self).map(|(n, _)| *n).unwrap_or("?")
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MeasurePlan {
+    /// Output column name.
+    pub name: String,
+    pub func: Func,
+    /// `None` only for `count()`, which counts events.
+    pub arg: Option<Expr>,
+    /// Per-measure condition (SQL's `FILTER (WHERE ...)`).
+    pub filter: Option<Expr>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AggregatePlan {
+    pub name: String,
+    /// Index into [`Plan::sources`].
+    pub source: usize,
+    pub filter: Option<Expr>,
+    pub window: WindowPlan,
+    /// Output column name and where its value comes from.
+    pub group_by: Vec<(String, Accessor)>,
+    pub measures: Vec<MeasurePlan>,
+    pub emit: Emit,
+}
+
+impl Plan {
+    /// Every named output: aggregates, then `dead_letters`.
+    pub fn output_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.aggregates.iter().map(|a| a.name.clone()).collect();
+        names.push(crate::DEAD_LETTERS.to_string());
+        names
+    }
+}

@@ -1,0 +1,419 @@
+//! Validation: a [`SpecFile`] becomes a [`Plan`], or a [`SpecError`] that names the file, line
+//! and key at fault and, where the valid values form a short list, suggests them.
+
+use std::collections::BTreeSet;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use crate::error::SpecError;
+use crate::event::{Accessor, FieldPath};
+use crate::expr::{self, Expr};
+
+use super::duration::parse_duration;
+use super::spec::{AggregateSpec, PathList, SourceSpec, SpecFile, WindowSpec, S};
+use super::{AggregatePlan, Emit, Format, Func, MeasurePlan, Plan, SourcePlan, WindowPlan};
+
+/// Reads and plans a spec file. `inputs` override source paths (`--input NAME=PATH`).
+pub fn plan_file(path: &Path, inputs: &[(String, PathBuf)]) -> Result<Plan, SpecError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SpecError {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        key: String::new(),
+        message: format!("cannot read spec: {e}"),
+        help: None,
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    plan_str(&text, path, base, inputs)
+}
+
+/// Plans spec text; `file` is only used in error messages, `base` resolves relative paths.
+pub fn plan_str(
+    text: &str,
+    file: &Path,
+    base: &Path,
+    inputs: &[(String, PathBuf)],
+) -> Result<Plan, SpecError> {
+    let cx = Cx { text, file };
+    let spec: SpecFile = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        cx.error(span, "", e.message().trim().to_string(), None)
+    })?;
+    for (name, _) in inputs {
+        if !spec.sources.contains_key(name) {
+            return Err(cx.error(
+                0..0,
+                "--input",
+                format!("no source named `{name}`"),
+                Some(one_of(spec.sources.keys())),
+            ));
+        }
+    }
+
+    let tick_ms = match &spec.pipeline.tick {
+        Some(t) => cx.duration(t, "pipeline.tick")?,
+        None => 1_000,
+    };
+    if tick_ms == 0 {
+        let t = spec.pipeline.tick.as_ref().expect("zero tick comes from the spec");
+        return Err(cx.error(t.span(), "pipeline.tick", "tick must be positive".into(), None));
+    }
+
+    let mut sources = Vec::new();
+    for (name, source) in &spec.sources {
+        let overridden = inputs.iter().rev().find(|(n, _)| n == name).map(|(_, p)| p.clone());
+        sources.push(cx.source(name, source, base, overridden)?);
+    }
+
+    let mut aggregates: Vec<AggregatePlan> = Vec::new();
+    for (i, agg) in spec.aggregates.iter().enumerate() {
+        let plan = cx.aggregate(i, agg, &spec, &sources, tick_ms)?;
+        if aggregates.iter().any(|a| a.name == plan.name) || plan.name == crate::DEAD_LETTERS {
+            return Err(cx.error(
+                agg.get_ref().name.span(),
+                &format!("aggregates[{i}].name"),
+                format!("output name `{}` is already used", plan.name),
+                None,
+            ));
+        }
+        aggregates.push(plan);
+    }
+
+    // Projection pushdown: each source decodes only the payload fields some stage reads.
+    for (index, source) in sources.iter_mut().enumerate() {
+        let mut fields = BTreeSet::new();
+        for agg in aggregates.iter().filter(|a| a.source == index) {
+            for acc in aggregate_fields(agg) {
+                if let Accessor::Payload(path) = acc {
+                    if let Some(head) = path.head() {
+                        fields.insert(head.as_str().to_string());
+                    }
+                }
+            }
+        }
+        source.projection = Some(fields.into_iter().collect());
+    }
+
+    Ok(Plan { name: spec.pipeline.name.get_ref().clone(), tick_ms, sources, aggregates })
+}
+
+/// Every field an aggregate reads.
+fn aggregate_fields(agg: &AggregatePlan) -> Vec<Accessor> {
+    let mut out: Vec<Accessor> = agg.group_by.iter().map(|(_, a)| a.clone()).collect();
+    let exprs = agg
+        .filter
+        .iter()
+        .chain(agg.measures.iter().flat_map(|m| m.arg.iter().chain(m.filter.iter())));
+    for e in exprs {
+        out.extend(e.fields());
+    }
+    out
+}
+
+fn one_of<'a>(names: impl IntoIterator<Item = &'a String>) -> String {
+    let list: Vec<String> = names.into_iter().map(|n| format!("`{n}`")).collect();
+    if list.is_empty() {
+        "none are defined".to_string()
+    } else {
+        format!("one of {}", list.join(", "))
+    }
+}
+
+struct Cx<'a> {
+    text: &'a str,
+    file: &'a Path,
+}
+
+impl Cx<'_> {
+    fn error(&self, span: Range<usize>, key: &str, message: String, help: Option<String>) -> SpecError {
+        let (line, column) = if span == (0..0) && key.is_empty() {
+            (0, 0)
+        } else {
+            line_col(self.text, span.start)
+        };
+        SpecError { file: self.file.to_path_buf(), line, column, key: key.to_string(), message, help }
+    }
+
+    fn duration(&self, s: &S<String>, key: &str) -> Result<u64, SpecError> {
+        parse_duration(s.get_ref()).map_err(|m| {
+            self.error(s.span(), key, m, Some("a duration such as `500ms`, `30s`, `5m`, `1h`, `1d`".into()))
+        })
+    }
+
+    fn expr(&self, s: &S<String>, key: &str, offset: usize, text: &str) -> Result<Expr, SpecError> {
+        expr::parse(text).map_err(|e| {
+            let mut err = self.error(s.span(), key, format!("column {}: {}", e.column + offset, e.message), None);
+            err.help = Some(format!("in `{}`", s.get_ref()));
+            err
+        })
+    }
+
+    fn source(
+        &self,
+        name: &str,
+        spec: &S<SourceSpec>,
+        base: &Path,
+        overridden: Option<PathBuf>,
+    ) -> Result<SourcePlan, SpecError> {
+        let s = spec.get_ref();
+        let key = |k: &str| format!("sources.{name}.{k}");
+        let paths: Vec<PathBuf> = match overridden {
+            Some(p) => vec![p],
+            None => match s.path.get_ref() {
+                PathList::One(p) => vec![base.join(p)],
+                PathList::Many(ps) => ps.iter().map(|p| base.join(p)).collect(),
+            },
+        };
+        if paths.is_empty() {
+            return Err(self.error(s.path.span(), &key("path"), "no paths given".into(), None));
+        }
+        let format = match &s.format {
+            Some(f) => match f.get_ref().as_str() {
+                "parquet" => Format::Parquet,
+                "ndjson" | "jsonl" => Format::Ndjson,
+                other => {
+                    return Err(self.error(
+                        f.span(),
+                        &key("format"),
+                        format!("unknown format `{other}`"),
+                        Some("one of `parquet`, `ndjson`".into()),
+                    ))
+                }
+            },
+            None => {
+                let ext = paths[0].extension().and_then(|e| e.to_str()).unwrap_or("");
+                match ext {
+                    "ndjson" | "jsonl" | "json" => Format::Ndjson,
+                    _ => Format::Parquet,
+                }
+            }
+        };
+        let time_unit_ms = match &s.time_unit {
+            None => 1.0,
+            Some(u) => match u.get_ref().as_str() {
+                "ms" => 1.0,
+                "s" => 1_000.0,
+                "us" => 0.001,
+                "ns" => 0.000_001,
+                other => {
+                    return Err(self.error(
+                        u.span(),
+                        &key("time_unit"),
+                        format!("unknown time unit `{other}`"),
+                        Some("one of `ms`, `s`, `us`, `ns`".into()),
+                    ))
+                }
+            },
+        };
+        let allowed_lateness_ms = match &s.allowed_lateness {
+            Some(l) => self.duration(l, &key("allowed_lateness"))?,
+            None => 0,
+        };
+        for (field, k) in [(&s.time_field, "time_field"), (&s.type_field, "type_field")] {
+            if let Err(e) = FieldPath::parse(field.get_ref()) {
+                return Err(self.error(field.span(), &key(k), e.to_string(), None));
+            }
+        }
+        Ok(SourcePlan {
+            name: name.to_string(),
+            format,
+            paths,
+            time_field: s.time_field.get_ref().clone(),
+            type_field: s.type_field.get_ref().clone(),
+            time_unit_ms,
+            allowed_lateness_ms,
+            projection: None,
+        })
+    }
+
+    fn aggregate(
+        &self,
+        i: usize,
+        spec: &S<AggregateSpec>,
+        file: &SpecFile,
+        sources: &[SourcePlan],
+        tick_ms: u64,
+    ) -> Result<AggregatePlan, SpecError> {
+        let a = spec.get_ref();
+        let key = |k: &str| format!("aggregates[{i}].{k}");
+        let name = a.name.get_ref().clone();
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            return Err(self.error(
+                a.name.span(),
+                &key("name"),
+                format!("`{name}` is not a valid output name"),
+                Some("letters, digits, `_` and `-` (it becomes a folder name)".into()),
+            ));
+        }
+        let Some(source) = sources.iter().position(|s| &s.name == a.source.get_ref()) else {
+            return Err(self.error(
+                a.source.span(),
+                &key("source"),
+                format!("no source named `{}`", a.source.get_ref()),
+                Some(one_of(file.sources.keys())),
+            ));
+        };
+        let src = &sources[source];
+        let bind = |e: Expr| e.bind(&src.time_field, &src.type_field);
+
+        let filter = match &a.filter {
+            Some(f) => Some(bind(self.expr(f, &key("where"), 0, f.get_ref())?)),
+            None => None,
+        };
+        let window = self.window(&a.window, &key("window"), tick_ms)?;
+        let mut group_by = Vec::new();
+        for (j, g) in a.group_by.iter().enumerate() {
+            let path = FieldPath::parse(g.get_ref())
+                .map_err(|e| self.error(g.span(), &key(&format!("group_by[{j}]")), e.to_string(), None))?;
+            let column = g.get_ref().clone();
+            group_by.push((column, Accessor::bind(path, &src.time_field, &src.type_field)));
+        }
+        let mut measures = Vec::new();
+        for (column, m) in a.measures.get_ref() {
+            let mkey = key(&format!("measures.{column}"));
+            if group_by.iter().any(|(g, _)| g == column)
+                || ["window_start", "window_end", "time", "diff"].contains(&column.as_str())
+                || measures.iter().any(|x: &MeasurePlan| &x.name == column)
+            {
+                return Err(self.error(m.span(), &mkey, format!("column `{column}` is defined twice"), None));
+            }
+            let mut plan = self.measure(column, m, &mkey)?;
+            plan.arg = plan.arg.map(bind);
+            plan.filter = plan.filter.map(bind);
+            measures.push(plan);
+        }
+        if measures.is_empty() {
+            return Err(self.error(a.measures.span(), &key("measures"), "no measures".into(), None));
+        }
+        let emit = match &a.emit {
+            None => Emit::Updates,
+            Some(e) => match e.get_ref().as_str() {
+                "updates" => Emit::Updates,
+                "final" => Emit::Final,
+                other => {
+                    return Err(self.error(
+                        e.span(),
+                        &key("emit"),
+                        format!("unknown emit mode `{other}`"),
+                        Some("one of `updates`, `final`".into()),
+                    ))
+                }
+            },
+        };
+        Ok(AggregatePlan { name, source, filter, window, group_by, measures, emit })
+    }
+
+    fn window(&self, w: &S<WindowSpec>, key: &str, tick_ms: u64) -> Result<WindowPlan, SpecError> {
+        let spec = w.get_ref();
+        let help = || Some("`{ tumbling = \"1h\" }` or `{ size = \"10m\", slide = \"1m\" }`".to_string());
+        let (size, slide) = match (&spec.tumbling, &spec.size, &spec.slide) {
+            (Some(t), None, None) => {
+                let size = self.duration(t, &format!("{key}.tumbling"))?;
+                (size, size)
+            }
+            (None, Some(size), slide) => {
+                let size_ms = self.duration(size, &format!("{key}.size"))?;
+                let slide_ms = match slide {
+                    Some(s) => self.duration(s, &format!("{key}.slide"))?,
+                    None => size_ms,
+                };
+                (size_ms, slide_ms)
+            }
+            _ => return Err(self.error(w.span(), key, "a window needs `tumbling`, or `size` and an optional `slide`".into(), help())),
+        };
+        if size == 0 || slide == 0 {
+            return Err(self.error(w.span(), key, "window size and slide must be positive".into(), help()));
+        }
+        if slide > size {
+            return Err(self.error(w.span(), key, format!("slide ({slide} ms) is longer than size ({size} ms): events would fall between windows"), help()));
+        }
+        if size % tick_ms != 0 || slide % tick_ms != 0 {
+            return Err(self.error(
+                w.span(),
+                key,
+                format!("window size and slide must be multiples of the pipeline tick ({tick_ms} ms)"),
+                Some("lower `pipeline.tick`".into()),
+            ));
+        }
+        if size / slide > 1_000 {
+            return Err(self.error(w.span(), key, format!("{} windows per event is too many (at most 1000)", size / slide), None));
+        }
+        Ok(WindowPlan { size_ms: size, slide_ms: slide })
+    }
+
+    fn measure(&self, column: &str, m: &S<String>, key: &str) -> Result<MeasurePlan, SpecError> {
+        let text = m.get_ref();
+        let bad = |message: String| {
+            self.error(
+                m.span(),
+                key,
+                message,
+                Some("`count()`, `count(x)`, `sum(x)`, `avg(x)`, `min(x)`, `max(x)`, `count_distinct(x)`, each optionally followed by `where CONDITION`".into()),
+            )
+        };
+        let open = text.find('(').ok_or_else(|| bad(format!("`{text}` is not `fn(argument)`")))?;
+        let fname = text[..open].trim();
+        let func = Func::ALL
+            .iter()
+            .find(|(n, _)| *n == fname)
+            .map(|(_, f)| *f)
+            .ok_or_else(|| bad(format!("unknown aggregate function `{fname}`")))?;
+        let close = matching_paren(text, open).ok_or_else(|| bad("missing `)`".into()))?;
+        let arg_text = &text[open + 1..close];
+        let arg = if arg_text.trim().is_empty() {
+            if func != Func::Count {
+                return Err(bad(format!("`{fname}` needs an argument")));
+            }
+            None
+        } else {
+            Some(self.expr(m, key, open + 1, arg_text)?)
+        };
+        let rest = text[close + 1..].trim_start();
+        let filter = if rest.is_empty() {
+            None
+        } else if let Some(cond) = rest.strip_prefix("where") {
+            let offset = text.len() - cond.len();
+            Some(self.expr(m, key, offset, cond)?)
+        } else {
+            return Err(bad(format!("unexpected `{rest}` after `)`: expected `where CONDITION`")));
+        };
+        Ok(MeasurePlan { name: column.to_string(), func, arg, filter })
+    }
+}
+
+/// Index of the `)` matching the `(` at `open`, skipping quoted strings.
+fn matching_paren(text: &str, open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut quote: Option<u8> = None;
+    let bytes = text.as_bytes();
+    let mut i = open;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quote {
+            Some(_) if b == b'\\' => i += 1,
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None => match b {
+                b'\'' | b'"' => quote = Some(b),
+                b'(' => depth += 1,
+                b')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(i);
+                    }
+                }
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    None
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    (line, column)
+}

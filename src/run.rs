@@ -1,0 +1,251 @@
+//! Running a plan: the validated run configuration, the per-worker driver that reads source
+//! splits into the dataflow while advancing inputs with the watermark, and the run summary.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::dead_letter::DeadLetter;
+use crate::error::RunError;
+use crate::plan::Plan;
+use crate::render::{render, SourceInputs};
+use crate::source::{self, Decoded, Layout, Watermark};
+use crate::value::Value;
+
+/// How to run: validated once from the command line (or a test), then used everywhere.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Worker threads per process.
+    pub workers: usize,
+    /// Cluster mode: number of processes, this process's index, and their addresses.
+    pub processes: usize,
+    pub process: usize,
+    pub addresses: Vec<String>,
+    pub out_dir: Option<PathBuf>,
+    /// Keep every output update in memory and return it (tests).
+    pub collect: bool,
+    pub progress: bool,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig { workers: 1, processes: 1, process: 0, addresses: Vec::new(), out_dir: None, collect: false, progress: false }
+    }
+}
+
+impl RunConfig {
+    fn timely(&self) -> timely::Config {
+        let communication = if self.processes > 1 {
+            let addresses = if self.addresses.is_empty() {
+                (0..self.processes).map(|i| format!("localhost:{}", 2101 + i)).collect()
+            } else {
+                self.addresses.clone()
+            };
+            timely::CommunicationConfig::Cluster {
+                threads: self.workers,
+                process: self.process,
+                addresses,
+                report: false,
+                zerocopy: false,
+            }
+        } else if self.workers > 1 {
+            timely::CommunicationConfig::Process(self.workers)
+        } else {
+            timely::CommunicationConfig::Thread
+        };
+        timely::Config { communication, worker: timely::WorkerConfig::default() }
+    }
+}
+
+/// One output's totals.
+#[derive(Clone, Debug)]
+pub struct OutputSummary {
+    pub name: String,
+    /// Updates written.
+    pub rows: u64,
+    /// Rows in the collection at the end (sum of diffs).
+    pub net: i64,
+    pub parts: usize,
+}
+
+/// Updates of one output: row, time, diff.
+pub type Updates = Vec<(Vec<Value>, u64, isize)>;
+
+/// What a run did.
+#[derive(Clone, Debug, Default)]
+pub struct RunSummary {
+    pub events_read: u64,
+    pub elapsed: Duration,
+    pub workers: usize,
+    pub outputs: Vec<OutputSummary>,
+    pub dead_letters: BTreeMap<String, i64>,
+    /// Present when [`RunConfig::collect`] is set.
+    pub collected: BTreeMap<String, Updates>,
+}
+
+impl RunSummary {
+    pub fn late(&self) -> i64 {
+        self.dead_letters.get("late").copied().unwrap_or(0)
+    }
+}
+
+struct WorkerOutput {
+    outputs: Vec<OutputSummary>,
+    dead_letters: BTreeMap<String, i64>,
+    collected: BTreeMap<String, Updates>,
+}
+
+/// Runs `plan` to completion.
+pub fn run(plan: &Plan, config: &RunConfig) -> Result<RunSummary, RunError> {
+    let started = Instant::now();
+    let layouts: Vec<Layout> = plan
+        .sources
+        .iter()
+        .map(Layout::discover)
+        .collect::<Result<_, _>>()
+        .map_err(|e| RunError::Source { path: plan.sources[0].paths[0].clone(), message: e.to_string() })?;
+    let total_rows: usize = layouts.iter().map(Layout::total_rows).sum();
+    if let Some(dir) = &config.out_dir {
+        if config.process == 0 {
+            for name in plan.output_names() {
+                let folder = dir.join(&name);
+                if folder.exists() {
+                    std::fs::remove_dir_all(&folder).map_err(|source| RunError::Io { path: folder.clone(), source })?;
+                }
+            }
+        }
+    }
+    let bar = if config.progress { crate::progress::bar(total_rows as u64, "events") } else { indicatif::ProgressBar::hidden() };
+    let read = Arc::new(AtomicU64::new(0));
+    let shared = Arc::new((plan.clone(), layouts, config.clone(), bar.clone(), Arc::clone(&read)));
+
+    let guards = timely::execute(config.timely(), move |worker| {
+        let (plan, layouts, config, bar, read) = &*shared;
+        drive(worker, plan, layouts, config, bar, read)
+    })
+    .map_err(RunError::Timely)?;
+
+    let mut summary = RunSummary { workers: config.workers * config.processes, ..RunSummary::default() };
+    for result in guards.join() {
+        let output = result.map_err(RunError::Timely)?.map_err(|e| RunError::Source { path: PathBuf::new(), message: e })?;
+        if let Some(output) = output {
+            summary.outputs = output.outputs;
+            summary.dead_letters = output.dead_letters;
+            summary.collected = output.collected;
+        }
+    }
+    bar.finish_and_clear();
+    summary.events_read = read.load(Ordering::Relaxed);
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// One worker: render, read this worker's splits, close the inputs, run to completion.
+fn drive(
+    worker: &mut timely::worker::Worker,
+    plan: &Plan,
+    layouts: &[Layout],
+    config: &RunConfig,
+    bar: &indicatif::ProgressBar,
+    read: &AtomicU64,
+) -> Result<Option<WorkerOutput>, String> {
+    let index = worker.index();
+    let peers = worker.peers();
+    let mut rendered = worker.dataflow::<u64, _, _>(|scope| render(plan, scope, config.out_dir.clone(), config.collect));
+    let tick_ms = plan.tick_ms as i64;
+
+    for ((source, layout), inputs) in plan.sources.iter().zip(layouts).zip(rendered.inputs.iter_mut()) {
+        let prefix = layout.prefix_max();
+        let mut reader = source::reader(source, layout);
+        let mut watermark = Watermark::new(source.allowed_lateness_ms);
+        for (i, split) in layout.splits.iter().enumerate().filter(|(i, _)| i % peers == index) {
+            watermark.start_split(prefix[i]);
+            advance(inputs, &watermark, tick_ms);
+            let mut push = |chunk: &mut Vec<Decoded>| {
+                let n = chunk.len() as u64;
+                for decoded in chunk.drain(..) {
+                    admit(inputs, &mut watermark, decoded, tick_ms, &source.name);
+                }
+                advance(inputs, &watermark, tick_ms);
+                inputs.events.flush();
+                inputs.dead.flush();
+                worker.step();
+                read.fetch_add(n, Ordering::Relaxed);
+                bar.inc(n);
+            };
+            reader.read(split, &mut push).map_err(|e| e.to_string())?;
+        }
+    }
+    let probe = rendered.probe.clone();
+    rendered.inputs.clear();
+    while worker.step_or_park(None) {}
+    debug_assert!(probe.done());
+
+    if index != 0 {
+        return Ok(None);
+    }
+    let mut out = WorkerOutput { outputs: Vec::new(), dead_letters: BTreeMap::new(), collected: BTreeMap::new() };
+    for (name, result) in &rendered.sinks {
+        let mut r = result.borrow_mut();
+        if let Some(e) = &r.error {
+            return Err(format!("writing output `{name}`: {e}"));
+        }
+        out.outputs.push(OutputSummary { name: name.clone(), rows: r.rows, net: r.net, parts: r.parts });
+        if name == crate::DEAD_LETTERS {
+            out.dead_letters = std::mem::take(&mut r.tally);
+        }
+        if config.collect {
+            out.collected.insert(name.clone(), std::mem::take(&mut r.collected));
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Sends one decoded record: an on-time event at its tick, anything else as a dead letter.
+fn admit(inputs: &mut SourceInputs, watermark: &mut Watermark, decoded: Decoded, tick_ms: i64, source: &str) {
+    match decoded {
+        Decoded::Event(event) if event.time < 0 => inputs.dead.insert(DeadLetter {
+            stage: format!("source:{source}"),
+            reason: "bad_time".into(),
+            detail: format!("event time {} is before 1970-01-01", crate::value::format_time(event.time)),
+            location: String::new(),
+            record: event.payload_value().to_json().to_string(),
+            event_time: Some(event.time),
+        }),
+        Decoded::Event(event) => {
+            if watermark.observe(event.time) {
+                inputs.dead.insert(DeadLetter {
+                    stage: format!("source:{source}"),
+                    reason: "late".into(),
+                    detail: format!(
+                        "event time {} is before the watermark {}",
+                        crate::value::format_time(event.time),
+                        crate::value::format_time(watermark.current())
+                    ),
+                    location: String::new(),
+                    record: event.payload_value().to_json().to_string(),
+                    event_time: Some(event.time),
+                });
+            } else {
+                let tick = (event.time - event.time.rem_euclid(tick_ms)) as u64;
+                inputs.events.update_at(event, tick, 1);
+            }
+        }
+        Decoded::Bad(letter) => inputs.dead.insert(letter),
+    }
+}
+
+/// Moves the inputs' time up to the watermark's tick.
+fn advance(inputs: &mut SourceInputs, watermark: &Watermark, tick_ms: i64) {
+    let wm = watermark.current();
+    if wm <= 0 {
+        return;
+    }
+    let tick = (wm - wm.rem_euclid(tick_ms)) as u64;
+    if tick > *inputs.events.time() {
+        inputs.events.advance_to(tick);
+        inputs.dead.advance_to(tick);
+    }
+}

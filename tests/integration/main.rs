@@ -1,0 +1,8 @@
+//! The one integration-test binary: oracle tests of the incremental operators, determinism
+//! across worker counts, every shipped spec against golden outputs, the CLI, and the DuckDB
+//! external oracle.
+
+mod cli;
+mod golden;
+mod oracle;
+mod util;

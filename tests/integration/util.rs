@@ -1,0 +1,58 @@
+//! Shared helpers: running specs in-process, hashing outputs, locating the built binary.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sluice::plan::{plan_file, plan_str, Plan};
+use sluice::run::{run, RunConfig, RunSummary, Updates};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn plan_text(text: &str, dir: &Path) -> Plan {
+    plan_str(text, Path::new("test.toml"), dir, &[]).unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn plan_spec(spec: &Path) -> Plan {
+    plan_file(spec, &[]).unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn run_collect(plan: &Plan, workers: usize) -> RunSummary {
+    let config = RunConfig { workers, collect: true, ..RunConfig::default() };
+    run(plan, &config).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Outputs as sorted text lines, one per update: `row | time | diff`.
+pub fn sorted_lines(collected: &BTreeMap<String, Updates>) -> BTreeMap<String, Vec<String>> {
+    collected
+        .iter()
+        .map(|(name, updates)| {
+            let mut lines: Vec<String> = updates
+                .iter()
+                .map(|(row, t, d)| {
+                    let cells: Vec<String> = row.iter().map(|v| v.to_json().to_string()).collect();
+                    format!("{} | {t} | {d}", cells.join(", "))
+                })
+                .collect();
+            lines.sort();
+            (name.clone(), lines)
+        })
+        .collect()
+}
+
+/// A stable digest of sorted output lines.
+pub fn digest(lines: &[String]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for line in lines {
+        for b in line.bytes().chain([b'\n']) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+pub fn sluice_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
+}
