@@ -28,32 +28,25 @@ pub enum Func {
 }
 
 impl Func {
-    pub const ALL: [Func; 10] = [
-        Func::Exists,
-        Func::Coalesce,
-        Func::Contains,
-        Func::Lower,
-        Func::Upper,
-        Func::Len,
-        Func::Abs,
-        Func::Floor,
-        Func::Round,
-        Func::If,
+    /// Every function with its name (`matches` is [`Expr::Matches`]).
+    pub const ALL: [(&'static str, Func); 10] = [
+        ("exists", Func::Exists),
+        ("coalesce", Func::Coalesce),
+        ("contains", Func::Contains),
+        ("lower", Func::Lower),
+        ("upper", Func::Upper),
+        ("len", Func::Len),
+        ("abs", Func::Abs),
+        ("floor", Func::Floor),
+        ("round", Func::Round),
+        ("if", Func::If),
     ];
 
     pub fn name(self) -> &'static str {
-        match self {
-            Func::Exists => "exists",
-            Func::Coalesce => "coalesce",
-            Func::Contains => "contains",
-            Func::Lower => "lower",
-            Func::Upper => "upper",
-            Func::Len => "len",
-            Func::Abs => "abs",
-            Func::Floor => "floor",
-            Func::Round => "round",
-            Func::If => "if",
-        }
+        Func::ALL
+            .iter()
+            .find(|(_, f)| *f == self)
+            .map_or("?", |(n, _)| n)
     }
 
     /// Accepted argument counts: `(min, max)`, `max == None` for variadic.
@@ -129,31 +122,17 @@ pub(super) fn build_call(name: &str, mut args: Vec<Expr>) -> Result<Expr, (Optio
         let pattern = Pattern::new(source).map_err(|e| {
             // regex errors repeat the pattern over several lines; keep the last, the reason.
             let text = e.to_string();
-            let last = text
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("")
-                .trim();
+            let last = text.lines().last().unwrap_or_default().trim();
             let reason = last.strip_prefix("error: ").unwrap_or(last);
             (Some(1), format!("invalid regular expression: {reason}"))
         })?;
         let text = args.swap_remove(0);
         return Ok(Expr::Matches(Box::new(text), pattern));
     }
-    let Some(func) = Func::ALL.into_iter().find(|f| f.name() == lower) else {
-        let names: Vec<&str> = Func::ALL
-            .iter()
-            .map(|f| f.name())
-            .chain(["matches"])
-            .collect();
-        return Err((
-            None,
-            format!(
-                "unknown function `{name}`; valid functions are {}",
-                names.join(", ")
-            ),
-        ));
+    let Some(&(_, func)) = Func::ALL.iter().find(|(n, _)| *n == lower) else {
+        let names = Func::ALL.map(|(n, _)| n).join(", ");
+        let message = format!("unknown function `{name}`; valid functions are {names}, matches");
+        return Err((None, message));
     };
     match func.arity() {
         (n, Some(m)) if args.len() < n || args.len() > m => {
@@ -272,6 +251,47 @@ pub(super) fn call<'a>(
 #[cfg(test)]
 mod tests {
     use crate::expr::eval::tests::check;
+    use crate::expr::parse::tests::check_errors;
+
+    #[test]
+    fn calls_are_checked_when_parsing() {
+        check_errors(&[
+            (
+                "foo(1)",
+                1,
+                "unknown function `foo`; valid functions are exists, coalesce,",
+            ),
+            (
+                "a and frob(1)",
+                7,
+                "lower, upper, len, abs, floor, round, if, matches",
+            ),
+            (
+                "lower(1, 2)",
+                1,
+                "`lower` takes 1 argument, found 2 arguments",
+            ),
+            ("if(1)", 1, "`if` takes 3 arguments, found 1 argument"),
+            (
+                "coalesce()",
+                1,
+                "`coalesce` takes at least 1 argument, found 0",
+            ),
+            ("matches(s)", 1, "`matches` takes 2 arguments"),
+            (
+                "matches(s, '(')",
+                12,
+                "invalid regular expression: unclosed group",
+            ),
+            (
+                "matches(s, p)",
+                12,
+                "the pattern of `matches` must be a string literal",
+            ),
+            ("exists(1)", 8, "`exists` takes a field path"),
+            ("exists(a.b, c)", 1, "`exists` takes 1 argument"),
+        ]);
+    }
 
     #[test]
     fn exists_coalesce_if() {
@@ -291,7 +311,10 @@ mod tests {
             ("if(n, 1, 2)", "2"),
             ("if(true, 1, max + 1)", "1"),
             ("if(i > 5, 'big', 'small')", "'big'"),
-            ("if(i, 1, 2)", "error: `if` needs true, false or null, found int"),
+            (
+                "if(i, 1, 2)",
+                "error: `if` needs true, false or null, found int",
+            ),
         ]);
     }
 
@@ -311,15 +334,24 @@ mod tests {
             ("contains(n, 'x')", "null"),
             ("contains(s, n)", "null"),
             ("contains(event_type, 'tempt')", "true"),
-            ("contains(s, 1)", "error: contains() needs a string to look for in a string, found int"),
-            ("contains(i, 1)", "error: contains() needs a string or a list, found int"),
+            (
+                "contains(s, 1)",
+                "error: contains() needs a string to look for in a string, found int",
+            ),
+            (
+                "contains(i, 1)",
+                "error: contains() needs a string or a list, found int",
+            ),
             ("matches(s, '^H.l+o$')", "true"),
             ("matches(s, 'ell')", "true"),
             ("matches(s, '^ell')", "false"),
             ("matches(s, '(?i)^hello$')", "true"),
             ("matches(event_type, 'att')", "true"),
             ("matches(n, 'x')", "null"),
-            ("matches(i, 'x')", "error: matches() needs a string, found int"),
+            (
+                "matches(i, 'x')",
+                "error: matches() needs a string, found int",
+            ),
         ]);
     }
 
@@ -341,7 +373,10 @@ mod tests {
             ("len(e)", "0"),
             ("len(n)", "null"),
             ("len(i)", "error: len() needs a string or a list, found int"),
-            ("len(o)", "error: len() needs a string or a list, found object"),
+            (
+                "len(o)",
+                "error: len() needs a string or a list, found object",
+            ),
             ("abs(neg)", "3"),
             ("abs(i)", "7"),
             ("abs(-2.5)", "2.5"),

@@ -4,6 +4,7 @@
 //! [`super::ParseError`] reports. Field paths are lexed whole (`a.b[0].`` `c d` ``) and checked
 //! with [`FieldPath::parse`], so a path means exactly what it means elsewhere in a spec.
 
+use super::BinaryOp;
 use crate::event::FieldPath;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,17 +71,8 @@ pub enum Tok {
     LBracket,
     RBracket,
     Comma,
-    Plus,
-    Minus,
-    Star,
-    Slash,
-    Percent,
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
+    /// An operator symbol (`and` and `or` are keywords).
+    Op(BinaryOp),
     End,
 }
 
@@ -177,24 +169,24 @@ impl<'a> Lexer<'a> {
                     b'[' => Tok::LBracket,
                     b']' => Tok::RBracket,
                     b',' => Tok::Comma,
-                    b'+' => Tok::Plus,
-                    b'-' => Tok::Minus,
-                    b'*' => Tok::Star,
-                    b'/' => Tok::Slash,
-                    _ => Tok::Percent,
+                    b'+' => Tok::Op(BinaryOp::Add),
+                    b'-' => Tok::Op(BinaryOp::Sub),
+                    b'*' => Tok::Op(BinaryOp::Mul),
+                    b'/' => Tok::Op(BinaryOp::Div),
+                    _ => Tok::Op(BinaryOp::Rem),
                 }
             }
-            b'=' => two(self, b'=', Tok::Eq, Tok::Eq),
+            b'=' => two(self, b'=', Tok::Op(BinaryOp::Eq), Tok::Op(BinaryOp::Eq)),
             b'!' if self.peek_byte(1) == Some(b'=') => {
                 self.pos += 2;
-                Tok::Ne
+                Tok::Op(BinaryOp::Ne)
             }
             b'<' if self.peek_byte(1) == Some(b'>') => {
                 self.pos += 2;
-                Tok::Ne
+                Tok::Op(BinaryOp::Ne)
             }
-            b'<' => two(self, b'=', Tok::Le, Tok::Lt),
-            b'>' => two(self, b'=', Tok::Ge, Tok::Gt),
+            b'<' => two(self, b'=', Tok::Op(BinaryOp::Le), Tok::Op(BinaryOp::Lt)),
+            b'>' => two(self, b'=', Tok::Op(BinaryOp::Ge), Tok::Op(BinaryOp::Gt)),
             b'\'' | b'"' => self.string(b)?,
             b'0'..=b'9' => self.number()?,
             b'`' => self.path()?,
@@ -349,5 +341,29 @@ impl<'a> Lexer<'a> {
             path,
             bare: bare.then(|| text.to_string()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::expr::parse::tests::check_errors;
+
+    #[test]
+    fn lexing_errors_point_at_the_token() {
+        let cases: &[(&str, usize, &str)] = &[
+            ("'abc", 1, "unterminated string"),
+            ("'a\\q'", 3, "unknown escape `\\q`"),
+            ("a # b", 3, "unexpected character `#`"),
+            ("1abc", 1, "invalid number"),
+            ("1.", 1, "invalid number"),
+            ("99999999999999999999", 1, "integer out of range"),
+            ("1e999", 1, "number out of range"),
+            ("a.", 3, "expected a field name"),
+            ("a[x]", 3, "list index must be a non-negative integer"),
+            ("a[1", 2, "missing `]`"),
+            ("`abc", 1, "unterminated backtick"),
+            ("\"a\" == 'b", 8, "unterminated string"),
+        ];
+        check_errors(cases);
     }
 }

@@ -277,7 +277,6 @@ impl Expr {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,14 +288,39 @@ mod tests {
         assert_eq!(bound.to_string(), e.to_string());
         let user_id = Accessor::Payload(FieldPath::parse("user.id").unwrap());
         let nested = Accessor::Payload(FieldPath::parse("event_type.x").unwrap());
-        assert_eq!(bound.fields(), vec![Accessor::Type, Accessor::Time, user_id.clone(), nested.clone()]);
+        assert_eq!(
+            bound.fields(),
+            vec![
+                Accessor::Type,
+                Accessor::Time,
+                user_id.clone(),
+                nested.clone()
+            ]
+        );
         let payload = |name: &str| Accessor::Payload(FieldPath::field(name));
-        assert_eq!(e.fields(), vec![payload("event_type"), payload("ts"), user_id.clone(), nested]);
+        assert_eq!(
+            e.fields(),
+            vec![
+                payload("event_type"),
+                payload("ts"),
+                user_id.clone(),
+                nested
+            ]
+        );
         // Rebinding under other names starts from the written paths.
         let rebound = bound.bind("time", "kind");
-        assert_eq!(rebound.fields()[..2], [payload("event_type"), payload("ts")]);
+        assert_eq!(
+            rebound.fields()[..2],
+            [payload("event_type"), payload("ts")]
+        );
         assert_eq!(parse("1 + 2").unwrap().fields(), vec![]);
-        assert_eq!(parse("exists(a) or coalesce(a, b) == 1").unwrap().fields().len(), 2);
+        assert_eq!(
+            parse("exists(a) or coalesce(a, b) == 1")
+                .unwrap()
+                .fields()
+                .len(),
+            2
+        );
     }
 
     #[test]
@@ -307,7 +331,7 @@ mod tests {
         let back: Expr = serde_json::from_str(&json).unwrap();
         assert_eq!(back, e);
         assert_eq!(back.fields(), e.fields());
-        let bad = json.replace("^a\\\\\\\\d", "(");
+        let bad = json.replace("^a\\\\d", "(");
         assert!(serde_json::from_str::<Expr>(&bad).is_err(), "{bad}");
     }
 }

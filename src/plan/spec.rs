@@ -69,7 +69,7 @@ pub struct AggregateSpec {
     #[serde(default)]
     pub group_by: Vec<S<String>>,
     /// Output column name → `fn(arg) [where condition]`, in order.
-    pub measures: S<IndexMap<String, S<String>>>,
+    pub measures: IndexMap<String, S<String>>,
     /// `updates` (default) or `final`.
     #[serde(default)]
     pub emit: Option<S<String>>,

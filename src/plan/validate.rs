@@ -269,7 +269,7 @@ impl Cx<'_> {
             group_by.push((column, Accessor::bind(path, &src.time_field, &src.type_field)));
         }
         let mut measures = Vec::new();
-        for (column, m) in a.measures.get_ref() {
+        for (column, m) in &a.measures {
             let mkey = key(&format!("measures.{column}"));
             if group_by.iter().any(|(g, _)| g == column)
                 || ["window_start", "window_end", "time", "diff"].contains(&column.as_str())
@@ -283,7 +283,7 @@ impl Cx<'_> {
             measures.push(plan);
         }
         if measures.is_empty() {
-            return Err(self.error(a.measures.span(), &key("measures"), "no measures".into(), None));
+            return Err(self.error(spec.span(), &key("measures"), "no measures".into(), None));
         }
         let emit = match &a.emit {
             None => Emit::Updates,

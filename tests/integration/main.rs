@@ -3,6 +3,7 @@
 //! external oracle.
 
 mod cli;
+mod duckdb;
 mod golden;
 mod oracle;
 mod util;
