@@ -45,7 +45,11 @@ pub enum RunError {
     #[error("{path}: {message}")]
     Source { path: PathBuf, message: String },
     #[error("writing output `{output}` to {path}: {message}")]
-    Sink { output: String, path: PathBuf, message: String },
+    Sink {
+        output: String,
+        path: PathBuf,
+        message: String,
+    },
     #[error("timely: {0}")]
     Timely(String),
     #[error("{path}: {source}")]

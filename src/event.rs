@@ -25,7 +25,11 @@ impl Event {
     /// Builds an event, sorting payload fields into canonical order.
     pub fn new(time: i64, kind: Sym, mut payload: Vec<(Sym, Value)>) -> Event {
         let fields = crate::value::sort_fields(&mut payload);
-        Event { time, kind, payload: fields.into() }
+        Event {
+            time,
+            kind,
+            payload: fields.into(),
+        }
     }
 
     /// The payload as an object value.
@@ -83,9 +87,7 @@ impl FieldPath {
         while i < bytes.len() {
             if expect_name {
                 if bytes[i] == b'`' {
-                    let end = text[i + 1..]
-                        .find('`')
-                        .ok_or_else(|| err(i, "unterminated backtick"))?;
+                    let end = text[i + 1..].find('`').ok_or_else(|| err(i, "unterminated backtick"))?;
                     steps.push(Step::Field(Sym::new(&text[i + 1..i + 1 + end])));
                     i += end + 2;
                 } else {
@@ -126,7 +128,9 @@ impl FieldPath {
 
     /// A path of one field.
     pub fn field(name: &str) -> FieldPath {
-        FieldPath { steps: vec![Step::Field(Sym::new(name))] }
+        FieldPath {
+            steps: vec![Step::Field(Sym::new(name))],
+        }
     }
 
     /// The first step's name (every parsed path starts with a field).

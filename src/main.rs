@@ -11,8 +11,15 @@ use sluice::error::SpecError;
 use sluice::plan::plan_file;
 use sluice::run::{run, RunConfig, RunSummary};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "Incremental event processing on timely and differential dataflow")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Incremental event processing on timely and differential dataflow"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -24,10 +31,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a pipeline spec over its sources.
-    #[command(after_help = "Example:\n  sluice run dataflows/learning_analytics.toml --workers 2 --out out/\n  \
+    #[command(
+        after_help = "Example:\n  sluice run dataflows/learning_analytics.toml --workers 2 --out out/\n  \
         sluice run dataflows/learning_analytics.toml --input events=big.parquet\n\n\
         Cluster mode (timely's own flags): run the same command on each host with\n  \
-        -n PROCESSES -p INDEX [-h HOSTFILE] (-w is --workers, threads per process).")]
+        -n PROCESSES -p INDEX [-h HOSTFILE] (-w is --workers, threads per process)."
+    )]
     Run(RunArgs),
     /// Validate a spec; with --plan, print the validated plan.
     #[command(after_help = "Example:\n  sluice check dataflows/learning_analytics.toml --plan")]
@@ -84,11 +93,16 @@ fn parse_input(s: &str) -> Result<(String, PathBuf), String> {
 }
 
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     tracing_subscriber::fmt()
@@ -112,6 +126,16 @@ fn main() -> ExitCode {
 #[error("{0}")]
 struct UsageError(String);
 
+/// Keeps freed memory in mimalloc's arenas instead of handing it back to the OS after 10 ms:
+/// decoding and exchanging batches frees and reallocates the same amount over and over, and
+/// returning it made the kernel zero fresh pages for a quarter of the run time. An explicit
+/// `MIMALLOC_PURGE_DELAY` wins. mimalloc reads the option on first use, after this runs.
+fn tune_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        std::env::set_var("MIMALLOC_PURGE_DELAY", "-1");
+    }
+}
+
 fn execute(cli: Cli) -> anyhow::Result<()> {
     let progress = !cli.quiet;
     match cli.command {
@@ -120,7 +144,12 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             if plan {
                 println!("{}", serde_json::to_string_pretty(&p)?);
             } else {
-                println!("{}: ok ({} sources, {} aggregates)", spec.display(), p.sources.len(), p.aggregates.len());
+                println!(
+                    "{}: ok ({} sources, {} aggregates)",
+                    spec.display(),
+                    p.sources.len(),
+                    p.aggregates.len()
+                );
             }
         }
         Command::Run(args) => {
@@ -129,9 +158,20 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let summary = run(&plan, &config)?;
             print_summary(&summary, &config);
         }
-        Command::Generate { scenario, events, seed, out } => {
+        Command::Generate {
+            scenario,
+            events,
+            seed,
+            out,
+        } => {
             let s = sluice::generate::generate(&scenario, events, seed, &out, progress)?;
-            println!("wrote {} events to {} ({} late, {} duplicates)", s.events, out.display(), s.late, s.duplicates);
+            println!(
+                "wrote {} events to {} ({} late, {} duplicates)",
+                s.events,
+                out.display(),
+                s.late,
+                s.duplicates
+            );
         }
     }
     Ok(())
@@ -143,14 +183,29 @@ fn run_config(args: &RunArgs, progress: bool) -> anyhow::Result<RunConfig> {
         return Err(UsageError("--workers must be at least 1".into()).into());
     }
     if args.processes == 0 || args.process >= args.processes {
-        return Err(UsageError(format!("--process {} must be below --processes {}", args.process, args.processes)).into());
+        return Err(UsageError(format!(
+            "--process {} must be below --processes {}",
+            args.process, args.processes
+        ))
+        .into());
     }
     let addresses = match &args.hostfile {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading hostfile {}", path.display()))?;
-            let hosts: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+            let hosts: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect();
             if hosts.len() < args.processes {
-                return Err(UsageError(format!("{} lists {} hosts for {} processes", path.display(), hosts.len(), args.processes)).into());
+                return Err(UsageError(format!(
+                    "{} lists {} hosts for {} processes",
+                    path.display(),
+                    hosts.len(),
+                    args.processes
+                ))
+                .into());
             }
             hosts
         }
@@ -168,22 +223,34 @@ fn run_config(args: &RunArgs, progress: bool) -> anyhow::Result<RunConfig> {
 }
 
 fn print_summary(s: &RunSummary, config: &RunConfig) {
+    use std::io::Write;
+    // A closed stdout (`| head`) is not an error worth a panic.
+    let _ = write_summary(&mut std::io::stdout().lock(), s, config).and_then(|_| std::io::stdout().flush());
+}
+
+fn write_summary(out: &mut impl std::io::Write, s: &RunSummary, config: &RunConfig) -> std::io::Result<()> {
     let secs = s.elapsed.as_secs_f64().max(1e-9);
-    println!(
+    writeln!(
+        out,
         "read {} events in {:.2}s ({:.0} events/s) on {} workers",
         s.events_read,
         secs,
         s.events_read as f64 / secs,
         s.workers
-    );
+    )?;
     for o in &s.outputs {
         let place = match &config.out_dir {
             Some(dir) => format!(" -> {}", dir.join(&o.name).display()),
             None => String::new(),
         };
-        println!("  {:<28} {:>10} updates {:>10} rows{place}", o.name, o.rows, o.net);
+        writeln!(out, "  {:<28} {:>10} updates {:>10} rows{place}", o.name, o.rows, o.net)?;
     }
     let total: i64 = s.dead_letters.values().sum();
     let reasons: Vec<String> = s.dead_letters.iter().map(|(r, n)| format!("{r}: {n}")).collect();
-    println!("  late events: {}; dead letters: {total}{}", s.late(), if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) });
+    let reasons = if reasons.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", reasons.join(", "))
+    };
+    writeln!(out, "  late events: {}; dead letters: {total}{reasons}", s.late())
 }

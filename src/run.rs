@@ -31,7 +31,15 @@ pub struct RunConfig {
 
 impl Default for RunConfig {
     fn default() -> Self {
-        RunConfig { workers: 1, processes: 1, process: 0, addresses: Vec::new(), out_dir: None, collect: false, progress: false }
+        RunConfig {
+            workers: 1,
+            processes: 1,
+            process: 0,
+            addresses: Vec::new(),
+            out_dir: None,
+            collect: false,
+            progress: false,
+        }
     }
 }
 
@@ -55,7 +63,10 @@ impl RunConfig {
         } else {
             timely::CommunicationConfig::Thread
         };
-        timely::Config { communication, worker: timely::WorkerConfig::default() }
+        timely::Config {
+            communication,
+            worker: timely::WorkerConfig::default(),
+        }
     }
 }
 
@@ -105,19 +116,30 @@ pub fn run(plan: &Plan, config: &RunConfig) -> Result<RunSummary, RunError> {
         .iter()
         .map(Layout::discover)
         .collect::<Result<_, _>>()
-        .map_err(|e| RunError::Source { path: plan.sources[0].paths[0].clone(), message: e.to_string() })?;
+        .map_err(|e| RunError::Source {
+            path: plan.sources[0].paths[0].clone(),
+            message: e.to_string(),
+        })?;
     let total_rows: usize = layouts.iter().map(Layout::total_rows).sum();
+    tracing::info!(splits = layouts.iter().map(|l| l.splits.len()).sum::<usize>(), rows = total_rows, elapsed = ?started.elapsed(), "sources discovered");
     if let Some(dir) = &config.out_dir {
         if config.process == 0 {
             for name in plan.output_names() {
                 let folder = dir.join(&name);
                 if folder.exists() {
-                    std::fs::remove_dir_all(&folder).map_err(|source| RunError::Io { path: folder.clone(), source })?;
+                    std::fs::remove_dir_all(&folder).map_err(|source| RunError::Io {
+                        path: folder.clone(),
+                        source,
+                    })?;
                 }
             }
         }
     }
-    let bar = if config.progress { crate::progress::bar(total_rows as u64, "events") } else { indicatif::ProgressBar::hidden() };
+    let bar = if config.progress {
+        crate::progress::bar(total_rows as u64, "events")
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     let read = Arc::new(AtomicU64::new(0));
     let shared = Arc::new((plan.clone(), layouts, config.clone(), bar.clone(), Arc::clone(&read)));
 
@@ -127,9 +149,15 @@ pub fn run(plan: &Plan, config: &RunConfig) -> Result<RunSummary, RunError> {
     })
     .map_err(RunError::Timely)?;
 
-    let mut summary = RunSummary { workers: config.workers * config.processes, ..RunSummary::default() };
+    let mut summary = RunSummary {
+        workers: config.workers * config.processes,
+        ..RunSummary::default()
+    };
     for result in guards.join() {
-        let output = result.map_err(RunError::Timely)?.map_err(|e| RunError::Source { path: PathBuf::new(), message: e })?;
+        let output = result.map_err(RunError::Timely)?.map_err(|e| RunError::Source {
+            path: PathBuf::new(),
+            message: e,
+        })?;
         if let Some(output) = output {
             summary.outputs = output.outputs;
             summary.dead_letters = output.dead_letters;
@@ -153,7 +181,8 @@ fn drive(
 ) -> Result<Option<WorkerOutput>, String> {
     let index = worker.index();
     let peers = worker.peers();
-    let mut rendered = worker.dataflow::<u64, _, _>(|scope| render(plan, scope, config.out_dir.clone(), config.collect));
+    let mut rendered =
+        worker.dataflow::<u64, _, _>(|scope| render(plan, scope, config.out_dir.clone(), config.collect));
     let tick_ms = plan.tick_ms as i64;
 
     for ((source, layout), inputs) in plan.sources.iter().zip(layouts).zip(rendered.inputs.iter_mut()) {
@@ -179,20 +208,31 @@ fn drive(
         }
     }
     let probe = rendered.probe.clone();
+    tracing::info!(worker = index, "inputs read");
     rendered.inputs.clear();
     while worker.step_or_park(None) {}
+    tracing::info!(worker = index, "dataflow complete");
     debug_assert!(probe.done());
 
     if index != 0 {
         return Ok(None);
     }
-    let mut out = WorkerOutput { outputs: Vec::new(), dead_letters: BTreeMap::new(), collected: BTreeMap::new() };
+    let mut out = WorkerOutput {
+        outputs: Vec::new(),
+        dead_letters: BTreeMap::new(),
+        collected: BTreeMap::new(),
+    };
     for (name, result) in &rendered.sinks {
         let mut r = result.borrow_mut();
         if let Some(e) = &r.error {
             return Err(format!("writing output `{name}`: {e}"));
         }
-        out.outputs.push(OutputSummary { name: name.clone(), rows: r.rows, net: r.net, parts: r.parts });
+        out.outputs.push(OutputSummary {
+            name: name.clone(),
+            rows: r.rows,
+            net: r.net,
+            parts: r.parts,
+        });
         if name == crate::DEAD_LETTERS {
             out.dead_letters = std::mem::take(&mut r.tally);
         }
@@ -209,7 +249,10 @@ fn admit(inputs: &mut SourceInputs, watermark: &mut Watermark, decoded: Decoded,
         Decoded::Event(event) if event.time < 0 => inputs.dead.insert(DeadLetter {
             stage: format!("source:{source}"),
             reason: "bad_time".into(),
-            detail: format!("event time {} is before 1970-01-01", crate::value::format_time(event.time)),
+            detail: format!(
+                "event time {} is before 1970-01-01",
+                crate::value::format_time(event.time)
+            ),
             location: String::new(),
             record: event.payload_value().to_json().to_string(),
             event_time: Some(event.time),

@@ -241,9 +241,7 @@ impl Value {
                 None => Value::float(n.as_f64().unwrap_or(f64::NAN)),
             },
             serde_json::Value::String(s) => Value::Str(s.into()),
-            serde_json::Value::Array(items) => {
-                Value::List(items.into_iter().map(Value::from_json).collect())
-            }
+            serde_json::Value::Array(items) => Value::List(items.into_iter().map(Value::from_json).collect()),
             serde_json::Value::Object(map) => Value::object(
                 map.into_iter()
                     .map(|(k, v)| (Sym::new(&k), Value::from_json(v)))
@@ -276,7 +274,7 @@ impl Value {
 
 /// Sorts fields by name and drops earlier duplicates, returning the canonical field list.
 pub fn sort_fields(fields: &mut Vec<(Sym, Value)>) -> Vec<(Sym, Value)> {
-    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    fields.sort_by_key(|a| a.0);
     let mut out: Vec<(Sym, Value)> = Vec::with_capacity(fields.len());
     for (k, v) in fields.drain(..) {
         match out.last_mut() {
@@ -435,7 +433,10 @@ mod tests {
         for ms in [0i64, 1_700_000_000_123, -86_400_001, 951_782_400_000] {
             assert_eq!(parse_time(&format_time(ms)), Some(ms), "{}", format_time(ms));
         }
-        assert_eq!(parse_time("2024-01-02T03:04:05+01:00"), parse_time("2024-01-02T02:04:05Z"));
+        assert_eq!(
+            parse_time("2024-01-02T03:04:05+01:00"),
+            parse_time("2024-01-02T02:04:05Z")
+        );
         assert_eq!(parse_time("2024-13-01"), None);
         assert_eq!(parse_time("nonsense"), None);
     }

@@ -86,11 +86,7 @@ impl fmt::Display for Expr {
                 negated,
             } => {
                 child(f, expr, prec::ADD)?;
-                f.write_str(if *negated {
-                    " not between "
-                } else {
-                    " between "
-                })?;
+                f.write_str(if *negated { " not between " } else { " between " })?;
                 child(f, low, prec::ADD)?;
                 f.write_str(" and ")?;
                 child(f, high, prec::ADD)
@@ -224,10 +220,7 @@ mod tests {
             ("1e3 + 1.5e-7 + 2E2", "1000.0 + 1.5e-7 + 200.0"),
             ("LOWER(x) <> Null", "lower(x) != null"),
             ("matches(x, 'a\\\\d+')", "matches(x, 'a\\\\d+')"),
-            (
-                "coalesce(a, [1, 'x'], false)",
-                "coalesce(a, [1, 'x'], false)",
-            ),
+            ("coalesce(a, [1, 'x'], false)", "coalesce(a, [1, 'x'], false)"),
         ];
         for (text, want) in cases {
             let Ok(expr) = parse(text) else {
@@ -283,42 +276,25 @@ mod tests {
     };
 
     fn expr() -> impl Strategy<Value = Expr> {
-        let leaf = prop_oneof![
-            literal().prop_map(Expr::Literal),
-            path().prop_map(Expr::field)
-        ];
+        let leaf = prop_oneof![literal().prop_map(Expr::Literal), path().prop_map(Expr::field)];
         leaf.prop_recursive(5, 48, 3, |inner| {
             let boxed = || inner.clone().prop_map(Box::new);
             let list = || prop::collection::vec(inner.clone(), 0..3);
             prop_oneof![
                 list().prop_map(Expr::List),
-                (
-                    prop::sample::select(vec![UnaryOp::Not, UnaryOp::Neg]),
-                    boxed()
-                )
+                (prop::sample::select(vec![UnaryOp::Not, UnaryOp::Neg]), boxed())
                     .prop_map(|(op, e)| Expr::Unary(op, e)),
-                (prop::sample::select(OPS.to_vec()), boxed(), boxed())
-                    .prop_map(|(op, l, r)| Expr::Binary(op, l, r)),
-                (boxed(), list(), any::<bool>()).prop_map(|(expr, list, negated)| Expr::In {
+                (prop::sample::select(OPS.to_vec()), boxed(), boxed()).prop_map(|(op, l, r)| Expr::Binary(op, l, r)),
+                (boxed(), list(), any::<bool>()).prop_map(|(expr, list, negated)| Expr::In { expr, list, negated }),
+                (boxed(), boxed(), boxed(), any::<bool>()).prop_map(|(expr, low, high, negated)| Expr::Between {
                     expr,
-                    list,
+                    low,
+                    high,
                     negated
                 }),
-                (boxed(), boxed(), boxed(), any::<bool>()).prop_map(
-                    |(expr, low, high, negated)| Expr::Between {
-                        expr,
-                        low,
-                        high,
-                        negated
-                    }
-                ),
                 (boxed(), any::<bool>()).prop_map(|(expr, negated)| Expr::IsNull { expr, negated }),
-                (
-                    prop::sample::select(Func::ALL.map(|(_, f)| f).to_vec()),
-                    list(),
-                    path()
-                )
-                    .prop_map(|(f, mut args, p)| {
+                (prop::sample::select(Func::ALL.map(|(_, f)| f).to_vec()), list(), path()).prop_map(
+                    |(f, mut args, p)| {
                         let (min, max) = f.arity();
                         while args.len() < min {
                             args.push(Expr::Literal(Value::Int(1)));
@@ -328,7 +304,8 @@ mod tests {
                             args[0] = Expr::field(p);
                         }
                         Expr::Call(f, args)
-                    }),
+                    }
+                ),
                 (
                     boxed(),
                     prop::sample::select(vec!["a", "^x.*$", "\\d+", "it's", "[\\\\']"])

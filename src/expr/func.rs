@@ -6,7 +6,7 @@ use std::fmt;
 use regex::Regex;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::eval::{bool_val, fail, member, opt_bool, truth, view, EvalError, Val, NULL, V};
+use super::eval::{fail, member, opt_bool, truth, view, Res, Val, V};
 use super::ops::{equal, overflow};
 use super::Expr;
 use crate::event::Event;
@@ -43,10 +43,7 @@ impl Func {
     ];
 
     pub fn name(self) -> &'static str {
-        Func::ALL
-            .iter()
-            .find(|(_, f)| *f == self)
-            .map_or("?", |(n, _)| n)
+        Func::ALL.iter().find(|(_, f)| *f == self).map_or("?", |(n, _)| n)
     }
 
     /// Accepted argument counts: `(min, max)`, `max == None` for variadic.
@@ -104,20 +101,14 @@ pub(super) fn build_call(name: &str, mut args: Vec<Expr>) -> Result<Expr, (Optio
     let lower = name.to_ascii_lowercase();
     let arity_error = |want: &str, got: usize| {
         let s = if got == 1 { "" } else { "s" };
-        (
-            None,
-            format!("`{lower}` takes {want}, found {got} argument{s}"),
-        )
+        (None, format!("`{lower}` takes {want}, found {got} argument{s}"))
     };
     if lower == "matches" {
         if args.len() != 2 {
             return Err(arity_error("2 arguments (text, 'pattern')", args.len()));
         }
         let Expr::Literal(Value::Str(source)) = &args[1] else {
-            return Err((
-                Some(1),
-                "the pattern of `matches` must be a string literal".into(),
-            ));
+            return Err((Some(1), "the pattern of `matches` must be a string literal".into()));
         };
         let pattern = Pattern::new(source).map_err(|e| {
             // regex errors repeat the pattern over several lines; keep the last, the reason.
@@ -139,9 +130,7 @@ pub(super) fn build_call(name: &str, mut args: Vec<Expr>) -> Result<Expr, (Optio
             let s = if n == 1 { "" } else { "s" };
             return Err(arity_error(&format!("{n} argument{s}"), args.len()));
         }
-        (n, None) if args.len() < n => {
-            return Err(arity_error(&format!("at least {n} argument"), args.len()))
-        }
+        (n, None) if args.len() < n => return Err(arity_error(&format!("at least {n} argument"), args.len())),
         _ => {}
     }
     if func == Func::Exists && !matches!(args[0], Expr::Field(_)) {
@@ -154,21 +143,11 @@ pub(super) fn build_call(name: &str, mut args: Vec<Expr>) -> Result<Expr, (Optio
 }
 
 /// Evaluates a call (arities were checked when parsing).
-pub(super) fn call<'a>(
-    func: Func,
-    args: &'a [Expr],
-    event: &'a Event,
-) -> Result<Val<'a>, EvalError> {
+pub(super) fn call<'a>(func: Func, args: &'a [Expr], event: &'a Event) -> Res<Val<'a>> {
     let arg = |i: usize| args[i].ev(event);
-    let wrong = |v: V, wants: &str| {
-        fail(format!(
-            "{}() needs {wants}, found {}",
-            func.name(),
-            v.kind()
-        ))
-    };
+    let wrong = |v: V, wants: &str| fail(format!("{}() needs {wants}, found {}", func.name(), v.kind()));
     Ok(match func {
-        Func::Exists => bool_val(!arg(0)?.is_null()),
+        Func::Exists => Val::Bool(!arg(0)?.is_null()),
         Func::Coalesce => {
             for a in args {
                 let v = a.ev(event)?;
@@ -176,7 +155,7 @@ pub(super) fn call<'a>(
                     return Ok(v);
                 }
             }
-            NULL
+            Val::Null
         }
         Func::If => match truth(arg(0)?.view(), "if")? {
             Some(true) => arg(1)?,
@@ -188,14 +167,14 @@ pub(super) fn call<'a>(
             }
             let (h, n) = (arg(0)?, arg(1)?);
             match (h.view(), n.view()) {
-                (V::Null, _) | (_, V::Null) => NULL,
-                (V::Str(h), V::Str(n)) => bool_val(h.contains(n)),
+                (V::Null, _) | (_, V::Null) => Val::Null,
+                (V::Str(h), V::Str(n)) => Val::Bool(h.contains(n)),
                 (V::Str(_), n) => return wrong(n, "a string to look for in a string"),
                 (V::List(items), n) => {
                     let mut unknown = false;
                     for item in items {
                         match equal(view(item), n) {
-                            Some(true) => return Ok(bool_val(true)),
+                            Some(true) => return Ok(Val::Bool(true)),
                             Some(false) => {}
                             None => unknown = true,
                         }
@@ -207,6 +186,7 @@ pub(super) fn call<'a>(
         }
         Func::Lower | Func::Upper => {
             let v = arg(0)?;
+            // An unchanged string is returned as it is, without allocating.
             let changed = match v.view() {
                 V::Null => None,
                 V::Str(s) if func == Func::Lower => {
@@ -219,31 +199,29 @@ pub(super) fn call<'a>(
                 }
                 other => return wrong(other, "a string"),
             };
-            changed.map_or(v, |s| Val::Own(Value::Str(s.into())))
+            changed.map_or(v, |s| Val::Own(Box::new(Value::Str(s.into()))))
         }
-        Func::Len => Val::Own(match arg(0)?.view() {
-            V::Null => Value::Null,
-            V::Str(s) => Value::Int(s.chars().count() as i64),
-            V::List(items) => Value::Int(items.len() as i64),
+        Func::Len => match arg(0)?.view() {
+            V::Null => Val::Null,
+            V::Str(s) => Val::Int(s.chars().count() as i64),
+            V::List(items) => Val::Int(items.len() as i64),
             other => return wrong(other, "a string or a list"),
-        }),
+        },
         Func::Abs | Func::Floor | Func::Round => {
             let v = arg(0)?;
-            let out = match v.view() {
-                V::Null => return Ok(NULL),
-                V::Int(i) if func == Func::Abs => Value::Int(
-                    i.checked_abs()
-                        .ok_or_else(|| overflow(format!("abs({i})")))?,
-                ),
-                V::Int(_) => return Ok(v),
-                V::Float(f) => Value::float(match func {
+            match v.view() {
+                V::Null => Val::Null,
+                V::Int(i) if func == Func::Abs => {
+                    Val::Int(i.checked_abs().ok_or_else(|| overflow(format!("abs({i})")))?)
+                }
+                V::Int(_) => v,
+                V::Float(f) => Val::Float(match func {
                     Func::Abs => f.abs(),
                     Func::Floor => f.floor(),
                     _ => f.round(),
                 }),
                 other => return wrong(other, "a number"),
-            };
-            Val::Own(out)
+            }
         }
     })
 }
@@ -261,33 +239,13 @@ mod tests {
                 1,
                 "unknown function `foo`; valid functions are exists, coalesce,",
             ),
-            (
-                "a and frob(1)",
-                7,
-                "lower, upper, len, abs, floor, round, if, matches",
-            ),
-            (
-                "lower(1, 2)",
-                1,
-                "`lower` takes 1 argument, found 2 arguments",
-            ),
+            ("a and frob(1)", 7, "lower, upper, len, abs, floor, round, if, matches"),
+            ("lower(1, 2)", 1, "`lower` takes 1 argument, found 2 arguments"),
             ("if(1)", 1, "`if` takes 3 arguments, found 1 argument"),
-            (
-                "coalesce()",
-                1,
-                "`coalesce` takes at least 1 argument, found 0",
-            ),
+            ("coalesce()", 1, "`coalesce` takes at least 1 argument, found 0"),
             ("matches(s)", 1, "`matches` takes 2 arguments"),
-            (
-                "matches(s, '(')",
-                12,
-                "invalid regular expression: unclosed group",
-            ),
-            (
-                "matches(s, p)",
-                12,
-                "the pattern of `matches` must be a string literal",
-            ),
+            ("matches(s, '(')", 12, "invalid regular expression: unclosed group"),
+            ("matches(s, p)", 12, "the pattern of `matches` must be a string literal"),
             ("exists(1)", 8, "`exists` takes a field path"),
             ("exists(a.b, c)", 1, "`exists` takes 1 argument"),
         ]);
@@ -311,10 +269,7 @@ mod tests {
             ("if(n, 1, 2)", "2"),
             ("if(true, 1, max + 1)", "1"),
             ("if(i > 5, 'big', 'small')", "'big'"),
-            (
-                "if(i, 1, 2)",
-                "error: `if` needs true, false or null, found int",
-            ),
+            ("if(i, 1, 2)", "error: `if` needs true, false or null, found int"),
         ]);
     }
 
@@ -348,10 +303,7 @@ mod tests {
             ("matches(s, '(?i)^hello$')", "true"),
             ("matches(event_type, 'att')", "true"),
             ("matches(n, 'x')", "null"),
-            (
-                "matches(i, 'x')",
-                "error: matches() needs a string, found int",
-            ),
+            ("matches(i, 'x')", "error: matches() needs a string, found int"),
         ]);
     }
 
@@ -373,10 +325,7 @@ mod tests {
             ("len(e)", "0"),
             ("len(n)", "null"),
             ("len(i)", "error: len() needs a string or a list, found int"),
-            (
-                "len(o)",
-                "error: len() needs a string or a list, found object",
-            ),
+            ("len(o)", "error: len() needs a string or a list, found object"),
             ("abs(neg)", "3"),
             ("abs(i)", "7"),
             ("abs(-2.5)", "2.5"),

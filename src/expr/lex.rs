@@ -193,7 +193,13 @@ impl<'a> Lexer<'a> {
             b if is_ident_start(b) => self.path()?,
             _ => {
                 let c = self.text[start..].chars().next().unwrap_or('?');
-                return self.err(start, format!("unexpected character `{c}`"));
+                let hint = match c {
+                    '!' => " (use `not`)",
+                    '&' => " (use `and`)",
+                    '|' => " (use `or`)",
+                    _ => "",
+                };
+                return self.err(start, format!("unexpected character `{c}`{hint}"));
             }
         };
         Ok(Token {
@@ -249,8 +255,7 @@ impl<'a> Lexer<'a> {
         };
         digits(self);
         let mut float = false;
-        if self.peek_byte(0) == Some(b'.') && self.peek_byte(1).is_some_and(|b| b.is_ascii_digit())
-        {
+        if self.peek_byte(0) == Some(b'.') && self.peek_byte(1).is_some_and(|b| b.is_ascii_digit()) {
             self.pos += 1;
             digits(self);
             float = true;
@@ -267,10 +272,7 @@ impl<'a> Lexer<'a> {
                 float = true;
             }
         }
-        if self
-            .peek_byte(0)
-            .is_some_and(|b| is_ident_byte(b) || b == b'.')
-        {
+        if self.peek_byte(0).is_some_and(|b| is_ident_byte(b) || b == b'.') {
             let message = if self.peek_byte(0) == Some(b'.') {
                 "invalid number"
             } else {
@@ -354,6 +356,8 @@ mod tests {
             ("'abc", 1, "unterminated string"),
             ("'a\\q'", 3, "unknown escape `\\q`"),
             ("a # b", 3, "unexpected character `#`"),
+            ("a && b", 3, "unexpected character `&` (use `and`)"),
+            ("!a", 1, "unexpected character `!` (use `not`)"),
             ("1abc", 1, "invalid number"),
             ("1.", 1, "invalid number"),
             ("99999999999999999999", 1, "integer out of range"),

@@ -4,8 +4,8 @@
 //!
 //! [`parse`] turns text into an [`Expr`]; [`Expr::bind`] maps the source's time and type field
 //! names to [`Accessor::Time`] and [`Accessor::Type`]; [`Expr::eval`] and [`Expr::is_true`]
-//! evaluate it against one [`Event`]. `Display` prints a canonical form that parses back to an
-//! equal `Expr`.
+//! evaluate it against one [`Event`](crate::event::Event). `Display` prints a canonical form
+//! that parses back to an equal `Expr`.
 //!
 //! # Syntax
 //!
@@ -24,11 +24,12 @@
 //! Primaries are literals (`1`, `-2`, `1.5`, `1e3`, `'text'` or `"text"` with `\\ \' \" \n \t \r`
 //! escapes, `true`, `false`, `null`, `[1, 2, 'x']`), parenthesised expressions, function calls
 //! and field references. A field reference is a [`FieldPath`]: `user.country`, `tags[0]`,
-//! `` `odd name` ``. The first name of a bare path starts with a letter, `_` or `$` and, unlike
-//! in `group_by`, names in expressions never contain `-` (so that `a-b` subtracts): quote such
-//! names with backticks (`` `user-agent` ``). Keywords (`and or not in between is true false
-//! null`, any case) are field names only when backticked. Function names are not reserved: a
-//! name followed by `(` is a call, otherwise a field.
+//! `` `odd name` ``. Unquoted names are ASCII letters, digits, `_` and `$`, and the first one
+//! does not start with a digit; unlike in `group_by`, they never contain `-` (so that `a-b`
+//! subtracts): quote such names with backticks (`` `user-agent` ``). Keywords (`and or not in
+//! between is true false null`, in any case) are field names only when backticked. Function
+//! names (any case) are not reserved: a name followed by `(` is a call, otherwise a field.
+//! Nesting deeper than 200 levels is a parse error.
 //!
 //! Functions: `exists(path)`, `coalesce(a, ...)`, `contains(haystack, needle)`,
 //! `matches(text, 'regex')` (the pattern must be a string literal; it is compiled when parsing
@@ -38,15 +39,17 @@
 //! # Semantics
 //!
 //! - **Nulls** follow SQL: a missing field is null; comparisons, arithmetic and most functions
-//!   with a null operand yield null. `and`/`or`/`not` use Kleene three-valued logic
-//!   (`false and null` is false, `true or null` is true, otherwise null wins), and evaluate
-//!   their right side only when the left does not decide. A filter passes only when it
-//!   evaluates to `true` ([`Expr::is_true`]); null and false both reject.
+//!   with a null operand yield null (before any kind check: `null + 'x'` is null).
+//!   `and`/`or`/`not` use Kleene three-valued logic (`false and null` is false, `true or null`
+//!   is true, otherwise null wins), and evaluate their right side only when the left does not
+//!   decide; an operand that is not a bool or null is an [`EvalError`]. A filter passes only
+//!   when it evaluates to `true` ([`Expr::is_true`]); null and false both reject.
 //! - **Equality** (`==`, `!=`, `in`, `contains` on lists): ints and floats compare numerically and
 //!   exactly (`1 == 1.0`, and `9007199254740993 != 9007199254740992.0`); values of other
 //!   different kinds are simply unequal. Lists and objects compare element-wise with the same
 //!   rule (nulls inside them are equal to each other). `x in [a, b]` is `x == a or x == b`, so
-//!   it is null when nothing matched and `x` or some element is null.
+//!   it is null when nothing matched and `x` or some element is null; `contains(list, x)` is
+//!   `x in list`. `x between a and b` is `x >= a and x <= b`.
 //! - **Ordering** (`< <= > >= between`): numbers with numbers, timestamps with timestamps,
 //!   strings with strings (by code point), bools with bools (`false < true`). Any other
 //!   pairing is an [`EvalError`]. Float NaN sorts above every number.
@@ -57,8 +60,8 @@
 //!   objects in arithmetic are errors.
 //! - **Functions**: `exists` is never null. `coalesce` returns its first non-null argument,
 //!   evaluating lazily. `if` evaluates only the chosen branch; a null condition picks the else
-//!   branch. `contains` is substring search on strings and membership on lists. `len` counts
-//!   chars of a string or elements of a list. `floor`/`round` (half away from zero) keep the
+//!   branch. `contains` is substring search on strings and membership on lists. `lower` and
+//!   `upper` use Unicode case mapping. `len` counts chars of a string or elements of a list. `floor`/`round` (half away from zero) keep the
 //!   kind: ints stay ints, floats stay floats. Wrong argument kinds are [`EvalError`]s.
 //!
 //! Evaluation does not allocate for field lookups, comparisons or scalar arithmetic: values are
@@ -242,9 +245,7 @@ impl Expr {
             Expr::Unary(_, e) | Expr::IsNull { expr: e, .. } | Expr::Matches(e, _) => vec![e],
             Expr::Binary(_, l, r) => vec![l, r],
             Expr::In { expr, list, .. } => std::iter::once(&**expr).chain(list).collect(),
-            Expr::Between {
-                expr, low, high, ..
-            } => vec![expr, low, high],
+            Expr::Between { expr, low, high, .. } => vec![expr, low, high],
         }
     }
 
@@ -252,12 +253,8 @@ impl Expr {
         match self {
             Expr::Literal(_) => {}
             Expr::Field(field) => f(field),
-            Expr::List(items) | Expr::Call(_, items) => {
-                items.iter_mut().for_each(|e| e.visit_fields_mut(f))
-            }
-            Expr::Unary(_, e) | Expr::IsNull { expr: e, .. } | Expr::Matches(e, _) => {
-                e.visit_fields_mut(f)
-            }
+            Expr::List(items) | Expr::Call(_, items) => items.iter_mut().for_each(|e| e.visit_fields_mut(f)),
+            Expr::Unary(_, e) | Expr::IsNull { expr: e, .. } | Expr::Matches(e, _) => e.visit_fields_mut(f),
             Expr::Binary(_, l, r) => {
                 l.visit_fields_mut(f);
                 r.visit_fields_mut(f);
@@ -266,9 +263,7 @@ impl Expr {
                 expr.visit_fields_mut(f);
                 list.iter_mut().for_each(|e| e.visit_fields_mut(f));
             }
-            Expr::Between {
-                expr, low, high, ..
-            } => {
+            Expr::Between { expr, low, high, .. } => {
                 for e in [expr, low, high] {
                     e.visit_fields_mut(f);
                 }
@@ -290,37 +285,18 @@ mod tests {
         let nested = Accessor::Payload(FieldPath::parse("event_type.x").unwrap());
         assert_eq!(
             bound.fields(),
-            vec![
-                Accessor::Type,
-                Accessor::Time,
-                user_id.clone(),
-                nested.clone()
-            ]
+            vec![Accessor::Type, Accessor::Time, user_id.clone(), nested.clone()]
         );
         let payload = |name: &str| Accessor::Payload(FieldPath::field(name));
         assert_eq!(
             e.fields(),
-            vec![
-                payload("event_type"),
-                payload("ts"),
-                user_id.clone(),
-                nested
-            ]
+            vec![payload("event_type"), payload("ts"), user_id.clone(), nested]
         );
         // Rebinding under other names starts from the written paths.
         let rebound = bound.bind("time", "kind");
-        assert_eq!(
-            rebound.fields()[..2],
-            [payload("event_type"), payload("ts")]
-        );
+        assert_eq!(rebound.fields()[..2], [payload("event_type"), payload("ts")]);
         assert_eq!(parse("1 + 2").unwrap().fields(), vec![]);
-        assert_eq!(
-            parse("exists(a) or coalesce(a, b) == 1")
-                .unwrap()
-                .fields()
-                .len(),
-            2
-        );
+        assert_eq!(parse("exists(a) or coalesce(a, b) == 1").unwrap().fields().len(), 2);
     }
 
     #[test]

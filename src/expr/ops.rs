@@ -2,11 +2,11 @@
 
 use std::cmp::Ordering;
 
-use super::eval::{fail, view, EvalError, V};
+use super::eval::{fail, view, EvalError, Res, Val, V};
 use super::BinaryOp;
-use crate::value::Value;
 
 /// Compares an int with a float exactly (NaN sorts above every number).
+#[inline(always)]
 pub(super) fn cmp_int_float(i: i64, f: f64) -> Ordering {
     const TWO_63: f64 = 9_223_372_036_854_775_808.0;
     if f.is_nan() || f >= TWO_63 {
@@ -27,11 +27,11 @@ pub(super) fn cmp_int_float(i: i64, f: f64) -> Ordering {
 }
 
 pub(super) fn cmp_floats(x: f64, y: f64) -> Ordering {
-    x.partial_cmp(&y)
-        .unwrap_or_else(|| x.is_nan().cmp(&y.is_nan()))
+    x.partial_cmp(&y).unwrap_or_else(|| x.is_nan().cmp(&y.is_nan()))
 }
 
 /// `==`: null when either side is null, otherwise [`same`].
+#[inline(always)]
 pub(super) fn equal(a: V, b: V) -> Option<bool> {
     match (a, b) {
         (V::Null, _) | (_, V::Null) => None,
@@ -48,21 +48,17 @@ pub(super) fn same(a: V, b: V) -> bool {
         (V::Int(i), V::Float(f)) | (V::Float(f), V::Int(i)) => cmp_int_float(i, f).is_eq(),
         (V::Float(x), V::Float(y)) => cmp_floats(x, y).is_eq(),
         (V::Str(x), V::Str(y)) => x == y,
-        (V::List(x), V::List(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(view(p), view(q)))
-        }
+        (V::List(x), V::List(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(view(p), view(q))),
         (V::Object(x), V::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .zip(y)
-                    .all(|((k, p), (l, q))| k == l && same(view(p), view(q)))
+            x.len() == y.len() && x.iter().zip(y).all(|((k, p), (l, q))| k == l && same(view(p), view(q)))
         }
         _ => false,
     }
 }
 
 /// The order of two values: null when either is null, an error when they are incomparable.
-pub(super) fn order(a: V, b: V, op: &str) -> Result<Option<Ordering>, EvalError> {
+#[inline(always)]
+pub(super) fn order(a: V, b: V, op: &str) -> Res<Option<Ordering>> {
     Ok(Some(match (a, b) {
         (V::Null, _) | (_, V::Null) => return Ok(None),
         (V::Int(x), V::Int(y)) | (V::Time(x), V::Time(y)) => x.cmp(&y),
@@ -71,32 +67,24 @@ pub(super) fn order(a: V, b: V, op: &str) -> Result<Option<Ordering>, EvalError>
         (V::Float(x), V::Float(y)) => cmp_floats(x, y),
         (V::Str(x), V::Str(y)) => x.cmp(y),
         (V::Bool(x), V::Bool(y)) => x.cmp(&y),
-        _ => {
-            return fail(format!(
-                "cannot compare {} with {} (`{op}`)",
-                a.kind(),
-                b.kind()
-            ))
-        }
+        _ => return fail(format!("cannot compare {} with {} (`{op}`)", a.kind(), b.kind())),
     }))
 }
 
-pub(super) fn negate(v: V) -> Result<Value, EvalError> {
+pub(super) fn negate(v: V) -> Res<Val<'static>> {
     match v {
-        V::Null => Ok(Value::Null),
-        V::Int(i) => i
-            .checked_neg()
-            .map(Value::Int)
-            .ok_or_else(|| overflow(format!("-({i})"))),
-        V::Float(f) => Ok(Value::float(-f)),
+        V::Null => Ok(Val::Null),
+        V::Int(i) => i.checked_neg().map(Val::Int).ok_or_else(|| overflow(format!("-({i})"))),
+        V::Float(f) => Ok(Val::Float(-f)),
         other => fail(format!("cannot negate a {}", other.kind())),
     }
 }
 
-pub(super) fn overflow(what: String) -> EvalError {
-    EvalError {
+#[cold]
+pub(super) fn overflow(what: String) -> Box<EvalError> {
+    Box::new(EvalError {
         message: format!("integer overflow in {what}"),
-    }
+    })
 }
 
 pub(super) fn as_f64(v: V) -> Option<f64> {
@@ -107,21 +95,19 @@ pub(super) fn as_f64(v: V) -> Option<f64> {
     }
 }
 
-pub(super) fn arith(op: BinaryOp, a: V, b: V) -> Result<Value, EvalError> {
+pub(super) fn arith(op: BinaryOp, a: V, b: V) -> Res<Val<'static>> {
     use BinaryOp::*;
-    let checked = |r: Option<i64>, x: i64, y: i64| {
-        r.ok_or_else(|| overflow(format!("{x} {} {y}", op.symbol())))
-    };
+    let checked = |r: Option<i64>, x: i64, y: i64| r.ok_or_else(|| overflow(format!("{x} {} {y}", op.symbol())));
     Ok(match (op, a, b) {
-        (_, V::Null, _) | (_, _, V::Null) => Value::Null,
+        (_, V::Null, _) | (_, _, V::Null) => Val::Null,
         (Div, _, _) => match (as_f64(a), as_f64(b)) {
-            (Some(_), Some(0.0)) => Value::Null,
-            (Some(x), Some(y)) => Value::float(x / y),
+            (Some(_), Some(0.0)) => Val::Null,
+            (Some(x), Some(y)) => Val::Float(x / y),
             _ => return mismatch(op, a, b),
         },
-        (Rem, V::Int(_), V::Int(0)) => Value::Null,
-        (Rem, V::Int(_), V::Int(-1)) => Value::Int(0),
-        (_, V::Int(x), V::Int(y)) => Value::Int(checked(
+        (Rem, V::Int(_), V::Int(0)) => Val::Null,
+        (Rem, V::Int(_), V::Int(-1)) => Val::Int(0),
+        (_, V::Int(x), V::Int(y)) => Val::Int(checked(
             match op {
                 Add => x.checked_add(y),
                 Sub => x.checked_sub(y),
@@ -131,14 +117,12 @@ pub(super) fn arith(op: BinaryOp, a: V, b: V) -> Result<Value, EvalError> {
             x,
             y,
         )?),
-        (Sub, V::Time(x), V::Time(y)) => Value::Int(checked(x.checked_sub(y), x, y)?),
-        (Add, V::Time(t), V::Int(d)) | (Add, V::Int(d), V::Time(t)) => {
-            Value::Time(checked(t.checked_add(d), t, d)?)
-        }
-        (Sub, V::Time(t), V::Int(d)) => Value::Time(checked(t.checked_sub(d), t, d)?),
+        (Sub, V::Time(x), V::Time(y)) => Val::Int(checked(x.checked_sub(y), x, y)?),
+        (Add, V::Time(t), V::Int(d)) | (Add, V::Int(d), V::Time(t)) => Val::Time(checked(t.checked_add(d), t, d)?),
+        (Sub, V::Time(t), V::Int(d)) => Val::Time(checked(t.checked_sub(d), t, d)?),
         _ => match (as_f64(a), as_f64(b)) {
-            (Some(_), Some(y)) if op == Rem && y == 0.0 => Value::Null,
-            (Some(x), Some(y)) => Value::float(match op {
+            (Some(_), Some(y)) if op == Rem && y == 0.0 => Val::Null,
+            (Some(x), Some(y)) => Val::Float(match op {
                 Add => x + y,
                 Sub => x - y,
                 Mul => x * y,
@@ -149,7 +133,7 @@ pub(super) fn arith(op: BinaryOp, a: V, b: V) -> Result<Value, EvalError> {
     })
 }
 
-pub(super) fn mismatch<T>(op: BinaryOp, a: V, b: V) -> Result<T, EvalError> {
+pub(super) fn mismatch<T>(op: BinaryOp, a: V, b: V) -> Res<T> {
     fail(format!(
         "cannot apply `{}` to {} and {}",
         op.symbol(),
@@ -251,6 +235,42 @@ mod tests {
             ("b > 0", "error: cannot compare bool with int"),
             ("l < l", "error: cannot compare list with list"),
             ("ts > 0", "error: cannot compare timestamp with int"),
+        ]);
+    }
+
+    #[test]
+    fn in_between_is_null() {
+        check(&[
+            ("i in [1, 7]", "true"),
+            ("i in [1, 2]", "false"),
+            ("i in [1, null]", "null"),
+            ("i in [7, null]", "true"),
+            ("n in [1]", "null"),
+            ("i in []", "false"),
+            ("i not in [1, 2]", "true"),
+            ("i not in [7]", "false"),
+            ("i not in [null]", "null"),
+            ("s in ['Hello', 1]", "true"),
+            ("7.0 in [i]", "true"),
+            ("event_type in ['session', 'attempt']", "true"),
+            ("i between 1 and 10", "true"),
+            ("i between 7 and 7", "true"),
+            ("i between 8 and 10", "false"),
+            ("i not between 8 and 10", "true"),
+            ("i between n and 10", "null"),
+            ("i between n and 5", "false"),
+            ("f between 2 and 3", "true"),
+            ("s between 'A' and 'Z'", "true"),
+            ("1 + 1 between 2 and 2", "true"),
+            ("i between 1 and 10 and b", "true"),
+            ("s between 1 and 2", "error: cannot compare string with int (`between`)"),
+            ("n is null", "true"),
+            ("missing is null", "true"),
+            ("i is null", "false"),
+            ("i is not null", "true"),
+            ("n is not null", "false"),
+            ("i / 0 is null", "true"),
+            ("NULL IS NULL", "true"),
         ]);
     }
 

@@ -12,6 +12,7 @@ use crate::value::Value;
 
 /// Deepest nesting accepted, so that parsing, evaluation and dropping cannot overflow a stack.
 const MAX_DEPTH: usize = 200;
+const TOO_DEEP: &str = "expression nested more than 200 levels deep";
 
 /// Why an expression does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,10 +26,7 @@ pub struct ParseError {
 
 /// The source text, and a caret under `column`.
 fn caret(text: &str, column: &usize) -> String {
-    let shown: String = text
-        .chars()
-        .map(|c| if c.is_whitespace() { ' ' } else { c })
-        .collect();
+    let shown: String = text.chars().map(|c| if c.is_whitespace() { ' ' } else { c }).collect();
     format!("  {shown}\n  {}^", " ".repeat(column.saturating_sub(1)))
 }
 
@@ -57,10 +55,7 @@ pub fn parse(text: &str) -> Result<Expr, ParseError> {
         _ => return p.unexpected(p.pos, "expected an operator or the end"),
     }
     if too_deep(&expr, MAX_DEPTH) {
-        return Err(p.error(
-            0,
-            format!("expression nested more than {MAX_DEPTH} levels deep"),
-        ));
+        return Err(p.error(0, TOO_DEEP));
     }
     Ok(expr)
 }
@@ -137,10 +132,7 @@ impl Parser<'_> {
     fn expr(&mut self, min: u8) -> Result<Expr, ParseError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(self.error(
-                self.pos,
-                format!("expression nested more than {MAX_DEPTH} levels deep"),
-            ));
+            return Err(self.error(self.pos, TOO_DEEP));
         }
         let result = self.climb(min);
         self.depth -= 1;
@@ -161,8 +153,7 @@ impl Parser<'_> {
                     Tok::Kw(Kw::In) => (Infix::In(true), 2),
                     Tok::Kw(Kw::Between) => (Infix::Between(true), 2),
                     _ if min <= prec::CMP => {
-                        return self
-                            .unexpected(self.pos + 1, "expected `in` or `between` after `not`")
+                        return self.unexpected(self.pos + 1, "expected `in` or `between` after `not`")
                     }
                     _ => break,
                 },
@@ -181,10 +172,7 @@ impl Parser<'_> {
                 Infix::Bin(op) => Expr::Binary(op, Box::new(left), Box::new(self.expr(p + 1)?)),
                 Infix::In(negated) => {
                     let word = if negated { "not in" } else { "in" };
-                    self.expect(
-                        &Tok::LBracket,
-                        &format!("expected a list `[...]` after `{word}`"),
-                    )?;
+                    self.expect(&Tok::LBracket, &format!("expected a list `[...]` after `{word}`"))?;
                     let list = self.items(&Tok::RBracket, "`]`")?.0;
                     Expr::In {
                         expr: Box::new(left),
@@ -208,10 +196,7 @@ impl Parser<'_> {
                     if negated {
                         self.bump();
                     }
-                    self.expect(
-                        &Tok::Kw(Kw::Null),
-                        "expected `null` or `not null` after `is`",
-                    )?;
+                    self.expect(&Tok::Kw(Kw::Null), "expected `null` or `not null` after `is`")?;
                     Expr::IsNull {
                         expr: Box::new(left),
                         negated,
@@ -292,9 +277,7 @@ impl Parser<'_> {
                 inner
             }
             Tok::LBracket => Expr::List(self.items(&Tok::RBracket, "`]`")?.0),
-            Tok::Path {
-                bare: Some(name), ..
-            } if self.peek() == &Tok::LParen => {
+            Tok::Path { bare: Some(name), .. } if self.peek() == &Tok::LParen => {
                 self.bump();
                 return self.call(&name, at);
             }
@@ -315,11 +298,7 @@ impl Parser<'_> {
 
     /// Comma-separated expressions up to `close` (the opening token is consumed already).
     /// Returns them with the token index where each starts.
-    fn items(
-        &mut self,
-        close: &Tok,
-        close_name: &str,
-    ) -> Result<(Vec<Expr>, Vec<usize>), ParseError> {
+    fn items(&mut self, close: &Tok, close_name: &str) -> Result<(Vec<Expr>, Vec<usize>), ParseError> {
         let (mut items, mut starts) = (Vec::new(), Vec::new());
         if self.peek() == close {
             self.bump();
@@ -344,8 +323,7 @@ impl Parser<'_> {
     /// A call of `name` (at token `at`); the `(` is consumed already.
     fn call(&mut self, name: &str, at: usize) -> Result<Expr, ParseError> {
         let (args, starts) = self.items(&Tok::RParen, "`)`")?;
-        build_call(name, args)
-            .map_err(|(arg, message)| self.error(arg.map_or(at, |i| starts[i]), message))
+        build_call(name, args).map_err(|(arg, message)| self.error(arg.map_or(at, |i| starts[i]), message))
     }
 }
 
@@ -363,32 +341,20 @@ pub(super) mod tests {
             ("", 1, "empty expression"),
             ("a == )", 6, "expected an expression after `==`, found `)`"),
             ("not", 4, "expected an expression after `not`"),
-            (
-                "(a",
-                3,
-                "expected `)` to close the `(` at column 1, found the end",
-            ),
+            ("(a", 3, "expected `)` to close the `(` at column 1, found the end"),
             ("a)", 2, "unmatched `)`"),
             ("a b", 3, "expected an operator or the end, found `b`"),
             ("1 < 2 < 3", 7, "comparisons do not chain"),
             ("a is null == true", 11, "comparisons do not chain"),
             ("a is 1", 6, "expected `null` or `not null` after `is`"),
             ("a in 1", 6, "expected a list `[...]` after `in`"),
-            (
-                "a between 1 or 2",
-                13,
-                "expected `and` in `between ... and ...`",
-            ),
+            ("a between 1 or 2", 13, "expected `and` in `between ... and ...`"),
             ("a not b", 7, "expected `in` or `between` after `not`"),
             ("a == not b", 6, "`not` needs parentheses"),
             ("[1, 2", 6, "expected `,` or `]`"),
             ("f(1 2)", 5, "expected `,` or `)`"),
             ("9223372036854775808", 1, "integer out of range"),
-            (
-                "'é' == and",
-                8,
-                "expected an expression after `==`, found `and`",
-            ),
+            ("'é' == and", 8, "expected an expression after `==`, found `and`"),
             (&deep, 201, "nested more than 200 levels"),
             (&long, 1, "nested more than 200 levels"),
         ];
@@ -414,10 +380,7 @@ pub(super) mod tests {
 
     #[test]
     fn extreme_literals() {
-        assert_eq!(
-            parse("-9223372036854775808"),
-            Ok(Expr::Literal(Value::Int(i64::MIN)))
-        );
+        assert_eq!(parse("-9223372036854775808"), Ok(Expr::Literal(Value::Int(i64::MIN))));
         let neg = Expr::Unary(UnaryOp::Neg, Box::new(Expr::Literal(Value::Int(5))));
         assert_eq!(parse("-(5)"), Ok(neg));
         assert_eq!(parse("- 2.5"), Ok(Expr::Literal(Value::float(-2.5))));

@@ -28,8 +28,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanArray, Float64Array, Int64Array, ListArray, NullArray, RecordBatch,
-    RecordBatchOptions, StringBuilder, StructArray,
+    ArrayRef, BooleanArray, Float64Array, Int64Array, ListArray, NullArray, RecordBatch, RecordBatchOptions,
+    StringBuilder, StructArray,
 };
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::compute::cast;
@@ -103,9 +103,7 @@ impl Shape {
             Shape::Int => DataType::Int64,
             Shape::Float => DataType::Float64,
             Shape::Time => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-            Shape::List(elem) => {
-                DataType::List(Arc::new(Field::new_list_field(elem.data_type(), true)))
-            }
+            Shape::List(elem) => DataType::List(Arc::new(Field::new_list_field(elem.data_type(), true))),
             Shape::Struct(fields) if fields.is_empty() => DataType::Utf8,
             Shape::Struct(fields) => DataType::Struct(
                 fields
@@ -136,10 +134,7 @@ pub fn rows_to_batch(columns: &[String], rows: &[Vec<Value>]) -> Result<RecordBa
 }
 
 /// Builds a batch in an existing schema, coercing values (see the module docs).
-pub fn rows_to_batch_with_schema(
-    schema: &SchemaRef,
-    rows: &[Vec<Value>],
-) -> Result<RecordBatch, WriteError> {
+pub fn rows_to_batch_with_schema(schema: &SchemaRef, rows: &[Vec<Value>]) -> Result<RecordBatch, WriteError> {
     check_widths(schema.fields().len(), rows)?;
     let mut arrays = Vec::with_capacity(schema.fields().len());
     for (c, field) in schema.fields().iter().enumerate() {
@@ -151,11 +146,9 @@ pub fn rows_to_batch_with_schema(
         arrays.push(array);
     }
     let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
-    RecordBatch::try_new_with_options(schema.clone(), arrays, &options).map_err(|source| {
-        WriteError::Column {
-            column: "(batch)".into(),
-            source,
-        }
+    RecordBatch::try_new_with_options(schema.clone(), arrays, &options).map_err(|source| WriteError::Column {
+        column: "(batch)".into(),
+        source,
     })
 }
 
@@ -229,9 +222,8 @@ fn build(dt: &DataType, values: &[&Value]) -> Result<ArrayRef, ArrowError> {
                 if let Value::List(list) = v {
                     items.extend(list.iter());
                 }
-                let end = i32::try_from(items.len()).map_err(|_| {
-                    ArrowError::ComputeError("list column exceeds i32 offsets".into())
-                })?;
+                let end = i32::try_from(items.len())
+                    .map_err(|_| ArrowError::ComputeError("list column exceeds i32 offsets".into()))?;
                 offsets.push(end);
             }
             let child = build(field.data_type(), &items)?;
@@ -265,16 +257,9 @@ fn struct_array(fields: &Fields, values: &[&Value]) -> Result<ArrayRef, ArrowErr
     }
     let nulls = NullBuffer::from_iter(values.iter().map(|v| matches!(v, Value::Object(_))));
     if fields.is_empty() {
-        return Ok(Arc::new(StructArray::new_empty_fields(
-            values.len(),
-            Some(nulls),
-        )));
+        return Ok(Arc::new(StructArray::new_empty_fields(values.len(), Some(nulls))));
     }
-    Ok(Arc::new(StructArray::try_new(
-        fields.clone(),
-        children,
-        Some(nulls),
-    )?))
+    Ok(Arc::new(StructArray::try_new(fields.clone(), children, Some(nulls))?))
 }
 
 /// Strings as they are; every other non-null value as its JSON text (timestamps as RFC 3339).
@@ -313,11 +298,9 @@ impl ParquetSink {
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .build();
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|source| {
-            WriteError::Parquet {
-                path: path.into(),
-                source,
-            }
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|source| WriteError::Parquet {
+            path: path.into(),
+            source,
         })?;
         Ok(ParquetSink {
             path: path.into(),
@@ -355,12 +338,10 @@ impl ParquetSink {
                 got: describe(&got),
             });
         }
-        self.writer
-            .write(batch)
-            .map_err(|source| WriteError::Parquet {
-                path: self.path.clone(),
-                source,
-            })?;
+        self.writer.write(batch).map_err(|source| WriteError::Parquet {
+            path: self.path.clone(),
+            source,
+        })?;
         self.rows += batch.num_rows();
         Ok(())
     }

@@ -16,9 +16,7 @@ use std::path::PathBuf;
 use arrow::error::ArrowError;
 use parquet::errors::ParquetError;
 
-pub use arrow_write::{
-    infer_type, rows_to_batch, rows_to_batch_with_schema, ParquetSink, ROW_GROUP_ROWS,
-};
+pub use arrow_write::{infer_type, rows_to_batch, rows_to_batch_with_schema, ParquetSink, ROW_GROUP_ROWS};
 
 use crate::event::Event;
 use crate::value::{format_time, Sym, Value};
@@ -27,11 +25,7 @@ use crate::value::{format_time, Sym, Value};
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     #[error("row {row} has {got} values but there are {expected} columns")]
-    RowWidth {
-        row: usize,
-        got: usize,
-        expected: usize,
-    },
+    RowWidth { row: usize, got: usize, expected: usize },
     #[error("column `{column}`: {source}")]
     Column {
         column: String,
@@ -60,11 +54,7 @@ pub enum WriteError {
 
 /// Columns and rows for `events`: time, type, then the sorted union of payload fields; a field
 /// an event lacks is null. Times become [`Value::Time`], types strings.
-pub fn events_to_rows(
-    events: &[Event],
-    time_field: &str,
-    type_field: &str,
-) -> (Vec<String>, Vec<Vec<Value>>) {
+pub fn events_to_rows(events: &[Event], time_field: &str, type_field: &str) -> (Vec<String>, Vec<Vec<Value>>) {
     let names: Vec<&'static str> = events
         .iter()
         .flat_map(|e| e.payload.iter().map(|(k, _)| k.as_str()))
@@ -103,12 +93,7 @@ pub fn events_to_rows(
 
 /// Writes `e` as one JSON line: the time (RFC 3339, see [`format_time`]) under `time_field`, the
 /// type under `type_field`, then the payload fields in order (nulls included).
-pub fn write_ndjson_event(
-    w: &mut impl Write,
-    e: &Event,
-    time_field: &str,
-    type_field: &str,
-) -> io::Result<()> {
+pub fn write_ndjson_event(w: &mut impl Write, e: &Event, time_field: &str, type_field: &str) -> io::Result<()> {
     w.write_all(b"{")?;
     serde_json::to_writer(&mut *w, time_field)?;
     w.write_all(b":\"")?;

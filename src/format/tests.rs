@@ -14,12 +14,7 @@ use crate::event::Event;
 use crate::value::{Sym, Value};
 
 fn obj(fields: &[(&str, Value)]) -> Value {
-    Value::object(
-        fields
-            .iter()
-            .map(|(k, v)| (Sym::new(k), v.clone()))
-            .collect(),
-    )
+    Value::object(fields.iter().map(|(k, v)| (Sym::new(k), v.clone())).collect())
 }
 
 /// Writes `batch` to a Parquet file and reads it back as one batch.
@@ -84,26 +79,13 @@ fn infers_types_and_round_trips_through_parquet() {
     ];
     let batch = round_trip(&rows_to_batch(&cols, &rows).unwrap());
     let schema = batch.schema();
-    let types: Vec<String> = schema
-        .fields()
-        .iter()
-        .map(|f| f.data_type().to_string())
-        .collect();
+    let types: Vec<String> = schema.fields().iter().map(|f| f.data_type().to_string()).collect();
     assert_eq!(
         &types[..6],
-        [
-            "Int64",
-            "Float64",
-            "Boolean",
-            "Utf8",
-            "Timestamp(ms, \"UTC\")",
-            "Utf8"
-        ]
+        ["Int64", "Float64", "Boolean", "Utf8", "Timestamp(ms, \"UTC\")", "Utf8"]
     );
     assert_eq!(schema.field(6).data_type(), &DataType::Utf8);
-    assert!(
-        matches!(schema.field(7).data_type(), DataType::List(f) if f.data_type() == &DataType::Int64)
-    );
+    assert!(matches!(schema.field(7).data_type(), DataType::List(f) if f.data_type() == &DataType::Int64));
     let DataType::Struct(sf) = schema.field(8).data_type() else {
         panic!("{}", schema.field(8))
     };
@@ -112,21 +94,12 @@ fn infers_types_and_round_trips_through_parquet() {
     assert!(matches!(sf[2].data_type(), DataType::List(f) if f.data_type() == &DataType::Utf8));
 
     let ints = batch.column(0).as_primitive::<Int64Type>();
-    assert_eq!(
-        (ints.value(0), ints.is_null(1), ints.value(2)),
-        (1, true, -3)
-    );
+    assert_eq!((ints.value(0), ints.is_null(1), ints.value(2)), (1, true, -3));
     let floats = batch.column(1).as_primitive::<Float64Type>();
-    assert_eq!(
-        (floats.value(0), floats.value(1), floats.is_null(2)),
-        (2.0, 2.5, true)
-    );
+    assert_eq!((floats.value(0), floats.value(1), floats.is_null(2)), (2.0, 2.5, true));
     assert!(!batch.column(2).as_boolean().value(2));
     let times = batch.column(4).as_primitive::<TimestampMillisecondType>();
-    assert_eq!(
-        (times.value(0), times.is_null(1)),
-        (1_709_510_400_000, true)
-    );
+    assert_eq!((times.value(0), times.is_null(1)), (1_709_510_400_000, true));
     assert_eq!(batch.column(5).null_count(), 3);
     let mix = batch.column(6).as_string::<i32>();
     assert_eq!(
@@ -160,12 +133,7 @@ fn coerces_into_an_existing_schema() {
         ),
     ]));
     let rows = vec![
-        vec![
-            Value::Int(3),
-            Value::Time(0),
-            Value::str("x"),
-            Value::Time(5),
-        ],
+        vec![Value::Int(3), Value::Time(0), Value::str("x"), Value::Time(5)],
         vec![
             Value::str("no"),
             Value::List([Value::Int(1)].into()),
@@ -177,10 +145,7 @@ fn coerces_into_an_existing_schema() {
     let f = batch.column(0).as_primitive::<Float64Type>();
     assert_eq!((f.value(0), f.is_null(1)), (3.0, true));
     let s = batch.column(1).as_string::<i32>();
-    assert_eq!(
-        (s.value(0), s.value(1)),
-        ("1970-01-01T00:00:00.000Z", "[1]")
-    );
+    assert_eq!((s.value(0), s.value(1)), ("1970-01-01T00:00:00.000Z", "[1]"));
     assert_eq!(batch.column(2).null_count(), 2);
     assert_eq!(batch.column(3).null_count(), 1);
     let err = rows_to_batch_with_schema(&schema, &[vec![Value::Null]]).unwrap_err();
@@ -205,17 +170,11 @@ fn sink_rejects_a_different_schema() {
     let b = rows_to_batch(&["a".into()], &[vec![Value::str("1")]]).unwrap();
     let mut sink = ParquetSink::open(&path, a.schema()).unwrap();
     let err = sink.write(&b).unwrap_err().to_string();
-    assert!(
-        err.contains("x.parquet") && err.contains("a: Int64"),
-        "{err}"
-    );
+    assert!(err.contains("x.parquet") && err.contains("a: Int64"), "{err}");
 }
 
 fn event(time: i64, kind: &str, fields: &[(&str, Value)]) -> Event {
-    let payload = fields
-        .iter()
-        .map(|(k, v)| (Sym::new(k), v.clone()))
-        .collect();
+    let payload = fields.iter().map(|(k, v)| (Sym::new(k), v.clone())).collect();
     Event::new(time, Sym::new(kind), payload)
 }
 
@@ -237,10 +196,7 @@ fn events_become_rows_with_a_union_of_fields() {
             Value::Int(1)
         ]
     );
-    assert_eq!(
-        rows[1][..3],
-        [Value::Time(6), Value::str("b"), Value::Bool(true)]
-    );
+    assert_eq!(rows[1][..3], [Value::Time(6), Value::str("b"), Value::Bool(true)]);
     assert_eq!(rows[1][3..], [Value::Null, Value::Null]);
     let batch = rows_to_batch(&cols, &rows).unwrap();
     assert_eq!(batch.num_columns(), 5);
@@ -272,7 +228,5 @@ fn ndjson_matches_value_to_json() {
     assert!(line.ends_with('\n') && line.lines().count() == 1);
     let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(parsed, e.to_json("event_time", "event_type"));
-    assert!(line.starts_with(
-        r#"{"event_time":"2024-03-04T00:00:00.123Z","event_type":"attempt","f":3.0,"#
-    ));
+    assert!(line.starts_with(r#"{"event_time":"2024-03-04T00:00:00.123Z","event_type":"attempt","f":3.0,"#));
 }

@@ -238,10 +238,7 @@ impl Learning {
 
     /// Advances the simulation to its next event (a candidate session start or a session step).
     fn step(&mut self) {
-        let session_next = self
-            .sessions
-            .first_key_value()
-            .map_or(i64::MAX, |(k, _)| k.0);
+        let session_next = self.sessions.first_key_value().map_or(i64::MAX, |(k, _)| k.0);
         if self.next_candidate <= session_next {
             let t = self.next_candidate;
             self.clock = t;
@@ -285,10 +282,7 @@ impl Learning {
 
     /// Emits `s`'s current event and reschedules it (or closes it).
     fn advance(&mut self, mut s: Session) {
-        let (bot, skill) = (
-            self.users[s.user as usize].bot,
-            self.users[s.user as usize].skill,
-        );
+        let (bot, skill) = (self.users[s.user as usize].bot, self.users[s.user as usize].skill);
         let (time, user, session) = (s.next, s.user, s.id);
         let mut row = Row {
             time,
@@ -304,10 +298,7 @@ impl Learning {
             Stage::Start => self.schedule_attempt(&mut s, bot),
             Stage::Placement => {
                 row.kind = Kind::Placement;
-                row.level = [-1.2, -0.4, 0.3, 1.0, 1.7]
-                    .iter()
-                    .filter(|&&t| skill >= t)
-                    .count();
+                row.level = [-1.2, -0.4, 0.3, 1.0, 1.7].iter().filter(|&&t| skill >= t).count();
                 let noise = 6.0 * self.rng.sample::<f64, _>(StandardNormal);
                 row.score = ((50.0 + 18.0 * skill + noise).clamp(0.0, 100.0) * 10.0).round() / 10.0;
                 self.schedule_attempt(&mut s, bot);
@@ -341,8 +332,7 @@ impl Learning {
             }
             Stage::End => {
                 row.kind = Kind::SessionEnd;
-                (row.duration_ms, row.attempt_count, row.correct_count) =
-                    (s.next - s.start, s.done, s.correct);
+                (row.duration_ms, row.attempt_count, row.correct_count) = (s.next - s.start, s.done, s.correct);
                 self.emit(row);
                 return;
             }
@@ -357,10 +347,7 @@ impl Learning {
         s.item = pick(&self.item_cdf, &mut self.rng) as u32;
         let difficulty = self.items[s.item as usize].difficulty;
         let (pause, response) = if bot {
-            (
-                self.rng.random_range(10.0..150.0),
-                self.rng.random_range(120.0..950.0),
-            )
+            (self.rng.random_range(10.0..150.0), self.rng.random_range(120.0..950.0))
         } else {
             let pause = 400.0 + self.exp(3500.0);
             // Log-normal, median 6.5 s, slower on harder items.
@@ -391,10 +378,7 @@ impl Learning {
         self.pending.insert((arrival, self.seq), row);
         if row.kind == Kind::Attempt && self.rng.random_bool(P_DUPLICATE) {
             let redelivery = arrival + self.rng.random_range(500..20_000);
-            let dup = Row {
-                duplicate: true,
-                ..row
-            };
+            let dup = Row { duplicate: true, ..row };
             self.pending.insert((redelivery, self.seq + 1), dup);
         }
         self.seq += 2;

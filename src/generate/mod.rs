@@ -159,9 +159,7 @@ pub fn generate(
         Sink::Ndjson(mut w) => w.flush().map_err(io_err)?,
     }
     bar.finish_and_clear();
-    let mut by_type: Vec<_> = vocab::Kind::ALL
-        .map(|k| (k.name(), by_kind[k as usize]))
-        .to_vec();
+    let mut by_type: Vec<_> = vocab::Kind::ALL.map(|k| (k.name(), by_kind[k as usize])).to_vec();
     by_type.sort();
     let summary = GenerateSummary {
         events: written,

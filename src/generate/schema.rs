@@ -24,8 +24,8 @@ use std::fmt::{self, Write as _};
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, RecordBatch,
-    StringBuilder, StructArray, TimestampMillisecondArray,
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, RecordBatch, StringBuilder, StructArray,
+    TimestampMillisecondArray,
 };
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
@@ -128,10 +128,8 @@ pub(crate) fn batch(g: &Learning, rows: &[Row]) -> Result<RecordBatch, ArrowErro
     let [mut kind, mut session, mut country, mut region, mut tz, mut plans, mut ua, mut os, mut version] =
         std::array::from_fn(|_| strings());
     let [mut attempt_id, mut placement_id, mut level] = std::array::from_fn(|_| strings());
-    let [mut user, mut item, mut number, mut duration, mut count, mut correct_count] =
-        std::array::from_fn(|_| ints());
-    let [mut response, mut difficulty, mut score] =
-        std::array::from_fn(|_| Float64Builder::with_capacity(n));
+    let [mut user, mut item, mut number, mut duration, mut count, mut correct_count] = std::array::from_fn(|_| ints());
+    let [mut response, mut difficulty, mut score] = std::array::from_fn(|_| Float64Builder::with_capacity(n));
     let mut correct = BooleanBuilder::with_capacity(n);
     let mut topics = ListBuilder::with_capacity(StringBuilder::new(), n);
     let fmt_err = |_| ArrowError::ComputeError("formatting an id".into());
@@ -158,9 +156,7 @@ pub(crate) fn batch(g: &Learning, rows: &[Row]) -> Result<RecordBatch, ArrowErro
             correct.append_value(r.correct);
             response.append_value(r.response_ms);
             difficulty.append_value(it.difficulty);
-            it.topics
-                .iter()
-                .for_each(|t| topics.values().append_value(t));
+            it.topics.iter().for_each(|t| topics.values().append_value(t));
             topics.append(true);
             number.append_value(i64::from(r.attempt_number));
         } else {
@@ -250,10 +246,7 @@ fn syms() -> &'static [Sym] {
     static SYMS: OnceLock<Vec<Sym>> = OnceLock::new();
     SYMS.get_or_init(|| {
         let names = PAYLOAD.iter().copied().chain(["os", "app_version"]);
-        names
-            .chain(Kind::ALL.map(Kind::name))
-            .map(Sym::new)
-            .collect()
+        names.chain(Kind::ALL.map(Kind::name)).map(Sym::new).collect()
     })
 }
 
@@ -272,10 +265,7 @@ pub(crate) fn event(g: &Learning, r: &Row) -> Event {
     v[4] = Value::str(locale.1);
     v[5] = Value::str(plan(g, r));
     v[6] = Value::str(&agent.ua);
-    let device = vec![
-        (syms[21], Value::str(agent.os)),
-        (syms[22], Value::str(agent.version)),
-    ];
+    let device = vec![(syms[21], Value::str(agent.os)), (syms[22], Value::str(agent.version))];
     v[7] = Value::object(device);
     match r.kind {
         Kind::Attempt => {

@@ -24,19 +24,10 @@ fn read_ndjson(path: &Path) -> Vec<Event> {
     let lines = BufReader::new(File::open(path).unwrap()).lines();
     lines
         .map(|line| {
-            let Value::Object(fields) =
-                Value::from_json(serde_json::from_str(&line.unwrap()).unwrap())
-            else {
+            let Value::Object(fields) = Value::from_json(serde_json::from_str(&line.unwrap()).unwrap()) else {
                 panic!("not an object")
             };
-            let get = |name: &str| {
-                fields
-                    .iter()
-                    .find(|(k, _)| k.as_str() == name)
-                    .unwrap()
-                    .1
-                    .clone()
-            };
+            let get = |name: &str| fields.iter().find(|(k, _)| k.as_str() == name).unwrap().1.clone();
             let Value::Str(time) = get(TIME_FIELD) else {
                 panic!("time is not a string")
             };
@@ -46,11 +37,7 @@ fn read_ndjson(path: &Path) -> Vec<Event> {
             let payload = fields
                 .iter()
                 .filter(|(k, _)| ![TIME_FIELD, TYPE_FIELD].contains(&k.as_str()));
-            Event::new(
-                parse_time(&time).unwrap(),
-                Sym::new(&kind),
-                payload.cloned().collect(),
-            )
+            Event::new(parse_time(&time).unwrap(), Sym::new(&kind), payload.cloned().collect())
         })
         .collect()
 }
@@ -65,14 +52,8 @@ fn same_seed_gives_the_same_bytes() {
         let c = generate("learning", 20_000, 8, &path("c"), false).unwrap();
         assert_eq!(a, b);
         let bytes = |name: &str| std::fs::read(path(name)).unwrap();
-        assert!(
-            bytes("a") == bytes("b"),
-            "{ext}: same seed, different bytes"
-        );
-        assert!(
-            bytes("a") != bytes("c"),
-            "{ext}: different seeds, same bytes"
-        );
+        assert!(bytes("a") == bytes("b"), "{ext}: same seed, different bytes");
+        assert!(bytes("a") != bytes("c"), "{ext}: different seeds, same bytes");
         assert_ne!(a, c);
     }
 }
@@ -85,11 +66,7 @@ fn statistics_are_in_range() {
     let s = generate("learning", n, 1, &path, false).unwrap();
     let frac = |x: usize| x as f64 / n as f64;
     assert_eq!(s.events, n);
-    assert!(
-        (0.0005..0.002).contains(&frac(s.late)),
-        "late {}",
-        frac(s.late)
-    );
+    assert!((0.0005..0.002).contains(&frac(s.late)), "late {}", frac(s.late));
     assert!(
         (0.025..0.035).contains(&frac(s.duplicates)),
         "duplicates {}",
@@ -97,10 +74,7 @@ fn statistics_are_in_range() {
     );
     let types: BTreeMap<_, _> = s.by_type.iter().copied().collect();
     assert_eq!(types.values().sum::<usize>(), n);
-    assert!(
-        (0.01..0.03).contains(&frac(types["placement"])),
-        "{types:?}"
-    );
+    assert!((0.01..0.03).contains(&frac(types["placement"])), "{types:?}");
     assert!(types["session_end"] > 0 && types["session_start"] > types["session_end"]);
     assert!(frac(types["attempt"]) > 0.7, "{types:?}");
     // Half a million events span about half a day.
@@ -140,9 +114,7 @@ fn rows_are_realistic() {
             continue;
         }
         attempts += 1;
-        *item_counts
-            .entry(get("item_id").parse().unwrap())
-            .or_default() += 1;
+        *item_counts.entry(get("item_id").parse().unwrap()).or_default() += 1;
         let is_dup = !ids.insert(get("client_attempt_id"));
         assert_eq!(is_dup, r.duplicate);
         dups += usize::from(is_dup);
@@ -160,10 +132,7 @@ fn rows_are_realistic() {
     // Zipf: the most popular item is far above the median.
     let mut counts: Vec<usize> = item_counts.into_values().collect();
     counts.sort_unstable();
-    assert!(
-        counts[counts.len() - 1] > 20 * counts[counts.len() / 2],
-        "{counts:?}"
-    );
+    assert!(counts[counts.len() - 1] > 20 * counts[counts.len() / 2], "{counts:?}");
 }
 
 #[test]

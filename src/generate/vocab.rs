@@ -29,8 +29,8 @@ pub(crate) const LOCALES: &[(&str, &str, i64, &str, u32)] = &[
 
 /// Relative activity by local hour (peak 1.0 at 20:00, trough at 04:00).
 pub(crate) const DIURNAL: [f64; 24] = [
-    0.20, 0.12, 0.08, 0.06, 0.06, 0.10, 0.22, 0.40, 0.55, 0.55, 0.50, 0.52, 0.62, 0.58, 0.50, 0.50,
-    0.55, 0.65, 0.80, 0.92, 1.00, 0.95, 0.70, 0.40,
+    0.20, 0.12, 0.08, 0.06, 0.06, 0.10, 0.22, 0.40, 0.55, 0.55, 0.50, 0.52, 0.62, 0.58, 0.50, 0.50, 0.55, 0.65, 0.80,
+    0.92, 1.00, 0.95, 0.70, 0.40,
 ];
 
 pub(crate) const TOPICS: &[&str] = &[
@@ -72,12 +72,7 @@ pub(crate) enum Kind {
 
 impl Kind {
     /// Every event type, in discriminant order.
-    pub(crate) const ALL: [Kind; 4] = [
-        Kind::SessionStart,
-        Kind::Attempt,
-        Kind::SessionEnd,
-        Kind::Placement,
-    ];
+    pub(crate) const ALL: [Kind; 4] = [Kind::SessionStart, Kind::Attempt, Kind::SessionEnd, Kind::Placement];
 
     pub(crate) fn name(self) -> &'static str {
         match self {

@@ -11,8 +11,15 @@
 //! as 0/1) enter exactly; floats are rounded once, on entry, to a multiple of 2^-32 (about
 //! 2.3e-10), so sums never depend on the order of addition. `min`, `max` and `count_distinct`
 //! keep a multiset of values with multiplicities, so retractions are exact too.
+//!
+//! Insert-only inputs: when the plan knows its input never retracts (a replayed log is
+//! append-only; Materialize calls such inputs *monotonic*), `min` and `max` keep just the extreme
+//! value and `count_distinct` a hash set. These states form a commutative monoid rather than a
+//! group: they are never negated.
 
 use std::collections::BTreeMap;
+
+use rustc_hash::FxHashSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -28,7 +35,11 @@ const MAX_ABS: f64 = 1.0e28;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MeasureError {
     #[error("{func} of a {kind} value ({value})")]
-    NotNumeric { func: &'static str, kind: &'static str, value: String },
+    NotNumeric {
+        func: &'static str,
+        kind: &'static str,
+        value: String,
+    },
     #[error("{func} of {value}: out of range (|x| must be below 1e28 and finite)")]
     OutOfRange { func: &'static str, value: String },
 }
@@ -51,16 +62,37 @@ pub enum MeasureState {
     /// Sum and average: number of values, fixed-point total, and how many were floats (the
     /// result is an int when none were).
     Sum { n: i64, total: i128, floats: i64 },
-    /// Multiset of values, for min, max and count distinct.
-    Values(BTreeMap<Value, i64>),
+    /// Multiset of values, for min, max and count distinct, with the number of values whose
+    /// multiplicity is positive (so `count_distinct` is O(1)).
+    Values { map: BTreeMap<Value, i64>, distinct: i64 },
+    /// Insert-only `min`: the least non-null value seen.
+    Min(Option<Value>),
+    /// Insert-only `max`: the greatest non-null value seen.
+    Max(Option<Value>),
+    /// Insert-only `count_distinct`: the non-null values seen.
+    Set(FxHashSet<Value>),
 }
 
 impl MeasureState {
-    pub fn empty(func: Func) -> MeasureState {
+    /// The empty state; `monotonic` selects the insert-only states.
+    pub fn empty(func: Func, monotonic: bool) -> MeasureState {
+        match (func, monotonic) {
+            (Func::Min, true) => return MeasureState::Min(None),
+            (Func::Max, true) => return MeasureState::Max(None),
+            (Func::CountDistinct, true) => return MeasureState::Set(FxHashSet::default()),
+            _ => {}
+        }
         match func {
             Func::Count => MeasureState::Count(0),
-            Func::Sum | Func::Avg => MeasureState::Sum { n: 0, total: 0, floats: 0 },
-            Func::Min | Func::Max | Func::CountDistinct => MeasureState::Values(BTreeMap::new()),
+            Func::Sum | Func::Avg => MeasureState::Sum {
+                n: 0,
+                total: 0,
+                floats: 0,
+            },
+            Func::Min | Func::Max | Func::CountDistinct => MeasureState::Values {
+                map: BTreeMap::new(),
+                distinct: 0,
+            },
         }
     }
 
@@ -79,14 +111,26 @@ impl MeasureState {
                     *floats += weight;
                 }
             }
-            (MeasureState::Values(map), Some(v)) => {
-                let entry = map.entry(v.clone()).or_insert(0);
-                *entry += weight;
-                if *entry == 0 {
-                    map.remove(v);
+            (MeasureState::Values { map, distinct }, Some(v)) => add_value(map, distinct, v, weight),
+            (MeasureState::Min(m), Some(v)) => {
+                debug_assert!(weight > 0, "insert-only state given a retraction");
+                if m.as_ref().is_none_or(|m| v < m) {
+                    *m = Some(v.clone());
                 }
             }
-            (MeasureState::Sum { .. } | MeasureState::Values(_), None) => {}
+            (MeasureState::Max(m), Some(v)) => {
+                debug_assert!(weight > 0, "insert-only state given a retraction");
+                if m.as_ref().is_none_or(|m| v > m) {
+                    *m = Some(v.clone());
+                }
+            }
+            (MeasureState::Set(set), Some(v)) => {
+                debug_assert!(weight > 0, "insert-only state given a retraction");
+                if !set.contains(v) {
+                    set.insert(v.clone());
+                }
+            }
+            (_, None) => {}
         }
         Ok(())
     }
@@ -96,34 +140,57 @@ impl MeasureState {
             (MeasureState::Count(a), MeasureState::Count(b)) => *a += b,
             (
                 MeasureState::Sum { n, total, floats },
-                MeasureState::Sum { n: n2, total: t2, floats: f2 },
+                MeasureState::Sum {
+                    n: n2,
+                    total: t2,
+                    floats: f2,
+                },
             ) => {
                 *n += n2;
                 *total += t2;
                 *floats += f2;
             }
-            (MeasureState::Values(a), MeasureState::Values(b)) => {
-                for (v, w) in b {
-                    let entry = a.entry(v.clone()).or_insert(0);
-                    *entry += w;
-                    if *entry == 0 {
-                        a.remove(v);
+            (MeasureState::Values { map, distinct }, MeasureState::Values { map: other, .. }) => {
+                for (v, w) in other {
+                    add_value(map, distinct, v, *w);
+                }
+            }
+            (MeasureState::Min(a), MeasureState::Min(b)) => {
+                if let Some(b) = b {
+                    if a.as_ref().is_none_or(|a| b < a) {
+                        *a = Some(b.clone());
                     }
                 }
             }
+            (MeasureState::Max(a), MeasureState::Max(b)) => {
+                if let Some(b) = b {
+                    if a.as_ref().is_none_or(|a| b > a) {
+                        *a = Some(b.clone());
+                    }
+                }
+            }
+            (MeasureState::Set(a), MeasureState::Set(b)) => a.extend(b.iter().cloned()),
             (a, b) => panic!("measure states of different functions added: {a:?} + {b:?}"),
         }
     }
 
+    /// Negates a group state. Insert-only states are never negated (plans choose them only for
+    /// inputs without retractions), so negating one is a bug.
     pub fn negate(&mut self) {
         match self {
+            MeasureState::Min(_) | MeasureState::Max(_) | MeasureState::Set(_) => {
+                panic!("an insert-only measure state was negated")
+            }
             MeasureState::Count(c) => *c = -*c,
             MeasureState::Sum { n, total, floats } => {
                 *n = -*n;
                 *total = -*total;
                 *floats = -*floats;
             }
-            MeasureState::Values(map) => map.values_mut().for_each(|w| *w = -*w),
+            MeasureState::Values { map, distinct } => {
+                map.values_mut().for_each(|w| *w = -*w);
+                *distinct = map.values().filter(|w| **w > 0).count() as i64;
+            }
         }
     }
 
@@ -131,7 +198,9 @@ impl MeasureState {
         match self {
             MeasureState::Count(c) => *c == 0,
             MeasureState::Sum { n, total, floats } => *n == 0 && *total == 0 && *floats == 0,
-            MeasureState::Values(map) => map.is_empty(),
+            MeasureState::Values { map, .. } => map.is_empty(),
+            MeasureState::Min(m) | MeasureState::Max(m) => m.is_none(),
+            MeasureState::Set(set) => set.is_empty(),
         }
     }
 
@@ -158,10 +227,42 @@ impl MeasureState {
                     Value::float(*total as f64 / SCALE)
                 }
             }
-            (Func::Min, MeasureState::Values(map)) => positive(map.iter()).unwrap_or_default(),
-            (Func::Max, MeasureState::Values(map)) => positive(map.iter().rev()).unwrap_or_default(),
-            (_, MeasureState::Values(map)) => Value::Int(map.values().filter(|w| **w > 0).count() as i64),
+            (Func::Min, MeasureState::Values { map, .. }) => positive(map.iter()).unwrap_or_default(),
+            (Func::Max, MeasureState::Values { map, .. }) => positive(map.iter().rev()).unwrap_or_default(),
+            (_, MeasureState::Values { distinct, .. }) => Value::Int(*distinct),
+            (_, MeasureState::Min(m) | MeasureState::Max(m)) => m.clone().unwrap_or_default(),
+            (_, MeasureState::Set(set)) => Value::Int(set.len() as i64),
         }
+    }
+}
+
+/// Adds `weight` copies of `v`, keeping `distinct` and dropping zero multiplicities.
+fn add_value(map: &mut BTreeMap<Value, i64>, distinct: &mut i64, v: &Value, weight: i64) {
+    let before = match map.get_mut(v) {
+        Some(w) => {
+            let before = *w;
+            *w += weight;
+            if *w == 0 {
+                map.remove(v);
+            }
+            before
+        }
+        None => {
+            if weight != 0 {
+                map.insert(v.clone(), weight);
+            }
+            0
+        }
+    };
+    let after = before + weight;
+    *distinct += i64::from(after > 0) - i64::from(before > 0);
+}
+
+/// Checks that `value` can enter a measure of `func`, without changing any state.
+pub fn check(func: Func, value: Option<&Value>) -> Result<(), MeasureError> {
+    match (func, value) {
+        (Func::Sum | Func::Avg, Some(v)) if !v.is_null() => to_fixed(func, v).map(|_| ()),
+        _ => Ok(()),
     }
 }
 
@@ -177,7 +278,10 @@ fn to_fixed(func: Func, v: &Value) -> Result<(i128, bool), MeasureError> {
         Value::Float(f) => {
             let x = f.get();
             if !x.is_finite() || x.abs() >= MAX_ABS {
-                return Err(MeasureError::OutOfRange { func: func.name(), value: v.to_string() });
+                return Err(MeasureError::OutOfRange {
+                    func: func.name(),
+                    value: v.to_string(),
+                });
             }
             Ok(((x * SCALE).round() as i128, true))
         }
@@ -197,8 +301,11 @@ pub struct AggState {
 }
 
 impl AggState {
-    pub fn empty(funcs: &[Func]) -> AggState {
-        AggState { events: 0, measures: funcs.iter().map(|f| MeasureState::empty(*f)).collect() }
+    pub fn empty(funcs: &[Func], monotonic: bool) -> AggState {
+        AggState {
+            events: 0,
+            measures: funcs.iter().map(|f| MeasureState::empty(*f, monotonic)).collect(),
+        }
     }
     pub fn plus(&mut self, other: &AggState) {
         self.events += other.events;
@@ -225,7 +332,8 @@ impl AggState {
         self.measures
             .iter()
             .map(|m| match m {
-                MeasureState::Values(map) => map.len() * 48,
+                MeasureState::Values { map, .. } => map.len() * 48,
+                MeasureState::Set(set) => set.capacity() * 32,
                 _ => 0,
             })
             .sum::<usize>()
@@ -238,10 +346,17 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const FUNCS: [Func; 6] = [Func::Count, Func::Sum, Func::Avg, Func::Min, Func::Max, Func::CountDistinct];
+    const FUNCS: [Func; 6] = [
+        Func::Count,
+        Func::Sum,
+        Func::Avg,
+        Func::Min,
+        Func::Max,
+        Func::CountDistinct,
+    ];
 
     fn state_of(values: &[(i64, i64)]) -> AggState {
-        let mut s = AggState::empty(&FUNCS);
+        let mut s = AggState::empty(&FUNCS, false);
         for (v, w) in values {
             s.events += w;
             for (m, f) in s.measures.iter_mut().zip(FUNCS) {
@@ -257,14 +372,42 @@ mod tests {
         let s = state_of(&[(3, 1), (1, 1), (3, 1)]);
         assert_eq!(
             s.finish(&FUNCS).unwrap(),
-            vec![Value::Int(3), Value::Int(7), Value::float(7.0 / 3.0), Value::Int(1), Value::Int(3), Value::Int(2)]
+            vec![
+                Value::Int(3),
+                Value::Int(7),
+                Value::float(7.0 / 3.0),
+                Value::Int(1),
+                Value::Int(3),
+                Value::Int(2)
+            ]
         );
         assert_eq!(state_of(&[]).finish(&FUNCS), None);
     }
 
+    proptest! {
+        #[test]
+        fn insert_only_states_agree_with_multisets(a in prop::collection::vec(-5i64..5, 0..30), split in 0usize..30) {
+            let build = |vals: &[i64], monotonic: bool| {
+                let mut s = AggState::empty(&FUNCS, monotonic);
+                for v in vals {
+                    s.events += 1;
+                    for (m, f) in s.measures.iter_mut().zip(FUNCS) {
+                        let arg = if f == Func::Count { None } else { Some(Value::Int(*v)) };
+                        m.add(f, arg.as_ref(), 1).unwrap();
+                    }
+                }
+                s
+            };
+            let split = split.min(a.len());
+            let mut merged = build(&a[..split], true);
+            merged.plus(&build(&a[split..], true));
+            prop_assert_eq!(merged.finish(&FUNCS), build(&a, false).finish(&FUNCS));
+        }
+    }
+
     #[test]
     fn nulls_and_types() {
-        let mut m = MeasureState::empty(Func::Sum);
+        let mut m = MeasureState::empty(Func::Sum, false);
         m.add(Func::Sum, Some(&Value::Null), 1).unwrap();
         assert_eq!(m.finish(Func::Sum), Value::Null);
         m.add(Func::Sum, Some(&Value::Bool(true)), 1).unwrap();
@@ -274,7 +417,7 @@ mod tests {
         assert_eq!(err.reason(), "type_mismatch");
         let err = m.add(Func::Sum, Some(&Value::float(f64::INFINITY)), 1).unwrap_err();
         assert_eq!(err.reason(), "out_of_range");
-        let mut c = MeasureState::empty(Func::Count);
+        let mut c = MeasureState::empty(Func::Count, false);
         c.add(Func::Count, Some(&Value::Null), 1).unwrap();
         c.add(Func::Count, None, 1).unwrap();
         assert_eq!(c.finish(Func::Count), Value::Int(1));
@@ -284,7 +427,7 @@ mod tests {
     fn float_sums_do_not_depend_on_order() {
         let xs = [0.1, 1e10, -1e10, 0.2, 0.3, 1e-7];
         let sum = |order: &[usize]| {
-            let mut m = MeasureState::empty(Func::Sum);
+            let mut m = MeasureState::empty(Func::Sum, false);
             for i in order {
                 m.add(Func::Sum, Some(&Value::float(xs[*i])), 1).unwrap();
             }

@@ -21,12 +21,18 @@ mod tests {
 
     #[test]
     fn tumbling_and_sliding() {
-        let tumbling = WindowPlan { size_ms: 60, slide_ms: 60 };
+        let tumbling = WindowPlan {
+            size_ms: 60,
+            slide_ms: 60,
+        };
         assert_eq!(window_starts(tumbling, 0).collect::<Vec<_>>(), vec![0]);
         assert_eq!(window_starts(tumbling, 59).collect::<Vec<_>>(), vec![0]);
         assert_eq!(window_starts(tumbling, 60).collect::<Vec<_>>(), vec![60]);
         assert_eq!(window_starts(tumbling, -1).collect::<Vec<_>>(), vec![-60]);
-        let hop = WindowPlan { size_ms: 30, slide_ms: 10 };
+        let hop = WindowPlan {
+            size_ms: 30,
+            slide_ms: 10,
+        };
         assert_eq!(window_starts(hop, 25).collect::<Vec<_>>(), vec![0, 10, 20]);
         assert_eq!(window_starts(hop, 30).collect::<Vec<_>>(), vec![10, 20, 30]);
     }

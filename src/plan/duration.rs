@@ -13,7 +13,9 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
         if digits == 0 {
             return Err(format!("`{text}`: expected a number before `{rest}`"));
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| format!("`{text}`: number too large"))?;
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("`{text}`: number too large"))?;
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         let unit = &rest[..unit_len];
@@ -38,7 +40,7 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
 /// Prints milliseconds in the largest exact unit (`3600000` → `1h`).
 pub fn format_duration(ms: u64) -> String {
     for (unit, scale) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
-        if ms > 0 && ms % scale == 0 {
+        if ms > 0 && ms.is_multiple_of(scale) {
             return format!("{}{unit}", ms / scale);
         }
     }

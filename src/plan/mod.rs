@@ -88,7 +88,11 @@ impl Func {
         ("count_distinct", Func::CountDistinct),
     ];
     pub fn name(self) -> &'static str {
-        Func::ALL.iter().find(|(_, f)| *f == self).map(|(n, _)| *n).unwrap_or("?")
+        Func::ALL
+            .iter()
+            .find(|(_, f)| *f == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("?")
     }
 }
 
@@ -114,6 +118,9 @@ pub struct AggregatePlan {
     pub group_by: Vec<(String, Accessor)>,
     pub measures: Vec<MeasurePlan>,
     pub emit: Emit,
+    /// The input never retracts (every source today is an append-only log), so `min`, `max`
+    /// and `count_distinct` may keep insert-only states instead of value multisets.
+    pub monotonic: bool,
 }
 
 impl Plan {

@@ -28,12 +28,7 @@ pub fn plan_file(path: &Path, inputs: &[(String, PathBuf)]) -> Result<Plan, Spec
 }
 
 /// Plans spec text; `file` is only used in error messages, `base` resolves relative paths.
-pub fn plan_str(
-    text: &str,
-    file: &Path,
-    base: &Path,
-    inputs: &[(String, PathBuf)],
-) -> Result<Plan, SpecError> {
+pub fn plan_str(text: &str, file: &Path, base: &Path, inputs: &[(String, PathBuf)]) -> Result<Plan, SpecError> {
     let cx = Cx { text, file };
     let spec: SpecFile = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
@@ -94,7 +89,12 @@ pub fn plan_str(
         source.projection = Some(fields.into_iter().collect());
     }
 
-    Ok(Plan { name: spec.pipeline.name.get_ref().clone(), tick_ms, sources, aggregates })
+    Ok(Plan {
+        name: spec.pipeline.name.get_ref().clone(),
+        tick_ms,
+        sources,
+        aggregates,
+    })
 }
 
 /// Every field an aggregate reads.
@@ -131,18 +131,35 @@ impl Cx<'_> {
         } else {
             line_col(self.text, span.start)
         };
-        SpecError { file: self.file.to_path_buf(), line, column, key: key.to_string(), message, help }
+        SpecError {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            key: key.to_string(),
+            message,
+            help,
+        }
     }
 
     fn duration(&self, s: &S<String>, key: &str) -> Result<u64, SpecError> {
         parse_duration(s.get_ref()).map_err(|m| {
-            self.error(s.span(), key, m, Some("a duration such as `500ms`, `30s`, `5m`, `1h`, `1d`".into()))
+            self.error(
+                s.span(),
+                key,
+                m,
+                Some("a duration such as `500ms`, `30s`, `5m`, `1h`, `1d`".into()),
+            )
         })
     }
 
     fn expr(&self, s: &S<String>, key: &str, offset: usize, text: &str) -> Result<Expr, SpecError> {
         expr::parse(text).map_err(|e| {
-            let mut err = self.error(s.span(), key, format!("column {}: {}", e.column + offset, e.message), None);
+            let mut err = self.error(
+                s.span(),
+                key,
+                format!("column {}: {}", e.column + offset, e.message),
+                None,
+            );
             err.help = Some(format!("in `{}`", s.get_ref()));
             err
         })
@@ -237,7 +254,11 @@ impl Cx<'_> {
         let a = spec.get_ref();
         let key = |k: &str| format!("aggregates[{i}].{k}");
         let name = a.name.get_ref().clone();
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
             return Err(self.error(
                 a.name.span(),
                 &key("name"),
@@ -300,7 +321,16 @@ impl Cx<'_> {
                 }
             },
         };
-        Ok(AggregatePlan { name, source, filter, window, group_by, measures, emit })
+        Ok(AggregatePlan {
+            name,
+            source,
+            filter,
+            window,
+            group_by,
+            measures,
+            emit,
+            monotonic: true,
+        })
     }
 
     fn window(&self, w: &S<WindowSpec>, key: &str, tick_ms: u64) -> Result<WindowPlan, SpecError> {
@@ -319,13 +349,25 @@ impl Cx<'_> {
                 };
                 (size_ms, slide_ms)
             }
-            _ => return Err(self.error(w.span(), key, "a window needs `tumbling`, or `size` and an optional `slide`".into(), help())),
+            _ => {
+                return Err(self.error(
+                    w.span(),
+                    key,
+                    "a window needs `tumbling`, or `size` and an optional `slide`".into(),
+                    help(),
+                ))
+            }
         };
         if size == 0 || slide == 0 {
             return Err(self.error(w.span(), key, "window size and slide must be positive".into(), help()));
         }
         if slide > size {
-            return Err(self.error(w.span(), key, format!("slide ({slide} ms) is longer than size ({size} ms): events would fall between windows"), help()));
+            return Err(self.error(
+                w.span(),
+                key,
+                format!("slide ({slide} ms) is longer than size ({size} ms): events would fall between windows"),
+                help(),
+            ));
         }
         if size % tick_ms != 0 || slide % tick_ms != 0 {
             return Err(self.error(
@@ -336,9 +378,17 @@ impl Cx<'_> {
             ));
         }
         if size / slide > 1_000 {
-            return Err(self.error(w.span(), key, format!("{} windows per event is too many (at most 1000)", size / slide), None));
+            return Err(self.error(
+                w.span(),
+                key,
+                format!("{} windows per event is too many (at most 1000)", size / slide),
+                None,
+            ));
         }
-        Ok(WindowPlan { size_ms: size, slide_ms: slide })
+        Ok(WindowPlan {
+            size_ms: size,
+            slide_ms: slide,
+        })
     }
 
     fn measure(&self, column: &str, m: &S<String>, key: &str) -> Result<MeasurePlan, SpecError> {
@@ -351,7 +401,9 @@ impl Cx<'_> {
                 Some("`count()`, `count(x)`, `sum(x)`, `avg(x)`, `min(x)`, `max(x)`, `count_distinct(x)`, each optionally followed by `where CONDITION`".into()),
             )
         };
-        let open = text.find('(').ok_or_else(|| bad(format!("`{text}` is not `fn(argument)`")))?;
+        let open = text
+            .find('(')
+            .ok_or_else(|| bad(format!("`{text}` is not `fn(argument)`")))?;
         let fname = text[..open].trim();
         let func = Func::ALL
             .iter()
@@ -375,9 +427,16 @@ impl Cx<'_> {
             let offset = text.len() - cond.len();
             Some(self.expr(m, key, offset, cond)?)
         } else {
-            return Err(bad(format!("unexpected `{rest}` after `)`: expected `where CONDITION`")));
+            return Err(bad(format!(
+                "unexpected `{rest}` after `)`: expected `where CONDITION`"
+            )));
         };
-        Ok(MeasurePlan { name: column.to_string(), func, arg, filter })
+        Ok(MeasurePlan {
+            name: column.to_string(),
+            func,
+            arg,
+            filter,
+        })
     }
 }
 

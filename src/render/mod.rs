@@ -88,7 +88,12 @@ pub fn render(plan: &Plan, scope: Scope<'_, u64>, out_dir: Option<PathBuf>, coll
     }
 
     let letters = differential_dataflow::collection::concatenate(scope, dead).probe_with(&probe);
-    let spec = OutputSpec { name: crate::DEAD_LETTERS.into(), columns: DeadLetter::columns(), changelog: false, tally: Some(1) };
+    let spec = OutputSpec {
+        name: crate::DEAD_LETTERS.into(),
+        columns: DeadLetter::columns(),
+        changelog: false,
+        tally: Some(1),
+    };
     let result = sink::sink(letters, spec, out_dir, collect, DeadLetter::row);
     sinks.push((crate::DEAD_LETTERS.to_string(), result));
 

@@ -61,12 +61,22 @@ where
     let shared = Rc::clone(&result);
     let name = format!("Sink({})", spec.name);
     // Only worker 0 receives updates, so only it writes files.
-    let dir = if collection.inner.scope().index() == 0 { out_dir } else { None };
+    let dir = if collection.inner.scope().index() == 0 {
+        out_dir
+    } else {
+        None
+    };
     let tally = spec.tally;
-    let mut writer = PartWriter { spec, dir, schema: None, buffer: Vec::new() };
-    collection
-        .inner
-        .sink(Exchange::new(|_: &(D, u64, isize)| 0), &name, move |(input, frontier)| {
+    let mut writer = PartWriter {
+        spec,
+        dir,
+        schema: None,
+        buffer: Vec::new(),
+    };
+    collection.inner.sink(
+        Exchange::new(|_: &(D, u64, isize)| 0),
+        &name,
+        move |(input, frontier)| {
             let mut res = shared.borrow_mut();
             input.for_each_stamp(|_, data| {
                 for batch in data {
@@ -80,12 +90,14 @@ where
                         if collect {
                             res.collected.push((row.clone(), t, r));
                         }
-                        writer.buffer.push((row, t, r));
+                        if writer.dir.is_some() {
+                            writer.buffer.push((row, t, r));
+                        }
                     }
                 }
             });
             let done = frontier.is_empty();
-            if (writer.buffer.len() >= FLUSH_ROWS || (done && (writer.buffer.len() > 0 || res.parts == 0)))
+            if (writer.buffer.len() >= FLUSH_ROWS || (done && (!writer.buffer.is_empty() || res.parts == 0)))
                 && res.error.is_none()
             {
                 match writer.flush(res.parts) {
@@ -94,7 +106,8 @@ where
                     Err(e) => res.error = Some(e),
                 }
             }
-        });
+        },
+    );
     result
 }
 

@@ -24,7 +24,9 @@
 //! - State release: when the frontier reaches a window's end, no later event can enter it (a
 //!   later one would be late), so its state is dropped. Memory is bounded by the open windows.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::hash::{Hash, Hasher};
 
 use differential_dataflow::{AsCollection, VecCollection};
@@ -36,7 +38,7 @@ use timely::dataflow::operators::CapabilitySet;
 
 use crate::dead_letter::DeadLetter;
 use crate::event::Event;
-use crate::model::aggregate::AggState;
+use crate::model::aggregate::{check, AggState};
 use crate::model::window::window_starts;
 use crate::plan::{AggregatePlan, Emit, Func};
 use crate::value::Value;
@@ -87,7 +89,10 @@ type Partial = (WindowKey, u64, AggState);
 pub fn render<'s>(
     events: VecCollection<'s, u64, Event, isize>,
     plan: &AggregatePlan,
-) -> (VecCollection<'s, u64, WindowRow, isize>, VecCollection<'s, u64, DeadLetter, isize>) {
+) -> (
+    VecCollection<'s, u64, WindowRow, isize>,
+    VecCollection<'s, u64, DeadLetter, isize>,
+) {
     let funcs: Vec<Func> = plan.measures.iter().map(|m| m.func).collect();
     let (partials, dead) = pre_aggregate(events, plan, &funcs);
     let rows = window_reduce(partials, plan, funcs);
@@ -103,51 +108,73 @@ fn pre_aggregate<'s>(
     events: VecCollection<'s, u64, Event, isize>,
     plan: &AggregatePlan,
     funcs: &[Func],
-) -> (timely::dataflow::StreamVec<'s, u64, Partial>, VecCollection<'s, u64, DeadLetter, isize>) {
+) -> (
+    timely::dataflow::StreamVec<'s, u64, Partial>,
+    VecCollection<'s, u64, DeadLetter, isize>,
+) {
     use timely::dataflow::operators::core::OkErr;
     let plan = plan.clone();
     let funcs = funcs.to_vec();
     let name = format!("PreAggregate({})", plan.name);
-    let out = events.inner.unary::<CapacityContainerBuilder<Vec<PreOut>>, _, _, _>(Pipeline, &name, move |_, _| {
-        let mut acc: HashMap<(WindowKey, u64), AggState> = HashMap::new();
-        let mut args: Vec<Option<Value>> = Vec::with_capacity(funcs.len());
-        move |input, output| {
-            input.for_each_stamp(|cap, data| {
-                let mut dead = Vec::new();
-                for batch in data {
-                    for (event, time, diff) in batch.drain(..) {
-                        if let Err((reason, detail)) = contribution(&plan, &funcs, &event, &mut args) {
-                            let letter = DeadLetter {
-                                stage: format!("aggregate:{}", plan.name),
-                                reason: reason.to_string(),
-                                detail,
-                                location: String::new(),
-                                record: event.payload_value().to_json().to_string(),
-                                event_time: Some(event.time),
-                            };
-                            dead.push(PreOut::Dead(letter, time));
-                            continue;
-                        }
-                        if args.is_empty() {
-                            continue; // filtered out
-                        }
-                        let group: Vec<Value> =
-                            plan.group_by.iter().map(|(_, a)| a.get(&event).unwrap_or(Value::Null)).collect();
-                        for start in window_starts(plan.window, event.time) {
-                            let key = WindowKey { group: group.clone(), start };
-                            let state = acc.entry((key, time)).or_insert_with(|| AggState::empty(&funcs));
-                            add_event(state, &funcs, &args, diff as i64);
+    let out = events
+        .inner
+        .unary::<CapacityContainerBuilder<Vec<PreOut>>, _, _, _>(Pipeline, &name, move |_, _| {
+            let mut acc: HashMap<(WindowKey, u64), AggState> = HashMap::default();
+            let emit = plan.emit;
+            let mut args: Vec<Option<Value>> = Vec::with_capacity(funcs.len());
+            move |input, output| {
+                input.for_each_stamp(|cap, data| {
+                    let mut dead = Vec::new();
+                    // In final mode only a window's state at its end is observed, so every partial
+                    // of this batch can carry the batch's time (no later than any event in it).
+                    let batch_time = *cap.least().expect("a message has a time");
+                    for batch in data {
+                        for (event, time, diff) in batch.drain(..) {
+                            if let Err((reason, detail)) = contribution(&plan, &funcs, &event, &mut args) {
+                                let letter = DeadLetter {
+                                    stage: format!("aggregate:{}", plan.name),
+                                    reason: reason.to_string(),
+                                    detail,
+                                    location: String::new(),
+                                    record: event.payload_value().to_json().to_string(),
+                                    event_time: Some(event.time),
+                                };
+                                dead.push(PreOut::Dead(letter, time));
+                                continue;
+                            }
+                            if args.is_empty() {
+                                continue; // filtered out
+                            }
+                            let group: Vec<Value> = plan
+                                .group_by
+                                .iter()
+                                .map(|(_, a)| a.get(&event).unwrap_or(Value::Null))
+                                .collect();
+                            for start in window_starts(plan.window, event.time) {
+                                let key = WindowKey {
+                                    group: group.clone(),
+                                    start,
+                                };
+                                let t = if emit == Emit::Final { batch_time } else { time };
+                                let state = acc
+                                    .entry((key, t))
+                                    .or_insert_with(|| AggState::empty(&funcs, plan.monotonic));
+                                add_event(state, &funcs, &args, diff as i64);
+                            }
                         }
                     }
-                }
-                let mut session = output.session(&cap);
-                session.give_iterator(dead.into_iter());
-                session.give_iterator(
-                    acc.drain().filter(|(_, s)| !s.is_zero()).map(|((k, t), s)| PreOut::Partial((k, t, s))),
-                );
-            });
-        }
-    });
+                    let mut session = output.session(&cap);
+                    session.give_iterator(dead.into_iter());
+                    session.give_iterator(
+                        acc.drain()
+                            .filter(|(_, s)| !s.is_zero())
+                            .map(|((k, t), s)| PreOut::Partial((k, t, s))),
+                    );
+                });
+            }
+        });
+    // The `Err` side carries a whole dead letter by design: it is the dead-letter collection.
+    #[allow(clippy::result_large_err)]
     let (partials, dead) = out.ok_err(|x| match x {
         PreOut::Partial(p) => Ok(p),
         PreOut::Dead(d, t) => Err((d, t, 1isize)),
@@ -166,13 +193,19 @@ fn contribution(
 ) -> Result<(), (&'static str, String)> {
     args.clear();
     if let Some(filter) = &plan.filter {
-        if !filter.is_true(event).map_err(|e| ("eval_error", format!("where: {e}")))? {
+        if !filter
+            .is_true(event)
+            .map_err(|e| ("eval_error", format!("where: {e}")))?
+        {
             return Ok(());
         }
     }
     for (m, func) in plan.measures.iter().zip(funcs) {
         if let Some(filter) = &m.filter {
-            if !filter.is_true(event).map_err(|e| ("eval_error", format!("{}: where: {e}", m.name)))? {
+            if !filter
+                .is_true(event)
+                .map_err(|e| ("eval_error", format!("{}: where: {e}", m.name)))?
+            {
                 args.push(Some(Value::Null));
                 continue;
             }
@@ -182,10 +215,7 @@ fn contribution(
             Some(e) => Some(e.eval(event).map_err(|e| ("eval_error", format!("{}: {e}", m.name)))?),
         };
         // Check the value can enter the measure, so a bad value is rejected before any state changes.
-        let mut probe = crate::model::aggregate::MeasureState::empty(*func);
-        probe
-            .add(*func, arg.as_ref(), 1)
-            .map_err(|e| (e.reason(), format!("{}: {e}", m.name)))?;
+        check(*func, arg.as_ref()).map_err(|e| (e.reason(), format!("{}: {e}", m.name)))?;
         args.push(arg);
     }
     Ok(())
@@ -194,7 +224,8 @@ fn contribution(
 fn add_event(state: &mut AggState, funcs: &[Func], args: &[Option<Value>], weight: i64) {
     state.events += weight;
     for ((m, f), arg) in state.measures.iter_mut().zip(funcs).zip(args) {
-        m.add(*f, arg.as_ref(), weight).expect("values were checked in `contribution`");
+        m.add(*f, arg.as_ref(), weight)
+            .expect("values were checked in `contribution`");
     }
 }
 
@@ -205,86 +236,113 @@ fn window_reduce<'s>(
 ) -> VecCollection<'s, u64, WindowRow, isize> {
     let size = plan.window.size_ms as i64;
     let emit = plan.emit;
+    let monotonic = plan.monotonic;
     let name = format!("WindowReduce({})", plan.name);
     let exchange = Exchange::new(|(k, _, _): &Partial| stable_hash(k));
     partials
-        .unary_frontier::<CapacityContainerBuilder<Vec<(WindowRow, u64, isize)>>, _, _, _>(exchange, &name, move |_, _| {
-            let mut caps = CapabilitySet::<u64>::new();
-            let mut pending: BTreeMap<u64, Vec<(WindowKey, AggState)>> = BTreeMap::new();
-            let mut state: HashMap<WindowKey, AggState> = HashMap::new();
-            let mut by_end: BTreeMap<i64, Vec<WindowKey>> = BTreeMap::new();
-            move |(input, frontier), output| {
-                input.for_each_stamp(|cap, data| {
-                    if let Some(c) = cap.retain_least(0) {
-                        caps.insert(c);
-                    }
-                    for batch in data {
-                        for (key, time, delta) in batch.drain(..) {
-                            pending.entry(time).or_default().push((key, delta));
+        .unary_frontier::<CapacityContainerBuilder<Vec<(WindowRow, u64, isize)>>, _, _, _>(
+            exchange,
+            &name,
+            move |_, _| {
+                let mut caps = CapabilitySet::<u64>::new();
+                let mut pending: BTreeMap<u64, Vec<(WindowKey, AggState)>> = BTreeMap::new();
+                let mut state: HashMap<WindowKey, AggState> = HashMap::default();
+                let mut by_end: BTreeMap<i64, Vec<WindowKey>> = BTreeMap::new();
+                move |(input, frontier), output| {
+                    input.for_each_stamp(|cap, data| {
+                        if let Some(c) = cap.retain_least(0) {
+                            caps.insert(c);
                         }
-                    }
-                });
-                let limit = frontier.frontier().iter().min().copied();
-                let ready: Vec<u64> = pending.keys().copied().take_while(|t| limit.is_none_or(|l| *t < l)).collect();
-                for time in ready {
-                    let updates = pending.remove(&time).expect("key listed above");
-                    let mut changed: HashMap<WindowKey, Option<Vec<Value>>> = HashMap::new();
-                    for (key, delta) in updates {
-                        let entry = state.entry(key.clone()).or_insert_with(|| {
-                            by_end.entry(key.start + size).or_default().push(key.clone());
-                            AggState::empty(&funcs)
-                        });
-                        changed.entry(key).or_insert_with(|| entry.finish(&funcs));
-                        entry.plus(&delta);
-                    }
-                    if emit == Emit::Updates {
-                        let cap = caps.delayed(&time);
-                        let mut session = output.session(&cap);
-                        let mut out: Vec<(WindowRow, u64, isize)> = Vec::new();
-                        for (key, before) in changed {
-                            let after = state.get(&key).and_then(|s| s.finish(&funcs));
-                            if before == after {
-                                continue;
-                            }
-                            let row = |m: Vec<Value>| WindowRow { group: key.group.clone(), start: key.start, end: key.start + size, measures: m };
-                            if let Some(b) = before {
-                                out.push((row(b), time, -1));
-                            }
-                            if let Some(a) = after {
-                                out.push((row(a), time, 1));
+                        for batch in data {
+                            for (key, time, delta) in batch.drain(..) {
+                                pending.entry(time).or_default().push((key, delta));
                             }
                         }
-                        out.sort();
-                        session.give_iterator(out.into_iter());
-                    }
-                }
-                // Close windows whose end the frontier has reached.
-                let closing: Vec<i64> = by_end.keys().copied().take_while(|e| limit.is_none_or(|l| *e <= l as i64)).collect();
-                for end in closing {
-                    let keys = by_end.remove(&end).expect("key listed above");
-                    let mut out = Vec::new();
-                    for key in keys {
-                        if let Some(s) = state.remove(&key) {
-                            if let (Emit::Final, Some(m)) = (emit, s.finish(&funcs)) {
-                                out.push((WindowRow { group: key.group, start: key.start, end, measures: m }, end as u64, 1));
+                    });
+                    let limit = frontier.frontier().iter().min().copied();
+                    let ready: Vec<u64> = pending
+                        .keys()
+                        .copied()
+                        .take_while(|t| limit.is_none_or(|l| *t < l))
+                        .collect();
+                    for time in ready {
+                        let updates = pending.remove(&time).expect("key listed above");
+                        let mut changed: HashMap<WindowKey, Option<Vec<Value>>> = HashMap::default();
+                        for (key, delta) in updates {
+                            let entry = state.entry(key.clone()).or_insert_with(|| {
+                                by_end.entry(key.start + size).or_default().push(key.clone());
+                                AggState::empty(&funcs, monotonic)
+                            });
+                            changed.entry(key).or_insert_with(|| entry.finish(&funcs));
+                            entry.plus(&delta);
+                        }
+                        if emit == Emit::Updates {
+                            let cap = caps.delayed(&time);
+                            let mut session = output.session(&cap);
+                            let mut out: Vec<(WindowRow, u64, isize)> = Vec::new();
+                            for (key, before) in changed {
+                                let after = state.get(&key).and_then(|s| s.finish(&funcs));
+                                if before == after {
+                                    continue;
+                                }
+                                let row = |m: Vec<Value>| WindowRow {
+                                    group: key.group.clone(),
+                                    start: key.start,
+                                    end: key.start + size,
+                                    measures: m,
+                                };
+                                if let Some(b) = before {
+                                    out.push((row(b), time, -1));
+                                }
+                                if let Some(a) = after {
+                                    out.push((row(a), time, 1));
+                                }
                             }
+                            out.sort();
+                            session.give_iterator(out.into_iter());
                         }
                     }
-                    if !out.is_empty() {
-                        out.sort();
-                        let cap = caps.delayed(&(end as u64));
-                        output.session(&cap).give_iterator(out.into_iter());
+                    // Close windows whose end the frontier has reached.
+                    let closing: Vec<i64> = by_end
+                        .keys()
+                        .copied()
+                        .take_while(|e| limit.is_none_or(|l| *e <= l as i64))
+                        .collect();
+                    for end in closing {
+                        let keys = by_end.remove(&end).expect("key listed above");
+                        let mut out = Vec::new();
+                        for key in keys {
+                            if let Some(s) = state.remove(&key) {
+                                if let (Emit::Final, Some(m)) = (emit, s.finish(&funcs)) {
+                                    out.push((
+                                        WindowRow {
+                                            group: key.group,
+                                            start: key.start,
+                                            end,
+                                            measures: m,
+                                        },
+                                        end as u64,
+                                        1,
+                                    ));
+                                }
+                            }
+                        }
+                        if !out.is_empty() {
+                            out.sort();
+                            let cap = caps.delayed(&(end as u64));
+                            output.session(&cap).give_iterator(out.into_iter());
+                        }
                     }
-                }
-                // Hold capabilities only for pending times and, in final mode, open window ends.
-                let mut hold: Option<u64> = pending.keys().next().copied();
-                if emit == Emit::Final {
-                    if let Some(end) = by_end.keys().next() {
-                        hold = Some(hold.map_or(*end as u64, |h| h.min(*end as u64)));
+                    // Hold capabilities only for pending times and, in final mode, open window ends.
+                    let mut hold: Option<u64> = pending.keys().next().copied();
+                    if emit == Emit::Final {
+                        if let Some(end) = by_end.keys().next() {
+                            hold = Some(hold.map_or(*end as u64, |h| h.min(*end as u64)));
+                        }
                     }
+                    caps.downgrade(hold.iter());
                 }
-                caps.downgrade(hold.iter());
-            }
-        })
+            },
+        )
         .as_collection()
 }

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, GenericListArray, GenericStringArray, OffsetSizeTrait,
-    PrimitiveArray, StringViewArray, StructArray,
+    Array, ArrayRef, AsArray, BooleanArray, GenericListArray, GenericStringArray, OffsetSizeTrait, PrimitiveArray,
+    StringViewArray, StructArray,
 };
 use arrow::compute::cast;
 use arrow::datatypes::{
-    DataType, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
-    Int8Type, TimeUnit, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+    DataType, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, TimeUnit, UInt16Type,
+    UInt32Type, UInt64Type, UInt8Type,
 };
 
 use crate::value::{Sym, Value};
@@ -126,7 +126,9 @@ impl<'a> Col<'a> {
             Col::U8(a) => prim!(a, |v| Value::Int(i64::from(v))),
             Col::U16(a) => prim!(a, |v| Value::Int(i64::from(v))),
             Col::U32(a) => prim!(a, |v| Value::Int(i64::from(v))),
-            Col::U64(a) => prim!(a, |v: u64| i64::try_from(v).map(Value::Int).unwrap_or(Value::float(v as f64))),
+            Col::U64(a) => prim!(a, |v: u64| i64::try_from(v)
+                .map(Value::Int)
+                .unwrap_or(Value::float(v as f64))),
             Col::F16(a) => prim!(a, Value::float),
             Col::F32(a) => prim!(a, |v| Value::float(f64::from(v))),
             Col::F64(a) => prim!(a, Value::float),

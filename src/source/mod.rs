@@ -32,10 +32,16 @@ pub enum SourceError {
 
 impl SourceError {
     pub fn open(path: &Path, message: impl ToString) -> SourceError {
-        SourceError::Open { path: path.to_path_buf(), message: message.to_string() }
+        SourceError::Open {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        }
     }
     pub fn read(path: &Path, message: impl ToString) -> SourceError {
-        SourceError::Read { path: path.to_path_buf(), message: message.to_string() }
+        SourceError::Read {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        }
     }
 }
 
@@ -53,7 +59,11 @@ pub struct Split {
 pub enum Unit {
     RowGroup(usize),
     /// Bytes `start..end` of an NDJSON file, whose first line is `first_line` (1-based).
-    Bytes { start: u64, end: u64, first_line: u64 },
+    Bytes {
+        start: u64,
+        end: u64,
+        first_line: u64,
+    },
 }
 
 /// What decoding one record yields.
@@ -107,11 +117,18 @@ fn expand(plan: &SourcePlan) -> Result<Vec<PathBuf>, SourceError> {
             let mut found: Vec<PathBuf> = std::fs::read_dir(path)
                 .map_err(|e| SourceError::open(path, e))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().and_then(|e| e.to_str()).is_some_and(|e| exts.contains(&e)))
+                .filter(|p| {
+                    p.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| exts.contains(&e))
+                })
                 .collect();
             found.sort();
             if found.is_empty() {
-                return Err(SourceError::open(path, format!("no .{} files in this directory", exts[0])));
+                return Err(SourceError::open(
+                    path,
+                    format!("no .{} files in this directory", exts[0]),
+                ));
             }
             files.extend(found);
         } else {
@@ -129,7 +146,10 @@ pub struct Watermark {
 
 impl Watermark {
     pub fn new(lateness_ms: u64) -> Watermark {
-        Watermark { lateness: lateness_ms as i64, max_seen: None }
+        Watermark {
+            lateness: lateness_ms as i64,
+            max_seen: None,
+        }
     }
     /// Starts a split whose preceding splits hold at most `prefix_max`.
     pub fn start_split(&mut self, prefix_max: Option<i64>) {

@@ -53,7 +53,11 @@ pub fn splits(plan: &SourcePlan, files: &[PathBuf]) -> Result<Vec<Split>, Source
             }
             out.push(Split {
                 file: fi,
-                unit: Unit::Bytes { start: start as u64, end: end as u64, first_line: line_no },
+                unit: Unit::Bytes {
+                    start: start as u64,
+                    end: end as u64,
+                    first_line: line_no,
+                },
                 max_time,
                 rows,
             });
@@ -101,7 +105,11 @@ impl<'de> Visitor<'de> for TimeOnly<'_> {
 }
 
 /// Parses one NDJSON line into an event, or says why it cannot.
-pub fn parse_line(plan: &SourcePlan, types: &mut TypeCache, line: &[u8]) -> Result<Event, (&'static str, String, Option<i64>)> {
+pub fn parse_line(
+    plan: &SourcePlan,
+    types: &mut TypeCache,
+    line: &[u8],
+) -> Result<Event, (&'static str, String, Option<i64>)> {
     let text = std::str::from_utf8(line).map_err(|e| ("invalid_utf8", e.to_string(), None))?;
     let json: serde_json::Value = serde_json::from_str(text).map_err(|e| {
         if e.to_string().contains("recursion limit") {
@@ -111,7 +119,11 @@ pub fn parse_line(plan: &SourcePlan, types: &mut TypeCache, line: &[u8]) -> Resu
         }
     })?;
     let serde_json::Value::Object(map) = json else {
-        return Err(("not_an_object", format!("a line must be a JSON object, not {}", kind(&json)), None));
+        return Err((
+            "not_an_object",
+            format!("a line must be a JSON object, not {}", kind(&json)),
+            None,
+        ));
     };
     let mut time = None;
     let mut kind_sym = None;
@@ -121,7 +133,7 @@ pub fn parse_line(plan: &SourcePlan, types: &mut TypeCache, line: &[u8]) -> Resu
             time = Some(v);
         } else if k == plan.type_field {
             kind_sym = Some(v);
-        } else if plan.projection.as_ref().is_none_or(|p| p.iter().any(|f| *f == k)) {
+        } else if plan.projection.as_ref().is_none_or(|p| p.contains(&k)) {
             fields.push((Sym::new(&k), Value::from_json(v)));
         }
     }
@@ -132,7 +144,13 @@ pub fn parse_line(plan: &SourcePlan, types: &mut TypeCache, line: &[u8]) -> Resu
     };
     let kind = match kind_sym {
         Some(serde_json::Value::String(s)) => types.get(&s),
-        Some(other) => return Err(("missing_type", format!("{}: {} is not a string", plan.type_field, kind(&other)), Some(time))),
+        Some(other) => {
+            return Err((
+                "missing_type",
+                format!("{}: {} is not a string", plan.type_field, kind(&other)),
+                Some(time),
+            ))
+        }
         None => return Err(("missing_type", format!("no `{}` field", plan.type_field), Some(time))),
     };
     Ok(Event::new(time, kind, fields))
@@ -158,18 +176,27 @@ pub struct NdjsonReader {
 
 impl NdjsonReader {
     pub fn new(plan: &SourcePlan, files: &[PathBuf]) -> NdjsonReader {
-        NdjsonReader { plan: plan.clone(), files: files.to_vec(), types: TypeCache::default() }
+        NdjsonReader {
+            plan: plan.clone(),
+            files: files.to_vec(),
+            types: TypeCache::default(),
+        }
     }
 }
 
 impl SplitReader for NdjsonReader {
     fn read(&mut self, split: &Split, out: &mut dyn FnMut(&mut Vec<Decoded>)) -> Result<(), SourceError> {
-        let Unit::Bytes { start, end, first_line } = split.unit else { unreachable!("ndjson splits are byte ranges") };
+        let Unit::Bytes { start, end, first_line } = split.unit else {
+            unreachable!("ndjson splits are byte ranges")
+        };
         let path = &self.files[split.file];
         let mut file = File::open(path).map_err(|e| SourceError::read(path, e))?;
-        file.seek(SeekFrom::Start(start)).map_err(|e| SourceError::read(path, e))?;
+        file.seek(SeekFrom::Start(start))
+            .map_err(|e| SourceError::read(path, e))?;
         let mut bytes = Vec::with_capacity((end - start) as usize);
-        file.take(end - start).read_to_end(&mut bytes).map_err(|e| SourceError::read(path, e))?;
+        file.take(end - start)
+            .read_to_end(&mut bytes)
+            .map_err(|e| SourceError::read(path, e))?;
         let mut decoded = Vec::with_capacity(CHUNK_LINES);
         for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
             if line.iter().all(u8::is_ascii_whitespace) {

@@ -33,7 +33,10 @@ fn load(path: &Path) -> Result<(File, ArrowReaderMetadata), SourceError> {
 fn column_index(schema: &SchemaRef, name: &str, path: &Path, what: &str) -> Result<usize, SourceError> {
     schema.index_of(name).map_err(|_| {
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        SourceError::open(path, format!("no {what} column `{name}`; the columns are {}", names.join(", ")))
+        SourceError::open(
+            path,
+            format!("no {what} column `{name}`; the columns are {}", names.join(", ")),
+        )
     })
 }
 
@@ -46,14 +49,25 @@ pub fn splits(plan: &SourcePlan, files: &[PathBuf]) -> Result<Vec<Split>, Source
         let tcol = column_index(&schema, &plan.time_field, path, "time")?;
         column_index(&schema, &plan.type_field, path, "type")?;
         let dtype = schema.field(tcol).data_type().clone();
-        let leaf = meta.parquet_schema().columns().iter().position(|c| c.path().string() == plan.time_field);
+        let leaf = meta
+            .parquet_schema()
+            .columns()
+            .iter()
+            .position(|c| c.path().string() == plan.time_field);
         for (rg, rg_meta) in meta.metadata().row_groups().iter().enumerate() {
-            let stat_max = leaf.and_then(|l| rg_meta.column(l).statistics()).and_then(|s| stats_max(s, &dtype, plan.time_unit_ms));
+            let stat_max = leaf
+                .and_then(|l| rg_meta.column(l).statistics())
+                .and_then(|s| stats_max(s, &dtype, plan.time_unit_ms));
             let max_time = match stat_max {
                 Some(m) => Some(m),
                 None => scan_max(plan, &file, &meta, rg, tcol, path)?,
             };
-            out.push(Split { file: fi, unit: Unit::RowGroup(rg), max_time, rows: rg_meta.num_rows() as usize });
+            out.push(Split {
+                file: fi,
+                unit: Unit::RowGroup(rg),
+                max_time,
+                rows: rg_meta.num_rows() as usize,
+            });
         }
     }
     Ok(out)
@@ -115,13 +129,20 @@ pub struct ParquetReader {
 
 impl ParquetReader {
     pub fn new(plan: &SourcePlan, files: &[PathBuf]) -> ParquetReader {
-        ParquetReader { plan: plan.clone(), files: files.to_vec(), opened: files.iter().map(|_| None).collect(), types: TypeCache::default() }
+        ParquetReader {
+            plan: plan.clone(),
+            files: files.to_vec(),
+            opened: files.iter().map(|_| None).collect(),
+            types: TypeCache::default(),
+        }
     }
 }
 
 impl SplitReader for ParquetReader {
     fn read(&mut self, split: &Split, out: &mut dyn FnMut(&mut Vec<Decoded>)) -> Result<(), SourceError> {
-        let Unit::RowGroup(rg) = split.unit else { unreachable!("parquet splits are row groups") };
+        let Unit::RowGroup(rg) = split.unit else {
+            unreachable!("parquet splits are row groups")
+        };
         let path = self.files[split.file].clone();
         if self.opened[split.file].is_none() {
             self.opened[split.file] = Some(load(&path)?);
@@ -131,9 +152,15 @@ impl SplitReader for ParquetReader {
         let wanted = |name: &str| {
             name == self.plan.time_field
                 || name == self.plan.type_field
-                || self.plan.projection.as_ref().is_none_or(|p| p.iter().any(|f| f == name))
+                || self
+                    .plan
+                    .projection
+                    .as_ref()
+                    .is_none_or(|p| p.iter().any(|f| f == name))
         };
-        let roots: Vec<usize> = (0..schema.fields().len()).filter(|i| wanted(schema.field(*i).name())).collect();
+        let roots: Vec<usize> = (0..schema.fields().len())
+            .filter(|i| wanted(schema.field(*i).name()))
+            .collect();
         let mask = ProjectionMask::roots(meta.parquet_schema(), roots);
         let file = file.try_clone().map_err(|e| SourceError::read(&path, e))?;
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
@@ -170,7 +197,7 @@ impl ParquetReader {
                 payload.push((Sym::new(field.name()), Col::new(array)));
             }
         }
-        payload.sort_by(|a, b| a.0.cmp(&b.0));
+        payload.sort_by_key(|a| a.0);
         let (Some(time_col), Some(type_col)) = (time_col, type_col) else {
             unreachable!("time and type columns were checked when the splits were made")
         };
@@ -185,11 +212,18 @@ impl ParquetReader {
                 }
             }
             match (time, kind) {
-                (Ok(time), Some(kind)) => out.push(Decoded::Event(Event { time, kind, payload: fields.into() })),
+                (Ok(time), Some(kind)) => out.push(Decoded::Event(Event {
+                    time,
+                    kind,
+                    payload: fields.into(),
+                })),
                 (time, kind) => {
                     let (reason, detail) = match (&time, kind) {
                         (Err(e), _) => ("bad_time", format!("{}: {e}", self.plan.time_field)),
-                        _ => ("missing_type", format!("{}: null or not a string", self.plan.type_field)),
+                        _ => (
+                            "missing_type",
+                            format!("{}: null or not a string", self.plan.type_field),
+                        ),
                     };
                     let mut record = serde_json::Map::new();
                     record.insert(self.plan.time_field.clone(), time_col.get(row).to_json());

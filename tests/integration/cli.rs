@@ -5,23 +5,49 @@ use std::process::{Command, Output};
 use crate::util::{repo, sluice_bin};
 
 fn sluice(args: &[&str], dir: &std::path::Path) -> Output {
-    Command::new(sluice_bin()).args(args).current_dir(dir).output().expect("sluice runs")
+    Command::new(sluice_bin())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("sluice runs")
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
 fn run_writes_parquet_outputs_and_a_summary() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = repo().join("dataflows/learning_analytics.toml");
-    let out = sluice(&["run", spec.to_str().unwrap(), "--workers", "2", "--out", "out", "--quiet"], tmp.path());
+    let out = sluice(
+        &[
+            "run",
+            spec.to_str().unwrap(),
+            "--workers",
+            "2",
+            "--out",
+            "out",
+            "--quiet",
+        ],
+        tmp.path(),
+    );
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("events/s"), "{stdout}");
     assert!(stdout.contains("late events:"), "{stdout}");
-    for name in ["user_hourly_attempts", "user_daily_sessions", "item_hourly_performance", "system_5min_metrics", "jurisdiction_daily_stats", "dead_letters"] {
+    for name in [
+        "user_hourly_attempts",
+        "user_daily_sessions",
+        "item_hourly_performance",
+        "system_5min_metrics",
+        "jurisdiction_daily_stats",
+        "dead_letters",
+    ] {
         let part = tmp.path().join("out").join(name).join("part-00000.parquet");
         assert!(part.exists(), "{} missing\n{}", part.display(), text(&out));
     }
@@ -53,7 +79,16 @@ fn spec_errors_name_file_line_and_key_and_exit_2() {
 fn missing_input_is_a_runtime_error() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = repo().join("dataflows/learning_analytics.toml");
-    let out = sluice(&["run", spec.to_str().unwrap(), "--input", "events=nope.parquet", "--quiet"], tmp.path());
+    let out = sluice(
+        &[
+            "run",
+            spec.to_str().unwrap(),
+            "--input",
+            "events=nope.parquet",
+            "--quiet",
+        ],
+        tmp.path(),
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("nope.parquet"));
 }
@@ -82,18 +117,52 @@ fn check_prints_the_plan() {
 fn generate_is_deterministic_and_runs() {
     let tmp = tempfile::tempdir().unwrap();
     for (file, seed) in [("a.parquet", "3"), ("b.parquet", "3"), ("c.ndjson", "3")] {
-        let out = sluice(&["generate", "learning", "--events", "5000", "--seed", seed, "--out", file, "--quiet"], tmp.path());
+        let out = sluice(
+            &[
+                "generate", "learning", "--events", "5000", "--seed", seed, "--out", file, "--quiet",
+            ],
+            tmp.path(),
+        );
         assert!(out.status.success(), "{}", text(&out));
     }
     let a = std::fs::read(tmp.path().join("a.parquet")).unwrap();
     let b = std::fs::read(tmp.path().join("b.parquet")).unwrap();
     assert_eq!(a, b);
     let spec = repo().join("dataflows/learning_analytics.toml");
-    let parquet = sluice(&["run", spec.to_str().unwrap(), "--input", "events=a.parquet", "--out", "p", "--quiet"], tmp.path());
+    let parquet = sluice(
+        &[
+            "run",
+            spec.to_str().unwrap(),
+            "--input",
+            "events=a.parquet",
+            "--out",
+            "p",
+            "--quiet",
+        ],
+        tmp.path(),
+    );
     assert!(parquet.status.success(), "{}", text(&parquet));
-    let ndjson = sluice(&["run", spec.to_str().unwrap(), "--input", "events=c.ndjson", "--out", "n", "--quiet"], tmp.path());
+    let ndjson = sluice(
+        &[
+            "run",
+            spec.to_str().unwrap(),
+            "--input",
+            "events=c.ndjson",
+            "--out",
+            "n",
+            "--quiet",
+        ],
+        tmp.path(),
+    );
     assert!(ndjson.status.success(), "{}", text(&ndjson));
     // The same events through Parquet and NDJSON give the same summary lines.
-    let lines = |o: &Output| String::from_utf8_lossy(&o.stdout).lines().skip(1).map(String::from).map(|l| l.split(" -> ").next().unwrap().to_string()).collect::<Vec<_>>();
+    let lines = |o: &Output| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .skip(1)
+            .map(String::from)
+            .map(|l| l.split(" -> ").next().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(lines(&parquet), lines(&ndjson));
 }

@@ -8,14 +8,29 @@ use crate::util::{repo, sluice_bin};
 
 #[test]
 fn learning_aggregates_equal_duckdb_sql() {
-    let setup = Command::new("bash").arg(repo().join("tests/setup-python.sh")).output().expect("bash runs");
-    assert!(setup.status.success(), "setup-python.sh failed: {}", String::from_utf8_lossy(&setup.stderr));
+    let setup = Command::new("bash")
+        .arg(repo().join("tests/setup-python.sh"))
+        .output()
+        .expect("bash runs");
+    assert!(
+        setup.status.success(),
+        "setup-python.sh failed: {}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
     let python = String::from_utf8(setup.stdout).unwrap().trim().to_string();
 
     let tmp = tempfile::tempdir().unwrap();
     let spec = repo().join("dataflows/learning_analytics.toml");
     let run = Command::new(sluice_bin())
-        .args(["run", spec.to_str().unwrap(), "--workers", "2", "--out", "out", "--quiet"])
+        .args([
+            "run",
+            spec.to_str().unwrap(),
+            "--workers",
+            "2",
+            "--out",
+            "out",
+            "--quiet",
+        ])
         .current_dir(tmp.path())
         .output()
         .unwrap();
@@ -28,6 +43,10 @@ fn learning_aggregates_equal_duckdb_sql() {
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&oracle.stdout);
-    assert!(oracle.status.success(), "DuckDB disagrees:\n{report}{}", String::from_utf8_lossy(&oracle.stderr));
+    assert!(
+        oracle.status.success(),
+        "DuckDB disagrees:\n{report}{}",
+        String::from_utf8_lossy(&oracle.stderr)
+    );
     assert_eq!(report.matches(": ok").count(), 5, "{report}");
 }

@@ -44,7 +44,11 @@ fn shipped_specs_match_golden_outputs_with_1_2_and_4_workers() {
         for workers in [2, 4] {
             let again = sorted_lines(&run_collect(&plan, workers).collected);
             for (name, lines) in &reference {
-                assert_eq!(digest(lines), digest(&again[name]), "{stem}/{name} with {workers} workers");
+                assert_eq!(
+                    digest(lines),
+                    digest(&again[name]),
+                    "{stem}/{name} with {workers} workers"
+                );
             }
         }
         let again = sorted_lines(&run_collect(&plan, 1).collected);
@@ -56,9 +60,15 @@ fn shipped_specs_match_golden_outputs_with_1_2_and_4_workers() {
 fn late_events_become_dead_letters() {
     let plan = plan_spec(&repo().join("dataflows/learning_analytics.toml"));
     let summary = run_collect(&plan, 2);
-    assert!(summary.late() > 0, "the sample has events later than the lateness bound");
+    assert!(
+        summary.late() > 0,
+        "the sample has events later than the lateness bound"
+    );
     let letters = &summary.collected[sluice::DEAD_LETTERS];
-    let late = letters.iter().filter(|(row, _, _)| row[1] == sluice::value::Value::str("late")).count();
+    let late = letters
+        .iter()
+        .filter(|(row, _, _)| row[1] == sluice::value::Value::str("late"))
+        .count();
     assert_eq!(late as i64, summary.late());
     for (row, _, diff) in letters {
         assert_eq!(*diff, 1);

@@ -40,12 +40,25 @@ impl Val {
 }
 
 fn events() -> impl Strategy<Value = Vec<Ev>> {
-    let ev = (0i64..40_000, prop::bool::weighted(0.8), prop::option::weighted(0.9, 0i64..4), prop::option::weighted(0.85, prop_oneof![(-20i64..20).prop_map(Val::Int), (-40i64..40).prop_map(Val::Quarter)]));
+    let ev = (
+        0i64..40_000,
+        prop::bool::weighted(0.8),
+        prop::option::weighted(0.9, 0i64..4),
+        prop::option::weighted(
+            0.85,
+            prop_oneof![(-20i64..20).prop_map(Val::Int), (-40i64..40).prop_map(Val::Quarter)],
+        ),
+    );
     prop::collection::vec(ev, 1..120).prop_map(|raw| {
         // Arrival order: mostly increasing time with jitter, so some events are late.
         let mut out: Vec<Ev> = raw
             .into_iter()
-            .map(|(t, a, g, v)| Ev { time: t, kind: if a { "a" } else { "b" }, g, v })
+            .map(|(t, a, g, v)| Ev {
+                time: t,
+                kind: if a { "a" } else { "b" },
+                g,
+                v,
+            })
             .collect();
         out.sort_by_key(|e| e.time / 5_000);
         out
@@ -80,7 +93,10 @@ fn naive(events: &[Ev], lateness: i64, size: i64, slide: i64, tick: i64, upto: O
         }
         let mut start = e.time.div_euclid(slide) * slide;
         while start > e.time - size {
-            groups.entry((e.g.map(Value::Int).unwrap_or(Value::Null), start)).or_default().push(e);
+            groups
+                .entry((e.g.map(Value::Int).unwrap_or(Value::Null), start))
+                .or_default()
+                .push(e);
             start -= slide;
         }
     }
@@ -88,7 +104,10 @@ fn naive(events: &[Ev], lateness: i64, size: i64, slide: i64, tick: i64, upto: O
         .into_iter()
         .map(|((g, start), evs)| {
             let vals: Vec<&Val> = evs.iter().filter_map(|e| e.v.as_ref()).collect();
-            let positives = evs.iter().filter(|e| e.v.as_ref().is_some_and(|v| v.num() > 0.0)).count();
+            let positives = evs
+                .iter()
+                .filter(|e| e.v.as_ref().is_some_and(|v| v.num() > 0.0))
+                .count();
             let any_float = vals.iter().any(|v| matches!(v, Val::Quarter(_)));
             let sum: f64 = vals.iter().map(|v| v.num()).sum();
             let sum = if vals.is_empty() {
@@ -98,7 +117,11 @@ fn naive(events: &[Ev], lateness: i64, size: i64, slide: i64, tick: i64, upto: O
             } else {
                 Value::Int(sum as i64)
             };
-            let avg = if vals.is_empty() { Value::Null } else { Value::float(vals.iter().map(|v| v.num()).sum::<f64>() / vals.len() as f64) };
+            let avg = if vals.is_empty() {
+                Value::Null
+            } else {
+                Value::float(vals.iter().map(|v| v.num()).sum::<f64>() / vals.len() as f64)
+            };
             let as_values: BTreeSet<Value> = vals.iter().map(|v| v.value()).collect();
             vec![
                 g,
@@ -160,7 +183,13 @@ fn check(events: Vec<Ev>, emit: &str, size: i64, slide: i64) -> Result<(), TestC
         updates.sort();
         if emit == "final" {
             // Each window once, at its end, equal to the from-scratch result.
-            let got: BTreeSet<Vec<Value>> = updates.iter().map(|(r, _, d)| { assert_eq!(*d, 1); r.clone() }).collect();
+            let got: BTreeSet<Vec<Value>> = updates
+                .iter()
+                .map(|(r, _, d)| {
+                    assert_eq!(*d, 1);
+                    r.clone()
+                })
+                .collect();
             prop_assert_eq!(got.len(), updates.len());
             prop_assert_eq!(&got, &final_rows);
             for (row, t, _) in &updates {
@@ -185,7 +214,14 @@ fn check(events: Vec<Ev>, emit: &str, size: i64, slide: i64) -> Result<(), TestC
         }
         let late = summary.late();
         let mut max = i64::MIN;
-        let want_late = events.iter().filter(|e| { let l = max != i64::MIN && e.time < max - 3_000; max = max.max(e.time); l }).count();
+        let want_late = events
+            .iter()
+            .filter(|e| {
+                let l = max != i64::MIN && e.time < max - 3_000;
+                max = max.max(e.time);
+                l
+            })
+            .count();
         prop_assert_eq!(late as usize, want_late);
         match &first {
             None => first = Some(updates),

@@ -19,7 +19,11 @@ pub fn plan_spec(spec: &Path) -> Plan {
 }
 
 pub fn run_collect(plan: &Plan, workers: usize) -> RunSummary {
-    let config = RunConfig { workers, collect: true, ..RunConfig::default() };
+    let config = RunConfig {
+        workers,
+        collect: true,
+        ..RunConfig::default()
+    };
     run(plan, &config).unwrap_or_else(|e| panic!("{e}"))
 }
 
