@@ -315,8 +315,32 @@ mod tests {
         })
     }
 
+    /// Text that is mostly near-valid: tokens, keywords and broken pieces.
+    fn soup() -> impl Strategy<Value = String> {
+        let word = prop_oneof![
+            "[a-z]{1,3}",
+            "[0-9]{1,3}(\\.[0-9])?",
+            Just("and ".to_string()),
+            Just("not ".to_string()),
+            Just(" in ".to_string()),
+            Just(" between ".to_string()),
+            Just(" is null".to_string()),
+            Just("lower(".to_string()),
+            Just("matches(".to_string()),
+            "[ ()\\[\\],.'\"`=<>!+*/%\\\\é-]",
+        ];
+        prop::collection::vec(word, 0..12).prop_map(|w| w.concat())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn parse_never_panics(text in soup()) {
+            if let Ok(e) = parse(&text) {
+                prop_assert_eq!(parse(&e.to_string()), Ok(e));
+            }
+        }
+
         #[test]
         fn display_round_trips(e in expr()) {
             let text = e.to_string();

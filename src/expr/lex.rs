@@ -1,8 +1,9 @@
 //! The tokenizer of the expression language.
 //!
 //! Tokens carry their byte offset; [`Lexer::column`] turns it into the 1-based char column that
-//! [`super::ParseError`] reports. Field paths are lexed whole (`a.b[0].`` `c d` ``) and checked
-//! with [`FieldPath::parse`], so a path means exactly what it means elsewhere in a spec.
+//! [`super::ParseError`] reports. Field paths are lexed whole (`` a.b[0].`c d` ``) and checked
+//! with [`FieldPath::parse`], so a path means what it means elsewhere in a spec (except that
+//! unquoted names never contain `-`, which is minus here).
 
 use super::BinaryOp;
 use crate::event::FieldPath;
@@ -112,7 +113,7 @@ impl<'a> Lexer<'a> {
 
     /// 1-based char column of a byte offset.
     pub fn column(text: &str, offset: usize) -> usize {
-        text[..offset.min(text.len())].chars().count() + 1
+        text.char_indices().take_while(|(i, _)| *i < offset).count() + 1
     }
 
     /// All tokens, ending with [`Tok::End`].

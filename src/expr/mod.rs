@@ -61,11 +61,13 @@
 //! - **Functions**: `exists` is never null. `coalesce` returns its first non-null argument,
 //!   evaluating lazily. `if` evaluates only the chosen branch; a null condition picks the else
 //!   branch. `contains` is substring search on strings and membership on lists. `lower` and
-//!   `upper` use Unicode case mapping. `len` counts chars of a string or elements of a list. `floor`/`round` (half away from zero) keep the
-//!   kind: ints stay ints, floats stay floats. Wrong argument kinds are [`EvalError`]s.
+//!   `upper` use Unicode case mapping. `len` counts chars of a string or elements of a list.
+//!   `floor`/`round` (half away from zero) keep the kind: ints stay ints, floats stay floats.
+//!   Wrong argument kinds are [`EvalError`]s.
 //!
 //! Evaluation does not allocate for field lookups, comparisons or scalar arithmetic: values are
-//! borrowed from the event or the expression, and the event type is compared as `&str`.
+//! borrowed from the event or the expression, scalars are computed inline, and the event type
+//! is compared as `&str`. A two-clause filter costs a few tens of nanoseconds.
 
 mod display;
 mod eval;

@@ -166,3 +166,76 @@ fn generate_is_deterministic_and_runs() {
     };
     assert_eq!(lines(&parquet), lines(&ndjson));
 }
+
+/// Waits for `child` at most `secs` seconds, killing it after that.
+fn wait_bounded(mut child: std::process::Child, secs: u64) -> Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("timed out: {}", text(&out));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_cluster_of_two_processes_gives_the_single_process_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = repo().join("dataflows/learning_analytics.toml");
+    let ports: Vec<u16> = (0..2)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect::<Vec<_>>()
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    let hosts = tmp.path().join("hosts.txt");
+    std::fs::write(&hosts, format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1])).unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|p| {
+            Command::new(sluice_bin())
+                .args([
+                    "run",
+                    spec.to_str().unwrap(),
+                    "-w",
+                    "2",
+                    "-n",
+                    "2",
+                    "-p",
+                    &p.to_string(),
+                    "-h",
+                    "hosts.txt",
+                ])
+                .args(["--out", "cluster", "--quiet"])
+                .current_dir(tmp.path())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = wait_bounded(child, 120);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let single = sluice(
+        &["run", spec.to_str().unwrap(), "--out", "single", "--quiet"],
+        tmp.path(),
+    );
+    assert!(single.status.success(), "{}", text(&single));
+    for name in [
+        "user_hourly_attempts",
+        "system_5min_metrics",
+        "jurisdiction_daily_stats",
+        "dead_letters",
+    ] {
+        let a = crate::util::parquet_lines(&tmp.path().join("cluster").join(name));
+        let b = crate::util::parquet_lines(&tmp.path().join("single").join(name));
+        assert!(!b.is_empty());
+        assert_eq!(a, b, "{name} differs between a 2x2 cluster and one process");
+    }
+}

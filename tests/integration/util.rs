@@ -60,3 +60,25 @@ pub fn digest(lines: &[String]) -> String {
 pub fn sluice_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
 }
+
+/// Every row of every `part-*.parquet` under `dir`, as sorted text lines.
+pub fn parquet_lines(dir: &Path) -> Vec<String> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use sluice::source::arrow_read::Col;
+    let mut lines = Vec::new();
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    parts.sort();
+    for part in parts {
+        let file = std::fs::File::open(&part).unwrap();
+        for batch in ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap() {
+            let batch = batch.unwrap();
+            let cols: Vec<Col> = batch.columns().iter().map(Col::new).collect();
+            for row in 0..batch.num_rows() {
+                let cells: Vec<String> = cols.iter().map(|c| c.get(row).to_json().to_string()).collect();
+                lines.push(cells.join(", "));
+            }
+        }
+    }
+    lines.sort();
+    lines
+}
