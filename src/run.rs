@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use crate::dead_letter::DeadLetter;
 use crate::error::RunError;
-use crate::plan::Plan;
+use crate::plan::{Plan, SourcePlan};
 use crate::render::{render, SourceInputs};
 use crate::source::{self, Decoded, Layout, Watermark};
-use crate::value::Value;
+use crate::value::{format_time, Value};
 
 /// How to run: validated once from the command line (or a test), then used everywhere.
 #[derive(Clone, Debug)]
@@ -195,7 +195,9 @@ fn drive(
             let mut push = |chunk: &mut Vec<Decoded>| {
                 let n = chunk.len() as u64;
                 for decoded in chunk.drain(..) {
-                    admit(inputs, &mut watermark, decoded, tick_ms, &source.name);
+                    admit(inputs, &mut watermark, decoded, tick_ms, source, |pos| {
+                        layout.location(split, pos)
+                    });
                 }
                 advance(inputs, &watermark, tick_ms);
                 inputs.events.flush();
@@ -244,39 +246,50 @@ fn drive(
 }
 
 /// Sends one decoded record: an on-time event at its tick, anything else as a dead letter.
-fn admit(inputs: &mut SourceInputs, watermark: &mut Watermark, decoded: Decoded, tick_ms: i64, source: &str) {
-    match decoded {
-        Decoded::Event(event) if event.time < 0 => inputs.dead.insert(DeadLetter {
-            stage: format!("source:{source}"),
-            reason: "bad_time".into(),
-            detail: format!(
-                "event time {} is before 1970-01-01",
-                crate::value::format_time(event.time)
-            ),
-            location: String::new(),
-            record: event.payload_value().to_json().to_string(),
-            event_time: Some(event.time),
-        }),
-        Decoded::Event(event) => {
-            if watermark.observe(event.time) {
-                inputs.dead.insert(DeadLetter {
-                    stage: format!("source:{source}"),
-                    reason: "late".into(),
-                    detail: format!(
-                        "event time {} is before the watermark {}",
-                        crate::value::format_time(event.time),
-                        crate::value::format_time(watermark.current())
-                    ),
-                    location: String::new(),
-                    record: event.payload_value().to_json().to_string(),
-                    event_time: Some(event.time),
-                });
-            } else {
-                let tick = (event.time - event.time.rem_euclid(tick_ms)) as u64;
-                inputs.events.update_at(event, tick, 1);
-            }
+fn admit(
+    inputs: &mut SourceInputs,
+    watermark: &mut Watermark,
+    decoded: Decoded,
+    tick_ms: i64,
+    source: &SourcePlan,
+    location: impl Fn(u64) -> String,
+) {
+    // Dead letters are stamped with the watermark's tick where they were rejected, so their
+    // times depend only on the log, not on how it was batched.
+    let dead_time = |inputs: &SourceInputs, watermark: &Watermark| {
+        let wm = watermark.current().max(0);
+        (*inputs.dead.time()).max((wm - wm.rem_euclid(tick_ms)) as u64)
+    };
+    let (event, pos) = match decoded {
+        Decoded::Bad(letter) => {
+            let t = dead_time(inputs, watermark);
+            return inputs.dead.update_at(letter, t, 1);
         }
-        Decoded::Bad(letter) => inputs.dead.insert(letter),
+        Decoded::Event(event, pos) => (event, pos),
+    };
+    let reject = |reason: &str, detail: String| DeadLetter {
+        stage: format!("source:{}", source.name),
+        reason: reason.into(),
+        detail,
+        location: location(pos),
+        record: event.to_json(&source.time_field, &source.type_field).to_string(),
+        event_time: Some(event.time),
+    };
+    if event.time < 0 {
+        let detail = format!("event time {} is before 1970-01-01", format_time(event.time));
+        let t = dead_time(inputs, watermark);
+        inputs.dead.update_at(reject("bad_time", detail), t, 1);
+    } else if watermark.observe(event.time) {
+        let detail = format!(
+            "event time {} is before the watermark {}",
+            format_time(event.time),
+            format_time(watermark.current())
+        );
+        let t = dead_time(inputs, watermark);
+        inputs.dead.update_at(reject("late", detail), t, 1);
+    } else {
+        let tick = (event.time - event.time.rem_euclid(tick_ms)) as u64;
+        inputs.events.update_at(event, tick, 1);
     }
 }
 

@@ -68,7 +68,8 @@ pub enum Unit {
 
 /// What decoding one record yields.
 pub enum Decoded {
-    Event(Event),
+    /// An event and its position in the split (row in the row group, or line in the file).
+    Event(Event, u64),
     Bad(DeadLetter),
 }
 
@@ -98,6 +99,15 @@ impl Layout {
             max = max.max(s.max_time);
         }
         out
+    }
+
+    /// Where position `pos` of `split` is, as dead letters name it.
+    pub fn location(&self, split: &Split, pos: u64) -> String {
+        let file = self.files[split.file].display();
+        match split.unit {
+            Unit::RowGroup(rg) => format!("{file}#rg{rg}:row{pos}"),
+            Unit::Bytes { .. } => format!("{file}:{pos}"),
+        }
     }
 
     pub fn total_rows(&self) -> usize {

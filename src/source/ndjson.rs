@@ -203,7 +203,7 @@ impl SplitReader for NdjsonReader {
                 continue;
             }
             match parse_line(&self.plan, &mut self.types, line) {
-                Ok(event) => decoded.push(Decoded::Event(event)),
+                Ok(event) => decoded.push(Decoded::Event(event, first_line + i as u64)),
                 Err((reason, detail, event_time)) => decoded.push(Decoded::Bad(DeadLetter {
                     stage: format!("source:{}", self.plan.name),
                     reason: reason.into(),

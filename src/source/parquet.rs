@@ -212,11 +212,14 @@ impl ParquetReader {
                 }
             }
             match (time, kind) {
-                (Ok(time), Some(kind)) => out.push(Decoded::Event(Event {
-                    time,
-                    kind,
-                    payload: fields.into(),
-                })),
+                (Ok(time), Some(kind)) => out.push(Decoded::Event(
+                    Event {
+                        time,
+                        kind,
+                        payload: fields.into(),
+                    },
+                    (first_row + row) as u64,
+                )),
                 (time, kind) => {
                     let (reason, detail) = match (&time, kind) {
                         (Err(e), _) => ("bad_time", format!("{}: {e}", self.plan.time_field)),

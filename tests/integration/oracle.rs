@@ -174,11 +174,20 @@ fn check(events: Vec<Ev>, emit: &str, size: i64, slide: i64) -> Result<(), TestC
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.ndjson");
     write_ndjson(&events, &path);
-    let plan = plan_text(&spec(&path, emit, size, slide), dir.path());
+    let insert_only = plan_text(&spec(&path, emit, size, slide), dir.path());
+    // The same aggregate with retraction-capable states (value multisets) must agree too.
+    let mut with_multisets = insert_only.clone();
+    with_multisets.aggregates[0].monotonic = false;
     let final_rows = naive(&events, 3_000, size, slide, 100, None);
     let mut first: Option<Vec<(Vec<Value>, u64, isize)>> = None;
-    for workers in [1, 2, 4] {
-        let summary = run_collect(&plan, workers);
+    for (plan, workers) in [
+        (&insert_only, 1),
+        (&insert_only, 2),
+        (&insert_only, 4),
+        (&with_multisets, 1),
+        (&with_multisets, 2),
+    ] {
+        let summary = run_collect(plan, workers);
         let mut updates = summary.collected["w"].clone();
         updates.sort();
         if emit == "final" {
