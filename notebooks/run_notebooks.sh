@@ -20,15 +20,11 @@ export MPLBACKEND=Agg
 "$python" - "${notebooks[@]}" <<'PY'
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
-
-# plt.show() under Agg only warns that it cannot show anything.
-warnings.filterwarnings("ignore", message=".*non-interactive.*")
 
 failed = []
 for arg in sys.argv[1:]:
