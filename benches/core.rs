@@ -60,7 +60,8 @@ fn raw_decode(path: &Path, columns: Option<&[&str]>) -> Duration {
         let handles: Vec<_> = (0..THREADS)
             .map(|t| {
                 let meta = meta.clone();
-                let file = file.try_clone().unwrap();
+                // A file of its own per thread: cloned handles share one offset.
+                let file = std::fs::File::open(path).unwrap();
                 s.spawn(move || {
                     let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
                         .with_row_groups((t..groups).step_by(THREADS).collect())

@@ -67,7 +67,8 @@ pub fn render(plan: &Plan, scope: Scope<'_, u64>, out_dir: Option<PathBuf>, coll
     for _ in &plan.sources {
         let mut ev = InputSession::new();
         let mut dl = InputSession::new();
-        events.push(ev.to_collection(scope));
+        // The probe also consumes the events, so a source that no stage reads does not pile up.
+        events.push(ev.to_collection(scope).probe_with(&probe));
         dead.push(dl.to_collection(scope));
         inputs.push(SourceInputs { events: ev, dead: dl });
     }

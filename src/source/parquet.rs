@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
@@ -125,6 +126,8 @@ pub struct ParquetReader {
     files: Vec<PathBuf>,
     opened: Vec<Option<(File, ArrowReaderMetadata)>>,
     types: TypeCache,
+    /// Shared by every event without payload fields, so they cost no allocation.
+    empty: Arc<[(Sym, Value)]>,
 }
 
 impl ParquetReader {
@@ -134,6 +137,7 @@ impl ParquetReader {
             files: files.to_vec(),
             opened: files.iter().map(|_| None).collect(),
             types: TypeCache::default(),
+            empty: Arc::from(Vec::new()),
         }
     }
 }
