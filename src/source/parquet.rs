@@ -220,7 +220,11 @@ impl ParquetReader {
                     Event {
                         time,
                         kind,
-                        payload: fields.into(),
+                        payload: if fields.is_empty() {
+                            self.empty.clone()
+                        } else {
+                            fields.into()
+                        },
                     },
                     (first_row + row) as u64,
                 )),
