@@ -263,7 +263,7 @@ fn admit(
     let (event, pos) = match decoded {
         Decoded::Bad(letter) => {
             let t = dead_time(inputs, watermark);
-            return inputs.dead.update_at(letter, t, 1);
+            return inputs.dead.update_at(*letter, t, 1);
         }
         Decoded::Event(event, pos) => (event, pos),
     };

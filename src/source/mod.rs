@@ -70,7 +70,8 @@ pub enum Unit {
 pub enum Decoded {
     /// An event and its position in the split (row in the row group, or line in the file).
     Event(Event, u64),
-    Bad(DeadLetter),
+    /// Boxed: rejects are rare, and a small enum keeps the hot path's moves cheap.
+    Bad(Box<DeadLetter>),
 }
 
 /// A source's files and splits, the same on every worker.

@@ -204,14 +204,14 @@ impl SplitReader for NdjsonReader {
             }
             match parse_line(&self.plan, &mut self.types, line) {
                 Ok(event) => decoded.push(Decoded::Event(event, first_line + i as u64)),
-                Err((reason, detail, event_time)) => decoded.push(Decoded::Bad(DeadLetter {
+                Err((reason, detail, event_time)) => decoded.push(Decoded::Bad(Box::new(DeadLetter {
                     stage: format!("source:{}", self.plan.name),
                     reason: reason.into(),
                     detail,
                     location: format!("{}:{}", path.display(), first_line + i as u64),
                     record: String::from_utf8_lossy(line).into_owned(),
                     event_time,
-                })),
+                }))),
             }
             if decoded.len() >= CHUNK_LINES {
                 out(&mut decoded);

@@ -242,14 +242,14 @@ impl ParquetReader {
                     for (k, v) in &fields {
                         record.insert(k.to_string(), v.to_json());
                     }
-                    out.push(Decoded::Bad(DeadLetter {
+                    out.push(Decoded::Bad(Box::new(DeadLetter {
                         stage: format!("source:{}", self.plan.name),
                         reason: reason.into(),
                         detail,
                         location: format!("{}#rg{rg}:row{}", path.display(), first_row + row),
                         record: serde_json::Value::Object(record).to_string(),
                         event_time: time.ok(),
-                    }));
+                    })));
                 }
             }
         }
