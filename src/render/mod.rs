@@ -75,7 +75,9 @@ pub fn render(plan: &Plan, scope: Scope<'_, u64>, out_dir: Option<PathBuf>, coll
 
     let mut sinks = Vec::new();
     for agg in &plan.aggregates {
-        let (rows, rejected) = window::render(events[agg.source].clone(), agg);
+        let source = &plan.sources[agg.source];
+        let fields = (source.time_field.as_str(), source.type_field.as_str());
+        let (rows, rejected) = window::render(events[agg.source].clone(), agg, fields);
         dead.push(rejected);
         let spec = OutputSpec {
             name: agg.name.clone(),

@@ -41,7 +41,7 @@ use crate::event::Event;
 use crate::model::aggregate::{check, AggState};
 use crate::model::window::window_starts;
 use crate::plan::{AggregatePlan, Emit, Func};
-use crate::value::Value;
+use crate::value::{format_time, Value};
 
 /// A window group: group-by values and window start.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -86,15 +86,17 @@ pub fn stable_hash<H: Hash>(x: &H) -> u64 {
 type Partial = (WindowKey, u64, AggState);
 
 /// Renders one windowed aggregate over `events`.
+/// `fields` names the source's time and type fields, for the records of dead letters.
 pub fn render<'s>(
     events: VecCollection<'s, u64, Event, isize>,
     plan: &AggregatePlan,
+    fields: (&str, &str),
 ) -> (
     VecCollection<'s, u64, WindowRow, isize>,
     VecCollection<'s, u64, DeadLetter, isize>,
 ) {
     let funcs: Vec<Func> = plan.measures.iter().map(|m| m.func).collect();
-    let (partials, dead) = pre_aggregate(events, plan, &funcs);
+    let (partials, dead) = pre_aggregate(events, plan, &funcs, fields);
     let rows = window_reduce(partials, plan, funcs);
     (rows, dead)
 }
@@ -108,6 +110,7 @@ fn pre_aggregate<'s>(
     events: VecCollection<'s, u64, Event, isize>,
     plan: &AggregatePlan,
     funcs: &[Func],
+    fields: (&str, &str),
 ) -> (
     timely::dataflow::StreamVec<'s, u64, Partial>,
     VecCollection<'s, u64, DeadLetter, isize>,
@@ -115,6 +118,7 @@ fn pre_aggregate<'s>(
     use timely::dataflow::operators::core::OkErr;
     let plan = plan.clone();
     let funcs = funcs.to_vec();
+    let (time_field, type_field) = (fields.0.to_string(), fields.1.to_string());
     let name = format!("PreAggregate({})", plan.name);
     let out = events
         .inner
@@ -135,8 +139,8 @@ fn pre_aggregate<'s>(
                                     stage: format!("aggregate:{}", plan.name),
                                     reason: reason.to_string(),
                                     detail,
-                                    location: String::new(),
-                                    record: event.payload_value().to_json().to_string(),
+                                    location: format!("{} event at {}", event.kind, format_time(event.time)),
+                                    record: event.to_json(&time_field, &type_field).to_string(),
                                     event_time: Some(event.time),
                                 };
                                 dead.push(PreOut::Dead(letter, time));

@@ -2,6 +2,7 @@
 //! across worker counts, every shipped spec against golden outputs, the CLI, and the DuckDB
 //! external oracle.
 
+mod bad_input;
 mod cli;
 mod duckdb;
 mod golden;
