@@ -4,16 +4,23 @@
 //! (`.ndjson`) file in chunks of [`ROW_GROUP_ROWS`] rows (one Parquet row group each), so memory
 //! stays bounded however many events are asked for. The same scenario, seed and count always give
 //! a byte-identical file. Rows are written in *arrival* order, which is slightly out of event-time
-//! order; a few rows arrive much later than [`LATENESS_MS`], and some are duplicate deliveries.
-//!
-//! Scenarios: `learning` (see [`learning`] for the simulation, [`schema`] for the columns and
-//! [`vocab`] for their values). Measured with seed 1: ~0.99M events per simulated day (1M events
-//! span 24.2 h, 10M span 10.1 days), 0.10% late rows (event time more than [`LATENESS_MS`] behind
-//! the maximum seen), 3.0% duplicate deliveries, 2.0% placements, 81% attempts, ~7% of attempts
-//! by bots. 10M events take ~17 s and ~75 MB of memory (550 MB of Parquet) in release on one core.
-//! Determinism holds on one platform; `f64` functions such as `exp` may round differently
+//! order. Determinism holds on one platform; `f64` functions such as `exp` may round differently
 //! elsewhere.
+//!
+//! Scenarios:
+//! - `learning` (see [`learning`] for the simulation, [`schema`] for the columns and [`vocab`] for
+//!   their values): a few rows arrive much later than [`LATENESS_MS`], and some are duplicate
+//!   deliveries. Measured with seed 1: ~0.99M events per simulated day (1M events span 24.2 h, 10M
+//!   span 10.1 days), 0.10% late rows (event time more than [`LATENESS_MS`] behind the maximum
+//!   seen), 3.0% duplicate deliveries, 2.0% placements, 81% attempts, ~7% of attempts by bots. 10M
+//!   events take ~17 s and ~75 MB of memory (550 MB of Parquet) in release on one core.
+//! - `evolving` (see [`evolving`]): three event types whose payload schemas change at known times;
+//!   the change points are written next to the output as `FILE.truth.json`. Rows are less than
+//!   2 s out of order, never late and never duplicated.
 
+pub mod evolving;
+#[cfg(test)]
+mod evolving_tests;
 pub mod learning;
 pub mod schema;
 #[cfg(test)]
@@ -32,7 +39,7 @@ use learning::Learning;
 use schema::{TIME_FIELD, TYPE_FIELD};
 
 /// The scenarios [`generate`] knows.
-pub const SCENARIOS: &[&str] = &["learning"];
+pub const SCENARIOS: &[&str] = &["learning", "evolving"];
 
 /// The lateness bound the summary counts late rows against: a row is late when its event time is
 /// more than this behind the maximum event time of the rows before it.
@@ -47,7 +54,7 @@ pub struct GenerateSummary {
     pub late: usize,
     /// Duplicate deliveries (rows repeating an earlier attempt).
     pub duplicates: usize,
-    /// Users and sessions the simulation created.
+    /// Users and sessions the simulation created (0 for `evolving`, which has neither).
     pub users: usize,
     pub sessions: u64,
     /// Smallest and largest event time written, epoch milliseconds (0 when empty).
@@ -94,20 +101,31 @@ pub fn generate(
     out: &Path,
     progress: bool,
 ) -> Result<GenerateSummary, GenerateError> {
-    if !SCENARIOS.contains(&scenario) {
-        return Err(GenerateError::UnknownScenario {
+    match scenario {
+        "learning" => generate_learning(events, seed, out, progress),
+        "evolving" => evolving::generate(events, seed, out, progress),
+        _ => Err(GenerateError::UnknownScenario {
             scenario: scenario.into(),
-        });
+        }),
     }
-    let io_err = |source| GenerateError::Io {
-        path: out.into(),
-        source,
-    };
-    let mut sink = match out.extension().and_then(|e| e.to_str()) {
-        Some("parquet") => Sink::Parquet(Box::new(ParquetSink::open(out, schema::schema())?)),
-        Some("ndjson") => Sink::Ndjson(BufWriter::new(File::create(out).map_err(io_err)?)),
-        _ => return Err(GenerateError::UnknownFormat { path: out.into() }),
-    };
+}
+
+/// Opens `out` as Parquet (with `schema`) or NDJSON, by its extension.
+fn open_sink(out: &Path, schema: arrow::datatypes::SchemaRef) -> Result<Sink, GenerateError> {
+    match out.extension().and_then(|e| e.to_str()) {
+        Some("parquet") => Ok(Sink::Parquet(Box::new(ParquetSink::open(out, schema)?))),
+        Some("ndjson") => Ok(Sink::Ndjson(BufWriter::new(File::create(out).map_err(|source| {
+            GenerateError::Io {
+                path: out.into(),
+                source,
+            }
+        })?))),
+        _ => Err(GenerateError::UnknownFormat { path: out.into() }),
+    }
+}
+
+/// A progress bar over `events` on stderr, hidden unless `progress` is set.
+fn progress_bar(events: usize, progress: bool) -> ProgressBar {
     let bar = if progress {
         ProgressBar::new(events as u64)
     } else {
@@ -120,6 +138,16 @@ pub fn generate(
         .expect("valid template")
         .progress_chars("=> "),
     );
+    bar
+}
+
+fn generate_learning(events: usize, seed: u64, out: &Path, progress: bool) -> Result<GenerateSummary, GenerateError> {
+    let io_err = |source| GenerateError::Io {
+        path: out.into(),
+        source,
+    };
+    let mut sink = open_sink(out, schema::schema())?;
+    let bar = progress_bar(events, progress);
     let mut g = Learning::new(seed, events);
     let (mut late, mut duplicates, mut max_time, mut min_time) = (0, 0, i64::MIN, i64::MAX);
     let mut by_kind = [0usize; 4];
@@ -171,6 +199,6 @@ pub fn generate(
         max_time: if written == 0 { 0 } else { max_time },
         by_type,
     };
-    tracing::info!(?summary, path = %out.display(), "generated {scenario} log");
+    tracing::info!(?summary, path = %out.display(), "generated learning log");
     Ok(summary)
 }

@@ -20,7 +20,7 @@ fn read_parquet(path: &Path) -> (Vec<RecordBatch>, usize) {
     (batches, row_groups)
 }
 
-fn read_ndjson(path: &Path) -> Vec<Event> {
+pub(super) fn read_ndjson(path: &Path) -> Vec<Event> {
     let lines = BufReader::new(File::open(path).unwrap()).lines();
     lines
         .map(|line| {
