@@ -18,3 +18,4 @@ pub mod generate;
 pub mod progress;
 pub mod render;
 pub mod run;
+pub mod schema;

@@ -47,7 +47,9 @@ enum Command {
         plan: bool,
     },
     /// Write a deterministic synthetic event log (.parquet or .ndjson by extension).
-    #[command(after_help = "Example:\n  sluice generate learning --events 1000000 --seed 7 --out learning.parquet\n  sluice generate evolving --events 20000 --out events.ndjson   (also writes events.ndjson.truth.json)")]
+    #[command(
+        after_help = "Example:\n  sluice generate learning --events 1000000 --seed 7 --out learning.parquet\n  sluice generate evolving --events 20000 --out events.ndjson   (also writes events.ndjson.truth.json)"
+    )]
     Generate {
         /// Scenario: learning or evolving.
         scenario: String,

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use crate::dead_letter::DeadLetter;
 use crate::error::RunError;
-use crate::plan::{Plan, SourcePlan};
+use crate::plan::{Plan, SchemaPlan, SourcePlan};
 use crate::render::{render, SourceInputs};
+use crate::schema::registry::Registry;
+use crate::schema::Schema;
 use crate::source::{self, Decoded, Layout, Watermark};
 use crate::value::{format_time, Value};
 
@@ -121,6 +123,7 @@ pub fn run(plan: &Plan, config: &RunConfig) -> Result<RunSummary, RunError> {
             message: e.to_string(),
         })?;
     let total_rows: usize = layouts.iter().map(Layout::total_rows).sum();
+    let registries: Vec<Registry> = plan.schemas.iter().map(load_registry).collect::<Result<_, _>>()?;
     tracing::info!(splits = layouts.iter().map(|l| l.splits.len()).sum::<usize>(), rows = total_rows, elapsed = ?started.elapsed(), "sources discovered");
     if let Some(dir) = &config.out_dir {
         if config.process == 0 {
@@ -141,11 +144,18 @@ pub fn run(plan: &Plan, config: &RunConfig) -> Result<RunSummary, RunError> {
         indicatif::ProgressBar::hidden()
     };
     let read = Arc::new(AtomicU64::new(0));
-    let shared = Arc::new((plan.clone(), layouts, config.clone(), bar.clone(), Arc::clone(&read)));
+    let shared = Arc::new((
+        plan.clone(),
+        layouts,
+        registries,
+        config.clone(),
+        bar.clone(),
+        Arc::clone(&read),
+    ));
 
     let guards = timely::execute(config.timely(), move |worker| {
-        let (plan, layouts, config, bar, read) = &*shared;
-        drive(worker, plan, layouts, config, bar, read)
+        let (plan, layouts, registries, config, bar, read) = &*shared;
+        drive(worker, plan, layouts, registries, config, bar, read)
     })
     .map_err(RunError::Timely)?;
 
@@ -170,11 +180,37 @@ pub fn run(plan: &Plan, config: &RunConfig) -> Result<RunSummary, RunError> {
     Ok(summary)
 }
 
+/// A schema stage's registry: loaded from its `--registry` folder, with pinned schemas as the
+/// first versions of types that have none.
+fn load_registry(stage: &SchemaPlan) -> Result<Registry, RunError> {
+    let invalid = |path: &std::path::Path, message: String| RunError::Source {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut registry = match &stage.registry_dir {
+        Some(dir) if dir.exists() => Registry::load(dir).map_err(|e| invalid(dir, e.to_string()))?,
+        _ => Registry::default(),
+    };
+    for (event_type, path) in &stage.pinned {
+        if registry.latest(event_type).is_some() {
+            continue;
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| invalid(path, e.to_string()))?;
+        let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| invalid(path, e.to_string()))?;
+        let schema = Schema::from_json_schema(&doc).map_err(|e| invalid(path, e.to_string()))?;
+        registry
+            .pin(event_type, schema)
+            .map_err(|e| invalid(path, e.to_string()))?;
+    }
+    Ok(registry)
+}
+
 /// One worker: render, read this worker's splits, close the inputs, run to completion.
 fn drive(
     worker: &mut timely::worker::Worker,
     plan: &Plan,
     layouts: &[Layout],
+    registries: &[Registry],
     config: &RunConfig,
     bar: &indicatif::ProgressBar,
     read: &AtomicU64,
@@ -182,7 +218,7 @@ fn drive(
     let index = worker.index();
     let peers = worker.peers();
     let mut rendered =
-        worker.dataflow::<u64, _, _>(|scope| render(plan, scope, config.out_dir.clone(), config.collect));
+        worker.dataflow::<u64, _, _>(|scope| render(plan, scope, registries, config.out_dir.clone(), config.collect));
     let tick_ms = plan.tick_ms as i64;
 
     for ((source, layout), inputs) in plan.sources.iter().zip(layouts).zip(rendered.inputs.iter_mut()) {

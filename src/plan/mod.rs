@@ -18,6 +18,9 @@ use crate::expr::Expr;
 
 pub use validate::{plan_file, plan_str};
 
+/// Outputs of schema stages (shared by every source with one).
+pub const SCHEMA_OUTPUTS: [&str; 4] = ["inferred_schemas", "schemas", "schema_changes", "quarantine"];
+
 /// A whole pipeline.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -26,6 +29,30 @@ pub struct Plan {
     pub tick_ms: u64,
     pub sources: Vec<SourcePlan>,
     pub aggregates: Vec<AggregatePlan>,
+    /// Schema stages; at most one per source. Aggregates of such a source read its conformed events.
+    pub schemas: Vec<SchemaPlan>,
+}
+
+/// Schema inference, versioning and conformance of one source (see `render::schema`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SchemaPlan {
+    /// Index into [`Plan::sources`].
+    pub source: usize,
+    /// Recent-events window whose inference proposes new versions.
+    pub window_ms: u64,
+    pub drift_threshold: f64,
+    pub compatibility: crate::schema::compat::Compatibility,
+    /// Send events of an incompatible candidate to `quarantine` instead of dead letters.
+    pub quarantine: bool,
+    /// Drop fields the schema does not name (keep them otherwise).
+    pub drop_extra: bool,
+    pub accept_previous: u32,
+    pub max_depth: u32,
+    pub min_events: u64,
+    /// Pinned initial schemas: event type and JSON Schema file.
+    pub pinned: Vec<(String, PathBuf)>,
+    /// Where the registry is loaded from and saved to (`--registry DIR`).
+    pub registry_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -127,6 +154,9 @@ impl Plan {
     /// Every named output: aggregates, then `dead_letters`.
     pub fn output_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.aggregates.iter().map(|a| a.name.clone()).collect();
+        if !self.schemas.is_empty() {
+            names.extend(SCHEMA_OUTPUTS.iter().map(|s| s.to_string()));
+        }
         names.push(crate::DEAD_LETTERS.to_string());
         names
     }

@@ -19,6 +19,41 @@ pub struct SpecFile {
     pub sources: BTreeMap<String, S<SourceSpec>>,
     #[serde(default)]
     pub aggregates: Vec<S<AggregateSpec>>,
+    /// Schema inference, registry and conformance, per source name.
+    #[serde(default)]
+    pub schemas: BTreeMap<String, S<SchemaSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaSpec {
+    /// Recent-events window of the inference that proposes new versions (default `1h`).
+    #[serde(default)]
+    pub window: Option<S<String>>,
+    /// Drift score at which the recent inference becomes a candidate version (default 0.1).
+    #[serde(default)]
+    pub drift_threshold: Option<S<f64>>,
+    /// One of Confluent's seven modes (default `BACKWARD`).
+    #[serde(default)]
+    pub compatibility: Option<S<String>>,
+    /// `dead_letter` (default) or `quarantine`.
+    #[serde(default)]
+    pub on_incompatible: Option<S<String>>,
+    /// `keep` (default) or `drop` fields the schema does not name.
+    #[serde(default)]
+    pub extra_fields: Option<S<String>>,
+    /// Events of this many previous versions are still accepted (default 1).
+    #[serde(default)]
+    pub accept_previous: Option<S<u32>>,
+    /// Deeper payloads are dead letters `depth_exceeded` (default 32).
+    #[serde(default)]
+    pub max_depth: Option<S<u32>>,
+    /// Events of a type needed before its first version is registered (default 1).
+    #[serde(default)]
+    pub min_events: Option<S<u64>>,
+    /// Initial schemas: event type → JSON Schema file (relative to the spec).
+    #[serde(default)]
+    pub pin: BTreeMap<String, S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

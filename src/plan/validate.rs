@@ -10,8 +10,8 @@ use crate::event::{Accessor, FieldPath};
 use crate::expr::{self, Expr};
 
 use super::duration::parse_duration;
-use super::spec::{AggregateSpec, PathList, SourceSpec, SpecFile, WindowSpec, S};
-use super::{AggregatePlan, Emit, Format, Func, MeasurePlan, Plan, SourcePlan, WindowPlan};
+use super::spec::{AggregateSpec, PathList, SchemaSpec, SourceSpec, SpecFile, WindowSpec, S};
+use super::{AggregatePlan, Emit, Format, Func, MeasurePlan, Plan, SchemaPlan, SourcePlan, WindowPlan};
 
 /// Reads and plans a spec file. `inputs` override source paths (`--input NAME=PATH`).
 pub fn plan_file(path: &Path, inputs: &[(String, PathBuf)]) -> Result<Plan, SpecError> {
@@ -74,8 +74,28 @@ pub fn plan_str(text: &str, file: &Path, base: &Path, inputs: &[(String, PathBuf
         aggregates.push(plan);
     }
 
-    // Projection pushdown: each source decodes only the payload fields some stage reads.
+    let mut schemas = Vec::new();
+    for (name, spec) in &spec.schemas {
+        schemas.push(cx.schema(name, spec, &sources, base)?);
+    }
+    for (i, agg) in aggregates.iter().enumerate() {
+        if plan_names_output(&agg.name) {
+            let span = spec.aggregates[i].get_ref().name.span();
+            return Err(cx.error(
+                span,
+                &format!("aggregates[{i}].name"),
+                format!("`{}` is a schema output name", agg.name),
+                None,
+            ));
+        }
+    }
+
+    // Projection pushdown: each source decodes only the payload fields some stage reads; a
+    // schema stage reads them all.
     for (index, source) in sources.iter_mut().enumerate() {
+        if schemas.iter().any(|s| s.source == index) {
+            continue;
+        }
         let mut fields = BTreeSet::new();
         for agg in aggregates.iter().filter(|a| a.source == index) {
             for acc in aggregate_fields(agg) {
@@ -94,7 +114,12 @@ pub fn plan_str(text: &str, file: &Path, base: &Path, inputs: &[(String, PathBuf
         tick_ms,
         sources,
         aggregates,
+        schemas,
     })
+}
+
+fn plan_names_output(name: &str) -> bool {
+    super::SCHEMA_OUTPUTS.contains(&name)
 }
 
 /// Every field an aggregate reads.
@@ -330,6 +355,83 @@ impl Cx<'_> {
             measures,
             emit,
             monotonic: true,
+        })
+    }
+
+    fn schema(
+        &self,
+        name: &str,
+        spec: &S<SchemaSpec>,
+        sources: &[SourcePlan],
+        base: &Path,
+    ) -> Result<SchemaPlan, SpecError> {
+        let s = spec.get_ref();
+        let key = |k: &str| format!("schemas.{name}.{k}");
+        let Some(source) = sources.iter().position(|src| src.name == name) else {
+            let names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
+            return Err(self.error(
+                spec.span(),
+                &format!("schemas.{name}"),
+                format!("no source named `{name}`"),
+                Some(one_of(&names)),
+            ));
+        };
+        let window_ms = match &s.window {
+            Some(w) => self.duration(w, &key("window"))?,
+            None => 3_600_000,
+        };
+        let drift_threshold = match &s.drift_threshold {
+            Some(t) if !(0.0..=1.0).contains(t.get_ref()) => {
+                return Err(self.error(
+                    t.span(),
+                    &key("drift_threshold"),
+                    "must be between 0 and 1".into(),
+                    None,
+                ))
+            }
+            Some(t) => *t.get_ref(),
+            None => 0.1,
+        };
+        let compatibility = match &s.compatibility {
+            Some(c) => c.get_ref().parse().map_err(|_| {
+                self.error(
+                    c.span(),
+                    &key("compatibility"),
+                    format!("unknown compatibility mode `{}`", c.get_ref()),
+                    Some("one of BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE, NONE".into()),
+                )
+            })?,
+            None => crate::schema::compat::Compatibility::Backward,
+        };
+        let pick = |v: &Option<S<String>>, k: &str, options: &[&str]| -> Result<usize, SpecError> {
+            match v {
+                None => Ok(0),
+                Some(x) => options.iter().position(|o| o == x.get_ref()).ok_or_else(|| {
+                    let list: Vec<String> = options.iter().map(|o| format!("`{o}`")).collect();
+                    self.error(
+                        x.span(),
+                        &key(k),
+                        format!("unknown value `{}`", x.get_ref()),
+                        Some(format!("one of {}", list.join(", "))),
+                    )
+                }),
+            }
+        };
+        let quarantine = pick(&s.on_incompatible, "on_incompatible", &["dead_letter", "quarantine"])? == 1;
+        let drop_extra = pick(&s.extra_fields, "extra_fields", &["keep", "drop"])? == 1;
+        let pinned = s.pin.iter().map(|(t, p)| (t.clone(), base.join(p.get_ref()))).collect();
+        Ok(SchemaPlan {
+            source,
+            window_ms,
+            drift_threshold,
+            compatibility,
+            quarantine,
+            drop_extra,
+            accept_previous: s.accept_previous.as_ref().map_or(1, |a| *a.get_ref()),
+            max_depth: s.max_depth.as_ref().map_or(32, |a| *a.get_ref()),
+            min_events: s.min_events.as_ref().map_or(1, |a| *a.get_ref()),
+            pinned,
+            registry_dir: None,
         })
     }
 

@@ -9,6 +9,7 @@
 //! Each source has two inputs, driven by [`crate::run`]: events at their event-time tick, and
 //! the source's dead letters. The input frontier follows the source's watermark.
 
+pub mod schema;
 pub mod sink;
 pub mod window;
 
@@ -58,8 +59,14 @@ pub fn window_row_values(row: &WindowRow) -> Vec<Value> {
     values
 }
 
-/// Builds `plan` in `scope`.
-pub fn render(plan: &Plan, scope: Scope<'_, u64>, out_dir: Option<PathBuf>, collect: bool) -> Rendered {
+/// Builds `plan` in `scope`; `registries` are the schema stages' registries, in plan order.
+pub fn render(
+    plan: &Plan,
+    scope: Scope<'_, u64>,
+    registries: &[crate::schema::registry::Registry],
+    out_dir: Option<PathBuf>,
+    collect: bool,
+) -> Rendered {
     let probe = ProbeHandle::new();
     let mut inputs = Vec::new();
     let mut events: Vec<VecCollection<'_, u64, Event, isize>> = Vec::new();
@@ -74,6 +81,84 @@ pub fn render(plan: &Plan, scope: Scope<'_, u64>, out_dir: Option<PathBuf>, coll
     }
 
     let mut sinks = Vec::new();
+    let mut schema_outs = Vec::new();
+    for (stage, registry) in plan.schemas.iter().zip(registries) {
+        let source = &plan.sources[stage.source];
+        let out = schema::render(events[stage.source].clone(), stage, source, registry.clone());
+        events[stage.source] = out.clone().flat_map(|o| match o {
+            schema::SchemaOut::Conformed(e) => Some(e),
+            _ => None,
+        });
+        dead.push(out.clone().flat_map(|o| match o {
+            schema::SchemaOut::Dead(d) => Some(d),
+            _ => None,
+        }));
+        let (time_field, type_field) = (source.time_field.clone(), source.type_field.clone());
+        let quarantined = out.clone().flat_map(move |o| match o {
+            schema::SchemaOut::Quarantined(e) => Some(vec![
+                Value::Time(e.time),
+                Value::str(e.kind.as_str()),
+                Value::str(&e.to_json(&time_field, &type_field).to_string()),
+            ]),
+            _ => None,
+        });
+        schema_outs.push((out, quarantined));
+    }
+    if !schema_outs.is_empty() {
+        let concat = |f: fn(schema::SchemaOut) -> Option<Vec<Value>>| {
+            let parts: Vec<_> = schema_outs.iter().map(|(o, _)| o.clone().flat_map(f)).collect();
+            differential_dataflow::collection::concatenate(scope, parts)
+        };
+        let outputs = [
+            (
+                "inferred_schemas",
+                schema::INFERRED_COLUMNS.as_slice(),
+                true,
+                concat(|o| match o {
+                    schema::SchemaOut::Inferred(r) => Some(r),
+                    _ => None,
+                }),
+            ),
+            (
+                "schemas",
+                schema::VERSION_COLUMNS.as_slice(),
+                false,
+                concat(|o| match o {
+                    schema::SchemaOut::Version(r) => Some(r),
+                    _ => None,
+                }),
+            ),
+            (
+                "schema_changes",
+                schema::CHANGE_COLUMNS.as_slice(),
+                false,
+                concat(|o| match o {
+                    schema::SchemaOut::Change(r) => Some(r),
+                    _ => None,
+                }),
+            ),
+            (
+                "quarantine",
+                ["event_time", "event_type", "record"].as_slice(),
+                false,
+                differential_dataflow::collection::concatenate(scope, schema_outs.iter().map(|(_, q)| q.clone())),
+            ),
+        ];
+        for (name, columns, changelog, rows) in outputs {
+            let spec = OutputSpec {
+                name: name.to_string(),
+                columns: columns.iter().map(|c| c.to_string()).collect(),
+                changelog,
+                tally: None,
+            };
+            let rows = rows.probe_with(&probe);
+            sinks.push((
+                name.to_string(),
+                sink::sink(rows, spec, out_dir.clone(), collect, Vec::clone),
+            ));
+        }
+    }
+
     for agg in &plan.aggregates {
         let source = &plan.sources[agg.source];
         let fields = (source.time_field.as_str(), source.type_field.as_str());

@@ -1,0 +1,393 @@
+//! Schema stage: `events: Collection<Event>` → `conformed: Collection<Event>` plus the
+//! `inferred_schemas` changelog, the `schemas` and `schema_changes` records, `quarantine`, and
+//! dead letters. Times are event-time ticks; each event type is processed by one worker, one
+//! time at a time, in time order, once the frontier has passed that time.
+//!
+//! ```text
+//!  events ─(exchange by event type)─► SchemaRegistry ──► conformed events ──► aggregates
+//!                                      per type:            inferred_schemas (changelog)
+//!                                      history + recent     schemas, schema_changes
+//!                                      inference, versions  quarantine, dead letters
+//! ```
+//!
+//! At each time `t`, for each event type with events at `t`:
+//! 1. the events' (path, observation) pairs are added to the whole-history inference and to the
+//!    recent inference (the last `window` of event time; older ticks age out);
+//! 2. the recent inference's schema is the *candidate*. With no version yet, it becomes version 1
+//!    once `min_events` events were seen (a pinned schema is version 1 from the start). Otherwise,
+//!    when its drift from the latest version reaches the threshold, it is registered as version
+//!    n+1 if the compatibility mode accepts it, and recorded as rejected if not;
+//! 3. each event is conformed to the latest version, or to one of the `accept_previous` versions
+//!    before it, and gains a `schema_version` field. An event that conforms to none goes to dead
+//!    letters: `incompatible_schema` (with the rule broken) when its type's last candidate was
+//!    rejected — or to `quarantine` under that policy — and `conform_error` otherwise.
+//!
+//! `inferred_schemas` rows (one per type, scope and path, with presence and kind counts) change
+//! at most once per minute of event time, stamped with the minute's end, so the changelog
+//! stays small while counts stay exact.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use differential_dataflow::{AsCollection, VecCollection};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::CapabilitySet;
+
+use crate::dead_letter::DeadLetter;
+use crate::event::Event;
+use crate::plan::{SchemaPlan, SourcePlan};
+use crate::render::window::stable_hash;
+use crate::schema::conform::{conform, ConformPolicy, Extra};
+use crate::schema::drift::drift;
+use crate::schema::infer::{observations, Inferred, Limits, Obs};
+use crate::schema::registry::Registry;
+use crate::value::{format_time, Sym, Value};
+
+/// Interval of the `inferred_schemas` changelog.
+const REPORT_MS: u64 = 60_000;
+
+/// What the schema operator emits, split into collections by [`render`].
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub enum SchemaOut {
+    Conformed(Event),
+    Quarantined(Event),
+    Dead(DeadLetter),
+    /// event_type, scope, path, present, nulls, kinds (`int:3 string:1`), events.
+    Inferred(Vec<Value>),
+    /// event_type, version, registered_at, drift, json_schema.
+    Version(Vec<Value>),
+    /// event_type, old_version, new_version, drift, changed_fields, compatibility, time.
+    Change(Vec<Value>),
+}
+
+pub const INFERRED_COLUMNS: [&str; 7] = ["event_type", "scope", "path", "present", "nulls", "kinds", "events"];
+pub const VERSION_COLUMNS: [&str; 5] = ["event_type", "version", "registered_at", "drift", "json_schema"];
+pub const CHANGE_COLUMNS: [&str; 7] = [
+    "event_type",
+    "old_version",
+    "new_version",
+    "drift",
+    "changed_fields",
+    "compatibility",
+    "time",
+];
+
+type Counts = BTreeMap<(String, Obs), u64>;
+
+/// One event type's state.
+#[derive(Default)]
+struct TypeState {
+    history: Counts,
+    history_events: u64,
+    /// Per tick: observation counts and events, for the recent window.
+    recent_log: VecDeque<(u64, Counts, u64)>,
+    recent: Counts,
+    recent_events: u64,
+    /// The reason the last candidate was rejected, if it was.
+    rejected: Option<String>,
+    /// Rows last emitted to `inferred_schemas`.
+    reported: Vec<Vec<Value>>,
+}
+
+fn add(into: &mut Counts, from: &Counts, sign: i64) {
+    for (k, n) in from {
+        let entry = into.entry(k.clone()).or_insert(0);
+        *entry = (*entry as i64 + sign * *n as i64) as u64;
+        if *entry == 0 {
+            into.remove(k);
+        }
+    }
+}
+
+fn inferred(events: u64, counts: &Counts) -> Inferred {
+    Inferred::from_counts(events, counts.iter().map(|(k, n)| (k.clone(), *n)))
+}
+
+/// Renders the schema stage of `source`; `registry` holds versions loaded at start-up.
+pub fn render<'s>(
+    events: VecCollection<'s, u64, Event, isize>,
+    plan: &SchemaPlan,
+    source: &SourcePlan,
+    registry: Registry,
+) -> VecCollection<'s, u64, SchemaOut, isize> {
+    let plan = plan.clone();
+    let (time_field, type_field) = (source.time_field.clone(), source.type_field.clone());
+    let stage = format!("schema:{}", source.name);
+    let exchange = Exchange::new(|(e, _, _): &(Event, u64, isize)| stable_hash(&e.kind));
+    let name = format!("SchemaRegistry({})", source.name);
+    events
+        .inner
+        .unary_frontier::<CapacityContainerBuilder<Vec<(SchemaOut, u64, isize)>>, _, _, _>(
+            exchange,
+            &name,
+            move |_, _| {
+                let mut caps = CapabilitySet::<u64>::new();
+                let mut pending: BTreeMap<u64, Vec<Event>> = BTreeMap::new();
+                let mut types: BTreeMap<Sym, TypeState> = BTreeMap::new();
+                let mut registry = registry;
+                let mut next_report: Option<u64> = None;
+                let limits = Limits {
+                    max_depth: plan.max_depth as usize,
+                    ..Limits::default()
+                };
+                move |(input, frontier), output| {
+                    input.for_each_stamp(|cap, data| {
+                        if let Some(c) = cap.retain_least(0) {
+                            caps.insert(c);
+                        }
+                        for batch in data {
+                            for (event, time, diff) in batch.drain(..) {
+                                debug_assert!(diff > 0, "sources are append-only");
+                                pending.entry(time).or_default().push(event);
+                            }
+                        }
+                    });
+                    let limit = frontier.frontier().iter().min().copied();
+                    let ready: Vec<u64> = pending
+                        .keys()
+                        .copied()
+                        .take_while(|t| limit.is_none_or(|l| *t < l))
+                        .collect();
+                    for time in ready {
+                        let mut events = pending.remove(&time).expect("listed above");
+                        events.sort();
+                        // Report inference at every minute boundary that this time has passed.
+                        while let Some(boundary) = next_report.filter(|b| *b <= time) {
+                            let cap = caps.delayed(&boundary);
+                            let mut session = output.session(&cap);
+                            for (kind, state) in types.iter_mut() {
+                                for (row, diff) in report(*kind, state) {
+                                    session.give((SchemaOut::Inferred(row), boundary, diff));
+                                }
+                            }
+                            next_report = Some(boundary + REPORT_MS);
+                        }
+                        if next_report.is_none() {
+                            next_report = Some(time - time % REPORT_MS + REPORT_MS);
+                        }
+                        let cap = caps.delayed(&time);
+                        let mut session = output.session(&cap);
+                        let mut out = Vec::new();
+                        let mut by_type: BTreeMap<Sym, Vec<Event>> = BTreeMap::new();
+                        for event in events {
+                            by_type.entry(event.kind).or_default().push(event);
+                        }
+                        for (kind, events) in by_type {
+                            let state = types.entry(kind).or_default();
+                            let mut tick = Counts::new();
+                            let mut tick_events = 0;
+                            let mut admitted = Vec::new();
+                            for event in events {
+                                match observations(&event.payload, &limits) {
+                                    Ok(obs) => {
+                                        for o in obs {
+                                            *tick.entry(o).or_insert(0) += 1;
+                                        }
+                                        tick_events += 1;
+                                        admitted.push(event);
+                                    }
+                                    Err(e) => out.push(SchemaOut::Dead(letter(
+                                        &stage,
+                                        "depth_exceeded",
+                                        e.to_string(),
+                                        &event,
+                                        &time_field,
+                                        &type_field,
+                                    ))),
+                                }
+                            }
+                            add(&mut state.history, &tick, 1);
+                            state.history_events += tick_events;
+                            add(&mut state.recent, &tick, 1);
+                            state.recent_events += tick_events;
+                            state.recent_log.push_back((time, tick, tick_events));
+                            while let Some((t, _, _)) = state.recent_log.front() {
+                                if *t + plan.window_ms > time {
+                                    break;
+                                }
+                                let (_, old, n) = state.recent_log.pop_front().expect("front exists");
+                                add(&mut state.recent, &old, -1);
+                                state.recent_events -= n;
+                            }
+                            consider(&plan, &mut registry, kind, state, time, &mut out);
+                            for event in admitted {
+                                out.push(conform_event(
+                                    &plan,
+                                    &registry,
+                                    state,
+                                    event,
+                                    &stage,
+                                    &time_field,
+                                    &type_field,
+                                ));
+                            }
+                        }
+                        session.give_iterator(out.into_iter().map(|o| (o, time, 1)));
+                    }
+                    if limit.is_none() {
+                        // The input is exhausted: report the final inference, persist versions.
+                        if let Some(boundary) = next_report.take() {
+                            let cap = caps.delayed(&boundary);
+                            let mut session = output.session(&cap);
+                            for (kind, state) in types.iter_mut() {
+                                for (row, diff) in report(*kind, state) {
+                                    session.give((SchemaOut::Inferred(row), boundary, diff));
+                                }
+                            }
+                        }
+                        if let Some(dir) = &plan.registry_dir {
+                            if let Err(e) = registry.save(dir) {
+                                tracing::error!("saving the schema registry to {}: {e}", dir.display());
+                            }
+                        }
+                    }
+                    let mut hold: Option<u64> = pending.keys().next().copied();
+                    if let Some(b) = next_report {
+                        hold = Some(hold.map_or(b, |h| h.min(b)));
+                    }
+                    caps.downgrade(hold.iter());
+                }
+            },
+        )
+        .as_collection()
+}
+
+/// Registers the recent inference of `kind` as a new version when it should be.
+fn consider(
+    plan: &SchemaPlan,
+    registry: &mut Registry,
+    kind: Sym,
+    state: &mut TypeState,
+    time: u64,
+    out: &mut Vec<SchemaOut>,
+) {
+    let candidate = inferred(state.recent_events, &state.recent).schema();
+    let latest = registry.latest(kind.as_str()).map(|v| (v.version, v.schema.clone()));
+    let (old_version, score, changes) = match &latest {
+        None if state.history_events < plan.min_events => return,
+        None => (None, 1.0, Vec::new()),
+        Some((version, schema)) => {
+            let d = drift(schema, &candidate);
+            if d.score < plan.drift_threshold || d.changes.is_empty() {
+                return;
+            }
+            (Some(*version), d.score, d.changes)
+        }
+    };
+    match registry.register(kind.as_str(), candidate, plan.compatibility, time as i64) {
+        Ok(version) => {
+            state.rejected = None;
+            let entry = registry.latest(kind.as_str()).expect("just registered");
+            let fields: Vec<Value> = changes.iter().map(|c| Value::str(&c.to_string())).collect();
+            out.push(SchemaOut::Version(vec![
+                Value::str(kind.as_str()),
+                Value::Int(i64::from(version)),
+                Value::Time(time as i64),
+                Value::float(score),
+                Value::str(&entry.schema.to_json_schema().to_string()),
+            ]));
+            out.push(SchemaOut::Change(vec![
+                Value::str(kind.as_str()),
+                old_version.map_or(Value::Null, |v| Value::Int(i64::from(v))),
+                Value::Int(i64::from(version)),
+                Value::float(score),
+                Value::List(fields.into()),
+                Value::str(&plan.compatibility.to_string()),
+                Value::Time(time as i64),
+            ]));
+        }
+        Err(incompatible) => state.rejected = Some(incompatible.to_string()),
+    }
+}
+
+fn conform_event(
+    plan: &SchemaPlan,
+    registry: &Registry,
+    state: &TypeState,
+    event: Event,
+    stage: &str,
+    time_field: &str,
+    type_field: &str,
+) -> SchemaOut {
+    let versions = registry.versions(event.kind.as_str());
+    let policy = ConformPolicy {
+        extra: if plan.drop_extra { Extra::Drop } else { Extra::Keep },
+        time_unit_ms: 1.0,
+    };
+    let mut first_error = None;
+    for v in versions.iter().rev().take(1 + plan.accept_previous as usize) {
+        match conform(&event.payload, &v.schema, policy) {
+            Ok(mut fields) => {
+                fields.push((Sym::new("schema_version"), Value::Int(i64::from(v.version))));
+                return SchemaOut::Conformed(Event::new(event.time, event.kind, fields));
+            }
+            Err(e) => {
+                first_error.get_or_insert(e.to_string());
+            }
+        }
+    }
+    let Some(detail) = first_error else {
+        // No version yet (fewer than `min_events` seen): the event passes as it is.
+        return SchemaOut::Conformed(event);
+    };
+    match &state.rejected {
+        Some(_) if plan.quarantine => SchemaOut::Quarantined(event),
+        Some(rule) => SchemaOut::Dead(letter(
+            stage,
+            "incompatible_schema",
+            rule.clone(),
+            &event,
+            time_field,
+            type_field,
+        )),
+        None => SchemaOut::Dead(letter(stage, "conform_error", detail, &event, time_field, type_field)),
+    }
+}
+
+fn letter(stage: &str, reason: &str, detail: String, event: &Event, time_field: &str, type_field: &str) -> DeadLetter {
+    DeadLetter {
+        stage: stage.to_string(),
+        reason: reason.to_string(),
+        detail,
+        location: format!("{} event at {}", event.kind, format_time(event.time)),
+        record: event.to_json(time_field, type_field).to_string(),
+        event_time: Some(event.time),
+    }
+}
+
+/// The changes of `kind`'s `inferred_schemas` rows since the last report.
+fn report(kind: Sym, state: &mut TypeState) -> Vec<(Vec<Value>, isize)> {
+    let mut rows = Vec::new();
+    for (scope, events, counts) in [
+        ("history", state.history_events, &state.history),
+        ("recent", state.recent_events, &state.recent),
+    ] {
+        for (path, stats) in inferred(events, counts).fields {
+            let kinds: Vec<String> = stats.kinds.iter().map(|(k, n)| format!("{k}:{n}")).collect();
+            rows.push(vec![
+                Value::str(kind.as_str()),
+                Value::str(scope),
+                Value::str(&path),
+                Value::Int(stats.present as i64),
+                Value::Int(stats.nulls as i64),
+                Value::str(&kinds.join(" ")),
+                Value::Int(events as i64),
+            ]);
+        }
+    }
+    rows.sort();
+    let mut changes = Vec::new();
+    let old = std::mem::replace(&mut state.reported, rows);
+    for row in &old {
+        if state.reported.binary_search(row).is_err() {
+            changes.push((row.clone(), -1));
+        }
+    }
+    for row in &state.reported {
+        if old.binary_search(row).is_err() {
+            changes.push((row.clone(), 1));
+        }
+    }
+    changes
+}
