@@ -46,6 +46,9 @@ enum Command {
         #[arg(long)]
         plan: bool,
     },
+    /// Infer schemas from files, or compare two schemas.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
     /// Write a deterministic synthetic event log (.parquet or .ndjson by extension).
     #[command(
         after_help = "Example:\n  sluice generate learning --events 1000000 --seed 7 --out learning.parquet\n  sluice generate evolving --events 20000 --out events.ndjson   (also writes events.ndjson.truth.json)"
@@ -60,6 +63,25 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Print the inferred schema of each event type in Parquet or NDJSON files.
+    #[command(after_help = "Example:\n  sluice schema infer data/evolving_sample.ndjson --format table")]
+    Infer {
+        files: Vec<PathBuf>,
+        /// `json` (JSON Schema documents) or `table`.
+        #[arg(long, default_value = "json")]
+        format: String,
+        #[arg(long, default_value = "event_time")]
+        time_field: String,
+        #[arg(long, default_value = "event_type")]
+        type_field: String,
+    },
+    /// Compare two JSON Schema files: drift score, changed fields, and which compatibility modes accept the change.
+    #[command(after_help = "Example:\n  sluice schema diff registry/orders/v1.json registry/orders/v2.json")]
+    Diff { old: PathBuf, new: PathBuf },
 }
 
 #[derive(Args)]
@@ -84,6 +106,9 @@ struct RunArgs {
     /// File of process addresses, one `host:port` a line (timely's -h).
     #[arg(long, short = 'h')]
     hostfile: Option<PathBuf>,
+    /// Load the schema registry from DIR at start-up and save it there at the end.
+    #[arg(long)]
+    registry: Option<PathBuf>,
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
@@ -154,8 +179,21 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 );
             }
         }
+        Command::Schema(cmd) => schema_command(cmd)?,
         Command::Run(args) => {
-            let plan = plan_file(&args.spec, &args.inputs)?;
+            let mut plan = plan_file(&args.spec, &args.inputs)?;
+            if let Some(dir) = &args.registry {
+                if plan.schemas.is_empty() {
+                    return Err(UsageError(format!(
+                        "{} has no [schemas] stage to use --registry",
+                        args.spec.display()
+                    ))
+                    .into());
+                }
+                for stage in &mut plan.schemas {
+                    stage.registry_dir = Some(dir.clone());
+                }
+            }
             let config = run_config(&args, progress)?;
             let summary = run(&plan, &config)?;
             print_summary(&summary, &config);
@@ -174,6 +212,49 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 s.late,
                 s.duplicates
             );
+        }
+    }
+    Ok(())
+}
+
+fn schema_command(cmd: SchemaCommand) -> anyhow::Result<()> {
+    use sluice::schema::{diff_report, infer_files, Schema};
+    match cmd {
+        SchemaCommand::Infer {
+            files,
+            format,
+            time_field,
+            type_field,
+        } => {
+            if files.is_empty() {
+                return Err(UsageError("name at least one file".into()).into());
+            }
+            let by_type = infer_files(&files, &time_field, &type_field)?;
+            match format.as_str() {
+                "json" => {
+                    let docs: serde_json::Map<String, serde_json::Value> = by_type
+                        .iter()
+                        .map(|(t, inf)| (t.clone(), inf.schema().to_json_schema()))
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&docs)?);
+                }
+                "table" => {
+                    for (t, inf) in &by_type {
+                        println!("## {t} ({} events)\n{}", inf.events, inf.to_table());
+                    }
+                }
+                other => return Err(UsageError(format!("unknown format `{other}`: use json or table")).into()),
+            }
+        }
+        SchemaCommand::Diff { old, new } => {
+            let read = |p: &PathBuf| -> anyhow::Result<Schema> {
+                let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                let doc: serde_json::Value =
+                    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))?;
+                Schema::from_json_schema(&doc)
+                    .with_context(|| format!("{} is not a JSON Schema sluice reads", p.display()))
+            };
+            println!("{}", diff_report(&read(&old)?, &read(&new)?));
         }
     }
     Ok(())

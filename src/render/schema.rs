@@ -237,7 +237,10 @@ pub fn render<'s>(
                             }
                         }
                         if let Some(dir) = &plan.registry_dir {
-                            if let Err(e) = registry.save(dir) {
+                            // Each worker saves the event types it owns, so no two write one file.
+                            let mut owned = registry.clone();
+                            owned.subjects.retain(|t, _| types.keys().any(|k| k.as_str() == t));
+                            if let Err(e) = owned.save(dir) {
                                 tracing::error!("saving the schema registry to {}: {e}", dir.display());
                             }
                         }

@@ -7,4 +7,5 @@ mod cli;
 mod duckdb;
 mod golden;
 mod oracle;
+mod schema;
 mod util;
