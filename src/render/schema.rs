@@ -26,7 +26,7 @@
 //! at most once per minute of event time, stamped with the minute's end, so the changelog
 //! stays small while counts stay exact.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use differential_dataflow::{AsCollection, VecCollection};
 use timely::container::CapacityContainerBuilder;
@@ -38,7 +38,7 @@ use crate::dead_letter::DeadLetter;
 use crate::event::Event;
 use crate::plan::{SchemaPlan, SourcePlan};
 use crate::render::window::stable_hash;
-use crate::schema::conform::{conform, ConformPolicy, Extra};
+use crate::schema::conform::{ConformPolicy, Conformer, Extra};
 use crate::schema::drift::drift;
 use crate::schema::infer::{observations, Inferred, Limits, Obs};
 use crate::schema::registry::Registry;
@@ -127,6 +127,7 @@ pub fn render<'s>(
                 let mut types: BTreeMap<Sym, TypeState> = BTreeMap::new();
                 let mut registry = registry;
                 let mut next_report: Option<u64> = None;
+                let mut conformers = HashMap::new();
                 let limits = Limits {
                     max_depth: plan.max_depth as usize,
                     ..Limits::default()
@@ -215,6 +216,7 @@ pub fn render<'s>(
                                 out.push(conform_event(
                                     &plan,
                                     &registry,
+                                    &mut conformers,
                                     state,
                                     event,
                                     &stage,
@@ -266,16 +268,15 @@ fn consider(
     out: &mut Vec<SchemaOut>,
 ) {
     let candidate = inferred(state.recent_events, &state.recent).schema();
-    let latest = registry.latest(kind.as_str()).map(|v| (v.version, v.schema.clone()));
-    let (old_version, score, changes) = match &latest {
+    let (old_version, score, changes) = match registry.latest(kind.as_str()) {
         None if state.history_events < plan.min_events => return,
         None => (None, 1.0, Vec::new()),
-        Some((version, schema)) => {
-            let d = drift(schema, &candidate);
+        Some(latest) => {
+            let d = drift(&latest.schema, &candidate);
             if d.score < plan.drift_threshold || d.changes.is_empty() {
                 return;
             }
-            (Some(*version), d.score, d.changes)
+            (Some(latest.version), d.score, d.changes)
         }
     };
     match registry.register(kind.as_str(), candidate, plan.compatibility, time as i64) {
@@ -307,6 +308,7 @@ fn consider(
 fn conform_event(
     plan: &SchemaPlan,
     registry: &Registry,
+    conformers: &mut HashMap<(Sym, u32), Option<Conformer>>,
     state: &TypeState,
     event: Event,
     stage: &str,
@@ -320,7 +322,18 @@ fn conform_event(
     };
     let mut first_error = None;
     for v in versions.iter().rev().take(1 + plan.accept_previous as usize) {
-        match conform(&event.payload, &v.schema, policy) {
+        // One prepared conformer per version (a schema that cannot be prepared conforms nothing).
+        let conformer = conformers
+            .entry((event.kind, v.version))
+            .or_insert_with(|| Conformer::new(&v.schema, policy).ok());
+        let Some(conformer) = conformer else {
+            first_error.get_or_insert(format!(
+                "version {} of `{}` is not a well-formed schema",
+                v.version, event.kind
+            ));
+            continue;
+        };
+        match conformer.conform(&event.payload) {
             Ok(mut fields) => {
                 fields.push((Sym::new("schema_version"), Value::Int(i64::from(v.version))));
                 return SchemaOut::Conformed(Event::new(event.time, event.kind, fields));
