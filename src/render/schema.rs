@@ -112,8 +112,11 @@ pub fn render<'s>(
     registry: Registry,
 ) -> VecCollection<'s, u64, SchemaOut, isize> {
     let plan = plan.clone();
-    let (time_field, type_field) = (source.time_field.clone(), source.type_field.clone());
-    let stage = format!("schema:{}", source.name);
+    let names = Names {
+        stage: format!("schema:{}", source.name),
+        time_field: source.time_field.clone(),
+        type_field: source.type_field.clone(),
+    };
     let exchange = Exchange::new(|(e, _, _): &(Event, u64, isize)| stable_hash(&e.kind));
     let name = format!("SchemaRegistry({})", source.name);
     events
@@ -189,12 +192,10 @@ pub fn render<'s>(
                                         admitted.push(event);
                                     }
                                     Err(e) => out.push(SchemaOut::Dead(letter(
-                                        &stage,
+                                        &names,
                                         "depth_exceeded",
                                         e.to_string(),
                                         &event,
-                                        &time_field,
-                                        &type_field,
                                     ))),
                                 }
                             }
@@ -213,16 +214,7 @@ pub fn render<'s>(
                             }
                             consider(&plan, &mut registry, kind, state, time, &mut out);
                             for event in admitted {
-                                out.push(conform_event(
-                                    &plan,
-                                    &registry,
-                                    &mut conformers,
-                                    state,
-                                    event,
-                                    &stage,
-                                    &time_field,
-                                    &type_field,
-                                ));
+                                out.push(conform_event(&plan, &registry, &mut conformers, state, event, &names));
                             }
                         }
                         session.give_iterator(out.into_iter().map(|o| (o, time, 1)));
@@ -311,9 +303,7 @@ fn conform_event(
     conformers: &mut HashMap<(Sym, u32), Option<Conformer>>,
     state: &TypeState,
     event: Event,
-    stage: &str,
-    time_field: &str,
-    type_field: &str,
+    names: &Names,
 ) -> SchemaOut {
     let versions = registry.versions(event.kind.as_str());
     let policy = ConformPolicy {
@@ -349,25 +339,25 @@ fn conform_event(
     };
     match &state.rejected {
         Some(_) if plan.quarantine => SchemaOut::Quarantined(event),
-        Some(rule) => SchemaOut::Dead(letter(
-            stage,
-            "incompatible_schema",
-            rule.clone(),
-            &event,
-            time_field,
-            type_field,
-        )),
-        None => SchemaOut::Dead(letter(stage, "conform_error", detail, &event, time_field, type_field)),
+        Some(rule) => SchemaOut::Dead(letter(names, "incompatible_schema", rule.clone(), &event)),
+        None => SchemaOut::Dead(letter(names, "conform_error", detail, &event)),
     }
 }
 
-fn letter(stage: &str, reason: &str, detail: String, event: &Event, time_field: &str, type_field: &str) -> DeadLetter {
+/// The stage's name and the source's time and type field names, for dead letters.
+struct Names {
+    stage: String,
+    time_field: String,
+    type_field: String,
+}
+
+fn letter(names: &Names, reason: &str, detail: String, event: &Event) -> DeadLetter {
     DeadLetter {
-        stage: stage.to_string(),
+        stage: names.stage.clone(),
         reason: reason.to_string(),
         detail,
         location: format!("{} event at {}", event.kind, format_time(event.time)),
-        record: event.to_json(time_field, type_field).to_string(),
+        record: event.to_json(&names.time_field, &names.type_field).to_string(),
         event_time: Some(event.time),
     }
 }
