@@ -51,6 +51,8 @@ pub struct SchemaPlan {
     pub min_events: u64,
     /// Pinned initial schemas: event type and JSON Schema file.
     pub pinned: Vec<(String, PathBuf)>,
+    /// Spec defaults for missing fields: event type, field path, value.
+    pub defaults: Vec<(String, String, serde_json::Value)>,
     /// Where the registry is loaded from and saved to (`--registry DIR`).
     pub registry_dir: Option<PathBuf>,
 }

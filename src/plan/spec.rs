@@ -54,6 +54,10 @@ pub struct SchemaSpec {
     /// Initial schemas: event type → JSON Schema file (relative to the spec).
     #[serde(default)]
     pub pin: BTreeMap<String, S<String>>,
+    /// Defaults for missing fields: event type → field path → value. They are written into
+    /// every version registered for that type.
+    #[serde(default)]
+    pub defaults: BTreeMap<String, BTreeMap<String, S<toml::Value>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -420,6 +420,20 @@ impl Cx<'_> {
         let quarantine = pick(&s.on_incompatible, "on_incompatible", &["dead_letter", "quarantine"])? == 1;
         let drop_extra = pick(&s.extra_fields, "extra_fields", &["keep", "drop"])? == 1;
         let pinned = s.pin.iter().map(|(t, p)| (t.clone(), base.join(p.get_ref()))).collect();
+        let mut defaults = Vec::new();
+        for (event_type, fields) in &s.defaults {
+            for (path, value) in fields {
+                let json = serde_json::to_value(value.get_ref()).map_err(|e| {
+                    self.error(
+                        value.span(),
+                        &key(&format!("defaults.{event_type}.{path}")),
+                        e.to_string(),
+                        None,
+                    )
+                })?;
+                defaults.push((event_type.clone(), path.clone(), json));
+            }
+        }
         Ok(SchemaPlan {
             source,
             window_ms,
@@ -431,6 +445,7 @@ impl Cx<'_> {
             max_depth: s.max_depth.as_ref().map_or(32, |a| *a.get_ref()),
             min_events: s.min_events.as_ref().map_or(1, |a| *a.get_ref()),
             pinned,
+            defaults,
             registry_dir: None,
         })
     }

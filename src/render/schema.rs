@@ -259,7 +259,12 @@ fn consider(
     time: u64,
     out: &mut Vec<SchemaOut>,
 ) {
-    let candidate = inferred(state.recent_events, &state.recent).schema();
+    let mut candidate = inferred(state.recent_events, &state.recent).schema();
+    for (_, path, value) in plan.defaults.iter().filter(|(t, _, _)| t == kind.as_str()) {
+        if let Some(field) = candidate.fields.get_mut(path) {
+            field.default = Some(value.clone());
+        }
+    }
     let (old_version, score, changes) = match registry.latest(kind.as_str()) {
         None if state.history_events < plan.min_events => return,
         None => (None, 1.0, Vec::new()),

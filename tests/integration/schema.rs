@@ -192,3 +192,70 @@ fn schema_commands_infer_and_diff() {
         assert!(text.contains(mode), "{text}");
     }
 }
+
+#[test]
+fn spec_defaults_fill_missing_fields() {
+    let plan = plan_spec(&repo().join("dataflows/schema_evolution.toml"));
+    let summary = run_collect(&plan, 2);
+    // After coupon_code's first version, every order carries it: with its value or "none".
+    let rows = &summary.collected["order_value_10m"];
+    let later: Vec<_> = rows
+        .iter()
+        .filter(|(r, _, _)| matches!(r[0], Value::Time(t) if t >= 1_709_511_000_000))
+        .collect();
+    assert!(!later.is_empty());
+    for (row, _, _) in later {
+        assert_eq!(row[2], row[3], "orders == orders with a coupon code: {row:?}");
+    }
+}
+
+#[test]
+fn pinned_schemas_are_the_first_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pinned = serde_json::json!({
+        "type": "object",
+        "properties": {"url": {"type": "string"}, "referrer": {"type": "string"}, "duration_ms": {"type": "integer"},
+                       "user": {"type": "integer"}, "legacy_ref": {"type": "string"}},
+        "required": ["url", "referrer", "duration_ms", "user", "legacy_ref"]
+    });
+    std::fs::write(tmp.path().join("page_view.json"), pinned.to_string()).unwrap();
+    let mut plan = plan_spec(&repo().join("dataflows/schema_evolution.toml"));
+    plan.schemas[0].pinned = vec![("page_view".into(), tmp.path().join("page_view.json"))];
+    let summary = run_collect(&plan, 1);
+    let page_views: Vec<_> = summary.collected["schema_changes"]
+        .iter()
+        .filter(|(r, _, _)| r[0] == Value::str("page_view"))
+        .collect();
+    assert!(!page_views.is_empty());
+    assert!(
+        page_views.iter().all(|(r, _, _)| r[1] != Value::Null),
+        "v1 is the pinned schema: {page_views:?}"
+    );
+}
+
+#[test]
+fn payloads_deeper_than_max_depth_are_dead_letters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nested = serde_json::json!(1);
+    for _ in 0..20 {
+        nested = serde_json::json!({ "n": nested });
+    }
+    let lines = [
+        serde_json::json!({"t": 1000, "k": "x", "a": 1}),
+        serde_json::json!({"t": 2000, "k": "x", "deep": nested}),
+        serde_json::json!({"t": 3000, "k": "x", "a": 2, "tags": [1, "two", null, [3]], "empty": {}}),
+    ];
+    let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    std::fs::write(tmp.path().join("e.ndjson"), text.join("\n")).unwrap();
+    let spec = "[pipeline]\nname = \"deep\"\n[sources.s]\npath = \"e.ndjson\"\ntime_field = \"t\"\ntype_field = \"k\"\n[schemas.s]\nmax_depth = 8\ncompatibility = \"NONE\"\n";
+    let plan = crate::util::plan_text(spec, tmp.path());
+    let summary = run_collect(&plan, 1);
+    assert_eq!(
+        summary.dead_letters.get("depth_exceeded"),
+        Some(&1),
+        "{:?}",
+        summary.dead_letters
+    );
+    let letter = &summary.collected[sluice::DEAD_LETTERS][0].0;
+    assert_eq!(letter[0], Value::str("schema:s"));
+}
