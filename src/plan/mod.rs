@@ -21,6 +21,9 @@ pub use validate::{plan_file, plan_str};
 /// Outputs of schema stages (shared by every source with one).
 pub const SCHEMA_OUTPUTS: [&str; 4] = ["inferred_schemas", "schemas", "schema_changes", "quarantine"];
 
+/// Output of deduplication (shared by every source with rules).
+pub const DUPLICATES: &str = "duplicates";
+
 /// A whole pipeline.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -31,6 +34,24 @@ pub struct Plan {
     pub aggregates: Vec<AggregatePlan>,
     /// Schema stages; at most one per source. Aggregates of such a source read its conformed events.
     pub schemas: Vec<SchemaPlan>,
+    /// Deduplication, at most one per source, after its schema stage and before its aggregates.
+    pub dedups: Vec<DedupPlan>,
+}
+
+/// Deduplication of one source (see `render::dedup`).
+#[derive(Debug, Clone, Serialize)]
+pub struct DedupPlan {
+    /// Index into [`Plan::sources`].
+    pub source: usize,
+    pub rules: Vec<DedupRule>,
+}
+
+/// One event type's idempotency key and TTL.
+#[derive(Debug, Clone, Serialize)]
+pub struct DedupRule {
+    pub event_type: String,
+    pub key: Vec<Accessor>,
+    pub ttl_ms: u64,
 }
 
 /// Schema inference, versioning and conformance of one source (see `render::schema`).
@@ -158,6 +179,9 @@ impl Plan {
         let mut names: Vec<String> = self.aggregates.iter().map(|a| a.name.clone()).collect();
         if !self.schemas.is_empty() {
             names.extend(SCHEMA_OUTPUTS.iter().map(|s| s.to_string()));
+        }
+        if !self.dedups.is_empty() {
+            names.push(DUPLICATES.to_string());
         }
         names.push(crate::DEAD_LETTERS.to_string());
         names

@@ -22,6 +22,18 @@ pub struct SpecFile {
     /// Schema inference, registry and conformance, per source name.
     #[serde(default)]
     pub schemas: BTreeMap<String, S<SchemaSpec>>,
+    /// Deduplication rules: source name → event type → rule.
+    #[serde(default)]
+    pub dedup: BTreeMap<String, BTreeMap<String, S<DedupSpec>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupSpec {
+    /// Idempotency key: one or more field paths.
+    pub key: Vec<S<String>>,
+    /// How long after a key's first occurrence later ones are duplicates.
+    pub ttl: S<String>,
 }
 
 #[derive(Debug, Deserialize)]

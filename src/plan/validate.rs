@@ -10,8 +10,10 @@ use crate::event::{Accessor, FieldPath};
 use crate::expr::{self, Expr};
 
 use super::duration::parse_duration;
-use super::spec::{AggregateSpec, PathList, SchemaSpec, SourceSpec, SpecFile, WindowSpec, S};
-use super::{AggregatePlan, Emit, Format, Func, MeasurePlan, Plan, SchemaPlan, SourcePlan, WindowPlan};
+use super::spec::{AggregateSpec, DedupSpec, PathList, SchemaSpec, SourceSpec, SpecFile, WindowSpec, S};
+use super::{
+    AggregatePlan, DedupPlan, DedupRule, Emit, Format, Func, MeasurePlan, Plan, SchemaPlan, SourcePlan, WindowPlan,
+};
 
 /// Reads and plans a spec file. `inputs` override source paths (`--input NAME=PATH`).
 pub fn plan_file(path: &Path, inputs: &[(String, PathBuf)]) -> Result<Plan, SpecError> {
@@ -78,6 +80,10 @@ pub fn plan_str(text: &str, file: &Path, base: &Path, inputs: &[(String, PathBuf
     for (name, spec) in &spec.schemas {
         schemas.push(cx.schema(name, spec, &sources, base)?);
     }
+    let mut dedups = Vec::new();
+    for (name, rules) in &spec.dedup {
+        dedups.push(cx.dedup(name, rules, &sources)?);
+    }
     for (i, agg) in aggregates.iter().enumerate() {
         if plan_names_output(&agg.name) {
             let span = spec.aggregates[i].get_ref().name.span();
@@ -97,8 +103,12 @@ pub fn plan_str(text: &str, file: &Path, base: &Path, inputs: &[(String, PathBuf
             continue;
         }
         let mut fields = BTreeSet::new();
+        let dedup_keys = dedups
+            .iter()
+            .filter(|d| d.source == index)
+            .flat_map(|d| d.rules.iter().flat_map(|r| r.key.clone()));
         for agg in aggregates.iter().filter(|a| a.source == index) {
-            for acc in aggregate_fields(agg) {
+            for acc in aggregate_fields(agg).into_iter().chain(dedup_keys.clone()) {
                 if let Accessor::Payload(path) = acc {
                     if let Some(head) = path.head() {
                         fields.insert(head.as_str().to_string());
@@ -115,11 +125,12 @@ pub fn plan_str(text: &str, file: &Path, base: &Path, inputs: &[(String, PathBuf
         sources,
         aggregates,
         schemas,
+        dedups,
     })
 }
 
 fn plan_names_output(name: &str) -> bool {
-    super::SCHEMA_OUTPUTS.contains(&name)
+    super::SCHEMA_OUTPUTS.contains(&name) || name == super::DUPLICATES
 }
 
 /// Every field an aggregate reads.
@@ -448,6 +459,54 @@ impl Cx<'_> {
             defaults,
             registry_dir: None,
         })
+    }
+
+    fn dedup(
+        &self,
+        name: &str,
+        rules: &std::collections::BTreeMap<String, S<DedupSpec>>,
+        sources: &[SourcePlan],
+    ) -> Result<DedupPlan, SpecError> {
+        let Some(source) = sources.iter().position(|s| s.name == name) else {
+            let names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
+            let span = rules.values().next().map_or(0..0, |r| r.span());
+            return Err(self.error(
+                span,
+                &format!("dedup.{name}"),
+                format!("no source named `{name}`"),
+                Some(one_of(&names)),
+            ));
+        };
+        let src = &sources[source];
+        let mut out = Vec::new();
+        for (event_type, rule) in rules {
+            let key = |k: &str| format!("dedup.{name}.{event_type}.{k}");
+            let r = rule.get_ref();
+            if r.key.is_empty() {
+                return Err(self.error(
+                    rule.span(),
+                    &key("key"),
+                    "an idempotency key needs at least one field".into(),
+                    None,
+                ));
+            }
+            let mut fields = Vec::new();
+            for (i, k) in r.key.iter().enumerate() {
+                let path = FieldPath::parse(k.get_ref())
+                    .map_err(|e| self.error(k.span(), &key(&format!("key[{i}]")), e.to_string(), None))?;
+                fields.push(Accessor::bind(path, &src.time_field, &src.type_field));
+            }
+            let ttl_ms = self.duration(&r.ttl, &key("ttl"))?;
+            if ttl_ms == 0 {
+                return Err(self.error(r.ttl.span(), &key("ttl"), "the TTL must be positive".into(), None));
+            }
+            out.push(DedupRule {
+                event_type: event_type.clone(),
+                key: fields,
+                ttl_ms,
+            });
+        }
+        Ok(DedupPlan { source, rules: out })
     }
 
     fn window(&self, w: &S<WindowSpec>, key: &str, tick_ms: u64) -> Result<WindowPlan, SpecError> {

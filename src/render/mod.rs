@@ -9,6 +9,7 @@
 //! Each source has two inputs, driven by [`crate::run`]: events at their event-time tick, and
 //! the source's dead letters. The input frontier follows the source's watermark.
 
+pub mod dedup;
 pub mod schema;
 pub mod sink;
 pub mod window;
@@ -157,6 +158,34 @@ pub fn render(
                 sink::sink(rows, spec, out_dir.clone(), collect, Vec::clone),
             ));
         }
+    }
+
+    let mut duplicates = Vec::new();
+    for stage in &plan.dedups {
+        let source = &plan.sources[stage.source];
+        let fields = (source.time_field.as_str(), source.type_field.as_str());
+        let out = dedup::render(events[stage.source].clone(), stage, fields);
+        events[stage.source] = out.clone().flat_map(|o| match o {
+            dedup::DedupOut::Unique(e) => Some(e),
+            dedup::DedupOut::Duplicate(_) => None,
+        });
+        duplicates.push(out.flat_map(|o| match o {
+            dedup::DedupOut::Duplicate(row) => Some(row),
+            dedup::DedupOut::Unique(_) => None,
+        }));
+    }
+    if !duplicates.is_empty() {
+        let rows = differential_dataflow::collection::concatenate(scope, duplicates).probe_with(&probe);
+        let spec = OutputSpec {
+            name: crate::plan::DUPLICATES.to_string(),
+            columns: dedup::DUPLICATE_COLUMNS.iter().map(|c| c.to_string()).collect(),
+            changelog: false,
+            tally: None,
+        };
+        sinks.push((
+            crate::plan::DUPLICATES.to_string(),
+            sink::sink(rows, spec, out_dir.clone(), collect, Vec::clone),
+        ));
     }
 
     for agg in &plan.aggregates {

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod cli;
+mod dedup;
 mod duckdb;
 mod golden;
 mod oracle;

@@ -1,0 +1,160 @@
+//! Deduplication: `events: Collection<Event>` → `unique: Collection<Event>` plus a `duplicates`
+//! collection. Times are event-time ticks; each key is decided by one worker, one time at a
+//! time, in time order, once the frontier has passed that time.
+//!
+//! ```text
+//!  events ──► split by rule ──(exchange by type and key)──► Dedup ──► unique events
+//!               └── types without a rule ──────────────────────┘  └─► duplicates
+//! ```
+//!
+//! For an event type with a rule (idempotency key fields and a TTL), the first occurrence of a
+//! key passes, and so does every later occurrence whose event time is at least the TTL after the
+//! occurrence that passed last. Any other occurrence is a duplicate: it goes to `duplicates`
+//! with its key and the first occurrence's time. "First" is in event-time order, ties broken by
+//! the events' total order, so the decision does not depend on arrival order within the allowed
+//! lateness, on batching or on the number of workers. A key's state is released once the
+//! frontier passes its first occurrence plus the TTL: memory follows the keys seen within one
+//! TTL, not the length of the log.
+
+use std::collections::{BTreeMap, HashMap};
+
+use differential_dataflow::{AsCollection, VecCollection};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::CapabilitySet;
+
+use crate::event::{Accessor, Event};
+use crate::plan::DedupPlan;
+use crate::render::window::stable_hash;
+use crate::value::Value;
+
+/// What the dedup operator emits.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub enum DedupOut {
+    Unique(Event),
+    /// event_type, key (JSON), event_time, first_time, record.
+    Duplicate(Vec<Value>),
+}
+
+pub const DUPLICATE_COLUMNS: [&str; 5] = ["event_type", "key", "event_time", "first_time", "record"];
+
+/// The key of `event` under `rule`'s fields (missing fields are null).
+fn key_of(fields: &[Accessor], event: &Event) -> Vec<Value> {
+    fields.iter().map(|a| a.get(event).unwrap_or(Value::Null)).collect()
+}
+
+/// Renders deduplication of `events` under `plan`'s rules.
+pub fn render<'s>(
+    events: VecCollection<'s, u64, Event, isize>,
+    plan: &DedupPlan,
+    fields: (&str, &str),
+) -> VecCollection<'s, u64, DedupOut, isize> {
+    let rules = plan.rules.clone();
+    let rule_of = move |e: &Event| rules.iter().position(|r| r.event_type == e.kind.as_str());
+    let with_rule = rule_of.clone();
+    let passthrough = events
+        .clone()
+        .filter(move |e| rule_of(e).is_none())
+        .map(DedupOut::Unique);
+    let plan = plan.clone();
+    let (time_field, type_field) = (fields.0.to_string(), fields.1.to_string());
+    let keyed_rules = plan.rules.clone();
+    let exchange = Exchange::new(move |(e, _, _): &(Event, u64, isize)| {
+        let rule = keyed_rules
+            .iter()
+            .find(|r| r.event_type == e.kind.as_str())
+            .expect("filtered to ruled types");
+        stable_hash(&(e.kind, key_of(&rule.key, e)))
+    });
+    let deduped = events
+        .filter(move |e| with_rule(e).is_some())
+        .inner
+        .unary_frontier::<CapacityContainerBuilder<Vec<(DedupOut, u64, isize)>>, _, _, _>(
+            exchange,
+            "Dedup",
+            move |_, _| {
+                let mut caps = CapabilitySet::<u64>::new();
+                let mut pending: BTreeMap<u64, Vec<Event>> = BTreeMap::new();
+                // (type, key) → time of the occurrence that passed last.
+                let mut first: HashMap<(crate::value::Sym, Vec<Value>), i64> = HashMap::new();
+                let mut expiry: BTreeMap<i64, Vec<(crate::value::Sym, Vec<Value>)>> = BTreeMap::new();
+                move |(input, frontier), output| {
+                    input.for_each_stamp(|cap, data| {
+                        if let Some(c) = cap.retain_least(0) {
+                            caps.insert(c);
+                        }
+                        for batch in data {
+                            for (event, time, diff) in batch.drain(..) {
+                                debug_assert!(diff > 0, "sources are append-only");
+                                pending.entry(time).or_default().push(event);
+                            }
+                        }
+                    });
+                    let limit = frontier.frontier().iter().min().copied();
+                    let ready: Vec<u64> = pending
+                        .keys()
+                        .copied()
+                        .take_while(|t| limit.is_none_or(|l| *t < l))
+                        .collect();
+                    for time in ready {
+                        let mut events = pending.remove(&time).expect("listed above");
+                        events.sort();
+                        let cap = caps.delayed(&time);
+                        let mut session = output.session(&cap);
+                        for event in events {
+                            let rule = plan
+                                .rules
+                                .iter()
+                                .find(|r| r.event_type == event.kind.as_str())
+                                .expect("ruled type");
+                            let key = (event.kind, key_of(&rule.key, &event));
+                            let ttl = rule.ttl_ms as i64;
+                            match first.get(&key) {
+                                Some(&t0) if event.time < t0 + ttl => {
+                                    let key_json = Value::List(key.1.clone().into()).to_json().to_string();
+                                    let row = vec![
+                                        Value::str(event.kind.as_str()),
+                                        Value::str(&key_json),
+                                        Value::Time(event.time),
+                                        Value::Time(t0),
+                                        Value::str(&event.to_json(&time_field, &type_field).to_string()),
+                                    ];
+                                    session.give((DedupOut::Duplicate(row), time, 1));
+                                }
+                                _ => {
+                                    first.insert(key.clone(), event.time);
+                                    expiry.entry(event.time + ttl).or_default().push(key);
+                                    session.give((DedupOut::Unique(event), time, 1));
+                                }
+                            }
+                        }
+                    }
+                    // Release keys whose TTL the frontier has passed.
+                    let released: Vec<i64> = expiry
+                        .keys()
+                        .copied()
+                        .take_while(|e| limit.is_none_or(|l| *e <= l as i64))
+                        .collect();
+                    for end in released {
+                        for key in expiry.remove(&end).expect("listed above") {
+                            if first.get(&key).is_some_and(|t0| *t0 + ttl_of(&plan, key.0) == end) {
+                                first.remove(&key);
+                            }
+                        }
+                    }
+                    let hold: Option<u64> = pending.keys().next().copied();
+                    caps.downgrade(hold.iter());
+                }
+            },
+        )
+        .as_collection();
+    passthrough.concat(deduped)
+}
+
+fn ttl_of(plan: &DedupPlan, kind: crate::value::Sym) -> i64 {
+    plan.rules
+        .iter()
+        .find(|r| r.event_type == kind.as_str())
+        .map_or(0, |r| r.ttl_ms as i64)
+}
