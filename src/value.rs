@@ -29,8 +29,10 @@ struct Interned {
     hash: u64,
 }
 
-fn interner() -> &'static RwLock<HashMap<&'static str, &'static Interned>> {
-    static TABLE: OnceLock<RwLock<HashMap<&'static str, &'static Interned>>> = OnceLock::new();
+type Table = HashMap<&'static str, &'static Interned, rustc_hash::FxBuildHasher>;
+
+fn interner() -> &'static RwLock<Table> {
+    static TABLE: OnceLock<RwLock<Table>> = OnceLock::new();
     TABLE.get_or_init(Default::default)
 }
 

@@ -90,6 +90,9 @@ struct TypeState {
     reported: Vec<Vec<Value>>,
 }
 
+/// One tick's counts: hashed while events are counted, then sorted once into [`Counts`].
+type TickCounts = rustc_hash::FxHashMap<(String, Obs), u64>;
+
 fn add(into: &mut Counts, from: &Counts, sign: i64) {
     for (k, n) in from {
         let entry = into.entry(k.clone()).or_insert(0);
@@ -179,7 +182,7 @@ pub fn render<'s>(
                         }
                         for (kind, events) in by_type {
                             let state = types.entry(kind).or_default();
-                            let mut tick = Counts::new();
+                            let mut tick = TickCounts::default();
                             let mut tick_events = 0;
                             let mut admitted = Vec::new();
                             for event in events {
@@ -199,6 +202,7 @@ pub fn render<'s>(
                                     ))),
                                 }
                             }
+                            let tick: Counts = tick.into_iter().collect();
                             add(&mut state.history, &tick, 1);
                             state.history_events += tick_events;
                             add(&mut state.recent, &tick, 1);
@@ -330,8 +334,18 @@ fn conform_event(
         };
         match conformer.conform(&event.payload) {
             Ok(mut fields) => {
-                fields.push((Sym::new("schema_version"), Value::Int(i64::from(v.version))));
-                return SchemaOut::Conformed(Event::new(event.time, event.kind, fields));
+                // Conformed fields come sorted: put `schema_version` in its place.
+                let name = Sym::new("schema_version");
+                let version = Value::Int(i64::from(v.version));
+                match fields.binary_search_by(|(k, _)| k.cmp(&name)) {
+                    Ok(i) => fields[i].1 = version,
+                    Err(i) => fields.insert(i, (name, version)),
+                }
+                return SchemaOut::Conformed(Event {
+                    time: event.time,
+                    kind: event.kind,
+                    payload: fields.into(),
+                });
             }
             Err(e) => {
                 first_error.get_or_insert(e.to_string());

@@ -182,6 +182,12 @@ impl Conformer {
     }
 
     fn value(&self, v: &Value, node: &Node, at: &str, element: bool) -> Result<Value, ConformError> {
+        // Fast path: a scalar of a kind the field allows is kept as it is.
+        if let Some(f) = &node.field {
+            if !matches!(v, Value::Null | Value::Object(_) | Value::List(_)) && f.kinds.contains(&Kind::of(v)) {
+                return Ok(v.clone());
+            }
+        }
         let kinds = node.kinds();
         let (nullable, required, default) = match &node.field {
             Some(f) => (f.nullable, f.required, f.default.as_ref()),

@@ -39,7 +39,7 @@
 //! examined: kinds that occur only after them are not seen. Empty objects and lists count as
 //! their kind with no child paths.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -118,22 +118,25 @@ pub fn observations(
 ) -> Result<impl Iterator<Item = (String, Obs)>, InferError> {
     let mut walk = Walk {
         limits,
-        out: BTreeSet::new(),
+        out: Vec::new(),
         instances: HashMap::new(),
         fields: HashMap::new(),
     };
     walk.object("", payload, 0)?;
     for (field, (parent, count)) in &walk.fields {
         if *count < walk.instances[parent] {
-            walk.out.insert((field.clone(), Obs::Partial));
+            walk.out.push((field.clone(), Obs::Partial));
         }
     }
+    // Sorting once beats keeping a set: most pairs are distinct anyway.
+    walk.out.sort_unstable();
+    walk.out.dedup();
     Ok(walk.out.into_iter())
 }
 
 struct Walk<'l> {
     limits: &'l Limits,
-    out: BTreeSet<(String, Obs)>,
+    out: Vec<(String, Obs)>,
     /// Object instances per object path, in this event.
     instances: HashMap<String, u64>,
     /// Per field path of a nested object: its parent and how many instances had it.
@@ -142,7 +145,12 @@ struct Walk<'l> {
 
 impl Walk<'_> {
     fn object(&mut self, at: &str, fields: &[(Sym, Value)], depth: usize) -> Result<(), InferError> {
-        *self.instances.entry(at.to_string()).or_default() += 1;
+        match self.instances.get_mut(at) {
+            Some(n) => *n += 1,
+            None => {
+                self.instances.insert(at.to_string(), 1);
+            }
+        }
         let sorted = fields.windows(2).all(|w| w[0].0 < w[1].0);
         let deduped;
         let fields = if sorted {
@@ -178,8 +186,8 @@ impl Walk<'_> {
             }
             _ => {}
         }
-        self.out.insert((at.clone(), Obs::Kind(Kind::of(value))));
-        self.out.insert((at, Obs::Present));
+        self.out.push((at.clone(), Obs::Kind(Kind::of(value))));
+        self.out.push((at, Obs::Present));
         Ok(())
     }
 }
@@ -300,9 +308,15 @@ mod tests {
         assert_eq!(i.fields["a.b[]"].kinds, BTreeMap::from([(Kind::Object, 1)]));
         assert_eq!(i.fields["a.b[].d"].nulls, 1);
         let s = i.schema();
-        assert_eq!(s.fields["a.b[].c"].kinds, BTreeSet::from([Kind::Float]));
+        assert_eq!(
+            s.fields["a.b[].c"].kinds,
+            std::collections::BTreeSet::from([Kind::Float])
+        );
         assert!(!s.fields["a.b[].c"].required, "one element lacks c");
-        assert_eq!(s.fields["tags[]"].kinds, BTreeSet::from([Kind::String]));
+        assert_eq!(
+            s.fields["tags[]"].kinds,
+            std::collections::BTreeSet::from([Kind::String])
+        );
         assert!(s.fields["a"].required && s.fields["a.b"].required);
     }
 
@@ -320,7 +334,7 @@ mod tests {
     #[test]
     fn nulls_make_fields_nullable() {
         let s = infer(&[r#"{"a":null}"#, r#"{"a":1}"#, r#"{"b":null}"#]).schema();
-        assert_eq!(s.fields["a"].kinds, BTreeSet::from([Kind::Int]));
+        assert_eq!(s.fields["a"].kinds, std::collections::BTreeSet::from([Kind::Int]));
         assert!(s.fields["a"].nullable && !s.fields["a"].required);
         assert!(s.fields["b"].kinds.is_empty() && s.fields["b"].nullable);
     }
@@ -357,11 +371,11 @@ mod tests {
         let s = i.schema();
         assert_eq!(
             s.fields["m[]"].kinds,
-            BTreeSet::from([Kind::String, Kind::List, Kind::Object])
+            std::collections::BTreeSet::from([Kind::String, Kind::List, Kind::Object])
         );
         assert!(s.fields["m[]"].nullable);
-        assert_eq!(s.fields["e"].kinds, BTreeSet::from([Kind::Object]));
-        assert_eq!(s.fields["l"].kinds, BTreeSet::from([Kind::List]));
+        assert_eq!(s.fields["e"].kinds, std::collections::BTreeSet::from([Kind::Object]));
+        assert_eq!(s.fields["l"].kinds, std::collections::BTreeSet::from([Kind::List]));
         assert!(!s.fields.contains_key("l[]"));
         assert!(observe(&[]).unwrap().fields.is_empty());
     }
