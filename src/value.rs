@@ -276,6 +276,10 @@ impl Value {
 
 /// Sorts fields by name and drops earlier duplicates, returning the canonical field list.
 pub fn sort_fields(fields: &mut Vec<(Sym, Value)>) -> Vec<(Sym, Value)> {
+    if fields.windows(2).all(|w| w[0].0 < w[1].0) {
+        // Already canonical.
+        return std::mem::take(fields);
+    }
     fields.sort_by_key(|a| a.0);
     let mut out: Vec<(Sym, Value)> = Vec::with_capacity(fields.len());
     for (k, v) in fields.drain(..) {

@@ -40,7 +40,7 @@ use crate::plan::{SchemaPlan, SourcePlan};
 use crate::render::window::stable_hash;
 use crate::schema::conform::{ConformPolicy, Conformer, Extra};
 use crate::schema::drift::drift;
-use crate::schema::infer::{observations, Inferred, Limits, Obs};
+use crate::schema::infer::{observations_by_id, Inferred, Limits, Obs, ObsScratch, PathIds};
 use crate::schema::registry::Registry;
 use crate::value::{format_time, Sym, Value};
 
@@ -73,7 +73,8 @@ pub const CHANGE_COLUMNS: [&str; 7] = [
     "time",
 ];
 
-type Counts = BTreeMap<(String, Obs), u64>;
+/// Observation counts, by path id (of the operator's [`PathIds`]).
+type Counts = rustc_hash::FxHashMap<(u32, Obs), u64>;
 
 /// One event type's state.
 #[derive(Default)]
@@ -90,12 +91,9 @@ struct TypeState {
     reported: Vec<Vec<Value>>,
 }
 
-/// One tick's counts: hashed while events are counted, then sorted once into [`Counts`].
-type TickCounts = rustc_hash::FxHashMap<(String, Obs), u64>;
-
 fn add(into: &mut Counts, from: &Counts, sign: i64) {
     for (k, n) in from {
-        let entry = into.entry(k.clone()).or_insert(0);
+        let entry = into.entry(*k).or_insert(0);
         *entry = (*entry as i64 + sign * *n as i64) as u64;
         if *entry == 0 {
             into.remove(k);
@@ -103,8 +101,11 @@ fn add(into: &mut Counts, from: &Counts, sign: i64) {
     }
 }
 
-fn inferred(events: u64, counts: &Counts) -> Inferred {
-    Inferred::from_counts(events, counts.iter().map(|(k, n)| (k.clone(), *n)))
+fn inferred(events: u64, counts: &Counts, ids: &PathIds) -> Inferred {
+    Inferred::from_counts(
+        events,
+        counts.iter().map(|((id, o), n)| ((ids.path(*id).to_string(), *o), *n)),
+    )
 }
 
 /// Renders the schema stage of `source`; `registry` holds versions loaded at start-up.
@@ -134,6 +135,9 @@ pub fn render<'s>(
                 let mut registry = registry;
                 let mut next_report: Option<u64> = None;
                 let mut conformers = HashMap::new();
+                let mut ids = PathIds::new();
+                let mut scratch = ObsScratch::default();
+                let mut obs = Vec::new();
                 let limits = Limits {
                     max_depth: plan.max_depth as usize,
                     ..Limits::default()
@@ -164,7 +168,7 @@ pub fn render<'s>(
                             let cap = caps.delayed(&boundary);
                             let mut session = output.session(&cap);
                             for (kind, state) in types.iter_mut() {
-                                for (row, diff) in report(*kind, state) {
+                                for (row, diff) in report(*kind, state, &ids) {
                                     session.give((SchemaOut::Inferred(row), boundary, diff));
                                 }
                             }
@@ -182,14 +186,14 @@ pub fn render<'s>(
                         }
                         for (kind, events) in by_type {
                             let state = types.entry(kind).or_default();
-                            let mut tick = TickCounts::default();
+                            let mut tick = Counts::default();
                             let mut tick_events = 0;
                             let mut admitted = Vec::new();
                             for event in events {
-                                match observations(&event.payload, &limits) {
-                                    Ok(obs) => {
-                                        for o in obs {
-                                            *tick.entry(o).or_insert(0) += 1;
+                                match observations_by_id(&event.payload, &limits, &mut ids, &mut scratch, &mut obs) {
+                                    Ok(()) => {
+                                        for o in &obs {
+                                            *tick.entry(*o).or_insert(0) += 1;
                                         }
                                         tick_events += 1;
                                         admitted.push(event);
@@ -202,7 +206,6 @@ pub fn render<'s>(
                                     ))),
                                 }
                             }
-                            let tick: Counts = tick.into_iter().collect();
                             add(&mut state.history, &tick, 1);
                             state.history_events += tick_events;
                             add(&mut state.recent, &tick, 1);
@@ -216,7 +219,7 @@ pub fn render<'s>(
                                 add(&mut state.recent, &old, -1);
                                 state.recent_events -= n;
                             }
-                            consider(&plan, &mut registry, kind, state, time, &mut out);
+                            consider(&plan, &mut registry, kind, state, &ids, time, &mut out);
                             for event in admitted {
                                 out.push(conform_event(&plan, &registry, &mut conformers, state, event, &names));
                             }
@@ -229,7 +232,7 @@ pub fn render<'s>(
                             let cap = caps.delayed(&boundary);
                             let mut session = output.session(&cap);
                             for (kind, state) in types.iter_mut() {
-                                for (row, diff) in report(*kind, state) {
+                                for (row, diff) in report(*kind, state, &ids) {
                                     session.give((SchemaOut::Inferred(row), boundary, diff));
                                 }
                             }
@@ -260,10 +263,11 @@ fn consider(
     registry: &mut Registry,
     kind: Sym,
     state: &mut TypeState,
+    ids: &PathIds,
     time: u64,
     out: &mut Vec<SchemaOut>,
 ) {
-    let mut candidate = inferred(state.recent_events, &state.recent).schema();
+    let mut candidate = inferred(state.recent_events, &state.recent, ids).schema();
     for (_, path, value) in plan.defaults.iter().filter(|(t, _, _)| t == kind.as_str()) {
         if let Some(field) = candidate.fields.get_mut(path) {
             field.default = Some(value.clone());
@@ -382,13 +386,13 @@ fn letter(names: &Names, reason: &str, detail: String, event: &Event) -> DeadLet
 }
 
 /// The changes of `kind`'s `inferred_schemas` rows since the last report.
-fn report(kind: Sym, state: &mut TypeState) -> Vec<(Vec<Value>, isize)> {
+fn report(kind: Sym, state: &mut TypeState, ids: &PathIds) -> Vec<(Vec<Value>, isize)> {
     let mut rows = Vec::new();
     for (scope, events, counts) in [
         ("history", state.history_events, &state.history),
         ("recent", state.recent_events, &state.recent),
     ] {
-        for (path, stats) in inferred(events, counts).fields {
+        for (path, stats) in inferred(events, counts, ids).fields {
             let kinds: Vec<String> = stats.kinds.iter().map(|(k, n)| format!("{k}:{n}")).collect();
             rows.push(vec![
                 Value::str(kind.as_str()),

@@ -23,12 +23,16 @@
 //! A field of no kind and not nullable accepts anything as is. Fields are returned sorted by
 //! name, as [`crate::event::Event`] keeps them.
 
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap;
+
 use crate::source::arrow_read::time_ms;
 use crate::value::{format_time, parse_time, sort_fields, Sym, Value};
 
 use super::kind::{describe, Kind};
 use super::path::quote;
-use super::schema::{Node, Schema, SchemaError};
+use super::schema::{FieldSchema, Node, Schema, SchemaError};
 
 /// What to do with fields the schema does not list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -69,8 +73,108 @@ pub struct ConformError {
 /// A schema prepared for conforming many payloads.
 #[derive(Debug, Clone)]
 pub struct Conformer {
-    root: Node,
+    root: Prepared,
     policy: ConformPolicy,
+}
+
+/// A [`Node`] prepared for conforming: kinds as a set and a bit mask, defaults as values, child
+/// fields as symbols in name order.
+#[derive(Debug, Clone)]
+struct Prepared {
+    /// [`Node::kinds`].
+    kinds: BTreeSet<Kind>,
+    /// `kinds` as bits (`1 << kind`).
+    mask: u16,
+    /// The field's description for a missing required field (`any` for unlisted parents).
+    type_name: Option<String>,
+    nullable: bool,
+    required: bool,
+    /// The default, converted from JSON.
+    default: Option<Value>,
+    /// Child fields, sorted by name.
+    fields: Vec<(Sym, Prepared)>,
+    /// Indices into `fields` by name.
+    index: FxHashMap<Sym, usize>,
+    items: Option<Box<Prepared>>,
+}
+
+impl Prepared {
+    fn new(node: &Node) -> Prepared {
+        let kinds = node.kinds();
+        let mask = kinds.iter().fold(0u16, |m, k| m | bit(*k));
+        let (nullable, required, default) = match &node.field {
+            Some(f) => (f.nullable, f.required, f.default.clone().map(Value::from_json)),
+            // A parent the schema does not list: an optional object or list.
+            None => (true, false, None),
+        };
+        let fields: Vec<(Sym, Prepared)> = node
+            .fields
+            .iter()
+            .map(|(name, child)| (Sym::new(name), Prepared::new(child)))
+            .collect();
+        let index = fields.iter().enumerate().map(|(i, (name, _))| (*name, i)).collect();
+        Prepared {
+            kinds,
+            mask,
+            type_name: node.field.as_ref().map(FieldSchema::type_name),
+            nullable,
+            required,
+            default,
+            fields,
+            index,
+            items: node.items.as_deref().map(|n| Box::new(Prepared::new(n))),
+        }
+    }
+}
+
+fn bit(k: Kind) -> u16 {
+    1 << (k as u16)
+}
+
+/// A concrete path, rendered only for errors.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Root,
+    Field(&'a At<'a>, &'a str),
+    Index(&'a At<'a>, usize),
+}
+
+impl At<'_> {
+    fn render(&self) -> String {
+        match self {
+            At::Root => String::new(),
+            At::Field(parent, name) => child_path(&parent.render(), name),
+            At::Index(parent, i) => format!("{}[{i}]", parent.render()),
+        }
+    }
+}
+
+/// Which of an object's schema fields were seen.
+enum Seen {
+    Small(u64),
+    Large(Vec<bool>),
+}
+
+impl Seen {
+    fn new(n: usize) -> Seen {
+        if n <= 64 {
+            Seen::Small(0)
+        } else {
+            Seen::Large(vec![false; n])
+        }
+    }
+    fn insert(&mut self, i: usize) {
+        match self {
+            Seen::Small(m) => *m |= 1 << i,
+            Seen::Large(v) => v[i] = true,
+        }
+    }
+    fn contains(&self, i: usize) -> bool {
+        match self {
+            Seen::Small(m) => *m & (1 << i) != 0,
+            Seen::Large(v) => v[i],
+        }
+    }
 }
 
 /// Conforms one payload (see the module doc).
@@ -106,7 +210,7 @@ fn child_path(at: &str, name: &str) -> String {
 }
 
 /// The first coercion of `v` into one of `kinds` (in the module doc's order).
-fn coerce(v: &Value, kinds: &std::collections::BTreeSet<Kind>, unit_ms: f64) -> Option<Value> {
+fn coerce(v: &Value, kinds: &BTreeSet<Kind>, unit_ms: f64) -> Option<Value> {
     for target in [Kind::Int, Kind::Float, Kind::Timestamp, Kind::String] {
         if !kinds.contains(&target) {
             continue;
@@ -133,102 +237,165 @@ fn coerce(v: &Value, kinds: &std::collections::BTreeSet<Kind>, unit_ms: f64) -> 
 impl Conformer {
     pub fn new(schema: &Schema, policy: ConformPolicy) -> Result<Conformer, SchemaError> {
         Ok(Conformer {
-            root: schema.tree()?,
+            root: Prepared::new(&schema.tree()?),
             policy,
         })
     }
 
     /// Conforms one payload (see the module doc).
     pub fn conform(&self, payload: &[(Sym, Value)]) -> Result<Vec<(Sym, Value)>, ConformError> {
-        self.object(payload, &self.root, "")
+        Ok(self
+            .object(payload, &self.root, &At::Root)?
+            .unwrap_or_else(|| payload.to_vec()))
     }
 
-    fn object(&self, fields: &[(Sym, Value)], node: &Node, at: &str) -> Result<Vec<(Sym, Value)>, ConformError> {
-        let mut out = Vec::with_capacity(fields.len().max(node.fields.len()));
-        let mut seen = std::collections::BTreeSet::new();
-        for (name, value) in fields {
-            match node.fields.get(name.as_str()) {
-                Some(child) => {
-                    seen.insert(name.as_str());
-                    out.push((*name, self.value(value, child, &child_path(at, name.as_str()), false)?));
+    /// The conformed fields, or `None` when they are `fields` as they are (sorted, no repeated
+    /// name, nothing changed, added or dropped).
+    fn object(
+        &self,
+        fields: &[(Sym, Value)],
+        node: &Prepared,
+        at: &At<'_>,
+    ) -> Result<Option<Vec<(Sym, Value)>>, ConformError> {
+        let sorted = fields.windows(2).all(|w| w[0].0 < w[1].0);
+        // Built on the first difference from `fields`.
+        let mut out: Option<Vec<(Sym, Value)>> = None;
+        let capacity = fields.len().max(node.fields.len());
+        if !sorted {
+            out = Some(Vec::with_capacity(capacity));
+        }
+        let mut seen = Seen::new(node.fields.len());
+        for (i, (name, value)) in fields.iter().enumerate() {
+            let conformed = match node.index.get(name) {
+                Some(&c) => {
+                    seen.insert(c);
+                    let child = &node.fields[c].1;
+                    match self.value(value, child, &At::Field(at, name.as_str()), false)? {
+                        Some(v) => Some(v),
+                        None => {
+                            if let Some(out) = &mut out {
+                                out.push((*name, value.clone()));
+                            }
+                            continue;
+                        }
+                    }
                 }
-                None if self.policy.extra == Extra::Keep => out.push((*name, value.clone())),
-                None => {}
+                None if self.policy.extra == Extra::Keep => {
+                    if let Some(out) = &mut out {
+                        out.push((*name, value.clone()));
+                    }
+                    continue;
+                }
+                None => None,
+            };
+            let out = out.get_or_insert_with(|| {
+                let mut v = Vec::with_capacity(capacity);
+                v.extend_from_slice(&fields[..i]);
+                v
+            });
+            if let Some(v) = conformed {
+                out.push((*name, v));
             }
         }
-        for (name, child) in &node.fields {
-            if seen.contains(name.as_str()) {
+        let mut added: Vec<(Sym, Value)> = Vec::new();
+        for (c, (name, child)) in node.fields.iter().enumerate() {
+            if seen.contains(c) {
                 continue;
             }
-            let p = child_path(at, name);
-            let field = child.field.as_ref();
-            let value = match field.and_then(|f| f.default.as_ref()) {
-                Some(default) => self.value(&Value::from_json(default.clone()), child, &p, false)?,
-                None if field.is_none_or(|f| !f.required) => Value::Null,
+            let value = match &child.default {
+                Some(default) => {
+                    let p = At::Field(at, name.as_str());
+                    self.value(default, child, &p, false)?
+                        .unwrap_or_else(|| default.clone())
+                }
+                None if child.type_name.is_none() || !child.required => Value::Null,
                 None => {
                     return Err(ConformError {
-                        path: p,
-                        expected: format!(
-                            "required {}",
-                            child.field.as_ref().map_or("any".into(), |f| f.type_name())
-                        ),
+                        path: At::Field(at, name.as_str()).render(),
+                        expected: format!("required {}", child.type_name.as_deref().unwrap_or("any")),
                         value: "nothing".into(),
                     })
                 }
             };
-            out.push((Sym::new(name), value));
+            added.push((*name, value));
         }
-        Ok(sort_fields(&mut out))
+        if !sorted {
+            let mut out = out.expect("built for unsorted fields");
+            out.extend(added);
+            return Ok(Some(sort_fields(&mut out)));
+        }
+        if added.is_empty() {
+            return Ok(out);
+        }
+        // Both sides are sorted, with no name in common: merge them.
+        let kept = out.unwrap_or_else(|| fields.to_vec());
+        let mut merged = Vec::with_capacity(kept.len() + added.len());
+        let mut added = added.into_iter().peekable();
+        for field in kept {
+            while let Some(a) = added.next_if(|a| a.0 < field.0) {
+                merged.push(a);
+            }
+            merged.push(field);
+        }
+        merged.extend(added);
+        Ok(Some(merged))
     }
 
-    fn value(&self, v: &Value, node: &Node, at: &str, element: bool) -> Result<Value, ConformError> {
+    /// The conformed value, or `None` when it is `v` as it is.
+    fn value(&self, v: &Value, node: &Prepared, at: &At<'_>, element: bool) -> Result<Option<Value>, ConformError> {
+        let kind = Kind::of(v);
         // Fast path: a scalar of a kind the field allows is kept as it is.
-        if let Some(f) = &node.field {
-            if !matches!(v, Value::Null | Value::Object(_) | Value::List(_)) && f.kinds.contains(&Kind::of(v)) {
-                return Ok(v.clone());
-            }
+        if node.mask & bit(kind) != 0 && !matches!(v, Value::Null | Value::Object(_) | Value::List(_)) {
+            return Ok(None);
         }
-        let kinds = node.kinds();
-        let (nullable, required, default) = match &node.field {
-            Some(f) => (f.nullable, f.required, f.default.as_ref()),
-            // A parent the schema does not list: an optional object or list.
-            None => (true, false, None),
-        };
+        let (kinds, nullable, required) = (&node.kinds, node.nullable, node.required);
         let any = kinds.is_empty() && !nullable;
         let error = || ConformError {
-            path: at.to_string(),
-            expected: describe(&kinds, nullable),
+            path: at.render(),
+            expected: describe(kinds, nullable),
             value: show(v),
         };
         if any {
-            return Ok(v.clone());
+            return Ok(None);
         }
         if v.is_null() {
             if nullable || (!element && !required) {
-                return Ok(Value::Null);
+                return Ok(None);
             }
-            return match default {
-                Some(d) if !d.is_null() => self.value(&Value::from_json(d.clone()), node, at, element),
+            return match &node.default {
+                Some(d) if !d.is_null() => Ok(Some(self.value(d, node, at, element)?.unwrap_or_else(|| d.clone()))),
                 _ => Err(error()),
             };
         }
-        if !kinds.contains(&Kind::of(v)) {
-            return coerce(v, &kinds, self.policy.time_unit_ms).ok_or_else(error);
+        if node.mask & bit(kind) == 0 {
+            return coerce(v, kinds, self.policy.time_unit_ms).ok_or_else(error).map(Some);
         }
         Ok(match v {
-            Value::Object(fields) => Value::Object(self.object(fields, node, at)?.into()),
+            Value::Object(fields) => self.object(fields, node, at)?.map(|f| Value::Object(f.into())),
             Value::List(elements) => match &node.items {
-                Some(items) => Value::List(
-                    elements
-                        .iter()
-                        .enumerate()
-                        .map(|(i, e)| self.value(e, items, &format!("{at}[{i}]"), true))
-                        .collect::<Result<Vec<_>, _>>()?
-                        .into(),
-                ),
-                None => v.clone(),
+                Some(items) => {
+                    let mut out: Option<Vec<Value>> = None;
+                    for (i, e) in elements.iter().enumerate() {
+                        match self.value(e, items, &At::Index(at, i), true)? {
+                            Some(c) => out
+                                .get_or_insert_with(|| {
+                                    let mut o = Vec::with_capacity(elements.len());
+                                    o.extend_from_slice(&elements[..i]);
+                                    o
+                                })
+                                .push(c),
+                            None => {
+                                if let Some(out) = &mut out {
+                                    out.push(e.clone());
+                                }
+                            }
+                        }
+                    }
+                    out.map(|o| Value::List(o.into()))
+                }
+                None => None,
             },
-            _ => v.clone(),
+            _ => None,
         })
     }
 }

@@ -39,7 +39,9 @@
 //! examined: kinds that occur only after them are not seen. Empty objects and lists count as
 //! their kind with no child paths.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -116,41 +118,163 @@ pub fn observations(
     payload: &[(Sym, Value)],
     limits: &Limits,
 ) -> Result<impl Iterator<Item = (String, Obs)>, InferError> {
-    let mut walk = Walk {
-        limits,
-        out: Vec::new(),
-        instances: HashMap::new(),
-        fields: HashMap::new(),
-    };
-    walk.object("", payload, 0)?;
-    for (field, (parent, count)) in &walk.fields {
-        if *count < walk.instances[parent] {
-            walk.out.push((field.clone(), Obs::Partial));
-        }
-    }
-    // Sorting once beats keeping a set: most pairs are distinct anyway.
-    walk.out.sort_unstable();
-    walk.out.dedup();
-    Ok(walk.out.into_iter())
+    let mut ids = PathIds::new();
+    let mut scratch = ObsScratch::default();
+    let mut out = Vec::new();
+    observations_by_id(payload, limits, &mut ids, &mut scratch, &mut out)?;
+    let mut named: Vec<(String, Obs)> = out.into_iter().map(|(id, o)| (ids.path(id).to_string(), o)).collect();
+    named.sort_unstable();
+    Ok(named.into_iter())
 }
 
-struct Walk<'l> {
-    limits: &'l Limits,
-    out: Vec<(String, Obs)>,
+/// Interned normalized paths, so that observations can be counted without building a string per
+/// field of every event. Ids and path strings correspond one to one; [`PathIds::ROOT`] is the
+/// payload (the empty path).
+#[derive(Debug, Clone)]
+pub struct PathIds {
+    paths: Vec<String>,
+    by_name: FxHashMap<String, u32>,
+    /// Child paths: `Some(name)` for a field, `None` for list elements.
+    children: FxHashMap<(u32, Option<Sym>), u32>,
+}
+
+impl Default for PathIds {
+    fn default() -> PathIds {
+        PathIds::new()
+    }
+}
+
+impl PathIds {
+    pub const ROOT: u32 = 0;
+
+    pub fn new() -> PathIds {
+        let mut by_name = FxHashMap::default();
+        by_name.insert(String::new(), PathIds::ROOT);
+        PathIds {
+            paths: vec![String::new()],
+            by_name,
+            children: FxHashMap::default(),
+        }
+    }
+
+    /// The path of `id`.
+    pub fn path(&self, id: u32) -> &str {
+        &self.paths[id as usize]
+    }
+
+    /// The id of field `name` (`Some`) or of the elements (`None`) of the path `parent`.
+    fn child(&mut self, parent: u32, name: Option<Sym>) -> u32 {
+        if let Some(id) = self.children.get(&(parent, name)) {
+            return *id;
+        }
+        let at = &self.paths[parent as usize];
+        let p = match name {
+            Some(n) => path::child(at, n.as_str()),
+            None => path::items(at),
+        };
+        let id = match self.by_name.get(&p) {
+            Some(id) => *id,
+            None => {
+                let id = u32::try_from(self.paths.len()).expect("fewer than 2^32 paths");
+                self.paths.push(p.clone());
+                self.by_name.insert(p, id);
+                id
+            }
+        };
+        self.children.insert((parent, name), id);
+        id
+    }
+}
+
+/// Reusable buffers for [`observations_by_id`].
+#[derive(Debug, Default)]
+pub struct ObsScratch {
+    /// Per path id, the observations already made in this event (bits of [`obs_bit`]).
+    seen: Vec<u16>,
+    /// Path ids with bits set in `seen`.
+    touched: Vec<u32>,
     /// Object instances per object path, in this event.
-    instances: HashMap<String, u64>,
+    instances: FxHashMap<u32, u64>,
     /// Per field path of a nested object: its parent and how many instances had it.
-    fields: HashMap<String, (String, u64)>,
+    fields: FxHashMap<u32, (u32, u64)>,
+}
+
+/// [`observations`] with paths as ids of `ids`: fills `out` with the distinct pairs (in no
+/// particular order).
+pub fn observations_by_id(
+    payload: &[(Sym, Value)],
+    limits: &Limits,
+    ids: &mut PathIds,
+    scratch: &mut ObsScratch,
+    out: &mut Vec<(u32, Obs)>,
+) -> Result<(), InferError> {
+    out.clear();
+    scratch.instances.clear();
+    scratch.fields.clear();
+    for id in scratch.touched.drain(..) {
+        scratch.seen[id as usize] = 0;
+    }
+    let mut walk = Walk {
+        limits,
+        ids,
+        out,
+        instances: &mut scratch.instances,
+        fields: &mut scratch.fields,
+        seen: &mut scratch.seen,
+        touched: &mut scratch.touched,
+    };
+    walk.object(PathIds::ROOT, payload, 0)?;
+    let partial: Vec<u32> = walk
+        .fields
+        .iter()
+        .filter(|(_, (parent, count))| *count < walk.instances[parent])
+        .map(|(field, _)| *field)
+        .collect();
+    for field in partial {
+        walk.push(field, Obs::Partial);
+    }
+    Ok(())
+}
+
+struct Walk<'a> {
+    limits: &'a Limits,
+    ids: &'a mut PathIds,
+    out: &'a mut Vec<(u32, Obs)>,
+    instances: &'a mut FxHashMap<u32, u64>,
+    fields: &'a mut FxHashMap<u32, (u32, u64)>,
+    seen: &'a mut Vec<u16>,
+    touched: &'a mut Vec<u32>,
+}
+
+/// A distinct bit per observation.
+fn obs_bit(obs: Obs) -> u16 {
+    match obs {
+        Obs::Present => 1,
+        Obs::Partial => 2,
+        Obs::Kind(k) => 4 << (k as u16),
+    }
 }
 
 impl Walk<'_> {
-    fn object(&mut self, at: &str, fields: &[(Sym, Value)], depth: usize) -> Result<(), InferError> {
-        match self.instances.get_mut(at) {
-            Some(n) => *n += 1,
-            None => {
-                self.instances.insert(at.to_string(), 1);
-            }
+    /// Records `(at, obs)` unless this event already did.
+    fn push(&mut self, at: u32, obs: Obs) {
+        let i = at as usize;
+        if i >= self.seen.len() {
+            self.seen.resize(i + 1, 0);
         }
+        let bit = obs_bit(obs);
+        let seen = &mut self.seen[i];
+        if *seen == 0 {
+            self.touched.push(at);
+        }
+        if *seen & bit == 0 {
+            *seen |= bit;
+            self.out.push((at, obs));
+        }
+    }
+
+    fn object(&mut self, at: u32, fields: &[(Sym, Value)], depth: usize) -> Result<(), InferError> {
+        *self.instances.entry(at).or_insert(0) += 1;
         let sorted = fields.windows(2).all(|w| w[0].0 < w[1].0);
         let deduped;
         let fields = if sorted {
@@ -160,34 +284,34 @@ impl Walk<'_> {
             &deduped[..]
         };
         for (name, value) in fields {
-            let p = path::child(at, name.as_str());
-            if !at.is_empty() {
-                self.fields.entry(p.clone()).or_insert_with(|| (at.to_string(), 0)).1 += 1;
+            let p = self.ids.child(at, Some(*name));
+            if at != PathIds::ROOT {
+                self.fields.entry(p).or_insert((at, 0)).1 += 1;
             }
             self.value(p, value, depth + 1)?;
         }
         Ok(())
     }
 
-    fn value(&mut self, at: String, value: &Value, depth: usize) -> Result<(), InferError> {
+    fn value(&mut self, at: u32, value: &Value, depth: usize) -> Result<(), InferError> {
         if depth > self.limits.max_depth {
             return Err(InferError::DepthExceeded {
-                path: at,
+                path: self.ids.path(at).to_string(),
                 max_depth: self.limits.max_depth,
             });
         }
         match value {
-            Value::Object(fields) => self.object(&at, fields, depth)?,
+            Value::Object(fields) => self.object(at, fields, depth)?,
             Value::List(elements) => {
-                let element_path = path::items(&at);
+                let element_path = self.ids.child(at, None);
                 for element in elements.iter().take(self.limits.max_list_items) {
-                    self.value(element_path.clone(), element, depth + 1)?;
+                    self.value(element_path, element, depth + 1)?;
                 }
             }
             _ => {}
         }
-        self.out.push((at.clone(), Obs::Kind(Kind::of(value))));
-        self.out.push((at, Obs::Present));
+        self.push(at, Obs::Kind(Kind::of(value)));
+        self.push(at, Obs::Present);
         Ok(())
     }
 }

@@ -6,7 +6,6 @@
 //! Lines that are not valid UTF-8, not JSON, not an object, too deep, or lack a valid time or
 //! type become dead letters with that reason.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -79,6 +78,26 @@ struct TimeOnly<'a> {
     field: &'a str,
 }
 
+/// Whether an object key is the given name (without allocating the key).
+struct IsKey<'a>(&'a str);
+
+impl<'de> DeserializeSeed<'de> for IsKey<'_> {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for IsKey<'_> {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<bool, E> {
+        Ok(v == self.0)
+    }
+}
+
 impl<'de> DeserializeSeed<'de> for TimeOnly<'_> {
     type Value = Option<serde_json::Value>;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
@@ -93,8 +112,8 @@ impl<'de> Visitor<'de> for TimeOnly<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut found = None;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if key == self.field {
+        while let Some(is_field) = map.next_key_seed(IsKey(self.field))? {
+            if is_field {
                 found = Some(map.next_value::<serde_json::Value>()?);
             } else {
                 map.next_value::<IgnoredAny>()?;
@@ -111,6 +130,18 @@ pub fn parse_line(
     line: &[u8],
 ) -> Result<Event, (&'static str, String, Option<i64>)> {
     let text = std::str::from_utf8(line).map_err(|e| ("invalid_utf8", e.to_string(), None))?;
+    if let Some(event) = parse_fast(plan, types, text) {
+        return Ok(event);
+    }
+    parse_text(plan, types, text)
+}
+
+/// [`parse_line`] through `serde_json::Value`, which says why a line is not an event.
+fn parse_text(
+    plan: &SourcePlan,
+    types: &mut TypeCache,
+    text: &str,
+) -> Result<Event, (&'static str, String, Option<i64>)> {
     let json: serde_json::Value = serde_json::from_str(text).map_err(|e| {
         if e.to_string().contains("recursion limit") {
             ("depth_exceeded", "nesting deeper than 128 levels".to_string(), None)
@@ -154,6 +185,150 @@ pub fn parse_line(
         None => return Err(("missing_type", format!("no `{}` field", plan.type_field), Some(time))),
     };
     Ok(Event::new(time, kind, fields))
+}
+
+/// [`parse_line`] of a line that becomes an event, parsing straight into [`Value`]s; `None` for
+/// any other line, which [`parse_line`] then parses again to say why it is not an event.
+fn parse_fast(plan: &SourcePlan, types: &mut TypeCache, text: &str) -> Option<Event> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let map = KEY_HINTS
+        .with_borrow_mut(|hints| Fields { hints: Some(hints) }.deserialize(&mut de))
+        .ok()?;
+    de.end().ok()?;
+    let mut time = None;
+    let mut kind_value = None;
+    let mut fields = Vec::with_capacity(map.len());
+    for (k, v) in map {
+        let name = k.as_str();
+        if name == plan.time_field {
+            time = Some(v);
+        } else if name == plan.type_field {
+            kind_value = Some(v);
+        } else if plan.projection.as_ref().is_none_or(|p| p.iter().any(|f| f == name)) {
+            fields.push((k, v));
+        }
+    }
+    let time = time_ms(time?, plan.time_unit_ms).ok()?;
+    let Some(Value::Str(kind)) = kind_value else {
+        return None;
+    };
+    Some(Event::new(time, types.get(&kind), fields))
+}
+
+thread_local! {
+    /// The keys of the last top-level object parsed on this thread, by position: lines of a
+    /// file mostly repeat them, and comparing with a guess is cheaper than interning.
+    static KEY_HINTS: std::cell::RefCell<Vec<Sym>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The fields of a JSON object, in order, repeats included; `hints` guesses the keys by position.
+struct Fields<'h> {
+    hints: Option<&'h mut Vec<Sym>>,
+}
+
+impl<'de> DeserializeSeed<'de> for Fields<'_> {
+    type Value = Vec<(Sym, Value)>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Fields<'_> {
+    type Value = Vec<(Sym, Value)>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object")
+    }
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        loop {
+            let i = fields.len();
+            let hint = self.hints.as_ref().and_then(|h| h.get(i).copied());
+            let Some(key) = map.next_key_seed(Key(hint))? else {
+                break;
+            };
+            if let Some(hints) = &mut self.hints {
+                if hint != Some(key) {
+                    hints.truncate(i);
+                    hints.push(key);
+                }
+            }
+            fields.push((key, map.next_value_seed(JsonValue)?));
+        }
+        Ok(fields)
+    }
+}
+
+/// An object key, interned without an intermediate `String` when it has no escapes; the hint
+/// is taken when it is the same name.
+struct Key(Option<Sym>);
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Sym;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Sym;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Sym, E> {
+        Ok(match self.0 {
+            Some(hint) if hint.as_str() == v => hint,
+            _ => Sym::new(v),
+        })
+    }
+}
+
+/// Any JSON value, as [`Value::from_json`] converts it.
+struct JsonValue;
+
+impl<'de> DeserializeSeed<'de> for JsonValue {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for JsonValue {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Int(v))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(match i64::try_from(v) {
+            Ok(i) => Value::Int(i),
+            Err(_) => Value::float(v as f64),
+        })
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        // serde_json keeps only finite floats as numbers.
+        Ok(if v.is_finite() { Value::float(v) } else { Value::Null })
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::str(v))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element_seed(JsonValue)? {
+            items.push(item);
+        }
+        Ok(Value::List(items.into()))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+        Ok(Value::object(Fields { hints: None }.visit_map(map)?))
+    }
 }
 
 fn kind(v: &serde_json::Value) -> &'static str {
@@ -220,5 +395,61 @@ impl SplitReader for NdjsonReader {
         }
         out(&mut decoded);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The direct parse gives the events that parsing through `serde_json::Value` gives.
+    #[test]
+    fn fast_parse_agrees_with_json_values() {
+        let plan = SourcePlan {
+            name: "s".into(),
+            format: crate::plan::Format::Ndjson,
+            paths: Vec::new(),
+            time_field: "ts".into(),
+            type_field: "type".into(),
+            time_unit_ms: 1.0,
+            allowed_lateness_ms: 0,
+            projection: None,
+        };
+        let lines = [
+            r#"{"ts":1,"type":"a","b":2,"a":{"z":1,"y":[1,2.5,null,"x",{"q":true}]}}"#,
+            r#"{"ts":1,"type":"a","a":1,"a":"two","type":"b","ts":7}"#,
+            r#"{"type":"a","ts":2.5,"big":18446744073709551615,"neg":-9223372036854775808,"f":-0.0,"e":1e300}"#,
+            r#"{"ts":"2024-01-02T03:04:05Z","type":"a","k\u0065y":"v\n","":{},"l":[],"o":{"a":1,"a":2}}"#,
+            r#"{"ts":1,"type":"a","ts2":1,"type2":null}"#,
+            r#"{"ts":1,"type":2}"#,
+            r#"{"ts":1,"type":"b","type":3}"#,
+            r#"{"ts":1,"type":3,"type":"b"}"#,
+            r#"{"ts":"x","type":"a"}"#,
+            r#"{"type":"a"}"#,
+            r#"{"ts":1}"#,
+            r#"{"ts":1,"type":"a"} x"#,
+            r#"{"ts":1,"type":"a","n":1e400}"#,
+            r#"[1]"#,
+            r#"{"ts":1,"type":"a","b":2,"a":{"z":1}}"#,
+        ];
+        for projection in [None, Some(vec!["a".to_string(), "ts".to_string()])] {
+            let plan = SourcePlan {
+                projection,
+                ..plan.clone()
+            };
+            for line in lines {
+                let fast = parse_fast(&plan, &mut TypeCache::default(), line);
+                let slow = parse_text(&plan, &mut TypeCache::default(), line);
+                match (fast, slow) {
+                    (Some(f), Ok(s)) => assert_eq!(f, s, "{line}"),
+                    (None, Err(_)) => {}
+                    (f, s) => panic!("{line}: fast {f:?}, slow {s:?}"),
+                }
+                assert_eq!(
+                    parse_line(&plan, &mut TypeCache::default(), line.as_bytes()),
+                    parse_text(&plan, &mut TypeCache::default(), line)
+                );
+            }
+        }
     }
 }
