@@ -22,10 +22,10 @@ use differential_dataflow::{AsCollection, VecCollection};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::CapabilitySet;
 
 use crate::event::{Accessor, Event};
 use crate::plan::DedupPlan;
+use crate::render::pending::Pending;
 use crate::render::window::stable_hash;
 use crate::value::Value;
 
@@ -74,33 +74,24 @@ pub fn render<'s>(
             exchange,
             "Dedup",
             move |_, _| {
-                let mut caps = CapabilitySet::<u64>::new();
-                let mut pending: BTreeMap<u64, Vec<Event>> = BTreeMap::new();
+                let mut pending: Pending<Event> = Pending::default();
                 // (type, key) → time of the occurrence that passed last.
                 let mut first: HashMap<(crate::value::Sym, Vec<Value>), i64> = HashMap::new();
                 let mut expiry: BTreeMap<i64, Vec<(crate::value::Sym, Vec<Value>)>> = BTreeMap::new();
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| {
-                        if let Some(c) = cap.retain_least(0) {
-                            caps.insert(c);
-                        }
+                        pending.retain(&cap);
                         for batch in data {
                             for (event, time, diff) in batch.drain(..) {
                                 debug_assert!(diff > 0, "sources are append-only");
-                                pending.entry(time).or_default().push(event);
+                                pending.push(time, event);
                             }
                         }
                     });
-                    let limit = frontier.frontier().iter().min().copied();
-                    let ready: Vec<u64> = pending
-                        .keys()
-                        .copied()
-                        .take_while(|t| limit.is_none_or(|l| *t < l))
-                        .collect();
-                    for time in ready {
-                        let mut events = pending.remove(&time).expect("listed above");
+                    let (ready, limit) = pending.ready(frontier);
+                    for (time, mut events) in ready {
                         events.sort();
-                        let cap = caps.delayed(&time);
+                        let cap = pending.caps.delayed(&time);
                         let mut session = output.session(&cap);
                         for event in events {
                             let rule = plan
@@ -143,8 +134,8 @@ pub fn render<'s>(
                             }
                         }
                     }
-                    let hold: Option<u64> = pending.keys().next().copied();
-                    caps.downgrade(hold.iter());
+                    let hold: Option<u64> = pending.next_time();
+                    pending.caps.downgrade(hold.iter());
                 }
             },
         )

@@ -10,6 +10,7 @@
 //! the source's dead letters. The input frontier follows the source's watermark.
 
 pub mod dedup;
+pub mod pending;
 pub mod schema;
 pub mod sink;
 pub mod window;

@@ -32,11 +32,11 @@ use differential_dataflow::{AsCollection, VecCollection};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::CapabilitySet;
 
 use crate::dead_letter::DeadLetter;
 use crate::event::Event;
 use crate::plan::{SchemaPlan, SourcePlan};
+use crate::render::pending::Pending;
 use crate::render::window::stable_hash;
 use crate::schema::conform::{ConformPolicy, Conformer, Extra};
 use crate::schema::drift::drift;
@@ -129,8 +129,7 @@ pub fn render<'s>(
             exchange,
             &name,
             move |_, _| {
-                let mut caps = CapabilitySet::<u64>::new();
-                let mut pending: BTreeMap<u64, Vec<Event>> = BTreeMap::new();
+                let mut pending: Pending<Event> = Pending::default();
                 let mut types: BTreeMap<Sym, TypeState> = BTreeMap::new();
                 let mut registry = registry;
                 let mut next_report: Option<u64> = None;
@@ -144,28 +143,20 @@ pub fn render<'s>(
                 };
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| {
-                        if let Some(c) = cap.retain_least(0) {
-                            caps.insert(c);
-                        }
+                        pending.retain(&cap);
                         for batch in data {
                             for (event, time, diff) in batch.drain(..) {
                                 debug_assert!(diff > 0, "sources are append-only");
-                                pending.entry(time).or_default().push(event);
+                                pending.push(time, event);
                             }
                         }
                     });
-                    let limit = frontier.frontier().iter().min().copied();
-                    let ready: Vec<u64> = pending
-                        .keys()
-                        .copied()
-                        .take_while(|t| limit.is_none_or(|l| *t < l))
-                        .collect();
-                    for time in ready {
-                        let mut events = pending.remove(&time).expect("listed above");
+                    let (ready, limit) = pending.ready(frontier);
+                    for (time, mut events) in ready {
                         events.sort();
                         // Report inference at every minute boundary that this time has passed.
                         while let Some(boundary) = next_report.filter(|b| *b <= time) {
-                            let cap = caps.delayed(&boundary);
+                            let cap = pending.caps.delayed(&boundary);
                             let mut session = output.session(&cap);
                             for (kind, state) in types.iter_mut() {
                                 for (row, diff) in report(*kind, state, &ids) {
@@ -177,7 +168,7 @@ pub fn render<'s>(
                         if next_report.is_none() {
                             next_report = Some(time - time % REPORT_MS + REPORT_MS);
                         }
-                        let cap = caps.delayed(&time);
+                        let cap = pending.caps.delayed(&time);
                         let mut session = output.session(&cap);
                         let mut out = Vec::new();
                         let mut by_type: BTreeMap<Sym, Vec<Event>> = BTreeMap::new();
@@ -229,7 +220,7 @@ pub fn render<'s>(
                     if limit.is_none() {
                         // The input is exhausted: report the final inference, persist versions.
                         if let Some(boundary) = next_report.take() {
-                            let cap = caps.delayed(&boundary);
+                            let cap = pending.caps.delayed(&boundary);
                             let mut session = output.session(&cap);
                             for (kind, state) in types.iter_mut() {
                                 for (row, diff) in report(*kind, state, &ids) {
@@ -246,11 +237,11 @@ pub fn render<'s>(
                             }
                         }
                     }
-                    let mut hold: Option<u64> = pending.keys().next().copied();
+                    let mut hold: Option<u64> = pending.next_time();
                     if let Some(b) = next_report {
                         hold = Some(hold.map_or(b, |h| h.min(b)));
                     }
-                    caps.downgrade(hold.iter());
+                    pending.caps.downgrade(hold.iter());
                 }
             },
         )

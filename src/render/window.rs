@@ -34,13 +34,13 @@ use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::CapabilitySet;
 
 use crate::dead_letter::DeadLetter;
 use crate::event::Event;
 use crate::model::aggregate::{check, AggState};
 use crate::model::window::window_starts;
 use crate::plan::{AggregatePlan, Emit, Func};
+use crate::render::pending::Pending;
 use crate::value::{format_time, Value};
 
 /// A window group: group-by values and window start.
@@ -248,29 +248,20 @@ fn window_reduce<'s>(
             exchange,
             &name,
             move |_, _| {
-                let mut caps = CapabilitySet::<u64>::new();
-                let mut pending: BTreeMap<u64, Vec<(WindowKey, AggState)>> = BTreeMap::new();
+                let mut pending: Pending<(WindowKey, AggState)> = Pending::default();
                 let mut state: HashMap<WindowKey, AggState> = HashMap::default();
                 let mut by_end: BTreeMap<i64, Vec<WindowKey>> = BTreeMap::new();
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| {
-                        if let Some(c) = cap.retain_least(0) {
-                            caps.insert(c);
-                        }
+                        pending.retain(&cap);
                         for batch in data {
                             for (key, time, delta) in batch.drain(..) {
-                                pending.entry(time).or_default().push((key, delta));
+                                pending.push(time, (key, delta));
                             }
                         }
                     });
-                    let limit = frontier.frontier().iter().min().copied();
-                    let ready: Vec<u64> = pending
-                        .keys()
-                        .copied()
-                        .take_while(|t| limit.is_none_or(|l| *t < l))
-                        .collect();
-                    for time in ready {
-                        let updates = pending.remove(&time).expect("key listed above");
+                    let (ready, limit) = pending.ready(frontier);
+                    for (time, updates) in ready {
                         let mut changed: HashMap<WindowKey, Option<Vec<Value>>> = HashMap::default();
                         for (key, delta) in updates {
                             let entry = state.entry(key.clone()).or_insert_with(|| {
@@ -281,7 +272,7 @@ fn window_reduce<'s>(
                             entry.plus(&delta);
                         }
                         if emit == Emit::Updates {
-                            let cap = caps.delayed(&time);
+                            let cap = pending.caps.delayed(&time);
                             let mut session = output.session(&cap);
                             let mut out: Vec<(WindowRow, u64, isize)> = Vec::new();
                             for (key, before) in changed {
@@ -333,18 +324,18 @@ fn window_reduce<'s>(
                         }
                         if !out.is_empty() {
                             out.sort();
-                            let cap = caps.delayed(&(end as u64));
+                            let cap = pending.caps.delayed(&(end as u64));
                             output.session(&cap).give_iterator(out.into_iter());
                         }
                     }
                     // Hold capabilities only for pending times and, in final mode, open window ends.
-                    let mut hold: Option<u64> = pending.keys().next().copied();
+                    let mut hold: Option<u64> = pending.next_time();
                     if emit == Emit::Final {
                         if let Some(end) = by_end.keys().next() {
                             hold = Some(hold.map_or(*end as u64, |h| h.min(*end as u64)));
                         }
                     }
-                    caps.downgrade(hold.iter());
+                    pending.caps.downgrade(hold.iter());
                 }
             },
         )
