@@ -135,19 +135,7 @@ impl Registry {
 mod tests {
     use super::*;
     use crate::schema::kind::Kind;
-    use crate::schema::schema::FieldSchema;
-
-    fn schema(fields: &[(&str, Kind, bool)]) -> Schema {
-        Schema::from_fields(fields.iter().map(|(p, k, r)| {
-            (
-                *p,
-                FieldSchema {
-                    required: *r,
-                    ..FieldSchema::of([*k])
-                },
-            )
-        }))
-    }
+    use crate::schema::testing::schema_of as schema;
 
     #[test]
     fn registers_and_checks() {

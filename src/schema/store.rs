@@ -209,19 +209,7 @@ fn read_version(path: &Path, event_type: &str, n: u32) -> Result<(Version, bool)
 mod tests {
     use super::*;
     use crate::schema::kind::Kind;
-    use crate::schema::schema::FieldSchema;
-
-    fn schema(fields: &[(&str, Kind, bool)]) -> Schema {
-        Schema::from_fields(fields.iter().map(|(p, k, r)| {
-            (
-                *p,
-                FieldSchema {
-                    required: *r,
-                    ..FieldSchema::of([*k])
-                },
-            )
-        }))
-    }
+    use crate::schema::testing::schema_of as schema;
 
     #[test]
     fn saves_and_loads() {

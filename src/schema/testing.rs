@@ -19,6 +19,19 @@ pub fn json_payload(text: &str) -> Vec<(Sym, Value)> {
     }
 }
 
+/// A schema of top-level fields: (path, kind, required).
+pub fn schema_of(fields: &[(&str, Kind, bool)]) -> Schema {
+    Schema::from_fields(fields.iter().map(|(p, k, r)| {
+        (
+            *p,
+            FieldSchema {
+                required: *r,
+                ..FieldSchema::of([*k])
+            },
+        )
+    }))
+}
+
 /// A sample of payloads.
 #[derive(Debug, Clone)]
 pub struct Sample(pub Vec<Vec<(Sym, Value)>>);
