@@ -47,7 +47,10 @@ enum Command {
         plan: bool,
     },
     /// Infer schemas from files, or compare two schemas.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  sluice schema infer data/evolving_sample.ndjson --format table\n  sluice schema diff old.json new.json"
+    )]
     Schema(SchemaCommand),
     /// Write a deterministic synthetic event log (.parquet or .ndjson by extension).
     #[command(

@@ -96,10 +96,17 @@ fn missing_input_is_a_runtime_error() {
 #[test]
 fn help_shows_examples() {
     let tmp = tempfile::tempdir().unwrap();
-    for cmd in ["run", "check", "generate"] {
-        let out = sluice(&[cmd, "--help"], tmp.path());
+    for cmd in [
+        &["run"][..],
+        &["check"],
+        &["generate"],
+        &["schema"],
+        &["schema", "infer"],
+        &["schema", "diff"],
+    ] {
+        let out = sluice(&[cmd, &["--help"]].concat(), tmp.path());
         assert!(out.status.success());
-        assert!(text(&out).contains("Example"), "{cmd}: {}", text(&out));
+        assert!(text(&out).contains("Example"), "{cmd:?}: {}", text(&out));
     }
 }
 
