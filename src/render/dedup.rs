@@ -80,13 +80,10 @@ pub fn render<'s>(
                 let mut expiry: BTreeMap<i64, Vec<(crate::value::Sym, Vec<Value>)>> = BTreeMap::new();
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| {
-                        pending.retain(&cap);
-                        for batch in data {
-                            for (event, time, diff) in batch.drain(..) {
-                                debug_assert!(diff > 0, "sources are append-only");
-                                pending.push(time, event);
-                            }
-                        }
+                        pending.absorb(&cap, data, |event, diff: isize| {
+                            debug_assert!(diff > 0, "sources are append-only");
+                            event
+                        })
                     });
                     let (ready, limit) = pending.ready(frontier);
                     for (time, mut events) in ready {

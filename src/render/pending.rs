@@ -31,6 +31,22 @@ impl<D> Pending<D> {
         }
     }
 
+    /// Takes one stamp's containers of `(data, time, diff)` updates: keeps a capability for the
+    /// stamp and buffers `wrap(data, diff)` under each update's time.
+    pub fn absorb<T, R>(
+        &mut self,
+        cap: &InputCapability<u64>,
+        data: std::slice::IterMut<'_, Vec<(T, u64, R)>>,
+        mut wrap: impl FnMut(T, R) -> D,
+    ) {
+        self.retain(cap);
+        for batch in data {
+            for (d, time, r) in batch.drain(..) {
+                self.push(time, wrap(d, r));
+            }
+        }
+    }
+
     pub fn push(&mut self, time: u64, update: D) {
         self.by_time.entry(time).or_default().push(update);
     }

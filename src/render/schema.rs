@@ -143,13 +143,10 @@ pub fn render<'s>(
                 };
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| {
-                        pending.retain(&cap);
-                        for batch in data {
-                            for (event, time, diff) in batch.drain(..) {
-                                debug_assert!(diff > 0, "sources are append-only");
-                                pending.push(time, event);
-                            }
-                        }
+                        pending.absorb(&cap, data, |event, diff: isize| {
+                            debug_assert!(diff > 0, "sources are append-only");
+                            event
+                        })
                     });
                     let (ready, limit) = pending.ready(frontier);
                     for (time, mut events) in ready {

@@ -252,14 +252,7 @@ fn window_reduce<'s>(
                 let mut state: HashMap<WindowKey, AggState> = HashMap::default();
                 let mut by_end: BTreeMap<i64, Vec<WindowKey>> = BTreeMap::new();
                 move |(input, frontier), output| {
-                    input.for_each_stamp(|cap, data| {
-                        pending.retain(&cap);
-                        for batch in data {
-                            for (key, time, delta) in batch.drain(..) {
-                                pending.push(time, (key, delta));
-                            }
-                        }
-                    });
+                    input.for_each_stamp(|cap, data| pending.absorb(&cap, data, |key, delta| (key, delta)));
                     let (ready, limit) = pending.ready(frontier);
                     for (time, updates) in ready {
                         let mut changed: HashMap<WindowKey, Option<Vec<Value>>> = HashMap::default();
