@@ -2,15 +2,7 @@
 
 use std::process::{Command, Output};
 
-use crate::util::{repo, sluice_bin};
-
-fn sluice(args: &[&str], dir: &std::path::Path) -> Output {
-    Command::new(sluice_bin())
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("sluice runs")
-}
+use crate::util::{repo, sluice, sluice_bin};
 
 fn text(o: &Output) -> String {
     format!(

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::util::{repo, sluice_bin};
+use crate::util::{repo, sluice};
 
 #[test]
 fn learning_aggregates_equal_duckdb_sql() {
@@ -21,8 +21,8 @@ fn learning_aggregates_equal_duckdb_sql() {
 
     let tmp = tempfile::tempdir().unwrap();
     let spec = repo().join("dataflows/learning_analytics.toml");
-    let run = Command::new(sluice_bin())
-        .args([
+    let run = sluice(
+        &[
             "run",
             spec.to_str().unwrap(),
             "--workers",
@@ -30,10 +30,9 @@ fn learning_aggregates_equal_duckdb_sql() {
             "--out",
             "out",
             "--quiet",
-        ])
-        .current_dir(tmp.path())
-        .output()
-        .unwrap();
+        ],
+        tmp.path(),
+    );
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
 
     let oracle = Command::new(&python)

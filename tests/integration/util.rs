@@ -82,3 +82,12 @@ pub fn parquet_lines(dir: &Path) -> Vec<String> {
     lines.sort();
     lines
 }
+
+/// Runs the built binary with `args` in `dir`.
+pub fn sluice(args: &[&str], dir: &Path) -> std::process::Output {
+    std::process::Command::new(sluice_bin())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("sluice runs")
+}
