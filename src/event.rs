@@ -32,16 +32,52 @@ impl Event {
         }
     }
 
+    /// This event with top-level field `name` set to `value` (added or replaced).
+    pub fn with_field(&self, name: Sym, value: Value) -> Event {
+        let mut fields: Vec<(Sym, Value)> = Vec::with_capacity(self.payload.len() + 1);
+        let mut placed = false;
+        for (k, v) in self.payload.iter() {
+            if !placed && *k >= name {
+                fields.push((name, value.clone()));
+                placed = true;
+                if *k == name {
+                    continue;
+                }
+            }
+            fields.push((*k, v.clone()));
+        }
+        if !placed {
+            fields.push((name, value));
+        }
+        Event {
+            time: self.time,
+            kind: self.kind,
+            payload: fields.into(),
+        }
+    }
+
+    /// This event without top-level field `name`.
+    pub fn without_field(&self, name: Sym) -> Event {
+        Event {
+            time: self.time,
+            kind: self.kind,
+            payload: self.payload.iter().filter(|(k, _)| *k != name).cloned().collect(),
+        }
+    }
+
     /// The payload as an object value.
     pub fn payload_value(&self) -> Value {
         Value::Object(self.payload.clone())
     }
 
-    /// The event as JSON, with the time and type under the given field names.
+    /// The event as JSON, with the time and type under the given field names (no type when
+    /// `type_field` is empty: a context table's rows all have its name as their type).
     pub fn to_json(&self, time_field: &str, type_field: &str) -> serde_json::Value {
         let mut map = serde_json::Map::new();
         map.insert(time_field.to_string(), Value::Time(self.time).to_json());
-        map.insert(type_field.to_string(), self.kind.as_str().into());
+        if !type_field.is_empty() {
+            map.insert(type_field.to_string(), self.kind.as_str().into());
+        }
         for (k, v) in self.payload.iter() {
             map.insert(k.as_str().to_string(), v.to_json());
         }

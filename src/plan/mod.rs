@@ -24,6 +24,12 @@ pub const SCHEMA_OUTPUTS: [&str; 4] = ["inferred_schemas", "schemas", "schema_ch
 /// Output of deduplication (shared by every source with rules).
 pub const DUPLICATES: &str = "duplicates";
 
+/// Outputs of enrichment stages (shared by every source with one): events blocked by a rule,
+/// per-rule statistics, and the stages' counters.
+pub const BLOCKED: &str = "blocked";
+pub const RULE_STATS: &str = "rule_stats";
+pub const COUNTERS: &str = "counters";
+
 /// A whole pipeline.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -36,6 +42,103 @@ pub struct Plan {
     pub schemas: Vec<SchemaPlan>,
     /// Deduplication, at most one per source, after its schema stage and before its aggregates.
     pub dedups: Vec<DedupPlan>,
+    /// Enrichment, derived fields and rules, at most one per source, after its deduplication
+    /// and before its aggregates.
+    pub enrichments: Vec<EnrichPlan>,
+}
+
+/// Joins, derived fields and rules of one source (see `render::enrich` and `render::rules`).
+#[derive(Debug, Clone, Serialize)]
+pub struct EnrichPlan {
+    /// Index into [`Plan::sources`].
+    pub source: usize,
+    /// Output of the events leaving the stage (`None`: no such output).
+    pub output: Option<String>,
+    /// The output is delivered in event-time order per value of these fields.
+    pub order_by: Vec<Accessor>,
+    pub rule_stats_window_ms: u64,
+    pub joins: Vec<JoinPlan>,
+    /// Derived top-level fields, evaluated in order (each sees the ones before it).
+    pub derive: Vec<(String, Expr)>,
+    pub rules: Vec<RulePlan>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinMode {
+    /// Each event gets the context as of its event time; later context changes do not rewrite it.
+    AsOf,
+    /// A view: when the context changes, enriched events are retracted and emitted again.
+    Continuous,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Matching {
+    /// The event's key fields equal the context's key fields.
+    Equal,
+    /// The event's IP address (v4 or v6) lies in the context row's CIDR range.
+    IpRange,
+}
+
+/// One context source joined into a source's events.
+#[derive(Debug, Clone, Serialize)]
+pub struct JoinPlan {
+    /// Index into [`Plan::sources`] of the context source.
+    pub context: usize,
+    /// Top-level event field that receives the context row as an object.
+    pub alias: String,
+    pub event_key: Vec<Accessor>,
+    pub context_key: Vec<Accessor>,
+    /// Top-level context fields to attach; `None` attaches every payload field but the key.
+    pub fields: Option<Vec<String>>,
+    pub mode: JoinMode,
+    pub matching: Matching,
+    /// Context rows older than this at the event's time are not attached (a miss).
+    pub max_age_ms: Option<u64>,
+    /// Event types the join applies to (empty: all).
+    pub types: Vec<String>,
+    pub when: Option<Expr>,
+}
+
+/// A rule: a condition and an action, applied in spec order.
+#[derive(Debug, Clone, Serialize)]
+pub struct RulePlan {
+    pub id: String,
+    pub when: Expr,
+    pub action: RuleAction,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleAction {
+    /// Adds `mark` to `_marks`; later `block` rules do not block the event.
+    Allow { mark: String },
+    /// Sends the event to `blocked`; later rules do not see it.
+    Block,
+    /// Adds the destination to `_routes` (and sends the event to that output) and the hints to
+    /// `_hints`.
+    Route {
+        destination: Option<String>,
+        hints: Vec<(String, crate::value::Value)>,
+    },
+    /// Sets, removes and renames top-level fields, in that order.
+    Transform {
+        set: Vec<(String, Expr)>,
+        remove: Vec<String>,
+        rename: Vec<(String, String)>,
+    },
+}
+
+impl RuleAction {
+    pub fn name(&self) -> &'static str {
+        match self {
+            RuleAction::Allow { .. } => "allow",
+            RuleAction::Block => "block",
+            RuleAction::Route { .. } => "route",
+            RuleAction::Transform { .. } => "transform",
+        }
+    }
 }
 
 /// Deduplication of one source (see `render::dedup`).
@@ -83,6 +186,8 @@ pub struct SchemaPlan {
 pub enum Format {
     Parquet,
     Ndjson,
+    /// NDJSON lines sent over TCP to `sluice serve` (see `crate::serve`); no files.
+    Tcp,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -92,7 +197,11 @@ pub struct SourcePlan {
     /// Files or directories, resolved against the spec's folder (or `--input` overrides).
     pub paths: Vec<PathBuf>,
     pub time_field: String,
+    /// Column holding each record's event type; empty when the spec names none.
     pub type_field: String,
+    /// The event type of every record when the spec names no type field (context tables): the
+    /// source's name.
+    pub fixed_type: Option<String>,
     /// Milliseconds per unit of an integer time column.
     pub time_unit_ms: f64,
     pub allowed_lateness_ms: u64,
@@ -182,6 +291,25 @@ impl Plan {
         }
         if !self.dedups.is_empty() {
             names.push(DUPLICATES.to_string());
+        }
+        for e in &self.enrichments {
+            names.extend(e.output.clone());
+            for r in &e.rules {
+                if let RuleAction::Route {
+                    destination: Some(d), ..
+                } = &r.action
+                {
+                    if !names.contains(d) {
+                        names.push(d.clone());
+                    }
+                }
+            }
+        }
+        if !self.enrichments.is_empty() {
+            names.extend([BLOCKED, RULE_STATS].map(String::from));
+        }
+        if !self.enrichments.is_empty() || !self.dedups.is_empty() {
+            names.push(COUNTERS.to_string());
         }
         names.push(crate::DEAD_LETTERS.to_string());
         names

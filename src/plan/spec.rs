@@ -25,6 +25,93 @@ pub struct SpecFile {
     /// Deduplication rules: source name → event type → rule.
     #[serde(default)]
     pub dedup: BTreeMap<String, BTreeMap<String, S<DedupSpec>>>,
+    /// Enrichment, derived fields and rules, per source name.
+    #[serde(default)]
+    pub enrich: BTreeMap<String, S<EnrichSpec>>,
+}
+
+/// `[enrich.SOURCE]`: joins with context sources, derived fields and rules, applied in that order
+/// after the source's schema stage and deduplication.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrichSpec {
+    /// Name of the output of enriched events (default `enriched`); `false`-like empty string
+    /// disables it.
+    #[serde(default)]
+    pub output: Option<S<String>>,
+    /// Ordered delivery: the output is ordered by event time per value of these fields.
+    #[serde(default)]
+    pub order_by: Vec<S<String>>,
+    /// Tumbling window of `rule_stats` (default `1h`).
+    #[serde(default)]
+    pub rule_stats_window: Option<S<String>>,
+    #[serde(default)]
+    pub join: Vec<S<JoinSpec>>,
+    /// Derived field name → expression, evaluated in order after the joins.
+    #[serde(default)]
+    pub derive: IndexMap<String, S<String>>,
+    #[serde(default)]
+    pub rule: Vec<S<RuleSpec>>,
+}
+
+/// `[[enrich.SOURCE.join]]`: one context source joined into the events.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinSpec {
+    /// The context source.
+    pub context: S<String>,
+    /// Event field path → context field path; for `match = "ip_range"`, the one event field holding an
+    /// IP address → the context field holding a CIDR range.
+    pub on: IndexMap<String, S<String>>,
+    /// Field of the event that receives the context row (an object); default: the context's name.
+    #[serde(default, rename = "as")]
+    pub alias: Option<S<String>>,
+    /// Context fields to attach (default: all but the key and time).
+    #[serde(default)]
+    pub fields: Option<Vec<S<String>>>,
+    /// `as_of` (default) or `continuous`.
+    #[serde(default)]
+    pub mode: Option<S<String>>,
+    /// `equal` (default) or `ip_range`.
+    #[serde(default, rename = "match")]
+    pub matching: Option<S<String>>,
+    /// Attach nothing older than this (latest value within max age).
+    #[serde(default)]
+    pub max_age: Option<S<String>>,
+    /// Event types the join applies to (default: all).
+    #[serde(default)]
+    pub types: Vec<S<String>>,
+    /// Condition an event must satisfy for the join to apply.
+    #[serde(default)]
+    pub when: Option<S<String>>,
+}
+
+/// `[[enrich.SOURCE.rule]]`: a condition and what to do with matching events.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    pub id: S<String>,
+    pub when: S<String>,
+    /// `allow`, `block`, `route` or `transform`.
+    pub action: S<String>,
+    /// `allow`: the mark added to `_marks` (default: the rule id).
+    #[serde(default)]
+    pub mark: Option<S<String>>,
+    /// `route`: an output that also receives the event.
+    #[serde(default)]
+    pub destination: Option<S<String>>,
+    /// `route`: hints added to the event's `_hints` object.
+    #[serde(default)]
+    pub hints: IndexMap<String, S<toml::Value>>,
+    /// `transform`: field → expression to set.
+    #[serde(default)]
+    pub set: IndexMap<String, S<String>>,
+    /// `transform`: fields to remove.
+    #[serde(default)]
+    pub remove: Vec<S<String>>,
+    /// `transform`: field → new name.
+    #[serde(default)]
+    pub rename: IndexMap<String, S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,13 +173,18 @@ pub struct PipelineSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
-    /// `parquet` or `ndjson`; inferred from the path's extension when absent.
+    /// `parquet`, `ndjson` or `tcp` (lines sent to `sluice serve`); inferred from the path's
+    /// extension when absent.
     #[serde(default)]
     pub format: Option<S<String>>,
-    /// A file, a directory, or a list of either; relative to the spec file's folder.
-    pub path: S<PathList>,
+    /// A file, a directory, or a list of either; relative to the spec file's folder. A `tcp`
+    /// source has none.
+    #[serde(default)]
+    pub path: Option<S<PathList>>,
     pub time_field: S<String>,
-    pub type_field: S<String>,
+    /// Column holding the event type; context tables may omit it (the type is then the source name).
+    #[serde(default)]
+    pub type_field: Option<S<String>>,
     /// Unit of an integer time column: `ms` (default), `s`, `us` or `ns`.
     #[serde(default)]
     pub time_unit: Option<S<String>>,

@@ -10,9 +10,12 @@ use crate::event::{Accessor, FieldPath};
 use crate::expr::{self, Expr};
 
 use super::duration::parse_duration;
-use super::spec::{AggregateSpec, DedupSpec, PathList, SchemaSpec, SourceSpec, SpecFile, WindowSpec, S};
+use super::spec::{
+    AggregateSpec, DedupSpec, EnrichSpec, JoinSpec, PathList, RuleSpec, SchemaSpec, SourceSpec, SpecFile, WindowSpec, S,
+};
 use super::{
-    AggregatePlan, DedupPlan, DedupRule, Emit, Format, Func, MeasurePlan, Plan, SchemaPlan, SourcePlan, WindowPlan,
+    AggregatePlan, DedupPlan, DedupRule, Emit, EnrichPlan, Format, Func, JoinMode, JoinPlan, Matching, MeasurePlan,
+    Plan, RuleAction, RulePlan, SchemaPlan, SourcePlan, WindowPlan,
 };
 
 /// Reads and plans a spec file. `inputs` override source paths (`--input NAME=PATH`).
@@ -84,6 +87,39 @@ pub fn plan_str(text: &str, file: &Path, base: &Path, inputs: &[(String, PathBuf
     for (name, rules) in &spec.dedup {
         dedups.push(cx.dedup(name, rules, &sources)?);
     }
+    let mut enrichments: Vec<EnrichPlan> = Vec::new();
+    for (name, spec) in &spec.enrich {
+        let plan = cx.enrich(name, spec, &sources)?;
+        let mut outputs: Vec<(String, Range<usize>)> = Vec::new();
+        let e = spec.get_ref();
+        if let Some(o) = &plan.output {
+            outputs.push((o.clone(), e.output.as_ref().map_or(spec.span(), |s| s.span())));
+        }
+        for (r, rule) in plan.rules.iter().zip(&e.rule) {
+            if let RuleAction::Route {
+                destination: Some(d), ..
+            } = &r.action
+            {
+                let span = rule.get_ref().destination.as_ref().map_or(rule.span(), |s| s.span());
+                outputs.push((d.clone(), span));
+            }
+        }
+        for (o, span) in outputs {
+            let taken = aggregates.iter().any(|a| a.name == o)
+                || plan_names_output(&o)
+                || o == crate::DEAD_LETTERS
+                || enrichments.iter().any(|p| p.output.as_deref() == Some(o.as_str()));
+            if taken {
+                return Err(cx.error(
+                    span,
+                    &format!("enrich.{name}"),
+                    format!("output name `{o}` is already used"),
+                    None,
+                ));
+            }
+        }
+        enrichments.push(plan);
+    }
     for (i, agg) in aggregates.iter().enumerate() {
         if plan_names_output(&agg.name) {
             let span = spec.aggregates[i].get_ref().name.span();
@@ -103,6 +139,10 @@ pub fn plan_str(text: &str, file: &Path, base: &Path, inputs: &[(String, PathBuf
             continue;
         }
         let mut fields = BTreeSet::new();
+        if enrichments.iter().any(|e| e.source == index || e.joins.iter().any(|j| j.context == index)) {
+            // Enriched outputs carry every field; context rows attach every field by default.
+            continue;
+        }
         let dedup_keys = dedups
             .iter()
             .filter(|d| d.source == index)
@@ -126,11 +166,26 @@ pub fn plan_str(text: &str, file: &Path, base: &Path, inputs: &[(String, PathBuf
         aggregates,
         schemas,
         dedups,
+        enrichments,
     })
 }
 
 fn plan_names_output(name: &str) -> bool {
-    super::SCHEMA_OUTPUTS.contains(&name) || name == super::DUPLICATES
+    super::SCHEMA_OUTPUTS.contains(&name)
+        || [super::DUPLICATES, super::BLOCKED, super::RULE_STATS, super::COUNTERS].contains(&name)
+}
+
+/// A name that becomes a folder: letters, digits, `_` and `-`.
+fn valid_output_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// A top-level field name (derived fields, transforms, join aliases).
+fn valid_field_name(name: &str) -> bool {
+    matches!(FieldPath::parse(name), Ok(p) if p.head().is_some_and(|h| h.as_str() == name))
 }
 
 /// Every field an aggregate reads.
@@ -210,18 +265,27 @@ impl Cx<'_> {
     ) -> Result<SourcePlan, SpecError> {
         let s = spec.get_ref();
         let key = |k: &str| format!("sources.{name}.{k}");
-        let paths: Vec<PathBuf> = match overridden {
-            Some(p) => vec![p],
-            None => match s.path.get_ref() {
+        // A `tcp` source has no path; `--input NAME=FILE` replays one from a file instead.
+        let tcp = s.format.as_ref().is_some_and(|f| f.get_ref() == "tcp");
+        if let (true, Some(p)) = (tcp, &s.path) {
+            let help = Some("replay a tcp source from a file with `--input NAME=FILE`".into());
+            return Err(self.error(p.span(), &key("path"), "a `tcp` source has no path".into(), help));
+        }
+        let paths: Vec<PathBuf> = match (overridden, &s.path) {
+            (Some(p), _) => vec![p],
+            (None, Some(path)) => match path.get_ref() {
                 PathList::One(p) => vec![base.join(p)],
                 PathList::Many(ps) => ps.iter().map(|p| base.join(p)).collect(),
             },
+            (None, None) => Vec::new(),
         };
-        if paths.is_empty() {
-            return Err(self.error(s.path.span(), &key("path"), "no paths given".into(), None));
+        if paths.is_empty() && !tcp {
+            let span = s.path.as_ref().map_or(spec.span(), |p| p.span());
+            return Err(self.error(span, &key("path"), "no paths given".into(), None));
         }
         let format = match &s.format {
-            Some(f) => match f.get_ref().as_str() {
+            Some(_) if tcp && paths.is_empty() => Format::Tcp,
+            Some(f) if !tcp => match f.get_ref().as_str() {
                 "parquet" => Format::Parquet,
                 "ndjson" | "jsonl" => Format::Ndjson,
                 other => {
@@ -229,11 +293,11 @@ impl Cx<'_> {
                         f.span(),
                         &key("format"),
                         format!("unknown format `{other}`"),
-                        Some("one of `parquet`, `ndjson`".into()),
+                        Some("one of `parquet`, `ndjson`, `tcp`".into()),
                     ))
                 }
             },
-            None => {
+            _ => {
                 let ext = paths[0].extension().and_then(|e| e.to_str()).unwrap_or("");
                 match ext {
                     "ndjson" | "jsonl" | "json" => Format::Ndjson,
@@ -262,7 +326,7 @@ impl Cx<'_> {
             Some(l) => self.duration(l, &key("allowed_lateness"))?,
             None => 0,
         };
-        for (field, k) in [(&s.time_field, "time_field"), (&s.type_field, "type_field")] {
+        for (field, k) in std::iter::once((&s.time_field, "time_field")).chain(s.type_field.iter().map(|t| (t, "type_field"))) {
             if let Err(e) = FieldPath::parse(field.get_ref()) {
                 return Err(self.error(field.span(), &key(k), e.to_string(), None));
             }
@@ -272,7 +336,8 @@ impl Cx<'_> {
             format,
             paths,
             time_field: s.time_field.get_ref().clone(),
-            type_field: s.type_field.get_ref().clone(),
+            type_field: s.type_field.as_ref().map(|t| t.get_ref().clone()).unwrap_or_default(),
+            fixed_type: s.type_field.is_none().then(|| name.to_string()),
             time_unit_ms,
             allowed_lateness_ms,
             projection: None,
@@ -507,6 +572,338 @@ impl Cx<'_> {
             });
         }
         Ok(DedupPlan { source, rules: out })
+    }
+
+    fn source_index(&self, name: &S<String>, key: &str, sources: &[SourcePlan]) -> Result<usize, SpecError> {
+        sources.iter().position(|s| &s.name == name.get_ref()).ok_or_else(|| {
+            let names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
+            self.error(
+                name.span(),
+                key,
+                format!("no source named `{}`", name.get_ref()),
+                Some(one_of(&names)),
+            )
+        })
+    }
+
+    fn field_name(&self, s: &S<String>, key: &str) -> Result<String, SpecError> {
+        if valid_field_name(s.get_ref()) {
+            Ok(s.get_ref().clone())
+        } else {
+            Err(self.error(
+                s.span(),
+                key,
+                format!("`{}` is not a top-level field name", s.get_ref()),
+                Some("letters, digits, `_` and `$`, not starting with a digit".into()),
+            ))
+        }
+    }
+
+    fn enrich(&self, name: &str, spec: &S<EnrichSpec>, sources: &[SourcePlan]) -> Result<EnrichPlan, SpecError> {
+        let e = spec.get_ref();
+        let key = |k: &str| format!("enrich.{name}.{k}");
+        let Some(source) = sources.iter().position(|s| s.name == name) else {
+            let names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
+            return Err(self.error(
+                spec.span(),
+                &format!("enrich.{name}"),
+                format!("no source named `{name}`"),
+                Some(one_of(&names)),
+            ));
+        };
+        let src = &sources[source];
+        let bind = |e: Expr| e.bind(&src.time_field, &src.type_field);
+        let output = match &e.output {
+            None => Some("enriched".to_string()),
+            Some(o) if o.get_ref().is_empty() => None,
+            Some(o) if valid_output_name(o.get_ref()) => Some(o.get_ref().clone()),
+            Some(o) => {
+                return Err(self.error(
+                    o.span(),
+                    &key("output"),
+                    format!("`{}` is not a valid output name", o.get_ref()),
+                    Some("letters, digits, `_` and `-` (it becomes a folder name), or \"\" for none".into()),
+                ))
+            }
+        };
+        let mut order_by = Vec::new();
+        for (i, f) in e.order_by.iter().enumerate() {
+            let path = FieldPath::parse(f.get_ref())
+                .map_err(|err| self.error(f.span(), &key(&format!("order_by[{i}]")), err.to_string(), None))?;
+            order_by.push(Accessor::bind(path, &src.time_field, &src.type_field));
+        }
+        let rule_stats_window_ms = match &e.rule_stats_window {
+            Some(w) => self.duration(w, &key("rule_stats_window"))?,
+            None => 3_600_000,
+        };
+        if rule_stats_window_ms == 0 {
+            let w = e.rule_stats_window.as_ref().expect("zero comes from the spec");
+            return Err(self.error(w.span(), &key("rule_stats_window"), "must be positive".into(), None));
+        }
+        let mut joins: Vec<JoinPlan> = Vec::new();
+        for (i, j) in e.join.iter().enumerate() {
+            let join = self.join(&key(&format!("join[{i}]")), j, source, sources)?;
+            if joins.iter().any(|o| o.alias == join.alias) {
+                let span = j.get_ref().alias.as_ref().map_or(j.span(), |a| a.span());
+                return Err(self.error(
+                    span,
+                    &key(&format!("join[{i}].as")),
+                    format!("two joins attach to the field `{}`", join.alias),
+                    Some("give one of them another `as`".into()),
+                ));
+            }
+            joins.push(join);
+        }
+        let mut derive = Vec::new();
+        for (field, text) in &e.derive {
+            let k = key(&format!("derive.{field}"));
+            if !valid_field_name(field) {
+                return Err(self.error(
+                    text.span(),
+                    &k,
+                    format!("`{field}` is not a top-level field name"),
+                    None,
+                ));
+            }
+            derive.push((field.clone(), bind(self.expr(text, &k, 0, text.get_ref())?)));
+        }
+        let mut rules: Vec<RulePlan> = Vec::new();
+        for (i, r) in e.rule.iter().enumerate() {
+            let rule = self.rule(&key(&format!("rule[{i}]")), r, &bind)?;
+            if rules.iter().any(|o| o.id == rule.id) {
+                return Err(self.error(
+                    r.get_ref().id.span(),
+                    &key(&format!("rule[{i}].id")),
+                    format!("rule id `{}` is used twice", rule.id),
+                    None,
+                ));
+            }
+            rules.push(rule);
+        }
+        Ok(EnrichPlan {
+            source,
+            output,
+            order_by,
+            rule_stats_window_ms,
+            joins,
+            derive,
+            rules,
+        })
+    }
+
+    fn join(&self, key: &str, spec: &S<JoinSpec>, source: usize, sources: &[SourcePlan]) -> Result<JoinPlan, SpecError> {
+        let j = spec.get_ref();
+        let key = |k: &str| format!("{key}.{k}");
+        let context = self.source_index(&j.context, &key("context"), sources)?;
+        if context == source {
+            return Err(self.error(
+                j.context.span(),
+                &key("context"),
+                "a source cannot be its own context".into(),
+                None,
+            ));
+        }
+        let (src, ctx) = (&sources[source], &sources[context]);
+        let alias = match &j.alias {
+            Some(a) => self.field_name(a, &key("as"))?,
+            None => ctx.name.clone(),
+        };
+        let pick = |v: &Option<S<String>>, k: &str, options: &[&str]| -> Result<usize, SpecError> {
+            match v {
+                None => Ok(0),
+                Some(s) => options.iter().position(|o| o == s.get_ref()).ok_or_else(|| {
+                    let list: Vec<String> = options.iter().map(|o| format!("`{o}`")).collect();
+                    self.error(
+                        s.span(),
+                        &key(k),
+                        format!("unknown {k} `{}`", s.get_ref()),
+                        Some(format!("one of {}", list.join(", "))),
+                    )
+                }),
+            }
+        };
+        let mode = [JoinMode::AsOf, JoinMode::Continuous][pick(&j.mode, "mode", &["as_of", "continuous"])?];
+        let matching = [Matching::Equal, Matching::IpRange][pick(&j.matching, "match", &["equal", "ip_range"])?];
+        if j.on.is_empty() || (matching == Matching::IpRange && j.on.len() != 1) {
+            return Err(self.error(
+                spec.span(),
+                &key("on"),
+                match matching {
+                    Matching::Equal => "a join needs at least one `event_field = \"context_field\"` pair".into(),
+                    Matching::IpRange => "an `ip_range` join matches exactly one IP field with one CIDR field".into(),
+                },
+                None,
+            ));
+        }
+        if matching == Matching::IpRange && mode == JoinMode::Continuous {
+            return Err(self.error(
+                j.mode.as_ref().map_or(spec.span(), |m| m.span()),
+                &key("mode"),
+                "`ip_range` joins are `as_of` joins".into(),
+                None,
+            ));
+        }
+        let mut event_key = Vec::new();
+        let mut context_key = Vec::new();
+        for (event_field, context_field) in &j.on {
+            let k = key(&format!("on.{event_field}"));
+            let path = FieldPath::parse(event_field).map_err(|e| self.error(context_field.span(), &k, e.to_string(), None))?;
+            event_key.push(Accessor::bind(path, &src.time_field, &src.type_field));
+            let path = FieldPath::parse(context_field.get_ref())
+                .map_err(|e| self.error(context_field.span(), &k, e.to_string(), None))?;
+            context_key.push(Accessor::bind(path, &ctx.time_field, &ctx.type_field));
+        }
+        let fields = match &j.fields {
+            None => None,
+            Some(list) => Some(
+                list.iter()
+                    .enumerate()
+                    .map(|(i, f)| self.field_name(f, &key(&format!("fields[{i}]"))))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        let max_age_ms = match &j.max_age {
+            Some(a) => Some(self.duration(a, &key("max_age"))?),
+            None => None,
+        };
+        if mode == JoinMode::Continuous && max_age_ms.is_some() {
+            return Err(self.error(
+                j.max_age.as_ref().expect("checked").span(),
+                &key("max_age"),
+                "`max_age` applies to `as_of` joins only".into(),
+                Some("a continuous join always shows the context's current row".into()),
+            ));
+        }
+        let when = match &j.when {
+            Some(w) => Some(self.expr(w, &key("when"), 0, w.get_ref())?.bind(&src.time_field, &src.type_field)),
+            None => None,
+        };
+        Ok(JoinPlan {
+            context,
+            alias,
+            event_key,
+            context_key,
+            fields,
+            mode,
+            matching,
+            max_age_ms,
+            types: j.types.iter().map(|t| t.get_ref().clone()).collect(),
+            when,
+        })
+    }
+
+    fn rule(&self, key: &str, spec: &S<RuleSpec>, bind: &dyn Fn(Expr) -> Expr) -> Result<RulePlan, SpecError> {
+        let r = spec.get_ref();
+        let key = |k: &str| format!("{key}.{k}");
+        let id = r.id.get_ref().clone();
+        if id.is_empty() {
+            return Err(self.error(r.id.span(), &key("id"), "a rule needs an id".into(), None));
+        }
+        let when = bind(self.expr(&r.when, &key("when"), 0, r.when.get_ref())?);
+        let unused = |present: bool, k: &str, action: &str| -> Result<(), SpecError> {
+            if present {
+                Err(self.error(
+                    spec.span(),
+                    &key(k),
+                    format!("`{k}` does not apply to `{action}` rules"),
+                    None,
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let routing = r.destination.is_some() || !r.hints.is_empty();
+        let transforming = !r.set.is_empty() || !r.remove.is_empty() || !r.rename.is_empty();
+        let action = match r.action.get_ref().as_str() {
+            "allow" => {
+                unused(routing, "destination", "allow")?;
+                unused(transforming, "set", "allow")?;
+                RuleAction::Allow {
+                    mark: r.mark.as_ref().map_or_else(|| id.clone(), |m| m.get_ref().clone()),
+                }
+            }
+            "block" => {
+                unused(r.mark.is_some(), "mark", "block")?;
+                unused(routing, "destination", "block")?;
+                unused(transforming, "set", "block")?;
+                RuleAction::Block
+            }
+            "route" => {
+                unused(r.mark.is_some(), "mark", "route")?;
+                unused(transforming, "set", "route")?;
+                let destination = match &r.destination {
+                    Some(d) if valid_output_name(d.get_ref()) => Some(d.get_ref().clone()),
+                    Some(d) => {
+                        return Err(self.error(
+                            d.span(),
+                            &key("destination"),
+                            format!("`{}` is not a valid output name", d.get_ref()),
+                            Some("letters, digits, `_` and `-` (it becomes a folder name)".into()),
+                        ))
+                    }
+                    None => None,
+                };
+                if !routing {
+                    return Err(self.error(
+                        spec.span(),
+                        &key("destination"),
+                        "a `route` rule needs a `destination`, `hints`, or both".into(),
+                        None,
+                    ));
+                }
+                let mut hints = Vec::new();
+                for (name, v) in &r.hints {
+                    let json = serde_json::to_value(v.get_ref())
+                        .map_err(|e| self.error(v.span(), &key(&format!("hints.{name}")), e.to_string(), None))?;
+                    hints.push((name.clone(), crate::value::Value::from_json(json)));
+                }
+                RuleAction::Route { destination, hints }
+            }
+            "transform" => {
+                unused(r.mark.is_some(), "mark", "transform")?;
+                unused(routing, "destination", "transform")?;
+                if !transforming {
+                    return Err(self.error(
+                        spec.span(),
+                        &key("set"),
+                        "a `transform` rule needs `set`, `remove` or `rename`".into(),
+                        None,
+                    ));
+                }
+                let mut set = Vec::new();
+                for (field, text) in &r.set {
+                    let k = key(&format!("set.{field}"));
+                    if !valid_field_name(field) {
+                        return Err(self.error(text.span(), &k, format!("`{field}` is not a top-level field name"), None));
+                    }
+                    set.push((field.clone(), bind(self.expr(text, &k, 0, text.get_ref())?)));
+                }
+                let remove = r
+                    .remove
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| self.field_name(f, &key(&format!("remove[{i}]"))))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut rename = Vec::new();
+                for (from, to) in &r.rename {
+                    let k = key(&format!("rename.{from}"));
+                    if !valid_field_name(from) {
+                        return Err(self.error(to.span(), &k, format!("`{from}` is not a top-level field name"), None));
+                    }
+                    rename.push((from.clone(), self.field_name(to, &k)?));
+                }
+                RuleAction::Transform { set, remove, rename }
+            }
+            other => {
+                return Err(self.error(
+                    r.action.span(),
+                    &key("action"),
+                    format!("unknown action `{other}`"),
+                    Some("one of `allow`, `block`, `route`, `transform`".into()),
+                ))
+            }
+        };
+        Ok(RulePlan { id, when, action })
     }
 
     fn window(&self, w: &S<WindowSpec>, key: &str, tick_ms: u64) -> Result<WindowPlan, SpecError> {

@@ -10,7 +10,9 @@
 //! the source's dead letters. The input frontier follows the source's watermark.
 
 pub mod dedup;
+pub mod enrich;
 pub mod pending;
+pub mod rules;
 pub mod schema;
 pub mod sink;
 pub mod window;
@@ -24,11 +26,56 @@ use differential_dataflow::VecCollection;
 use timely::dataflow::{ProbeHandle, Scope};
 
 use crate::dead_letter::DeadLetter;
-use crate::event::Event;
+use crate::event::{Accessor, Event};
 use crate::plan::{Emit, Plan};
 use crate::value::Value;
 use sink::{OutputSpec, SinkResult};
 use window::WindowRow;
+
+type EventsOf<'s> = VecCollection<'s, u64, Event, isize>;
+
+/// Columns of `rule_stats`.
+pub const RULE_STATS_COLUMNS: [&str; 7] = [
+    "rule_id",
+    "action",
+    "window_start",
+    "window_end",
+    "matches",
+    "actions",
+    "failures",
+];
+
+/// `rule_stats` as a windowed aggregate over the rules stage's `rule_stat` events: per rule and
+/// tumbling window of event time, how often it matched, acted and failed; each window once,
+/// when the watermark passes its end.
+fn rule_stats_plan(stage: &crate::plan::EnrichPlan) -> crate::plan::AggregatePlan {
+    use crate::event::FieldPath;
+    use crate::plan::{AggregatePlan, Func, MeasurePlan, WindowPlan};
+    let field = |name: &str| Accessor::Payload(FieldPath::field(name));
+    let count_where = |name: &str, outcome: &str| MeasurePlan {
+        name: name.into(),
+        func: Func::Count,
+        arg: None,
+        filter: Some(crate::expr::parse(&format!("outcome == '{outcome}'")).expect("a valid expression")),
+    };
+    AggregatePlan {
+        name: crate::plan::RULE_STATS.into(),
+        source: stage.source,
+        filter: None,
+        window: WindowPlan {
+            size_ms: stage.rule_stats_window_ms,
+            slide_ms: stage.rule_stats_window_ms,
+        },
+        group_by: vec![("rule_id".into(), field("rule_id")), ("action".into(), field("action"))],
+        measures: vec![
+            count_where("matches", "match"),
+            count_where("actions", "action"),
+            count_where("failures", "failure"),
+        ],
+        emit: Emit::Final,
+        monotonic: true,
+    }
+}
 
 /// The inputs of one source.
 pub struct SourceInputs {
@@ -148,10 +195,8 @@ pub fn render(
         ];
         for (name, columns, changelog, rows) in outputs {
             let spec = OutputSpec {
-                name: name.to_string(),
-                columns: columns.iter().map(|c| c.to_string()).collect(),
                 changelog,
-                tally: None,
+                ..OutputSpec::new(name, columns)
             };
             let rows = rows.probe_with(&probe);
             sinks.push((
@@ -162,6 +207,7 @@ pub fn render(
     }
 
     let mut duplicates = Vec::new();
+    let mut counters: Vec<VecCollection<'_, u64, enrich::Counter, isize>> = Vec::new();
     for stage in &plan.dedups {
         let source = &plan.sources[stage.source];
         let fields = (source.time_field.as_str(), source.type_field.as_str());
@@ -170,6 +216,11 @@ pub fn render(
             dedup::DedupOut::Unique(e) => Some(e),
             dedup::DedupOut::Duplicate(_) => None,
         });
+        let counter = enrich::Counter::new("events_deduplicated", &source.name);
+        counters.push(out.clone().flat_map(move |o| match o {
+            dedup::DedupOut::Duplicate(_) => Some(counter),
+            dedup::DedupOut::Unique(_) => None,
+        }));
         duplicates.push(out.flat_map(|o| match o {
             dedup::DedupOut::Duplicate(row) => Some(row),
             dedup::DedupOut::Unique(_) => None,
@@ -177,15 +228,128 @@ pub fn render(
     }
     if !duplicates.is_empty() {
         let rows = differential_dataflow::collection::concatenate(scope, duplicates).probe_with(&probe);
-        let spec = OutputSpec {
-            name: crate::plan::DUPLICATES.to_string(),
-            columns: dedup::DUPLICATE_COLUMNS.iter().map(|c| c.to_string()).collect(),
-            changelog: false,
-            tally: None,
-        };
+        let spec = OutputSpec::new(crate::plan::DUPLICATES, &dedup::DUPLICATE_COLUMNS);
         sinks.push((
             crate::plan::DUPLICATES.to_string(),
             sink::sink(rows, spec, out_dir.clone(), collect, Vec::clone),
+        ));
+    }
+
+    // Enrichment stages read their context sources' events after those sources' schema and
+    // dedup stages.
+    let contexts = events.clone();
+    let mut blocked = Vec::new();
+    let mut stats = Vec::new();
+    let mut delivered: Vec<(String, Vec<Accessor>, &crate::plan::SourcePlan, EventsOf<'_>)> = Vec::new();
+    for stage in &plan.enrichments {
+        let source = &plan.sources[stage.source];
+        let fields = (source.time_field.as_str(), source.type_field.as_str());
+        let mut stream = events[stage.source].clone();
+        for join in &stage.joins {
+            let context = &plan.sources[join.context];
+            let out = enrich::render(stream, contexts[join.context].clone(), join, context);
+            stream = out.clone().flat_map(|o| match o {
+                enrich::JoinOut::Event(e) => Some(e),
+                _ => None,
+            });
+            counters.push(out.clone().flat_map(|o| match o {
+                enrich::JoinOut::Count(c) => Some(c),
+                _ => None,
+            }));
+            dead.push(out.flat_map(|o| match o {
+                enrich::JoinOut::Dead(d) => Some(d),
+                _ => None,
+            }));
+        }
+        let out = rules::render(stream, stage, &source.name, fields);
+        events[stage.source] = out.clone().flat_map(|o| match o {
+            rules::RuleOut::Event(e) => Some(e),
+            _ => None,
+        });
+        counters.push(out.clone().flat_map(|o| match o {
+            rules::RuleOut::Count(c) => Some(c),
+            _ => None,
+        }));
+        blocked.push(out.clone().flat_map(|o| match o {
+            rules::RuleOut::Blocked(row) => Some(row),
+            _ => None,
+        }));
+        let stat_events = out.clone().flat_map(|o| match o {
+            rules::RuleOut::Stat(e) => Some(e),
+            _ => None,
+        });
+        let (rows, rejected) = window::render(stat_events, &rule_stats_plan(stage), ("time", "type"));
+        stats.push(rows);
+        dead.push(rejected);
+        if let Some(name) = &stage.output {
+            delivered.push((name.clone(), stage.order_by.clone(), source, events[stage.source].clone()));
+        }
+        for rule in &stage.rules {
+            if let crate::plan::RuleAction::Route {
+                destination: Some(d), ..
+            } = &rule.action
+            {
+                if delivered.iter().any(|(n, ..)| n == d) {
+                    continue;
+                }
+                let wanted = crate::value::Sym::new(d);
+                let routed = out.clone().flat_map(move |o| match o {
+                    rules::RuleOut::Routed(dest, e) if dest == wanted => Some(e),
+                    _ => None,
+                });
+                delivered.push((d.clone(), stage.order_by.clone(), source, routed));
+            }
+        }
+    }
+    for (name, order_by, source, stream) in delivered {
+        let stream = stream.probe_with(&probe);
+        let mut columns = vec![source.time_field.as_str(), "_payload"];
+        if !source.type_field.is_empty() {
+            columns.insert(1, source.type_field.as_str());
+        }
+        let spec = OutputSpec {
+            sort_prefix: order_by.len() + 1,
+            flatten: true,
+            ..OutputSpec::new(&name, &columns)
+        };
+        let has_type = !source.type_field.is_empty();
+        let to_row = move |e: &Event| {
+            // The sort key: the `order_by` values, then a marker so that the prefix is never empty.
+            let mut row: Vec<Value> = order_by.iter().map(|a| a.get(e).unwrap_or(Value::Null)).collect();
+            row.push(Value::Null);
+            row.push(Value::Time(e.time));
+            if has_type {
+                row.push(Value::str(e.kind.as_str()));
+            }
+            row.push(e.payload_value());
+            row
+        };
+        sinks.push((name.clone(), sink::sink(stream, spec, out_dir.clone(), collect, to_row)));
+    }
+    if !plan.enrichments.is_empty() {
+        let rows = differential_dataflow::collection::concatenate(scope, blocked).probe_with(&probe);
+        let spec = OutputSpec::new(crate::plan::BLOCKED, &rules::BLOCKED_COLUMNS);
+        sinks.push((
+            crate::plan::BLOCKED.to_string(),
+            sink::sink(rows, spec, out_dir.clone(), collect, Vec::clone),
+        ));
+        let rows = differential_dataflow::collection::concatenate(scope, stats).probe_with(&probe);
+        let spec = OutputSpec::new(crate::plan::RULE_STATS, &RULE_STATS_COLUMNS);
+        sinks.push((
+            crate::plan::RULE_STATS.to_string(),
+            sink::sink(rows, spec, out_dir.clone(), collect, window_row_values),
+        ));
+    }
+    if !counters.is_empty() {
+        let rows = differential_dataflow::collection::concatenate(scope, counters).probe_with(&probe);
+        let spec = OutputSpec {
+            snapshot: true,
+            ..OutputSpec::new(crate::plan::COUNTERS, &["metric", "label"])
+        };
+        let to_row = |c: &enrich::Counter| vec![Value::str(c.metric.as_str()), Value::str(c.label.as_str())];
+        sinks.push((
+            crate::plan::COUNTERS.to_string(),
+            sink::sink(rows, spec, out_dir.clone(), collect, to_row),
         ));
     }
 
@@ -195,10 +359,9 @@ pub fn render(
         let (rows, rejected) = window::render(events[agg.source].clone(), agg, fields);
         dead.push(rejected);
         let spec = OutputSpec {
-            name: agg.name.clone(),
             columns: aggregate_columns(agg),
             changelog: agg.emit == Emit::Updates,
-            tally: None,
+            ..OutputSpec::new(&agg.name, &[])
         };
         let rows = rows.probe_with(&probe);
         let result = sink::sink(rows, spec, out_dir.clone(), collect, window_row_values);
@@ -207,10 +370,9 @@ pub fn render(
 
     let letters = differential_dataflow::collection::concatenate(scope, dead).probe_with(&probe);
     let spec = OutputSpec {
-        name: crate::DEAD_LETTERS.into(),
         columns: DeadLetter::columns(),
-        changelog: false,
         tally: Some(1),
+        ..OutputSpec::new(crate::DEAD_LETTERS, &[])
     };
     let result = sink::sink(letters, spec, out_dir, collect, DeadLetter::row);
     sinks.push((crate::DEAD_LETTERS.to_string(), result));

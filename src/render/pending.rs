@@ -55,17 +55,21 @@ impl<D> Pending<D> {
     /// and the frontier's least time (`None` once the input is exhausted).
     pub fn ready(&mut self, frontier: &MutableAntichain<u64>) -> (Vec<(u64, Vec<D>)>, Option<u64>) {
         let limit = frontier.frontier().iter().min().copied();
+        (self.ready_until(limit), limit)
+    }
+
+    /// Removes and returns, in time order, the times before `limit` (all when `None`).
+    pub fn ready_until(&mut self, limit: Option<u64>) -> Vec<(u64, Vec<D>)> {
         let times: Vec<u64> = self
             .by_time
             .keys()
             .copied()
             .take_while(|t| limit.is_none_or(|l| *t < l))
             .collect();
-        let ready = times
+        times
             .into_iter()
             .map(|t| (t, self.by_time.remove(&t).expect("listed above")))
-            .collect();
-        (ready, limit)
+            .collect()
     }
 
     /// The earliest time still waiting.

@@ -29,6 +29,30 @@ pub struct OutputSpec {
     pub changelog: bool,
     /// Count rows by the value of this column (dead letters by reason).
     pub tally: Option<usize>,
+    /// Rows arrive with this many leading values that are a sort key, not columns: parts are
+    /// sorted by `(key, time, row)` and hold only times the input frontier has passed, so the
+    /// output is in time order per key across parts (ordered delivery).
+    pub sort_prefix: usize,
+    /// The last value of each row is an object whose fields become the trailing columns (the
+    /// union over the part, each part with its own schema).
+    pub flatten: bool,
+    /// Write the collection once, when the input is exhausted: each distinct row with a `value`
+    /// column holding its net count (counters).
+    pub snapshot: bool,
+}
+
+impl OutputSpec {
+    pub fn new(name: &str, columns: &[&str]) -> OutputSpec {
+        OutputSpec {
+            name: name.to_string(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            changelog: false,
+            tally: None,
+            sort_prefix: 0,
+            flatten: false,
+            snapshot: false,
+        }
+    }
 }
 
 /// What a sink has seen, shared with the driver.
@@ -44,6 +68,8 @@ pub struct SinkResult {
     pub error: Option<String>,
     /// Net count of rows per value of the [`OutputSpec::tally`] column.
     pub tally: std::collections::BTreeMap<String, i64>,
+    /// Net count per distinct row, for [`OutputSpec::snapshot`] outputs.
+    pub snapshot: std::collections::BTreeMap<Vec<Value>, i64>,
 }
 
 /// Attaches a sink to `collection`; `to_row` turns a record into the output's columns.
@@ -66,7 +92,8 @@ where
     } else {
         None
     };
-    let tally = spec.tally;
+    let (tally, snapshot, ordered) = (spec.tally, spec.snapshot, spec.sort_prefix > 0);
+    let mut written = false;
     let mut writer = PartWriter {
         spec,
         dir,
@@ -87,8 +114,13 @@ where
                         if let Some(c) = tally {
                             *res.tally.entry(row[c].to_string()).or_default() += r as i64;
                         }
+                        if snapshot {
+                            *res.snapshot.entry(row).or_default() += r as i64;
+                            continue;
+                        }
                         if collect {
-                            res.collected.push((row.clone(), t, r));
+                            let columns = row[writer.spec.sort_prefix..].to_vec();
+                            res.collected.push((columns, t, r));
                         }
                         if writer.dir.is_some() {
                             writer.buffer.push((row, t, r));
@@ -97,10 +129,44 @@ where
                 }
             });
             let done = frontier.is_empty();
+            if snapshot {
+                if done && !written {
+                    written = true;
+                    let mut rows: Vec<(Vec<Value>, u64, isize)> = Vec::new();
+                    for (row, n) in res.snapshot.iter().filter(|(_, n)| **n != 0) {
+                        let mut row = row.clone();
+                        row.push(Value::Int(*n));
+                        rows.push((row, 0, 1));
+                    }
+                    writer.buffer = rows;
+                    if let Err(e) = writer.flush(0) {
+                        res.error = Some(e);
+                    } else if writer.dir.is_some() {
+                        res.parts = 1;
+                    }
+                }
+                return;
+            }
             if (writer.buffer.len() >= FLUSH_ROWS || (done && (!writer.buffer.is_empty() || res.parts == 0)))
                 && res.error.is_none()
             {
-                match writer.flush(res.parts) {
+                // Ordered outputs write only the times the frontier has passed, keeping the rest.
+                let limit = frontier.frontier().iter().min().copied();
+                let kept: Vec<(Vec<Value>, u64, isize)> = match (ordered, limit) {
+                    (true, Some(limit)) => {
+                        let (ready, kept) = std::mem::take(&mut writer.buffer).into_iter().partition(|u| u.1 < limit);
+                        writer.buffer = ready;
+                        kept
+                    }
+                    _ => Vec::new(),
+                };
+                let result = if writer.buffer.is_empty() && !done {
+                    Ok(false)
+                } else {
+                    writer.flush(res.parts)
+                };
+                writer.buffer.extend(kept);
+                match result {
                     Ok(true) => res.parts += 1,
                     Ok(false) => {}
                     Err(e) => res.error = Some(e),
@@ -126,8 +192,24 @@ impl PartWriter {
             return Ok(false);
         };
         let mut updates = std::mem::take(&mut self.buffer);
-        updates.sort_by(|a, b| (a.1, &a.0, a.2).cmp(&(b.1, &b.0, b.2)));
+        let k = self.spec.sort_prefix;
+        updates.sort_by(|a, b| (&a.0[..k], a.1, &a.0[k..], a.2).cmp(&(&b.0[..k], b.1, &b.0[k..], b.2)));
         let mut columns = self.spec.columns.clone();
+        if self.spec.snapshot {
+            columns.push("value".into());
+        }
+        let mut extra: Vec<crate::value::Sym> = Vec::new();
+        if self.spec.flatten {
+            columns.pop();
+            let mut names = std::collections::BTreeSet::new();
+            for (row, _, _) in &updates {
+                if let Some(Value::Object(fields)) = row.last() {
+                    names.extend(fields.iter().map(|(k, _)| *k));
+                }
+            }
+            extra = names.into_iter().filter(|n| !columns.iter().any(|c| c == n.as_str())).collect();
+            columns.extend(extra.iter().map(|n| n.as_str().to_string()));
+        }
         if self.spec.changelog {
             columns.push("time".into());
             columns.push("diff".into());
@@ -135,6 +217,19 @@ impl PartWriter {
         let rows: Vec<Vec<Value>> = updates
             .into_iter()
             .map(|(mut row, t, r)| {
+                row.drain(..k);
+                if self.spec.flatten {
+                    let object = row.pop();
+                    let fields = match &object {
+                        Some(Value::Object(fields)) => &fields[..],
+                        _ => &[],
+                    };
+                    row.extend(
+                        extra
+                            .iter()
+                            .map(|n| crate::value::lookup(fields, *n).cloned().unwrap_or(Value::Null)),
+                    );
+                }
                 if self.spec.changelog {
                     row.push(Value::Time(t as i64));
                     row.push(Value::Int(r as i64));
@@ -143,8 +238,8 @@ impl PartWriter {
             })
             .collect();
         let batch = match &self.schema {
-            None => rows_to_batch(&columns, &rows),
-            Some(schema) => rows_to_batch_with_schema(schema, &rows),
+            Some(schema) if !self.spec.flatten => rows_to_batch_with_schema(schema, &rows),
+            _ => rows_to_batch(&columns, &rows),
         }
         .map_err(|e| e.to_string())?;
         let folder = dir.join(&self.spec.name);

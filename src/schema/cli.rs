@@ -97,6 +97,7 @@ pub fn infer_files_with(
             paths: vec![path.clone()],
             time_field: time_field.into(),
             type_field: type_field.into(),
+            fixed_type: None,
             time_unit_ms: 1.0,
             allowed_lateness_ms: 0,
             projection: None,

@@ -162,7 +162,7 @@ fn parse_text(
     for (k, v) in map {
         if k == plan.time_field {
             time = Some(v);
-        } else if k == plan.type_field {
+        } else if k == plan.type_field && plan.fixed_type.is_none() {
             kind_sym = Some(v);
         } else if plan.projection.as_ref().is_none_or(|p| p.contains(&k)) {
             fields.push((Sym::new(&k), Value::from_json(v)));
@@ -173,16 +173,17 @@ fn parse_text(
         Some(t) => time_ms(Value::from_json(t), plan.time_unit_ms)
             .map_err(|e| ("bad_time", format!("{}: {e}", plan.time_field), None))?,
     };
-    let kind = match kind_sym {
-        Some(serde_json::Value::String(s)) => types.get(&s),
-        Some(other) => {
+    let kind = match (kind_sym, &plan.fixed_type) {
+        (_, Some(fixed)) => types.get(fixed),
+        (Some(serde_json::Value::String(s)), None) => types.get(&s),
+        (Some(other), None) => {
             return Err((
                 "missing_type",
                 format!("{}: {} is not a string", plan.type_field, kind(&other)),
                 Some(time),
             ))
         }
-        None => return Err(("missing_type", format!("no `{}` field", plan.type_field), Some(time))),
+        (None, None) => return Err(("missing_type", format!("no `{}` field", plan.type_field), Some(time))),
     };
     Ok(Event::new(time, kind, fields))
 }
@@ -202,13 +203,16 @@ fn parse_fast(plan: &SourcePlan, types: &mut TypeCache, text: &str) -> Option<Ev
         let name = k.as_str();
         if name == plan.time_field {
             time = Some(v);
-        } else if name == plan.type_field {
+        } else if name == plan.type_field && plan.fixed_type.is_none() {
             kind_value = Some(v);
         } else if plan.projection.as_ref().is_none_or(|p| p.iter().any(|f| f == name)) {
             fields.push((k, v));
         }
     }
     let time = time_ms(time?, plan.time_unit_ms).ok()?;
+    if let Some(fixed) = &plan.fixed_type {
+        return Some(Event::new(time, types.get(fixed), fields));
+    }
     let Some(Value::Str(kind)) = kind_value else {
         return None;
     };
@@ -411,6 +415,7 @@ mod tests {
             paths: Vec::new(),
             time_field: "ts".into(),
             type_field: "type".into(),
+            fixed_type: None,
             time_unit_ms: 1.0,
             allowed_lateness_ms: 0,
             projection: None,

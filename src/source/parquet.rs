@@ -48,7 +48,9 @@ pub fn splits(plan: &SourcePlan, files: &[PathBuf]) -> Result<Vec<Split>, Source
         let (file, meta) = load(path)?;
         let schema = meta.schema().clone();
         let tcol = column_index(&schema, &plan.time_field, path, "time")?;
-        column_index(&schema, &plan.type_field, path, "type")?;
+        if plan.fixed_type.is_none() {
+            column_index(&schema, &plan.type_field, path, "type")?;
+        }
         let dtype = schema.field(tcol).data_type().clone();
         let leaf = meta
             .parquet_schema()
@@ -195,19 +197,24 @@ impl ParquetReader {
         for (field, array) in schema.fields().iter().zip(batch.columns()) {
             if field.name() == &self.plan.time_field {
                 time_col = Some(Col::new(array));
-            } else if field.name() == &self.plan.type_field {
+            } else if field.name() == &self.plan.type_field && self.plan.fixed_type.is_none() {
                 type_col = Some(Col::new(array));
             } else {
                 payload.push((Sym::new(field.name()), Col::new(array)));
             }
         }
         payload.sort_by_key(|a| a.0);
-        let (Some(time_col), Some(type_col)) = (time_col, type_col) else {
-            unreachable!("time and type columns were checked when the splits were made")
+        let Some(time_col) = time_col else {
+            unreachable!("the time column was checked when the splits were made")
         };
+        let fixed = self.plan.fixed_type.as_ref().map(|t| self.types.get(t));
         for row in 0..batch.num_rows() {
             let time = time_col.time_ms(row, self.plan.time_unit_ms);
-            let kind = type_col.str_at(row).map(|s| self.types.get(s));
+            let kind = match (&fixed, &type_col) {
+                (Some(k), _) => Some(*k),
+                (None, Some(col)) => col.str_at(row).map(|s| self.types.get(s)),
+                (None, None) => None,
+            };
             let mut fields: Vec<(Sym, Value)> = Vec::with_capacity(payload.len());
             for (name, col) in &payload {
                 let v = col.get(row);
@@ -238,7 +245,9 @@ impl ParquetReader {
                     };
                     let mut record = serde_json::Map::new();
                     record.insert(self.plan.time_field.clone(), time_col.get(row).to_json());
-                    record.insert(self.plan.type_field.clone(), type_col.get(row).to_json());
+                    if let Some(col) = &type_col {
+                        record.insert(self.plan.type_field.clone(), col.get(row).to_json());
+                    }
                     for (k, v) in &fields {
                         record.insert(k.to_string(), v.to_json());
                     }

@@ -1,0 +1,209 @@
+//! Derived fields and rules: `events: Collection<Event>` → `Collection<RuleOut>`. A pure function
+//! of each event, applied where the event is (no exchange); times are unchanged.
+//!
+//! For each event, in this order:
+//! 1. **Derived fields**, in spec order; each sees the ones before it. A field whose expression
+//!    fails on this event's data (a type error, say) is left out and `derive_failures` counts it.
+//! 2. **Rules**, in spec order. A rule whose condition is true *matches* and acts:
+//!    - `allow`: adds its mark to `_marks`; later `block` rules match but do not block the event.
+//!    - `block`: sends the event to `blocked` with the rule's id; later rules do not see it.
+//!    - `route`: adds its destination to `_routes` (the event is also written to that output)
+//!      and its hints to `_hints`.
+//!    - `transform`: sets (expressions, evaluated on the event before this rule), removes, then
+//!      renames top-level fields; later rules see the result.
+//!
+//!    A rule whose condition or `set` expression fails on this event's data leaves the event
+//!    unchanged, counts a failure, and evaluation goes on with the next rule.
+//!
+//! Besides events, the stage emits blocked rows, one `rule_stat` event per rule outcome (the
+//! `rule_stats` windowed aggregate counts them), and counters.
+
+use std::sync::Arc;
+
+use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
+
+use crate::event::Event;
+use crate::plan::{EnrichPlan, RuleAction};
+use crate::render::enrich::Counter;
+use crate::value::{Sym, Value};
+
+/// Columns of the `blocked` output.
+pub const BLOCKED_COLUMNS: [&str; 4] = ["rule_id", "event_time", "event_type", "record"];
+
+/// Event type of the synthetic events that `rule_stats` counts.
+pub const RULE_STAT: &str = "rule_stat";
+
+/// What the rules stage emits.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum RuleOut {
+    /// An event that passed, with its marks, routes, hints and transforms.
+    Event(Event),
+    /// A copy of a passed event for a route's destination output.
+    Routed(Sym, Event),
+    /// A `blocked` row.
+    Blocked(Vec<Value>),
+    /// A `rule_stat` event: `rule_id`, `action` and `outcome` (`match`, `action`, `failure`).
+    Stat(Event),
+    Count(Counter),
+}
+
+/// The stage's names, interned once.
+struct Names {
+    marks: Sym,
+    routes: Sym,
+    hints: Sym,
+    stat: Sym,
+    rule_id: Sym,
+    action: Sym,
+    outcome: Sym,
+    processed: Counter,
+    enriched: Counter,
+    filtered: Counter,
+}
+
+/// Renders `plan`'s derived fields and rules over `events` of `source` (whose time and type
+/// field names `fields` gives, for blocked records).
+pub fn render<'s>(
+    events: VecCollection<'s, u64, Event, isize>,
+    plan: &EnrichPlan,
+    source: &str,
+    fields: (&str, &str),
+) -> VecCollection<'s, u64, RuleOut, isize> {
+    let plan = Arc::new(plan.clone());
+    let (time_field, type_field) = (fields.0.to_string(), fields.1.to_string());
+    let names = Names {
+        marks: Sym::new("_marks"),
+        routes: Sym::new("_routes"),
+        hints: Sym::new("_hints"),
+        stat: Sym::new(RULE_STAT),
+        rule_id: Sym::new("rule_id"),
+        action: Sym::new("action"),
+        outcome: Sym::new("outcome"),
+        processed: Counter::new("events_processed", source),
+        enriched: Counter::new("events_enriched", source),
+        filtered: Counter::new("events_filtered", source),
+    };
+    let aliases: Vec<Sym> = plan.joins.iter().map(|j| Sym::new(&j.alias)).collect();
+    let derived: Vec<(Sym, Counter)> = plan
+        .derive
+        .iter()
+        .map(|(f, _)| (Sym::new(f), Counter::new("derive_failures", f)))
+        .collect();
+    events.flat_map(move |event| {
+        let mut out = vec![RuleOut::Count(names.processed)];
+        if aliases.iter().any(|a| crate::value::lookup(&event.payload, *a).is_some()) {
+            out.push(RuleOut::Count(names.enriched));
+        }
+        let mut event = event;
+        for ((_, expr), (field, failures)) in plan.derive.iter().zip(&derived) {
+            match expr.eval(&event) {
+                Ok(Value::Null) => {}
+                Ok(v) => event = event.with_field(*field, v),
+                Err(_) => out.push(RuleOut::Count(*failures)),
+            }
+        }
+        apply_rules(&plan, &names, event, &time_field, &type_field, &mut out);
+        out
+    })
+}
+
+fn apply_rules(
+    plan: &EnrichPlan,
+    names: &Names,
+    mut event: Event,
+    time_field: &str,
+    type_field: &str,
+    out: &mut Vec<RuleOut>,
+) {
+    let stat = |rule: &str, action: &str, outcome: &str, time: i64| {
+        RuleOut::Stat(Event::new(
+            time,
+            names.stat,
+            vec![
+                (names.rule_id, Value::str(rule)),
+                (names.action, Value::str(action)),
+                (names.outcome, Value::str(outcome)),
+            ],
+        ))
+    };
+    let (mut marks, mut routes, mut hints): (Vec<Value>, Vec<Value>, Vec<(Sym, Value)>) = Default::default();
+    let mut allowed = false;
+    for rule in &plan.rules {
+        let action = rule.action.name();
+        match rule.when.is_true(&event) {
+            Err(_) => {
+                out.push(stat(&rule.id, action, "failure", event.time));
+                out.push(RuleOut::Count(Counter::new("rule_failures", &rule.id)));
+                continue;
+            }
+            Ok(false) => continue,
+            Ok(true) => out.push(stat(&rule.id, action, "match", event.time)),
+        }
+        match &rule.action {
+            RuleAction::Allow { mark } => {
+                allowed = true;
+                marks.push(Value::str(mark));
+            }
+            RuleAction::Block if allowed => continue,
+            RuleAction::Block => {
+                out.push(stat(&rule.id, action, "action", event.time));
+                out.push(RuleOut::Count(names.filtered));
+                out.push(RuleOut::Blocked(vec![
+                    Value::str(&rule.id),
+                    Value::Time(event.time),
+                    Value::str(event.kind.as_str()),
+                    Value::str(&event.to_json(time_field, type_field).to_string()),
+                ]));
+                return;
+            }
+            RuleAction::Route { destination, hints: h } => {
+                if let Some(d) = destination {
+                    let d = Value::str(d);
+                    if !routes.contains(&d) {
+                        routes.push(d);
+                    }
+                }
+                for (k, v) in h {
+                    hints.push((Sym::new(k), v.clone()));
+                }
+            }
+            RuleAction::Transform { set, remove, rename } => {
+                let values: Result<Vec<Value>, _> = set.iter().map(|(_, e)| e.eval(&event)).collect();
+                let Ok(values) = values else {
+                    out.push(stat(&rule.id, action, "failure", event.time));
+                    out.push(RuleOut::Count(Counter::new("rule_failures", &rule.id)));
+                    continue;
+                };
+                for ((field, _), v) in set.iter().zip(values) {
+                    event = event.with_field(Sym::new(field), v);
+                }
+                for field in remove {
+                    event = event.without_field(Sym::new(field));
+                }
+                for (from, to) in rename {
+                    let from = Sym::new(from);
+                    if let Some(v) = crate::value::lookup(&event.payload, from).cloned() {
+                        event = event.without_field(from).with_field(Sym::new(to), v);
+                    }
+                }
+            }
+        }
+        out.push(stat(&rule.id, action, "action", event.time));
+    }
+    if !marks.is_empty() {
+        event = event.with_field(names.marks, Value::List(marks.into()));
+    }
+    if !hints.is_empty() {
+        event = event.with_field(names.hints, Value::object(hints));
+    }
+    if !routes.is_empty() {
+        event = event.with_field(names.routes, Value::List(routes.clone().into()));
+        for r in &routes {
+            if let Value::Str(d) = r {
+                out.push(RuleOut::Routed(Sym::new(d), event.clone()));
+            }
+        }
+    }
+    out.push(RuleOut::Event(event));
+}
