@@ -386,9 +386,12 @@ fn continuous<'s>(
         JoinOut::Count(Counter::new("context_hits", &join.alias)),
         JoinOut::Count(Counter::new("context_misses", &join.alias)),
     );
+    // Joins emit a change and its undoing at one time (a row moving from miss to hit, say)
+    // without consolidating them; the view's consumers should see net changes only.
     hits.clone()
         .map(JoinOut::Event)
         .concat(hits.map(move |_| hit.clone()))
         .concat(misses.clone().map(JoinOut::Event))
         .concat(misses.map(move |_| miss.clone()))
+        .consolidate()
 }

@@ -138,6 +138,9 @@ where
                         row.push(Value::Int(*n));
                         rows.push((row, 0, 1));
                     }
+                    if collect {
+                        res.collected = rows.clone();
+                    }
                     writer.buffer = rows;
                     if let Err(e) = writer.flush(0) {
                         res.error = Some(e);

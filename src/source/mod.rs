@@ -14,6 +14,7 @@
 pub mod arrow_read;
 pub mod ndjson;
 pub mod parquet;
+pub mod ranges;
 
 use std::path::{Path, PathBuf};
 
@@ -87,6 +88,8 @@ impl Layout {
         let splits = match plan.format {
             Format::Parquet => parquet::splits(plan, &files)?,
             Format::Ndjson => ndjson::splits(plan, &files)?,
+            // Lines arrive over TCP (`crate::serve`), not from splits.
+            Format::Tcp => Vec::new(),
         };
         Ok(Layout { files, splits })
     }
@@ -119,7 +122,7 @@ impl Layout {
 fn expand(plan: &SourcePlan) -> Result<Vec<PathBuf>, SourceError> {
     let exts: &[&str] = match plan.format {
         Format::Parquet => &["parquet"],
-        Format::Ndjson => &["ndjson", "jsonl", "json"],
+        Format::Ndjson | Format::Tcp => &["ndjson", "jsonl", "json"],
     };
     let mut files = Vec::new();
     for path in &plan.paths {
@@ -188,7 +191,7 @@ pub trait SplitReader {
 pub fn reader(plan: &SourcePlan, layout: &Layout) -> Box<dyn SplitReader> {
     match plan.format {
         Format::Parquet => Box::new(parquet::ParquetReader::new(plan, &layout.files)),
-        Format::Ndjson => Box::new(ndjson::NdjsonReader::new(plan, &layout.files)),
+        Format::Ndjson | Format::Tcp => Box::new(ndjson::NdjsonReader::new(plan, &layout.files)),
     }
 }
 

@@ -5,6 +5,7 @@
 mod bad_input;
 mod cli;
 mod dedup;
+mod enrich;
 mod duckdb;
 mod golden;
 mod oracle;
