@@ -54,10 +54,13 @@ enum Command {
     Schema(SchemaCommand),
     /// Write a deterministic synthetic event log (.parquet or .ndjson by extension).
     #[command(
-        after_help = "Example:\n  sluice generate learning --events 1000000 --seed 7 --out learning.parquet\n  sluice generate evolving --events 20000 --out events.ndjson   (also writes events.ndjson.truth.json)"
+        after_help = "Example:\n  sluice generate learning --events 1000000 --seed 7 --out learning.parquet\n  \
+        sluice generate learning --events 50000 --seed 42 --out events.parquet --context ctx/   (profiles, items)\n  \
+        sluice generate evolving --events 20000 --out events.ndjson   (also writes events.ndjson.truth.json)\n  \
+        sluice generate uploads --events 20000 --out uploads.parquet --context ctx/ --ranges 500   (geo, profiles, sensors, prices)"
     )]
     Generate {
-        /// Scenario: learning or evolving.
+        /// Scenario: learning, evolving or uploads.
         scenario: String,
         #[arg(long, default_value_t = 100_000)]
         events: usize,
@@ -65,7 +68,106 @@ enum Command {
         seed: u64,
         #[arg(long)]
         out: PathBuf,
+        /// Also write the scenario's context tables (Parquet) to DIR: learning, uploads.
+        #[arg(long, value_name = "DIR")]
+        context: Option<PathBuf>,
+        /// uploads: number of users [default: events / 20, at least 10].
+        #[arg(long)]
+        users: Option<usize>,
+        /// uploads: number of geo ranges [default: 1000].
+        #[arg(long)]
+        ranges: Option<usize>,
     },
+    /// Run a spec continuously over NDJSON lines sent to its tcp sources (see README, "Serving over TCP").
+    #[command(
+        after_help = "Example:\n  sluice serve dataflows/tcp/learning_stream.toml --listen 127.0.0.1:7070 --wal wal/ --out out/\n\n\
+        Clients send one JSON event a line, optionally after {\"hello\":1,\"client\":\"ID\",\"source\":\"NAME\",\"token\":\"T\"};\n\
+        the server answers {\"ack\":N} once the client's lines up to N are durable. SIGINT or SIGTERM\n\
+        drains, writes the outputs and removes the log."
+    )]
+    Serve(ServeArgs),
+    /// Stream an NDJSON or Parquet file to `sluice serve`, resending what was not acknowledged.
+    #[command(after_help = "Example:\n  sluice send events.ndjson --to 127.0.0.1:7070 --rate 20000 --connections 4")]
+    Send(SendArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    spec: PathBuf,
+    /// Address to accept clients on; anything but loopback requires --auth-token.
+    #[arg(long)]
+    listen: std::net::SocketAddr,
+    /// Write-ahead log folder: acknowledged lines survive a crash and are replayed on restart.
+    #[arg(long)]
+    wal: Option<PathBuf>,
+    /// Worker threads.
+    #[arg(long, short = 'w', default_value_t = 1)]
+    workers: usize,
+    /// Write every output as Parquet under DIR/NAME/ (at shutdown, and every 1M updates).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Token clients must present in their hello line.
+    #[arg(long)]
+    auth_token: Option<String>,
+    /// Override a file source's path: NAME=PATH (repeatable).
+    #[arg(long = "input", value_parser = parse_input)]
+    inputs: Vec<(String, PathBuf)>,
+    /// Without events for this long, a source's watermark moves with the wall clock (`off` never).
+    #[arg(long, default_value = "5s")]
+    idle_timeout: String,
+    /// Longer lines become dead letters `too_large` (not buffered).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_line_bytes: usize,
+    /// Deeper JSON nesting becomes dead letters `depth_exceeded`.
+    #[arg(long, default_value_t = 64)]
+    max_depth: usize,
+    /// Further connections are refused.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Distinct field names the server learns; lines adding more are dead letters `too_many_fields`.
+    #[arg(long, default_value_t = 100_000)]
+    max_field_names: usize,
+    /// Close connections silent for this long.
+    #[arg(long, default_value = "5m")]
+    conn_idle_timeout: String,
+    /// Bytes of lines queued for the workers over all connections (then sockets are not read).
+    #[arg(long, default_value_t = 64 << 20)]
+    queue_bytes: usize,
+    /// Network threads.
+    #[arg(long, default_value_t = 1)]
+    io_threads: usize,
+}
+
+#[derive(Args)]
+struct SendArgs {
+    /// NDJSON file (one event a line) or Parquet file (each row becomes a JSON line).
+    file: PathBuf,
+    /// Server address.
+    #[arg(long)]
+    to: std::net::SocketAddr,
+    /// Lines per second over all connections (default: as fast as acknowledgements allow).
+    #[arg(long)]
+    rate: Option<f64>,
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// TCP source to feed (default: the spec's first).
+    #[arg(long)]
+    source: Option<String>,
+    /// The server's --auth-token.
+    #[arg(long)]
+    token: Option<String>,
+    /// Client id prefix (connection c is ID-c); reuse it to resume an interrupted send.
+    #[arg(long)]
+    client: Option<String>,
+    /// Most unacknowledged lines per connection.
+    #[arg(long, default_value_t = 50_000)]
+    window: u64,
+    /// Give up after this long without reconnecting or an acknowledgement.
+    #[arg(long, default_value = "60s")]
+    patience: String,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -183,6 +285,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Schema(cmd) => schema_command(cmd)?,
+        Command::Serve(args) => serve_command(args)?,
+        Command::Send(args) => send_command(args)?,
         Command::Run(args) => {
             let mut plan = plan_file(&args.spec, &args.inputs)?;
             if let Some(dir) = &args.registry {
@@ -206,8 +310,21 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             events,
             seed,
             out,
+            context,
+            users,
+            ranges,
         } => {
-            let s = sluice::generate::generate(&scenario, events, seed, &out, progress)?;
+            let config = sluice::generate::GenerateConfig {
+                context,
+                users,
+                ranges,
+                progress,
+                ..sluice::generate::GenerateConfig::new(&scenario, events, seed, &out)
+            };
+            let s = sluice::generate::generate_with(&config).map_err(|e| match e.is_usage() {
+                true => anyhow::Error::from(UsageError(e.to_string())),
+                false => e.into(),
+            })?;
             println!(
                 "wrote {} events to {} ({} late, {} duplicates)",
                 s.events,
@@ -215,7 +332,106 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 s.late,
                 s.duplicates
             );
+            for table in &s.context {
+                println!("wrote {} rows to {}", table.rows, table.path.display());
+            }
         }
+    }
+    Ok(())
+}
+
+fn duration_flag(flag: &str, text: &str) -> anyhow::Result<std::time::Duration> {
+    sluice::plan::duration::parse_duration(text)
+        .map(std::time::Duration::from_millis)
+        .map_err(|e| UsageError(format!("--{flag} {text}: {e}")).into())
+}
+
+fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
+    use sluice::serve::{serve, Limits, ServeConfig};
+    use std::io::Write;
+    let plan = plan_file(&args.spec, &args.inputs)?;
+    let idle_timeout = match args.idle_timeout.as_str() {
+        "off" | "none" => None,
+        text => Some(duration_flag("idle-timeout", text)?),
+    };
+    let config = ServeConfig {
+        listen: args.listen,
+        wal_dir: args.wal,
+        workers: args.workers,
+        out_dir: args.out,
+        auth_token: args.auth_token,
+        idle_timeout,
+        io_threads: args.io_threads,
+        limits: Limits {
+            max_line_bytes: args.max_line_bytes,
+            max_depth: args.max_depth,
+            max_connections: args.max_connections,
+            max_field_names: args.max_field_names,
+            conn_idle_timeout: duration_flag("conn-idle-timeout", &args.conn_idle_timeout)?,
+            queue_bytes: args.queue_bytes,
+            ..Limits::default()
+        },
+    };
+    config.validate(&plan).map_err(|e| UsageError(e.to_string()))?;
+    let summary = serve(&plan, &config, |addr| {
+        println!("listening on {addr}");
+        let _ = std::io::stdout().flush();
+    })?;
+    let mut out = std::io::stdout().lock();
+    let secs = summary.elapsed.as_secs_f64().max(1e-9);
+    let _ = writeln!(
+        out,
+        "served {} events in {:.2}s on {} workers; log replayed {} records{}",
+        summary.events,
+        secs,
+        summary.workers,
+        summary.replayed.records,
+        if summary.wal_removed { "; log removed" } else { "" }
+    );
+    let _ = writeln!(out, "  {}", summary.counters);
+    for o in &summary.outputs {
+        let place = match &config.out_dir {
+            Some(dir) => format!(" -> {}", dir.join(&o.name).display()),
+            None => String::new(),
+        };
+        let _ = writeln!(out, "  {:<28} {:>10} updates {:>10} rows{place}", o.name, o.rows, o.net);
+    }
+    let reasons: Vec<String> = summary.dead_letters.iter().map(|(r, n)| format!("{r}: {n}")).collect();
+    let _ = writeln!(out, "  dead letters: {}", reasons.join(", "));
+    let _ = out.flush();
+    Ok(())
+}
+
+fn send_command(args: SendArgs) -> anyhow::Result<()> {
+    use sluice::serve::send::{send, Lines, SendConfig};
+    if args.connections == 0 {
+        return Err(UsageError("--connections must be at least 1".into()).into());
+    }
+    if args.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
+        return Err(UsageError("--rate must be positive".into()).into());
+    }
+    let lines = std::sync::Arc::new(Lines::read(&args.file)?);
+    let mut config = SendConfig {
+        to: args.to,
+        rate: args.rate,
+        connections: args.connections,
+        source: args.source,
+        token: args.token,
+        window: args.window.max(1),
+        patience: duration_flag("patience", &args.patience)?,
+        ..SendConfig::default()
+    };
+    if let Some(client) = args.client {
+        if !sluice::serve::protocol::valid_client_id(&format!("{client}-0")) {
+            return Err(UsageError(format!("--client `{client}`: use A-Z a-z 0-9 _ . : -")).into());
+        }
+        config.client = client;
+    }
+    let report = send(lines, &config)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{report}");
     }
     Ok(())
 }
@@ -338,5 +554,46 @@ fn write_summary(out: &mut impl std::io::Write, s: &RunSummary, config: &RunConf
     } else {
         format!(" ({})", reasons.join(", "))
     };
-    writeln!(out, "  late events: {}; dead letters: {total}{reasons}", s.late())
+    writeln!(out, "  late events: {}; dead letters: {total}{reasons}", s.late())?;
+    write_counters(out, &s.counters)
+}
+
+/// The enrichment counters, with each context stream's hit ratio.
+fn write_counters(
+    out: &mut impl std::io::Write,
+    counters: &std::collections::BTreeMap<(String, String), i64>,
+) -> std::io::Result<()> {
+    let get = |metric: &str, label: &str| {
+        counters
+            .get(&(metric.to_string(), label.to_string()))
+            .copied()
+            .unwrap_or(0)
+    };
+    let mut sources: Vec<&String> = counters
+        .keys()
+        .filter(|(m, _)| m == "events_processed")
+        .map(|(_, l)| l)
+        .collect();
+    sources.sort();
+    for source in sources {
+        writeln!(
+            out,
+            "  {source}: {} processed, {} enriched, {} filtered, {} deduplicated",
+            get("events_processed", source),
+            get("events_enriched", source),
+            get("events_filtered", source),
+            get("events_deduplicated", source),
+        )?;
+    }
+    for ((_, label), hits) in counters.iter().filter(|((m, _), _)| m == "context_hits") {
+        let misses = get("context_misses", label);
+        let ratio = *hits as f64 / (*hits + misses).max(1) as f64;
+        writeln!(
+            out,
+            "  context {label}: hit ratio {:.3} ({hits} hits, {misses} misses, {} stale)",
+            ratio,
+            get("context_stale", label)
+        )?;
+    }
+    Ok(())
 }

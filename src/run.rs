@@ -46,7 +46,7 @@ impl Default for RunConfig {
 }
 
 impl RunConfig {
-    fn timely(&self) -> timely::Config {
+    pub(crate) fn timely(&self) -> timely::Config {
         let communication = if self.processes > 1 {
             let addresses = if self.addresses.is_empty() {
                 (0..self.processes).map(|i| format!("localhost:{}", 2101 + i)).collect()
@@ -96,6 +96,8 @@ pub struct RunSummary {
     pub dead_letters: BTreeMap<String, i64>,
     /// Present when [`RunConfig::collect`] is set.
     pub collected: BTreeMap<String, Updates>,
+    /// The `counters` output at the end: (metric, label) → count.
+    pub counters: BTreeMap<(String, String), i64>,
 }
 
 impl RunSummary {
@@ -104,15 +106,26 @@ impl RunSummary {
     }
 }
 
-struct WorkerOutput {
-    outputs: Vec<OutputSummary>,
-    dead_letters: BTreeMap<String, i64>,
-    collected: BTreeMap<String, Updates>,
+/// What worker 0 reports at the end: every output's totals.
+pub(crate) struct WorkerOutput {
+    pub(crate) outputs: Vec<OutputSummary>,
+    pub(crate) dead_letters: BTreeMap<String, i64>,
+    pub(crate) collected: BTreeMap<String, Updates>,
+    pub(crate) counters: BTreeMap<(String, String), i64>,
 }
 
 /// Runs `plan` to completion.
 pub fn run(plan: &Plan, config: &RunConfig) -> Result<RunSummary, RunError> {
     let started = Instant::now();
+    if let Some(tcp) = plan.sources.iter().find(|s| s.format == crate::plan::Format::Tcp) {
+        return Err(RunError::Source {
+            path: PathBuf::new(),
+            message: format!(
+                "source `{}` arrives over TCP: serve the spec with `sluice serve`, or replay the source from a file with `--input {}=FILE`",
+                tcp.name, tcp.name
+            ),
+        });
+    }
     let layouts: Vec<Layout> = plan
         .sources
         .iter()
@@ -122,21 +135,15 @@ pub fn run(plan: &Plan, config: &RunConfig) -> Result<RunSummary, RunError> {
             path: plan.sources[0].paths[0].clone(),
             message: e.to_string(),
         })?;
+    crate::source::ranges::check(plan, &layouts).map_err(|e| RunError::Source {
+        path: PathBuf::new(),
+        message: e.to_string(),
+    })?;
     let total_rows: usize = layouts.iter().map(Layout::total_rows).sum();
     let registries: Vec<Registry> = plan.schemas.iter().map(load_registry).collect::<Result<_, _>>()?;
     tracing::info!(splits = layouts.iter().map(|l| l.splits.len()).sum::<usize>(), rows = total_rows, elapsed = ?started.elapsed(), "sources discovered");
-    if let Some(dir) = &config.out_dir {
-        if config.process == 0 {
-            for name in plan.output_names() {
-                let folder = dir.join(&name);
-                if folder.exists() {
-                    std::fs::remove_dir_all(&folder).map_err(|source| RunError::Io {
-                        path: folder.clone(),
-                        source,
-                    })?;
-                }
-            }
-        }
+    if config.process == 0 {
+        clear_outputs(plan, config.out_dir.as_deref())?;
     }
     let bar = if config.progress {
         crate::progress::bar(total_rows as u64, "events")
@@ -172,6 +179,7 @@ pub fn run(plan: &Plan, config: &RunConfig) -> Result<RunSummary, RunError> {
             summary.outputs = output.outputs;
             summary.dead_letters = output.dead_letters;
             summary.collected = output.collected;
+            summary.counters = output.counters;
         }
     }
     bar.finish_and_clear();
@@ -180,9 +188,26 @@ pub fn run(plan: &Plan, config: &RunConfig) -> Result<RunSummary, RunError> {
     Ok(summary)
 }
 
+/// Removes the output folders a run is about to write.
+pub(crate) fn clear_outputs(plan: &Plan, out_dir: Option<&std::path::Path>) -> Result<(), RunError> {
+    let Some(dir) = out_dir else {
+        return Ok(());
+    };
+    for name in plan.output_names() {
+        let folder = dir.join(&name);
+        if folder.exists() {
+            std::fs::remove_dir_all(&folder).map_err(|source| RunError::Io {
+                path: folder.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// A schema stage's registry: loaded from its `--registry` folder, with pinned schemas as the
 /// first versions of types that have none.
-fn load_registry(stage: &SchemaPlan) -> Result<Registry, RunError> {
+pub(crate) fn load_registry(stage: &SchemaPlan) -> Result<Registry, RunError> {
     let invalid = |path: &std::path::Path, message: String| RunError::Source {
         path: path.to_path_buf(),
         message,
@@ -216,34 +241,15 @@ fn drive(
     read: &AtomicU64,
 ) -> Result<Option<WorkerOutput>, String> {
     let index = worker.index();
-    let peers = worker.peers();
     let mut rendered =
         worker.dataflow::<u64, _, _>(|scope| render(plan, scope, registries, config.out_dir.clone(), config.collect));
     let tick_ms = plan.tick_ms as i64;
 
     for ((source, layout), inputs) in plan.sources.iter().zip(layouts).zip(rendered.inputs.iter_mut()) {
-        let prefix = layout.prefix_max();
-        let mut reader = source::reader(source, layout);
-        let mut watermark = Watermark::new(source.allowed_lateness_ms);
-        for (i, split) in layout.splits.iter().enumerate().filter(|(i, _)| i % peers == index) {
-            watermark.start_split(prefix[i]);
-            advance(inputs, &watermark, tick_ms);
-            let mut push = |chunk: &mut Vec<Decoded>| {
-                let n = chunk.len() as u64;
-                for decoded in chunk.drain(..) {
-                    admit(inputs, &mut watermark, decoded, tick_ms, source, |pos| {
-                        layout.location(split, pos)
-                    });
-                }
-                advance(inputs, &watermark, tick_ms);
-                inputs.events.flush();
-                inputs.dead.flush();
-                worker.step();
-                read.fetch_add(n, Ordering::Relaxed);
-                bar.inc(n);
-            };
-            reader.read(split, &mut push).map_err(|e| e.to_string())?;
-        }
+        read_splits(worker, source, layout, inputs, tick_ms, &mut |n| {
+            read.fetch_add(n, Ordering::Relaxed);
+            bar.inc(n);
+        })?;
     }
     let probe = rendered.probe.clone();
     tracing::info!(worker = index, "inputs read");
@@ -251,7 +257,50 @@ fn drive(
     while worker.step_or_park(None) {}
     tracing::info!(worker = index, "dataflow complete");
     debug_assert!(probe.done());
+    collect_outputs(&rendered, config.collect, index)
+}
 
+/// Reads this worker's splits of one file source into its inputs (split `i` is read by worker
+/// `i % peers`), advancing them with the watermark; `progress` gets the records read.
+pub(crate) fn read_splits(
+    worker: &mut timely::worker::Worker,
+    source: &SourcePlan,
+    layout: &Layout,
+    inputs: &mut SourceInputs,
+    tick_ms: i64,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(), String> {
+    let (index, peers) = (worker.index(), worker.peers());
+    let prefix = layout.prefix_max();
+    let mut reader = source::reader(source, layout);
+    let mut watermark = Watermark::new(source.allowed_lateness_ms);
+    for (i, split) in layout.splits.iter().enumerate().filter(|(i, _)| i % peers == index) {
+        watermark.start_split(prefix[i]);
+        advance(inputs, &watermark, tick_ms);
+        let mut push = |chunk: &mut Vec<Decoded>| {
+            let n = chunk.len() as u64;
+            for decoded in chunk.drain(..) {
+                admit(inputs, &mut watermark, decoded, tick_ms, source, |pos| {
+                    layout.location(split, pos)
+                });
+            }
+            advance(inputs, &watermark, tick_ms);
+            inputs.events.flush();
+            inputs.dead.flush();
+            worker.step();
+            progress(n);
+        };
+        reader.read(split, &mut push).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Worker 0's totals of every sink once the dataflow is complete (`None` on other workers).
+pub(crate) fn collect_outputs(
+    rendered: &crate::render::Rendered,
+    collect: bool,
+    index: usize,
+) -> Result<Option<WorkerOutput>, String> {
     if index != 0 {
         return Ok(None);
     }
@@ -259,6 +308,7 @@ fn drive(
         outputs: Vec::new(),
         dead_letters: BTreeMap::new(),
         collected: BTreeMap::new(),
+        counters: BTreeMap::new(),
     };
     for (name, result) in &rendered.sinks {
         let mut r = result.borrow_mut();
@@ -274,22 +324,30 @@ fn drive(
         if name == crate::DEAD_LETTERS {
             out.dead_letters = std::mem::take(&mut r.tally);
         }
-        if config.collect {
+        if name == crate::plan::COUNTERS {
+            out.counters = r
+                .snapshot
+                .iter()
+                .map(|(row, n)| ((row[0].to_string(), row[1].to_string()), *n))
+                .collect();
+        }
+        if collect {
             out.collected.insert(name.clone(), std::mem::take(&mut r.collected));
         }
     }
     Ok(Some(out))
 }
 
-/// Sends one decoded record: an on-time event at its tick, anything else as a dead letter.
-fn admit(
+/// Sends one decoded record: an on-time event at its tick (`None`), anything else as a dead
+/// letter (its reason).
+pub(crate) fn admit(
     inputs: &mut SourceInputs,
     watermark: &mut Watermark,
     decoded: Decoded,
     tick_ms: i64,
     source: &SourcePlan,
     location: impl Fn(u64) -> String,
-) {
+) -> Option<String> {
     // Dead letters are stamped with the watermark's tick where they were rejected, so their
     // times depend only on the log, not on how it was batched.
     let dead_time = |inputs: &SourceInputs, watermark: &Watermark| {
@@ -299,7 +357,9 @@ fn admit(
     let (event, pos) = match decoded {
         Decoded::Bad(letter) => {
             let t = dead_time(inputs, watermark);
-            return inputs.dead.update_at(*letter, t, 1);
+            let reason = letter.reason.clone();
+            inputs.dead.update_at(*letter, t, 1);
+            return Some(reason);
         }
         Decoded::Event(event, pos) => (event, pos),
     };
@@ -315,6 +375,7 @@ fn admit(
         let detail = format!("event time {} is before 1970-01-01", format_time(event.time));
         let t = dead_time(inputs, watermark);
         inputs.dead.update_at(reject("bad_time", detail), t, 1);
+        Some("bad_time".into())
     } else if watermark.observe(event.time) {
         let detail = format!(
             "event time {} is before the watermark {}",
@@ -323,15 +384,21 @@ fn admit(
         );
         let t = dead_time(inputs, watermark);
         inputs.dead.update_at(reject("late", detail), t, 1);
+        Some("late".into())
     } else {
         let tick = (event.time - event.time.rem_euclid(tick_ms)) as u64;
         inputs.events.update_at(event, tick, 1);
+        None
     }
 }
 
 /// Moves the inputs' time up to the watermark's tick.
-fn advance(inputs: &mut SourceInputs, watermark: &Watermark, tick_ms: i64) {
-    let wm = watermark.current();
+pub(crate) fn advance(inputs: &mut SourceInputs, watermark: &Watermark, tick_ms: i64) {
+    advance_to(inputs, watermark.current(), tick_ms);
+}
+
+/// Moves the inputs' time up to the tick of watermark `wm` (ms).
+pub(crate) fn advance_to(inputs: &mut SourceInputs, wm: i64, tick_ms: i64) {
     if wm <= 0 {
         return;
     }

@@ -4,7 +4,7 @@ DuckDB SQL from the same Parquet file, compared with sluice's Parquet outputs.
 Usage: duckdb_windows.py EVENTS.parquet SLUICE_OUT_DIR [LATENESS_MS]
 Exits 1 and prints the differences when any output disagrees.
 
-Lateness is recomputed in SQL: a row is late when its time is below the largest time of every
+Lateness, deduplication and the bot-blocking rule are recomputed in SQL: a row is late when its time is below the largest time of every
 earlier row in the file minus the allowed lateness (file order is arrival order).
 """
 import math
@@ -14,6 +14,9 @@ import duckdb
 
 events, out = sys.argv[1], sys.argv[2]
 lateness = int(sys.argv[3]) if len(sys.argv) > 3 else 120_000
+
+# The pattern of the spec's `bot_detection` rule.
+BOTS = "(?i)bot|curl/|python-requests"
 
 con = duckdb.connect()
 con.execute(f"""
@@ -25,6 +28,19 @@ create view on_time as
     select *, max(t) over (order by file_row_number rows between unbounded preceding and 1 preceding) as seen
     from raw)
   where seen is null or t >= seen - {lateness};
+-- The spec's dedup rules (the sample spans less than every TTL, so each key passes once: its
+-- first occurrence in event time), then its bot-detection block rule.
+create view deduped as
+  select * from on_time
+  qualify row_number() over (
+    partition by event_type, case event_type
+      when 'attempt' then client_attempt_id
+      when 'placement' then placement_id
+      else session_id end
+    order by t, file_row_number) = 1;
+create view kept as
+  select * from deduped
+  where not coalesce(regexp_matches(user_agent, '{BOTS}'), false);
 """)
 
 
@@ -37,23 +53,23 @@ QUERIES = {
         select user_id, {win(3600000)} as ws, count(*) as attempts, avg(correct::int) as accuracy,
                avg(response_time_ms) as mean_response_ms, min(response_time_ms) as min_response_ms,
                max(response_time_ms) as max_response_ms
-        from on_time where event_type = 'attempt' group by all""",
+        from kept where event_type = 'attempt' group by all""",
     "user_daily_sessions": f"""
         select user_id, {win(86400000)} as ws,
                count(*) filter (where event_type = 'session_start') as sessions,
                count(distinct item_id) filter (where event_type = 'attempt') as distinct_items,
                sum(duration_ms) filter (where event_type = 'session_end') as total_session_ms
-        from on_time group by all""",
+        from kept group by all""",
     "item_hourly_performance": f"""
         select item_id, {win(3600000)} as ws, count(*) as attempts, avg(correct::int) as accuracy,
                avg(response_time_ms) as mean_response_ms
-        from on_time where event_type = 'attempt' group by all""",
+        from kept where event_type = 'attempt' group by all""",
     "system_5min_metrics": f"""
         select event_type, {win(300000)} as ws, count(*) as events, count(distinct user_id) as users
-        from on_time group by all""",
+        from kept group by all""",
     "jurisdiction_daily_stats": f"""
         select country, {win(86400000)} as ws, count(*) as events, count(distinct user_id) as distinct_users
-        from on_time group by all""",
+        from kept group by all""",
 }
 
 
