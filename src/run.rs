@@ -135,10 +135,7 @@ pub fn run(plan: &Plan, config: &RunConfig) -> Result<RunSummary, RunError> {
             path: plan.sources[0].paths[0].clone(),
             message: e.to_string(),
         })?;
-    crate::source::ranges::check(plan, &layouts).map_err(|e| RunError::Source {
-        path: PathBuf::new(),
-        message: e.to_string(),
-    })?;
+    crate::source::ranges::check(plan, &layouts)?;
     let total_rows: usize = layouts.iter().map(Layout::total_rows).sum();
     let registries: Vec<Registry> = plan.schemas.iter().map(load_registry).collect::<Result<_, _>>()?;
     tracing::info!(splits = layouts.iter().map(|l| l.splits.len()).sum::<usize>(), rows = total_rows, elapsed = ?started.elapsed(), "sources discovered");

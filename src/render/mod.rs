@@ -240,7 +240,8 @@ pub fn render(
     let contexts = events.clone();
     let mut blocked = Vec::new();
     let mut stats = Vec::new();
-    let mut delivered: Vec<(String, Vec<Accessor>, &crate::plan::SourcePlan, EventsOf<'_>)> = Vec::new();
+    // (output, order_by, source, changelog, events)
+    let mut delivered: Vec<(String, Vec<Accessor>, &crate::plan::SourcePlan, bool, EventsOf<'_>)> = Vec::new();
     for stage in &plan.enrichments {
         let source = &plan.sources[stage.source];
         let fields = (source.time_field.as_str(), source.type_field.as_str());
@@ -281,8 +282,10 @@ pub fn render(
         let (rows, rejected) = window::render(stat_events, &rule_stats_plan(stage), ("time", "type"));
         stats.push(rows);
         dead.push(rejected);
+        let changelog = stage.joins.iter().any(|j| j.mode == crate::plan::JoinMode::Continuous);
         if let Some(name) = &stage.output {
-            delivered.push((name.clone(), stage.order_by.clone(), source, events[stage.source].clone()));
+            let stream = events[stage.source].clone();
+            delivered.push((name.clone(), stage.order_by.clone(), source, changelog, stream));
         }
         for rule in &stage.rules {
             if let crate::plan::RuleAction::Route {
@@ -297,11 +300,11 @@ pub fn render(
                     rules::RuleOut::Routed(dest, e) if dest == wanted => Some(e),
                     _ => None,
                 });
-                delivered.push((d.clone(), stage.order_by.clone(), source, routed));
+                delivered.push((d.clone(), stage.order_by.clone(), source, changelog, routed));
             }
         }
     }
-    for (name, order_by, source, stream) in delivered {
+    for (name, order_by, source, changelog, stream) in delivered {
         let stream = stream.probe_with(&probe);
         let mut columns = vec![source.time_field.as_str(), "_payload"];
         if !source.type_field.is_empty() {
@@ -310,6 +313,7 @@ pub fn render(
         let spec = OutputSpec {
             sort_prefix: order_by.len() + 1,
             flatten: true,
+            changelog,
             ..OutputSpec::new(&name, &columns)
         };
         let has_type = !source.type_field.is_empty();
