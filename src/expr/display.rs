@@ -105,6 +105,33 @@ impl fmt::Display for Expr {
                 write_str_literal(f, pattern.as_str())?;
                 f.write_str(")")
             }
+            Expr::Case { branches, otherwise } => {
+                f.write_str("case")?;
+                for (condition, result) in branches {
+                    write!(f, " when {condition} then {result}")?;
+                }
+                if let Some(e) = otherwise {
+                    write!(f, " else {e}")?;
+                }
+                f.write_str(" end")
+            }
+            Expr::Bucket(x, buckets) => {
+                write!(f, "bucket({x}, ")?;
+                write_literal_list(f, buckets.edges())?;
+                if let Some(labels) = buckets.labels() {
+                    f.write_str(", ")?;
+                    write_literal_list(f, labels)?;
+                }
+                f.write_str(")")
+            }
+            Expr::TimePart { part, time, zone } => {
+                write!(f, "{}({time}", part.name())?;
+                if let Some(zone) = zone {
+                    f.write_str(", ")?;
+                    write_str_literal(f, zone.as_str())?;
+                }
+                f.write_str(")")
+            }
         }
     }
 }
@@ -115,19 +142,21 @@ fn write_literal(f: &mut fmt::Formatter<'_>, v: &Value) -> fmt::Result {
         // `{:?}` is the shortest text that parses back to the same float, and always has a
         // `.` or an exponent, so it does not read back as an int.
         Value::Float(x) => write!(f, "{:?}", x.get()),
-        Value::List(items) => {
-            f.write_str("[")?;
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    f.write_str(", ")?;
-                }
-                write_literal(f, item)?;
-            }
-            f.write_str("]")
-        }
+        Value::List(items) => write_literal_list(f, items),
         // Null, bools and ints print as JSON; timestamps and objects have no literal syntax.
         other => write!(f, "{other}"),
     }
+}
+
+fn write_literal_list(f: &mut fmt::Formatter<'_>, items: &[Value]) -> fmt::Result {
+    f.write_str("[")?;
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        write_literal(f, item)?;
+    }
+    f.write_str("]")
 }
 
 fn write_str_literal(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
@@ -176,7 +205,7 @@ fn write_path(f: &mut fmt::Formatter<'_>, path: &FieldPath) -> fmt::Result {
 mod tests {
     use proptest::prelude::*;
 
-    use super::super::{parse, BinaryOp, Expr, Func, Pattern, UnaryOp};
+    use super::super::{parse, BinaryOp, Buckets, Expr, Func, Pattern, TimePart, UnaryOp, Zone};
     use crate::event::{FieldPath, Step};
     use crate::value::{Sym, Value};
 
@@ -221,6 +250,29 @@ mod tests {
             ("LOWER(x) <> Null", "lower(x) != null"),
             ("matches(x, 'a\\\\d+')", "matches(x, 'a\\\\d+')"),
             ("coalesce(a, [1, 'x'], false)", "coalesce(a, [1, 'x'], false)"),
+            ("CASE When a Then 1 ELSE 2 End", "case when a then 1 else 2 end"),
+            (
+                "case when a or b then x+1 when not c then -x end",
+                "case when a or b then x + 1 when not c then -x end",
+            ),
+            ("case when a then 1 end * 2", "case when a then 1 end * 2"),
+            ("-case when a then 1 end", "-case when a then 1 end"),
+            (
+                "case when case when a then b end then (case when c then d else e end) end",
+                "case when case when a then b end then case when c then d else e end end",
+            ),
+            ("`end` == `CASE`.`when`", "`end` == `CASE`.when"),
+            ("order.END", "order.END"),
+            (
+                "Bucket(x,[1,2.5e1],['a',\"b\",null])",
+                "bucket(x, [1, 25.0], ['a', 'b', null])",
+            ),
+            ("bucket(x - 1, [-5, 1e-3])", "bucket(x - 1, [-5, 0.001])"),
+            ("Hour_Of_Day(ts)", "hour_of_day(ts)"),
+            (
+                "day_of_week(ts + 1, \"Europe/Paris\")",
+                "day_of_week(ts + 1, 'Europe/Paris')",
+            ),
         ];
         for (text, want) in cases {
             let Ok(expr) = parse(text) else {
@@ -238,6 +290,8 @@ mod tests {
             "[a-z_$][a-z0-9_]{0,5}",
             Just("and".to_string()),
             Just("NULL".to_string()),
+            Just("End".to_string()),
+            Just("when".to_string()),
             Just("lower".to_string()),
             Just("user-agent".to_string()),
             Just("1x".to_string()),
@@ -268,6 +322,38 @@ mod tests {
             Just(Value::float(0.0)),
             any::<String>().prop_map(|s| Value::str(&s)),
         ]
+    }
+
+    /// Edges in strictly ascending order (ints, and floats a quarter above an int), and
+    /// optionally as many labels as buckets.
+    fn buckets() -> impl Strategy<Value = Buckets> {
+        let edges = prop::collection::btree_set(-1000i64..1000, 1..5);
+        (edges, prop::collection::vec(any::<bool>(), 5), any::<bool>(), literal()).prop_map(
+            |(edges, float, labelled, label)| {
+                let edges: Vec<Value> = edges
+                    .into_iter()
+                    .zip(float)
+                    .map(|(e, f)| {
+                        if f {
+                            Value::float(e as f64 + 0.25)
+                        } else {
+                            Value::Int(e)
+                        }
+                    })
+                    .collect();
+                let labels = labelled.then(|| {
+                    let mut labels: Vec<Value> = (0..edges.len() as i64).map(Value::Int).collect();
+                    labels.push(label);
+                    labels
+                });
+                Buckets::new(edges, labels).unwrap()
+            },
+        )
+    }
+
+    fn zone() -> impl Strategy<Value = Option<Zone>> {
+        let names = vec!["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata", "Etc/GMT+5"];
+        prop::option::of(prop::sample::select(names).prop_map(|n| Zone::new(n).unwrap()))
     }
 
     const OPS: [BinaryOp; 13] = {
@@ -311,6 +397,18 @@ mod tests {
                     prop::sample::select(vec!["a", "^x.*$", "\\d+", "it's", "[\\\\']"])
                 )
                     .prop_map(|(e, p)| Expr::Matches(e, Pattern::new(p).unwrap())),
+                (
+                    prop::collection::vec((inner.clone(), inner.clone()), 1..3),
+                    prop::option::of(boxed())
+                )
+                    .prop_map(|(branches, otherwise)| Expr::Case { branches, otherwise }),
+                (boxed(), buckets()).prop_map(|(x, b)| Expr::Bucket(x, b)),
+                (
+                    prop::sample::select(TimePart::ALL.map(|(_, p)| p).to_vec()),
+                    boxed(),
+                    zone()
+                )
+                    .prop_map(|(part, time, zone)| Expr::TimePart { part, time, zone }),
             ]
         })
     }
@@ -327,6 +425,12 @@ mod tests {
             Just(" is null".to_string()),
             Just("lower(".to_string()),
             Just("matches(".to_string()),
+            Just("case when ".to_string()),
+            Just(" then ".to_string()),
+            Just(" else ".to_string()),
+            Just(" end".to_string()),
+            Just("bucket(".to_string()),
+            Just("hour_of_day(".to_string()),
             "[ ()\\[\\],.'\"`=<>!+*/%\\\\é-]",
         ];
         prop::collection::vec(word, 0..12).prop_map(|w| w.concat())

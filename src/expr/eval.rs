@@ -204,6 +204,21 @@ impl Expr {
                 V::Str(s) => Val::Bool(pattern.regex.is_match(s)),
                 other => return fail(format!("matches() needs a string, found {}", other.kind())),
             },
+            Expr::Case { branches, otherwise } => {
+                for (condition, result) in branches {
+                    if truth(operand(condition, event)?.view(), "case when")? == Some(true) {
+                        return operand(result, event);
+                    }
+                }
+                match otherwise {
+                    Some(e) => return operand(e, event),
+                    None => Val::Null,
+                }
+            }
+            Expr::Bucket(x, buckets) => return buckets.eval(operand(x, event)?.view()),
+            Expr::TimePart { part, time, zone } => {
+                return super::time::eval(*part, operand(time, event)?.view(), zone.as_ref())
+            }
         })
     }
 }
@@ -359,6 +374,45 @@ pub(super) mod tests {
             ("null or s", "error: `or` needs true, false or null, found string"),
             ("event_type == 'attempt' and i < 10", "true"),
             ("i > 10 or s == 'Hello' and not b", "false"),
+        ]);
+    }
+
+    #[test]
+    fn case_when() {
+        check(&[
+            ("case when i > 5 then 'big' else 'small' end", "'big'"),
+            ("case when i > 10 then 'big' else 'small' end", "'small'"),
+            ("case when i > 10 then 'big' end", "null"),
+            ("case when i > 1 then 1 when i > 2 then 2 else 3 end", "1"),
+            ("case when i > 8 then 1 when i > 6 then 2 else 3 end", "2"),
+            ("case when nb then 1 when b then 2 end", "2"),
+            ("CASE WHEN s == 'Hello' THEN upper(s) END", "'HELLO'"),
+            ("case when event_type == 'attempt' then ts - ts end", "0"),
+            ("case when b then l end", "[1, 2.0, 'x']"),
+            ("case when i > 5 then case when f < 2 then 'a' else 'b' end end", "'b'"),
+            ("case when true then 1 end + 1", "2"),
+            // A null condition does not match, like false.
+            ("case when n then 1 else 2 end", "2"),
+            ("case when n > 1 then 1 end", "null"),
+            ("case when n then 1 when missing == 1 then 2 end", "null"),
+            ("case when b then n else 1 end", "null"),
+            ("case when nb then 1 else n end", "null"),
+            // Only the conditions up to the first true one, and its result, are evaluated.
+            ("case when b then 1 when i then max + 1 end", "1"),
+            ("case when nb then max + 1 else 2 end", "2"),
+            (
+                "case when i then 1 end",
+                "error: `case when` needs true, false or null, found int",
+            ),
+            (
+                "case when nb then 1 when s then 2 end",
+                "error: `case when` needs true, false or null, found string",
+            ),
+            ("case when b then max + 1 end", "error: integer overflow"),
+            (
+                "case when nb then 1 else s < 1 end",
+                "error: cannot compare string with int",
+            ),
         ]);
     }
 

@@ -8,11 +8,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::eval::{fail, member, opt_bool, truth, view, Res, Val, V};
 use super::ops::{equal, overflow};
+use super::time::TimePart;
 use super::Expr;
 use crate::event::Event;
 use crate::value::Value;
 
-/// Built-in functions other than `matches` (which holds a compiled pattern).
+/// Built-in functions other than `matches` (which holds a compiled pattern), `bucket`
+/// ([`super::Buckets`]) and `hour_of_day`/`day_of_week` ([`super::TimePart`], with a resolved
+/// time zone).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Func {
     Exists,
@@ -28,7 +31,8 @@ pub enum Func {
 }
 
 impl Func {
-    /// Every function with its name (`matches` is [`Expr::Matches`]).
+    /// Every function with its name (`matches`, `bucket` and the time parts have their own
+    /// [`Expr`] variants).
     pub const ALL: [(&'static str, Func); 10] = [
         ("exists", Func::Exists),
         ("coalesce", Func::Coalesce),
@@ -95,14 +99,26 @@ impl<'de> Deserialize<'de> for Pattern {
     }
 }
 
+/// The error for a call of `name` with `got` arguments when it takes `want`.
+pub(super) fn arity_error(name: &str, want: &str, got: usize) -> (Option<usize>, String) {
+    let s = if got == 1 { "" } else { "s" };
+    (None, format!("`{name}` takes {want}, found {got} argument{s}"))
+}
+
+/// Names of the functions that are not [`Func`]s, for error messages.
+const SPECIAL: &str = "matches, bucket, hour_of_day, day_of_week";
+
 /// Checks a call of `name` and builds it. An error names the argument at fault (by index), or
 /// `None` for the function name.
 pub(super) fn build_call(name: &str, mut args: Vec<Expr>) -> Result<Expr, (Option<usize>, String)> {
     let lower = name.to_ascii_lowercase();
-    let arity_error = |want: &str, got: usize| {
-        let s = if got == 1 { "" } else { "s" };
-        (None, format!("`{lower}` takes {want}, found {got} argument{s}"))
-    };
+    let arity_error = |want: &str, got: usize| arity_error(&lower, want, got);
+    if lower == "bucket" {
+        return super::bucket::build(args);
+    }
+    if let Some(&(_, part)) = TimePart::ALL.iter().find(|(n, _)| *n == lower) {
+        return super::time::build(part, args);
+    }
     if lower == "matches" {
         if args.len() != 2 {
             return Err(arity_error("2 arguments (text, 'pattern')", args.len()));
@@ -122,7 +138,7 @@ pub(super) fn build_call(name: &str, mut args: Vec<Expr>) -> Result<Expr, (Optio
     }
     let Some(&(_, func)) = Func::ALL.iter().find(|(n, _)| *n == lower) else {
         let names = Func::ALL.map(|(n, _)| n).join(", ");
-        let message = format!("unknown function `{name}`; valid functions are {names}, matches");
+        let message = format!("unknown function `{name}`; valid functions are {names}, {SPECIAL}");
         return Err((None, message));
     };
     match func.arity() {
@@ -239,7 +255,11 @@ mod tests {
                 1,
                 "unknown function `foo`; valid functions are exists, coalesce,",
             ),
-            ("a and frob(1)", 7, "lower, upper, len, abs, floor, round, if, matches"),
+            (
+                "a and frob(1)",
+                7,
+                "lower, upper, len, abs, floor, round, if, matches, bucket, hour_of_day, day_of_week",
+            ),
             ("lower(1, 2)", 1, "`lower` takes 1 argument, found 2 arguments"),
             ("if(1)", 1, "`if` takes 3 arguments, found 1 argument"),
             ("coalesce()", 1, "`coalesce` takes at least 1 argument, found 0"),

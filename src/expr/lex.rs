@@ -19,9 +19,14 @@ pub enum Kw {
     True,
     False,
     Null,
+    Case,
+    When,
+    Then,
+    Else,
+    End,
 }
 
-const KEYWORDS: [(&str, Kw); 9] = [
+const KEYWORDS: [(&str, Kw); 14] = [
     ("and", Kw::And),
     ("or", Kw::Or),
     ("not", Kw::Not),
@@ -31,6 +36,11 @@ const KEYWORDS: [(&str, Kw); 9] = [
     ("true", Kw::True),
     ("false", Kw::False),
     ("null", Kw::Null),
+    ("case", Kw::Case),
+    ("when", Kw::When),
+    ("then", Kw::Then),
+    ("else", Kw::Else),
+    ("end", Kw::End),
 ];
 
 /// The keyword `word` spells, in any case.

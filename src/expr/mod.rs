@@ -22,19 +22,27 @@
 //! | 7 | `-x` | prefix |
 //!
 //! Primaries are literals (`1`, `-2`, `1.5`, `1e3`, `'text'` or `"text"` with `\\ \' \" \n \t \r`
-//! escapes, `true`, `false`, `null`, `[1, 2, 'x']`), parenthesised expressions, function calls
-//! and field references. A field reference is a [`FieldPath`]: `user.country`, `tags[0]`,
+//! escapes, `true`, `false`, `null`, `[1, 2, 'x']`), parenthesised expressions,
+//! `case when c1 then r1 [when c2 then r2 ...] [else r] end`, function calls and field
+//! references. A field reference is a [`FieldPath`]: `user.country`, `tags[0]`,
 //! `` `odd name` ``. Unquoted names are ASCII letters, digits, `_` and `$`, and the first one
 //! does not start with a digit; unlike in `group_by`, they never contain `-` (so that `a-b`
 //! subtracts): quote such names with backticks (`` `user-agent` ``). Keywords (`and or not in
-//! between is true false null`, in any case) are field names only when backticked. Function
+//! between is true false null case when then else end`, in any case) are field names only when
+//! backticked (`` `end` ``; after a `.` they need no backticks: `order.end`). Function
 //! names (any case) are not reserved: a name followed by `(` is a call, otherwise a field.
 //! Nesting deeper than 200 levels is a parse error.
 //!
 //! Functions: `exists(path)`, `coalesce(a, ...)`, `contains(haystack, needle)`,
 //! `matches(text, 'regex')` (the pattern must be a string literal; it is compiled when parsing
 //! and matches anywhere in the text unless anchored with `^`/`$`), `lower(s)`, `upper(s)`,
-//! `len(x)`, `abs(x)`, `floor(x)`, `round(x)`, `if(cond, a, b)`.
+//! `len(x)`, `abs(x)`, `floor(x)`, `round(x)`, `if(cond, a, b)`,
+//! `bucket(x, [e1, ..., en])` and `bucket(x, [e1, ..., en], [l0, ..., ln])` (the edges must be
+//! number literals in strictly ascending order and the labels literals, one more than the
+//! edges), `hour_of_day(time)`, `hour_of_day(time, 'zone')`, `day_of_week(time)` and
+//! `day_of_week(time, 'zone')` (the zone must be a string literal naming an IANA time zone,
+//! such as `'Europe/Paris'`, and is resolved when parsing). These constant arguments are checked
+//! when parsing, and an error points at the argument at fault.
 //!
 //! # Semantics
 //!
@@ -63,27 +71,40 @@
 //!   branch. `contains` is substring search on strings and membership on lists. `lower` and
 //!   `upper` use Unicode case mapping. `len` counts chars of a string or elements of a list.
 //!   `floor`/`round` (half away from zero) keep the kind: ints stay ints, floats stay floats.
+//!   `bucket(x, [e1, ..., en], [l0, ..., ln])` is `li`, where `i` is the number of edges `<= x`
+//!   (`x < e1` gives `l0`, `e1 <= x < e2` gives `l1`, `x >= en` gives `ln`); without labels it
+//!   is `i` itself, an int. `hour_of_day` (0 to 23) and `day_of_week` (ISO: 1 for Monday to 7
+//!   for Sunday) read the wall-clock time of a timestamp, or of int epoch milliseconds, in the
+//!   zone (UTC when none is given), daylight saving included.
 //!   Wrong argument kinds are [`EvalError`]s.
+//! - **`case`** picks the result of the first `when` whose condition is true, evaluating
+//!   conditions in order and only the chosen result; a null condition counts as false, and
+//!   with no true condition the result is the `else` branch, or null when there is none. A
+//!   condition that is not a bool or null is an [`EvalError`].
 //!
 //! Evaluation does not allocate for field lookups, comparisons or scalar arithmetic: values are
 //! borrowed from the event or the expression, scalars are computed inline, and the event type
 //! is compared as `&str`. A two-clause filter costs a few tens of nanoseconds.
 
+mod bucket;
 mod display;
 mod eval;
 mod func;
 mod lex;
 mod ops;
 mod parse;
+mod time;
 
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Accessor, FieldPath};
 use crate::value::Value;
 
+pub use bucket::Buckets;
 pub use eval::EvalError;
 pub use func::{Func, Pattern};
 pub use parse::{parse, ParseError};
+pub use time::{TimePart, Zone};
 
 /// A parsed expression. Children are boxed; see the module docs for the language.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -117,6 +138,19 @@ pub enum Expr {
     Call(Func, Vec<Expr>),
     /// `matches(text, 'pattern')`.
     Matches(Box<Expr>, Pattern),
+    /// `case when c1 then r1 [when c2 then r2 ...] [else otherwise] end`.
+    Case {
+        branches: Vec<(Expr, Expr)>,
+        otherwise: Option<Box<Expr>>,
+    },
+    /// `bucket(x, [edges])` or `bucket(x, [edges], [labels])`.
+    Bucket(Box<Expr>, Buckets),
+    /// `hour_of_day(time, 'zone')` or `day_of_week(time, 'zone')`; no zone means UTC.
+    TimePart {
+        part: TimePart,
+        time: Box<Expr>,
+        zone: Option<Zone>,
+    },
 }
 
 /// A field reference: the path as the user wrote it, and where its value comes from.
@@ -244,10 +278,18 @@ impl Expr {
         match self {
             Expr::Literal(_) | Expr::Field(_) => vec![],
             Expr::List(items) | Expr::Call(_, items) => items.iter().collect(),
-            Expr::Unary(_, e) | Expr::IsNull { expr: e, .. } | Expr::Matches(e, _) => vec![e],
+            Expr::Unary(_, e)
+            | Expr::IsNull { expr: e, .. }
+            | Expr::Matches(e, _)
+            | Expr::Bucket(e, _)
+            | Expr::TimePart { time: e, .. } => vec![e],
             Expr::Binary(_, l, r) => vec![l, r],
             Expr::In { expr, list, .. } => std::iter::once(&**expr).chain(list).collect(),
             Expr::Between { expr, low, high, .. } => vec![expr, low, high],
+            Expr::Case { branches, otherwise } => {
+                let branches = branches.iter().flat_map(|(c, r)| [c, r]);
+                branches.chain(otherwise.as_deref()).collect()
+            }
         }
     }
 
@@ -256,7 +298,11 @@ impl Expr {
             Expr::Literal(_) => {}
             Expr::Field(field) => f(field),
             Expr::List(items) | Expr::Call(_, items) => items.iter_mut().for_each(|e| e.visit_fields_mut(f)),
-            Expr::Unary(_, e) | Expr::IsNull { expr: e, .. } | Expr::Matches(e, _) => e.visit_fields_mut(f),
+            Expr::Unary(_, e)
+            | Expr::IsNull { expr: e, .. }
+            | Expr::Matches(e, _)
+            | Expr::Bucket(e, _)
+            | Expr::TimePart { time: e, .. } => e.visit_fields_mut(f),
             Expr::Binary(_, l, r) => {
                 l.visit_fields_mut(f);
                 r.visit_fields_mut(f);
@@ -267,6 +313,15 @@ impl Expr {
             }
             Expr::Between { expr, low, high, .. } => {
                 for e in [expr, low, high] {
+                    e.visit_fields_mut(f);
+                }
+            }
+            Expr::Case { branches, otherwise } => {
+                for (c, r) in branches {
+                    c.visit_fields_mut(f);
+                    r.visit_fields_mut(f);
+                }
+                if let Some(e) = otherwise {
                     e.visit_fields_mut(f);
                 }
             }
@@ -302,8 +357,20 @@ mod tests {
     }
 
     #[test]
+    fn new_forms_visit_their_children() {
+        let e = parse("case when a then b when c then d else hour_of_day(e) end == bucket(f, [1])").unwrap();
+        let names: Vec<String> = e.fields().iter().map(|a| format!("{a:?}")).collect();
+        assert_eq!(names.len(), 6, "{names:?}");
+        let bound = e.bind("e", "a");
+        assert_eq!(bound.fields()[0], Accessor::Type);
+        assert_eq!(bound.fields()[4], Accessor::Time);
+    }
+
+    #[test]
     fn serde_round_trip() {
-        let text = "matches(lower(name), '^a\\\\d') and ts between 1 and 2 or x not in [1.5, null]";
+        let text = "matches(lower(name), '^a\\\\d') and ts between 1 and 2 or x not in [1.5, null] \
+                    or case when day_of_week(ts, 'Europe/Paris') > 5 then bucket(y, [1, 2.5], ['a', 'b', 'c']) \
+                    else bucket(y, [0]) end == hour_of_day(ts)";
         let e = parse(text).unwrap().bind("ts", "kind");
         let json = serde_json::to_string(&e).unwrap();
         let back: Expr = serde_json::from_str(&json).unwrap();

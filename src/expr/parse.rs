@@ -277,6 +277,7 @@ impl Parser<'_> {
                 inner
             }
             Tok::LBracket => Expr::List(self.items(&Tok::RBracket, "`]`")?.0),
+            Tok::Kw(Kw::Case) => self.case(at)?,
             Tok::Path { bare: Some(name), .. } if self.peek() == &Tok::LParen => {
                 self.bump();
                 return self.call(&name, at);
@@ -320,6 +321,37 @@ impl Parser<'_> {
         }
     }
 
+    /// `case when c then r ... [else e] end`; the `case` (token `at`) is consumed already.
+    fn case(&mut self, at: usize) -> Result<Expr, ParseError> {
+        let column = Lexer::column(self.text, self.tokens[at].start);
+        let close = format!("to close the `case` at column {column}");
+        self.expect(&Tok::Kw(Kw::When), "expected `when` after `case`")?;
+        let mut branches = Vec::new();
+        loop {
+            let condition = self.expr(0)?;
+            self.expect(&Tok::Kw(Kw::Then), "expected `then` after the `when` condition")?;
+            branches.push((condition, self.expr(0)?));
+            let otherwise = match self.peek() {
+                Tok::Kw(Kw::When) => {
+                    self.bump();
+                    continue;
+                }
+                Tok::Kw(Kw::Else) => {
+                    self.bump();
+                    let e = self.expr(0)?;
+                    self.expect(&Tok::Kw(Kw::End), &format!("expected `end` {close}"))?;
+                    Some(Box::new(e))
+                }
+                Tok::Kw(Kw::End) => {
+                    self.bump();
+                    None
+                }
+                _ => return self.unexpected(self.pos, &format!("expected `when`, `else` or `end` {close}")),
+            };
+            return Ok(Expr::Case { branches, otherwise });
+        }
+    }
+
     /// A call of `name` (at token `at`); the `(` is consumed already.
     fn call(&mut self, name: &str, at: usize) -> Result<Expr, ParseError> {
         let (args, starts) = self.items(&Tok::RParen, "`)`")?;
@@ -355,6 +387,45 @@ pub(super) mod tests {
             ("f(1 2)", 5, "expected `,` or `)`"),
             ("9223372036854775808", 1, "integer out of range"),
             ("'é' == and", 8, "expected an expression after `==`, found `and`"),
+            ("case 1 then 2 end", 6, "expected `when` after `case`, found `1`"),
+            (
+                "case when a 1 end",
+                13,
+                "expected `then` after the `when` condition, found `1`",
+            ),
+            (
+                "case when a then 1",
+                19,
+                "expected `when`, `else` or `end` to close the `case` at column 1",
+            ),
+            (
+                "x + case when a then 1 else 2",
+                30,
+                "expected `end` to close the `case` at column 5, found the end",
+            ),
+            (
+                "case when a then 1 else 2 else 3 end",
+                27,
+                "expected `end` to close the `case`",
+            ),
+            (
+                "case when then 1 end",
+                11,
+                "expected an expression after `when`, found `then`",
+            ),
+            (
+                "case when a then end",
+                18,
+                "expected an expression after `then`, found `end`",
+            ),
+            ("case end", 6, "expected `when` after `case`"),
+            (
+                "case when a then 1 else end",
+                25,
+                "expected an expression after `else`, found `end`",
+            ),
+            ("a when b", 3, "expected an operator or the end, found `when`"),
+            ("end == 1", 1, "expected an expression, found `end`"),
             (&deep, 201, "nested more than 200 levels"),
             (&long, 1, "nested more than 200 levels"),
         ];
