@@ -19,3 +19,4 @@ pub mod progress;
 pub mod render;
 pub mod run;
 pub mod schema;
+pub mod serve;

@@ -46,11 +46,48 @@ pub fn stable_hash_bytes(bytes: &[u8]) -> u64 {
     h
 }
 
+thread_local! {
+    /// Set by [`with_name_limit`]: the table size past which this thread interns no new name.
+    static NAME_LIMIT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+    /// Whether a name was refused under [`NAME_LIMIT`].
+    static NAME_REFUSED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with interning bounded: a name not yet interned is not added once the table holds
+/// `limit` names (interned names are never freed). [`Sym::new`] then returns a placeholder and
+/// this returns `true` with `f`'s result, which the caller must discard. Untrusted input (TCP
+/// lines) is parsed this way so that field names cannot grow memory without bound.
+pub fn with_name_limit<R>(limit: usize, f: impl FnOnce() -> R) -> (R, bool) {
+    let outer = NAME_LIMIT.replace(Some(limit));
+    let refused_before = NAME_REFUSED.replace(false);
+    let result = f();
+    NAME_LIMIT.set(outer);
+    let refused = NAME_REFUSED.replace(refused_before);
+    (result, refused)
+}
+
+/// Names interned so far.
+pub fn interned_names() -> usize {
+    interner().read().expect("interner poisoned").len()
+}
+
 impl Sym {
     /// Interns `name`, returning the same `Sym` for equal strings.
     pub fn new(name: &str) -> Sym {
         if let Some(found) = interner().read().expect("interner poisoned").get(name) {
             return Sym(found);
+        }
+        if NAME_LIMIT.get().is_some_and(|limit| interned_names() >= limit) {
+            NAME_REFUSED.set(true);
+            static PLACEHOLDER: OnceLock<Sym> = OnceLock::new();
+            return *PLACEHOLDER.get_or_init(|| {
+                NAME_LIMIT.with(|l| {
+                    let outer = l.replace(None);
+                    let sym = Sym::new("\u{fffd}");
+                    l.set(outer);
+                    sym
+                })
+            });
         }
         let mut table = interner().write().expect("interner poisoned");
         if let Some(found) = table.get(name) {

@@ -1,0 +1,406 @@
+//! `sluice serve`: the dataflow of a spec kept running over NDJSON lines that arrive on TCP,
+//! with a write-ahead log, acknowledgements, real-time watermarks and limits on untrusted input.
+//!
+//! ```text
+//!  clients ─TCP─► net (tokio): framer, hello, byte budget ─► sequencer (thread): order, dedup,
+//!                                                              WAL group commit, {"ack":N}
+//!                                                                   │ record s → worker s % W
+//!                                                                   ▼
+//!  file sources (context) ─────────────────────────────► timely workers: parse, admit with the
+//!                                                        watermark (order.rs), render, sinks
+//! ```
+//!
+//! Transport (`net`, `frame`, `protocol`) is kept apart from format: lines are parsed on the
+//! workers by the NDJSON reader's [`crate::source::ndjson::parse_line`], and bad lines become
+//! dead letters with a reason, never errors. The README's "Serving over TCP" section is the
+//! protocol's reference.
+//!
+//! Invariants:
+//! - An acknowledged line is in the log and fsynced; a restart replays the log before accepting
+//!   connections, and lines a client resends that the log already holds are skipped.
+//! - Records are applied in log order (watermarks are decided in that order whatever the number
+//!   of workers), so replaying the log reproduces the run it records.
+//! - Memory is bounded by configuration: `max_connections × (64 KiB + max_line_bytes)` of
+//!   connection buffers, `queue_bytes` of queued lines, `max_field_names` interned names.
+
+pub mod frame;
+pub mod net;
+pub mod order;
+pub mod protocol;
+pub mod record;
+pub mod send;
+pub mod sequencer;
+pub mod state;
+pub mod wal;
+pub(crate) mod worker;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::error::RunError;
+use crate::plan::{Format, Plan};
+use crate::run::{clear_outputs, load_registry, OutputSummary, RunConfig};
+use crate::source::Layout;
+use state::ServeState;
+use wal::{Replayed, WalError};
+
+/// Limits on what clients may send and on what the server holds for them.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Longer lines are discarded up to their newline and dead-lettered `too_large`.
+    pub max_line_bytes: usize,
+    /// Deeper nesting is dead-lettered `depth_exceeded`.
+    pub max_depth: usize,
+    /// Further connections are refused (and counted).
+    pub max_connections: usize,
+    /// Distinct field names (and event types) the process interns; a line that would add more
+    /// is dead-lettered `too_many_fields`.
+    pub max_field_names: usize,
+    /// A connection without a byte for this long is closed (a fragment is `truncated`).
+    pub conn_idle_timeout: Duration,
+    /// Bytes of lines queued between the sockets and the workers, over all connections.
+    pub queue_bytes: usize,
+    /// Records queued per worker.
+    pub worker_queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_line_bytes: 1 << 20,
+            max_depth: 64,
+            max_connections: 1024,
+            max_field_names: 100_000,
+            conn_idle_timeout: Duration::from_secs(300),
+            queue_bytes: 64 << 20,
+            worker_queue: 64,
+        }
+    }
+}
+
+/// How to serve: validated once from the command line.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub wal_dir: Option<PathBuf>,
+    pub workers: usize,
+    pub out_dir: Option<PathBuf>,
+    /// Required from every client (in its hello) when set; required to listen beyond loopback.
+    pub auth_token: Option<String>,
+    /// When no line arrives on a TCP source for this long, its watermark moves with the wall
+    /// clock; `None` never moves it without events.
+    pub idle_timeout: Option<Duration>,
+    pub limits: Limits,
+    /// Threads of the network runtime.
+    pub io_threads: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> ServeConfig {
+        ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            wal_dir: None,
+            workers: 1,
+            out_dir: None,
+            auth_token: None,
+            idle_timeout: Some(Duration::from_secs(5)),
+            limits: Limits::default(),
+            io_threads: 1,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A configuration the server refuses to start with.
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("a worker stopped")]
+    WorkerStopped,
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl ServeConfig {
+    /// Checks the configuration against the plan.
+    pub fn validate(&self, plan: &Plan) -> Result<(), ServeError> {
+        if !plan.sources.iter().any(|s| s.format == Format::Tcp) {
+            return Err(ServeError::Config(format!(
+                "pipeline `{}` has no tcp source: add `format = \"tcp\"` to a [sources.NAME] table",
+                plan.name
+            )));
+        }
+        if !self.listen.ip().is_loopback() && self.auth_token.is_none() {
+            return Err(ServeError::Config(format!(
+                "listening on {} (not loopback) requires --auth-token",
+                self.listen
+            )));
+        }
+        if self.workers == 0 || self.io_threads == 0 {
+            return Err(ServeError::Config("--workers must be at least 1".into()));
+        }
+        let l = &self.limits;
+        if l.max_line_bytes == 0 || l.max_depth == 0 || l.max_connections == 0 || l.worker_queue == 0 {
+            return Err(ServeError::Config("limits must be positive".into()));
+        }
+        if l.queue_bytes < l.max_line_bytes + net::READ_CHUNK {
+            return Err(ServeError::Config(format!(
+                "--queue-bytes must be at least --max-line-bytes + {} (one read)",
+                net::READ_CHUNK
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What a serving session did.
+#[derive(Debug, Default)]
+pub struct ServeSummary {
+    pub elapsed: Duration,
+    pub workers: usize,
+    pub outputs: Vec<OutputSummary>,
+    /// Every dead letter by reason (sources and stages), from the dead-letter sink.
+    pub dead_letters: BTreeMap<String, i64>,
+    /// What the log held at start-up.
+    pub replayed: Replayed,
+    /// Whether the log was removed at the end (its outputs written).
+    pub wal_removed: bool,
+    /// The counters' summary line.
+    pub counters: String,
+    pub events: u64,
+}
+
+/// Serves `plan` until SIGINT or SIGTERM; `ready` is called with the bound address once the
+/// log is replayed and connections are accepted.
+pub fn serve(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<ServeSummary, ServeError> {
+    config.validate(plan)?;
+    let started = Instant::now();
+    let tcp: Vec<usize> = (0..plan.sources.len())
+        .filter(|&i| plan.sources[i].format == Format::Tcp)
+        .collect();
+    let layouts = plan
+        .sources
+        .iter()
+        .map(|s| match s.format {
+            Format::Tcp => Ok(None),
+            _ => Layout::discover(s).map(Some).map_err(|e| RunError::Source {
+                path: s.paths.first().cloned().unwrap_or_default(),
+                message: e.to_string(),
+            }),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let registries = plan.schemas.iter().map(load_registry).collect::<Result<Vec<_>, _>>()?;
+    clear_outputs(plan, config.out_dir.as_deref())?;
+    // Names of the plan are interned before any client can spend the name budget.
+    for source in &plan.sources {
+        crate::value::Sym::new(&source.time_field);
+        crate::value::Sym::new(&source.type_field);
+        for field in source.projection.iter().flatten() {
+            crate::value::Sym::new(field);
+        }
+    }
+
+    let tcp_names: Vec<String> = tcp.iter().map(|&i| plan.sources[i].name.clone()).collect();
+    let state = Arc::new(ServeState::new(config.workers, tcp_names.clone()));
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
+    for _ in 0..config.workers {
+        let (tx, rx) = std::sync::mpsc::sync_channel(config.limits.worker_queue);
+        senders.push(tx);
+        receivers.push(Some(rx));
+    }
+    let shared = Arc::new(worker::Shared {
+        plan: plan.clone(),
+        layouts,
+        registries,
+        out_dir: config.out_dir.clone(),
+        tcp: tcp.clone(),
+        receivers: Mutex::new(receivers),
+        order: order::Order::new(tcp.len()),
+        state: Arc::clone(&state),
+        limits: config.limits.clone(),
+    });
+    let timely_config = RunConfig {
+        workers: config.workers,
+        ..RunConfig::default()
+    }
+    .timely();
+    let worker_shared = Arc::clone(&shared);
+    let guards = timely::execute(timely_config, move |worker| worker::drive(worker, &worker_shared))
+        .map_err(ServeError::Runtime)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.io_threads)
+        .thread_name("sluice-net")
+        .enable_all()
+        .build()
+        .map_err(|e| ServeError::Runtime(e.to_string()))?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(config.listen))
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+
+    // The sequencer replays the log into the workers, then serves the connections.
+    let durable: sequencer::Durable = Arc::default();
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    let (replayed_tx, replayed_rx) = std::sync::mpsc::channel();
+    let sequencer = {
+        let mut seq = sequencer::Sequencer::new(
+            None,
+            senders,
+            Arc::clone(&durable),
+            Arc::clone(&state),
+            config.idle_timeout,
+        );
+        let wal_dir = config.wal_dir.clone();
+        std::thread::Builder::new()
+            .name("sluice-sequencer".into())
+            .spawn(move || -> Result<Option<wal::Wal>, ServeError> {
+                let replayed = match &wal_dir {
+                    Some(dir) => sequencer::open_and_replay(&mut seq, dir),
+                    None => Ok(Replayed::default()),
+                };
+                let failed = replayed.is_err();
+                let _ = replayed_tx.send(replayed);
+                if failed {
+                    return Ok(None);
+                }
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .map_err(|e| ServeError::Runtime(e.to_string()))?;
+                rt.block_on(seq.run(rx))
+            })
+            .map_err(|e| ServeError::Runtime(e.to_string()))?
+    };
+    let replayed = replayed_rx
+        .recv()
+        .map_err(|_| ServeError::Runtime("the sequencer stopped".into()))??;
+    if replayed.records > 0 {
+        tracing::info!(
+            records = replayed.records,
+            bytes = replayed.bytes,
+            "write-ahead log replayed"
+        );
+    }
+
+    let net = Arc::new(net::Net {
+        tx,
+        budget: Arc::new(tokio::sync::Semaphore::new(config.limits.queue_bytes)),
+        budget_bytes: config.limits.queue_bytes,
+        durable,
+        sources: tcp_names,
+        token: config.auth_token.clone(),
+        limits: config.limits.clone(),
+        state: Arc::clone(&state),
+    });
+    ready(addr);
+    runtime.block_on(async {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let closed = net.tx.clone();
+        let serving = tokio::spawn(net::serve(listener, net, stop_rx));
+        tokio::select! {
+            _ = shutdown_signal() => tracing::info!("shutting down: draining connections"),
+            _ = closed.closed() => tracing::warn!("the sequencer stopped"),
+        }
+        drop(closed);
+        let _ = stop_tx.send(true);
+        let _ = serving.await;
+    });
+    runtime.shutdown_timeout(Duration::from_secs(5));
+
+    let wal = sequencer
+        .join()
+        .map_err(|_| ServeError::Runtime("the sequencer panicked".into()))?;
+    let mut summary = ServeSummary {
+        workers: config.workers,
+        replayed,
+        ..ServeSummary::default()
+    };
+    let mut worker_error = None;
+    for result in guards.join() {
+        match result {
+            Ok(Ok(Some(out))) => {
+                summary.outputs = out.outputs;
+                summary.dead_letters = out.dead_letters;
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) | Err(e) => worker_error = Some(e),
+        }
+    }
+    let wal = wal?;
+    if let Some(e) = worker_error {
+        return Err(ServeError::Runtime(e));
+    }
+    // Outputs are complete and written; make them durable, then the log they came from goes.
+    if let Some(dir) = &config.out_dir {
+        sync_outputs(plan, dir)?;
+    }
+    if let Some(wal) = wal {
+        wal.remove_all()?;
+        summary.wal_removed = true;
+    }
+    summary.elapsed = started.elapsed();
+    summary.events = ServeState::get(&state.events_processed);
+    summary.counters = state.summary();
+    Ok(summary)
+}
+
+/// fsyncs every output file and folder.
+fn sync_outputs(plan: &Plan, dir: &Path) -> Result<(), ServeError> {
+    let io = |path: &Path, source| RunError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    for name in plan.output_names() {
+        let folder = dir.join(name);
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.map_err(|e| io(&folder, e))?.path();
+            std::fs::File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io(&path, e))?;
+        }
+        std::fs::File::open(&folder)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io(&folder, e))?;
+    }
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

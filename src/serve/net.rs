@@ -1,0 +1,363 @@
+//! The network side of `sluice serve` (tokio): accept connections up to `max_connections`,
+//! read each into lines with a [`Framer`], check the optional hello, and hand batches to the
+//! sequencer within a global byte budget; a writer task per connection sends the
+//! acknowledgements.
+//!
+//! A connection's memory is bounded by its read buffer plus `max_line_bytes`; all connections
+//! together queue at most `queue_bytes` for the workers. When the budget is spent, connections
+//! wait for it before reading more, so senders feel TCP backpressure.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::task::JoinSet;
+
+use super::frame::{Framer, Leftover, Piece};
+use super::protocol::{ack_line, error_line, parse_hello, Hello};
+use super::record::{Batch, Reject, RejectReason};
+use super::sequencer::{Durable, Inbound};
+use super::state::ServeState;
+use super::Limits;
+
+/// Bytes read from a socket at a time.
+pub const READ_CHUNK: usize = 64 << 10;
+
+/// How long a closing connection waits for its last acknowledgements to be written.
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
+
+pub(crate) struct Net {
+    pub tx: mpsc::Sender<Inbound>,
+    pub budget: Arc<Semaphore>,
+    pub budget_bytes: usize,
+    pub durable: Durable,
+    /// TCP source names, in sequencer order.
+    pub sources: Vec<String>,
+    pub token: Option<String>,
+    pub limits: Limits,
+    pub state: Arc<ServeState>,
+}
+
+/// Accepts connections until `shutdown` turns true, then waits for every connection to drain.
+pub(crate) async fn serve(listener: TcpListener, net: Arc<Net>, mut shutdown: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(net.limits.max_connections));
+    let mut tasks = JoinSet::new();
+    let mut next_id = 0u64;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors, or a connection reset before accept.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                match Arc::clone(&slots).try_acquire_owned() {
+                    Ok(slot) => {
+                        next_id += 1;
+                        ServeState::add(&net.state.connections_total, 1);
+                        let (net, shutdown) = (Arc::clone(&net), shutdown.clone());
+                        tasks.spawn(async move {
+                            ServeState::add(&net.state.connections_open, 1);
+                            connection(stream, next_id, &net, shutdown).await;
+                            ServeState::sub(&net.state.connections_open, 1);
+                            drop(slot);
+                        });
+                    }
+                    Err(_) => {
+                        ServeState::add(&net.state.connections_refused, 1);
+                        tasks.spawn(refuse(stream, "too many connections"));
+                    }
+                }
+            }
+        }
+    }
+    drop(listener);
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn refuse(mut stream: TcpStream, message: &'static str) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(error_line(message).as_bytes())).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Lines read since the last batch was sent.
+#[derive(Default)]
+struct Pending {
+    data: Vec<u8>,
+    lines: u32,
+    /// Rejects with offsets relative to the batch.
+    rejects: Vec<Reject>,
+}
+
+impl Pending {
+    fn add(&mut self, piece: Piece<'_>) {
+        self.lines += 1;
+        match piece {
+            Piece::Line(line) => {
+                self.data.extend_from_slice(line);
+                self.data.push(b'\n');
+            }
+            Piece::TooLarge { prefix, bytes } => self.rejects.push(Reject {
+                offset: u64::from(self.lines),
+                reason: RejectReason::TooLarge,
+                bytes,
+                prefix,
+            }),
+        }
+    }
+
+    /// The end of the stream: a fragment, or a long line the stream ended in. It has the
+    /// offset the next line would have but is not a line: a resuming client resends it whole.
+    fn leftover(&mut self, left: Leftover) {
+        let (reason, prefix, bytes) = match left {
+            Leftover::Truncated { prefix, bytes } => (RejectReason::Truncated, prefix, bytes),
+            Leftover::TooLarge { prefix, bytes } => (RejectReason::TooLarge, prefix, bytes),
+        };
+        self.rejects.push(Reject {
+            offset: u64::from(self.lines) + 1,
+            reason,
+            bytes,
+            prefix,
+        });
+    }
+}
+
+/// Who is sending on a connection, once the hello (or the first line) has been seen.
+struct Peer {
+    client: String,
+    source: u16,
+    next_offset: u64,
+}
+
+enum End {
+    Eof,
+    Idle,
+    Shutdown,
+    Rejected,
+    Gone,
+}
+
+async fn connection(stream: TcpStream, id: u64, net: &Net, mut shutdown: watch::Receiver<bool>) {
+    let (mut rd, wr) = stream.into_split();
+    let (ack_tx, ack_rx) = watch::channel(0u64);
+    let acked = Arc::new(ack_tx);
+    let (err_tx, err_rx) = oneshot::channel::<String>();
+    let writer = tokio::spawn(writer(wr, ack_rx, err_rx, Arc::clone(&net.state)));
+    let mut err_tx = Some(err_tx);
+
+    let mut framer = Framer::new(net.limits.max_line_bytes);
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut pending = Pending::default();
+    let mut first: Option<Option<Result<Hello, String>>> = None;
+    let mut peer: Option<Peer> = None;
+    let end = loop {
+        let n = tokio::select! {
+            biased;
+            _ = shutdown.changed() => break End::Shutdown,
+            read = tokio::time::timeout(net.limits.conn_idle_timeout, rd.read(&mut buf)) => match read {
+                Err(_) => break End::Idle,
+                Ok(Ok(0)) | Ok(Err(_)) => break End::Eof,
+                Ok(Ok(n)) => n,
+            },
+        };
+        ServeState::add(&net.state.bytes_received, n as u64);
+        framer.push(&buf[..n], &mut |piece| {
+            if first.is_none() {
+                let hello = match &piece {
+                    Piece::Line(line) => parse_hello(line),
+                    Piece::TooLarge { .. } => None,
+                };
+                let is_hello = hello.is_some();
+                first = Some(hello);
+                if is_hello {
+                    return;
+                }
+            }
+            pending.add(piece);
+        });
+        if peer.is_none() {
+            if let Some(hello) = &first {
+                match greet(hello.as_ref(), id, net, &acked) {
+                    Ok(p) => peer = Some(p),
+                    Err(message) => {
+                        ServeState::add(&net.state.connections_rejected, 1);
+                        if let Some(tx) = err_tx.take() {
+                            let _ = tx.send(message);
+                        }
+                        break End::Rejected;
+                    }
+                }
+            }
+        }
+        if let Some(p) = &mut peer {
+            if !send(p, &mut pending, net, &acked).await {
+                break End::Gone;
+            }
+        }
+    };
+    match end {
+        End::Eof | End::Idle => {
+            if matches!(end, End::Idle) {
+                ServeState::add(&net.state.connections_timed_out, 1);
+            }
+            if let Some(left) = framer.finish() {
+                pending.leftover(left);
+            }
+            if peer.is_none() && (!pending.data.is_empty() || !pending.rejects.is_empty()) {
+                // Only a fragment arrived: it is a line of an anonymous sender, if that is allowed.
+                if let Ok(p) = greet(None, id, net, &acked) {
+                    peer = Some(p);
+                }
+            }
+            if let Some(p) = &mut peer {
+                send(p, &mut pending, net, &acked).await;
+            }
+        }
+        // A partial line at shutdown was not acknowledged: the client resends it.
+        End::Shutdown => {
+            if let Some(p) = &mut peer {
+                send(p, &mut pending, net, &acked).await;
+            }
+        }
+        End::Rejected | End::Gone => {}
+    }
+    drop(acked);
+    drop(err_tx);
+    let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
+}
+
+/// Checks the hello (or its absence) and answers it: the lines of this client already durable.
+fn greet(
+    hello: Option<&Result<Hello, String>>,
+    id: u64,
+    net: &Net,
+    acked: &watch::Sender<u64>,
+) -> Result<Peer, String> {
+    let hello = match hello {
+        Some(Err(e)) => return Err(e.clone()),
+        Some(Ok(h)) => Some(h),
+        None => None,
+    };
+    if let Some(token) = &net.token {
+        if hello.and_then(|h| h.token.as_ref()) != Some(token) {
+            return Err("unauthorized: send {\"hello\":1,\"token\":\"...\"} first".into());
+        }
+    }
+    let source = match hello.and_then(|h| h.source.as_ref()) {
+        None => 0,
+        Some(name) => match net.sources.iter().position(|s| s == name) {
+            Some(i) => i as u16,
+            None => {
+                return Err(format!(
+                    "no tcp source named `{name}`; sources: {}",
+                    net.sources.join(", ")
+                ))
+            }
+        },
+    };
+    let Some(hello) = hello else {
+        return Ok(Peer {
+            client: format!("#{id}"),
+            source,
+            next_offset: 0,
+        });
+    };
+    let (client, durable) = match &hello.client {
+        Some(c) => {
+            let durable = net.durable.lock().unwrap_or_else(|e| e.into_inner());
+            (c.clone(), durable.get(c).copied().unwrap_or(0))
+        }
+        None => (format!("#{id}"), 0),
+    };
+    acked.send_replace(durable);
+    Ok(Peer {
+        client,
+        source,
+        next_offset: hello.offset.unwrap_or(durable),
+    })
+}
+
+/// Sends the pending lines as one batch; `false` when the server is stopping for good.
+async fn send(peer: &mut Peer, pending: &mut Pending, net: &Net, acked: &Arc<watch::Sender<u64>>) -> bool {
+    if pending.lines == 0 && pending.rejects.is_empty() {
+        return true;
+    }
+    let p = std::mem::take(pending);
+    let base = peer.next_offset;
+    let batch = Batch {
+        source: peer.source,
+        client: peer.client.clone(),
+        first_offset: base,
+        lines: p.lines,
+        data: p.data,
+        rejects: p
+            .rejects
+            .into_iter()
+            .map(|r| Reject {
+                offset: base + r.offset,
+                ..r
+            })
+            .collect(),
+    };
+    peer.next_offset += u64::from(p.lines);
+    ServeState::add(&net.state.lines_received, u64::from(p.lines));
+    let weight = batch.weight().min(net.budget_bytes);
+    let Ok(permit) = Arc::clone(&net.budget).acquire_many_owned(weight as u32).await else {
+        return false;
+    };
+    ServeState::add(&net.state.queued_bytes, weight as u64);
+    let inbound = Inbound {
+        batch,
+        acked: Arc::clone(acked),
+        permit,
+        weight: weight as u64,
+    };
+    if net.tx.send(inbound).await.is_err() {
+        ServeState::sub(&net.state.queued_bytes, weight as u64);
+        return false;
+    }
+    true
+}
+
+/// Writes acknowledgements as they change, or one error; ends when the connection and every
+/// batch of it in flight are done.
+async fn writer(
+    mut wr: OwnedWriteHalf,
+    mut acks: watch::Receiver<u64>,
+    mut error: oneshot::Receiver<String>,
+    state: Arc<ServeState>,
+) {
+    let mut error_open = true;
+    loop {
+        tokio::select! {
+            message = &mut error, if error_open => match message {
+                Ok(message) => {
+                    let _ = wr.write_all(error_line(&message).as_bytes()).await;
+                    break;
+                }
+                Err(_) => error_open = false,
+            },
+            changed = acks.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let n = *acks.borrow_and_update();
+                if wr.write_all(ack_line(n).as_bytes()).await.is_err() {
+                    break;
+                }
+                ServeState::add(&state.acks_sent, 1);
+            }
+        }
+    }
+    let _ = wr.shutdown().await;
+}

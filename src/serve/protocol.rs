@@ -1,0 +1,173 @@
+//! The line protocol of `sluice serve` (see the README's "Serving over TCP"): the optional
+//! hello line, acknowledgements and errors, and the cheap checks done on untrusted lines before
+//! they are parsed.
+//!
+//! ```text
+//! client → {"hello":1,"client":"c1","source":"events","token":"T","offset":0}   (optional)
+//! server → {"ack":N}        N: lines of client c1 already durable (0 for a new client)
+//! client → one event per line ...
+//! server → {"ack":N}        after each group commit: lines of c1 durable up to N
+//! server → {"error":"..."}  then closes (bad hello, wrong token, too many connections)
+//! ```
+
+use serde::Deserialize;
+
+/// The optional first line of a connection.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hello {
+    /// Protocol version; must be 1.
+    pub hello: u32,
+    /// Stable client id: lines are numbered per client, across connections and restarts, so
+    /// resent lines already in the log are skipped. Without one, lines are numbered per
+    /// connection and never deduplicated.
+    #[serde(default)]
+    pub client: Option<String>,
+    /// The TCP source the lines feed (default: the spec's first TCP source).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The server's `--auth-token`, when it has one.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// How many of this client's lines precede the first line sent on this connection
+    /// (default: the server's acknowledgement in reply to the hello, i.e. resume after it).
+    #[serde(default)]
+    pub offset: Option<u64>,
+}
+
+/// Longest client id.
+pub const MAX_CLIENT_ID: usize = 128;
+
+/// `Some` when `line` is a hello line (a JSON object with a `hello` key), with the hello or why
+/// it is invalid; `None` when it is an ordinary line.
+pub fn parse_hello(line: &[u8]) -> Option<Result<Hello, String>> {
+    let trimmed = line.trim_ascii_start();
+    if !trimmed.starts_with(b"{") || memchr::memmem::find(line, b"\"hello\"").is_none() {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(line).ok()?;
+    if !value.as_object().is_some_and(|o| o.contains_key("hello")) {
+        return None;
+    }
+    Some(
+        serde_json::from_value::<Hello>(value)
+            .map_err(|e| format!("bad hello: {e}"))
+            .and_then(|h| {
+                if h.hello != 1 {
+                    return Err(format!("unsupported protocol version {}", h.hello));
+                }
+                if let Some(c) = &h.client {
+                    if !valid_client_id(c) {
+                        return Err(format!(
+                            "client id must be 1 to {MAX_CLIENT_ID} characters of A-Z a-z 0-9 _ . : -"
+                        ));
+                    }
+                }
+                Ok(h)
+            }),
+    )
+}
+
+pub fn valid_client_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_CLIENT_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+}
+
+pub fn ack_line(n: u64) -> String {
+    format!("{{\"ack\":{n}}}\n")
+}
+
+pub fn error_line(message: &str) -> String {
+    format!("{}\n", serde_json::json!({ "error": message }))
+}
+
+/// What a server line says to a client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reply {
+    Ack(u64),
+    Error(String),
+}
+
+/// Parses a server line (for `sluice send` and tests).
+pub fn parse_reply(line: &[u8]) -> Option<Reply> {
+    let value: serde_json::Value = serde_json::from_slice(line).ok()?;
+    if let Some(n) = value.get("ack").and_then(|n| n.as_u64()) {
+        return Some(Reply::Ack(n));
+    }
+    value
+        .get("error")
+        .and_then(|e| e.as_str())
+        .map(|e| Reply::Error(e.to_string()))
+}
+
+/// Whether JSON text nests arrays and objects deeper than `max`, found by one pass over the bytes
+/// (strings skipped) without parsing, so a nesting bomb costs no stack.
+pub fn depth_exceeds(line: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in line {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_lines() {
+        assert_eq!(parse_hello(br#"{"event_time":1,"event_type":"a"}"#), None);
+        assert_eq!(parse_hello(br#"{"hello" "#), None);
+        let h = parse_hello(br#"{"hello":1,"client":"c-1","source":"events","token":"t"}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.client.as_deref(), Some("c-1"));
+        assert_eq!(h.offset, None);
+        assert!(parse_hello(br#"{"hello":2}"#).unwrap().is_err());
+        assert!(parse_hello(br#"{"hello":1,"client":"a b"}"#).unwrap().is_err());
+        assert!(parse_hello(br#"{"hello":1,"extra":1}"#).unwrap().is_err());
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        assert_eq!(parse_reply(ack_line(42).as_bytes()), Some(Reply::Ack(42)));
+        assert_eq!(
+            parse_reply(error_line("no \"such\" source").as_bytes()),
+            Some(Reply::Error("no \"such\" source".into()))
+        );
+    }
+
+    #[test]
+    fn depth() {
+        assert!(!depth_exceeds(br#"{"a":[1,{"b":2}]}"#, 3));
+        assert!(depth_exceeds(br#"{"a":[1,{"b":[2]}]}"#, 3));
+        assert!(!depth_exceeds(br#"{"a":"[[[[[[[[\"[[[["}"#, 1));
+        let bomb = vec![b'['; 10_000_000];
+        assert!(depth_exceeds(&bomb, 64));
+    }
+}

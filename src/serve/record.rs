@@ -1,0 +1,320 @@
+//! What flows from the sockets to the workers and into the write-ahead log: batches of lines of
+//! one client, and idle-time watermark advances. Their binary encoding is the log's record
+//! payload.
+//!
+//! Lines are numbered per client from 1: a batch covers offsets `first_offset + 1 ..=
+//! first_offset + lines`. Each offset is either a line in `data` or a [`Reject`] (a line over
+//! the size limit, kept as a prefix). What the stream ended with (a `truncated` fragment, or a
+//! line over the limit without its newline) is a reject at `first_offset + lines + 1`, past the
+//! batch: it is not a line, and a resuming client resends it whole.
+
+/// Why the network layer rejected a line before any parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    TooLarge = 1,
+    Truncated = 2,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::TooLarge => "too_large",
+            RejectReason::Truncated => "truncated",
+        }
+    }
+}
+
+/// A line the network layer rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    pub offset: u64,
+    pub reason: RejectReason,
+    /// The full length of the line or fragment.
+    pub bytes: u64,
+    /// Its first bytes.
+    pub prefix: Vec<u8>,
+}
+
+/// Lines of one client for one source, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// Index among the plan's TCP sources.
+    pub source: u16,
+    /// The client id; anonymous connections get `#N`, which is never deduplicated.
+    pub client: String,
+    /// Lines of this client before this batch.
+    pub first_offset: u64,
+    /// Offsets covered: lines in `data` plus rejects at offsets up to the end.
+    pub lines: u32,
+    /// Complete lines, each ending with `\n` (blank lines included: they count).
+    pub data: Vec<u8>,
+    pub rejects: Vec<Reject>,
+}
+
+/// One log record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Batch(Batch),
+    /// No line arrived for the source for the idle timeout: its watermark moves `delta_ms`.
+    Advance {
+        source: u16,
+        delta_ms: u64,
+    },
+}
+
+impl Batch {
+    /// Anonymous clients are numbered per connection and never deduplicated.
+    pub fn anonymous(&self) -> bool {
+        self.client.starts_with('#')
+    }
+
+    /// The last offset covered.
+    pub fn end_offset(&self) -> u64 {
+        self.first_offset + u64::from(self.lines)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines == 0 && self.rejects.is_empty()
+    }
+
+    /// Bytes this batch holds, for the bounded queue.
+    pub fn weight(&self) -> usize {
+        self.data.len() + self.rejects.iter().map(|r| r.prefix.len() + 32).sum::<usize>() + 64
+    }
+
+    /// Calls `f` with each line of `data` and its offset, skipping the offsets of rejects.
+    pub fn for_each_line(&self, mut f: impl FnMut(u64, &[u8])) {
+        let mut offset = self.first_offset;
+        let end = self.end_offset();
+        let mut rejects = self.rejects.iter().filter(|r| r.offset <= end).peekable();
+        for line in self.data.split(|b| *b == b'\n') {
+            offset += 1;
+            while rejects.peek().is_some_and(|r| r.offset == offset) {
+                rejects.next();
+                offset += 1;
+            }
+            if offset > end {
+                break;
+            }
+            f(offset, line);
+        }
+    }
+
+    /// Drops what is at or below `durable` (lines already in the log); returns how many offsets.
+    pub fn skip_through(&mut self, durable: u64) -> u64 {
+        if durable <= self.first_offset {
+            return 0;
+        }
+        let through = durable.min(self.end_offset());
+        let skip = (through - self.first_offset) as usize;
+        let rejected = self.rejects.iter().filter(|r| r.offset <= through).count();
+        let lines_skipped = skip - rejected;
+        let mut cut = 0;
+        for _ in 0..lines_skipped {
+            match memchr::memchr(b'\n', &self.data[cut..]) {
+                Some(i) => cut += i + 1,
+                None => cut = self.data.len(),
+            }
+        }
+        self.data.drain(..cut);
+        self.rejects.retain(|r| r.offset > durable);
+        self.first_offset += skip as u64;
+        self.lines -= skip as u32;
+        skip as u64
+    }
+}
+
+const BATCH: u8 = 1;
+const ADVANCE: u8 = 2;
+
+impl Batch {
+    /// Appends the payload encoding of `Record::Batch(self)` to `out`, without cloning.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(BATCH);
+        out.extend_from_slice(&self.source.to_le_bytes());
+        out.extend_from_slice(&(self.client.len() as u16).to_le_bytes());
+        out.extend_from_slice(self.client.as_bytes());
+        out.extend_from_slice(&self.first_offset.to_le_bytes());
+        out.extend_from_slice(&self.lines.to_le_bytes());
+        out.extend_from_slice(&(self.rejects.len() as u32).to_le_bytes());
+        for r in &self.rejects {
+            out.extend_from_slice(&r.offset.to_le_bytes());
+            out.push(r.reason as u8);
+            out.extend_from_slice(&r.bytes.to_le_bytes());
+            out.extend_from_slice(&(r.prefix.len() as u32).to_le_bytes());
+            out.extend_from_slice(&r.prefix);
+        }
+        out.extend_from_slice(&self.data);
+    }
+}
+
+/// Why a payload does not decode (a corrupt record that passed its checksum, or a newer format).
+#[derive(Debug, thiserror::Error)]
+#[error("bad log record: {0}")]
+pub struct DecodeError(pub &'static str);
+
+impl Record {
+    /// Appends the payload encoding to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Record::Advance { source, delta_ms } => {
+                out.push(ADVANCE);
+                out.extend_from_slice(&source.to_le_bytes());
+                out.extend_from_slice(&delta_ms.to_le_bytes());
+            }
+            Record::Batch(b) => b.encode(out),
+        }
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<Record, DecodeError> {
+        let mut r = Reader(payload);
+        match r.u8()? {
+            ADVANCE => Ok(Record::Advance {
+                source: r.u16()?,
+                delta_ms: r.u64()?,
+            }),
+            BATCH => {
+                let source = r.u16()?;
+                let n = r.u16()? as usize;
+                let client = String::from_utf8(r.bytes(n)?.to_vec()).map_err(|_| DecodeError("client id"))?;
+                let first_offset = r.u64()?;
+                let lines = r.u32()?;
+                let count = r.u32()? as usize;
+                let mut rejects = Vec::with_capacity(count.min(1024));
+                for _ in 0..count {
+                    let offset = r.u64()?;
+                    let reason = match r.u8()? {
+                        1 => RejectReason::TooLarge,
+                        2 => RejectReason::Truncated,
+                        _ => return Err(DecodeError("reject reason")),
+                    };
+                    let bytes = r.u64()?;
+                    let n = r.u32()? as usize;
+                    rejects.push(Reject {
+                        offset,
+                        reason,
+                        bytes,
+                        prefix: r.bytes(n)?.to_vec(),
+                    });
+                }
+                Ok(Record::Batch(Batch {
+                    source,
+                    client,
+                    first_offset,
+                    lines,
+                    data: r.0.to_vec(),
+                    rejects,
+                }))
+            }
+            _ => Err(DecodeError("record kind")),
+        }
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.0.len() < n {
+            return Err(DecodeError("short payload"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.bytes(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(self.bytes(2)?.try_into().expect("2 bytes")))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.bytes(4)?.try_into().expect("4 bytes")))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.bytes(8)?.try_into().expect("8 bytes")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch() -> Batch {
+        Batch {
+            source: 1,
+            client: "c1".into(),
+            first_offset: 10,
+            lines: 5,
+            data: b"a\nb\n\nd\n".to_vec(),
+            rejects: vec![
+                Reject {
+                    offset: 12,
+                    reason: RejectReason::TooLarge,
+                    bytes: 1 << 30,
+                    prefix: b"{\"x\":".to_vec(),
+                },
+                Reject {
+                    offset: 16,
+                    reason: RejectReason::Truncated,
+                    bytes: 3,
+                    prefix: b"{\"y".to_vec(),
+                },
+            ],
+        }
+    }
+
+    fn lines(b: &Batch) -> Vec<(u64, String)> {
+        let mut out = Vec::new();
+        b.for_each_line(|o, l| out.push((o, String::from_utf8_lossy(l).into_owned())));
+        out
+    }
+
+    #[test]
+    fn offsets_skip_rejects() {
+        assert_eq!(
+            lines(&batch()),
+            [
+                (11, "a".into()),
+                (13, "b".into()),
+                (14, String::new()),
+                (15, "d".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        for rec in [
+            Record::Batch(batch()),
+            Record::Advance {
+                source: 3,
+                delta_ms: 250,
+            },
+        ] {
+            let mut buf = Vec::new();
+            rec.encode(&mut buf);
+            assert_eq!(Record::decode(&buf).unwrap(), rec);
+            assert!(Record::decode(&buf[..buf.len().min(20) - 1]).is_err() || buf.len() > 20);
+        }
+    }
+
+    #[test]
+    fn skipping_durable_lines() {
+        for (durable, expect) in [
+            (9, vec![11, 13, 14, 15]),
+            (10, vec![11, 13, 14, 15]),
+            (11, vec![13, 14, 15]),
+            (12, vec![13, 14, 15]),
+            (14, vec![15]),
+            (15, vec![]),
+            (99, vec![]),
+        ] {
+            let mut b = batch();
+            b.skip_through(durable);
+            let got: Vec<u64> = lines(&b).into_iter().map(|(o, _)| o).collect();
+            assert_eq!(got, expect, "durable {durable}");
+            assert_eq!(b.end_offset(), 15);
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The timely side of `sluice serve`: each worker renders the plan, reads the spec's file
+//! sources (context tables) as `sluice run` does, then feeds the records the sequencer hands it
+//! into the TCP sources' inputs until the sequencer hangs up, and runs the dataflow to
+//! completion.
+//!
+//! A batch is parsed with [`crate::source::ndjson::parse_line`] after two cheap checks on the
+//! untrusted bytes (nesting depth, distinct field names), then admitted with the same watermark
+//! and lateness rules as replay, its prefix maximum coming from [`super::order::Order`].
+
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::order::Order;
+use super::protocol::depth_exceeds;
+use super::record::{Batch, RejectReason};
+use super::state::ServeState;
+use super::Limits;
+use crate::dead_letter::DeadLetter;
+use crate::plan::{Plan, SourcePlan};
+use crate::render::{render, SourceInputs};
+use crate::run::{admit, advance, advance_to, collect_outputs, read_splits, WorkerOutput};
+use crate::schema::registry::Registry;
+use crate::source::arrow_read::TypeCache;
+use crate::source::{ndjson, Decoded, Layout, Watermark};
+use crate::value::with_name_limit;
+
+/// What the sequencer hands a worker; `seq` is the record's place in the log.
+pub(crate) enum ToWorker {
+    Batch {
+        seq: u64,
+        batch: Batch,
+        /// The batch's share of the global queue budget, released once it is admitted.
+        permit: Option<(OwnedSemaphorePermit, u64)>,
+    },
+    Advance {
+        seq: u64,
+        source: u16,
+        delta_ms: u64,
+    },
+}
+
+/// Everything the workers share.
+pub(crate) struct Shared {
+    pub plan: Plan,
+    /// File sources' layouts; `None` for TCP sources.
+    pub layouts: Vec<Option<Layout>>,
+    pub registries: Vec<Registry>,
+    pub out_dir: Option<std::path::PathBuf>,
+    /// Plan index of each TCP source.
+    pub tcp: Vec<usize>,
+    pub receivers: std::sync::Mutex<Vec<Option<Receiver<ToWorker>>>>,
+    pub order: Order,
+    pub state: Arc<ServeState>,
+    pub limits: Limits,
+}
+
+/// One worker's TCP source.
+struct Tcp {
+    plan_index: usize,
+    watermark: Watermark,
+    types: TypeCache,
+}
+
+/// Runs one worker; see the module documentation.
+pub(crate) fn drive(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Option<WorkerOutput>, String> {
+    let result = drive_inner(worker, shared);
+    if result.is_err() {
+        shared.order.abort();
+    }
+    result
+}
+
+fn drive_inner(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Option<WorkerOutput>, String> {
+    let index = worker.index();
+    let rx = shared
+        .receivers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_mut(index)
+        .and_then(Option::take)
+        .ok_or("worker started twice")?;
+    let plan = &shared.plan;
+    let mut rendered =
+        worker.dataflow::<u64, _, _>(|scope| render(plan, scope, &shared.registries, shared.out_dir.clone(), false));
+    let tick_ms = plan.tick_ms as i64;
+    let mut inputs: Vec<Option<SourceInputs>> = rendered.inputs.drain(..).map(Some).collect();
+    for (i, source) in plan.sources.iter().enumerate() {
+        if let (Some(layout), Some(input)) = (&shared.layouts[i], &mut inputs[i]) {
+            read_splits(worker, source, layout, input, tick_ms, &mut |_| {})?;
+            // A context table is complete: closing it lets its frontier pass.
+            inputs[i] = None;
+        }
+    }
+    tracing::info!(worker = index, "file sources read; serving");
+
+    let mut tcp: Vec<Tcp> = shared
+        .tcp
+        .iter()
+        .map(|&i| Tcp {
+            plan_index: i,
+            watermark: Watermark::new(plan.sources[i].allowed_lateness_ms),
+            types: TypeCache::default(),
+        })
+        .collect();
+    let mut decoded = Vec::new();
+    loop {
+        let mut received = false;
+        let mut closed = false;
+        for _ in 0..16 {
+            match rx.try_recv() {
+                Ok(msg) => {
+                    ServeState::sub(&shared.state.worker_queues[index], 1);
+                    handle(msg, shared, &mut tcp, &mut inputs, &mut decoded).map_err(|e| e.to_string())?;
+                    received = true;
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        // Follow records published by the other workers, so every input's frontier moves.
+        for (k, t) in tcp.iter().enumerate() {
+            if let (Some(max), Some(input)) = (shared.order.maximum(k), &mut inputs[t.plan_index]) {
+                let lateness = plan.sources[t.plan_index].allowed_lateness_ms as i64;
+                advance_to(input, max.saturating_sub(lateness), tick_ms);
+            }
+        }
+        if closed {
+            break;
+        }
+        if received {
+            worker.step();
+        } else {
+            worker.step_or_park(Some(Duration::from_millis(1)));
+        }
+    }
+    tracing::info!(worker = index, "inputs closed");
+    inputs.clear();
+    while worker.step_or_park(None) {}
+    tracing::info!(worker = index, "dataflow complete");
+    collect_outputs(&rendered, false, index)
+}
+
+fn handle(
+    msg: ToWorker,
+    shared: &Shared,
+    tcp: &mut [Tcp],
+    inputs: &mut [Option<SourceInputs>],
+    decoded: &mut Vec<Decoded>,
+) -> Result<(), super::order::Aborted> {
+    let tick_ms = shared.plan.tick_ms as i64;
+    match msg {
+        ToWorker::Advance { seq, source, delta_ms } => {
+            let k = source as usize;
+            let max = shared
+                .order
+                .publish(seq, k, |p| p.map(|m| m.saturating_add(delta_ms as i64)))?;
+            let t = &mut tcp[k];
+            t.watermark.start_split(max.map(|m| m.saturating_add(delta_ms as i64)));
+            if let Some(input) = &mut inputs[t.plan_index] {
+                advance(input, &t.watermark, tick_ms);
+            }
+            shared.state.raise_watermark(k, t.watermark.current());
+        }
+        ToWorker::Batch { seq, batch, permit } => {
+            let k = batch.source as usize;
+            let t = &mut tcp[k];
+            let source = &shared.plan.sources[t.plan_index];
+            let max = parse(&batch, source, &mut t.types, &shared.limits, decoded);
+            let prefix = shared.order.publish(seq, k, |p| p.max(max))?;
+            t.watermark.start_split(prefix);
+            if let Some(input) = &mut inputs[t.plan_index] {
+                advance(input, &t.watermark, tick_ms);
+                let mut events = 0;
+                for d in decoded.drain(..) {
+                    let client = &batch.client;
+                    match admit(input, &mut t.watermark, d, tick_ms, source, |pos| location(client, pos)) {
+                        None => events += 1,
+                        Some(reason) => shared.state.dead_letter(&reason),
+                    }
+                }
+                advance(input, &t.watermark, tick_ms);
+                input.events.flush();
+                input.dead.flush();
+                ServeState::add(&shared.state.events_processed, events);
+            }
+            decoded.clear();
+            shared.state.raise_watermark(k, t.watermark.current());
+            if let Some((permit, weight)) = permit {
+                ServeState::sub(&shared.state.queued_bytes, weight);
+                drop(permit);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where a TCP line came from, as dead letters name it.
+fn location(client: &str, offset: u64) -> String {
+    format!("tcp:{client}:{offset}")
+}
+
+/// Decodes a batch's lines and rejects into `out`; returns the largest valid event time.
+fn parse(
+    batch: &Batch,
+    source: &SourcePlan,
+    types: &mut TypeCache,
+    limits: &Limits,
+    out: &mut Vec<Decoded>,
+) -> Option<i64> {
+    let mut max = None;
+    let dead = |reason: &str, detail: String, offset: u64, record: &[u8], event_time: Option<i64>| {
+        Decoded::Bad(Box::new(DeadLetter {
+            stage: format!("source:{}", source.name),
+            reason: reason.into(),
+            detail,
+            location: location(&batch.client, offset),
+            record: String::from_utf8_lossy(record).into_owned(),
+            event_time,
+        }))
+    };
+    batch.for_each_line(|offset, line| {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        if depth_exceeds(line, limits.max_depth) {
+            let detail = format!("nesting deeper than {} levels", limits.max_depth);
+            let record = &line[..line.len().min(super::frame::PREFIX_BYTES)];
+            out.push(dead("depth_exceeded", detail, offset, record, None));
+            return;
+        }
+        let (parsed, refused) = with_name_limit(limits.max_field_names, || ndjson::parse_line(source, types, line));
+        match parsed {
+            Ok(_) if refused => {
+                let detail = format!(
+                    "the line names fields beyond the server's limit of {} distinct field names",
+                    limits.max_field_names
+                );
+                let record = &line[..line.len().min(super::frame::PREFIX_BYTES)];
+                out.push(dead("too_many_fields", detail, offset, record, None));
+            }
+            Ok(event) => {
+                if event.time >= 0 {
+                    max = max.max(Some(event.time));
+                }
+                out.push(Decoded::Event(event, offset));
+            }
+            Err((reason, detail, event_time)) => out.push(dead(reason, detail, offset, line, event_time)),
+        }
+    });
+    for r in &batch.rejects {
+        let detail = match r.reason {
+            RejectReason::TooLarge => format!(
+                "a line of {} bytes exceeds max_line_bytes {}",
+                r.bytes, limits.max_line_bytes
+            ),
+            RejectReason::Truncated => format!("the connection ended after {} bytes of an unfinished line", r.bytes),
+        };
+        out.push(dead(r.reason.as_str(), detail, r.offset, &r.prefix, None));
+    }
+    max
+}
