@@ -78,7 +78,9 @@ pub struct RangeTable<V> {
 
 impl<V> Default for RangeTable<V> {
     fn default() -> Self {
-        RangeTable { ranges: BTreeMap::new() }
+        RangeTable {
+            ranges: BTreeMap::new(),
+        }
     }
 }
 
@@ -127,8 +129,17 @@ mod tests {
         let r = parse_cidr("2001:db8::/32").unwrap();
         assert_eq!(r.first, parse_ip("2001:db8::").unwrap());
         assert_eq!(r.last, parse_ip("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff").unwrap());
-        assert_eq!(parse_cidr("0.0.0.0/0").unwrap().last, parse_ip("255.255.255.255").unwrap());
-        assert_eq!(parse_cidr("::/0").unwrap(), IpRange { first: 0, last: u128::MAX });
+        assert_eq!(
+            parse_cidr("0.0.0.0/0").unwrap().last,
+            parse_ip("255.255.255.255").unwrap()
+        );
+        assert_eq!(
+            parse_cidr("::/0").unwrap(),
+            IpRange {
+                first: 0,
+                last: u128::MAX
+            }
+        );
         let one = parse_cidr("192.168.1.7").unwrap();
         assert_eq!(one.first, one.last);
         // Host bits are ignored.
@@ -137,7 +148,15 @@ mod tests {
 
     #[test]
     fn bad_cidrs_are_errors() {
-        for bad in ["", "10.0.0.0/", "10.0.0.0/33", "::/129", "300.0.0.0/8", "abc", "10.0.0.0/x"] {
+        for bad in [
+            "",
+            "10.0.0.0/",
+            "10.0.0.0/33",
+            "::/129",
+            "300.0.0.0/8",
+            "abc",
+            "10.0.0.0/x",
+        ] {
             assert!(parse_cidr(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_ip("not an ip"), None);
@@ -148,7 +167,8 @@ mod tests {
         let mut t = RangeTable::default();
         t.insert(parse_cidr("10.0.0.0/24").unwrap(), "10.0.0.0/24", 1).unwrap();
         t.insert(parse_cidr("10.0.1.0/24").unwrap(), "10.0.1.0/24", 2).unwrap();
-        t.insert(parse_cidr("2001:db8::/48").unwrap(), "2001:db8::/48", 3).unwrap();
+        t.insert(parse_cidr("2001:db8::/48").unwrap(), "2001:db8::/48", 3)
+            .unwrap();
         let at = |ip: &str| t.get(parse_ip(ip).unwrap()).map(|(_, v)| *v);
         assert_eq!(at("9.255.255.255"), None);
         assert_eq!(at("10.0.0.0"), Some(1));
@@ -165,7 +185,9 @@ mod tests {
     fn overlapping_ranges_are_refused_and_same_range_replaces() {
         let mut t = RangeTable::default();
         t.insert(parse_cidr("10.0.0.0/16").unwrap(), "10.0.0.0/16", 1).unwrap();
-        let err = t.insert(parse_cidr("10.0.5.0/24").unwrap(), "10.0.5.0/24", 2).unwrap_err();
+        let err = t
+            .insert(parse_cidr("10.0.5.0/24").unwrap(), "10.0.5.0/24", 2)
+            .unwrap_err();
         assert_eq!(err.existing, "10.0.0.0/16");
         assert!(t.insert(parse_cidr("9.0.0.0/8").unwrap(), "9.0.0.0/8", 2).is_ok());
         assert!(t.insert(parse_cidr("0.0.0.0/0").unwrap(), "0.0.0.0/0", 2).is_err());

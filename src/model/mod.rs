@@ -2,5 +2,5 @@
 //! operators; each is unit- and property-tested alone.
 
 pub mod aggregate;
-pub mod window;
 pub mod ip;
+pub mod window;

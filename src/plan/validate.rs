@@ -139,7 +139,10 @@ pub fn plan_str(text: &str, file: &Path, base: &Path, inputs: &[(String, PathBuf
             continue;
         }
         let mut fields = BTreeSet::new();
-        if enrichments.iter().any(|e| e.source == index || e.joins.iter().any(|j| j.context == index)) {
+        if enrichments
+            .iter()
+            .any(|e| e.source == index || e.joins.iter().any(|j| j.context == index))
+        {
             // Enriched outputs carry every field; context rows attach every field by default.
             continue;
         }
@@ -326,7 +329,9 @@ impl Cx<'_> {
             Some(l) => self.duration(l, &key("allowed_lateness"))?,
             None => 0,
         };
-        for (field, k) in std::iter::once((&s.time_field, "time_field")).chain(s.type_field.iter().map(|t| (t, "type_field"))) {
+        for (field, k) in
+            std::iter::once((&s.time_field, "time_field")).chain(s.type_field.iter().map(|t| (t, "type_field")))
+        {
             if let Err(e) = FieldPath::parse(field.get_ref()) {
                 return Err(self.error(field.span(), &key(k), e.to_string(), None));
             }
@@ -691,7 +696,13 @@ impl Cx<'_> {
         })
     }
 
-    fn join(&self, key: &str, spec: &S<JoinSpec>, source: usize, sources: &[SourcePlan]) -> Result<JoinPlan, SpecError> {
+    fn join(
+        &self,
+        key: &str,
+        spec: &S<JoinSpec>,
+        source: usize,
+        sources: &[SourcePlan],
+    ) -> Result<JoinPlan, SpecError> {
         let j = spec.get_ref();
         let key = |k: &str| format!("{key}.{k}");
         let context = self.source_index(&j.context, &key("context"), sources)?;
@@ -747,7 +758,8 @@ impl Cx<'_> {
         let mut context_key = Vec::new();
         for (event_field, context_field) in &j.on {
             let k = key(&format!("on.{event_field}"));
-            let path = FieldPath::parse(event_field).map_err(|e| self.error(context_field.span(), &k, e.to_string(), None))?;
+            let path =
+                FieldPath::parse(event_field).map_err(|e| self.error(context_field.span(), &k, e.to_string(), None))?;
             event_key.push(Accessor::bind(path, &src.time_field, &src.type_field));
             let path = FieldPath::parse(context_field.get_ref())
                 .map_err(|e| self.error(context_field.span(), &k, e.to_string(), None))?;
@@ -775,7 +787,10 @@ impl Cx<'_> {
             ));
         }
         let when = match &j.when {
-            Some(w) => Some(self.expr(w, &key("when"), 0, w.get_ref())?.bind(&src.time_field, &src.type_field)),
+            Some(w) => Some(
+                self.expr(w, &key("when"), 0, w.get_ref())?
+                    .bind(&src.time_field, &src.type_field),
+            ),
             None => None,
         };
         Ok(JoinPlan {
@@ -874,7 +889,12 @@ impl Cx<'_> {
                 for (field, text) in &r.set {
                     let k = key(&format!("set.{field}"));
                     if !valid_field_name(field) {
-                        return Err(self.error(text.span(), &k, format!("`{field}` is not a top-level field name"), None));
+                        return Err(self.error(
+                            text.span(),
+                            &k,
+                            format!("`{field}` is not a top-level field name"),
+                            None,
+                        ));
                     }
                     set.push((field.clone(), bind(self.expr(text, &k, 0, text.get_ref())?)));
                 }

@@ -72,10 +72,7 @@ pub enum JoinOut {
 
 /// The key of `event` under `fields`; `None` when a field is missing or null.
 pub fn key_of(fields: &[Accessor], event: &Event) -> Option<Vec<Value>> {
-    fields
-        .iter()
-        .map(|a| a.get(event).filter(|v| !v.is_null()))
-        .collect()
+    fields.iter().map(|a| a.get(event).filter(|v| !v.is_null())).collect()
 }
 
 /// Whether `join` applies to `event` (its types and condition).
@@ -150,8 +147,12 @@ struct Keyed {
 
 impl Index for Keyed {
     fn apply(&mut self, row: &Event, value: Value) -> Result<(), (&'static str, String)> {
-        let key = key_of(&self.context_key, row)
-            .ok_or_else(|| ("missing_key", format!("a key field of {:?} is missing or null", self.context_key)))?;
+        let key = key_of(&self.context_key, row).ok_or_else(|| {
+            (
+                "missing_key",
+                format!("a key field of {:?} is missing or null", self.context_key),
+            )
+        })?;
         self.rows.insert(key, (row.time, value));
         Ok(())
     }
@@ -257,8 +258,8 @@ where
         report_dead,
     } = config;
     let (alias, max_age) = (Sym::new(&join.alias), join.max_age_ms.map(|a| a as i64));
-    let [hit, miss, stale, rejected] = ["context_hits", "context_misses", "context_stale", "context_rejected"]
-        .map(|m| Counter::new(m, &join.alias));
+    let [hit, miss, stale, rejected] =
+        ["context_hits", "context_misses", "context_stale", "context_rejected"].map(|m| Counter::new(m, &join.alias));
     events
         .binary_frontier::<_, CapacityContainerBuilder<Updates<JoinOut>>, _, _, _, _>(
             rows,
@@ -344,7 +345,10 @@ where
                             }
                         }
                     }
-                    let hold = [pending.next_time(), rows.keys().next().copied()].into_iter().flatten().min();
+                    let hold = [pending.next_time(), rows.keys().next().copied()]
+                        .into_iter()
+                        .flatten()
+                        .min();
                     pending.caps.downgrade(hold.iter());
                 }
             },
@@ -358,7 +362,11 @@ fn continuous<'s>(
     join: &JoinPlan,
     context_source: &SourcePlan,
 ) -> VecCollection<'s, u64, JoinOut, isize> {
-    assert_eq!(join.matching, Matching::Equal, "validation allows continuous equality joins only");
+    assert_eq!(
+        join.matching,
+        Matching::Equal,
+        "validation allows continuous equality joins only"
+    );
     let (plan, ctx_plan) = (join.clone(), context_source.clone());
     let ck = join.context_key.clone();
     let latest = context
@@ -378,10 +386,7 @@ fn continuous<'s>(
     let hits = keyed
         .clone()
         .join_map(latest.clone(), move |_, e, (_, row)| e.with_field(alias, row.clone()));
-    let misses = keyed
-        .antijoin(latest.map(|(k, _)| k))
-        .map(|(_, e)| e)
-        .concat(keyless);
+    let misses = keyed.antijoin(latest.map(|(k, _)| k)).map(|(_, e)| e).concat(keyless);
     let (hit, miss) = (
         JoinOut::Count(Counter::new("context_hits", &join.alias)),
         JoinOut::Count(Counter::new("context_misses", &join.alias)),

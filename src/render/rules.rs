@@ -92,7 +92,10 @@ pub fn render<'s>(
         .collect();
     events.flat_map(move |event| {
         let mut out = vec![RuleOut::Count(names.processed)];
-        if aliases.iter().any(|a| crate::value::lookup(&event.payload, *a).is_some()) {
+        if aliases
+            .iter()
+            .any(|a| crate::value::lookup(&event.payload, *a).is_some())
+        {
             out.push(RuleOut::Count(names.enriched));
         }
         let mut event = event;

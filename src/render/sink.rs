@@ -157,7 +157,9 @@ where
                 let limit = frontier.frontier().iter().min().copied();
                 let kept: Vec<(Vec<Value>, u64, isize)> = match (ordered, limit) {
                     (true, Some(limit)) => {
-                        let (ready, kept) = std::mem::take(&mut writer.buffer).into_iter().partition(|u| u.1 < limit);
+                        let (ready, kept) = std::mem::take(&mut writer.buffer)
+                            .into_iter()
+                            .partition(|u| u.1 < limit);
                         writer.buffer = ready;
                         kept
                     }
@@ -210,7 +212,10 @@ impl PartWriter {
                     names.extend(fields.iter().map(|(k, _)| *k));
                 }
             }
-            extra = names.into_iter().filter(|n| !columns.iter().any(|c| c == n.as_str())).collect();
+            extra = names
+                .into_iter()
+                .filter(|n| !columns.iter().any(|c| c == n.as_str()))
+                .collect();
             columns.extend(extra.iter().map(|n| n.as_str().to_string()));
         }
         if self.spec.changelog {

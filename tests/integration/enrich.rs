@@ -31,7 +31,9 @@ fn enriched(summary: &RunSummary, output: &str, alias: &str) -> BTreeMap<(i64, i
         .filter(|(_, n)| *n > 0)
         .map(|(row, _)| {
             let Value::Time(t) = row[0] else { panic!("{row:?}") };
-            let Some(Value::Object(fields)) = row.last() else { panic!("{row:?}") };
+            let Some(Value::Object(fields)) = row.last() else {
+                panic!("{row:?}")
+            };
             let id = match sluice::value::lookup(fields, id) {
                 Some(Value::Int(i)) => *i,
                 other => panic!("{other:?}"),
@@ -53,7 +55,10 @@ fn counter(summary: &RunSummary, metric: &str, label: &str) -> i64 {
 
 /// Events `(time, key)` and context rows `(time, key, value)`, each in an arrival order that is
 /// at most 3 s out of event-time order (the lateness allowed is 5 s: nothing is late).
-fn inputs() -> impl Strategy<Value = (Vec<(i64, i64)>, Vec<(i64, i64, i64)>)> {
+/// Events `(time, key)` and context rows `(time, key, value)`.
+type Inputs = (Vec<(i64, i64)>, Vec<(i64, i64, i64)>);
+
+fn inputs() -> impl Strategy<Value = Inputs> {
     let events = prop::collection::vec((0i64..60_000, 0i64..5), 1..80);
     let rows = prop::collection::vec((0i64..60_000, 0i64..5, 0i64..1000), 0..60);
     (events, rows).prop_map(|(mut events, mut rows)| {
@@ -156,15 +161,24 @@ fn later_context_changes_as_of_but_not_continuous_output() {
     let dir = tempfile::tempdir().unwrap();
     // The event at 1 s sees v=1; the row at 5 s arrives later and only a continuous join shows it.
     write_inputs(dir.path(), &[(1_000, 7), (6_000, 7)], &[(0, 7, 1), (5_000, 7, 2)]);
-    let as_of = run_collect(&plan_text(&join_spec(dir.path(), "on = { k = \"key\" }"), dir.path()), 1);
+    let as_of = run_collect(
+        &plan_text(&join_spec(dir.path(), "on = { k = \"key\" }"), dir.path()),
+        1,
+    );
     let got: Vec<Option<i64>> = enriched(&as_of, "enriched", "c").values().map(attached_v).collect();
     assert_eq!(got, vec![Some(1), Some(2)]);
     let spec = join_spec(dir.path(), "on = { k = \"key\" }\nmode = \"continuous\"");
     let continuous = run_collect(&plan_text(&spec, dir.path()), 1);
-    let got: Vec<Option<i64>> = enriched(&continuous, "enriched", "c").values().map(attached_v).collect();
+    let got: Vec<Option<i64>> = enriched(&continuous, "enriched", "c")
+        .values()
+        .map(attached_v)
+        .collect();
     assert_eq!(got, vec![Some(2), Some(2)]);
     // The first event was emitted with v=1, then retracted and emitted again with v=2.
-    let retractions = continuous.collected["enriched"].iter().filter(|(_, _, d)| *d < 0).count();
+    let retractions = continuous.collected["enriched"]
+        .iter()
+        .filter(|(_, _, d)| *d < 0)
+        .count();
     assert_eq!(retractions, 1);
 }
 
@@ -255,9 +269,14 @@ fn overlapping_ranges_are_rejected_at_load() {
         serde_json::json!({"ts": 0, "cidr": "10.0.3.0/24", "city": "b"}),
     ];
     write_lines(&dir.path().join("geo.ndjson"), &geo);
-    write_lines(&dir.path().join("events.ndjson"), &[serde_json::json!({"ts": 1, "type": "u", "ip": "10.0.3.1", "id": 0})]);
+    write_lines(
+        &dir.path().join("events.ndjson"),
+        &[serde_json::json!({"ts": 1, "type": "u", "ip": "10.0.3.1", "id": 0})],
+    );
     let plan = plan_text(&range_spec(dir.path()), dir.path());
-    let err = sluice::run::run(&plan, &sluice::run::RunConfig::default()).unwrap_err().to_string();
+    let err = sluice::run::run(&plan, &sluice::run::RunConfig::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("geo.ndjson"), "{err}");
     assert!(err.contains("10.0.3.0/24") && err.contains("10.0.0.0/16"), "{err}");
 }

@@ -5,8 +5,8 @@
 mod bad_input;
 mod cli;
 mod dedup;
-mod enrich;
 mod duckdb;
+mod enrich;
 mod golden;
 mod oracle;
 mod schema;
