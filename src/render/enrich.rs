@@ -117,18 +117,22 @@ pub fn render<'s>(
     join: &JoinPlan,
     context_source: &SourcePlan,
 ) -> VecCollection<'s, u64, JoinOut, isize> {
-    let relevant = join.clone();
-    let irrelevant = join.clone();
-    let passthrough = events
-        .clone()
-        .filter(move |e| !applies(&irrelevant, e))
-        .map(JoinOut::Event);
-    let events = events.filter(move |e| applies(&relevant, e));
+    let join_all = join.types.is_empty() && join.when.is_none();
+    let (events, passthrough) = if join_all {
+        (events, None)
+    } else {
+        let (relevant, irrelevant) = (join.clone(), join.clone());
+        let passthrough = events.clone().filter(move |e| !applies(&irrelevant, e));
+        (events.filter(move |e| applies(&relevant, e)), Some(passthrough))
+    };
     let joined = match join.mode {
         JoinMode::AsOf => as_of(events, context, join, context_source),
         JoinMode::Continuous => continuous(events, context, join, context_source),
     };
-    passthrough.concat(joined)
+    match passthrough {
+        Some(p) => p.map(JoinOut::Event).concat(joined),
+        None => joined,
+    }
 }
 
 /// The current rows of a context source, as the `AsOf` operator holds them.
