@@ -239,10 +239,11 @@ fn drive(
 ) -> Result<Option<WorkerOutput>, String> {
     let index = worker.index();
     let mut rendered =
-        worker.dataflow::<u64, _, _>(|scope| render(plan, scope, registries, config.out_dir.clone(), config.collect));
+        worker.dataflow::<u64, _, _>(|scope| render(plan, scope, registries, config.out_dir.clone(), config.collect, None));
     let tick_ms = plan.tick_ms as i64;
 
-    for ((source, layout), inputs) in plan.sources.iter().zip(layouts).zip(rendered.inputs.iter_mut()) {
+    for i in read_order(plan) {
+        let (source, layout, inputs) = (&plan.sources[i], &layouts[i], &mut rendered.inputs[i]);
         read_splits(worker, source, layout, inputs, tick_ms, &mut |n| {
             read.fetch_add(n, Ordering::Relaxed);
             bar.inc(n);
@@ -289,7 +290,26 @@ pub(crate) fn read_splits(
         };
         reader.read(split, &mut push).map_err(|e| e.to_string())?;
     }
+    // A file has no more records: this worker's part of the source is complete, so operators
+    // waiting on it (an as-of join on its context) need not wait for the other sources.
+    inputs.events.advance_to(u64::MAX);
+    inputs.dead.advance_to(u64::MAX);
+    inputs.events.flush();
+    inputs.dead.flush();
     Ok(())
+}
+
+/// The order in which a worker reads file sources: context sources of joins first, so that
+/// as-of joins release events as they arrive instead of holding them until the context is read.
+pub(crate) fn read_order(plan: &Plan) -> Vec<usize> {
+    let contexts: Vec<usize> = plan
+        .enrichments
+        .iter()
+        .flat_map(|e| e.joins.iter().map(|j| j.context))
+        .collect();
+    let (mut first, rest): (Vec<usize>, Vec<usize>) = (0..plan.sources.len()).partition(|i| contexts.contains(i));
+    first.extend(rest);
+    first
 }
 
 /// Worker 0's totals of every sink once the dataflow is complete (`None` on other workers).

@@ -300,7 +300,8 @@ where
                         ctx.sort();
                         let mut ctx = ctx.into_iter().peekable();
                         let mut events = ready.remove(&time).unwrap_or_default();
-                        events.sort();
+                        // Lookups do not change the index, so events at one time may go in any order.
+                        events.sort_unstable_by_key(|e| e.time);
                         let cap = pending.caps.delayed(&time);
                         let mut session = output.session(&cap);
                         let [mut hits, mut misses, mut stales, mut rejections] = [0isize; 4];
