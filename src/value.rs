@@ -72,6 +72,11 @@ pub fn interned_names() -> usize {
 }
 
 impl Sym {
+    /// The `Sym` of `name` if it is interned, without interning it.
+    pub fn lookup(name: &str) -> Option<Sym> {
+        interner().read().expect("interner poisoned").get(name).map(|found| Sym(found))
+    }
+
     /// Interns `name`, returning the same `Sym` for equal strings.
     pub fn new(name: &str) -> Sym {
         if let Some(found) = interner().read().expect("interner poisoned").get(name) {

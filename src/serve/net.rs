@@ -340,6 +340,8 @@ async fn writer(
     let mut error_open = true;
     loop {
         tokio::select! {
+            // An error first: the acknowledgements end when the connection does.
+            biased;
             message = &mut error, if error_open => match message {
                 Ok(message) => {
                     let _ = wr.write_all(error_line(&message).as_bytes()).await;

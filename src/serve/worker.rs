@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::order::Order;
-use super::protocol::depth_exceeds;
+use super::protocol::scan;
 use super::record::{Batch, RejectReason};
 use super::state::ServeState;
 use super::Limits;
@@ -25,7 +25,7 @@ use crate::run::{admit, advance, advance_to, collect_outputs, read_splits, Worke
 use crate::schema::registry::Registry;
 use crate::source::arrow_read::TypeCache;
 use crate::source::{ndjson, Decoded, Layout, Watermark};
-use crate::value::with_name_limit;
+use crate::value::{interned_names, with_name_limit, Sym};
 
 /// What the sequencer hands a worker; `seq` is the record's place in the log.
 pub(crate) enum ToWorker {
@@ -62,6 +62,39 @@ struct Tcp {
     plan_index: usize,
     watermark: Watermark,
     types: TypeCache,
+    names: NameCheck,
+}
+
+/// Counts the field names of a line that are not interned yet, before anything is interned: a
+/// line that would take the interner past `max_field_names` is rejected whole, so hostile
+/// lines cannot use up the budget that later good lines need.
+#[derive(Default)]
+struct NameCheck {
+    keys: Vec<std::ops::Range<usize>>,
+    /// The previous line's keys by position: lines mostly repeat them.
+    known: Vec<Box<[u8]>>,
+}
+
+impl NameCheck {
+    /// Keys of `line` (found by [`scan`]) that are not interned.
+    fn new_names(&mut self, line: &[u8]) -> usize {
+        let mut new = 0;
+        for (i, key) in self.keys.iter().enumerate() {
+            let key = &line[key.clone()];
+            if self.known.get(i).is_some_and(|k| **k == *key) {
+                continue;
+            }
+            let interned = std::str::from_utf8(key).ok().and_then(Sym::lookup).is_some();
+            if !interned {
+                new += 1;
+            } else if i < self.known.len() {
+                self.known[i] = key.into();
+            } else if i == self.known.len() {
+                self.known.push(key.into());
+            }
+        }
+        new
+    }
 }
 
 /// Runs one worker; see the module documentation.
@@ -103,6 +136,7 @@ fn drive_inner(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<O
             plan_index: i,
             watermark: Watermark::new(plan.sources[i].allowed_lateness_ms),
             types: TypeCache::default(),
+            names: NameCheck::default(),
         })
         .collect();
     let mut decoded = Vec::new();
@@ -171,7 +205,7 @@ fn handle(
             let k = batch.source as usize;
             let t = &mut tcp[k];
             let source = &shared.plan.sources[t.plan_index];
-            let max = parse(&batch, source, &mut t.types, &shared.limits, decoded);
+            let max = parse(&batch, source, &mut t.types, &mut t.names, &shared.limits, decoded);
             let prefix = shared.order.publish(seq, k, |p| p.max(max))?;
             t.watermark.start_split(prefix);
             if let Some(input) = &mut inputs[t.plan_index] {
@@ -210,6 +244,7 @@ fn parse(
     batch: &Batch,
     source: &SourcePlan,
     types: &mut TypeCache,
+    names: &mut NameCheck,
     limits: &Limits,
     out: &mut Vec<Decoded>,
 ) -> Option<i64> {
@@ -228,22 +263,29 @@ fn parse(
         if line.iter().all(u8::is_ascii_whitespace) {
             return;
         }
-        if depth_exceeds(line, limits.max_depth) {
+        let prefix = &line[..line.len().min(super::frame::PREFIX_BYTES)];
+        names.keys.clear();
+        if scan(line, limits.max_depth, &mut names.keys) {
             let detail = format!("nesting deeper than {} levels", limits.max_depth);
-            let record = &line[..line.len().min(super::frame::PREFIX_BYTES)];
-            out.push(dead("depth_exceeded", detail, offset, record, None));
+            out.push(dead("depth_exceeded", detail, offset, prefix, None));
             return;
         }
+        let new = names.new_names(line);
+        let too_many = |new| {
+            let detail = format!(
+                "the line names {new} new fields, beyond the server's limit of {} distinct field names",
+                limits.max_field_names
+            );
+            dead("too_many_fields", detail, offset, prefix, None)
+        };
+        if new > 0 && interned_names() + new > limits.max_field_names {
+            out.push(too_many(new));
+            return;
+        }
+        // The limit holds even against lines parsed at the same time on other workers.
         let (parsed, refused) = with_name_limit(limits.max_field_names, || ndjson::parse_line(source, types, line));
         match parsed {
-            Ok(_) if refused => {
-                let detail = format!(
-                    "the line names fields beyond the server's limit of {} distinct field names",
-                    limits.max_field_names
-                );
-                let record = &line[..line.len().min(super::frame::PREFIX_BYTES)];
-                out.push(dead("too_many_fields", detail, offset, record, None));
-            }
+            Ok(_) if refused => out.push(too_many(new)),
             Ok(event) => {
                 if event.time >= 0 {
                     max = max.max(Some(event.time));

@@ -10,4 +10,7 @@ mod enrich;
 mod golden;
 mod oracle;
 mod schema;
+mod serve;
+mod serve_limits;
+mod serve_util;
 mod util;

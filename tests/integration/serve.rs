@@ -1,0 +1,202 @@
+//! `sluice serve` end to end over loopback: served outputs equal replayed ones, bad lines are
+//! dead letters with the right reason while good ones are processed exactly once, and a crash
+//! in the middle of a stream loses nothing that was acknowledged.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::serve_util::{dead_letters, generate, learning_stream, outputs, reasons, replay, send, Server};
+use crate::util::sluice_bin;
+
+#[test]
+fn served_outputs_equal_replayed_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = generate(dir.path(), "events.ndjson", 20_000, 11);
+    let server = Server::start(
+        dir.path(),
+        &learning_stream(),
+        "127.0.0.1:0",
+        &["--out", "served", "--workers", "2", "--idle-timeout", "off"],
+    );
+    let report = send(dir.path(), &events, server.addr, &[]);
+    assert!(report.contains("acknowledged 20000"), "{report}");
+    let summary = server.stop();
+    assert!(summary.contains("served "), "{summary}");
+    replay(dir.path(), &learning_stream(), &events, "replayed", &[]);
+    let (served, replayed) = (outputs(&dir.path().join("served")), outputs(&dir.path().join("replayed")));
+    assert_eq!(served.keys().collect::<Vec<_>>(), replayed.keys().collect::<Vec<_>>());
+    for (name, rows) in &replayed {
+        assert!(!rows.is_empty() || name == "dead_letters", "{name} is empty");
+        assert!(served[name] == *rows, "{name} differs between serve and replay");
+    }
+}
+
+/// Ten kinds of bad lines, 100 each, among 10,000 good ones on one connection.
+fn bad_line(kind: usize, i: usize) -> (Vec<u8>, &'static str) {
+    let t = "2024-03-04T00:30:00Z";
+    match kind {
+        0 => (format!(r#"{{"event_time":"{t}","event_type":"attempt","#).into_bytes(), "malformed_json"),
+        1 => {
+            let mut l = format!(r#"{{"event_time":"{t}","event_type":"attempt","user_id":""#).into_bytes();
+            l.extend_from_slice(&[0xff, 0xfe, b'"', b'}']);
+            (l, "invalid_utf8")
+        }
+        2 => (format!("[{i},2,3]").into_bytes(), "not_an_object"),
+        3 => (format!(r#"{{"event_type":"attempt","user_id":"u{i}"}}"#).into_bytes(), "missing_time"),
+        4 => (r#"{"event_time":"yesterday","event_type":"attempt"}"#.as_bytes().to_vec(), "bad_time"),
+        5 => (format!(r#"{{"event_time":"{t}","user_id":"u{i}"}}"#).into_bytes(), "missing_type"),
+        6 => {
+            let pad = "x".repeat(100_000);
+            (format!(r#"{{"event_time":"{t}","event_type":"attempt","pad":"{pad}"}}"#).into_bytes(), "too_large")
+        }
+        7 => {
+            let bomb = format!("{}1{}", r#"{"a":"#.repeat(100), "}".repeat(100));
+            (format!(r#"{{"event_time":"{t}","event_type":"attempt","n":{bomb}}}"#).into_bytes(), "depth_exceeded")
+        }
+        8 => {
+            let fields: Vec<String> = (0..3000).map(|k| format!(r#""f{i}_{k}":1"#)).collect();
+            let line = format!(r#"{{"event_time":"{t}","event_type":"attempt",{}}}"#, fields.join(","));
+            (line.into_bytes(), "too_many_fields")
+        }
+        _ => (
+            format!(r#"{{"event_time":"2020-01-01T00:00:00Z","event_type":"attempt","user_id":"late{i}"}}"#).into_bytes(),
+            "late",
+        ),
+    }
+}
+
+#[test]
+fn good_lines_once_and_bad_lines_as_dead_letters_with_their_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = generate(dir.path(), "good.ndjson", 10_000, 5);
+    let text = std::fs::read(&good).unwrap();
+    let good_lines: Vec<&[u8]> = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+    assert_eq!(good_lines.len(), 10_000);
+    let mut mixed = Vec::new();
+    let mut bad = 0;
+    for (n, line) in good_lines.iter().enumerate() {
+        mixed.extend_from_slice(line);
+        mixed.push(b'\n');
+        // Bad lines start once every good field name has been seen.
+        if n >= 200 && (n - 200) % 9 == 0 && bad < 1000 {
+            let (line, _) = bad_line(bad % 10, bad);
+            mixed.extend_from_slice(&line);
+            mixed.push(b'\n');
+            bad += 1;
+        }
+    }
+    assert_eq!(bad, 1000);
+    let mixed_path = dir.path().join("mixed.ndjson");
+    std::fs::write(&mixed_path, &mixed).unwrap();
+
+    let server = Server::start(
+        dir.path(),
+        &learning_stream(),
+        "127.0.0.1:0",
+        &[
+            "--out",
+            "served",
+            "--idle-timeout",
+            "off",
+            "--max-line-bytes",
+            "65536",
+            "--max-field-names",
+            "2000",
+        ],
+    );
+    let report = send(dir.path(), &mixed_path, server.addr, &[]);
+    assert!(report.contains("acknowledged 11000"), "{report}");
+    server.stop();
+    replay(dir.path(), &learning_stream(), &good, "replayed", &[]);
+
+    let served = outputs(&dir.path().join("served"));
+    let replayed = outputs(&dir.path().join("replayed"));
+    for (name, rows) in &replayed {
+        if name != "dead_letters" {
+            assert!(served[name] == *rows, "{name}: good events were not processed exactly once");
+        }
+    }
+    let got = reasons(&dir.path().join("served"));
+    let late_in_good = reasons(&dir.path().join("replayed")).get("late").copied().unwrap_or(0);
+    for kind in 0..10 {
+        let (_, reason) = bad_line(kind, 0);
+        let expect = 100 + if reason == "late" { late_in_good } else { 0 };
+        assert_eq!(got.get(reason).copied(), Some(expect), "{reason}: {got:?}");
+    }
+    assert_eq!(got.values().sum::<usize>(), 1000 + late_in_good, "{got:?}");
+    let letters = dead_letters(&dir.path().join("served"));
+    assert!(letters.iter().all(|d| d.location.starts_with("tcp:send-")), "dead letters name client and line");
+}
+
+/// `sluice send` in the background, to be interrupted.
+fn spawn_send(dir: &Path, file: &Path, addr: std::net::SocketAddr, args: &[&str]) -> std::process::Child {
+    Command::new(sluice_bin())
+        .args(["send", file.to_str().unwrap(), "--to", &addr.to_string()])
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn sigkill_mid_stream_then_restart_with_the_log_loses_nothing() {
+    for seed in [1, 2, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        let events = generate(dir.path(), "events.ndjson", 30_000, seed);
+        let flags = ["--out", "served", "--wal", "wal", "--idle-timeout", "off"];
+        let server = Server::start(dir.path(), &learning_stream(), "127.0.0.1:0", &flags);
+        let addr = server.addr;
+        let mut sender = KillOnDrop(spawn_send(
+            dir.path(),
+            &events,
+            addr,
+            &["--rate", "20000", "--client", &format!("seed{seed}"), "--window", "2000"],
+        ));
+        std::thread::sleep(Duration::from_millis(400 + 200 * seed));
+        server.crash();
+        let logged: u64 = std::fs::read_dir(dir.path().join("wal"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        assert!(logged > 0, "seed {seed}: nothing was logged before the crash");
+        std::thread::sleep(Duration::from_millis(300));
+        let server = Server::start(dir.path(), &learning_stream(), &addr.to_string(), &flags);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = sender.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "seed {seed}: send did not finish");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut report = String::new();
+        std::io::Read::read_to_string(sender.0.stdout.as_mut().unwrap(), &mut report).unwrap();
+        assert!(status.success(), "seed {seed}: {report}");
+        assert!(report.contains("acknowledged 30000"), "seed {seed}: {report}");
+        let summary = server.stop();
+        assert!(summary.contains("log removed"), "{summary}");
+        assert!(!summary.contains("log replayed 0 records"), "seed {seed}: {summary}");
+
+        replay(dir.path(), &learning_stream(), &events, "replayed", &[]);
+        let served = outputs(&dir.path().join("served"));
+        let replayed = outputs(&dir.path().join("replayed"));
+        assert_eq!(served.len(), replayed.len());
+        for (name, rows) in &replayed {
+            assert!(served[name] == *rows, "seed {seed}: {name} differs after crash and restart");
+        }
+        let _ = std::io::stdout().flush();
+    }
+}

@@ -1,0 +1,212 @@
+//! Limits of `sluice serve` against hostile or broken clients: a 64 MiB line, a nesting bomb,
+//! a thousand clients that hang up mid-line, overload, too many connections, missing tokens.
+//! Every test runs on loopback with an ephemeral port; the server is killed if a test fails.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::serve_util::{connect, exchange, outputs, reasons, send, wait_ack, Server, COUNT_SPEC};
+use crate::util::sluice;
+
+fn count_spec(dir: &Path) -> std::path::PathBuf {
+    let spec = dir.join("counts.toml");
+    std::fs::write(&spec, COUNT_SPEC).unwrap();
+    spec
+}
+
+fn line(who: &str, i: usize) -> String {
+    format!("{{\"ts\":{},\"type\":\"a\",\"who\":\"{who}\"}}\n", 1_700_000_000_000u64 + i as u64)
+}
+
+/// `who,n` rows of the counts output.
+fn counts(out: &Path) -> Vec<String> {
+    outputs(out)["counts"].clone()
+}
+
+#[test]
+fn a_64_mib_line_is_too_large_and_the_next_lines_are_processed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &count_spec(dir.path()), "127.0.0.1:0", &["--out", "out"]);
+    let (_, base_peak) = server.memory_kib();
+    let mut s = connect(server.addr);
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..64 {
+        s.write_all(&chunk).unwrap();
+    }
+    let mut tail = String::from("\n");
+    for i in 0..100 {
+        tail.push_str(&line("ok", i));
+    }
+    s.write_all(tail.as_bytes()).unwrap();
+    wait_ack_anonymous(&mut s, 101);
+    let (_, peak) = server.memory_kib();
+    drop(s);
+    server.stop();
+    assert!(peak < base_peak + 48 * 1024, "peak RSS {peak} KiB from {base_peak} KiB: the line was buffered");
+    let got = reasons(&dir.path().join("out"));
+    assert_eq!(got.get("too_large"), Some(&1), "{got:?}");
+    assert_eq!(got.values().sum::<usize>(), 1);
+    let rows = counts(&dir.path().join("out"));
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].starts_with("\"ok\""), "{rows:?}");
+    assert!(rows[0].ends_with(", 100"), "{rows:?}");
+}
+
+/// Anonymous connections get no hello reply; acknowledgements count their lines.
+fn wait_ack_anonymous(s: &mut std::net::TcpStream, n: u64) {
+    wait_ack(s, n);
+}
+
+#[test]
+fn a_nesting_bomb_is_depth_exceeded_without_stack_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &count_spec(dir.path()), "127.0.0.1:0", &["--out", "out"]);
+    let mut bytes = Vec::new();
+    bytes.extend(std::iter::repeat_n(b'[', 500_000));
+    bytes.extend(std::iter::repeat_n(b']', 500_000));
+    bytes.push(b'\n');
+    for _ in 0..100_000 {
+        bytes.extend_from_slice(br#"{"a":"#);
+    }
+    bytes.extend_from_slice(b"1");
+    bytes.extend(std::iter::repeat_n(b'}', 100_000));
+    bytes.push(b'\n');
+    bytes.extend_from_slice(line("after", 0).as_bytes());
+    exchange(server.addr, &bytes);
+    server.stop();
+    let got = reasons(&dir.path().join("out"));
+    assert_eq!(got.get("depth_exceeded"), Some(&2), "{got:?}");
+    assert_eq!(counts(&dir.path().join("out")).len(), 1);
+}
+
+#[test]
+fn a_thousand_clients_hanging_up_mid_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &count_spec(dir.path()), "127.0.0.1:0", &["--out", "out"]);
+    let baseline = server.fds();
+    let addr = server.addr;
+    for wave in 0..10 {
+        let clients: Vec<_> = (0..100)
+            .map(|c| {
+                std::thread::spawn(move || {
+                    let who = format!("c{}", wave * 100 + c);
+                    let mut s = connect(addr);
+                    let text = format!("{}{}{{\"ts\":17000", line(&who, 0), line(&who, 1));
+                    s.write_all(text.as_bytes()).unwrap();
+                    wait_ack(&mut s, 2);
+                    // Hang up in the middle of the third line.
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().unwrap();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.fds() > baseline && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(server.fds(), baseline, "descriptors did not return to the baseline");
+    server.stop();
+    let got = reasons(&dir.path().join("out"));
+    assert_eq!(got.get("truncated"), Some(&1000), "{got:?}");
+    assert_eq!(got.len(), 1, "{got:?}");
+    let rows = counts(&dir.path().join("out"));
+    assert_eq!(rows.len(), 1000);
+    assert!(rows.iter().all(|r| r.ends_with(", 2")), "a complete line was lost or doubled");
+}
+
+#[test]
+fn overload_keeps_memory_bounded_and_loses_no_acknowledged_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 400_000;
+    let mut text = String::with_capacity(n * 48);
+    for i in 0..n {
+        text.push_str(&line(&format!("w{}", i % 50), i / 8));
+    }
+    let file = dir.path().join("load.ndjson");
+    std::fs::write(&file, text).unwrap();
+    let server = Server::start(
+        dir.path(),
+        &count_spec(dir.path()),
+        "127.0.0.1:0",
+        &["--out", "out", "--queue-bytes", "4194304", "--idle-timeout", "off"],
+    );
+    let (base, _) = server.memory_kib();
+    let addr = server.addr;
+    let senders: Vec<_> = (0..3)
+        .map(|k| {
+            let (dir, file) = (dir.path().to_path_buf(), file.clone());
+            std::thread::spawn(move || send(&dir, &file, addr, &["--connections", "2", "--client", &format!("s{k}")]))
+        })
+        .collect();
+    let mut peak = 0;
+    while senders.iter().any(|s| !s.is_finished()) {
+        peak = peak.max(server.memory_kib().0);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for s in senders {
+        let report = s.join().unwrap();
+        assert!(report.contains(&format!("acknowledged {n}")), "{report}");
+    }
+    server.stop();
+    assert!(peak < base + 128 * 1024, "RSS grew from {base} KiB to {peak} KiB under overload");
+    // 3 senders × 400,000 lines, 8 per millisecond tick and 50 senders' ids: every line counted.
+    let rows = counts(&dir.path().join("out"));
+    let total: u64 = rows
+        .iter()
+        .map(|r| r.rsplit(", ").next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 3 * n as u64);
+}
+
+#[test]
+fn tokens_connection_limits_and_non_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = count_spec(dir.path());
+    let out = sluice(&["serve", spec.to_str().unwrap(), "--listen", "0.0.0.0:0"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--auth-token"));
+
+    let server = Server::start(
+        dir.path(),
+        &spec,
+        "127.0.0.1:0",
+        &["--out", "out", "--auth-token", "s3cret", "--max-connections", "2"],
+    );
+    let reply = exchange(server.addr, line("x", 0).as_bytes());
+    assert!(reply.contains("unauthorized"), "{reply}");
+    let reply = exchange(server.addr, b"{\"hello\":1,\"token\":\"wrong\"}\n");
+    assert!(reply.contains("unauthorized"), "{reply}");
+    let hello = b"{\"hello\":1,\"client\":\"a\",\"token\":\"s3cret\"}\n";
+    let mut first = connect(server.addr);
+    first.write_all(hello).unwrap();
+    wait_ack(&mut first, 0);
+    let mut second = connect(server.addr);
+    second.write_all(hello).unwrap();
+    wait_ack(&mut second, 0);
+    let reply = exchange(server.addr, hello);
+    assert!(reply.contains("too many connections"), "{reply}");
+    first.write_all(line("x", 0).as_bytes()).unwrap();
+    wait_ack(&mut first, 1);
+    // The same client resending its first line on another connection: skipped, not doubled.
+    second.write_all(b"").unwrap();
+    drop(second);
+    drop(first);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut again = connect(server.addr);
+    again
+        .write_all(b"{\"hello\":1,\"client\":\"a\",\"token\":\"s3cret\",\"offset\":0}\n")
+        .unwrap();
+    again.write_all(line("x", 0).as_bytes()).unwrap();
+    again.write_all(line("x", 1).as_bytes()).unwrap();
+    wait_ack(&mut again, 2);
+    drop(again);
+    let summary = server.stop();
+    assert!(summary.contains("refused 1"), "{summary}");
+    assert!(summary.contains("deduplicated 1"), "{summary}");
+    let rows = counts(&dir.path().join("out"));
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].ends_with(", 2"), "{rows:?}");
+}
