@@ -136,6 +136,18 @@ struct ServeArgs {
     /// Network threads.
     #[arg(long, default_value_t = 1)]
     io_threads: usize,
+    /// Serve status, metrics, live collections and subscriptions over HTTP on this address.
+    #[arg(long)]
+    http: Option<std::net::SocketAddr>,
+    /// Accept subscriptions ({"subscribe":"NAME"}) over TCP on this address.
+    #[arg(long)]
+    subscribe: Option<std::net::SocketAddr>,
+    /// A live collection with more distinct rows drops its contents (lookups then fail).
+    #[arg(long, default_value_t = 1_000_000)]
+    live_rows: usize,
+    /// Changes a subscriber may leave unread before it is disconnected.
+    #[arg(long, default_value_t = 100_000)]
+    subscriber_queue: usize,
 }
 
 #[derive(Args)]
@@ -347,7 +359,7 @@ fn duration_flag(flag: &str, text: &str) -> anyhow::Result<std::time::Duration> 
 }
 
 fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
-    use sluice::serve::{serve, Limits, ServeConfig};
+    use sluice::serve::{serve_with, Limits, ServeConfig};
     use std::io::Write;
     let plan = plan_file(&args.spec, &args.inputs)?;
     let idle_timeout = match args.idle_timeout.as_str() {
@@ -362,6 +374,10 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
         auth_token: args.auth_token,
         idle_timeout,
         io_threads: args.io_threads,
+        http: args.http,
+        subscribe: args.subscribe,
+        live_rows: args.live_rows,
+        subscriber_queue: args.subscriber_queue.max(1),
         limits: Limits {
             max_line_bytes: args.max_line_bytes,
             max_depth: args.max_depth,
@@ -374,8 +390,14 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
         ..ServeConfig::default()
     };
     config.validate(&plan).map_err(|e| UsageError(e.to_string()))?;
-    let summary = serve(&plan, &config, |addr| {
-        println!("listening on {addr}");
+    let summary = serve_with(&plan, &config, |bound| {
+        println!("listening on {}", bound.listen);
+        if let Some(addr) = bound.http {
+            println!("http on {addr}");
+        }
+        if let Some(addr) = bound.subscribe {
+            println!("subscribe on {addr}");
+        }
         let _ = std::io::stdout().flush();
     })?;
     let mut out = std::io::stdout().lock();

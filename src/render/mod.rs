@@ -115,6 +115,7 @@ pub fn render(
     registries: &[crate::schema::registry::Registry],
     out_dir: Option<PathBuf>,
     collect: bool,
+    live: Option<std::sync::Arc<crate::serve::live::LiveViews>>,
 ) -> Rendered {
     let probe = ProbeHandle::new();
     let mut inputs = Vec::new();
@@ -201,7 +202,7 @@ pub fn render(
             let rows = rows.probe_with(&probe);
             sinks.push((
                 name.to_string(),
-                sink::sink(rows, spec, out_dir.clone(), collect, Vec::clone),
+                sink::sink(rows, spec, out_dir.clone(), collect, live.as_deref(), Vec::clone),
             ));
         }
     }
@@ -231,7 +232,7 @@ pub fn render(
         let spec = OutputSpec::new(crate::plan::DUPLICATES, &dedup::DUPLICATE_COLUMNS);
         sinks.push((
             crate::plan::DUPLICATES.to_string(),
-            sink::sink(rows, spec, out_dir.clone(), collect, Vec::clone),
+            sink::sink(rows, spec, out_dir.clone(), collect, live.as_deref(), Vec::clone),
         ));
     }
 
@@ -328,20 +329,20 @@ pub fn render(
             row.push(e.payload_value());
             row
         };
-        sinks.push((name.clone(), sink::sink(stream, spec, out_dir.clone(), collect, to_row)));
+        sinks.push((name.clone(), sink::sink(stream, spec, out_dir.clone(), collect, live.as_deref(), to_row)));
     }
     if !plan.enrichments.is_empty() {
         let rows = differential_dataflow::collection::concatenate(scope, blocked).probe_with(&probe);
         let spec = OutputSpec::new(crate::plan::BLOCKED, &rules::BLOCKED_COLUMNS);
         sinks.push((
             crate::plan::BLOCKED.to_string(),
-            sink::sink(rows, spec, out_dir.clone(), collect, Vec::clone),
+            sink::sink(rows, spec, out_dir.clone(), collect, live.as_deref(), Vec::clone),
         ));
         let rows = differential_dataflow::collection::concatenate(scope, stats).probe_with(&probe);
         let spec = OutputSpec::new(crate::plan::RULE_STATS, &RULE_STATS_COLUMNS);
         sinks.push((
             crate::plan::RULE_STATS.to_string(),
-            sink::sink(rows, spec, out_dir.clone(), collect, window_row_values),
+            sink::sink(rows, spec, out_dir.clone(), collect, live.as_deref(), window_row_values),
         ));
     }
     if !counters.is_empty() {
@@ -353,7 +354,7 @@ pub fn render(
         let to_row = |c: &enrich::Counter| vec![Value::str(c.metric.as_str()), Value::str(c.label.as_str())];
         sinks.push((
             crate::plan::COUNTERS.to_string(),
-            sink::sink(rows, spec, out_dir.clone(), collect, to_row),
+            sink::sink(rows, spec, out_dir.clone(), collect, live.as_deref(), to_row),
         ));
     }
 
@@ -368,7 +369,7 @@ pub fn render(
             ..OutputSpec::new(&agg.name, &[])
         };
         let rows = rows.probe_with(&probe);
-        let result = sink::sink(rows, spec, out_dir.clone(), collect, window_row_values);
+        let result = sink::sink(rows, spec, out_dir.clone(), collect, live.as_deref(), window_row_values);
         sinks.push((agg.name.clone(), result));
     }
 
@@ -378,7 +379,7 @@ pub fn render(
         tally: Some(1),
         ..OutputSpec::new(crate::DEAD_LETTERS, &[])
     };
-    let result = sink::sink(letters, spec, out_dir, collect, DeadLetter::row);
+    let result = sink::sink(letters, spec, out_dir, collect, live.as_deref(), DeadLetter::row);
     sinks.push((crate::DEAD_LETTERS.to_string(), result));
 
     Rendered { inputs, probe, sinks }

@@ -78,6 +78,7 @@ pub fn sink<'s, D>(
     spec: OutputSpec,
     out_dir: Option<PathBuf>,
     collect: bool,
+    live: Option<&crate::serve::live::LiveViews>,
     to_row: impl Fn(&D) -> Vec<Value> + 'static,
 ) -> Rc<RefCell<SinkResult>>
 where
@@ -93,6 +94,18 @@ where
         None
     };
     let (tally, snapshot, ordered) = (spec.tally, spec.snapshot, spec.sort_prefix > 0);
+    // Worker 0 also keeps the output's live view (`sluice serve --http`), updated per batch.
+    let view = live.filter(|_| collection.inner.scope().index() == 0).map(|l| {
+        l.register(crate::serve::live::ViewSpec {
+            name: spec.name.clone(),
+            columns: spec.columns.clone(),
+            changelog: spec.changelog,
+            snapshot,
+            flatten: spec.flatten,
+            tally,
+        })
+    });
+    let (mut live_batch, mut live_frontier) = (Vec::new(), Some(0));
     let mut written = false;
     let mut writer = PartWriter {
         spec,
@@ -109,6 +122,9 @@ where
                 for batch in data {
                     for (d, t, r) in batch.drain(..) {
                         let row = to_row(&d);
+                        if view.is_some() {
+                            live_batch.push((row[writer.spec.sort_prefix..].to_vec(), t, r));
+                        }
                         res.rows += 1;
                         res.net += r as i64;
                         if let Some(c) = tally {
@@ -128,6 +144,13 @@ where
                     }
                 }
             });
+            if let Some(view) = &view {
+                let f = frontier.frontier().iter().min().copied();
+                if !live_batch.is_empty() || f != live_frontier {
+                    live_frontier = f;
+                    view.apply(std::mem::take(&mut live_batch), f);
+                }
+            }
             let done = frontier.is_empty();
             if snapshot {
                 if done && !written {

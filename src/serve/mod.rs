@@ -24,6 +24,9 @@
 //!   connection buffers, `queue_bytes` of queued lines, `max_field_names` interned names.
 
 pub mod frame;
+pub mod http;
+pub mod live;
+pub mod metrics;
 pub mod net;
 pub mod order;
 pub mod protocol;
@@ -31,6 +34,7 @@ pub mod record;
 pub mod send;
 pub mod sequencer;
 pub mod state;
+pub mod subscribe;
 pub mod wal;
 pub(crate) mod worker;
 
@@ -96,6 +100,14 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// Threads of the network runtime.
     pub io_threads: usize,
+    /// HTTP endpoint: status, metrics, live collections, streamed subscriptions (`http.rs`).
+    pub http: Option<SocketAddr>,
+    /// TCP endpoint for subscriptions (`subscribe.rs`).
+    pub subscribe: Option<SocketAddr>,
+    /// A live view with more distinct rows drops its contents (lookups then fail).
+    pub live_rows: usize,
+    /// Changes a subscriber may leave unread before it is disconnected.
+    pub subscriber_queue: usize,
 }
 
 impl Default for ServeConfig {
@@ -109,6 +121,10 @@ impl Default for ServeConfig {
             idle_timeout: Some(Duration::from_secs(5)),
             limits: Limits::default(),
             io_threads: 1,
+            http: None,
+            subscribe: None,
+            live_rows: 1_000_000,
+            subscriber_queue: 100_000,
         }
     }
 }
@@ -144,6 +160,13 @@ impl ServeConfig {
                 "listening on {} (not loopback) requires --auth-token",
                 self.listen
             )));
+        }
+        for addr in [self.http, self.subscribe].into_iter().flatten() {
+            if !addr.ip().is_loopback() && self.auth_token.is_none() {
+                return Err(ServeError::Config(format!(
+                    "serving HTTP or subscriptions on {addr} (not loopback) requires --auth-token"
+                )));
+            }
         }
         if self.workers == 0 || self.io_threads == 0 {
             return Err(ServeError::Config("--workers must be at least 1".into()));
@@ -182,6 +205,19 @@ pub struct ServeSummary {
 /// Serves `plan` until SIGINT or SIGTERM; `ready` is called with the bound address once the
 /// log is replayed and connections are accepted.
 pub fn serve(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<ServeSummary, ServeError> {
+    serve_with(plan, config, |bound| ready(bound.listen))
+}
+
+/// The addresses a server accepts on, once it is ready.
+#[derive(Clone, Copy, Debug)]
+pub struct Bound {
+    pub listen: SocketAddr,
+    pub http: Option<SocketAddr>,
+    pub subscribe: Option<SocketAddr>,
+}
+
+/// [`serve`], with every bound address (`--http`, `--subscribe`) given to `ready`.
+pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound)) -> Result<ServeSummary, ServeError> {
     config.validate(plan)?;
     let started = Instant::now();
     let tcp: Vec<usize> = (0..plan.sources.len())
@@ -211,6 +247,23 @@ pub fn serve(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(SocketAddr)) 
 
     let tcp_names: Vec<String> = tcp.iter().map(|&i| plan.sources[i].name.clone()).collect();
     let state = Arc::new(ServeState::new(config.workers, tcp_names.clone()));
+    // Live views of the outputs and their endpoints, when asked for; they stay up until the
+    // outputs are complete, so subscribers see the last changes.
+    let live = (config.http.is_some() || config.subscribe.is_some())
+        .then(|| Arc::new(live::LiveViews::new(config.workers, config.live_rows, config.subscriber_queue)));
+    let endpoints = match &live {
+        Some(live) => Some(http::start(
+            http::Endpoint {
+                http: config.http,
+                subscribe: config.subscribe,
+                token: config.auth_token.clone(),
+                pipeline: plan.name.clone(),
+            },
+            Arc::clone(&state),
+            Arc::clone(live),
+        )?),
+        None => None,
+    };
     let mut senders = Vec::new();
     let mut receivers = Vec::new();
     for _ in 0..config.workers {
@@ -228,6 +281,7 @@ pub fn serve(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(SocketAddr)) 
         order: order::Order::new(tcp.len()),
         state: Arc::clone(&state),
         limits: config.limits.clone(),
+        live,
     });
     let timely_config = RunConfig {
         workers: config.workers,
@@ -309,7 +363,11 @@ pub fn serve(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(SocketAddr)) 
         limits: config.limits.clone(),
         state: Arc::clone(&state),
     });
-    ready(addr);
+    ready(&Bound {
+        listen: addr,
+        http: endpoints.as_ref().and_then(|e| e.http),
+        subscribe: endpoints.as_ref().and_then(|e| e.subscribe),
+    });
     runtime.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let closed = net.tx.clone();
@@ -342,6 +400,9 @@ pub fn serve(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(SocketAddr)) 
             Ok(Ok(None)) => {}
             Ok(Err(e)) | Err(e) => worker_error = Some(e),
         }
+    }
+    if let Some(endpoints) = endpoints {
+        endpoints.stop();
     }
     let wal = wal?;
     if let Some(e) = worker_error {

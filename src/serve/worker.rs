@@ -55,6 +55,8 @@ pub(crate) struct Shared {
     pub order: Order,
     pub state: Arc<ServeState>,
     pub limits: Limits,
+    /// The outputs' live views (kept by worker 0's sinks) and step timings, with `--http`.
+    pub live: Option<Arc<super::live::LiveViews>>,
 }
 
 /// One worker's TCP source.
@@ -117,7 +119,7 @@ fn drive_inner(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<O
         .ok_or("worker started twice")?;
     let plan = &shared.plan;
     let mut rendered =
-        worker.dataflow::<u64, _, _>(|scope| render(plan, scope, &shared.registries, shared.out_dir.clone(), false));
+        worker.dataflow::<u64, _, _>(|scope| render(plan, scope, &shared.registries, shared.out_dir.clone(), false, shared.live.clone()));
     let tick_ms = plan.tick_ms as i64;
     let mut inputs: Vec<Option<SourceInputs>> = rendered.inputs.drain(..).map(Some).collect();
     for (i, source) in plan.sources.iter().enumerate() {
@@ -141,6 +143,7 @@ fn drive_inner(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<O
         .collect();
     let mut decoded = Vec::new();
     loop {
+        let began = std::time::Instant::now();
         let mut received = false;
         let mut closed = false;
         for _ in 0..16 {
@@ -169,6 +172,9 @@ fn drive_inner(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<O
         }
         if received {
             worker.step();
+            if let Some(live) = &shared.live {
+                live.observe_step(index, began.elapsed());
+            }
         } else {
             worker.step_or_park(Some(Duration::from_millis(1)));
         }
