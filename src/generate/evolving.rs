@@ -378,6 +378,7 @@ pub(super) fn generate(events: usize, seed: u64, out: &Path, progress: bool) -> 
         min_time: if written == 0 { 0 } else { min_time },
         max_time: if written == 0 { 0 } else { max_time },
         by_type: by_type.to_vec(),
+        context: Vec::new(),
     };
     tracing::info!(?summary, path = %out.display(), truth = %truth.display(), "generated evolving log");
     Ok(summary)

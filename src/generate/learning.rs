@@ -145,6 +145,8 @@ pub(crate) struct Learning {
     seq: u64,
     pub session_count: u64,
     attempt_count: u64,
+    /// Users created before the log starts (ids below this); later users join with a placement.
+    pub initial_users: usize,
 }
 
 impl Learning {
@@ -194,8 +196,9 @@ impl Learning {
             seq: 0,
             session_count: 0,
             attempt_count: 0,
+            initial_users: (events / 40).clamp(200, 100_000),
         };
-        for _ in 0..(events / 40).clamp(200, 100_000) {
+        for _ in 0..g.initial_users {
             let locale = pick(&g.locale_cdf, &mut g.rng);
             g.new_user(locale);
         }
@@ -222,6 +225,12 @@ impl Learning {
         });
         self.by_locale[locale].push(id);
         id
+    }
+
+    /// Item `item`'s popularity: its probability of being picked relative to the average item's.
+    pub(crate) fn item_popularity(&self, item: usize) -> f64 {
+        let below = if item == 0 { 0.0 } else { self.item_cdf[item - 1] };
+        (self.item_cdf[item] - below) * self.items.len() as f64
     }
 
     /// The next row in arrival order.

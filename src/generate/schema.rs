@@ -37,7 +37,8 @@ use crate::value::{Sym, Value};
 
 pub const TIME_FIELD: &str = "event_time";
 pub const TYPE_FIELD: &str = "event_type";
-const FIRST_USER_ID: i64 = 1_000_000;
+/// The `user_id` of the simulation's user 0.
+pub(crate) const FIRST_USER_ID: i64 = 1_000_000;
 
 fn device_fields() -> Fields {
     Fields::from(vec![
@@ -82,7 +83,7 @@ pub fn schema() -> SchemaRef {
 }
 
 /// A bijective 64-bit mix (SplitMix64's finaliser): distinct inputs give distinct ids.
-fn mix(mut z: u64) -> u64 {
+pub(crate) fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)

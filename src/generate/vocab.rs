@@ -1,5 +1,6 @@
 //! The `learning` scenario's vocabulary: locales (country, timezone, region), the diurnal
-//! activity curve, app clients and bot user agents, quiz topics, CEFR levels and event types.
+//! activity curve, app clients and bot user agents, quiz topics, CEFR levels and event types; and
+//! the preferred languages of each country, which the `uploads` scenario shares.
 
 /// (ISO country, IANA timezone, UTC offset in minutes on 2024-03-04, region, popularity).
 pub(crate) const LOCALES: &[(&str, &str, i64, &str, u32)] = &[
@@ -110,4 +111,57 @@ pub(crate) fn agents() -> (Vec<Agent>, Vec<f64>) {
     };
     agents.extend(BOT_AGENTS.iter().map(bot));
     (agents, weights)
+}
+
+/// Preferred languages (ISO 639-1) of each country's users, with weights.
+const LANGUAGES: &[(&str, &[(&str, u32)])] = &[
+    ("US", &[("en", 85), ("es", 15)]),
+    ("CA", &[("en", 75), ("fr", 25)]),
+    ("MX", &[("es", 1)]),
+    ("BR", &[("pt", 1)]),
+    ("AR", &[("es", 1)]),
+    ("CO", &[("es", 1)]),
+    ("GB", &[("en", 1)]),
+    ("FR", &[("fr", 1)]),
+    ("ES", &[("es", 85), ("ca", 15)]),
+    ("DE", &[("de", 1)]),
+    ("IT", &[("it", 1)]),
+    ("NL", &[("nl", 80), ("en", 20)]),
+    ("SE", &[("sv", 75), ("en", 25)]),
+    ("PL", &[("pl", 1)]),
+    ("TR", &[("tr", 1)]),
+    ("IN", &[("en", 55), ("hi", 45)]),
+    ("ID", &[("id", 1)]),
+    ("PH", &[("tl", 60), ("en", 40)]),
+    ("VN", &[("vi", 1)]),
+    ("JP", &[("ja", 1)]),
+    ("KR", &[("ko", 1)]),
+    ("SG", &[("en", 70), ("zh", 30)]),
+    ("AU", &[("en", 1)]),
+    ("ZA", &[("en", 70), ("af", 30)]),
+    ("NG", &[("en", 1)]),
+];
+
+/// The preferred language of a user in `country`, for `u` uniform in [0, 1); English for a
+/// country without an entry.
+pub(crate) fn language(country: &str, u: f64) -> &'static str {
+    let Some((_, langs)) = LANGUAGES.iter().find(|(c, _)| *c == country) else {
+        return "en";
+    };
+    let total: u32 = langs.iter().map(|l| l.1).sum();
+    let mut x = u * f64::from(total);
+    for (lang, w) in *langs {
+        x -= f64::from(*w);
+        if x < 0.0 {
+            return lang;
+        }
+    }
+    langs[langs.len() - 1].0
+}
+
+/// The languages `country`'s users may prefer.
+#[cfg(test)]
+pub(crate) fn languages(country: &str) -> Vec<&'static str> {
+    let langs = LANGUAGES.iter().find(|(c, _)| *c == country).map_or(&[][..], |l| l.1);
+    langs.iter().map(|l| l.0).collect()
 }
