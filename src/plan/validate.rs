@@ -150,12 +150,14 @@ pub fn plan_str(text: &str, file: &Path, base: &Path, inputs: &[(String, PathBuf
             .iter()
             .filter(|d| d.source == index)
             .flat_map(|d| d.rules.iter().flat_map(|r| r.key.clone()));
-        for agg in aggregates.iter().filter(|a| a.source == index) {
-            for acc in aggregate_fields(agg).into_iter().chain(dedup_keys.clone()) {
-                if let Accessor::Payload(path) = acc {
-                    if let Some(head) = path.head() {
-                        fields.insert(head.as_str().to_string());
-                    }
+        let aggregate_reads = aggregates
+            .iter()
+            .filter(|a| a.source == index)
+            .flat_map(aggregate_fields);
+        for acc in dedup_keys.chain(aggregate_reads) {
+            if let Accessor::Payload(path) = acc {
+                if let Some(head) = path.head() {
+                    fields.insert(head.as_str().to_string());
                 }
             }
         }

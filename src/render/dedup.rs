@@ -16,7 +16,9 @@
 //! frontier passes its first occurrence plus the TTL: memory follows the keys seen within one
 //! TTL, not the length of the log.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use differential_dataflow::{AsCollection, VecCollection};
 use timely::container::CapacityContainerBuilder;
@@ -76,7 +78,7 @@ pub fn render<'s>(
             move |_, _| {
                 let mut pending: Pending<Event> = Pending::default();
                 // (type, key) → time of the occurrence that passed last.
-                let mut first: HashMap<(crate::value::Sym, Vec<Value>), i64> = HashMap::new();
+                let mut first: HashMap<(crate::value::Sym, Vec<Value>), i64> = HashMap::default();
                 let mut expiry: BTreeMap<i64, Vec<(crate::value::Sym, Vec<Value>)>> = BTreeMap::new();
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| {

@@ -125,3 +125,30 @@ fn ttl_edges() {
     got.sort();
     assert_eq!(got, vec![(4_999, 0), (9_999, 5_000)]);
 }
+
+#[test]
+fn dedup_without_aggregates_reads_its_keys() {
+    // A source whose only stage is dedup must still decode the key fields (projection).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.ndjson");
+    let lines = [(0, "a"), (1, "b"), (2, "a"), (3, "c"), (4, "b")];
+    let text: Vec<String> = lines
+        .iter()
+        .map(|(t, k)| serde_json::json!({"ts": t, "type": "attempt", "id": k}).to_string())
+        .collect();
+    std::fs::write(&path, text.join("\n")).unwrap();
+    let spec = format!(
+        "[pipeline]\nname = \"d\"\ntick = \"1ms\"\n[sources.s]\npath = \"{}\"\ntime_field = \"ts\"\ntype_field = \"type\"\n[dedup.s.attempt]\nkey = [\"id\"]\nttl = \"5s\"\n",
+        path.display()
+    );
+    let summary = run_collect(&plan_text(&spec, dir.path()), 2);
+    let mut got: Vec<i64> = summary.collected["duplicates"]
+        .iter()
+        .map(|(r, _, _)| match &r[2] {
+            Value::Time(t) => *t,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![2, 4]);
+}
