@@ -40,7 +40,15 @@ fn events(n: usize) -> PathBuf {
     if !path.exists() {
         eprintln!("generating {} ...", path.display());
         let status = Command::new(bin())
-            .args(["generate", "learning", "--events", &n.to_string(), "--seed", "1", "--out"])
+            .args([
+                "generate",
+                "learning",
+                "--events",
+                &n.to_string(),
+                "--seed",
+                "1",
+                "--out",
+            ])
             .arg(&path)
             .arg("-q")
             .status()
@@ -79,14 +87,23 @@ impl Server {
             .arg("serve")
             .arg(spec())
             .args(["--listen", "127.0.0.1:0", "--workers", "2", "--idle-timeout", "off"])
-            .args(["--wal", "wal", "--out", "out", "--queue-bytes", &queue_bytes.to_string()])
+            .args([
+                "--wal",
+                "wal",
+                "--out",
+                "out",
+                "--queue-bytes",
+                &queue_bytes.to_string(),
+            ])
             .current_dir(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let mut first = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut first).unwrap();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut first)
+            .unwrap();
         let addr = first.trim().strip_prefix("listening on ").unwrap().to_string();
         Server { child, addr }
     }
@@ -186,10 +203,22 @@ fn main() {
     }
 
     let mut table = String::new();
-    writeln!(table, "| measurement ({n} learning events, {line_bytes:.0} B/line, 2 workers, WAL on) | value |").unwrap();
+    writeln!(
+        table,
+        "| measurement ({n} learning events, {line_bytes:.0} B/line, 2 workers, WAL on) | value |"
+    )
+    .unwrap();
     writeln!(table, "|---|---|").unwrap();
-    writeln!(table, "| serde_json parse into `Value`, one thread, lines/s | {serde:.0} |").unwrap();
-    writeln!(table, "| sustainable rate over TCP (send until processed), lines/s | {rate:.0} |").unwrap();
+    writeln!(
+        table,
+        "| serde_json parse into `Value`, one thread, lines/s | {serde:.0} |"
+    )
+    .unwrap();
+    writeln!(
+        table,
+        "| sustainable rate over TCP (send until processed), lines/s | {rate:.0} |"
+    )
+    .unwrap();
     writeln!(table, "| **ratio** (goal ≥ 0.2) | **{:.2}** |", rate / serde).unwrap();
     for (share, achieved, p50, p99) in &latency {
         writeln!(
@@ -207,7 +236,11 @@ fn main() {
         peak_8 as f64 / 1024.0
     )
     .unwrap();
-    writeln!(table, "| memory per queued event, bytes (line is {line_bytes:.0} B) | {per_event:.0} |").unwrap();
+    writeln!(
+        table,
+        "| memory per queued event, bytes (line is {line_bytes:.0} B) | {per_event:.0} |"
+    )
+    .unwrap();
     println!("{table}");
     std::fs::write(repo().join("bench-data/serve-results.md"), &table).unwrap();
 }

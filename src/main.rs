@@ -387,7 +387,6 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
             queue_bytes: args.queue_bytes,
             ..Limits::default()
         },
-        ..ServeConfig::default()
     };
     config.validate(&plan).map_err(|e| UsageError(e.to_string()))?;
     let summary = serve_with(&plan, &config, |bound| {

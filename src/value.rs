@@ -74,7 +74,8 @@ pub fn interned_names() -> usize {
 impl Sym {
     /// The `Sym` of `name` if it is interned, without interning it.
     pub fn lookup(name: &str) -> Option<Sym> {
-        interner().read().expect("interner poisoned").get(name).map(|found| Sym(found))
+        let table = interner().read().expect("interner poisoned");
+        table.get(name).map(|found| Sym(found))
     }
 
     /// Interns `name`, returning the same `Sym` for equal strings.

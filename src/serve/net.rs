@@ -88,6 +88,21 @@ pub(crate) async fn serve(listener: TcpListener, net: Arc<Net>, mut shutdown: wa
 async fn refuse(mut stream: TcpStream, message: &'static str) {
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(error_line(message).as_bytes())).await;
     let _ = stream.shutdown().await;
+    drain(&mut stream).await;
+}
+
+/// Reads and drops what the client still sends (at most 1 MiB, for at most a second), so that
+/// closing does not reset the connection and destroy the error line before the client reads it.
+async fn drain(stream: &mut (impl AsyncReadExt + Unpin)) {
+    let mut buf = [0u8; 8192];
+    let mut left = 1usize << 20;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while left > 0 {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+            _ => break,
+        }
+    }
 }
 
 /// Lines read since the last batch was sent.
@@ -229,7 +244,8 @@ async fn connection(stream: TcpStream, id: u64, net: &Net, mut shutdown: watch::
                 send(p, &mut pending, net, &acked).await;
             }
         }
-        End::Rejected | End::Gone => {}
+        End::Rejected => drain(&mut rd).await,
+        End::Gone => {}
     }
     drop(acked);
     drop(err_tx);

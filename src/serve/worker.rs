@@ -118,8 +118,16 @@ fn drive_inner(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<O
         .and_then(Option::take)
         .ok_or("worker started twice")?;
     let plan = &shared.plan;
-    let mut rendered =
-        worker.dataflow::<u64, _, _>(|scope| render(plan, scope, &shared.registries, shared.out_dir.clone(), false, shared.live.clone()));
+    let mut rendered = worker.dataflow::<u64, _, _>(|scope| {
+        render(
+            plan,
+            scope,
+            &shared.registries,
+            shared.out_dir.clone(),
+            false,
+            shared.live.clone(),
+        )
+    });
     let tick_ms = plan.tick_ms as i64;
     let mut inputs: Vec<Option<SourceInputs>> = rendered.inputs.drain(..).map(Some).collect();
     for (i, source) in plan.sources.iter().enumerate() {
@@ -165,6 +173,9 @@ fn drive_inner(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<O
             if let (Some(max), Some(input)) = (shared.order.maximum(k), &mut inputs[t.plan_index]) {
                 let lateness = plan.sources[t.plan_index].allowed_lateness_ms as i64;
                 advance_to(input, max.saturating_sub(lateness), tick_ms);
+                // Sends the advance: an input's frontier moves only when it is flushed.
+                input.events.flush();
+                input.dead.flush();
             }
         }
         if closed {

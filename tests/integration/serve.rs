@@ -25,7 +25,10 @@ fn served_outputs_equal_replayed_outputs() {
     let summary = server.stop();
     assert!(summary.contains("served "), "{summary}");
     replay(dir.path(), &learning_stream(), &events, "replayed", &[]);
-    let (served, replayed) = (outputs(&dir.path().join("served")), outputs(&dir.path().join("replayed")));
+    let (served, replayed) = (
+        outputs(&dir.path().join("served")),
+        outputs(&dir.path().join("replayed")),
+    );
     assert_eq!(served.keys().collect::<Vec<_>>(), replayed.keys().collect::<Vec<_>>());
     for (name, rows) in &replayed {
         assert!(!rows.is_empty() || name == "dead_letters", "{name} is empty");
@@ -37,23 +40,41 @@ fn served_outputs_equal_replayed_outputs() {
 fn bad_line(kind: usize, i: usize) -> (Vec<u8>, &'static str) {
     let t = "2024-03-04T00:30:00Z";
     match kind {
-        0 => (format!(r#"{{"event_time":"{t}","event_type":"attempt","#).into_bytes(), "malformed_json"),
+        0 => (
+            format!(r#"{{"event_time":"{t}","event_type":"attempt","#).into_bytes(),
+            "malformed_json",
+        ),
         1 => {
             let mut l = format!(r#"{{"event_time":"{t}","event_type":"attempt","user_id":""#).into_bytes();
             l.extend_from_slice(&[0xff, 0xfe, b'"', b'}']);
             (l, "invalid_utf8")
         }
         2 => (format!("[{i},2,3]").into_bytes(), "not_an_object"),
-        3 => (format!(r#"{{"event_type":"attempt","user_id":"u{i}"}}"#).into_bytes(), "missing_time"),
-        4 => (r#"{"event_time":"yesterday","event_type":"attempt"}"#.as_bytes().to_vec(), "bad_time"),
-        5 => (format!(r#"{{"event_time":"{t}","user_id":"u{i}"}}"#).into_bytes(), "missing_type"),
+        3 => (
+            format!(r#"{{"event_type":"attempt","user_id":"u{i}"}}"#).into_bytes(),
+            "missing_time",
+        ),
+        4 => (
+            r#"{"event_time":"yesterday","event_type":"attempt"}"#.as_bytes().to_vec(),
+            "bad_time",
+        ),
+        5 => (
+            format!(r#"{{"event_time":"{t}","user_id":"u{i}"}}"#).into_bytes(),
+            "missing_type",
+        ),
         6 => {
             let pad = "x".repeat(100_000);
-            (format!(r#"{{"event_time":"{t}","event_type":"attempt","pad":"{pad}"}}"#).into_bytes(), "too_large")
+            (
+                format!(r#"{{"event_time":"{t}","event_type":"attempt","pad":"{pad}"}}"#).into_bytes(),
+                "too_large",
+            )
         }
         7 => {
             let bomb = format!("{}1{}", r#"{"a":"#.repeat(100), "}".repeat(100));
-            (format!(r#"{{"event_time":"{t}","event_type":"attempt","n":{bomb}}}"#).into_bytes(), "depth_exceeded")
+            (
+                format!(r#"{{"event_time":"{t}","event_type":"attempt","n":{bomb}}}"#).into_bytes(),
+                "depth_exceeded",
+            )
         }
         8 => {
             let fields: Vec<String> = (0..3000).map(|k| format!(r#""f{i}_{k}":1"#)).collect();
@@ -61,7 +82,8 @@ fn bad_line(kind: usize, i: usize) -> (Vec<u8>, &'static str) {
             (line.into_bytes(), "too_many_fields")
         }
         _ => (
-            format!(r#"{{"event_time":"2020-01-01T00:00:00Z","event_type":"attempt","user_id":"late{i}"}}"#).into_bytes(),
+            format!(r#"{{"event_time":"2020-01-01T00:00:00Z","event_type":"attempt","user_id":"late{i}"}}"#)
+                .into_bytes(),
             "late",
         ),
     }
@@ -115,7 +137,10 @@ fn good_lines_once_and_bad_lines_as_dead_letters_with_their_reason() {
     let replayed = outputs(&dir.path().join("replayed"));
     for (name, rows) in &replayed {
         if name != "dead_letters" {
-            assert!(served[name] == *rows, "{name}: good events were not processed exactly once");
+            assert!(
+                served[name] == *rows,
+                "{name}: good events were not processed exactly once"
+            );
         }
     }
     let got = reasons(&dir.path().join("served"));
@@ -127,7 +152,10 @@ fn good_lines_once_and_bad_lines_as_dead_letters_with_their_reason() {
     }
     assert_eq!(got.values().sum::<usize>(), 1000 + late_in_good, "{got:?}");
     let letters = dead_letters(&dir.path().join("served"));
-    assert!(letters.iter().all(|d| d.location.starts_with("tcp:send-")), "dead letters name client and line");
+    assert!(
+        letters.iter().all(|d| d.location.starts_with("tcp:send-")),
+        "dead letters name client and line"
+    );
 }
 
 /// `sluice send` in the background, to be interrupted.
@@ -163,7 +191,14 @@ fn sigkill_mid_stream_then_restart_with_the_log_loses_nothing() {
             dir.path(),
             &events,
             addr,
-            &["--rate", "20000", "--client", &format!("seed{seed}"), "--window", "2000"],
+            &[
+                "--rate",
+                "20000",
+                "--client",
+                &format!("seed{seed}"),
+                "--window",
+                "2000",
+            ],
         ));
         std::thread::sleep(Duration::from_millis(400 + 200 * seed));
         server.crash();
@@ -195,7 +230,10 @@ fn sigkill_mid_stream_then_restart_with_the_log_loses_nothing() {
         let replayed = outputs(&dir.path().join("replayed"));
         assert_eq!(served.len(), replayed.len());
         for (name, rows) in &replayed {
-            assert!(served[name] == *rows, "seed {seed}: {name} differs after crash and restart");
+            assert!(
+                served[name] == *rows,
+                "seed {seed}: {name} differs after crash and restart"
+            );
         }
         let _ = std::io::stdout().flush();
     }

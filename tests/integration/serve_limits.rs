@@ -16,7 +16,10 @@ fn count_spec(dir: &Path) -> std::path::PathBuf {
 }
 
 fn line(who: &str, i: usize) -> String {
-    format!("{{\"ts\":{},\"type\":\"a\",\"who\":\"{who}\"}}\n", 1_700_000_000_000u64 + i as u64)
+    format!(
+        "{{\"ts\":{},\"type\":\"a\",\"who\":\"{who}\"}}\n",
+        1_700_000_000_000u64 + i as u64
+    )
 }
 
 /// `who,n` rows of the counts output.
@@ -43,7 +46,10 @@ fn a_64_mib_line_is_too_large_and_the_next_lines_are_processed() {
     let (_, peak) = server.memory_kib();
     drop(s);
     server.stop();
-    assert!(peak < base_peak + 48 * 1024, "peak RSS {peak} KiB from {base_peak} KiB: the line was buffered");
+    assert!(
+        peak < base_peak + 48 * 1024,
+        "peak RSS {peak} KiB from {base_peak} KiB: the line was buffered"
+    );
     let got = reasons(&dir.path().join("out"));
     assert_eq!(got.get("too_large"), Some(&1), "{got:?}");
     assert_eq!(got.values().sum::<usize>(), 1);
@@ -114,7 +120,10 @@ fn a_thousand_clients_hanging_up_mid_line() {
     assert_eq!(got.len(), 1, "{got:?}");
     let rows = counts(&dir.path().join("out"));
     assert_eq!(rows.len(), 1000);
-    assert!(rows.iter().all(|r| r.ends_with(", 2")), "a complete line was lost or doubled");
+    assert!(
+        rows.iter().all(|r| r.ends_with(", 2")),
+        "a complete line was lost or doubled"
+    );
 }
 
 #[test]
@@ -151,7 +160,10 @@ fn overload_keeps_memory_bounded_and_loses_no_acknowledged_line() {
         assert!(report.contains(&format!("acknowledged {n}")), "{report}");
     }
     server.stop();
-    assert!(peak < base + 128 * 1024, "RSS grew from {base} KiB to {peak} KiB under overload");
+    assert!(
+        peak < base + 128 * 1024,
+        "RSS grew from {base} KiB to {peak} KiB under overload"
+    );
     // 3 senders × 400,000 lines, 8 per millisecond tick and 50 senders' ids: every line counted.
     let rows = counts(&dir.path().join("out"));
     let total: u64 = rows
@@ -209,4 +221,35 @@ fn tokens_connection_limits_and_non_loopback() {
     let rows = counts(&dir.path().join("out"));
     assert_eq!(rows.len(), 1);
     assert!(rows[0].ends_with(", 2"), "{rows:?}");
+}
+
+#[test]
+fn an_idle_source_watermark_follows_the_wall_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("strict.toml");
+    std::fs::write(
+        &spec,
+        COUNT_SPEC.replace("allowed_lateness = \"1h\"", "allowed_lateness = \"0s\""),
+    )
+    .unwrap();
+    let server = Server::start(
+        dir.path(),
+        &spec,
+        "127.0.0.1:0",
+        &["--out", "out", "--idle-timeout", "200ms"],
+    );
+    let mut s = connect(server.addr);
+    s.write_all(line("a", 0).as_bytes()).unwrap();
+    wait_ack(&mut s, 1);
+    // Idle for a second: the watermark moves about a second past the last event.
+    std::thread::sleep(Duration::from_millis(1200));
+    s.write_all(line("a", 500).as_bytes()).unwrap();
+    s.write_all(line("a", 5_000).as_bytes()).unwrap();
+    wait_ack(&mut s, 3);
+    drop(s);
+    server.stop();
+    let got = reasons(&dir.path().join("out"));
+    assert_eq!(got.get("late"), Some(&1), "{got:?}");
+    let rows = counts(&dir.path().join("out"));
+    assert!(rows.len() == 1 && rows[0].ends_with(", 2"), "{rows:?}");
 }

@@ -75,7 +75,9 @@ impl Server {
             .lines
             .recv_timeout(Duration::from_secs(60))
             .expect("the server prints its address");
-        let addr = first.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected: {first}"));
+        let addr = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected: {first}"));
         server.addr = addr.parse().unwrap();
         server
     }
@@ -172,7 +174,10 @@ pub fn wait_ack(stream: &mut TcpStream, n: u64) {
     let mut line = String::new();
     loop {
         line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "connection closed before ack {n}");
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "connection closed before ack {n}"
+        );
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         if v["ack"].as_u64().is_some_and(|a| a >= n) {
             return;
@@ -183,8 +188,9 @@ pub fn wait_ack(stream: &mut TcpStream, n: u64) {
 /// Writes everything, then reads whatever the server says until it closes.
 pub fn exchange(addr: SocketAddr, bytes: &[u8]) -> String {
     let mut s = connect(addr);
-    s.write_all(bytes).unwrap();
-    s.shutdown(std::net::Shutdown::Write).unwrap();
+    // The server may answer and close before everything is written (a refusal).
+    let _ = s.write_all(bytes);
+    let _ = s.shutdown(std::net::Shutdown::Write);
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
@@ -260,7 +266,12 @@ pub fn dead_letters(out: &Path) -> Vec<Letter> {
             let batch = batch.unwrap();
             let col = |name: &str| batch.column_by_name(name).unwrap().clone();
             let (reason, detail, location, record) = (col("reason"), col("detail"), col("location"), col("record"));
-            let cols = [Col::new(&reason), Col::new(&detail), Col::new(&location), Col::new(&record)];
+            let cols = [
+                Col::new(&reason),
+                Col::new(&detail),
+                Col::new(&location),
+                Col::new(&record),
+            ];
             for row in 0..batch.num_rows() {
                 let text = |i: usize| match cols[i].get(row) {
                     sluice::value::Value::Str(s) => s.to_string(),
