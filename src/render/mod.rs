@@ -329,7 +329,10 @@ pub fn render(
             row.push(e.payload_value());
             row
         };
-        sinks.push((name.clone(), sink::sink(stream, spec, out_dir.clone(), collect, live.as_deref(), to_row)));
+        sinks.push((
+            name.clone(),
+            sink::sink(stream, spec, out_dir.clone(), collect, live.as_deref(), to_row),
+        ));
     }
     if !plan.enrichments.is_empty() {
         let rows = differential_dataflow::collection::concatenate(scope, blocked).probe_with(&probe);
@@ -382,5 +385,8 @@ pub fn render(
     let result = sink::sink(letters, spec, out_dir, collect, live.as_deref(), DeadLetter::row);
     sinks.push((crate::DEAD_LETTERS.to_string(), result));
 
+    if let (Some(live), 0) = (&live, scope.index()) {
+        live.rendered();
+    }
     Rendered { inputs, probe, sinks }
 }

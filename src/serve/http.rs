@@ -177,10 +177,14 @@ fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if presented != Some(&**token) {
-            let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized: send Authorization: Bearer TOKEN");
-            response
-                .headers_mut()
-                .insert(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static("Bearer"));
+            let mut response = error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized: send Authorization: Bearer TOKEN",
+            );
+            response.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static("Bearer"),
+            );
             return response;
         }
     }
@@ -194,7 +198,10 @@ fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
         ["status"] => {
             let now = wall_clock_ms();
             let util = lock(&app.utilization).sample(&app.live, app.state.uptime());
-            json(StatusCode::OK, &status_json(&app.pipeline, &app.state, &app.live, &util, now))
+            json(
+                StatusCode::OK,
+                &status_json(&app.pipeline, &app.state, &app.live, &util, now),
+            )
         }
         ["metrics"] => {
             let util = lock(&app.utilization).sample(&app.live, app.state.uptime());

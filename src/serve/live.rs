@@ -23,7 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -42,7 +42,9 @@ pub enum Feed {
     /// The output is complete (the server is shutting down); nothing follows.
     Done,
     /// The subscriber fell more than `limit` changes behind and was dropped.
-    Overflow { limit: usize },
+    Overflow {
+        limit: usize,
+    },
 }
 
 /// How an output's rows look, from its sink's `OutputSpec`.
@@ -82,6 +84,8 @@ pub struct LiveViews {
     pub processing: Histogram,
     /// Per worker: nanoseconds spent admitting batches and stepping.
     pub busy_ns: Vec<AtomicU64>,
+    /// Set once worker 0 has rendered the dataflow, so every output has its view.
+    complete: (Mutex<bool>, Condvar),
 }
 
 impl LiveViews {
@@ -92,7 +96,25 @@ impl LiveViews {
             subscriber_queue,
             processing: Histogram::default(),
             busy_ns: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            complete: (Mutex::new(false), Condvar::new()),
         }
+    }
+
+    /// Worker 0 has rendered the dataflow: every output's view is registered.
+    pub fn rendered(&self) {
+        *self.complete.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.complete.1.notify_all();
+    }
+
+    /// Waits (at most `timeout`) until [`LiveViews::rendered`]; whether it was.
+    pub fn wait_rendered(&self, timeout: Duration) -> bool {
+        let done = self.complete.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (done, _) = self
+            .complete
+            .1
+            .wait_timeout_while(done, timeout, |done| !*done)
+            .unwrap_or_else(|e| e.into_inner());
+        *done
     }
 
     /// The view of an output, created on first use (worker 0's sink, while rendering).
@@ -222,7 +244,11 @@ pub type Filter = Vec<(String, String)>;
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ViewError {
     #[error("collection `{name}` has no column `{column}`; its columns are {columns}")]
-    UnknownColumn { name: String, column: String, columns: String },
+    UnknownColumn {
+        name: String,
+        column: String,
+        columns: String,
+    },
     #[error("collection `{0}` exceeded the live row limit; its contents are not kept")]
     Truncated(String),
 }
@@ -366,11 +392,7 @@ impl View {
                 queued: Arc::clone(&queued),
             });
         }
-        Ok(Subscription {
-            snapshot,
-            feed,
-            queued,
-        })
+        Ok(Subscription { snapshot, feed, queued })
     }
 
     pub fn stats(&self) -> ViewStats {
@@ -401,7 +423,11 @@ impl View {
     pub fn row_json(&self, row: &[Value]) -> serde_json::Map<String, serde_json::Value> {
         let mut columns = self.spec.visible_columns();
         let mut object = serde_json::Map::new();
-        let fixed = if self.spec.flatten { row.len().saturating_sub(1) } else { row.len() };
+        let fixed = if self.spec.flatten {
+            row.len().saturating_sub(1)
+        } else {
+            row.len()
+        };
         for (name, value) in columns.drain(..).zip(&row[..fixed]) {
             object.insert(name, value.to_json());
         }
@@ -611,13 +637,22 @@ mod tests {
         let live = views(100, 100);
         let view = live.register(spec("counts", &["user_id", "n"]));
         view.apply((1..=5).map(|u| (row(u, u * 10), 1, 1)).collect(), Some(2));
-        assert_eq!(view.lookup(&filter(&[("user_id", "3")])).unwrap().0, vec![(row(3, 30), 1)]);
+        assert_eq!(
+            view.lookup(&filter(&[("user_id", "3")])).unwrap().0,
+            vec![(row(3, 30), 1)]
+        );
         assert_eq!(view.lookup(&filter(&[("n", "40")])).unwrap().0, vec![(row(4, 40), 1)]);
-        assert_eq!(view.lookup(&filter(&[("user_id", "4"), ("n", "41")])).unwrap().0, vec![]);
+        assert_eq!(
+            view.lookup(&filter(&[("user_id", "4"), ("n", "41")])).unwrap().0,
+            vec![]
+        );
         let err = view.lookup(&filter(&[("nope", "1")])).unwrap_err();
         assert!(matches!(err, ViewError::UnknownColumn { .. }), "{err}");
         let json = view.row_json(&row(3, 30));
-        assert_eq!(serde_json::Value::Object(json), serde_json::json!({"user_id": 3, "n": 30}));
+        assert_eq!(
+            serde_json::Value::Object(json),
+            serde_json::json!({"user_id": 3, "n": 30})
+        );
     }
 
     #[test]
@@ -648,7 +683,10 @@ mod tests {
             ..spec("counters", &["metric", "label"])
         });
         let c = |m: &str| vec![Value::str(m), Value::str("events")];
-        view.apply(vec![(c("events_processed"), 5, 1), (c("events_processed"), 6, 1)], Some(7));
+        view.apply(
+            vec![(c("events_processed"), 5, 1), (c("events_processed"), 6, 1)],
+            Some(7),
+        );
         let mut sub = view.subscribe(&Filter::new()).unwrap();
         view.apply(
             vec![(c("events_processed"), 8, 1), (c("events_filtered"), 8, 1)],
@@ -729,10 +767,16 @@ mod tests {
         });
         let r = |reason: &str, n: i64| vec![Value::str(reason), Value::Int(n)];
         view.apply((0..5).map(|n| (r("late", n), 1, 1)).collect(), Some(2));
-        assert_eq!(view.lookup(&Filter::new()), Err(ViewError::Truncated("dead_letters".into())));
+        assert_eq!(
+            view.lookup(&Filter::new()),
+            Err(ViewError::Truncated("dead_letters".into()))
+        );
         assert!(view.subscribe(&Filter::new()).is_err());
         view.apply(vec![(r("bad_time", 0), 2, 1)], Some(3));
-        assert_eq!(view.tally(), [("bad_time".to_string(), 1), ("late".to_string(), 5)].into());
+        assert_eq!(
+            view.tally(),
+            [("bad_time".to_string(), 1), ("late".to_string(), 5)].into()
+        );
         assert!(view.stats().truncated);
     }
 

@@ -221,15 +221,37 @@ pub fn metrics_text(
         "Events processed: entering the enrichment stage, or admitted on time without one.",
         Some(ServeState::get(&state.events_processed)),
     );
-    pipeline(&mut e, "events_enriched", "Events with at least one context join hit.", None);
+    pipeline(
+        &mut e,
+        "events_enriched",
+        "Events with at least one context join hit.",
+        None,
+    );
     pipeline(&mut e, "events_filtered", "Events blocked by a rule.", None);
-    pipeline(&mut e, "events_deduplicated", "Duplicate events removed by deduplication.", None);
-    e.family("pipeline_counter_total", "counter", "Every row of the `counters` output.");
+    pipeline(
+        &mut e,
+        "events_deduplicated",
+        "Duplicate events removed by deduplication.",
+        None,
+    );
+    e.family(
+        "pipeline_counter_total",
+        "counter",
+        "Every row of the `counters` output.",
+    );
     for (metric, label, n) in &counters {
-        e.sample("pipeline_counter_total", &[("metric", metric), ("label", label)], *n as f64);
+        e.sample(
+            "pipeline_counter_total",
+            &[("metric", metric), ("label", label)],
+            *n as f64,
+        );
     }
 
-    e.family("events_dead_lettered_total", "counter", "Records sent to dead letters, by reason.");
+    e.family(
+        "events_dead_lettered_total",
+        "counter",
+        "Records sent to dead letters, by reason.",
+    );
     if let Some(view) = live.get(crate::DEAD_LETTERS) {
         for (reason, n) in view.tally() {
             e.sample("events_dead_lettered_total", &[("reason", &reason)], n as f64);
@@ -244,17 +266,29 @@ pub fn metrics_text(
         count,
         sum,
     );
-    e.family("worker_utilization", "gauge", "Share of wall-clock time a worker spent processing.");
+    e.family(
+        "worker_utilization",
+        "gauge",
+        "Share of wall-clock time a worker spent processing.",
+    );
     for (i, u) in utilization.iter().enumerate() {
         e.sample("worker_utilization", &[("worker", &i.to_string())], *u);
     }
-    e.family("worker_busy_seconds_total", "counter", "Time a worker spent processing.");
+    e.family(
+        "worker_busy_seconds_total",
+        "counter",
+        "Time a worker spent processing.",
+    );
     for (i, b) in live.busy_ns.iter().enumerate() {
         let secs = b.load(Ordering::Relaxed) as f64 / 1e9;
         e.sample("worker_busy_seconds_total", &[("worker", &i.to_string())], secs);
     }
 
-    e.family("queue_bytes", "gauge", "Bytes of lines queued between the sockets and the workers.");
+    e.family(
+        "queue_bytes",
+        "gauge",
+        "Bytes of lines queued between the sockets and the workers.",
+    );
     e.sample("queue_bytes", &[], get(&state.queued_bytes));
     e.family("worker_queue_batches", "gauge", "Batches queued for a worker.");
     for (i, q) in state.worker_queues.iter().enumerate() {
@@ -264,30 +298,78 @@ pub fn metrics_text(
     e.sample("connections_open", &[], get(&state.connections_open));
     for (name, help, counter) in [
         ("connections_total", "Connections accepted.", &state.connections_total),
-        ("connections_refused_total", "Connections refused at max_connections.", &state.connections_refused),
-        ("connections_rejected_total", "Connections closed for a bad hello or token.", &state.connections_rejected),
-        ("connections_timed_out_total", "Connections closed for idleness.", &state.connections_timed_out),
-        ("lines_received_total", "Complete lines received.", &state.lines_received),
-        ("bytes_received_total", "Bytes received from clients.", &state.bytes_received),
-        ("lines_resent_total", "Lines skipped because the log already held them.", &state.lines_deduplicated),
-        ("lines_replayed_total", "Lines replayed from the write-ahead log at start-up.", &state.lines_replayed),
-        ("wal_records_total", "Records appended to the write-ahead log.", &state.wal_records),
-        ("wal_bytes_total", "Bytes appended to the write-ahead log.", &state.wal_bytes),
-        ("wal_syncs_total", "Write-ahead log fsyncs (group commits).", &state.wal_syncs),
+        (
+            "connections_refused_total",
+            "Connections refused at max_connections.",
+            &state.connections_refused,
+        ),
+        (
+            "connections_rejected_total",
+            "Connections closed for a bad hello or token.",
+            &state.connections_rejected,
+        ),
+        (
+            "connections_timed_out_total",
+            "Connections closed for idleness.",
+            &state.connections_timed_out,
+        ),
+        (
+            "lines_received_total",
+            "Complete lines received.",
+            &state.lines_received,
+        ),
+        (
+            "bytes_received_total",
+            "Bytes received from clients.",
+            &state.bytes_received,
+        ),
+        (
+            "lines_resent_total",
+            "Lines skipped because the log already held them.",
+            &state.lines_deduplicated,
+        ),
+        (
+            "lines_replayed_total",
+            "Lines replayed from the write-ahead log at start-up.",
+            &state.lines_replayed,
+        ),
+        (
+            "wal_records_total",
+            "Records appended to the write-ahead log.",
+            &state.wal_records,
+        ),
+        (
+            "wal_bytes_total",
+            "Bytes appended to the write-ahead log.",
+            &state.wal_bytes,
+        ),
+        (
+            "wal_syncs_total",
+            "Write-ahead log fsyncs (group commits).",
+            &state.wal_syncs,
+        ),
         ("acks_sent_total", "Acknowledgements sent to clients.", &state.acks_sent),
     ] {
         e.family(name, "counter", help);
         e.sample(name, &[], get(counter));
     }
 
-    e.family("watermark_seconds", "gauge", "Event-time watermark of a TCP source (Unix seconds).");
+    e.family(
+        "watermark_seconds",
+        "gauge",
+        "Event-time watermark of a TCP source (Unix seconds).",
+    );
     let marks = watermarks(state, now_ms);
     for (source, w) in &marks {
         if let Some((w, _)) = w {
             e.sample("watermark_seconds", &[("source", source)], *w as f64 / 1e3);
         }
     }
-    e.family("watermark_lag_seconds", "gauge", "Wall clock minus a TCP source's watermark.");
+    e.family(
+        "watermark_lag_seconds",
+        "gauge",
+        "Wall clock minus a TCP source's watermark.",
+    );
     for (source, w) in &marks {
         if let Some((_, lag)) = w {
             e.sample("watermark_lag_seconds", &[("source", source)], *lag as f64 / 1e3);
@@ -300,7 +382,11 @@ pub fn metrics_text(
     for s in &stats {
         e.sample("collection_rows", &[("collection", &s.name)], s.rows as f64);
     }
-    e.family("collection_updates_total", "counter", "Updates an output's sink received.");
+    e.family(
+        "collection_updates_total",
+        "counter",
+        "Updates an output's sink received.",
+    );
     for s in &stats {
         e.sample("collection_updates_total", &[("collection", &s.name)], s.updates as f64);
     }
@@ -385,7 +471,10 @@ mod tests {
             ..spec(crate::DEAD_LETTERS, &["stage", "reason"])
         });
         let d = |r: &str| vec![Value::str("source:events"), Value::str(r)];
-        dead.apply(vec![(d("late"), 1, 1), (d("late"), 2, 1), (d("malformed_json"), 2, 1)], Some(3));
+        dead.apply(
+            vec![(d("late"), 1, 1), (d("late"), 2, 1), (d("malformed_json"), 2, 1)],
+            Some(3),
+        );
         live.observe_step(0, Duration::from_millis(2));
         live.observe_step(1, Duration::from_millis(30));
 
@@ -407,7 +496,10 @@ mod tests {
         assert_eq!(m["watermark_seconds{source=\"events\"}"], 1000.0);
         assert_eq!(m["watermark_lag_seconds{source=\"events\"}"], 3.0);
         assert_eq!(m["collection_rows{collection=\"dead_letters\"}"], 3.0);
-        assert_eq!(m["pipeline_counter_total{metric=\"events_enriched\",label=\"events\"}"], 4.0);
+        assert_eq!(
+            m["pipeline_counter_total{metric=\"events_enriched\",label=\"events\"}"],
+            4.0
+        );
         assert_eq!(m["subscribers"], 1.0);
 
         // Without a counters output, events_processed comes from the admitted events.

@@ -249,8 +249,13 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
     let state = Arc::new(ServeState::new(config.workers, tcp_names.clone()));
     // Live views of the outputs and their endpoints, when asked for; they stay up until the
     // outputs are complete, so subscribers see the last changes.
-    let live = (config.http.is_some() || config.subscribe.is_some())
-        .then(|| Arc::new(live::LiveViews::new(config.workers, config.live_rows, config.subscriber_queue)));
+    let live = (config.http.is_some() || config.subscribe.is_some()).then(|| {
+        Arc::new(live::LiveViews::new(
+            config.workers,
+            config.live_rows,
+            config.subscriber_queue,
+        ))
+    });
     let endpoints = match &live {
         Some(live) => Some(http::start(
             http::Endpoint {
@@ -281,7 +286,7 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
         order: order::Order::new(tcp.len()),
         state: Arc::clone(&state),
         limits: config.limits.clone(),
-        live,
+        live: live.clone(),
     });
     let timely_config = RunConfig {
         workers: config.workers,
@@ -363,6 +368,10 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
         limits: config.limits.clone(),
         state: Arc::clone(&state),
     });
+    // Every output's view exists before anyone can ask for it.
+    if let Some(live) = &live {
+        live.wait_rendered(Duration::from_secs(60));
+    }
     ready(&Bound {
         listen: addr,
         http: endpoints.as_ref().and_then(|e| e.http),

@@ -93,8 +93,7 @@ pub fn start(view: Arc<View>, filter: &Filter) -> Result<mpsc::Receiver<Bytes>, 
                 Feed::Changes(batch) => {
                     for change in batch.iter().filter(|c| matcher.matches(&c.0)) {
                         chunk.push_str(&change_line(&view, change));
-                        if chunk.len() >= CHUNK_BYTES
-                            && tx.send(Bytes::from(std::mem::take(&mut chunk))).await.is_err()
+                        if chunk.len() >= CHUNK_BYTES && tx.send(Bytes::from(std::mem::take(&mut chunk))).await.is_err()
                         {
                             return;
                         }
@@ -130,8 +129,7 @@ pub struct Request {
 
 /// Parses a request line; a line with only a token gives a request without a name.
 pub fn parse_request(line: &str) -> Result<Request, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(line.trim()).map_err(|e| format!("not a JSON object: {e}"))?;
+    let value: serde_json::Value = serde_json::from_str(line.trim()).map_err(|e| format!("not a JSON object: {e}"))?;
     let object = value.as_object().ok_or("not a JSON object")?;
     let text = |key: &str| object.get(key).and_then(|v| v.as_str()).map(str::to_string);
     let mut filter = Filter::new();
@@ -239,7 +237,10 @@ mod tests {
         assert_eq!(r.token.as_deref(), Some("t"));
         assert_eq!(
             r.filter,
-            vec![("plan".to_string(), "free".to_string()), ("user_id".to_string(), "123".to_string())]
+            vec![
+                ("plan".to_string(), "free".to_string()),
+                ("user_id".to_string(), "123".to_string())
+            ]
         );
         let t = parse_request(r#"{"token":"t"}"#).unwrap();
         assert!(t.name.is_empty() && t.token.is_some());
