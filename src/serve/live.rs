@@ -34,6 +34,8 @@ use crate::value::{parse_time, Sym, Value};
 pub type Row = Vec<Value>;
 /// One change of a view: a row, its update's event-time tick (ms) and the change in its count.
 pub type Change = (Row, u64, i64);
+/// Rows with their (positive) counts.
+pub type Counted = Vec<(Row, i64)>;
 
 /// What a view sends a subscriber.
 #[derive(Debug)]
@@ -360,7 +362,7 @@ impl View {
     }
 
     /// The rows matching `filter` with their counts (positive only), and the view's frontier.
-    pub fn lookup(&self, filter: &Filter) -> Result<(Vec<(Row, i64)>, Option<u64>), ViewError> {
+    pub fn lookup(&self, filter: &Filter) -> Result<(Counted, Option<u64>), ViewError> {
         let st = read(&self.state);
         if st.truncated {
             return Err(ViewError::Truncated(self.spec.name.clone()));
