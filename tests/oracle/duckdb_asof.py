@@ -270,7 +270,7 @@ def payload(out, uploads, geo, profiles, sensors, prices):
                 diffs.append(f"{(kind, upload)} ip {ip}: sluice {got}, expected {want}")
         report("geo (as-of IP range)", f"{len(rows)} enriched rows, {hits} hits expected", diffs)
 
-    check_join(Join("profile", "profiles", "user_id", "user_id", "updated_at", ["subscription", "language"]), key, columns)
+    check_join(Join("profile", "profiles", "user_id", "user_id", "updated_at", ["subscription", "language", "country"]), key, columns)
     check_join(Join("sensor", "sensors", "sensor_id", "sensor_id", "reading_time", max_age_ms=120_000), key, columns)
     check_join(Join("market", "prices", "symbol", "symbol", "price_time", max_age_ms=60_000,
                     types=["upload_completed"]), key, columns)
