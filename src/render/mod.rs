@@ -109,6 +109,7 @@ pub fn window_row_values(row: &WindowRow) -> Vec<Value> {
 }
 
 /// Builds `plan` in `scope`; `registries` are the schema stages' registries, in plan order.
+/// With `live` (`sluice serve --http`), worker 0's sinks also keep each output's live view.
 pub fn render(
     plan: &Plan,
     scope: Scope<'_, u64>,

@@ -5,6 +5,8 @@
 //! sorted by `(time, row)`. Changelog outputs carry `time` (the update's event-time tick) and
 //! `diff` columns; insert-only outputs (final windows, dead letters) do not. Later parts keep the
 //! first part's schema, so DuckDB's `read_parquet('DIR/NAME/*.parquet')` reads them as one table.
+//! Given live views (`sluice serve --http`), the sink also hands each batch of updates, with its
+//! frontier, to its output's [`crate::serve::live::View`].
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -164,6 +166,9 @@ where
                     if collect {
                         res.collected = rows.clone();
                     }
+                    // A snapshot's totals are its distinct rows, not the records counted into them.
+                    res.rows = rows.len() as u64;
+                    res.net = rows.len() as i64;
                     writer.buffer = rows;
                     if let Err(e) = writer.flush(0) {
                         res.error = Some(e);
