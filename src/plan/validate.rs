@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use indexmap::IndexMap;
+
 use crate::error::SpecError;
 use crate::event::{Accessor, FieldPath};
 use crate::expr::{self, Expr};
@@ -606,6 +608,26 @@ impl Cx<'_> {
         }
     }
 
+    /// `field = "expression"` pairs (derived fields, transform `set`), in order, each field a
+    /// top-level name and each expression bound to the source's time and type fields.
+    fn field_exprs(
+        &self,
+        map: &IndexMap<String, S<String>>,
+        prefix: &str,
+        bind: &dyn Fn(Expr) -> Expr,
+    ) -> Result<Vec<(String, Expr)>, SpecError> {
+        let mut out = Vec::new();
+        for (field, text) in map {
+            let k = format!("{prefix}.{field}");
+            if !valid_field_name(field) {
+                let message = format!("`{field}` is not a top-level field name");
+                return Err(self.error(text.span(), &k, message, None));
+            }
+            out.push((field.clone(), bind(self.expr(text, &k, 0, text.get_ref())?)));
+        }
+        Ok(out)
+    }
+
     fn enrich(&self, name: &str, spec: &S<EnrichSpec>, sources: &[SourcePlan]) -> Result<EnrichPlan, SpecError> {
         let e = spec.get_ref();
         let key = |k: &str| format!("enrich.{name}.{k}");
@@ -661,19 +683,7 @@ impl Cx<'_> {
             }
             joins.push(join);
         }
-        let mut derive = Vec::new();
-        for (field, text) in &e.derive {
-            let k = key(&format!("derive.{field}"));
-            if !valid_field_name(field) {
-                return Err(self.error(
-                    text.span(),
-                    &k,
-                    format!("`{field}` is not a top-level field name"),
-                    None,
-                ));
-            }
-            derive.push((field.clone(), bind(self.expr(text, &k, 0, text.get_ref())?)));
-        }
+        let derive = self.field_exprs(&e.derive, &key("derive"), &bind)?;
         let mut rules: Vec<RulePlan> = Vec::new();
         for (i, r) in e.rule.iter().enumerate() {
             let rule = self.rule(&key(&format!("rule[{i}]")), r, &bind)?;
@@ -887,19 +897,7 @@ impl Cx<'_> {
                         None,
                     ));
                 }
-                let mut set = Vec::new();
-                for (field, text) in &r.set {
-                    let k = key(&format!("set.{field}"));
-                    if !valid_field_name(field) {
-                        return Err(self.error(
-                            text.span(),
-                            &k,
-                            format!("`{field}` is not a top-level field name"),
-                            None,
-                        ));
-                    }
-                    set.push((field.clone(), bind(self.expr(text, &k, 0, text.get_ref())?)));
-                }
+                let set = self.field_exprs(&r.set, &key("set"), bind)?;
                 let remove = r
                     .remove
                     .iter()
