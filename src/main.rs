@@ -148,6 +148,13 @@ struct ServeArgs {
     /// Changes a subscriber may leave unread before it is disconnected.
     #[arg(long, default_value_t = 100_000)]
     subscriber_queue: usize,
+    /// With --wal and --out: write outputs up to their frontier and truncate the log this often
+    /// (`off`: only at shutdown).
+    #[arg(long, default_value = "10s")]
+    checkpoint_interval: String,
+    /// Write-ahead log segment size in bytes (checkpoints remove whole segments).
+    #[arg(long, default_value_t = sluice::serve::wal::SEGMENT_BYTES)]
+    wal_segment_bytes: u64,
 }
 
 #[derive(Args)]
@@ -378,6 +385,11 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
         subscribe: args.subscribe,
         live_rows: args.live_rows,
         subscriber_queue: args.subscriber_queue.max(1),
+        checkpoint_interval: match args.checkpoint_interval.as_str() {
+            "off" | "none" => None,
+            text => Some(duration_flag("checkpoint-interval", text)?),
+        },
+        wal_segment_bytes: args.wal_segment_bytes,
         limits: Limits {
             max_line_bytes: args.max_line_bytes,
             max_depth: args.max_depth,

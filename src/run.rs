@@ -238,8 +238,14 @@ fn drive(
     read: &AtomicU64,
 ) -> Result<Option<WorkerOutput>, String> {
     let index = worker.index();
-    let mut rendered = worker
-        .dataflow::<u64, _, _>(|scope| render(plan, scope, registries, config.out_dir.clone(), config.collect, None));
+    let mut rendered = worker.dataflow::<u64, _, _>(|scope| {
+        let env = crate::render::sink::SinkEnv {
+            out_dir: config.out_dir.clone(),
+            collect: config.collect,
+            ..Default::default()
+        };
+        render(plan, scope, registries, &env)
+    });
     let tick_ms = plan.tick_ms as i64;
 
     for i in read_order(plan) {

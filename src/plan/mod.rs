@@ -6,6 +6,7 @@
 //! running a dataflow. Rendering (`crate::render`) is the only consumer.
 
 pub mod duration;
+pub mod retention;
 pub mod spec;
 pub mod validate;
 

@@ -18,7 +18,6 @@ pub mod sink;
 pub mod window;
 
 use std::cell::RefCell;
-use std::path::PathBuf;
 use std::rc::Rc;
 
 use differential_dataflow::input::InputSession;
@@ -29,7 +28,7 @@ use crate::dead_letter::DeadLetter;
 use crate::event::{Accessor, Event};
 use crate::plan::{Emit, Plan};
 use crate::value::Value;
-use sink::{OutputSpec, SinkResult};
+use sink::{OutputSpec, SinkEnv, SinkResult};
 use window::WindowRow;
 
 type EventsOf<'s> = VecCollection<'s, u64, Event, isize>;
@@ -109,14 +108,12 @@ pub fn window_row_values(row: &WindowRow) -> Vec<Value> {
 }
 
 /// Builds `plan` in `scope`; `registries` are the schema stages' registries, in plan order.
-/// With `live` (`sluice serve --http`), worker 0's sinks also keep each output's live view.
+/// `env` says where sinks write, and what else they serve (live views, checkpoints).
 pub fn render(
     plan: &Plan,
     scope: Scope<'_, u64>,
     registries: &[crate::schema::registry::Registry],
-    out_dir: Option<PathBuf>,
-    collect: bool,
-    live: Option<std::sync::Arc<crate::serve::live::LiveViews>>,
+    env: &SinkEnv,
 ) -> Rendered {
     let probe = ProbeHandle::new();
     let mut inputs = Vec::new();
@@ -201,10 +198,7 @@ pub fn render(
                 ..OutputSpec::new(name, columns)
             };
             let rows = rows.probe_with(&probe);
-            sinks.push((
-                name.to_string(),
-                sink::sink(rows, spec, out_dir.clone(), collect, live.as_deref(), Vec::clone),
-            ));
+            sinks.push((name.to_string(), sink::sink(rows, spec, env, Vec::clone)));
         }
     }
 
@@ -233,7 +227,7 @@ pub fn render(
         let spec = OutputSpec::new(crate::plan::DUPLICATES, &dedup::DUPLICATE_COLUMNS);
         sinks.push((
             crate::plan::DUPLICATES.to_string(),
-            sink::sink(rows, spec, out_dir.clone(), collect, live.as_deref(), Vec::clone),
+            sink::sink(rows, spec, env, Vec::clone),
         ));
     }
 
@@ -330,23 +324,20 @@ pub fn render(
             row.push(e.payload_value());
             row
         };
-        sinks.push((
-            name.clone(),
-            sink::sink(stream, spec, out_dir.clone(), collect, live.as_deref(), to_row),
-        ));
+        sinks.push((name.clone(), sink::sink(stream, spec, env, to_row)));
     }
     if !plan.enrichments.is_empty() {
         let rows = differential_dataflow::collection::concatenate(scope, blocked).probe_with(&probe);
         let spec = OutputSpec::new(crate::plan::BLOCKED, &rules::BLOCKED_COLUMNS);
         sinks.push((
             crate::plan::BLOCKED.to_string(),
-            sink::sink(rows, spec, out_dir.clone(), collect, live.as_deref(), Vec::clone),
+            sink::sink(rows, spec, env, Vec::clone),
         ));
         let rows = differential_dataflow::collection::concatenate(scope, stats).probe_with(&probe);
         let spec = OutputSpec::new(crate::plan::RULE_STATS, &RULE_STATS_COLUMNS);
         sinks.push((
             crate::plan::RULE_STATS.to_string(),
-            sink::sink(rows, spec, out_dir.clone(), collect, live.as_deref(), window_row_values),
+            sink::sink(rows, spec, env, window_row_values),
         ));
     }
     if !counters.is_empty() {
@@ -356,10 +347,7 @@ pub fn render(
             ..OutputSpec::new(crate::plan::COUNTERS, &["metric", "label"])
         };
         let to_row = |c: &enrich::Counter| vec![Value::str(c.metric.as_str()), Value::str(c.label.as_str())];
-        sinks.push((
-            crate::plan::COUNTERS.to_string(),
-            sink::sink(rows, spec, out_dir.clone(), collect, live.as_deref(), to_row),
-        ));
+        sinks.push((crate::plan::COUNTERS.to_string(), sink::sink(rows, spec, env, to_row)));
     }
 
     for agg in &plan.aggregates {
@@ -373,7 +361,7 @@ pub fn render(
             ..OutputSpec::new(&agg.name, &[])
         };
         let rows = rows.probe_with(&probe);
-        let result = sink::sink(rows, spec, out_dir.clone(), collect, live.as_deref(), window_row_values);
+        let result = sink::sink(rows, spec, env, window_row_values);
         sinks.push((agg.name.clone(), result));
     }
 
@@ -383,10 +371,10 @@ pub fn render(
         tally: Some(1),
         ..OutputSpec::new(crate::DEAD_LETTERS, &[])
     };
-    let result = sink::sink(letters, spec, out_dir, collect, live.as_deref(), DeadLetter::row);
+    let result = sink::sink(letters, spec, env, DeadLetter::row);
     sinks.push((crate::DEAD_LETTERS.to_string(), result));
 
-    if let (Some(live), 0) = (&live, scope.index()) {
+    if let (Some(live), 0) = (&env.live, scope.index()) {
         live.rendered();
     }
     Rendered { inputs, probe, sinks }

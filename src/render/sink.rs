@@ -14,8 +14,12 @@ use std::rc::Rc;
 
 use arrow::datatypes::SchemaRef;
 use differential_dataflow::VecCollection;
+use std::sync::Arc;
+
 use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+
+use crate::serve::checkpoint::{Ack, Checkpoints, OutputMark};
 
 use crate::format::arrow_write::{rows_to_batch, rows_to_batch_with_schema, ParquetSink};
 use crate::value::Value;
@@ -72,32 +76,46 @@ pub struct SinkResult {
     pub tally: std::collections::BTreeMap<String, i64>,
     /// Net count per distinct row, for [`OutputSpec::snapshot`] outputs.
     pub snapshot: std::collections::BTreeMap<Vec<Value>, i64>,
+    collecting: bool,
+}
+
+/// Where sinks write and who else watches them: one per worker's dataflow.
+#[derive(Clone, Default)]
+pub struct SinkEnv {
+    pub out_dir: Option<PathBuf>,
+    /// Keep every update in [`SinkResult::collected`] (tests).
+    pub collect: bool,
+    /// Live views of the outputs (`sluice serve --http`), kept by worker 0's sinks.
+    pub live: Option<Arc<crate::serve::live::LiveViews>>,
+    /// Checkpoints (`sluice serve --wal --out`): outputs are written up to their frontier when
+    /// asked, and resume from the last checkpoint after a restart.
+    pub checkpoints: Option<Arc<Checkpoints>>,
 }
 
 /// Attaches a sink to `collection`; `to_row` turns a record into the output's columns.
 pub fn sink<'s, D>(
     collection: VecCollection<'s, u64, D, isize>,
     spec: OutputSpec,
-    out_dir: Option<PathBuf>,
-    collect: bool,
-    live: Option<&crate::serve::live::LiveViews>,
+    env: &SinkEnv,
     to_row: impl Fn(&D) -> Vec<Value> + 'static,
 ) -> Rc<RefCell<SinkResult>>
 where
     D: timely::ExchangeData + Clone,
 {
-    let result = Rc::new(RefCell::new(SinkResult::default()));
+    let result = Rc::new(RefCell::new(SinkResult {
+        collecting: env.collect,
+        ..SinkResult::default()
+    }));
     let shared = Rc::clone(&result);
-    let name = format!("Sink({})", spec.name);
-    // Only worker 0 receives updates, so only it writes files.
-    let dir = if collection.inner.scope().index() == 0 {
-        out_dir
-    } else {
-        None
-    };
+    let scope = collection.inner.scope();
+    let mut builder = OperatorBuilder::new(format!("Sink({})", spec.name), scope);
+    let mut input = builder.new_input(collection.inner, Exchange::new(|_: &(D, u64, isize)| 0));
+    // Only worker 0 receives updates, so only it writes files and takes part in checkpoints.
+    let first = scope.index() == 0;
+    let dir = env.out_dir.clone().filter(|_| first);
     let (tally, snapshot, ordered) = (spec.tally, spec.snapshot, spec.sort_prefix > 0);
     // Worker 0 also keeps the output's live view (`sluice serve --http`), updated per batch.
-    let view = live.filter(|_| collection.inner.scope().index() == 0).map(|l| {
+    let view = env.live.as_ref().filter(|_| first).map(|l| {
         l.register(crate::serve::live::ViewSpec {
             name: spec.name.clone(),
             columns: spec.columns.clone(),
@@ -107,22 +125,55 @@ where
             tally,
         })
     });
+    let checkpoint = env.checkpoints.clone().filter(|_| first).map(|c| {
+        let activator = scope
+            .worker()
+            .sync_activator_for(builder.operator_info().address.to_vec());
+        let slot = c.register(&spec.name, activator);
+        (c, slot)
+    });
+    // After a restart: the parts already written, the rows they hold (dropped when recomputed)
+    // and a snapshot output's totals.
+    let resume = checkpoint.as_ref().and_then(|(c, _)| c.resume(&spec.name).cloned());
+    let skip_before = resume.as_ref().map_or(0, |r| r.cut);
+    // With checkpoints every output is frontier-gated: a part holds only times before the
+    // frontier, so "every row before the cut" is a whole number of parts.
+    let gated = ordered || checkpoint.is_some();
+    let mut saved: std::collections::BTreeMap<Vec<Value>, i64> = std::collections::BTreeMap::new();
+    let mut unsaved: Vec<(Vec<Value>, u64, isize)> = Vec::new();
+    if let Some(rows) = resume.as_ref().and_then(|r| r.snapshot.clone()) {
+        saved.extend(rows);
+        result.borrow_mut().snapshot = saved.clone();
+    }
     let (mut live_batch, mut live_frontier) = (Vec::new(), Some(0));
     let mut written = false;
+    let mut answered = 0;
     let mut writer = PartWriter {
+        next: resume
+            .as_ref()
+            .map_or(0, |r| if r.snapshot.is_some() { 0 } else { r.parts }),
         spec,
         dir,
         schema: None,
         buffer: Vec::new(),
+        durable: checkpoint.is_some(),
     };
-    collection.inner.sink(
-        Exchange::new(|_: &(D, u64, isize)| 0),
-        &name,
-        move |(input, frontier)| {
+    if writer.next > 0 && !writer.spec.flatten {
+        match writer.existing_schema() {
+            Ok(schema) => writer.schema = schema,
+            Err(e) => result.borrow_mut().error = Some(e),
+        }
+    }
+    builder.build(move |_capabilities| {
+        move |frontiers| {
+            let frontier = &frontiers[0];
             let mut res = shared.borrow_mut();
             input.for_each_stamp(|_, data| {
                 for batch in data {
                     for (d, t, r) in batch.drain(..) {
+                        if t < skip_before {
+                            continue;
+                        }
                         let row = to_row(&d);
                         if view.is_some() {
                             live_batch.push((row[writer.spec.sort_prefix..].to_vec(), t, r));
@@ -133,14 +184,13 @@ where
                             *res.tally.entry(row[c].to_string()).or_default() += r as i64;
                         }
                         if snapshot {
-                            *res.snapshot.entry(row).or_default() += r as i64;
+                            *res.snapshot.entry(row.clone()).or_default() += r as i64;
+                            if checkpoint.is_some() {
+                                unsaved.push((row, t, r));
+                            }
                             continue;
                         }
-                        if collect {
-                            let columns = row[writer.spec.sort_prefix..].to_vec();
-                            res.collected.push((columns, t, r));
-                        }
-                        if writer.dir.is_some() {
+                        if collect_rows(&writer, &mut res, &row, t, r) {
                             writer.buffer.push((row, t, r));
                         }
                     }
@@ -154,60 +204,142 @@ where
                 }
             }
             let done = frontier.is_empty();
+            let limit = frontier.frontier().iter().min().copied();
+            // A checkpoint asked for and not answered yet: write up to the frontier, then ack.
+            let asked = checkpoint
+                .as_ref()
+                .map(|(c, _)| c.requested())
+                .filter(|&id| id > answered && !done && res.error.is_none());
             if snapshot {
                 if done && !written {
                     written = true;
-                    let mut rows: Vec<(Vec<Value>, u64, isize)> = Vec::new();
-                    for (row, n) in res.snapshot.iter().filter(|(_, n)| **n != 0) {
-                        let mut row = row.clone();
-                        row.push(Value::Int(*n));
-                        rows.push((row, 0, 1));
+                    let rows = snapshot_rows(&res.snapshot);
+                    finish_snapshot(&mut writer, &mut res, rows);
+                } else if let (Some(id), Some(limit)) = (asked, limit) {
+                    // The totals of every update before the frontier, rewritten in place.
+                    let (before, after): (Vec<_>, Vec<_>) = unsaved.drain(..).partition(|u| u.1 < limit);
+                    unsaved = after;
+                    for (row, _, r) in before {
+                        *saved.entry(row).or_default() += r as i64;
                     }
-                    if collect {
-                        res.collected = rows.clone();
-                    }
-                    // A snapshot's totals are its distinct rows, not the records counted into them.
-                    res.rows = rows.len() as u64;
-                    res.net = rows.len() as i64;
-                    writer.buffer = rows;
-                    if let Err(e) = writer.flush(0) {
-                        res.error = Some(e);
-                    } else if writer.dir.is_some() {
-                        res.parts = 1;
-                    }
+                    saved.retain(|_, n| *n != 0);
+                    writer.next = 0;
+                    writer.buffer = snapshot_rows(&saved);
+                    answer(&mut writer, &mut res, &checkpoint, id, limit, Some(&saved));
+                    answered = id;
                 }
                 return;
             }
-            if (writer.buffer.len() >= FLUSH_ROWS || (done && (!writer.buffer.is_empty() || res.parts == 0)))
-                && res.error.is_none()
-            {
-                // Ordered outputs write only the times the frontier has passed, keeping the rest.
-                let limit = frontier.frontier().iter().min().copied();
-                let kept: Vec<(Vec<Value>, u64, isize)> = match (ordered, limit) {
-                    (true, Some(limit)) => {
-                        let (ready, kept) = std::mem::take(&mut writer.buffer)
-                            .into_iter()
-                            .partition(|u| u.1 < limit);
-                        writer.buffer = ready;
-                        kept
+            let full = writer.buffer.len() >= FLUSH_ROWS;
+            if let (Some(id), Some(limit)) = (asked, limit) {
+                split_flush(&mut writer, &mut res, limit);
+                answer(&mut writer, &mut res, &checkpoint, id, limit, None);
+                answered = id;
+            } else if (full || (done && (!writer.buffer.is_empty() || res.parts == 0))) && res.error.is_none() {
+                match (gated, limit) {
+                    // Gated outputs write only the times the frontier has passed, keeping the rest.
+                    (true, Some(limit)) => split_flush(&mut writer, &mut res, limit),
+                    _ => {
+                        if let Err(e) = writer.flush() {
+                            res.error = Some(e);
+                        } else if writer.dir.is_some() {
+                            res.parts += 1;
+                        }
                     }
-                    _ => Vec::new(),
-                };
-                let result = if writer.buffer.is_empty() && !done {
-                    Ok(false)
-                } else {
-                    writer.flush(res.parts)
-                };
-                writer.buffer.extend(kept);
-                match result {
-                    Ok(true) => res.parts += 1,
-                    Ok(false) => {}
-                    Err(e) => res.error = Some(e),
                 }
             }
+        }
+    });
+    result
+}
+
+/// Whether a sink keeps the update for its files (and collects it, in tests).
+fn collect_rows(writer: &PartWriter, res: &mut SinkResult, row: &[Value], t: u64, r: isize) -> bool {
+    if res.collecting {
+        res.collected.push((row[writer.spec.sort_prefix..].to_vec(), t, r));
+    }
+    writer.dir.is_some()
+}
+
+/// Writes the buffered updates before `limit` as a part, keeping the rest buffered.
+fn split_flush(writer: &mut PartWriter, res: &mut SinkResult, limit: u64) {
+    let (ready, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut writer.buffer)
+        .into_iter()
+        .partition(|u| u.1 < limit);
+    writer.buffer = ready;
+    if !writer.buffer.is_empty() {
+        match writer.flush() {
+            Ok(true) => res.parts += 1,
+            Ok(false) => {}
+            Err(e) => res.error = Some(e),
+        }
+    }
+    writer.buffer = kept;
+}
+
+/// A snapshot output's rows: each distinct row with its net count as a trailing `value`.
+fn snapshot_rows(totals: &std::collections::BTreeMap<Vec<Value>, i64>) -> Vec<(Vec<Value>, u64, isize)> {
+    totals
+        .iter()
+        .filter(|(_, n)| **n != 0)
+        .map(|(row, n)| {
+            let mut row = row.clone();
+            row.push(Value::Int(*n));
+            (row, 0, 1)
+        })
+        .collect()
+}
+
+/// Writes a snapshot output's one part when its input is exhausted.
+fn finish_snapshot(writer: &mut PartWriter, res: &mut SinkResult, rows: Vec<(Vec<Value>, u64, isize)>) {
+    if res.collecting {
+        res.collected = rows.clone();
+    }
+    // A snapshot's totals are its distinct rows, not the records counted into them.
+    res.rows = rows.len() as u64;
+    res.net = rows.len() as i64;
+    writer.next = 0;
+    writer.buffer = rows;
+    match writer.flush() {
+        Err(e) => res.error = Some(e),
+        Ok(true) => res.parts = 1,
+        Ok(false) => {}
+    }
+}
+
+/// Writes a snapshot output's totals (when given) and acknowledges checkpoint `id` with the
+/// parts that hold every row before `limit`.
+fn answer(
+    writer: &mut PartWriter,
+    res: &mut SinkResult,
+    checkpoint: &Option<(Arc<Checkpoints>, usize)>,
+    id: u64,
+    limit: u64,
+    totals: Option<&std::collections::BTreeMap<Vec<Value>, i64>>,
+) {
+    let Some((checkpoints, slot)) = checkpoint else {
+        return;
+    };
+    if totals.is_some() {
+        if let Err(e) = writer.flush() {
+            res.error = Some(e);
+        }
+    }
+    if let Some(e) = writer.sync_folder().err().or(res.error.clone()) {
+        res.error = Some(e);
+        return;
+    }
+    checkpoints.ack(
+        *slot,
+        Ack {
+            request: id,
+            mark: OutputMark {
+                parts: if totals.is_some() { 1 } else { writer.next },
+                cut: limit,
+                snapshot: totals.map(|t| t.iter().map(|(row, n)| (row.clone(), *n)).collect()),
+            },
         },
     );
-    result
 }
 
 struct PartWriter {
@@ -215,11 +347,43 @@ struct PartWriter {
     dir: Option<PathBuf>,
     schema: Option<SchemaRef>,
     buffer: Vec<(Vec<Value>, u64, isize)>,
+    /// The next part's number.
+    next: usize,
+    /// fsync each part (checkpoints rely on them).
+    durable: bool,
 }
 
 impl PartWriter {
-    /// Writes the buffer as part `index`; `Ok(false)` when there is no output folder.
-    fn flush(&mut self, index: usize) -> Result<bool, String> {
+    /// The schema of the output's first part on disk, which later parts keep.
+    fn existing_schema(&self) -> Result<Option<SchemaRef>, String> {
+        let Some(dir) = &self.dir else {
+            return Ok(None);
+        };
+        let path = dir.join(&self.spec.name).join("part-00000.parquet");
+        let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Some(builder.schema().clone()))
+    }
+
+    /// fsyncs the output's folder, so that renamed parts survive a crash.
+    fn sync_folder(&self) -> Result<(), String> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        let folder = dir.join(&self.spec.name);
+        if !folder.exists() {
+            return Ok(());
+        }
+        std::fs::File::open(&folder)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| format!("{}: {e}", folder.display()))
+    }
+
+    /// Writes the buffer as the next part; `Ok(false)` when there is no output folder. A part
+    /// appears whole or not at all: it is written under a temporary name and renamed.
+    fn flush(&mut self) -> Result<bool, String> {
+        let index = self.next;
         let Some(dir) = &self.dir else {
             self.buffer.clear();
             return Ok(false);
@@ -281,10 +445,20 @@ impl PartWriter {
         let folder = dir.join(&self.spec.name);
         std::fs::create_dir_all(&folder).map_err(|e| format!("{}: {e}", folder.display()))?;
         let path = folder.join(format!("part-{index:05}.parquet"));
-        let mut sink = ParquetSink::open(&path, batch.schema()).map_err(|e| e.to_string())?;
+        let tmp = folder.join(format!("part-{index:05}.parquet.tmp"));
+        let mut sink = ParquetSink::open(&tmp, batch.schema()).map_err(|e| e.to_string())?;
         sink.write(&batch).map_err(|e| e.to_string())?;
         sink.close().map_err(|e| e.to_string())?;
-        self.schema = Some(batch.schema());
+        if self.durable {
+            std::fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        }
+        std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if self.schema.is_none() {
+            self.schema = Some(batch.schema());
+        }
+        self.next += 1;
         Ok(true)
     }
 }

@@ -188,6 +188,9 @@ pub fn status_json(
             "records": get(&state.wal_records),
             "bytes": get(&state.wal_bytes),
             "syncs": get(&state.wal_syncs),
+            "segments": get(&state.wal_segments),
+            "checkpoints": get(&state.checkpoints),
+            "segments_removed": get(&state.wal_segments_removed),
         },
         "outputs": outputs,
     })
@@ -349,6 +352,16 @@ pub fn metrics_text(
             &state.wal_syncs,
         ),
         ("acks_sent_total", "Acknowledgements sent to clients.", &state.acks_sent),
+        (
+            "checkpoints_total",
+            "Checkpoints written (outputs flushed, log truncated).",
+            &state.checkpoints,
+        ),
+        (
+            "wal_segments_removed_total",
+            "Write-ahead log segments removed by checkpoints.",
+            &state.wal_segments_removed,
+        ),
     ] {
         e.family(name, "counter", help);
         e.sample(name, &[], get(counter));

@@ -23,6 +23,7 @@
 //! - Memory is bounded by configuration: `max_connections × (64 KiB + max_line_bytes)` of
 //!   connection buffers, `queue_bytes` of queued lines, `max_field_names` interned names.
 
+pub mod checkpoint;
 pub mod frame;
 pub mod http;
 pub mod live;
@@ -108,6 +109,11 @@ pub struct ServeConfig {
     pub live_rows: usize,
     /// Changes a subscriber may leave unread before it is disconnected.
     pub subscriber_queue: usize,
+    /// With `--wal` and `--out`: how often outputs are written up to their frontier and the
+    /// log truncated (`None` only at shutdown).
+    pub checkpoint_interval: Option<Duration>,
+    /// Log segment size (a segment is the unit a checkpoint removes).
+    pub wal_segment_bytes: u64,
 }
 
 impl Default for ServeConfig {
@@ -125,6 +131,8 @@ impl Default for ServeConfig {
             subscribe: None,
             live_rows: 1_000_000,
             subscriber_queue: 100_000,
+            checkpoint_interval: Some(Duration::from_secs(10)),
+            wal_segment_bytes: wal::SEGMENT_BYTES,
         }
     }
 }
@@ -235,7 +243,23 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let registries = plan.schemas.iter().map(load_registry).collect::<Result<Vec<_>, _>>()?;
-    clear_outputs(plan, config.out_dir.as_deref())?;
+    // A checkpoint of an earlier run: its outputs are kept up to it, the rest is recomputed.
+    let manifest = match &config.wal_dir {
+        Some(dir) => resume_from(plan, config, dir, tcp.len())?,
+        None => None,
+    };
+    match (&manifest, &config.out_dir) {
+        (Some(m), Some(out)) => checkpoint::prune_outputs(&plan.output_names(), out, &m.outputs)?,
+        _ => clear_outputs(plan, config.out_dir.as_deref())?,
+    }
+    let order = Arc::new(match &manifest {
+        Some(m) => order::Order::resume(m.replay_from, m.maxima.clone()),
+        None => order::Order::new(tcp.len()),
+    });
+    let checkpoints = (config.wal_dir.is_some() && config.out_dir.is_some()).then(|| {
+        let marks = manifest.as_ref().map(|m| m.outputs.clone()).unwrap_or_default();
+        Arc::new(checkpoint::Checkpoints::new(marks))
+    });
     // Names of the plan are interned before any client can spend the name budget.
     for source in &plan.sources {
         crate::value::Sym::new(&source.time_field);
@@ -283,7 +307,9 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
         out_dir: config.out_dir.clone(),
         tcp: tcp.clone(),
         receivers: Mutex::new(receivers),
-        order: order::Order::new(tcp.len()),
+        order: Arc::clone(&order),
+        horizons: crate::plan::retention::horizons(plan),
+        checkpoints: checkpoints.clone(),
         state: Arc::clone(&state),
         limits: config.limits.clone(),
         live: live.clone(),
@@ -327,13 +353,32 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
             config.idle_timeout,
         );
         let wal_dir = config.wal_dir.clone();
+        if let (Some(dir), Some(c), Some(interval)) = (&wal_dir, &checkpoints, config.checkpoint_interval) {
+            seq.checkpointer = Some(sequencer::Checkpointer {
+                checkpoints: Arc::clone(c),
+                order: Arc::clone(&order),
+                dir: dir.clone(),
+                interval,
+                manifest: manifest.clone().unwrap_or_else(|| checkpoint::Manifest {
+                    pipeline: plan.name.clone(),
+                    out_dir: config.out_dir.clone().map(|d| canonical(&d)).unwrap_or_default(),
+                    ..Default::default()
+                }),
+                in_flight: None,
+                last: Instant::now(),
+            });
+        }
+        let segment_bytes = config.wal_segment_bytes;
         std::thread::Builder::new()
             .name("sluice-sequencer".into())
             .spawn(move || -> Result<Option<wal::Wal>, ServeError> {
                 let replayed = match &wal_dir {
-                    Some(dir) => sequencer::open_and_replay(&mut seq, dir),
+                    Some(dir) => sequencer::open_and_replay(&mut seq, dir, manifest.as_ref()),
                     None => Ok(Replayed::default()),
                 };
+                if let Some(wal) = &mut seq.wal {
+                    wal.set_segment_bytes(segment_bytes);
+                }
                 let failed = replayed.is_err();
                 let _ = replayed_tx.send(replayed);
                 if failed {
@@ -423,12 +468,66 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
     }
     if let Some(wal) = wal {
         wal.remove_all()?;
+        // Without segments a checkpoint left behind is stale (see `resume_from`).
+        if let Some(dir) = &config.wal_dir {
+            checkpoint::Manifest::remove(dir)?;
+        }
         summary.wal_removed = true;
     }
     summary.elapsed = started.elapsed();
     summary.events = ServeState::get(&state.events_processed);
     summary.counters = state.summary();
     Ok(summary)
+}
+
+/// The checkpoint a restart resumes from, checked against this run.
+fn resume_from(
+    plan: &Plan,
+    config: &ServeConfig,
+    dir: &Path,
+    tcp_sources: usize,
+) -> Result<Option<checkpoint::Manifest>, ServeError> {
+    let Some(m) = checkpoint::Manifest::load(dir)? else {
+        return Ok(None);
+    };
+    // A clean shutdown removes the segments, then the checkpoint: one without segments
+    // describes a finished run.
+    if !wal::has_segments(dir) {
+        checkpoint::Manifest::remove(dir)?;
+        return Ok(None);
+    }
+    let refuse = |why: String| {
+        Err(ServeError::Config(format!(
+            "write-ahead log {}: {why}",
+            dir.join(checkpoint::MANIFEST).display()
+        )))
+    };
+    if m.pipeline != plan.name {
+        return refuse(format!("was written by pipeline `{}`, not `{}`", m.pipeline, plan.name));
+    }
+    match &config.out_dir {
+        Some(out) if canonical(out) == m.out_dir => {}
+        _ => {
+            return refuse(format!(
+                "its outputs are in {}: restart with --out {}",
+                m.out_dir.display(),
+                m.out_dir.display()
+            ))
+        }
+    }
+    if m.maxima.len() != tcp_sources {
+        return refuse(format!(
+            "was written for {} tcp sources; the pipeline has {tcp_sources}",
+            m.maxima.len()
+        ));
+    }
+    Ok(Some(m))
+}
+
+/// A folder's absolute path, as checkpoints record it.
+fn canonical(dir: &Path) -> PathBuf {
+    let _ = std::fs::create_dir_all(dir);
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
 /// fsyncs every output file and folder.

@@ -8,7 +8,15 @@
 //! is then decided from that prefix, exactly as for a split of a file. No worker waits while
 //! holding a record that another needs: records are published in log order, each right after
 //! its own parse.
+//!
+//! `Order` also knows which records a checkpoint must keep. Once a worker has admitted a
+//! record it [`Order::settle`]s it with the last output time the record can change (see
+//! [`crate::plan::retention`]); [`Order::replay_point`] is then the first record that can still
+//! change an output at or after a cut, with the prefix maxima a replay from there starts with.
+//! Settled records are kept per last-effect time rounded up to a grain, so the bookkeeping is
+//! bounded by the horizon over the grain, not by the number of records.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
@@ -29,24 +37,91 @@ pub struct Order {
     maxima: Vec<AtomicI64>,
 }
 
+/// The prefix maxima of every source before some record.
+pub type Maxima = Vec<Option<i64>>;
+
 #[derive(Debug)]
 struct Inner {
     /// The next record to publish.
     next: u64,
-    maxima: Vec<Option<i64>>,
+    maxima: Maxima,
+    /// Published records not settled yet, with the maxima before them.
+    unsettled: BTreeMap<u64, Maxima>,
+    /// Settled records by last-effect time (rounded up to `grain`): the first such record and
+    /// the maxima before it.
+    effects: BTreeMap<i64, (u64, Maxima)>,
+    grain: i64,
 }
 
 impl Order {
     pub fn new(sources: usize) -> Order {
+        Order::resume(0, vec![None; sources])
+    }
+
+    /// Starts at record `next`, with the prefix maxima of the records before it.
+    pub fn resume(next: u64, maxima: Maxima) -> Order {
+        let atomics = maxima.iter().map(|m| AtomicI64::new(m.unwrap_or(i64::MIN))).collect();
         Order {
             inner: Mutex::new(Inner {
-                next: 0,
-                maxima: vec![None; sources],
+                next,
+                maxima,
+                unsettled: BTreeMap::new(),
+                effects: BTreeMap::new(),
+                grain: 1000,
             }),
             published: Condvar::new(),
             aborted: AtomicBool::new(false),
-            maxima: (0..sources).map(|_| AtomicI64::new(i64::MIN)).collect(),
+            maxima: atomics,
         }
+    }
+
+    /// Notes that record `seq` (published) can change outputs up to `last_effect`, or none.
+    pub fn settle(&self, seq: u64, last_effect: Option<i64>) {
+        let mut inner = self.lock();
+        let Some(before) = inner.unsettled.remove(&seq) else {
+            return;
+        };
+        if let Some(t) = last_effect {
+            let g = inner.grain;
+            let key = if t > i64::MAX - g {
+                i64::MAX
+            } else {
+                t.div_euclid(g) * g + g - 1
+            };
+            match inner.effects.entry(key) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert((seq, before));
+                }
+                std::collections::btree_map::Entry::Occupied(mut o) => {
+                    if seq < o.get().0 {
+                        o.insert((seq, before));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The first record that can change an output at or after `cut` (or the first not yet
+    /// settled), with the prefix maxima before it; settled records that cannot are forgotten.
+    pub fn replay_point(&self, cut: i64) -> (u64, Maxima) {
+        let mut inner = self.lock();
+        inner.effects = inner.effects.split_off(&cut);
+        let mut best = (inner.next, inner.maxima.clone());
+        if let Some((&seq, m)) = inner.unsettled.iter().next() {
+            if seq < best.0 {
+                best = (seq, m.clone());
+            }
+        }
+        for (seq, m) in inner.effects.values() {
+            if *seq < best.0 {
+                best = (*seq, m.clone());
+            }
+        }
+        best
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Waits for records `0..seq`, then publishes record `seq` of `source`, whose new maximum is
@@ -57,7 +132,7 @@ impl Order {
         source: usize,
         update: impl FnOnce(Option<i64>) -> Option<i64>,
     ) -> Result<Option<i64>, Aborted> {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.lock();
         while inner.next != seq {
             if self.aborted.load(Ordering::Acquire) {
                 return Err(Aborted);
@@ -68,6 +143,8 @@ impl Order {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+        let all = inner.maxima.clone();
+        inner.unsettled.insert(seq, all);
         let before = inner.maxima[source];
         let after = update(before).max(before);
         inner.maxima[source] = after;
@@ -121,6 +198,32 @@ mod tests {
         assert_eq!(all.iter().map(|(_, p)| *p).collect::<Vec<_>>(), expect);
         assert_eq!(order.maximum(0), Some(9));
         assert_eq!(order.maximum(1), Some(4));
+    }
+
+    #[test]
+    fn the_replay_point_is_the_first_record_that_can_still_change_an_output() {
+        let order = Order::resume(10, vec![Some(100)]);
+        // Records 10..15 with last effects 5_000, 1_500, none, 9_000, (unsettled).
+        for (seq, time) in (10..15).zip([4_000, 1_000, 500, 8_000, 9_000]) {
+            order.publish(seq, 0, |p| p.max(Some(time))).unwrap();
+        }
+        order.settle(10, Some(5_000));
+        order.settle(11, Some(1_500));
+        order.settle(12, None);
+        order.settle(13, Some(9_000));
+        // Before anything can be dropped, record 10 with the maxima it started with.
+        assert_eq!(order.replay_point(0), (10, vec![Some(100)]));
+        // Record 10 still changes outputs at 5_000; record 11's effects are past.
+        assert_eq!(order.replay_point(5_000), (10, vec![Some(100)]));
+        // Only 13 (settled) and 14 (unsettled) remain.
+        assert_eq!(order.replay_point(6_000), (13, vec![Some(4_000)]));
+        assert_eq!(order.replay_point(10_000), (14, vec![Some(8_000)]));
+        order.settle(14, None);
+        assert_eq!(order.replay_point(10_000), (15, vec![Some(9_000)]));
+        // An unbounded record holds the point forever.
+        order.publish(15, 0, |p| p).unwrap();
+        order.settle(15, Some(i64::MAX));
+        assert_eq!(order.replay_point(i64::MAX - 1).0, 15);
     }
 
     #[test]

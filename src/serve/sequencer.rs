@@ -18,11 +18,25 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 
+use super::checkpoint::{Checkpoints, Manifest};
+use super::order::Order;
 use super::record::{Batch, Record};
 use super::state::ServeState;
 use super::wal::{Replayed, Wal};
 use super::worker::ToWorker;
 use super::ServeError;
+
+/// Takes checkpoints every `interval` (see [`super::checkpoint`]).
+pub(crate) struct Checkpointer {
+    pub checkpoints: Arc<Checkpoints>,
+    pub order: Arc<Order>,
+    pub dir: std::path::PathBuf,
+    pub interval: Duration,
+    /// The last checkpoint written (or an empty one with the pipeline and outputs folder).
+    pub manifest: Manifest,
+    pub in_flight: Option<u64>,
+    pub last: Instant,
+}
 
 /// A batch from a connection.
 pub(crate) struct Inbound {
@@ -51,6 +65,7 @@ pub(crate) struct Sequencer {
     /// Per TCP source: when a batch last arrived, up to when wall time was credited to the
     /// watermark, and whether the source has had any batch.
     activity: Vec<(Instant, Instant, bool)>,
+    pub checkpointer: Option<Checkpointer>,
 }
 
 impl Sequencer {
@@ -71,6 +86,7 @@ impl Sequencer {
             idle_timeout,
             seq: 0,
             activity: vec![(now, now, false); sources],
+            checkpointer: None,
         }
     }
 
@@ -84,16 +100,21 @@ impl Sequencer {
         Ok(())
     }
 
+    /// Notes the lines a logged batch makes durable.
+    fn note_durable(&self, batch: &Batch) {
+        if !batch.anonymous() {
+            let mut durable = self.durable.lock().unwrap_or_else(|e| e.into_inner());
+            let d = durable.entry(batch.client.clone()).or_default();
+            *d = (*d).max(batch.end_offset());
+        }
+    }
+
     /// Hands a replayed record to the workers and notes what it makes durable.
     pub fn replay(&mut self, record: Record) -> Result<(), ServeError> {
         match record {
             Record::Advance { source, delta_ms } => self.dispatch(|seq| ToWorker::Advance { seq, source, delta_ms }),
             Record::Batch(batch) => {
-                if !batch.anonymous() {
-                    let mut durable = self.durable.lock().unwrap_or_else(|e| e.into_inner());
-                    let d = durable.entry(batch.client.clone()).or_default();
-                    *d = (*d).max(batch.end_offset());
-                }
+                self.note_durable(&batch);
                 ServeState::add(&self.state.lines_replayed, u64::from(batch.lines));
                 if let Some(a) = self.activity.get_mut(batch.source as usize) {
                     a.2 = true;
@@ -109,10 +130,14 @@ impl Sequencer {
 
     /// Serves until every connection has hung up; returns the log, still holding everything.
     pub async fn run(mut self, mut rx: mpsc::Receiver<Inbound>) -> Result<Option<Wal>, ServeError> {
-        let tick = match self.idle_timeout {
+        let mut tick = match self.idle_timeout {
             Some(t) => (t / 4).clamp(Duration::from_millis(20), Duration::from_secs(1)),
             None => Duration::from_secs(3600),
         };
+        // Checkpoints are asked for, and completed, between groups.
+        if let Some(c) = &self.checkpointer {
+            tick = tick.min((c.interval / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)));
+        }
         let mut group: Vec<Inbound> = Vec::new();
         loop {
             match tokio::time::timeout(tick, rx.recv()).await {
@@ -128,6 +153,7 @@ impl Sequencer {
             }
             self.commit(&mut group)?;
             self.idle_advances()?;
+            self.checkpoint()?;
         }
         if let Some(wal) = &mut self.wal {
             wal.write(true)?;
@@ -232,19 +258,99 @@ impl Sequencer {
     }
 }
 
-/// Opens the log in `dir` and replays it into the workers.
-pub(crate) fn open_and_replay(seq: &mut Sequencer, dir: &std::path::Path) -> Result<Replayed, ServeError> {
-    let mut failed = None;
-    let (wal, replayed) = Wal::open(dir, |record| {
-        if failed.is_none() {
-            if let Err(e) = seq.replay(record) {
-                failed = Some(e);
+impl Sequencer {
+    /// Asks for a checkpoint every interval; once every sink has answered, writes it and
+    /// removes the log's segments before its replay point.
+    fn checkpoint(&mut self) -> Result<(), ServeError> {
+        let (Some(c), Some(wal)) = (&mut self.checkpointer, &mut self.wal) else {
+            return Ok(());
+        };
+        match c.in_flight {
+            None if c.last.elapsed() >= c.interval => {
+                c.in_flight = c.checkpoints.request();
+                c.last = Instant::now();
             }
+            None => {}
+            Some(id) => {
+                let Some(outputs) = c.checkpoints.complete(id) else {
+                    return Ok(());
+                };
+                c.in_flight = None;
+                let cut = outputs.values().map(|m| m.cut).min().unwrap_or(0);
+                let (replay_from, maxima) = c.order.replay_point(cut.min(i64::MAX as u64) as i64);
+                // Everything the checkpoint points at is durable before it is written.
+                wal.write(true)?;
+                let clients = self.durable.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                c.manifest.checkpoints += 1;
+                c.manifest.replay_from = replay_from;
+                c.manifest.maxima = maxima;
+                c.manifest.clients = clients.into_iter().collect();
+                c.manifest.outputs = outputs;
+                c.manifest.store(&c.dir)?;
+                let removed = wal.truncate_before(replay_from)?;
+                ServeState::add(&self.state.checkpoints, 1);
+                ServeState::add(&self.state.wal_segments_removed, removed as u64);
+                self.state
+                    .wal_segments
+                    .store(wal.segments() as u64, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(cut, replay_from, removed, "checkpoint");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Opens the log in `dir` and replays it into the workers, from the checkpoint's replay point
+/// when there is one (`manifest`); earlier records only tell which lines are durable.
+pub(crate) fn open_and_replay(
+    seq: &mut Sequencer,
+    dir: &std::path::Path,
+    manifest: Option<&Manifest>,
+) -> Result<Replayed, ServeError> {
+    let mut failed = None;
+    let from = manifest.map_or(0, |m| m.replay_from);
+    if let Some(m) = manifest {
+        seq.durable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(m.clients.iter().map(|(k, v)| (k.clone(), *v)));
+    }
+    seq.seq = from;
+    let (wal, replayed) = Wal::open(dir, from, |at, record| {
+        if failed.is_some() {
+            return;
+        }
+        if at < from {
+            if let Record::Batch(batch) = &record {
+                seq.note_durable(batch);
+            }
+            return;
+        }
+        if at != seq.seq {
+            failed = Some(ServeError::Runtime(format!(
+                "write-ahead log {}: record {at} where {} was expected",
+                dir.display(),
+                seq.seq
+            )));
+            return;
+        }
+        if let Err(e) = seq.replay(record) {
+            failed = Some(e);
         }
     })?;
     if let Some(e) = failed {
         return Err(e);
     }
+    if wal.next_seq() < from {
+        return Err(ServeError::Runtime(format!(
+            "write-ahead log {}: the checkpoint replays from record {from}, but the log ends at {}",
+            dir.display(),
+            wal.next_seq()
+        )));
+    }
+    seq.state
+        .wal_segments
+        .store(wal.segments() as u64, std::sync::atomic::Ordering::Relaxed);
     seq.wal = Some(wal);
     Ok(replayed)
 }

@@ -47,6 +47,10 @@ pub struct ServeState {
     pub wal_bytes: AtomicU64,
     pub wal_syncs: AtomicU64,
     pub wal_records: AtomicU64,
+    /// Checkpoints written, log segments they removed, segments on disk now.
+    pub checkpoints: AtomicU64,
+    pub wal_segments_removed: AtomicU64,
+    pub wal_segments: AtomicU64,
     /// Acknowledgement lines written to clients.
     pub acks_sent: AtomicU64,
     /// Dead letters of the sources by reason (stage dead letters are counted by the sink).
@@ -75,6 +79,9 @@ impl ServeState {
             wal_bytes: AtomicU64::new(0),
             wal_syncs: AtomicU64::new(0),
             wal_records: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
+            wal_segments_removed: AtomicU64::new(0),
+            wal_segments: AtomicU64::new(0),
             acks_sent: AtomicU64::new(0),
             dead_letters: Mutex::new(BTreeMap::new()),
         }
@@ -124,7 +131,8 @@ impl ServeState {
         let dead: u64 = self.dead_letters().values().sum();
         format!(
             "lines {} ({} bytes), events {}, source dead letters {}, deduplicated {}, replayed {}, \
-             connections {} (refused {}, rejected {}, timed out {}), wal {} records {} syncs",
+             connections {} (refused {}, rejected {}, timed out {}), wal {} records {} syncs, \
+             checkpoints {} ({} segments removed)",
             Self::get(&self.lines_received),
             Self::get(&self.bytes_received),
             Self::get(&self.events_processed),
@@ -137,6 +145,8 @@ impl ServeState {
             Self::get(&self.connections_timed_out),
             Self::get(&self.wal_records),
             Self::get(&self.wal_syncs),
+            Self::get(&self.checkpoints),
+            Self::get(&self.wal_segments_removed),
         )
     }
 }

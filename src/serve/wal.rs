@@ -1,11 +1,14 @@
-//! The write-ahead log: records appended to segment files `DIR/NNNNNNNNNN.wal`, each framed as
-//! `payload length (u32 LE) | CRC-32 of the payload (u32 LE) | payload`, made durable by one
-//! `fdatasync` per group of appends.
+//! The write-ahead log: records appended to segment files `DIR/SSSSSSSSSSSSSSSSSSSS.wal`, each
+//! framed as `payload length (u32 LE) | CRC-32 of the payload (u32 LE) | payload`, made durable
+//! by one `fdatasync` per group of appends. A segment is named by the sequence number of its
+//! first record, so numbering survives the removal of older segments.
 //!
-//! Opening a log replays every whole record in order. A torn tail (a short frame, or a checksum
-//! that does not match, as a crash in the middle of an append leaves) ends the replay: the
-//! segment is cut back to its last whole record and any later segment is removed, so appends
-//! continue after the last good record.
+//! Opening a log replays every whole record in order, with its sequence number. A torn tail (a
+//! short frame, or a checksum that does not match, as a crash in the middle of an append
+//! leaves) ends the replay: the segment is cut back to its last whole record and any later
+//! segment is removed, so appends continue after the last good record. A checkpoint
+//! ([`super::checkpoint`]) removes the segments whose records are all before its replay point
+//! ([`Wal::truncate_before`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Write};
@@ -37,11 +40,16 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WalError + '_ {
 /// An open log, positioned after its last record.
 pub struct Wal {
     dir: PathBuf,
-    index: u64,
+    /// The first sequence number of each segment, oldest first; the last one is open.
+    starts: Vec<u64>,
     file: File,
     bytes: u64,
     /// Frames encoded since the last write.
     pending: Vec<u8>,
+    pending_records: u64,
+    /// The sequence number the next appended record gets.
+    next: u64,
+    segment_bytes: u64,
 }
 
 /// What opening a log found.
@@ -54,16 +62,26 @@ pub struct Replayed {
 }
 
 impl Wal {
-    /// Opens (or creates) the log in `dir`, calling `each` with every record in order.
-    pub fn open(dir: &Path, mut each: impl FnMut(Record)) -> Result<(Wal, Replayed), WalError> {
+    /// Opens (or creates) the log in `dir`, calling `each` with every record and its sequence
+    /// number, in order. An empty log starts numbering at `first`.
+    pub fn open(dir: &Path, first: u64, mut each: impl FnMut(u64, Record)) -> Result<(Wal, Replayed), WalError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let segments = segments(dir)?;
         let mut replayed = Replayed::default();
         let mut last: Option<(u64, u64)> = None;
+        let mut starts = Vec::new();
+        let mut next = segments.first().map_or(first, |s| s.0);
         for (i, &(index, ref path)) in segments.iter().enumerate() {
+            if index != next {
+                return Err(WalError::Corrupt {
+                    path: path.clone(),
+                    message: format!("the segment starts at record {index}, but the log before it ends at {next}"),
+                });
+            }
+            starts.push(index);
             let file = File::open(path).map_err(io(path))?;
             let len = file.metadata().map_err(io(path))?.len();
-            let good = read_segment(path, file, &mut replayed, &mut each)?;
+            let good = read_segment(path, file, &mut replayed, &mut next, &mut each)?;
             last = Some((index, good));
             if good < len {
                 replayed.torn_bytes += len - good;
@@ -79,7 +97,10 @@ impl Wal {
                 break;
             }
         }
-        let (index, bytes) = last.unwrap_or((0, 0));
+        let (index, bytes) = last.unwrap_or((first, 0));
+        if starts.is_empty() {
+            starts.push(index);
+        }
         let path = segment_path(dir, index);
         let file = OpenOptions::new()
             .create(true)
@@ -89,10 +110,13 @@ impl Wal {
         sync_dir(dir)?;
         let wal = Wal {
             dir: dir.to_path_buf(),
-            index,
+            starts,
             file,
             bytes,
             pending: Vec::new(),
+            pending_records: 0,
+            next,
+            segment_bytes: SEGMENT_BYTES,
         };
         Ok((wal, replayed))
     }
@@ -107,35 +131,58 @@ impl Wal {
         let crc = crc32fast::hash(payload);
         self.pending[start..start + 4].copy_from_slice(&len.to_le_bytes());
         self.pending[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+        self.pending_records += 1;
+        self.next += 1;
         (self.pending.len() - start) as u64
+    }
+
+    /// The sequence number the next appended record gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    /// Segments on disk, the open one included.
+    pub fn segments(&self) -> usize {
+        self.starts.len()
+    }
+
+    fn index(&self) -> u64 {
+        *self.starts.last().expect("a log has an open segment")
     }
 
     /// Writes the pending group; with `sync`, makes it durable (one `fdatasync`).
     pub fn write(&mut self, sync: bool) -> Result<(), WalError> {
         if !self.pending.is_empty() {
-            if self.bytes >= SEGMENT_BYTES {
+            if self.bytes >= self.segment_bytes {
                 self.roll()?;
             }
-            let path = segment_path(&self.dir, self.index);
+            let path = segment_path(&self.dir, self.index());
             self.file.write_all(&self.pending).map_err(io(&path))?;
             self.bytes += self.pending.len() as u64;
             self.pending.clear();
+            self.pending_records = 0;
             if self.pending.capacity() > 16 << 20 {
                 self.pending.shrink_to(1 << 20);
             }
         }
         if sync {
-            let path = segment_path(&self.dir, self.index);
+            let path = segment_path(&self.dir, self.index());
             self.file.sync_data().map_err(io(&path))?;
         }
         Ok(())
     }
 
+    /// Starts a new segment once the current one holds `bytes` (default [`SEGMENT_BYTES`]).
+    pub fn set_segment_bytes(&mut self, bytes: u64) {
+        self.segment_bytes = bytes.max(1);
+    }
+
     fn roll(&mut self) -> Result<(), WalError> {
-        let old = segment_path(&self.dir, self.index);
+        let old = segment_path(&self.dir, self.index());
         self.file.sync_data().map_err(io(&old))?;
-        self.index += 1;
-        let path = segment_path(&self.dir, self.index);
+        // The pending group's first record starts the new segment.
+        self.starts.push(self.next - self.pending_records);
+        let path = segment_path(&self.dir, self.index());
         self.file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -143,6 +190,22 @@ impl Wal {
             .map_err(io(&path))?;
         self.bytes = 0;
         sync_dir(&self.dir)
+    }
+
+    /// Removes the segments whose records all come before record `seq` (never the open one);
+    /// returns how many were removed.
+    pub fn truncate_before(&mut self, seq: u64) -> Result<usize, WalError> {
+        let mut removed = 0;
+        while self.starts.len() > 1 && self.starts[1] <= seq {
+            let path = segment_path(&self.dir, self.starts[0]);
+            std::fs::remove_file(&path).map_err(io(&path))?;
+            self.starts.remove(0);
+            removed += 1;
+        }
+        if removed > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(removed)
     }
 
     /// Removes every segment: the outputs that depend on them are written.
@@ -155,8 +218,13 @@ impl Wal {
     }
 }
 
-fn segment_path(dir: &Path, index: u64) -> PathBuf {
-    dir.join(format!("{index:010}.wal"))
+fn segment_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("{first:020}.wal"))
+}
+
+/// Whether `dir` holds any segment.
+pub fn has_segments(dir: &Path) -> bool {
+    segments(dir).is_ok_and(|s| !s.is_empty())
 }
 
 /// Segment files in order.
@@ -186,7 +254,8 @@ fn read_segment(
     path: &Path,
     file: File,
     replayed: &mut Replayed,
-    each: &mut impl FnMut(Record),
+    next: &mut u64,
+    each: &mut impl FnMut(u64, Record),
 ) -> Result<u64, WalError> {
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut good = 0u64;
@@ -212,7 +281,8 @@ fn read_segment(
         good += 8 + u64::from(len);
         replayed.records += 1;
         replayed.bytes += 8 + u64::from(len);
-        each(record);
+        each(*next, record);
+        *next += 1;
     }
 }
 
@@ -248,7 +318,7 @@ mod tests {
 
     fn reopen(dir: &Path) -> (Wal, Vec<Record>, Replayed) {
         let mut got = Vec::new();
-        let (wal, r) = Wal::open(dir, |rec| got.push(rec)).unwrap();
+        let (wal, r) = Wal::open(dir, 0, |_, rec| got.push(rec)).unwrap();
         (wal, got, r)
     }
 
@@ -270,6 +340,7 @@ mod tests {
         drop(wal);
         // A torn append: half a frame, then garbage.
         let seg = segment_path(dir.path(), 0);
+        assert!(seg.exists());
         let full = std::fs::read(&seg).unwrap();
         for cut in [full.len() - 3, full.len() - 12] {
             std::fs::write(&seg, &full[..cut]).unwrap();
@@ -293,5 +364,50 @@ mod tests {
         wal.remove_all().unwrap();
         let (_, got, _) = reopen(dir.path());
         assert!(got.is_empty());
+    }
+
+    #[test]
+    fn segments_are_numbered_by_record_and_truncated_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _, _) = reopen(dir.path());
+        wal.set_segment_bytes(60);
+        for i in 0..10 {
+            wal.append(|out| rec(i).encode(out));
+            wal.write(true).unwrap();
+        }
+        let starts = wal.starts.clone();
+        assert!(starts.len() > 2, "{starts:?}");
+        assert_eq!(starts[0], 0);
+        // Record 3 sits in the segment that starts at or before it: the ones before go.
+        let keep = *starts.iter().filter(|&&s| s <= 3).max().unwrap();
+        let removed = wal.truncate_before(3).unwrap();
+        assert_eq!(removed, starts.iter().filter(|&&s| s < keep).count());
+        assert_eq!(wal.starts[0], keep);
+        // Truncating past the end keeps the open segment.
+        wal.truncate_before(100).unwrap();
+        assert_eq!(wal.segments(), 1);
+        let last = *starts.last().unwrap();
+        drop(wal);
+        let mut seqs = Vec::new();
+        let (wal, _) = Wal::open(dir.path(), 0, |seq, r| seqs.push((seq, r))).unwrap();
+        assert_eq!(seqs, (last..10).map(|i| (i, rec(i))).collect::<Vec<_>>());
+        assert_eq!(wal.next_seq(), 10);
+        // A gap between segments is corruption, named by file.
+        drop(wal);
+        std::fs::write(segment_path(dir.path(), 50), b"").unwrap();
+        let err = Wal::open(dir.path(), 0, |_, _| {}).err().unwrap();
+        assert!(err.to_string().contains("starts at record 50"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_log_starts_at_the_given_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 42, |_, _| {}).unwrap();
+        wal.append(|out| rec(0).encode(out));
+        wal.write(true).unwrap();
+        drop(wal);
+        let mut seqs = Vec::new();
+        Wal::open(dir.path(), 0, |seq, _| seqs.push(seq)).unwrap();
+        assert_eq!(seqs, vec![42]);
     }
 }

@@ -20,6 +20,7 @@ use super::state::ServeState;
 use super::Limits;
 use crate::dead_letter::DeadLetter;
 use crate::plan::{Plan, SourcePlan};
+use crate::render::sink::SinkEnv;
 use crate::render::{render, SourceInputs};
 use crate::run::{admit, advance, advance_to, collect_outputs, read_splits, WorkerOutput};
 use crate::schema::registry::Registry;
@@ -52,7 +53,10 @@ pub(crate) struct Shared {
     /// Plan index of each TCP source.
     pub tcp: Vec<usize>,
     pub receivers: std::sync::Mutex<Vec<Option<Receiver<ToWorker>>>>,
-    pub order: Order,
+    pub order: Arc<Order>,
+    /// How long each source's events can change outputs (what a checkpoint must keep).
+    pub horizons: Vec<crate::plan::retention::Horizon>,
+    pub checkpoints: Option<Arc<super::checkpoint::Checkpoints>>,
     pub state: Arc<ServeState>,
     pub limits: Limits,
     /// The outputs' live views (kept by worker 0's sinks) and step timings, with `--http`.
@@ -118,16 +122,16 @@ fn drive_inner(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<O
         .and_then(Option::take)
         .ok_or("worker started twice")?;
     let plan = &shared.plan;
-    let mut rendered = worker.dataflow::<u64, _, _>(|scope| {
-        render(
-            plan,
-            scope,
-            &shared.registries,
-            shared.out_dir.clone(),
-            false,
-            shared.live.clone(),
-        )
-    });
+    let env = SinkEnv {
+        out_dir: shared.out_dir.clone(),
+        collect: false,
+        live: shared.live.clone(),
+        checkpoints: shared.checkpoints.clone(),
+    };
+    let mut rendered = worker.dataflow::<u64, _, _>(|scope| render(plan, scope, &shared.registries, &env));
+    if let (Some(c), 0) = (&shared.checkpoints, index) {
+        c.set_ready();
+    }
     let tick_ms = plan.tick_ms as i64;
     let mut inputs: Vec<Option<SourceInputs>> = rendered.inputs.drain(..).map(Some).collect();
     for (i, source) in plan.sources.iter().enumerate() {
@@ -216,6 +220,8 @@ fn handle(
             if let Some(input) = &mut inputs[t.plan_index] {
                 advance(input, &t.watermark, tick_ms);
             }
+            // An advance changes no output by itself: the events it lets through do.
+            shared.order.settle(seq, None);
             shared.state.raise_watermark(k, t.watermark.current());
         }
         ToWorker::Batch { seq, batch, permit } => {
@@ -225,21 +231,41 @@ fn handle(
             let max = parse(&batch, source, &mut t.types, &mut t.names, &shared.limits, decoded);
             let prefix = shared.order.publish(seq, k, |p| p.max(max))?;
             t.watermark.start_split(prefix);
+            // The last output time this record can change (for checkpoints).
+            let mut last_effect = None;
             if let Some(input) = &mut inputs[t.plan_index] {
                 advance(input, &t.watermark, tick_ms);
-                let mut events = 0;
+                let (mut events, mut dead) = (0, false);
+                let horizon = &shared.horizons[t.plan_index];
                 for d in decoded.drain(..) {
                     let client = &batch.client;
+                    let time = match &d {
+                        Decoded::Event(e, _) => e.time,
+                        _ => 0,
+                    };
                     match admit(input, &mut t.watermark, d, tick_ms, source, |pos| location(client, pos)) {
-                        None => events += 1,
-                        Some(reason) => shared.state.dead_letter(&reason),
+                        None => {
+                            events += 1;
+                            last_effect = last_effect.max(Some(horizon.last_effect(time)));
+                        }
+                        Some(reason) => {
+                            dead = true;
+                            shared.state.dead_letter(&reason);
+                        }
                     }
+                }
+                if dead {
+                    // Dead letters are stamped with the watermark's tick (see `admit`).
+                    let wm = t.watermark.current().max(0);
+                    let stamp = (*input.dead.time() as i64).max(wm - wm.rem_euclid(tick_ms));
+                    last_effect = last_effect.max(Some(stamp));
                 }
                 advance(input, &t.watermark, tick_ms);
                 input.events.flush();
                 input.dead.flush();
                 ServeState::add(&shared.state.events_processed, events);
             }
+            shared.order.settle(seq, last_effect);
             decoded.clear();
             shared.state.raise_watermark(k, t.watermark.current());
             if let Some((permit, weight)) = permit {

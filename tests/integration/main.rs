@@ -11,6 +11,7 @@ mod golden;
 mod oracle;
 mod schema;
 mod serve;
+mod serve_checkpoint;
 mod serve_http;
 mod serve_limits;
 mod serve_util;

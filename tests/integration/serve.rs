@@ -159,7 +159,7 @@ fn good_lines_once_and_bad_lines_as_dead_letters_with_their_reason() {
 }
 
 /// `sluice send` in the background, to be interrupted.
-fn spawn_send(dir: &Path, file: &Path, addr: std::net::SocketAddr, args: &[&str]) -> std::process::Child {
+pub(crate) fn spawn_send(dir: &Path, file: &Path, addr: std::net::SocketAddr, args: &[&str]) -> std::process::Child {
     Command::new(sluice_bin())
         .args(["send", file.to_str().unwrap(), "--to", &addr.to_string()])
         .args(args)
@@ -170,7 +170,7 @@ fn spawn_send(dir: &Path, file: &Path, addr: std::net::SocketAddr, args: &[&str]
         .unwrap()
 }
 
-struct KillOnDrop(std::process::Child);
+pub(crate) struct KillOnDrop(pub std::process::Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {

@@ -63,6 +63,18 @@ pub fn sluice_bin() -> PathBuf {
 
 /// Every row of every `part-*.parquet` under `dir`, as sorted text lines.
 pub fn parquet_lines(dir: &Path) -> Vec<String> {
+    parquet_rows(dir, |_, value| Some(value.to_string()))
+}
+
+/// Like [`parquet_lines`], with cells as `column=value` and without nulls: flattened outputs
+/// give each part its own columns, so rows compare by name across different part splits.
+pub fn parquet_lines_by_name(dir: &Path) -> Vec<String> {
+    parquet_rows(dir, |name, value| (!value.is_null()).then(|| format!("{name}={value}")))
+}
+
+/// Every row of every part under `dir`, each cell rendered by `cell(column, value)` (or left
+/// out), sorted.
+fn parquet_rows(dir: &Path, cell: impl Fn(&str, serde_json::Value) -> Option<String>) -> Vec<String> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use sluice::source::arrow_read::Col;
     let mut lines = Vec::new();
@@ -72,9 +84,14 @@ pub fn parquet_lines(dir: &Path) -> Vec<String> {
         let file = std::fs::File::open(&part).unwrap();
         for batch in ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap() {
             let batch = batch.unwrap();
+            let schema = batch.schema();
             let cols: Vec<Col> = batch.columns().iter().map(Col::new).collect();
             for row in 0..batch.num_rows() {
-                let cells: Vec<String> = cols.iter().map(|c| c.get(row).to_json().to_string()).collect();
+                let cells: Vec<String> = cols
+                    .iter()
+                    .zip(schema.fields())
+                    .filter_map(|(c, f)| cell(f.name(), c.get(row).to_json()))
+                    .collect();
                 lines.push(cells.join(", "));
             }
         }
