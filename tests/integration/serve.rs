@@ -238,3 +238,88 @@ fn sigkill_mid_stream_then_restart_with_the_log_loses_nothing() {
         let _ = std::io::stdout().flush();
     }
 }
+
+/// A context table arriving over TCP, as its own source, joins as a file does in replay.
+#[test]
+fn a_context_stream_over_tcp_joins_as_in_replay() {
+    let spec = r#"
+[pipeline]
+name = "context_stream"
+tick = "1s"
+
+[sources.events]
+format = "tcp"
+time_field = "event_time"
+type_field = "event_type"
+allowed_lateness = "2m"
+
+[sources.profiles]
+format = "tcp"
+time_field = "updated_at"
+allowed_lateness = "2m"
+
+[enrich.events]
+output = "enriched"
+
+[[enrich.events.join]]
+context = "profiles"
+as = "profile"
+on = { user_id = "user_id" }
+fields = ["subscription", "language"]
+
+[[aggregates]]
+name = "by_subscription"
+source = "events"
+window = { tumbling = "1h" }
+group_by = ["profile.subscription"]
+measures.events = "count()"
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let spec_path = dir.path().join("context_stream.toml");
+    std::fs::write(&spec_path, spec).unwrap();
+    let out = crate::util::sluice(
+        &[
+            "generate",
+            "learning",
+            "--events",
+            "8000",
+            "--seed",
+            "5",
+            "--out",
+            "events.ndjson",
+            "--context",
+            "ctx",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (events, profiles) = (dir.path().join("events.ndjson"), dir.path().join("ctx/profiles.parquet"));
+    let flags = ["--out", "served", "--wal", "wal", "--workers", "2", "--idle-timeout", "off"];
+    let server = Server::start(dir.path(), &spec_path, "127.0.0.1:0", &flags);
+    let report = send(
+        dir.path(),
+        &profiles,
+        server.addr,
+        &["--source", "profiles", "--client", "profiles"],
+    );
+    assert!(report.contains("acknowledged"), "{report}");
+    let report = send(dir.path(), &events, server.addr, &["--client", "events"]);
+    assert!(report.contains("acknowledged 8000"), "{report}");
+    server.stop();
+
+    let inputs = format!("profiles={}", profiles.display());
+    replay(dir.path(), &spec_path, &events, "replayed", &["--input", &inputs]);
+    let (served, replayed) = (
+        outputs(&dir.path().join("served")),
+        outputs(&dir.path().join("replayed")),
+    );
+    assert_eq!(served.keys().collect::<Vec<_>>(), replayed.keys().collect::<Vec<_>>());
+    let enriched = &replayed["enriched"];
+    assert!(
+        enriched.iter().filter(|r| r.contains("\"premium\"")).count() > 100,
+        "profiles were attached"
+    );
+    for (name, rows) in &replayed {
+        assert!(served[name] == *rows, "{name} differs between serve and replay");
+    }
+}
