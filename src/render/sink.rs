@@ -164,6 +164,17 @@ where
             Err(e) => result.borrow_mut().error = Some(e),
         }
     }
+    // After a restart, a live view starts from what the checkpointed parts hold.
+    if let (Some(view), Some(mark)) = (&view, &resume) {
+        let rows = match &mark.snapshot {
+            Some(totals) => Ok(totals.iter().map(|(row, n)| (row.clone(), 0, *n as isize)).collect()),
+            None => writer.read_parts(mark.parts),
+        };
+        match rows {
+            Ok(rows) => view.apply(rows, Some(mark.cut)),
+            Err(e) => result.borrow_mut().error = Some(e),
+        }
+    }
     builder.build(move |_capabilities| {
         move |frontiers| {
             let frontier = &frontiers[0];
@@ -364,6 +375,58 @@ impl PartWriter {
         let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(Some(builder.schema().clone()))
+    }
+
+    /// The updates parts `0..parts` hold, as the sink received them (without a sort prefix):
+    /// flattened columns fold back into the trailing object, `time` and `diff` into the update.
+    fn read_parts(&self, parts: usize) -> Result<Vec<(Vec<Value>, u64, isize)>, String> {
+        use crate::source::arrow_read::Col;
+        let Some(dir) = &self.dir else {
+            return Ok(Vec::new());
+        };
+        let spec = &self.spec;
+        let base = spec.columns.len() - usize::from(spec.flatten);
+        let mut out = Vec::new();
+        for index in 0..parts {
+            let path = dir.join(&spec.name).join(format!("part-{index:05}.parquet"));
+            let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+            let file = std::fs::File::open(&path).map_err(|e| fail(&e))?;
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                .and_then(|b| b.build())
+                .map_err(|e| fail(&e))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| fail(&e))?;
+                let schema = batch.schema();
+                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                let cols: Vec<Col> = batch.columns().iter().map(Col::new).collect();
+                let extra = names.len() - if spec.changelog { 2 } else { 0 };
+                for row in 0..batch.num_rows() {
+                    let mut values: Vec<Value> = cols[..base].iter().map(|c| c.get(row)).collect();
+                    if spec.flatten {
+                        let fields = (base..extra)
+                            .map(|i| (crate::value::Sym::new(names[i]), cols[i].get(row)))
+                            .filter(|(_, v)| !v.is_null())
+                            .collect();
+                        values.push(Value::object(fields));
+                    }
+                    let (t, r) = if spec.changelog {
+                        let t = match cols[extra].get(row) {
+                            Value::Time(t) | Value::Int(t) => t.max(0) as u64,
+                            _ => 0,
+                        };
+                        let r = match cols[extra + 1].get(row) {
+                            Value::Int(r) => r as isize,
+                            _ => 1,
+                        };
+                        (t, r)
+                    } else {
+                        (0, 1)
+                    };
+                    out.push((values, t, r));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// fsyncs the output's folder, so that renamed parts survive a crash.

@@ -584,3 +584,49 @@ fn a_token_is_required_for_http_and_subscriptions() {
     assert_eq!(inline.join().unwrap(), vec!["{\"done\":true}"]);
     assert_eq!(first.join().unwrap(), vec!["{\"done\":true}"]);
 }
+
+/// After checkpoints and a crash, a restarted server's live views start from the checkpointed
+/// parts: lookups still equal the Parquet outputs, rows written before the crash included.
+#[test]
+fn live_views_after_a_restart_start_from_the_checkpointed_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = generate(dir.path(), "events.ndjson", 20_000, 22);
+    let args = ["--wal", "wal", "--checkpoint-interval", "100ms"];
+    let server = Live::start(dir.path(), &args);
+    send(dir.path(), &events, server.listen, &["--client", "c"]);
+    // Wait for a checkpoint that has written rows of the aggregate.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let manifest = std::fs::read_to_string(dir.path().join("wal/checkpoint.json")).unwrap_or_default();
+        let parts = serde_json::from_str::<Json>(&manifest)
+            .ok()
+            .and_then(|m| m["outputs"]["user_hourly_attempts"]["parts"].as_u64());
+        if parts.is_some_and(|p| p > 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no checkpoint with parts: {manifest}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(server);
+
+    let server = Live::start(dir.path(), &args);
+    flush(server.listen);
+    wait_frontier(server.http, FLUSH_MS - 120_000);
+    let users = users(&events, 2_000);
+    let picked: Vec<i64> = users.iter().step_by(users.len() / 5).take(5).copied().collect();
+    let live: Vec<BTreeMap<String, i64>> = picked
+        .iter()
+        .map(|u| lookup(server.http, &format!("/collections/user_hourly_attempts?user_id={u}")))
+        .collect();
+    server.stop();
+    let parquet = parquet_contents(&dir.path().join("served/user_hourly_attempts"));
+    for (user, rows) in picked.iter().zip(&live) {
+        let expected: BTreeMap<String, i64> = parquet
+            .iter()
+            .filter(|(row, _)| serde_json::from_str::<Json>(row).unwrap()["user_id"] == *user)
+            .map(|(r, n)| (r.clone(), *n))
+            .collect();
+        assert!(!expected.is_empty(), "user {user} has no rows");
+        assert_same(&format!("user {user} after a restart"), rows, &expected);
+    }
+}
