@@ -293,8 +293,20 @@ measures.events = "count()"
         dir.path(),
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let (events, profiles) = (dir.path().join("events.ndjson"), dir.path().join("ctx/profiles.parquet"));
-    let flags = ["--out", "served", "--wal", "wal", "--workers", "2", "--idle-timeout", "off"];
+    let (events, profiles) = (
+        dir.path().join("events.ndjson"),
+        dir.path().join("ctx/profiles.parquet"),
+    );
+    let flags = [
+        "--out",
+        "served",
+        "--wal",
+        "wal",
+        "--workers",
+        "2",
+        "--idle-timeout",
+        "off",
+    ];
     let server = Server::start(dir.path(), &spec_path, "127.0.0.1:0", &flags);
     let report = send(
         dir.path(),
