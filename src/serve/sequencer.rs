@@ -278,13 +278,24 @@ impl Sequencer {
                 c.in_flight = None;
                 let cut = outputs.values().map(|m| m.cut).min().unwrap_or(0);
                 let (replay_from, maxima) = c.order.replay_point(cut.min(i64::MAX as u64) as i64);
+                let clients: std::collections::BTreeMap<String, u64> = self
+                    .durable
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect();
+                let m = &c.manifest;
+                if m.checkpoints > 0 && m.replay_from == replay_from && m.outputs == outputs && m.clients == clients {
+                    // Nothing moved (an idle server): no write.
+                    return Ok(());
+                }
                 // Everything the checkpoint points at is durable before it is written.
                 wal.write(true)?;
-                let clients = self.durable.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 c.manifest.checkpoints += 1;
                 c.manifest.replay_from = replay_from;
                 c.manifest.maxima = maxima;
-                c.manifest.clients = clients.into_iter().collect();
+                c.manifest.clients = clients;
                 c.manifest.outputs = outputs;
                 c.manifest.store(&c.dir)?;
                 let removed = wal.truncate_before(replay_from)?;
