@@ -87,7 +87,10 @@ enum Command {
     )]
     Serve(ServeArgs),
     /// Stream an NDJSON or Parquet file to `sluice serve`, resending what was not acknowledged.
-    #[command(after_help = "Example:\n  sluice send events.ndjson --to 127.0.0.1:7070 --rate 20000 --connections 4")]
+    #[command(
+        after_help = "Example:\n  sluice send events.ndjson --to 127.0.0.1:7070 --rate 20000 --connections 4\n  \
+        sluice send events.ndjson --to 127.0.0.1:7070 --latency-from 127.0.0.1:7072 --collection user_hourly_attempts"
+    )]
     Send(SendArgs),
 }
 
@@ -145,7 +148,7 @@ struct ServeArgs {
     /// A live collection with more distinct rows drops its contents (lookups then fail).
     #[arg(long, default_value_t = 1_000_000)]
     live_rows: usize,
-    /// Changes a subscriber may leave unread before it is disconnected.
+    /// Messages (changes, progress lines) a subscriber may leave unread before it is disconnected.
     #[arg(long, default_value_t = 100_000)]
     subscriber_queue: usize,
     /// With --wal and --out: write outputs up to their frontier and truncate the log this often
@@ -187,6 +190,21 @@ struct SendArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Measure send → output latency through the server's --subscribe address.
+    #[arg(long, value_name = "SUBSCRIBE_ADDR", requires = "collection")]
+    latency_from: Option<std::net::SocketAddr>,
+    /// The output whose progress times the lines (with --latency-from).
+    #[arg(long, requires = "latency_from")]
+    collection: Option<String>,
+    /// The lines' event-time field (with --latency-from).
+    #[arg(long, default_value = "event_time")]
+    time_field: String,
+    /// Unit of numeric event times: ms, s, us or ns (with --latency-from).
+    #[arg(long, default_value = "ms")]
+    time_unit: String,
+    /// After the last acknowledgement, how long to wait for progress to pass the lines left.
+    #[arg(long, default_value = "2s")]
+    latency_grace: String,
 }
 
 #[derive(Subcommand)]
@@ -437,13 +455,31 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn send_command(args: SendArgs) -> anyhow::Result<()> {
-    use sluice::serve::send::{send, Lines, SendConfig};
+    use sluice::serve::send::{send, LatencyConfig, Lines, SendConfig};
     if args.connections == 0 {
         return Err(UsageError("--connections must be at least 1".into()).into());
     }
     if args.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
         return Err(UsageError("--rate must be positive".into()).into());
     }
+    let time_unit_ms = match args.time_unit.as_str() {
+        "ms" => 1.0,
+        "s" => 1_000.0,
+        "us" => 0.001,
+        "ns" => 0.000_001,
+        other => return Err(UsageError(format!("--time-unit {other}: use ms, s, us or ns")).into()),
+    };
+    let latency = match (args.latency_from, args.collection) {
+        (Some(from), Some(collection)) => Some(LatencyConfig {
+            from,
+            collection,
+            token: args.token.clone(),
+            time_field: args.time_field,
+            time_unit_ms,
+            grace: duration_flag("latency-grace", &args.latency_grace)?,
+        }),
+        _ => None,
+    };
     let lines = std::sync::Arc::new(Lines::read(&args.file)?);
     let mut config = SendConfig {
         to: args.to,
@@ -453,6 +489,7 @@ fn send_command(args: SendArgs) -> anyhow::Result<()> {
         token: args.token,
         window: args.window.max(1),
         patience: duration_flag("patience", &args.patience)?,
+        latency,
         ..SendConfig::default()
     };
     if let Some(client) = args.client {

@@ -4,7 +4,8 @@
 //! ```text
 //!  worker 0: sink(NAME) ── apply(updates, frontier) ──► View: first column → row → count
 //!                                                          ├── lookups (HTTP task, read lock)
-//!                                                          └── Feed to each subscriber (bounded)
+//!                                                          └── Feed to each subscriber (bounded):
+//!                                                              changes, then progress
 //! ```
 //!
 //! Every update of every output is routed to worker 0 (see [`crate::render::sink`]), so one view
@@ -17,9 +18,13 @@
 //! Invariants:
 //! - Apply, snapshot and subscribe take the same lock, so a subscriber's snapshot plus the changes
 //!   it is sent afterwards accumulate to the view's contents, with nothing missed or repeated.
+//! - A subscriber is sent [`Feed::Progress`]`(T)` when the frontier advances to `T`, at most once
+//!   per applied batch and after the batch's changes: every change with a time below `T` precedes
+//!   it, and the `T`s a subscriber sees increase.
 //! - Memory is bounded: a view with more than `max_rows` distinct rows drops its contents (it is
 //!   then `truncated` and answers lookups with an error); a subscriber with more than
-//!   `subscriber_queue` changes unread is sent [`Feed::Overflow`] and dropped.
+//!   `subscriber_queue` messages unread (a change, or a progress, counts one) is sent
+//!   [`Feed::Overflow`] and dropped.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -41,6 +46,9 @@ pub type Counted = Vec<(Row, i64)>;
 #[derive(Debug)]
 pub enum Feed {
     Changes(Arc<[Change]>),
+    /// The view's frontier advanced to this time (epoch ms): every change with a smaller time
+    /// has been sent before.
+    Progress(u64),
     /// The output is complete (the server is shutting down); nothing follows.
     Done,
     /// The subscriber fell more than `limit` changes behind and was dropped.
@@ -259,12 +267,15 @@ pub enum ViewError {
 /// changes that follow.
 pub struct Subscription {
     pub snapshot: Vec<Change>,
+    /// The view's frontier when the snapshot was taken (`None`: the output is complete).
+    pub frontier: Option<u64>,
     pub feed: UnboundedReceiver<Feed>,
     queued: Arc<AtomicUsize>,
 }
 
 impl Subscription {
-    /// Marks `n` changes as read (they no longer count against the queue limit).
+    /// Marks `n` messages (changes, or a progress) as read: they no longer count against the
+    /// queue limit.
     pub fn consumed(&self, n: usize) {
         self.queued.fetch_sub(n, Ordering::Relaxed);
     }
@@ -275,26 +286,39 @@ impl View {
     /// (`None` once the output is complete). See the module documentation.
     pub fn apply(&self, updates: Vec<(Row, u64, isize)>, frontier: Option<u64>) {
         let mut st = write(&self.state);
+        let advanced = match (st.frontier, frontier) {
+            (Some(old), Some(new)) if new > old => Some(new),
+            _ => None,
+        };
         st.frontier = frontier;
         st.updates += updates.len() as u64;
         let changes = self.consolidate(&mut st, updates);
         if !changes.is_empty() && !st.subscribers.is_empty() {
             let batch: Arc<[Change]> = changes.into();
-            let limit = self.queue_limit;
-            st.subscribers.retain(|s| {
-                if s.queued.load(Ordering::Relaxed) + batch.len() > limit {
-                    let _ = s.tx.send(Feed::Overflow { limit });
-                    return false;
-                }
-                s.queued.fetch_add(batch.len(), Ordering::Relaxed);
-                s.tx.send(Feed::Changes(Arc::clone(&batch))).is_ok()
-            });
+            self.offer(&mut st, batch.len(), || Feed::Changes(Arc::clone(&batch)));
+        }
+        if let Some(t) = advanced.filter(|_| !st.subscribers.is_empty()) {
+            self.offer(&mut st, 1, || Feed::Progress(t));
         }
         if frontier.is_none() {
             for s in st.subscribers.drain(..) {
                 let _ = s.tx.send(Feed::Done);
             }
         }
+    }
+
+    /// Sends every subscriber `feed()`, which counts `weight` against its queue; drops those
+    /// whose queue would overflow, or that hung up.
+    fn offer(&self, st: &mut ViewState, weight: usize, feed: impl Fn() -> Feed) {
+        let limit = self.queue_limit;
+        st.subscribers.retain(|s| {
+            if s.queued.load(Ordering::Relaxed) + weight > limit {
+                let _ = s.tx.send(Feed::Overflow { limit });
+                return false;
+            }
+            s.queued.fetch_add(weight, Ordering::Relaxed);
+            s.tx.send(feed()).is_ok()
+        });
     }
 
     /// Folds updates into the counts; returns the changes of the visible rows, consolidated.
@@ -394,7 +418,12 @@ impl View {
                 queued: Arc::clone(&queued),
             });
         }
-        Ok(Subscription { snapshot, feed, queued })
+        Ok(Subscription {
+            snapshot,
+            frontier: st.frontier,
+            feed,
+            queued,
+        })
     }
 
     pub fn stats(&self) -> ViewStats {
@@ -608,6 +637,7 @@ mod tests {
                     }
                     sub.consumed(batch.len());
                 }
+                Feed::Progress(_) => sub.consumed(1),
                 Feed::Done => done = true,
                 Feed::Overflow { .. } => panic!("overflow"),
             }
@@ -755,9 +785,37 @@ mod tests {
         view.apply(vec![(row(1, 1), 1, 1), (row(2, 1), 1, 1)], Some(2));
         view.apply(vec![(row(3, 1), 2, 1), (row(4, 1), 2, 1)], Some(3));
         assert!(matches!(sub.feed.try_recv(), Ok(Feed::Changes(b)) if b.len() == 2));
+        assert!(matches!(sub.feed.try_recv(), Ok(Feed::Progress(2))));
         assert!(matches!(sub.feed.try_recv(), Ok(Feed::Overflow { limit: 3 })));
         assert!(sub.feed.try_recv().is_err());
         assert_eq!(view.stats().subscribers, 0);
+    }
+
+    #[test]
+    fn progress_follows_the_changes_below_it_once_per_advance() {
+        let live = views(1000, 1000);
+        let view = live.register(spec("counts", &["user_id", "n"]));
+        view.apply(vec![(row(1, 1), 3, 1)], Some(4));
+        let mut sub = view.subscribe(&Filter::new()).unwrap();
+        assert_eq!(sub.frontier, Some(4));
+        view.apply(vec![(row(2, 1), 5, 1), (row(3, 1), 9, 1)], Some(6));
+        // The frontier does not move: no progress; it moves without changes: progress alone.
+        view.apply(vec![(row(4, 1), 7, 1)], Some(6));
+        view.apply(Vec::new(), Some(10));
+        view.apply(Vec::new(), None);
+        let mut seen = Vec::new();
+        while let Ok(feed) = sub.feed.try_recv() {
+            seen.push(match feed {
+                Feed::Changes(b) => format!("changes {:?}", b.iter().map(|c| c.1).collect::<Vec<_>>()),
+                Feed::Progress(t) => format!("progress {t}"),
+                Feed::Done => "done".into(),
+                Feed::Overflow { .. } => "overflow".into(),
+            });
+        }
+        assert_eq!(
+            seen,
+            ["changes [5, 9]", "progress 6", "changes [7]", "progress 10", "done"]
+        );
     }
 
     #[test]

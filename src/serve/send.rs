@@ -1,14 +1,17 @@
 //! `sluice send`: a client that streams an NDJSON or Parquet file to `sluice serve`, honours
 //! acknowledgements, resends what was not acknowledged after a reconnect, and measures
-//! throughput and send → acknowledgement latency. It is the load generator of the serve tests
+//! throughput, send → acknowledgement latency and, with a subscription to one of the server's
+//! outputs, send → output latency ([`latency`]). It is the load generator of the serve tests
 //! and benchmark.
 //!
 //! Line `i` of the file goes on connection `i % C`, whose client id is `ID-c` (`c` in `0..C`);
 //! each connection numbers its lines from 1, so after a reconnect (or a server restart) the
 //! server's hello reply says where to resume.
 
+mod latency;
+mod lines;
+
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +20,9 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::protocol::{parse_reply, Reply};
+use latency::{quantiles_ms, Follower, Probe};
+pub use latency::{LatencyConfig, OutputLatency};
+pub use lines::Lines;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -24,93 +30,10 @@ pub enum SendError {
     Input { path: String, message: String },
     #[error("the server refused: {0}")]
     Refused(String),
+    #[error("subscription at {addr}: {message}")]
+    Subscribe { addr: SocketAddr, message: String },
     #[error("{0}")]
     Gave(String),
-}
-
-/// The lines of a file, `\n`-terminated, in one buffer.
-#[derive(Default)]
-pub struct Lines {
-    data: Vec<u8>,
-    /// Start of each line; one more entry marks the end.
-    starts: Vec<usize>,
-}
-
-impl Lines {
-    pub fn len(&self) -> usize {
-        self.starts.len().saturating_sub(1)
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Line `i` with its `\n`.
-    pub fn get(&self, i: usize) -> &[u8] {
-        &self.data[self.starts[i]..self.starts[i + 1]]
-    }
-    pub fn bytes(&self) -> usize {
-        self.data.len()
-    }
-    fn push(&mut self, line: &[u8]) {
-        if self.starts.is_empty() {
-            self.starts.push(0);
-        }
-        self.data.extend_from_slice(line);
-        self.data.push(b'\n');
-        self.starts.push(self.data.len());
-    }
-
-    /// Lines of NDJSON text (blank lines skipped).
-    pub fn from_ndjson(text: &[u8]) -> Lines {
-        let mut lines = Lines::default();
-        for line in text.split(|b| *b == b'\n') {
-            if !line.iter().all(u8::is_ascii_whitespace) {
-                lines.push(line);
-            }
-        }
-        lines
-    }
-
-    /// Reads an NDJSON file, or a Parquet file (`.parquet`) converted to one JSON object a row.
-    pub fn read(path: &Path) -> Result<Lines, SendError> {
-        let err = |message: String| SendError::Input {
-            path: path.display().to_string(),
-            message,
-        };
-        if path.extension().and_then(|e| e.to_str()) != Some("parquet") {
-            return std::fs::read(path)
-                .map(|t| Lines::from_ndjson(&t))
-                .map_err(|e| err(e.to_string()));
-        }
-        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-        let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.build())
-            .map_err(|e| err(e.to_string()))?;
-        let mut lines = Lines::default();
-        let mut buf = Vec::new();
-        for batch in reader {
-            let batch = batch.map_err(|e| err(e.to_string()))?;
-            let schema = batch.schema();
-            let cols: Vec<crate::source::arrow_read::Col> = batch
-                .columns()
-                .iter()
-                .map(crate::source::arrow_read::Col::new)
-                .collect();
-            for row in 0..batch.num_rows() {
-                let mut object = serde_json::Map::new();
-                for (field, col) in schema.fields().iter().zip(&cols) {
-                    let value = col.get(row);
-                    if !value.is_null() {
-                        object.insert(field.name().clone(), value.to_json());
-                    }
-                }
-                buf.clear();
-                serde_json::to_writer(&mut buf, &object).map_err(|e| err(e.to_string()))?;
-                lines.push(&buf);
-            }
-        }
-        Ok(lines)
-    }
 }
 
 /// How to send.
@@ -129,6 +52,8 @@ pub struct SendConfig {
     /// Give up when a connection cannot be re-established, or no acknowledgement arrives, for
     /// this long.
     pub patience: Duration,
+    /// Measure send → output latency through a subscription.
+    pub latency: Option<LatencyConfig>,
 }
 
 impl Default for SendConfig {
@@ -142,6 +67,7 @@ impl Default for SendConfig {
             client: format!("send-{}", std::process::id()),
             window: 50_000,
             patience: Duration::from_secs(60),
+            latency: None,
         }
     }
 }
@@ -160,8 +86,12 @@ pub struct SendReport {
     /// Send → acknowledgement latency percentiles, milliseconds.
     pub ack_ms_p50: f64,
     pub ack_ms_p90: f64,
+    pub ack_ms_p95: f64,
     pub ack_ms_p99: f64,
     pub ack_ms_max: f64,
+    /// Send → output latency, with `--latency-from`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputLatency>,
 }
 
 impl std::fmt::Display for SendReport {
@@ -179,9 +109,13 @@ impl std::fmt::Display for SendReport {
         )?;
         write!(
             f,
-            "  send -> ack latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
-            self.ack_ms_p50, self.ack_ms_p90, self.ack_ms_p99, self.ack_ms_max
-        )
+            "  send -> ack latency ms: p50 {:.2}  p90 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}",
+            self.ack_ms_p50, self.ack_ms_p90, self.ack_ms_p95, self.ack_ms_p99, self.ack_ms_max
+        )?;
+        match &self.output {
+            Some(output) => write!(f, "\n{output}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -192,30 +126,54 @@ struct ConnReport {
     latencies_us: Vec<u32>,
 }
 
-/// Sends every line and waits until all are acknowledged.
+/// Sends every line and waits until all are acknowledged (and, measuring send → output latency,
+/// until progress has passed them all or the grace has run out).
 pub fn send(lines: Arc<Lines>, config: &SendConfig) -> Result<SendReport, SendError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.connections.clamp(1, 2))
         .enable_all()
         .build()
         .map_err(|e| SendError::Gave(e.to_string()))?;
-    let started = Instant::now();
-    let results = runtime.block_on(async {
+    // Event times are read before the clock starts, so reading them does not slow the sending.
+    let probe = config
+        .latency
+        .as_ref()
+        .map(|l| Arc::new(Probe::new(lines.event_times(&l.time_field, l.time_unit_ms))));
+    let (results, elapsed, output) = runtime.block_on(async {
+        let follower = match &config.latency {
+            Some(l) => Some(Follower::open(l, config.patience).await?),
+            None => None,
+        };
+        if let (Some(f), Some(p)) = (&follower, &probe) {
+            p.tracker().progress(f.progress, 0);
+        }
+        let started = Instant::now();
+        let following = follower
+            .zip(probe.clone())
+            .map(|(f, p)| tokio::spawn(f.run(p, started)));
         let tasks: Vec<_> = (0..config.connections)
-            .map(|c| tokio::spawn(connection(c, Arc::clone(&lines), config.clone(), started)))
+            .map(|c| {
+                let (lines, config, probe) = (Arc::clone(&lines), config.clone(), probe.clone());
+                tokio::spawn(connection(c, lines, config, started, probe))
+            })
             .collect();
         let mut results = Vec::new();
         for t in tasks {
             results.push(t.await.map_err(|e| SendError::Gave(e.to_string())).and_then(|r| r));
         }
-        results
-    });
-    let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+        let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+        let output = match (&config.latency, &probe, following) {
+            (Some(l), Some(p), Some(task)) => Some(latency::settle(l, p, task).await),
+            _ => None,
+        };
+        Ok::<_, SendError>((results, elapsed, output))
+    })?;
     let mut report = SendReport {
         lines: lines.len() as u64,
         bytes: lines.bytes() as u64,
         seconds: elapsed,
         lines_per_second: lines.len() as f64 / elapsed,
+        output,
         ..SendReport::default()
     };
     let mut latencies = Vec::new();
@@ -224,20 +182,11 @@ pub fn send(lines: Arc<Lines>, config: &SendConfig) -> Result<SendReport, SendEr
         report.acked += r.acked;
         report.reconnects += r.reconnects;
         report.resent += r.resent;
-        latencies.extend(r.latencies_us);
+        latencies.extend(r.latencies_us.into_iter().map(|us| (us, 1)));
     }
-    latencies.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if latencies.is_empty() {
-            return 0.0;
-        }
-        let i = ((latencies.len() - 1) as f64 * p).round() as usize;
-        f64::from(latencies[i]) / 1000.0
-    };
-    report.ack_ms_p50 = pct(0.5);
-    report.ack_ms_p90 = pct(0.9);
-    report.ack_ms_p99 = pct(0.99);
-    report.ack_ms_max = pct(1.0);
+    let q = quantiles_ms(latencies, &[0.5, 0.9, 0.95, 0.99, 1.0]);
+    (report.ack_ms_p50, report.ack_ms_p90, report.ack_ms_p95) = (q[0], q[1], q[2]);
+    (report.ack_ms_p99, report.ack_ms_max) = (q[3], q[4]);
     Ok(report)
 }
 
@@ -247,6 +196,7 @@ async fn connection(
     lines: Arc<Lines>,
     config: SendConfig,
     started: Instant,
+    probe: Option<Arc<Probe>>,
 ) -> Result<ConnReport, SendError> {
     let stride = config.connections;
     let total = ((lines.len() + stride - 1 - c) / stride) as u64;
@@ -350,6 +300,7 @@ async fn connection(
                 }
                 chunk.clear();
                 let stamp = micros();
+                let from = next;
                 while next < total
                     && next - report.acked < config.window
                     && chunk.len() < (64 << 10)
@@ -361,6 +312,9 @@ async fn connection(
                         report.resent += 1;
                     }
                     next += 1;
+                }
+                if let (Some(p), true) = (&probe, next > ever_sent) {
+                    p.sent((from.max(ever_sent)..next).map(|j| c + j as usize * stride), stamp);
                 }
                 ever_sent = ever_sent.max(next);
                 tokio::select! {

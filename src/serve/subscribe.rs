@@ -7,7 +7,9 @@
 //! ```
 //!
 //! Lines: `{"row":{COLUMN:VALUE,...},"time":T,"diff":N}` (`T` in epoch ms; the snapshot's rows
-//! carry the view's latest time and their count as `diff`), then `{"done":true}` when the output
+//! carry the view's latest time and their count as `diff`), `{"progress":T}` after the snapshot
+//! and whenever the output's frontier advances (every change with a time below `T` has been
+//! sent; at most one a batch of feed, after its changes), then `{"done":true}` when the output
 //! is complete, or `{"error":"..."}` when the subscriber fell too far behind. Accumulating the
 //! diffs per row gives the output's current contents.
 //!
@@ -55,12 +57,44 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// One change as an NDJSON line.
-pub fn change_line(view: &View, (row, time, diff): &Change) -> String {
-    let line = serde_json::json!({"row": view.row_json(row), "time": time, "diff": diff});
-    let mut text = line.to_string();
-    text.push('\n');
-    text
+/// Writes changes of one view as NDJSON lines, `{"row":{...},"time":T,"diff":N}`, with the
+/// column names escaped once; a flattened payload's rows go through [`View::row_json`].
+struct Encoder {
+    view: Arc<View>,
+    /// `"COLUMN":` for each visible column.
+    keys: Vec<String>,
+}
+
+impl Encoder {
+    fn new(view: Arc<View>) -> Encoder {
+        let keys = view
+            .spec
+            .visible_columns()
+            .into_iter()
+            .map(|c| format!("{}:", serde_json::Value::String(c)))
+            .collect();
+        Encoder { view, keys }
+    }
+
+    fn line(&self, (row, time, diff): &Change, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"row\":");
+        if self.view.spec.flatten {
+            let object = serde_json::Value::Object(self.view.row_json(row));
+            out.extend_from_slice(object.to_string().as_bytes());
+        } else {
+            out.push(b'{');
+            for (i, (key, value)) in self.keys.iter().zip(row).enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(key.as_bytes());
+                // Writing JSON into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, &value.to_json());
+            }
+            out.push(b'}');
+        }
+        out.extend_from_slice(format!(",\"time\":{time},\"diff\":{diff}}}\n").as_bytes());
+    }
 }
 
 fn message_line(key: &str, value: serde_json::Value) -> Bytes {
@@ -76,47 +110,100 @@ pub fn start(view: Arc<View>, filter: &Filter) -> Result<mpsc::Receiver<Bytes>, 
     let mut sub = view.subscribe(filter)?;
     let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS_QUEUED);
     tokio::spawn(async move {
-        let mut chunk = String::new();
+        let encoder = Encoder::new(view);
+        let mut out = Chunks {
+            tx,
+            chunk: Vec::new(),
+            progress: None,
+        };
         let snapshot = std::mem::take(&mut sub.snapshot);
         for change in &snapshot {
-            chunk.push_str(&change_line(&view, change));
-            if chunk.len() >= CHUNK_BYTES && tx.send(Bytes::from(std::mem::take(&mut chunk))).await.is_err() {
+            encoder.line(change, &mut out.chunk);
+            if out.flush_full().await.is_err() {
                 return;
             }
         }
         drop(snapshot);
-        if !chunk.is_empty() && tx.send(Bytes::from(std::mem::take(&mut chunk))).await.is_err() {
+        // The snapshot ends with its frontier (unless the output is already complete).
+        out.progress = sub.frontier;
+        if out.flush().await.is_err() {
             return;
         }
-        while let Some(feed) = sub.feed.recv().await {
-            let last = match feed {
-                Feed::Changes(batch) => {
-                    for change in batch.iter().filter(|c| matcher.matches(&c.0)) {
-                        chunk.push_str(&change_line(&view, change));
-                        if chunk.len() >= CHUNK_BYTES && tx.send(Bytes::from(std::mem::take(&mut chunk))).await.is_err()
-                        {
-                            return;
+        while let Some(first) = sub.feed.recv().await {
+            // Whatever else is queued joins this chunk; the latest progress goes after it.
+            let mut feed = Some(first);
+            let mut last = None;
+            while let Some(f) = feed.take() {
+                match f {
+                    Feed::Changes(batch) => {
+                        for change in batch.iter().filter(|c| matcher.matches(&c.0)) {
+                            encoder.line(change, &mut out.chunk);
+                            if out.flush_full().await.is_err() {
+                                return;
+                            }
                         }
+                        sub.consumed(batch.len());
                     }
-                    sub.consumed(batch.len());
-                    None
+                    Feed::Progress(t) => {
+                        out.progress = Some(t);
+                        sub.consumed(1);
+                    }
+                    Feed::Done => last = Some(message_line("done", true.into())),
+                    Feed::Overflow { limit } => {
+                        last = Some(message_line(
+                            "error",
+                            format!("subscriber too slow: more than {limit} messages unread; disconnected").into(),
+                        ))
+                    }
                 }
-                Feed::Done => Some(message_line("done", true.into())),
-                Feed::Overflow { limit } => Some(message_line(
-                    "error",
-                    format!("subscriber too slow: more than {limit} changes unread; disconnected").into(),
-                )),
-            };
-            if !chunk.is_empty() && tx.send(Bytes::from(std::mem::take(&mut chunk))).await.is_err() {
+                if last.is_none() && out.chunk.len() < CHUNK_BYTES {
+                    feed = sub.feed.try_recv().ok();
+                }
+            }
+            if out.flush().await.is_err() {
                 return;
             }
             if let Some(line) = last {
-                let _ = tx.send(line).await;
+                let _ = out.tx.send(line).await;
                 return;
             }
         }
     });
     Ok(rx)
+}
+
+/// The NDJSON a pump gathers, and the progress it owes the subscriber.
+struct Chunks {
+    tx: mpsc::Sender<Bytes>,
+    chunk: Vec<u8>,
+    /// A frontier to announce: every change below it is in `chunk` or was sent before.
+    progress: Option<u64>,
+}
+
+impl Chunks {
+    /// Sends the chunk once it is large enough.
+    async fn flush_full(&mut self) -> Result<(), mpsc::error::SendError<Bytes>> {
+        if self.chunk.len() >= CHUNK_BYTES {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends what is gathered, ending with the progress owed, if any.
+    async fn flush(&mut self) -> Result<(), mpsc::error::SendError<Bytes>> {
+        if let Some(t) = self.progress.take() {
+            self.chunk.extend_from_slice(progress_line(t).as_bytes());
+        }
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        self.tx.send(Bytes::from(std::mem::take(&mut self.chunk))).await
+    }
+}
+
+/// `{"progress":T}` and a newline.
+pub fn progress_line(t: u64) -> String {
+    format!("{{\"progress\":{t}}}\n")
 }
 
 /// What a TCP subscriber asks for.
@@ -246,5 +333,42 @@ mod tests {
         assert!(t.name.is_empty() && t.token.is_some());
         assert!(parse_request("nope").is_err());
         assert!(parse_request(r#"{"subscribe":"x","where":[1]}"#).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_snapshot_and_each_batch_of_changes_end_with_progress() {
+        use crate::serve::live::{LiveViews, ViewSpec};
+        use crate::value::Value;
+        let live = LiveViews::new(1, 100, 100);
+        let view = live.register(ViewSpec {
+            name: "counts".into(),
+            columns: vec!["user_id".into()],
+            changelog: true,
+            snapshot: false,
+            flatten: false,
+            tally: None,
+        });
+        view.apply(vec![(vec![Value::Int(1)], 3, 1)], Some(4));
+        let mut rx = start(Arc::clone(&view), &Filter::new()).unwrap();
+        view.apply(vec![(vec![Value::Int(2)], 5, 1), (vec![Value::Int(3)], 7, 1)], Some(6));
+        view.apply(Vec::new(), Some(6));
+        view.apply(Vec::new(), None);
+        let mut text = String::new();
+        while let Some(chunk) = rx.recv().await {
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let change = |user: i64, time: u64| serde_json::json!({"row": {"user_id": user}, "time": time, "diff": 1});
+        assert_eq!(
+            lines,
+            [
+                change(1, 3),
+                serde_json::json!({"progress": 4}),
+                change(2, 5),
+                change(3, 7),
+                serde_json::json!({"progress": 6}),
+                serde_json::json!({"done": true}),
+            ]
+        );
     }
 }

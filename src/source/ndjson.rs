@@ -67,8 +67,9 @@ pub fn splits(plan: &SourcePlan, files: &[PathBuf]) -> Result<Vec<Split>, Source
     Ok(out)
 }
 
-/// The line's event time, parsing nothing but the time field.
-fn scan_time(line: &[u8], field: &str, unit_ms: f64) -> Option<i64> {
+/// The line's event time in ms, parsing nothing but the time field (as [`time_ms`] reads it:
+/// RFC 3339 text, or a number in `unit_ms` milliseconds); `None` without a valid one.
+pub fn scan_time(line: &[u8], field: &str, unit_ms: f64) -> Option<i64> {
     let mut de = serde_json::Deserializer::from_slice(line);
     let found = TimeOnly { field }.deserialize(&mut de).ok()??;
     time_ms(Value::from_json(found), unit_ms).ok()

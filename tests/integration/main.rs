@@ -13,6 +13,7 @@ mod schema;
 mod serve;
 mod serve_checkpoint;
 mod serve_http;
+mod serve_latency;
 mod serve_limits;
 mod serve_util;
 mod util;

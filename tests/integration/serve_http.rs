@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
-use crate::serve_util::{connect, generate, learning_stream, reasons, send, wait_ack};
+use crate::serve_util::{connect, generate, learning_stream, printed_addr, progress_of, reasons, send, wait_ack};
 use crate::util::sluice_bin;
 
 /// A `sluice serve` with `--http` and `--subscribe` on ephemeral ports; dropping it kills it.
@@ -55,15 +55,7 @@ impl Live {
                 }
             }
         });
-        let addr = |prefix: &str| -> SocketAddr {
-            let line = lines
-                .recv_timeout(Duration::from_secs(60))
-                .expect("the server prints its addresses");
-            let rest = line
-                .strip_prefix(prefix)
-                .unwrap_or_else(|| panic!("expected `{prefix}`: {line}"));
-            rest.parse().unwrap()
-        };
+        let addr = |prefix: &str| printed_addr(&lines, prefix);
         let (listen, http, subscribe) = (addr("listening on "), addr("http on "), addr("subscribe on "));
         Live {
             child,
@@ -239,7 +231,8 @@ fn subscribe_http(addr: SocketAddr, path: &str) -> JoinHandle<Vec<String>> {
 }
 
 /// Accumulates subscription lines: row (canonical JSON) → sum of diffs, zeros dropped; checks
-/// that the stream ended with `{"done":true}`.
+/// that the stream ended with `{"done":true}` and that its progress lines rose and came after
+/// every change below them.
 fn accumulate(lines: &[String]) -> BTreeMap<String, i64> {
     assert_eq!(
         lines.last().map(String::as_str),
@@ -247,9 +240,13 @@ fn accumulate(lines: &[String]) -> BTreeMap<String, i64> {
         "{:?}",
         lines.last()
     );
+    assert!(!progress_of(lines).is_empty(), "no progress line");
     let mut acc: BTreeMap<String, i64> = BTreeMap::new();
     for line in &lines[..lines.len() - 1] {
         let v: Json = serde_json::from_str(line).unwrap();
+        if v.get("progress").is_some() {
+            continue;
+        }
         assert!(v["time"].is_u64(), "{line}");
         *acc.entry(v["row"].to_string()).or_default() += v["diff"].as_i64().unwrap();
     }
@@ -581,8 +578,12 @@ fn a_token_is_required_for_http_and_subscriptions() {
     );
     std::thread::sleep(Duration::from_millis(200));
     server.stop();
-    assert_eq!(inline.join().unwrap(), vec!["{\"done\":true}"]);
-    assert_eq!(first.join().unwrap(), vec!["{\"done\":true}"]);
+    for lines in [inline.join().unwrap(), first.join().unwrap()] {
+        // No dead letters: the snapshot's end (a progress line), then the end of the output.
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("{\"progress\":"), "{lines:?}");
+        assert_eq!(lines[1], "{\"done\":true}");
+    }
 }
 
 /// After checkpoints and a crash, a restarted server's live views start from the checkpointed

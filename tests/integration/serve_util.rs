@@ -86,6 +86,11 @@ impl Server {
         self.child.id()
     }
 
+    /// The next address the server printed (see [`printed_addr`]).
+    pub fn printed_addr(&self, prefix: &str) -> SocketAddr {
+        printed_addr(&self.lines, prefix)
+    }
+
     /// SIGTERM, then waits for a clean exit; returns what it printed after its address.
     pub fn stop(mut self) -> String {
         let status = Command::new("kill")
@@ -143,6 +148,18 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The next address a server printed, on a line `PREFIX ADDR`: `listening on `, then `http on `
+/// and `subscribe on ` when it has them.
+pub fn printed_addr(lines: &mpsc::Receiver<String>, prefix: &str) -> SocketAddr {
+    let line = lines
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server prints its addresses");
+    let rest = line
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("expected `{prefix}`: {line}"));
+    rest.parse().unwrap()
 }
 
 /// `sluice send FILE --to ADDR ARGS...`, checked.
@@ -296,4 +313,29 @@ pub fn reasons(out: &Path) -> BTreeMap<String, usize> {
         *map.entry(d.reason).or_default() += 1;
     }
     map
+}
+
+/// Checks the progress lines (`{"progress":T}`) among a subscription's lines: each is larger
+/// than the one before, and no change that follows one has a time below it (every change below
+/// `T` came first). Returns them.
+pub fn progress_of(lines: &[String]) -> Vec<u64> {
+    let mut progress: Vec<u64> = Vec::new();
+    let mut snapshot = true;
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if let Some(t) = v.get("progress") {
+            let t = t.as_u64().unwrap_or_else(|| panic!("{line}"));
+            assert!(
+                progress.last().is_none_or(|p| t > *p),
+                "progress went back: {progress:?}, then {t}"
+            );
+            progress.push(t);
+            snapshot = false;
+        } else if let (Some(time), false) = (v.get("time"), snapshot) {
+            let time = time.as_u64().unwrap_or_else(|| panic!("{line}"));
+            let last = progress.last().copied().unwrap_or(0);
+            assert!(time >= last, "a change at {time} after {{\"progress\":{last}}}: {line}");
+        }
+    }
+    progress
 }
