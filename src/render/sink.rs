@@ -148,19 +148,20 @@ where
     let (mut live_batch, mut live_frontier) = (Vec::new(), Some(0));
     let mut written = false;
     let mut answered = 0;
-    let mut writer = PartWriter {
-        next: resume
-            .as_ref()
-            .map_or(0, |r| if r.snapshot.is_some() { 0 } else { r.parts }),
+    let next = resume
+        .as_ref()
+        .map_or(0, |r| if r.snapshot.is_some() { 0 } else { r.parts });
+    let mut files = PartFiles {
+        next,
         spec,
         dir,
         schema: None,
         buffer: Vec::new(),
         durable: checkpoint.is_some(),
     };
-    if writer.next > 0 && !writer.spec.flatten {
-        match writer.existing_schema() {
-            Ok(schema) => writer.schema = schema,
+    if next > 0 && !files.spec.flatten {
+        match files.existing_schema() {
+            Ok(schema) => files.schema = schema,
             Err(e) => result.borrow_mut().error = Some(e),
         }
     }
@@ -168,13 +169,14 @@ where
     if let (Some(view), Some(mark)) = (&view, &resume) {
         let rows = match &mark.snapshot {
             Some(totals) => Ok(totals.iter().map(|(row, n)| (row.clone(), 0, *n as isize)).collect()),
-            None => writer.read_parts(mark.parts),
+            None => files.read_parts(mark.parts),
         };
         match rows {
             Ok(rows) => view.apply(rows, Some(mark.cut)),
             Err(e) => result.borrow_mut().error = Some(e),
         }
     }
+    let mut writer = PartWriter::new(files, next);
     builder.build(move |_capabilities| {
         move |frontiers| {
             let frontier = &frontiers[0];
@@ -187,7 +189,7 @@ where
                         }
                         let row = to_row(&d);
                         if view.is_some() {
-                            live_batch.push((row[writer.spec.sort_prefix..].to_vec(), t, r));
+                            live_batch.push((row[writer.sort_prefix..].to_vec(), t, r));
                         }
                         res.rows += 1;
                         res.net += r as i64;
@@ -216,6 +218,9 @@ where
             }
             let done = frontier.is_empty();
             let limit = frontier.frontier().iter().min().copied();
+            if res.error.is_none() {
+                res.error = writer.error();
+            }
             // A checkpoint asked for and not answered yet: write up to the frontier, then ack.
             let asked = checkpoint
                 .as_ref()
@@ -226,6 +231,9 @@ where
                     written = true;
                     let rows = snapshot_rows(&res.snapshot);
                     finish_snapshot(&mut writer, &mut res, rows);
+                    if let Some(e) = writer.finish() {
+                        res.error.get_or_insert(e);
+                    }
                 } else if let (Some(id), Some(limit)) = (asked, limit) {
                     // The totals of every update before the frontier, rewritten in place.
                     let (before, after): (Vec<_>, Vec<_>) = unsaved.drain(..).partition(|u| u.1 < limit);
@@ -250,13 +258,17 @@ where
                 match (gated, limit) {
                     // Gated outputs write only the times the frontier has passed, keeping the rest.
                     (true, Some(limit)) => split_flush(&mut writer, &mut res, limit),
-                    _ => {
-                        if let Err(e) = writer.flush() {
-                            res.error = Some(e);
-                        } else if writer.dir.is_some() {
-                            res.parts += 1;
-                        }
-                    }
+                    _ => match writer.flush() {
+                        Ok(true) => res.parts += 1,
+                        Ok(false) => {}
+                        Err(e) => res.error = Some(e),
+                    },
+                }
+            }
+            if done {
+                // The run's outputs are complete only once every part is on disk.
+                if let Some(e) = writer.finish() {
+                    res.error.get_or_insert(e);
                 }
             }
         }
@@ -267,9 +279,9 @@ where
 /// Whether a sink keeps the update for its files (and collects it, in tests).
 fn collect_rows(writer: &PartWriter, res: &mut SinkResult, row: &[Value], t: u64, r: isize) -> bool {
     if res.collecting {
-        res.collected.push((row[writer.spec.sort_prefix..].to_vec(), t, r));
+        res.collected.push((row[writer.sort_prefix..].to_vec(), t, r));
     }
-    writer.dir.is_some()
+    writer.files.is_some()
 }
 
 /// Writes the buffered updates before `limit` as a part, keeping the rest buffered.
@@ -336,35 +348,161 @@ fn answer(
             res.error = Some(e);
         }
     }
-    if let Some(e) = writer.sync_folder().err().or(res.error.clone()) {
-        res.error = Some(e);
+    if res.error.is_some() {
         return;
     }
-    checkpoints.ack(
-        *slot,
-        Ack {
-            request: id,
-            mark: OutputMark {
-                parts: if totals.is_some() { 1 } else { writer.next },
-                cut: limit,
-                snapshot: totals.map(|t| t.iter().map(|(row, n)| (row.clone(), *n)).collect()),
-            },
+    let ack = Ack {
+        request: id,
+        mark: OutputMark {
+            parts: if totals.is_some() { 1 } else { writer.next },
+            cut: limit,
+            snapshot: totals.map(|t| t.iter().map(|(row, n)| (row.clone(), *n)).collect()),
         },
-    );
+    };
+    writer.ack(checkpoints, *slot, ack);
 }
 
+type Update = (Vec<Value>, u64, isize);
+
+/// The sink's side of an output's files: it buffers updates and hands whole parts (and
+/// checkpoint answers, in order after them) to a thread of the output's own, so encoding
+/// Parquet and fsync never stall the worker.
 struct PartWriter {
+    sort_prefix: usize,
+    buffer: Vec<Update>,
+    /// The next part's number.
+    next: usize,
+    files: Option<Background>,
+}
+
+struct Background {
+    tx: Option<std::sync::mpsc::SyncSender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// The first error the thread met; later jobs are skipped.
+    error: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+enum Job {
+    Write {
+        index: usize,
+        rows: Vec<Update>,
+    },
+    /// Once the parts before are on disk: fsync the folder, then answer the checkpoint.
+    Ack(Arc<Checkpoints>, usize, Ack),
+}
+
+impl PartWriter {
+    /// Writes through `files` on a thread when there is an output folder.
+    fn new(files: PartFiles, next: usize) -> PartWriter {
+        let sort_prefix = files.spec.sort_prefix;
+        let files = files.dir.is_some().then(|| {
+            let error = Arc::new(std::sync::Mutex::new(None));
+            // Two parts in flight at most: a slow disk slows the sink, not memory.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(2);
+            let failed = Arc::clone(&error);
+            let thread = std::thread::Builder::new()
+                .name(format!("sluice-sink-{}", files.spec.name))
+                .spawn(move || write_parts(files, rx, &failed))
+                .expect("a sink thread starts");
+            Background {
+                tx: Some(tx),
+                thread: Some(thread),
+                error,
+            }
+        });
+        PartWriter {
+            sort_prefix,
+            buffer: Vec::new(),
+            next,
+            files,
+        }
+    }
+
+    /// Hands the buffer over as the next part; `Ok(false)` when there is no output folder.
+    fn flush(&mut self) -> Result<bool, String> {
+        let rows = std::mem::take(&mut self.buffer);
+        let Some(files) = &self.files else {
+            return Ok(false);
+        };
+        if let Some(e) = self.error() {
+            return Err(e);
+        }
+        let index = self.next;
+        self.next += 1;
+        let tx = files.tx.as_ref().ok_or("the output is closed")?;
+        tx.send(Job::Write { index, rows })
+            .map_err(|_| "the output's writer stopped".to_string())?;
+        Ok(true)
+    }
+
+    /// Answers a checkpoint once the parts handed over so far are durable.
+    fn ack(&self, checkpoints: &Arc<Checkpoints>, slot: usize, ack: Ack) {
+        match self.files.as_ref().and_then(|f| f.tx.as_ref()) {
+            Some(tx) => {
+                let _ = tx.send(Job::Ack(Arc::clone(checkpoints), slot, ack));
+            }
+            None => checkpoints.ack(slot, ack),
+        }
+    }
+
+    fn error(&self) -> Option<String> {
+        let files = self.files.as_ref()?;
+        files.error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits until every part is written; returns the first error.
+    fn finish(&mut self) -> Option<String> {
+        if let Some(files) = &mut self.files {
+            files.tx = None;
+            if let Some(thread) = files.thread.take() {
+                if thread.join().is_err() {
+                    return Some("the output's writer panicked".into());
+                }
+            }
+        }
+        self.error()
+    }
+}
+
+/// The writer thread: parts in order, then checkpoint answers.
+fn write_parts(mut files: PartFiles, rx: std::sync::mpsc::Receiver<Job>, error: &std::sync::Mutex<Option<String>>) {
+    let failed = |e: String| {
+        let mut slot = error.lock().unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert(e);
+    };
+    for job in rx {
+        if error.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+            continue;
+        }
+        match job {
+            Job::Write { index, rows } => {
+                files.next = index;
+                files.buffer = rows;
+                if let Err(e) = files.flush() {
+                    failed(e);
+                }
+            }
+            Job::Ack(checkpoints, slot, ack) => match files.sync_folder() {
+                Ok(()) => checkpoints.ack(slot, ack),
+                Err(e) => failed(e),
+            },
+        }
+    }
+}
+
+/// An output's files: encodes and writes parts.
+struct PartFiles {
     spec: OutputSpec,
     dir: Option<PathBuf>,
     schema: Option<SchemaRef>,
-    buffer: Vec<(Vec<Value>, u64, isize)>,
+    buffer: Vec<Update>,
     /// The next part's number.
     next: usize,
     /// fsync each part (checkpoints rely on them).
     durable: bool,
 }
 
-impl PartWriter {
+impl PartFiles {
     /// The schema of the output's first part on disk, which later parts keep.
     fn existing_schema(&self) -> Result<Option<SchemaRef>, String> {
         let Some(dir) = &self.dir else {
