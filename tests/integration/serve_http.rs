@@ -7,91 +7,39 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
-use crate::serve_util::{connect, generate, learning_stream, printed_addr, progress_of, reasons, send, wait_ack};
-use crate::util::sluice_bin;
+use crate::serve_util::{connect, generate, learning_stream, progress_of, reasons, send, wait_ack, Server};
 
 /// A `sluice serve` with `--http` and `--subscribe` on ephemeral ports; dropping it kills it.
 struct Live {
-    child: Child,
+    server: Server,
     listen: SocketAddr,
     http: SocketAddr,
     subscribe: SocketAddr,
-    lines: mpsc::Receiver<String>,
 }
 
 impl Live {
     fn start(dir: &Path, args: &[&str]) -> Live {
-        let mut child = Command::new(sluice_bin())
-            .arg("serve")
-            .arg(learning_stream())
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--subscribe",
-                "127.0.0.1:0",
-            ])
-            .args(["--out", "served", "--idle-timeout", "off"])
-            .args(args)
-            .current_dir(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("sluice serve starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let addr = |prefix: &str| printed_addr(&lines, prefix);
-        let (listen, http, subscribe) = (addr("listening on "), addr("http on "), addr("subscribe on "));
+        let mut all = vec!["--http", "127.0.0.1:0", "--subscribe", "127.0.0.1:0"];
+        all.extend(["--out", "served", "--idle-timeout", "off"]);
+        all.extend_from_slice(args);
+        let server = Server::start(dir, &learning_stream(), "127.0.0.1:0", &all);
+        let (http, subscribe) = (server.printed_addr("http on "), server.printed_addr("subscribe on "));
         Live {
-            child,
-            listen,
+            listen: server.addr,
             http,
             subscribe,
-            lines,
+            server,
         }
     }
 
     /// SIGTERM, then waits for a clean exit (outputs written); returns what it printed.
-    fn stop(mut self) -> String {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "serve exited with {status}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "serve did not stop after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let mut out = String::new();
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            out.push_str(&line);
-            out.push('\n');
-        }
-        out
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn stop(self) -> String {
+        self.server.stop()
     }
 }
 
@@ -324,6 +272,28 @@ fn lookup(addr: SocketAddr, path: &str) -> BTreeMap<String, i64> {
     acc
 }
 
+/// Each user's rows of `user_hourly_attempts`, looked up in the live view.
+fn user_lookups(addr: SocketAddr, users: &[i64]) -> Vec<BTreeMap<String, i64>> {
+    users
+        .iter()
+        .map(|u| lookup(addr, &format!("/collections/user_hourly_attempts?user_id={u}")))
+        .collect()
+}
+
+/// Asserts each user's looked-up rows equal that user's rows in the Parquet output under `out`.
+fn assert_user_lookups(out: &Path, users: &[i64], live: &[BTreeMap<String, i64>], when: &str) {
+    let parquet = parquet_contents(&out.join("user_hourly_attempts"));
+    for (user, rows) in users.iter().zip(live) {
+        let expected: BTreeMap<String, i64> = parquet
+            .iter()
+            .filter(|(row, _)| serde_json::from_str::<Json>(row).unwrap()["user_id"] == *user)
+            .map(|(r, n)| (r.clone(), *n))
+            .collect();
+        assert!(!expected.is_empty(), "user {user} has no rows");
+        assert_same(&format!("user {user}{when}"), rows, &expected);
+    }
+}
+
 /// `name{labels}` → value of every sample in a Prometheus exposition.
 fn samples(text: &str) -> BTreeMap<String, f64> {
     text.lines()
@@ -421,10 +391,7 @@ fn lookups_status_and_metrics_equal_the_parquet_outputs_with_two_workers() {
     let users = users(&events, 2_000);
     assert!(users.len() >= 5, "{users:?}");
     let picked: Vec<i64> = users.iter().step_by(users.len() / 5).take(5).copied().collect();
-    let live: Vec<BTreeMap<String, i64>> = picked
-        .iter()
-        .map(|u| lookup(server.http, &format!("/collections/user_hourly_attempts?user_id={u}")))
-        .collect();
+    let live = user_lookups(server.http, &picked);
     let by_window = lookup(
         server.http,
         &format!(
@@ -443,16 +410,7 @@ fn lookups_status_and_metrics_equal_the_parquet_outputs_with_two_workers() {
     let summary = server.stop();
 
     let out = dir.path().join("served");
-    let parquet = parquet_contents(&out.join("user_hourly_attempts"));
-    for (user, rows) in picked.iter().zip(&live) {
-        let expected: BTreeMap<String, i64> = parquet
-            .iter()
-            .filter(|(row, _)| serde_json::from_str::<Json>(row).unwrap()["user_id"] == *user)
-            .map(|(r, n)| (r.clone(), *n))
-            .collect();
-        assert!(!expected.is_empty(), "user {user} has no rows");
-        assert_same(&format!("user {user}"), rows, &expected);
-    }
+    assert_user_lookups(&out, &picked, &live, "");
     assert!(!by_window.is_empty() && by_window.len() <= live[0].len());
     assert!(by_window.keys().all(|k| live[0].contains_key(k)));
 
@@ -615,19 +573,7 @@ fn live_views_after_a_restart_start_from_the_checkpointed_outputs() {
     wait_frontier(server.http, FLUSH_MS - 120_000);
     let users = users(&events, 2_000);
     let picked: Vec<i64> = users.iter().step_by(users.len() / 5).take(5).copied().collect();
-    let live: Vec<BTreeMap<String, i64>> = picked
-        .iter()
-        .map(|u| lookup(server.http, &format!("/collections/user_hourly_attempts?user_id={u}")))
-        .collect();
+    let live = user_lookups(server.http, &picked);
     server.stop();
-    let parquet = parquet_contents(&dir.path().join("served/user_hourly_attempts"));
-    for (user, rows) in picked.iter().zip(&live) {
-        let expected: BTreeMap<String, i64> = parquet
-            .iter()
-            .filter(|(row, _)| serde_json::from_str::<Json>(row).unwrap()["user_id"] == *user)
-            .map(|(r, n)| (r.clone(), *n))
-            .collect();
-        assert!(!expected.is_empty(), "user {user} has no rows");
-        assert_same(&format!("user {user} after a restart"), rows, &expected);
-    }
+    assert_user_lookups(&dir.path().join("served"), &picked, &live, " after a restart");
 }
