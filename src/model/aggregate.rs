@@ -15,7 +15,8 @@
 //! Insert-only inputs: when the plan knows its input never retracts (a replayed log is
 //! append-only; Materialize calls such inputs *monotonic*), `min` and `max` keep just the extreme
 //! value and `count_distinct` a hash set. These states form a commutative monoid rather than a
-//! group: they are never negated.
+//! group: they are never negated, and a retraction reaching one is a hard error (in release
+//! builds too), because it means the plan's monotonicity derivation is wrong.
 
 use std::collections::BTreeMap;
 
@@ -113,19 +114,19 @@ impl MeasureState {
             }
             (MeasureState::Values { map, distinct }, Some(v)) => add_value(map, distinct, v, weight),
             (MeasureState::Min(m), Some(v)) => {
-                debug_assert!(weight > 0, "insert-only state given a retraction");
+                assert_insert(weight);
                 if m.as_ref().is_none_or(|m| v < m) {
                     *m = Some(v.clone());
                 }
             }
             (MeasureState::Max(m), Some(v)) => {
-                debug_assert!(weight > 0, "insert-only state given a retraction");
+                assert_insert(weight);
                 if m.as_ref().is_none_or(|m| v > m) {
                     *m = Some(v.clone());
                 }
             }
             (MeasureState::Set(set), Some(v)) => {
-                debug_assert!(weight > 0, "insert-only state given a retraction");
+                assert_insert(weight);
                 if !set.contains(v) {
                     set.insert(v.clone());
                 }
@@ -234,6 +235,17 @@ impl MeasureState {
             (_, MeasureState::Set(set)) => Value::Int(set.len() as i64),
         }
     }
+}
+
+/// Insert-only states cannot undo an insertion. The plan chooses them only for inputs that never
+/// retract (`AggregatePlan::monotonic`), so a retraction here means that derivation is wrong and
+/// the result would be silently wrong: stop, in release builds too.
+fn assert_insert(weight: i64) {
+    assert!(
+        weight > 0,
+        "a retraction reached an insert-only aggregate state: the plan marked this aggregate's input \
+         monotonic, but a stage upstream retracts"
+    );
 }
 
 /// Adds `weight` copies of `v`, keeping `distinct` and dropping zero multiplicities.
@@ -403,6 +415,14 @@ mod tests {
             merged.plus(&build(&a[split..], true));
             prop_assert_eq!(merged.finish(&FUNCS), build(&a, false).finish(&FUNCS));
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "a retraction reached an insert-only aggregate state")]
+    fn insert_only_states_refuse_retractions() {
+        let mut m = MeasureState::empty(Func::Max, true);
+        m.add(Func::Max, Some(&Value::Int(3)), 1).unwrap();
+        let _ = m.add(Func::Max, Some(&Value::Int(3)), -1);
     }
 
     #[test]

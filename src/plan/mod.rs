@@ -278,12 +278,31 @@ pub struct AggregatePlan {
     pub group_by: Vec<(String, Accessor)>,
     pub measures: Vec<MeasurePlan>,
     pub emit: Emit,
-    /// The input never retracts (every source today is an append-only log), so `min`, `max`
-    /// and `count_distinct` may keep insert-only states instead of value multisets.
+    /// The input never retracts, so `min`, `max` and `count_distinct` may keep insert-only
+    /// states instead of value multisets. Derived by validation: false when a stage upstream
+    /// can retract (a continuous join, see [`Plan::retracts`]).
     pub monotonic: bool,
+    /// How long after its end a window keeps its state, so that retractions and re-emissions
+    /// from a retracting input still revise its row (0 for monotonic inputs). A change that
+    /// reaches a window later than `end + retain_ms` goes to dead letters as `closed_window`.
+    pub retain_ms: u64,
+}
+
+impl EnrichPlan {
+    /// Whether the stage can retract events it emitted: a continuous join retracts and emits
+    /// again every event of a key whose context row changes.
+    pub fn retracts(&self) -> bool {
+        self.joins.iter().any(|j| j.mode == JoinMode::Continuous)
+    }
 }
 
 impl Plan {
+    /// Whether the events that aggregates of `source` read can be retracted (their collection is
+    /// not insert-only). Sources are append-only logs; only enrichment stages retract.
+    pub fn retracts(&self, source: usize) -> bool {
+        self.enrichments.iter().any(|e| e.source == source && e.retracts())
+    }
+
     /// Every named output: aggregates, then `dead_letters`.
     pub fn output_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.aggregates.iter().map(|a| a.name.clone()).collect();

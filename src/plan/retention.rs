@@ -40,8 +40,9 @@ impl Horizon {
 pub fn horizons(plan: &Plan) -> Vec<Horizon> {
     let mut out = vec![Horizon::Bounded(0); plan.sources.len()];
     for a in &plan.aggregates {
-        // The last window that holds `t` ends before `t + size`; `final` rows are stamped there.
-        out[a.source].widen(Horizon::Bounded(a.window.size_ms));
+        // The last window that holds `t` ends before `t + size`; `final` rows are stamped there,
+        // and revisions from a retracting input until `retain_ms` later.
+        out[a.source].widen(Horizon::Bounded(a.window.size_ms + a.retain_ms));
     }
     for d in &plan.dedups {
         out[d.source].widen(Horizon::Unbounded(format!(

@@ -216,6 +216,10 @@ pub struct AggregateSpec {
     /// `updates` (default) or `final`.
     #[serde(default)]
     pub emit: Option<S<String>>,
+    /// Over a retracting input (a continuous join upstream): how long after its end a window
+    /// keeps accepting revisions (default: the window's size).
+    #[serde(default)]
+    pub retain_after_close: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

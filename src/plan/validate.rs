@@ -134,6 +134,8 @@ pub fn plan_str(text: &str, file: &Path, base: &Path, inputs: &[(String, PathBuf
         }
     }
 
+    derive_monotonic(&cx, &spec, &mut aggregates, &enrichments, &sources)?;
+
     // Projection pushdown: each source decodes only the payload fields some stage reads; a
     // schema stage reads them all.
     for (index, source) in sources.iter_mut().enumerate() {
@@ -175,6 +177,46 @@ pub fn plan_str(text: &str, file: &Path, base: &Path, inputs: &[(String, PathBuf
         dedups,
         enrichments,
     })
+}
+
+/// Marks the aggregates whose input can retract (a continuous join upstream) as non-monotonic,
+/// and sets how long their closed windows keep accepting revisions (`retain_after_close`,
+/// default the window size). The key is refused on an insert-only input, where it would do
+/// nothing.
+fn derive_monotonic(
+    cx: &Cx,
+    spec: &SpecFile,
+    aggregates: &mut [AggregatePlan],
+    enrichments: &[EnrichPlan],
+    sources: &[SourcePlan],
+) -> Result<(), SpecError> {
+    for (i, agg) in aggregates.iter_mut().enumerate() {
+        let retracting = enrichments.iter().find(|e| e.source == agg.source && e.retracts());
+        let retain = spec.aggregates[i].get_ref().retain_after_close.as_ref();
+        let key = format!("aggregates[{i}].retain_after_close");
+        match (retracting, retain) {
+            (None, Some(r)) => {
+                return Err(cx.error(
+                    r.span(),
+                    &key,
+                    format!(
+                        "`{}` never retracts events, so its closed windows never change",
+                        sources[agg.source].name
+                    ),
+                    Some("only aggregates downstream of a `mode = \"continuous\"` join take this key".into()),
+                ))
+            }
+            (None, None) => {}
+            (Some(_), r) => {
+                agg.monotonic = false;
+                agg.retain_ms = match r {
+                    Some(r) => cx.duration(r, &key)?,
+                    None => agg.window.size_ms,
+                };
+            }
+        }
+    }
+    Ok(())
 }
 
 fn plan_names_output(name: &str) -> bool {
@@ -439,7 +481,9 @@ impl Cx<'_> {
             group_by,
             measures,
             emit,
+            // Both derived once every stage is planned (see `derive_monotonic`).
             monotonic: true,
+            retain_ms: 0,
         })
     }
 

@@ -46,7 +46,8 @@ pub const RULE_STATS_COLUMNS: [&str; 7] = [
 
 /// `rule_stats` as a windowed aggregate over the rules stage's `rule_stat` events: per rule and
 /// tumbling window of event time, how often it matched, acted and failed; each window once,
-/// when the watermark passes its end.
+/// when the watermark passes its end. Behind a continuous join, rule outcomes are retracted with
+/// their events: closed windows then take revisions for one more window length.
 fn rule_stats_plan(stage: &crate::plan::EnrichPlan) -> crate::plan::AggregatePlan {
     use crate::event::FieldPath;
     use crate::plan::{AggregatePlan, Func, MeasurePlan, WindowPlan};
@@ -72,7 +73,12 @@ fn rule_stats_plan(stage: &crate::plan::EnrichPlan) -> crate::plan::AggregatePla
             count_where("failures", "failure"),
         ],
         emit: Emit::Final,
-        monotonic: true,
+        monotonic: !stage.retracts(),
+        retain_ms: if stage.retracts() {
+            stage.rule_stats_window_ms
+        } else {
+            0
+        },
     }
 }
 
@@ -278,7 +284,7 @@ pub fn render(
         let (rows, rejected) = window::render(stat_events, &rule_stats_plan(stage), ("time", "type"));
         stats.push(rows);
         dead.push(rejected);
-        let changelog = stage.joins.iter().any(|j| j.mode == crate::plan::JoinMode::Continuous);
+        let changelog = stage.retracts();
         if let Some(name) = &stage.output {
             let stream = events[stage.source].clone();
             delivered.push((name.clone(), stage.order_by.clone(), source, changelog, stream));
@@ -328,13 +334,21 @@ pub fn render(
     }
     if !plan.enrichments.is_empty() {
         let rows = differential_dataflow::collection::concatenate(scope, blocked).probe_with(&probe);
-        let spec = OutputSpec::new(crate::plan::BLOCKED, &rules::BLOCKED_COLUMNS);
+        // Behind a continuous join, blocked events and rule statistics are retracted too.
+        let changelog = plan.enrichments.iter().any(crate::plan::EnrichPlan::retracts);
+        let spec = OutputSpec {
+            changelog,
+            ..OutputSpec::new(crate::plan::BLOCKED, &rules::BLOCKED_COLUMNS)
+        };
         sinks.push((
             crate::plan::BLOCKED.to_string(),
             sink::sink(rows, spec, env, Vec::clone),
         ));
         let rows = differential_dataflow::collection::concatenate(scope, stats).probe_with(&probe);
-        let spec = OutputSpec::new(crate::plan::RULE_STATS, &RULE_STATS_COLUMNS);
+        let spec = OutputSpec {
+            changelog,
+            ..OutputSpec::new(crate::plan::RULE_STATS, &RULE_STATS_COLUMNS)
+        };
         sinks.push((
             crate::plan::RULE_STATS.to_string(),
             sink::sink(rows, spec, env, window_row_values),
@@ -357,7 +371,8 @@ pub fn render(
         dead.push(rejected);
         let spec = OutputSpec {
             columns: aggregate_columns(agg),
-            changelog: agg.emit == Emit::Updates,
+            // Final rows over a retracting input can be revised after their window closed.
+            changelog: agg.emit == Emit::Updates || !agg.monotonic,
             ..OutputSpec::new(&agg.name, &[])
         };
         let rows = rows.probe_with(&probe);

@@ -151,6 +151,7 @@ where
     let next = resume
         .as_ref()
         .map_or(0, |r| if r.snapshot.is_some() { 0 } else { r.parts });
+    let (changelog, out_name) = (spec.changelog, spec.name.clone());
     let mut files = PartFiles {
         next,
         spec,
@@ -202,6 +203,12 @@ where
                                 unsaved.push((row, t, r));
                             }
                             continue;
+                        }
+                        if r < 0 && !changelog && res.error.is_none() {
+                            // Written as a plain row, a retraction would read as an insertion.
+                            res.error = Some(format!(
+                                "output `{out_name}` received a retraction but is not a changelog"
+                            ));
                         }
                         if collect_rows(&writer, &mut res, &row, t, r) {
                             writer.buffer.push((row, t, r));

@@ -125,16 +125,15 @@ fn pre_aggregate<'s>(
         .unary::<CapacityContainerBuilder<Vec<PreOut>>, _, _, _>(Pipeline, &name, move |_, _| {
             let mut acc: HashMap<(WindowKey, u64), AggState> = HashMap::default();
             let emit = plan.emit;
+            let (size, retain) = (plan.window.size_ms as i64, plan.retain_ms as i64);
             let mut args: Vec<Option<Value>> = Vec::with_capacity(funcs.len());
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
                     let mut dead = Vec::new();
-                    // In final mode only a window's state at its end is observed, so every partial
-                    // of this batch can carry the batch's time (no later than any event in it).
                     let batch_time = *cap.least().expect("a message has a time");
                     for batch in data {
                         for (event, time, diff) in batch.drain(..) {
-                            if let Err((reason, detail)) = contribution(&plan, &funcs, &event, &mut args) {
+                            let letter = |reason: &str, detail: String| {
                                 let letter = DeadLetter {
                                     stage: format!("aggregate:{}", plan.name),
                                     reason: reason.to_string(),
@@ -143,7 +142,14 @@ fn pre_aggregate<'s>(
                                     record: event.to_json(&time_field, &type_field).to_string(),
                                     event_time: Some(event.time),
                                 };
-                                dead.push(PreOut::Dead(letter, time));
+                                PreOut::Dead(letter, time)
+                            };
+                            if let Err((reason, detail)) = contribution(&plan, &funcs, &event, &mut args) {
+                                // A retraction of an event that never entered the state has
+                                // nothing to undo: its insertion was the dead letter.
+                                if diff > 0 {
+                                    dead.push(letter(reason, detail));
+                                }
                                 continue;
                             }
                             if args.is_empty() {
@@ -155,11 +161,32 @@ fn pre_aggregate<'s>(
                                 .map(|(_, a)| a.get(&event).unwrap_or(Value::Null))
                                 .collect();
                             for start in window_starts(plan.window, event.time) {
+                                let end = start + size;
+                                if time as i64 >= end + retain {
+                                    // Only a retracting input changes a window after its end.
+                                    let change = if diff > 0 { "insertion" } else { "retraction" };
+                                    let detail = format!(
+                                        "{change} at {} into window [{}, {}), which accepts changes until {}",
+                                        format_time(time as i64),
+                                        format_time(start),
+                                        format_time(end),
+                                        format_time(end + retain)
+                                    );
+                                    dead.push(letter("closed_window", detail));
+                                    continue;
+                                }
                                 let key = WindowKey {
                                     group: group.clone(),
                                     start,
                                 };
-                                let t = if emit == Emit::Final { batch_time } else { time };
+                                // In final mode only a window's state at its end is observed, so
+                                // a change before the end can carry the batch's time (no later
+                                // than any in it); a revision after the end keeps its own.
+                                let t = if emit == Emit::Final && (time as i64) < end {
+                                    batch_time
+                                } else {
+                                    time
+                                };
                                 let state = acc
                                     .entry((key, t))
                                     .or_insert_with(|| AggState::empty(&funcs, plan.monotonic));
@@ -239,6 +266,7 @@ fn window_reduce<'s>(
     funcs: Vec<Func>,
 ) -> VecCollection<'s, u64, WindowRow, isize> {
     let size = plan.window.size_ms as i64;
+    let retain = plan.retain_ms as i64;
     let emit = plan.emit;
     let monotonic = plan.monotonic;
     let name = format!("WindowReduce({})", plan.name);
@@ -250,87 +278,131 @@ fn window_reduce<'s>(
             move |_, _| {
                 let mut pending: Pending<(WindowKey, AggState)> = Pending::default();
                 let mut state: HashMap<WindowKey, AggState> = HashMap::default();
-                let mut by_end: BTreeMap<i64, Vec<WindowKey>> = BTreeMap::new();
+                // Final mode: windows not yet emitted, by end.
+                let mut open: BTreeMap<i64, Vec<WindowKey>> = BTreeMap::new();
+                // Every window, by the time its state is dropped (`end + retain`).
+                let mut release: BTreeMap<i64, Vec<WindowKey>> = BTreeMap::new();
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| pending.absorb(&cap, data, |key, delta| (key, delta)));
                     let (ready, limit) = pending.ready(frontier);
                     for (time, updates) in ready {
+                        // Windows that ended by `time` are emitted before changes at `time`
+                        // revise them.
+                        if emit == Emit::Final {
+                            close(&mut open, Some(time), &state, &funcs, size, &mut pending, output);
+                        }
                         let mut changed: HashMap<WindowKey, Option<Vec<Value>>> = HashMap::default();
                         for (key, delta) in updates {
+                            let end = key.start + size;
                             let entry = state.entry(key.clone()).or_insert_with(|| {
-                                by_end.entry(key.start + size).or_default().push(key.clone());
+                                release.entry(end + retain).or_default().push(key.clone());
+                                if emit == Emit::Final && (time as i64) < end {
+                                    open.entry(end).or_default().push(key.clone());
+                                }
                                 AggState::empty(&funcs, monotonic)
                             });
                             changed.entry(key).or_insert_with(|| entry.finish(&funcs));
                             entry.plus(&delta);
                         }
-                        if emit == Emit::Updates {
-                            let cap = pending.caps.delayed(&time);
-                            let mut session = output.session(&cap);
-                            let mut out: Vec<(WindowRow, u64, isize)> = Vec::new();
-                            for (key, before) in changed {
-                                let after = state.get(&key).and_then(|s| s.finish(&funcs));
-                                if before == after {
-                                    continue;
-                                }
-                                let row = |m: Vec<Value>| WindowRow {
-                                    group: key.group.clone(),
-                                    start: key.start,
-                                    end: key.start + size,
-                                    measures: m,
-                                };
-                                if let Some(b) = before {
-                                    out.push((row(b), time, -1));
-                                }
-                                if let Some(a) = after {
-                                    out.push((row(a), time, 1));
-                                }
+                        // Changes are emitted as they happen, except in final mode before the
+                        // window's end; after it, they are revisions of an emitted row.
+                        let mut out: Vec<(WindowRow, u64, isize)> = Vec::new();
+                        for (key, before) in changed {
+                            let end = key.start + size;
+                            if emit == Emit::Final && (time as i64) < end {
+                                continue;
                             }
-                            out.sort();
-                            session.give_iterator(out.into_iter());
-                        }
-                    }
-                    // Close windows whose end the frontier has reached.
-                    let closing: Vec<i64> = by_end
-                        .keys()
-                        .copied()
-                        .take_while(|e| limit.is_none_or(|l| *e <= l as i64))
-                        .collect();
-                    for end in closing {
-                        let keys = by_end.remove(&end).expect("key listed above");
-                        let mut out = Vec::new();
-                        for key in keys {
-                            if let Some(s) = state.remove(&key) {
-                                if let (Emit::Final, Some(m)) = (emit, s.finish(&funcs)) {
-                                    out.push((
-                                        WindowRow {
-                                            group: key.group,
-                                            start: key.start,
-                                            end,
-                                            measures: m,
-                                        },
-                                        end as u64,
-                                        1,
-                                    ));
-                                }
+                            let after = state.get(&key).and_then(|s| s.finish(&funcs));
+                            if before == after {
+                                continue;
+                            }
+                            let row = |m: Vec<Value>| WindowRow {
+                                group: key.group.clone(),
+                                start: key.start,
+                                end,
+                                measures: m,
+                            };
+                            if let Some(b) = before {
+                                out.push((row(b), time, -1));
+                            }
+                            if let Some(a) = after {
+                                out.push((row(a), time, 1));
                             }
                         }
                         if !out.is_empty() {
                             out.sort();
-                            let cap = pending.caps.delayed(&(end as u64));
+                            let cap = pending.caps.delayed(&time);
                             output.session(&cap).give_iterator(out.into_iter());
+                        }
+                    }
+                    if emit == Emit::Final {
+                        close(&mut open, limit, &state, &funcs, size, &mut pending, output);
+                    }
+                    // Drop the state of windows no change can reach any more.
+                    let dropped: Vec<i64> = release
+                        .keys()
+                        .copied()
+                        .take_while(|r| limit.is_none_or(|l| *r <= l as i64))
+                        .collect();
+                    for at in dropped {
+                        for key in release.remove(&at).expect("key listed above") {
+                            state.remove(&key);
                         }
                     }
                     // Hold capabilities only for pending times and, in final mode, open window ends.
                     let mut hold: Option<u64> = pending.next_time();
-                    if emit == Emit::Final {
-                        if let Some(end) = by_end.keys().next() {
-                            hold = Some(hold.map_or(*end as u64, |h| h.min(*end as u64)));
-                        }
+                    if let Some(end) = open.keys().next() {
+                        hold = Some(hold.map_or(*end as u64, |h| h.min(*end as u64)));
                     }
                     pending.caps.downgrade(hold.iter());
                 }
             },
         )
         .as_collection()
+}
+
+type RowOutput<'a> = timely::dataflow::operators::generic::OutputBuilderSession<
+    'a,
+    u64,
+    CapacityContainerBuilder<Vec<(WindowRow, u64, isize)>>,
+>;
+
+/// Final mode: emits, stamped with their end, the open windows whose end is at or before `until`
+/// (all when `None`), and marks them emitted. Their state stays until released.
+fn close(
+    open: &mut BTreeMap<i64, Vec<WindowKey>>,
+    until: Option<u64>,
+    state: &HashMap<WindowKey, AggState>,
+    funcs: &[Func],
+    size: i64,
+    pending: &mut Pending<(WindowKey, AggState)>,
+    output: &mut RowOutput<'_>,
+) {
+    let ends: Vec<i64> = open
+        .keys()
+        .copied()
+        .take_while(|e| until.is_none_or(|l| *e <= l as i64))
+        .collect();
+    for end in ends {
+        let mut out: Vec<(WindowRow, u64, isize)> = open
+            .remove(&end)
+            .expect("key listed above")
+            .into_iter()
+            .filter_map(|key| {
+                let measures = state.get(&key)?.finish(funcs)?;
+                let row = WindowRow {
+                    group: key.group,
+                    start: key.start,
+                    end: key.start + size,
+                    measures,
+                };
+                Some((row, end as u64, 1))
+            })
+            .collect();
+        if !out.is_empty() {
+            out.sort();
+            let cap = pending.caps.delayed(&(end as u64));
+            output.session(&cap).give_iterator(out.into_iter());
+        }
+    }
 }

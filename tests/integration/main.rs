@@ -9,6 +9,7 @@ mod duckdb;
 mod enrich;
 mod golden;
 mod oracle;
+mod retracting;
 mod schema;
 mod serve;
 mod serve_checkpoint;
