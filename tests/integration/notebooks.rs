@@ -7,7 +7,7 @@
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,29 @@ fn committed_notebooks() -> Vec<(PathBuf, Vec<u8>)> {
     notebooks
 }
 
+/// Ends `child` and its process group: SIGTERM, then SIGKILL to what is left after 10 s. (A
+/// kernel has a process group of its own; it ends when its runner does, with the sluice it runs.)
+fn stop(child: &mut Child) {
+    let group = format!("-{}", child.id());
+    let signal = |sig: &str| {
+        Command::new("kill")
+            .args([sig, "--", &group])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    signal("-TERM");
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        let _ = child.try_wait(); // reap the runner, or it stays in the group as a zombie
+        if !signal("-0") {
+            return;
+        }
+        sleep(Duration::from_millis(200));
+    }
+    signal("-KILL");
+    let _ = child.wait();
+}
+
 #[test]
 fn notebooks_execute() {
     let before = committed_notebooks();
@@ -43,7 +66,7 @@ fn notebooks_execute() {
         .stdin(Stdio::null())
         .stdout(fs::File::create(&stdout).unwrap())
         .stderr(fs::File::create(&stderr).unwrap())
-        .process_group(0) // so that a timeout ends the kernels and sluice too
+        .process_group(0) // so that a timeout can end the runner and what it started
         .spawn()
         .expect("bash runs");
     let start = Instant::now();
@@ -52,9 +75,7 @@ fn notebooks_execute() {
             break Some(status);
         }
         if start.elapsed() > DEADLINE {
-            let group = format!("-{}", child.id());
-            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-            let _ = child.wait();
+            stop(&mut child);
             break None;
         }
         sleep(Duration::from_millis(200));
