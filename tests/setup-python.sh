@@ -10,6 +10,12 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$here/.venv"
+# One caller at a time: tests run in parallel and several of them call this script (the lock is
+# this script itself, so each checkout has its own, like its .venv/).
+if command -v flock >/dev/null; then
+  exec 9<"${BASH_SOURCE[0]}"
+  flock 9
+fi
 notebooks=0
 for arg in "$@"; do
   case "$arg" in

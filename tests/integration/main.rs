@@ -8,6 +8,7 @@ mod dedup;
 mod duckdb;
 mod enrich;
 mod golden;
+mod notebooks;
 mod oracle;
 mod retracting;
 mod schema;
