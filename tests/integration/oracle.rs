@@ -208,13 +208,7 @@ fn check(events: Vec<Ev>, emit: &str, size: i64, slide: i64) -> Result<(), TestC
             // At every time, the accumulated changelog equals the from-scratch result.
             let times: BTreeSet<u64> = updates.iter().map(|(_, t, _)| *t).collect();
             for t in times.iter().copied().chain([u64::MAX]) {
-                let mut acc: BTreeMap<Vec<Value>, isize> = BTreeMap::new();
-                for (row, ut, d) in &updates {
-                    if *ut <= t {
-                        *acc.entry(row.clone()).or_default() += d;
-                    }
-                }
-                acc.retain(|_, d| *d != 0);
+                let acc = crate::util::accumulate(&updates, t);
                 prop_assert!(acc.values().all(|d| *d == 1), "multiplicities {:?}", acc);
                 let got: BTreeSet<Vec<Value>> = acc.into_keys().collect();
                 let upto = if t == u64::MAX { None } else { Some(t as i64) };

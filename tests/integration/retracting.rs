@@ -263,13 +263,7 @@ fn check(case: Case, w: Shape) -> Result<(), TestCaseError> {
         updates.sort();
         let times: BTreeSet<u64> = updates.iter().map(|(_, t, _)| *t).collect();
         for t in times.iter().copied().chain([u64::MAX / 4]) {
-            let mut acc: BTreeMap<Vec<Value>, isize> = BTreeMap::new();
-            for (row, ut, d) in &updates {
-                if *ut <= t {
-                    *acc.entry(row.clone()).or_default() += d;
-                }
-            }
-            acc.retain(|_, d| *d != 0);
+            let acc = crate::util::accumulate(&updates, t);
             prop_assert!(acc.values().all(|d| *d == 1), "multiplicities at {}: {:?}", t, acc);
             let got: BTreeSet<Vec<Value>> = acc.into_keys().collect();
             prop_assert_eq!(got, expected(&case, t as i64, &w), "at time {}", t);
@@ -341,14 +335,7 @@ measures.n = "count()"
     let dir = tempfile::tempdir().unwrap();
     let plan = plan_text(&text, dir.path());
     let summary = run_collect(&plan, 2);
-    let consolidate = |name: &str| {
-        let mut acc: BTreeMap<Vec<Value>, isize> = BTreeMap::new();
-        for (row, _, d) in &summary.collected[name] {
-            *acc.entry(row.clone()).or_default() += d;
-        }
-        acc.retain(|_, d| *d != 0);
-        acc
-    };
+    let consolidate = |name: &str| crate::util::accumulate(&summary.collected[name], u64::MAX);
     // enriched rows: [order marker, event_time, event_type, payload]
     // (user, day) → (subscriptions, max streak, events)
     type Day = (BTreeSet<Value>, Option<Value>, i64);

@@ -108,3 +108,15 @@ pub fn sluice(args: &[&str], dir: &Path) -> std::process::Output {
         .output()
         .expect("sluice runs")
 }
+
+/// A changelog accumulated up to time `t`: each row with its summed diff, zero rows dropped.
+pub fn accumulate(updates: &Updates, t: u64) -> BTreeMap<Vec<sluice::value::Value>, isize> {
+    let mut acc: BTreeMap<Vec<sluice::value::Value>, isize> = BTreeMap::new();
+    for (row, ut, d) in updates {
+        if *ut <= t {
+            *acc.entry(row.clone()).or_default() += d;
+        }
+    }
+    acc.retain(|_, d| *d != 0);
+    acc
+}
