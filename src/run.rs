@@ -393,6 +393,7 @@ pub(crate) fn admit(
         location: location(pos),
         record: event.to_json(&source.time_field, &source.type_field).to_string(),
         event_time: Some(event.time),
+        original: None,
     };
     if event.time < 0 {
         let detail = format!("event time {} is before 1970-01-01", format_time(event.time));

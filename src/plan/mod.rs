@@ -37,6 +37,8 @@ pub struct Plan {
     pub name: String,
     /// Timely timestamps are event times rounded down to a multiple of this many milliseconds.
     pub tick_ms: u64,
+    /// Bytes of a rejected record kept in its dead letter (see `crate::dead_letter`).
+    pub dead_letter_record_bytes: usize,
     pub sources: Vec<SourcePlan>,
     pub aggregates: Vec<AggregatePlan>,
     /// Schema stages; at most one per source. Aggregates of such a source read its conformed events.

@@ -168,6 +168,10 @@ pub struct PipelineSpec {
     /// Granularity of timely timestamps, e.g. `"1s"`.
     #[serde(default)]
     pub tick: Option<S<String>>,
+    /// Bytes of a rejected record kept in its dead letter (default 4096); longer records keep
+    /// this prefix, their length and a hash.
+    #[serde(default)]
+    pub dead_letter_record_bytes: Option<S<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

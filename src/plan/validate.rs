@@ -61,6 +61,19 @@ pub fn plan_str(text: &str, file: &Path, base: &Path, inputs: &[(String, PathBuf
         return Err(cx.error(t.span(), "pipeline.tick", "tick must be positive".into(), None));
     }
 
+    let dead_letter_record_bytes = match &spec.pipeline.dead_letter_record_bytes {
+        None => crate::dead_letter::DEFAULT_RECORD_BYTES,
+        Some(b) if *b.get_ref() < 64 => {
+            return Err(cx.error(
+                b.span(),
+                "pipeline.dead_letter_record_bytes",
+                "keep at least 64 bytes of a rejected record".into(),
+                None,
+            ))
+        }
+        Some(b) => usize::try_from(*b.get_ref()).unwrap_or(usize::MAX),
+    };
+
     let mut sources = Vec::new();
     for (name, source) in &spec.sources {
         let overridden = inputs.iter().rev().find(|(n, _)| n == name).map(|(_, p)| p.clone());
@@ -171,6 +184,7 @@ pub fn plan_str(text: &str, file: &Path, base: &Path, inputs: &[(String, PathBuf
     Ok(Plan {
         name: spec.pipeline.name.get_ref().clone(),
         tick_ms,
+        dead_letter_record_bytes,
         sources,
         aggregates,
         schemas,

@@ -317,6 +317,7 @@ where
                                     location: String::new(),
                                     record: row.to_json(&context.time_field, &context.type_field).to_string(),
                                     event_time: Some(row.time),
+                                    original: None,
                                 });
                             }
                         };

@@ -380,7 +380,12 @@ pub fn render(
         sinks.push((agg.name.clone(), result));
     }
 
-    let letters = differential_dataflow::collection::concatenate(scope, dead).probe_with(&probe);
+    // Records are clipped as they join the output, so a flood of huge rejected lines holds
+    // memory only while a batch passes through.
+    let limit = plan.dead_letter_record_bytes;
+    let letters = differential_dataflow::collection::concatenate(scope, dead)
+        .map(move |d| d.clip(limit))
+        .probe_with(&probe);
     let spec = OutputSpec {
         columns: DeadLetter::columns(),
         tally: Some(1),

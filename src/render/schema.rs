@@ -370,6 +370,7 @@ fn letter(names: &Names, reason: &str, detail: String, event: &Event) -> DeadLet
         location: format!("{} event at {}", event.kind, format_time(event.time)),
         record: event.to_json(&names.time_field, &names.type_field).to_string(),
         event_time: Some(event.time),
+        original: None,
     }
 }
 

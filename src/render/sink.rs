@@ -1,7 +1,8 @@
 //! Output sinks: `Collection<D>` → Parquet files under `DIR/NAME/`, written by worker 0.
 //!
 //! Every update is routed to worker 0, buffered, and written as `part-NNNNN.parquet` whenever
-//! the buffer holds [`FLUSH_ROWS`] rows and once more when the input is exhausted. Each part is
+//! the buffer holds [`FLUSH_ROWS`] rows or about [`FLUSH_BYTES`] bytes, and once more when the
+//! input is exhausted. Each part is
 //! sorted by `(time, row)`. Changelog outputs carry `time` (the update's event-time tick) and
 //! `diff` columns; insert-only outputs (final windows, dead letters) do not. Later parts keep the
 //! first part's schema, so DuckDB's `read_parquet('DIR/NAME/*.parquet')` reads them as one table.
@@ -25,6 +26,23 @@ use crate::format::arrow_write::{rows_to_batch, rows_to_batch_with_schema, Parqu
 use crate::value::Value;
 
 pub const FLUSH_ROWS: usize = 1 << 20;
+/// Buffered bytes (as [`row_bytes`] estimates them) that also make a part: outputs of large
+/// rows (dead letters of long lines, wide enriched events) stream to disk instead of piling up.
+pub const FLUSH_BYTES: usize = 64 << 20;
+
+/// An estimate of the memory a row holds: a fixed size per value plus string contents,
+/// counted through lists and objects.
+pub fn row_bytes(row: &[Value]) -> usize {
+    fn value_bytes(v: &Value) -> usize {
+        24 + match v {
+            Value::Str(s) => s.len(),
+            Value::List(items) => items.iter().map(value_bytes).sum(),
+            Value::Object(fields) => fields.iter().map(|(_, v)| 8 + value_bytes(v)).sum(),
+            _ => 0,
+        }
+    }
+    row.iter().map(value_bytes).sum()
+}
 
 /// What a sink writes.
 #[derive(Clone, Debug)]
@@ -211,6 +229,7 @@ where
                             ));
                         }
                         if collect_rows(&writer, &mut res, &row, t, r) {
+                            writer.bytes += row_bytes(&row);
                             writer.buffer.push((row, t, r));
                         }
                     }
@@ -256,7 +275,7 @@ where
                 }
                 return;
             }
-            let full = writer.buffer.len() >= FLUSH_ROWS;
+            let full = writer.buffer.len() >= FLUSH_ROWS || writer.bytes >= FLUSH_BYTES;
             if let (Some(id), Some(limit)) = (asked, limit) {
                 split_flush(&mut writer, &mut res, limit);
                 answer(&mut writer, &mut res, &checkpoint, id, limit, None);
@@ -304,6 +323,7 @@ fn split_flush(writer: &mut PartWriter, res: &mut SinkResult, limit: u64) {
             Err(e) => res.error = Some(e),
         }
     }
+    writer.bytes = kept.iter().map(|(row, _, _)| row_bytes(row)).sum();
     writer.buffer = kept;
 }
 
@@ -377,6 +397,8 @@ type Update = (Vec<Value>, u64, isize);
 struct PartWriter {
     sort_prefix: usize,
     buffer: Vec<Update>,
+    /// [`row_bytes`] of `buffer`.
+    bytes: usize,
     /// The next part's number.
     next: usize,
     files: Option<Background>,
@@ -420,6 +442,7 @@ impl PartWriter {
         PartWriter {
             sort_prefix,
             buffer: Vec::new(),
+            bytes: 0,
             next,
             files,
         }
@@ -428,6 +451,7 @@ impl PartWriter {
     /// Hands the buffer over as the next part; `Ok(false)` when there is no output folder.
     fn flush(&mut self) -> Result<bool, String> {
         let rows = std::mem::take(&mut self.buffer);
+        self.bytes = 0;
         let Some(files) = &self.files else {
             return Ok(false);
         };

@@ -141,6 +141,7 @@ fn pre_aggregate<'s>(
                                     location: format!("{} event at {}", event.kind, format_time(event.time)),
                                     record: event.to_json(&time_field, &type_field).to_string(),
                                     event_time: Some(event.time),
+                                    original: None,
                                 };
                                 PreOut::Dead(letter, time)
                             };

@@ -121,6 +121,7 @@ pub fn infer_files_with(
                                 location: layout.location(split, pos),
                                 record: event.to_json(time_field, type_field).to_string(),
                                 event_time: Some(event.time),
+                                original: None,
                             }),
                         },
                         Decoded::Bad(d) => {

@@ -228,7 +228,16 @@ fn handle(
             let k = batch.source as usize;
             let t = &mut tcp[k];
             let source = &shared.plan.sources[t.plan_index];
-            let max = parse(&batch, source, &mut t.types, &mut t.names, &shared.limits, decoded);
+            let record_limit = shared.plan.dead_letter_record_bytes;
+            let max = parse(
+                &batch,
+                source,
+                &mut t.types,
+                &mut t.names,
+                &shared.limits,
+                record_limit,
+                decoded,
+            );
             let prefix = shared.order.publish(seq, k, |p| p.max(max))?;
             t.watermark.start_split(prefix);
             // The last output time this record can change (for checkpoints).
@@ -289,18 +298,23 @@ fn parse(
     types: &mut TypeCache,
     names: &mut NameCheck,
     limits: &Limits,
+    record_limit: usize,
     out: &mut Vec<Decoded>,
 ) -> Option<i64> {
     let mut max = None;
+    // A rejected line is clipped before it is copied: a flood of long bad lines never holds
+    // more than `record_limit` bytes each.
     let dead = |reason: &str, detail: String, offset: u64, record: &[u8], event_time: Option<i64>| {
-        Decoded::Bad(Box::new(DeadLetter {
+        let letter = DeadLetter {
             stage: format!("source:{}", source.name),
             reason: reason.into(),
             detail,
             location: location(&batch.client, offset),
-            record: String::from_utf8_lossy(record).into_owned(),
+            record: String::new(),
             event_time,
-        }))
+            original: None,
+        };
+        Decoded::Bad(Box::new(letter.with_raw_record(record, record_limit)))
     };
     batch.for_each_line(|offset, line| {
         if line.iter().all(u8::is_ascii_whitespace) {

@@ -391,6 +391,7 @@ impl SplitReader for NdjsonReader {
                     location: format!("{}:{}", path.display(), first_line + i as u64),
                     record: String::from_utf8_lossy(line).into_owned(),
                     event_time,
+                    original: None,
                 }))),
             }
             if decoded.len() >= CHUNK_LINES {

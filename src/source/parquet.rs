@@ -258,6 +258,7 @@ impl ParquetReader {
                         location: format!("{}#rg{rg}:row{}", path.display(), first_row + row),
                         record: serde_json::Value::Object(record).to_string(),
                         event_time: time.ok(),
+                        original: None,
                     })));
                 }
             }
