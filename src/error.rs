@@ -37,6 +37,16 @@ impl fmt::Display for SpecError {
 
 impl std::error::Error for SpecError {}
 
+/// Errors of planning a spec file against its sources: the spec itself, or a file it names
+/// that cannot be read (a missing source file, a pinned schema).
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+}
+
 /// Errors while running a dataflow.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -54,4 +64,14 @@ pub enum RunError {
     Timely(String),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+}
+
+impl From<crate::source::SourceError> for RunError {
+    fn from(e: crate::source::SourceError) -> RunError {
+        match e {
+            crate::source::SourceError::Open { path, message } | crate::source::SourceError::Read { path, message } => {
+                RunError::Source { path, message }
+            }
+        }
+    }
 }

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use sluice::error::SpecError;
-use sluice::plan::plan_file;
+use sluice::error::{PlanError, SpecError};
+use sluice::plan::{plan_file, Plan};
 use sluice::run::{run, RunConfig, RunSummary};
 
 #[global_allocator]
@@ -309,7 +309,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
     let progress = !cli.quiet;
     match cli.command {
         Command::Check { spec, plan } => {
-            let p = plan_file(&spec, &[])?;
+            let p = plan_checked(&spec, &[])?;
             if plan {
                 println!("{}", serde_json::to_string_pretty(&p)?);
             } else {
@@ -325,7 +325,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve_command(args)?,
         Command::Send(args) => send_command(args)?,
         Command::Run(args) => {
-            let mut plan = plan_file(&args.spec, &args.inputs)?;
+            let mut plan = plan_checked(&args.spec, &args.inputs)?;
             if let Some(dir) = &args.registry {
                 if plan.schemas.is_empty() {
                     return Err(UsageError(format!(
@@ -340,7 +340,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             }
             let config = run_config(&args, progress)?;
             let summary = run(&plan, &config)?;
-            print_summary(&summary, &config);
+            print_summary(&summary, &plan, &config);
         }
         Command::Generate {
             scenario,
@@ -377,6 +377,15 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Plans a spec and checks its fields against its sources; spec errors keep their type, so
+/// that they exit with 2.
+fn plan_checked(spec: &std::path::Path, inputs: &[(String, PathBuf)]) -> anyhow::Result<Plan> {
+    plan_file(spec, inputs).map_err(|e| match e {
+        PlanError::Spec(e) => anyhow::Error::from(e),
+        PlanError::Source(e) => anyhow::Error::from(e),
+    })
+}
+
 fn duration_flag(flag: &str, text: &str) -> anyhow::Result<std::time::Duration> {
     sluice::plan::duration::parse_duration(text)
         .map(std::time::Duration::from_millis)
@@ -386,7 +395,7 @@ fn duration_flag(flag: &str, text: &str) -> anyhow::Result<std::time::Duration> 
 fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
     use sluice::serve::{serve_with, Limits, ServeConfig};
     use std::io::Write;
-    let plan = plan_file(&args.spec, &args.inputs)?;
+    let plan = plan_checked(&args.spec, &args.inputs)?;
     let idle_timeout = match args.idle_timeout.as_str() {
         "off" | "none" => None,
         text => Some(duration_flag("idle-timeout", text)?),
@@ -595,13 +604,18 @@ fn run_config(args: &RunArgs, progress: bool) -> anyhow::Result<RunConfig> {
     })
 }
 
-fn print_summary(s: &RunSummary, config: &RunConfig) {
+fn print_summary(s: &RunSummary, plan: &Plan, config: &RunConfig) {
     use std::io::Write;
     // A closed stdout (`| head`) is not an error worth a panic.
-    let _ = write_summary(&mut std::io::stdout().lock(), s, config).and_then(|_| std::io::stdout().flush());
+    let _ = write_summary(&mut std::io::stdout().lock(), s, plan, config).and_then(|_| std::io::stdout().flush());
 }
 
-fn write_summary(out: &mut impl std::io::Write, s: &RunSummary, config: &RunConfig) -> std::io::Result<()> {
+fn write_summary(
+    out: &mut impl std::io::Write,
+    s: &RunSummary,
+    plan: &Plan,
+    config: &RunConfig,
+) -> std::io::Result<()> {
     let secs = s.elapsed.as_secs_f64().max(1e-9);
     writeln!(
         out,
@@ -626,7 +640,19 @@ fn write_summary(out: &mut impl std::io::Write, s: &RunSummary, config: &RunConf
         format!(" ({})", reasons.join(", "))
     };
     writeln!(out, "  late events: {}; dead letters: {total}{reasons}", s.late())?;
-    write_counters(out, &s.counters)
+    write_counters(out, &s.counters)?;
+    // Many late events usually mean `allowed_lateness` is too small for the data.
+    let mut advised = false;
+    for (source, lateness) in plan.sources.iter().zip(&s.lateness) {
+        if let Some(advice) = lateness.advice(source.allowed_lateness_ms) {
+            writeln!(out, "  {}", advice.describe(&source.name, source.allowed_lateness_ms))?;
+            advised = true;
+        }
+    }
+    if advised && config.processes > 1 {
+        writeln!(out, "    (counted over this process's splits of the sources)")?;
+    }
+    Ok(())
 }
 
 /// The enrichment counters, with each context stream's hit ratio.

@@ -13,6 +13,7 @@ use crate::plan::{Plan, SchemaPlan, SourcePlan};
 use crate::render::{render, SourceInputs};
 use crate::schema::registry::Registry;
 use crate::schema::Schema;
+use crate::source::lateness::Lateness;
 use crate::source::{self, Decoded, Layout, Watermark};
 use crate::value::{format_time, Value};
 
@@ -98,6 +99,8 @@ pub struct RunSummary {
     pub collected: BTreeMap<String, Updates>,
     /// The `counters` output at the end: (metric, label) → count.
     pub counters: BTreeMap<(String, String), i64>,
+    /// Per source, in plan order: its events by lateness (this process's splits).
+    pub lateness: Vec<Lateness>,
 }
 
 impl RunSummary {
@@ -126,15 +129,7 @@ pub fn run(plan: &Plan, config: &RunConfig) -> Result<RunSummary, RunError> {
             ),
         });
     }
-    let layouts: Vec<Layout> = plan
-        .sources
-        .iter()
-        .map(Layout::discover)
-        .collect::<Result<_, _>>()
-        .map_err(|e| RunError::Source {
-            path: plan.sources[0].paths[0].clone(),
-            message: e.to_string(),
-        })?;
+    let layouts: Vec<Layout> = plan.sources.iter().map(Layout::discover).collect::<Result<_, _>>()?;
     crate::source::ranges::check(plan, &layouts)?;
     let total_rows: usize = layouts.iter().map(Layout::total_rows).sum();
     let registries: Vec<Registry> = plan.schemas.iter().map(load_registry).collect::<Result<_, _>>()?;
@@ -148,6 +143,7 @@ pub fn run(plan: &Plan, config: &RunConfig) -> Result<RunSummary, RunError> {
         indicatif::ProgressBar::hidden()
     };
     let read = Arc::new(AtomicU64::new(0));
+    let lateness = Arc::new(std::sync::Mutex::new(vec![Lateness::default(); plan.sources.len()]));
     let shared = Arc::new((
         plan.clone(),
         layouts,
@@ -155,11 +151,12 @@ pub fn run(plan: &Plan, config: &RunConfig) -> Result<RunSummary, RunError> {
         config.clone(),
         bar.clone(),
         Arc::clone(&read),
+        Arc::clone(&lateness),
     ));
 
     let guards = timely::execute(config.timely(), move |worker| {
-        let (plan, layouts, registries, config, bar, read) = &*shared;
-        drive(worker, plan, layouts, registries, config, bar, read)
+        let (plan, layouts, registries, config, bar, read, lateness) = &*shared;
+        drive(worker, plan, layouts, registries, config, bar, read, lateness)
     })
     .map_err(RunError::Timely)?;
 
@@ -181,6 +178,7 @@ pub fn run(plan: &Plan, config: &RunConfig) -> Result<RunSummary, RunError> {
     }
     bar.finish_and_clear();
     summary.events_read = read.load(Ordering::Relaxed);
+    summary.lateness = lateness.lock().map(|l| l.clone()).unwrap_or_default();
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
@@ -228,6 +226,7 @@ pub(crate) fn load_registry(stage: &SchemaPlan) -> Result<Registry, RunError> {
 }
 
 /// One worker: render, read this worker's splits, close the inputs, run to completion.
+#[allow(clippy::too_many_arguments)]
 fn drive(
     worker: &mut timely::worker::Worker,
     plan: &Plan,
@@ -236,6 +235,7 @@ fn drive(
     config: &RunConfig,
     bar: &indicatif::ProgressBar,
     read: &AtomicU64,
+    lateness: &std::sync::Mutex<Vec<Lateness>>,
 ) -> Result<Option<WorkerOutput>, String> {
     let index = worker.index();
     let mut rendered = worker.dataflow::<u64, _, _>(|scope| {
@@ -250,10 +250,14 @@ fn drive(
 
     for i in read_order(plan) {
         let (source, layout, inputs) = (&plan.sources[i], &layouts[i], &mut rendered.inputs[i]);
-        read_splits(worker, source, layout, inputs, tick_ms, &mut |n| {
+        let mut late = Lateness::default();
+        read_splits(worker, source, layout, inputs, tick_ms, &mut late, &mut |n| {
             read.fetch_add(n, Ordering::Relaxed);
             bar.inc(n);
         })?;
+        if let Ok(mut all) = lateness.lock() {
+            all[i].merge(&late);
+        }
     }
     let probe = rendered.probe.clone();
     tracing::info!(worker = index, "inputs read");
@@ -265,13 +269,15 @@ fn drive(
 }
 
 /// Reads this worker's splits of one file source into its inputs (split `i` is read by worker
-/// `i % peers`), advancing them with the watermark; `progress` gets the records read.
+/// `i % peers`), advancing them with the watermark; `lateness` counts on-time and late events,
+/// and `progress` gets the records read.
 pub(crate) fn read_splits(
     worker: &mut timely::worker::Worker,
     source: &SourcePlan,
     layout: &Layout,
     inputs: &mut SourceInputs,
     tick_ms: i64,
+    lateness: &mut Lateness,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(), String> {
     let (index, peers) = (worker.index(), worker.peers());
@@ -284,9 +290,20 @@ pub(crate) fn read_splits(
         let mut push = |chunk: &mut Vec<Decoded>| {
             let n = chunk.len() as u64;
             for decoded in chunk.drain(..) {
-                admit(inputs, &mut watermark, decoded, tick_ms, source, |pos| {
+                // How far the event is behind the largest time before it (see `source::lateness`).
+                let behind = match (&decoded, watermark.max_seen()) {
+                    (Decoded::Event(e, _), Some(max)) => max.saturating_sub(e.time).max(0) as u64,
+                    _ => 0,
+                };
+                match admit(inputs, &mut watermark, decoded, tick_ms, source, |pos| {
                     layout.location(split, pos)
-                });
+                })
+                .as_deref()
+                {
+                    None => lateness.on_time(),
+                    Some("late") => lateness.late(behind),
+                    Some(_) => {}
+                }
             }
             advance(inputs, &watermark, tick_ms);
             inputs.events.flush();

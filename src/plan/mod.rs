@@ -6,6 +6,9 @@
 //! running a dataflow. Rendering (`crate::render`) is the only consumer.
 
 pub mod duration;
+pub mod field_tree;
+mod hints;
+pub mod known_fields;
 pub mod retention;
 pub mod spec;
 pub mod validate;
@@ -210,6 +213,19 @@ pub struct SourcePlan {
     pub allowed_lateness_ms: u64,
     /// Payload fields read by some stage (projection pushdown); `None` reads every field.
     pub projection: Option<Vec<String>>,
+    /// Whether stages may name fields the source's schema does not have (see `known_fields`).
+    pub fields: Fields,
+}
+
+/// A source's `fields` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fields {
+    /// Every field a stage names must be in the source's schema: its Parquet footer, a sample
+    /// of its NDJSON lines, or schemas pinned by its schema stage.
+    Closed,
+    /// Fields may appear that no schema lists yet (schema-on-read, tcp sources).
+    Open,
 }
 
 /// Tumbling windows have `slide_ms == size_ms`; windows start at multiples of `slide_ms`

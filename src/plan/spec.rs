@@ -20,14 +20,17 @@ pub struct SpecFile {
     #[serde(default)]
     pub aggregates: Vec<S<AggregateSpec>>,
     /// Schema inference, registry and conformance, per source name.
+    ///
+    /// Tables that sub-tables or dotted keys create implicitly (`[schemas.events.pin]` without
+    /// `[schemas.events]`) carry no span of their own, so these maps keep the spans of their keys.
     #[serde(default)]
-    pub schemas: BTreeMap<String, S<SchemaSpec>>,
+    pub schemas: BTreeMap<S<String>, SchemaSpec>,
     /// Deduplication rules: source name → event type → rule.
     #[serde(default)]
-    pub dedup: BTreeMap<String, BTreeMap<String, S<DedupSpec>>>,
+    pub dedup: BTreeMap<S<String>, BTreeMap<S<String>, DedupSpec>>,
     /// Enrichment, derived fields and rules, per source name.
     #[serde(default)]
-    pub enrich: BTreeMap<String, S<EnrichSpec>>,
+    pub enrich: BTreeMap<S<String>, EnrichSpec>,
 }
 
 /// `[enrich.SOURCE]`: joins with context sources, derived fields and rules, applied in that order
@@ -195,6 +198,10 @@ pub struct SourceSpec {
     /// How far behind the largest event time seen an event may be before it is late.
     #[serde(default)]
     pub allowed_lateness: Option<S<String>>,
+    /// `closed`: stages may only name fields the source's schema has (read from its files or
+    /// pinned); `open`: any field (default for a tcp source without pinned schemas).
+    #[serde(default)]
+    pub fields: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, Clone)]

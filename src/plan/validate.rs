@@ -7,21 +7,23 @@ use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
-use crate::error::SpecError;
+use crate::error::{PlanError, SpecError};
 use crate::event::{Accessor, FieldPath};
 use crate::expr::{self, Expr};
 
 use super::duration::parse_duration;
+use super::hints::{closest, expr_help, implicit_table, value_span};
 use super::spec::{
     AggregateSpec, DedupSpec, EnrichSpec, JoinSpec, PathList, RuleSpec, SchemaSpec, SourceSpec, SpecFile, WindowSpec, S,
 };
 use super::{
-    AggregatePlan, DedupPlan, DedupRule, Emit, EnrichPlan, Format, Func, JoinMode, JoinPlan, Matching, MeasurePlan,
-    Plan, RuleAction, RulePlan, SchemaPlan, SourcePlan, WindowPlan,
+    AggregatePlan, DedupPlan, DedupRule, Emit, EnrichPlan, Fields, Format, Func, JoinMode, JoinPlan, Matching,
+    MeasurePlan, Plan, RuleAction, RulePlan, SchemaPlan, SourcePlan, WindowPlan,
 };
 
-/// Reads and plans a spec file. `inputs` override source paths (`--input NAME=PATH`).
-pub fn plan_file(path: &Path, inputs: &[(String, PathBuf)]) -> Result<Plan, SpecError> {
+/// Reads and plans a spec file, and checks every field it names against its sources' schemas
+/// (see [`super::known_fields`]). `inputs` override source paths (`--input NAME=PATH`).
+pub fn plan_file(path: &Path, inputs: &[(String, PathBuf)]) -> Result<Plan, PlanError> {
     let text = std::fs::read_to_string(path).map_err(|e| SpecError {
         file: path.to_path_buf(),
         line: 0,
@@ -31,15 +33,31 @@ pub fn plan_file(path: &Path, inputs: &[(String, PathBuf)]) -> Result<Plan, Spec
         help: None,
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
-    plan_str(&text, path, base, inputs)
+    let (spec, plan) = plan_spec(&text, path, base, inputs)?;
+    super::known_fields::check(&spec, &plan, &text, path)?;
+    Ok(plan)
 }
 
 /// Plans spec text; `file` is only used in error messages, `base` resolves relative paths.
+/// Reads no files: field names are not checked against the sources (see [`plan_file`]).
 pub fn plan_str(text: &str, file: &Path, base: &Path, inputs: &[(String, PathBuf)]) -> Result<Plan, SpecError> {
+    plan_spec(text, file, base, inputs).map(|(_, plan)| plan)
+}
+
+/// Parses and plans spec text, keeping the parsed spec (its spans locate later checks).
+fn plan_spec(
+    text: &str,
+    file: &Path,
+    base: &Path,
+    inputs: &[(String, PathBuf)],
+) -> Result<(SpecFile, Plan), SpecError> {
     let cx = Cx { text, file };
     let spec: SpecFile = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
-        cx.error(span, "", e.message().trim().to_string(), None)
+        match implicit_table(text, &span, e.message()) {
+            Some((message, help)) => cx.error(span, "", message, Some(help)),
+            None => cx.error(span, "", e.message().trim().to_string(), None),
+        }
     })?;
     for (name, _) in inputs {
         if !spec.sources.contains_key(name) {
@@ -95,20 +113,30 @@ pub fn plan_str(text: &str, file: &Path, base: &Path, inputs: &[(String, PathBuf
     }
 
     let mut schemas = Vec::new();
-    for (name, spec) in &spec.schemas {
-        schemas.push(cx.schema(name, spec, &sources, base)?);
+    for (name, stage) in &spec.schemas {
+        schemas.push(cx.schema(name, stage, &sources, base)?);
+    }
+    // A tcp source whose schema stage pins schemas has known fields after all.
+    for stage in &schemas {
+        let source = &mut sources[stage.source];
+        let explicit = spec
+            .sources
+            .get(&source.name)
+            .is_some_and(|s| s.get_ref().fields.is_some());
+        if source.format == Format::Tcp && !stage.pinned.is_empty() && !explicit {
+            source.fields = Fields::Closed;
+        }
     }
     let mut dedups = Vec::new();
     for (name, rules) in &spec.dedup {
         dedups.push(cx.dedup(name, rules, &sources)?);
     }
     let mut enrichments: Vec<EnrichPlan> = Vec::new();
-    for (name, spec) in &spec.enrich {
-        let plan = cx.enrich(name, spec, &sources)?;
+    for (name, e) in &spec.enrich {
+        let plan = cx.enrich(name, e, &sources)?;
         let mut outputs: Vec<(String, Range<usize>)> = Vec::new();
-        let e = spec.get_ref();
         if let Some(o) = &plan.output {
-            outputs.push((o.clone(), e.output.as_ref().map_or(spec.span(), |s| s.span())));
+            outputs.push((o.clone(), e.output.as_ref().map_or(name.span(), |s| s.span())));
         }
         for (r, rule) in plan.rules.iter().zip(&e.rule) {
             if let RuleAction::Route {
@@ -127,7 +155,7 @@ pub fn plan_str(text: &str, file: &Path, base: &Path, inputs: &[(String, PathBuf
             if taken {
                 return Err(cx.error(
                     span,
-                    &format!("enrich.{name}"),
+                    &format!("enrich.{}", name.get_ref()),
                     format!("output name `{o}` is already used"),
                     None,
                 ));
@@ -181,7 +209,7 @@ pub fn plan_str(text: &str, file: &Path, base: &Path, inputs: &[(String, PathBuf
         source.projection = Some(fields.into_iter().collect());
     }
 
-    Ok(Plan {
+    let plan = Plan {
         name: spec.pipeline.name.get_ref().clone(),
         tick_ms,
         dead_letter_record_bytes,
@@ -190,7 +218,8 @@ pub fn plan_str(text: &str, file: &Path, base: &Path, inputs: &[(String, PathBuf
         schemas,
         dedups,
         enrichments,
-    })
+    };
+    Ok((spec, plan))
 }
 
 /// Marks the aggregates whose input can retract (a continuous join upstream) as non-monotonic,
@@ -308,14 +337,13 @@ impl Cx<'_> {
 
     fn expr(&self, s: &S<String>, key: &str, offset: usize, text: &str) -> Result<Expr, SpecError> {
         expr::parse(text).map_err(|e| {
-            let mut err = self.error(
-                s.span(),
-                key,
-                format!("column {}: {}", e.column + offset, e.message),
-                None,
-            );
-            err.help = Some(format!("in `{}`", s.get_ref()));
-            err
+            // `e.column` counts chars of `text`, which starts `offset` bytes into the value.
+            let at = offset + text.chars().take(e.column - 1).map(char::len_utf8).sum::<usize>();
+            let whole = s.get_ref();
+            let column = whole[..at.min(whole.len())].chars().count() + 1;
+            let span = value_span(self.text, s.span(), whole, at);
+            let help = expr_help(whole, column, &e.message);
+            self.error(span, key, format!("column {column}: {}", e.message), Some(help))
         })
     }
 
@@ -389,6 +417,23 @@ impl Cx<'_> {
             Some(l) => self.duration(l, &key("allowed_lateness"))?,
             None => 0,
         };
+        // A tcp source without a file has no schema to read: open unless pinned (see `plan_str`).
+        let fields = match &s.fields {
+            None if format == Format::Tcp => Fields::Open,
+            None => Fields::Closed,
+            Some(f) => match f.get_ref().as_str() {
+                "closed" => Fields::Closed,
+                "open" => Fields::Open,
+                other => {
+                    return Err(self.error(
+                        f.span(),
+                        &key("fields"),
+                        format!("unknown fields setting `{other}`"),
+                        Some("`closed` (stages may only name fields the source's schema has) or `open`".into()),
+                    ))
+                }
+            },
+        };
         for (field, k) in
             std::iter::once((&s.time_field, "time_field")).chain(s.type_field.iter().map(|t| (t, "type_field")))
         {
@@ -406,6 +451,7 @@ impl Cx<'_> {
             time_unit_ms,
             allowed_lateness_ms,
             projection: None,
+            fields,
         })
     }
 
@@ -503,17 +549,17 @@ impl Cx<'_> {
 
     fn schema(
         &self,
-        name: &str,
-        spec: &S<SchemaSpec>,
+        stage: &S<String>,
+        s: &SchemaSpec,
         sources: &[SourcePlan],
         base: &Path,
     ) -> Result<SchemaPlan, SpecError> {
-        let s = spec.get_ref();
+        let name = stage.get_ref();
         let key = |k: &str| format!("schemas.{name}.{k}");
-        let Some(source) = sources.iter().position(|src| src.name == name) else {
+        let Some(source) = sources.iter().position(|src| &src.name == name) else {
             let names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
             return Err(self.error(
-                spec.span(),
+                stage.span(),
                 &format!("schemas.{name}"),
                 format!("no source named `{name}`"),
                 Some(one_of(&names)),
@@ -595,15 +641,15 @@ impl Cx<'_> {
 
     fn dedup(
         &self,
-        name: &str,
-        rules: &std::collections::BTreeMap<String, S<DedupSpec>>,
+        stage: &S<String>,
+        rules: &std::collections::BTreeMap<S<String>, DedupSpec>,
         sources: &[SourcePlan],
     ) -> Result<DedupPlan, SpecError> {
-        let Some(source) = sources.iter().position(|s| s.name == name) else {
+        let name = stage.get_ref();
+        let Some(source) = sources.iter().position(|s| &s.name == name) else {
             let names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
-            let span = rules.values().next().map_or(0..0, |r| r.span());
             return Err(self.error(
-                span,
+                stage.span(),
                 &format!("dedup.{name}"),
                 format!("no source named `{name}`"),
                 Some(one_of(&names)),
@@ -611,12 +657,11 @@ impl Cx<'_> {
         };
         let src = &sources[source];
         let mut out = Vec::new();
-        for (event_type, rule) in rules {
-            let key = |k: &str| format!("dedup.{name}.{event_type}.{k}");
-            let r = rule.get_ref();
+        for (event_type, r) in rules {
+            let key = |k: &str| format!("dedup.{name}.{}.{k}", event_type.get_ref());
             if r.key.is_empty() {
                 return Err(self.error(
-                    rule.span(),
+                    event_type.span(),
                     &key("key"),
                     "an idempotency key needs at least one field".into(),
                     None,
@@ -633,7 +678,7 @@ impl Cx<'_> {
                 return Err(self.error(r.ttl.span(), &key("ttl"), "the TTL must be positive".into(), None));
             }
             out.push(DedupRule {
-                event_type: event_type.clone(),
+                event_type: event_type.get_ref().clone(),
                 key: fields,
                 ttl_ms,
             });
@@ -686,13 +731,13 @@ impl Cx<'_> {
         Ok(out)
     }
 
-    fn enrich(&self, name: &str, spec: &S<EnrichSpec>, sources: &[SourcePlan]) -> Result<EnrichPlan, SpecError> {
-        let e = spec.get_ref();
+    fn enrich(&self, stage: &S<String>, e: &EnrichSpec, sources: &[SourcePlan]) -> Result<EnrichPlan, SpecError> {
+        let name = stage.get_ref();
         let key = |k: &str| format!("enrich.{name}.{k}");
-        let Some(source) = sources.iter().position(|s| s.name == name) else {
+        let Some(source) = sources.iter().position(|s| &s.name == name) else {
             let names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
             return Err(self.error(
-                spec.span(),
+                stage.span(),
                 &format!("enrich.{name}"),
                 format!("no source named `{name}`"),
                 Some(one_of(&names)),
@@ -1044,28 +1089,48 @@ impl Cx<'_> {
 
     fn measure(&self, column: &str, m: &S<String>, key: &str) -> Result<MeasurePlan, SpecError> {
         let text = m.get_ref();
-        let bad = |message: String| {
-            self.error(
-                m.span(),
-                key,
-                message,
-                Some("`count()`, `count(x)`, `sum(x)`, `avg(x)`, `min(x)`, `max(x)`, `count_distinct(x)`, each optionally followed by `where CONDITION`".into()),
-            )
+        // `at`: the byte of the value the error points at.
+        let bad = |at: usize, message: String, help: String| {
+            let span = value_span(self.text, m.span(), text, at);
+            self.error(span, key, message, Some(help))
         };
-        let open = text
-            .find('(')
-            .ok_or_else(|| bad(format!("`{text}` is not `fn(argument)`")))?;
+        let functions = "`count()`, `count(x)`, `sum(x)`, `avg(x)`, `min(x)`, `max(x)`, `count_distinct(x)`, each optionally followed by `where CONDITION`";
+        let open = text.find('(').ok_or_else(|| {
+            bad(
+                0,
+                format!("`{text}` is not `fn(argument)`"),
+                format!("a measure is one of {functions}"),
+            )
+        })?;
         let fname = text[..open].trim();
         let func = Func::ALL
             .iter()
             .find(|(n, _)| *n == fname)
             .map(|(_, f)| *f)
-            .ok_or_else(|| bad(format!("unknown aggregate function `{fname}`")))?;
-        let close = matching_paren(text, open).ok_or_else(|| bad("missing `)`".into()))?;
+            .ok_or_else(|| {
+                let names = Func::ALL.iter().map(|(n, _)| n.to_string());
+                let help = match closest(fname, names) {
+                    Some(near) => format!("did you mean `{near}`? The functions are {functions}"),
+                    None => format!("the functions are {functions}"),
+                };
+                let at = text.len() - text.trim_start().len();
+                bad(at, format!("unknown aggregate function `{fname}`"), help)
+            })?;
+        let close = matching_paren(text, open).ok_or_else(|| {
+            bad(
+                open,
+                format!("missing `)`: the `(` of `{fname}(` is not closed"),
+                format!("close the argument: `{fname}(...)`, then optionally `where CONDITION`"),
+            )
+        })?;
         let arg_text = &text[open + 1..close];
         let arg = if arg_text.trim().is_empty() {
             if func != Func::Count {
-                return Err(bad(format!("`{fname}` needs an argument")));
+                return Err(bad(
+                    open,
+                    format!("`{fname}` needs an argument"),
+                    format!("`{fname}(x)` takes one expression, such as a field; only `count()` takes none"),
+                ));
             }
             None
         } else {
@@ -1078,9 +1143,13 @@ impl Cx<'_> {
             let offset = text.len() - cond.len();
             Some(self.expr(m, key, offset, cond)?)
         } else {
-            return Err(bad(format!(
-                "unexpected `{rest}` after `)`: expected `where CONDITION`"
-            )));
+            return Err(bad(
+                text.len() - rest.len(),
+                format!("unexpected `{rest}` after `{fname}(...)`"),
+                "a measure is one function call, optionally followed by `where CONDITION`; \
+                 put arithmetic inside the argument (`sum(a + b)`)"
+                    .into(),
+            ));
         };
         Ok(MeasurePlan {
             name: column.to_string(),

@@ -136,7 +136,8 @@ fn drive_inner(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<O
     let mut inputs: Vec<Option<SourceInputs>> = rendered.inputs.drain(..).map(Some).collect();
     for (i, source) in plan.sources.iter().enumerate() {
         if let (Some(layout), Some(input)) = (&shared.layouts[i], &mut inputs[i]) {
-            read_splits(worker, source, layout, input, tick_ms, &mut |_| {})?;
+            let mut lateness = crate::source::lateness::Lateness::default();
+            read_splits(worker, source, layout, input, tick_ms, &mut lateness, &mut |_| {})?;
             // A context table is complete: closing it lets its frontier pass.
             inputs[i] = None;
         }

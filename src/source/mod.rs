@@ -12,9 +12,11 @@
 //! with reason `late`.
 
 pub mod arrow_read;
+pub mod lateness;
 pub mod ndjson;
 pub mod parquet;
 pub mod ranges;
+pub mod schema_probe;
 
 use std::path::{Path, PathBuf};
 
@@ -119,7 +121,7 @@ impl Layout {
     }
 }
 
-fn expand(plan: &SourcePlan) -> Result<Vec<PathBuf>, SourceError> {
+pub(crate) fn expand(plan: &SourcePlan) -> Result<Vec<PathBuf>, SourceError> {
     let exts: &[&str] = match plan.format {
         Format::Parquet => &["parquet"],
         Format::Ndjson | Format::Tcp => &["ndjson", "jsonl", "json"],
@@ -172,6 +174,10 @@ impl Watermark {
     /// The current watermark (`i64::MIN` before any event).
     pub fn current(&self) -> i64 {
         self.max_seen.map_or(i64::MIN, |m| m.saturating_sub(self.lateness))
+    }
+    /// The largest event time seen, if any.
+    pub fn max_seen(&self) -> Option<i64> {
+        self.max_seen
     }
     /// Observes an event time; returns `true` when it is late.
     pub fn observe(&mut self, time: i64) -> bool {

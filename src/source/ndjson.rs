@@ -421,6 +421,7 @@ mod tests {
             time_unit_ms: 1.0,
             allowed_lateness_ms: 0,
             projection: None,
+            fields: crate::plan::Fields::Open,
         };
         let lines = [
             r#"{"ts":1,"type":"a","b":2,"a":{"z":1,"y":[1,2.5,null,"x",{"q":true}]}}"#,

@@ -7,6 +7,7 @@ mod cli;
 mod dedup;
 mod duckdb;
 mod enrich;
+mod fields;
 mod golden;
 mod notebooks;
 mod oracle;

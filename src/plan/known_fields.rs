@@ -1,0 +1,470 @@
+//! Field references checked against the sources' schemas, so that a misspelled field fails
+//! `sluice check` and `sluice run` instead of reading nulls.
+//!
+//! Each source's payload fields are read at start-up (`crate::source::schema_probe`): Parquet
+//! footers, a sample of NDJSON lines, pinned schemas. Stages are then walked in the order they
+//! run, each reference checked against what the stages before it produce:
+//!
+//! ```text
+//!  files ─► schema stage (pins, defaults, schema_version) ─► dedup keys
+//!        ─► joins (on, fields, when; + alias) ─► derive (+ field) ─► rules (when, set; + set, rename)
+//!        ─► order_by, aggregates (where, group_by, measures)
+//! ```
+//!
+//! The time and type fields and the rule stage's `_marks`, `_routes` and `_hints` are always
+//! known. A source with `fields = "open"` (the default for a tcp source without pinned schemas)
+//! accepts any name; fields attached by a join from a closed context are still checked. The
+//! first unknown reference in the file is reported, with its line, column and key and the
+//! nearest known name.
+
+use std::ops::Range;
+use std::path::Path;
+
+use super::field_tree::{FieldTree, Miss, MissKind};
+use super::hints::{closest, value_span};
+use super::spec::{SpecFile, S};
+use super::validate::line_col;
+use super::{Fields, Format, JoinPlan, Plan, RuleAction, SourcePlan};
+use crate::error::{PlanError, SpecError};
+use crate::event::{Accessor, FieldPath, Step};
+use crate::expr::Expr;
+use crate::source::schema_probe::{self, SAMPLE_LINES};
+
+/// Names the rules stage adds to events.
+const RULE_FIELDS: [&str; 3] = ["_marks", "_routes", "_hints"];
+
+/// Checks every field reference of `spec` (planned as `plan`) against its sources' schemas.
+/// `text` and `file` are the spec's, for error locations. Missing source files are errors too.
+pub fn check(spec: &SpecFile, plan: &Plan, text: &str, file: &Path) -> Result<(), PlanError> {
+    let mut payloads = Vec::new();
+    for (i, source) in plan.sources.iter().enumerate() {
+        payloads.push(payload(spec, plan, i, source, text, file)?);
+    }
+    let mut checker = Checker {
+        text,
+        file,
+        first: None,
+    };
+    for i in 0..plan.sources.len() {
+        checker.source(spec, plan, i, &payloads);
+    }
+    match checker.first {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+/// What a source's stages may read before enrichment: its files' fields (or anything, when
+/// open), plus what its schema stage adds.
+fn payload(
+    spec: &SpecFile,
+    plan: &Plan,
+    index: usize,
+    source: &SourcePlan,
+    text: &str,
+    file: &Path,
+) -> Result<FieldTree, PlanError> {
+    let stage = plan.schemas.iter().find(|s| s.source == index);
+    let pinned = stage.is_some_and(|s| !s.pinned.is_empty());
+    let mut tree = match source.fields {
+        Fields::Open => {
+            schema_probe::files_exist(source)?;
+            FieldTree::open()
+        }
+        Fields::Closed if source.paths.is_empty() && !pinned => {
+            let setting = spec.sources.get(&source.name).and_then(|s| s.get_ref().fields.as_ref());
+            let span = setting.map_or(0..0, |s| s.span());
+            let (line, column) = line_col(text, span.start);
+            return Err(SpecError {
+                file: file.to_path_buf(),
+                line,
+                column,
+                key: format!("sources.{}.fields", source.name),
+                message: format!(
+                    "source `{}` has no files and no pinned schemas, so no field is known",
+                    source.name
+                ),
+                help: Some(format!(
+                    "pin schemas under `[schemas.{}.pin]`, or set `fields = \"open\"`",
+                    source.name
+                )),
+            }
+            .into());
+        }
+        Fields::Closed if source.paths.is_empty() => FieldTree::default(),
+        Fields::Closed => schema_probe::payload_tree(source)?,
+    };
+    if let Some(stage) = stage {
+        for (_, path) in &stage.pinned {
+            tree.merge(schema_probe::pinned_tree(path)?);
+        }
+        for (_, path, _) in &stage.defaults {
+            if let Ok(p) = FieldPath::parse(path) {
+                tree.insert_path(&p, FieldTree::open());
+            }
+        }
+        tree.insert("schema_version", FieldTree::scalar());
+    }
+    Ok(tree)
+}
+
+/// The fields a record of `source` has: its payload, time and type, and for events that reach
+/// a rules stage (`rules`), the fields rules add.
+fn event_root(source: &SourcePlan, payload: &FieldTree, rules: bool) -> FieldTree {
+    let mut root = payload.clone();
+    root.insert(&source.time_field, FieldTree::scalar());
+    if !source.type_field.is_empty() {
+        root.insert(&source.type_field, FieldTree::scalar());
+    }
+    if rules {
+        for name in RULE_FIELDS {
+            root.insert(name, FieldTree::open());
+        }
+    }
+    root
+}
+
+/// The object a join attaches under its alias (see `render::enrich::context_row`).
+fn attached(join: &JoinPlan, context: &SourcePlan, payload: &FieldTree) -> FieldTree {
+    let key_heads: Vec<String> = join
+        .context_key
+        .iter()
+        .filter_map(|a| match a {
+            Accessor::Payload(p) if p.steps.len() == 1 => p.head().map(|h| h.as_str().to_string()),
+            _ => None,
+        })
+        .collect();
+    let mut object = FieldTree::default();
+    match &join.fields {
+        Some(names) => {
+            for name in names {
+                let known = payload.fields.get(name).cloned();
+                let fallback = if payload.open {
+                    FieldTree::open()
+                } else {
+                    FieldTree::scalar()
+                };
+                object.insert(name, known.unwrap_or(fallback));
+            }
+        }
+        None => {
+            object.open = payload.open;
+            for (name, tree) in &payload.fields {
+                if !key_heads.contains(name) {
+                    object.insert(name, tree.clone());
+                }
+            }
+        }
+    }
+    object.insert(&context.time_field, FieldTree::scalar());
+    object
+}
+
+/// Where a reference is checked: the fields known there and how to name them in messages.
+struct Scope<'a> {
+    tree: &'a FieldTree,
+    source: &'a SourcePlan,
+    /// The fields come from a sample of NDJSON lines.
+    sampled: bool,
+}
+
+struct Checker<'a> {
+    text: &'a str,
+    file: &'a Path,
+    /// The unknown reference that comes first in the file.
+    first: Option<SpecError>,
+}
+
+impl Checker<'_> {
+    fn source(&mut self, spec: &SpecFile, plan: &Plan, i: usize, payloads: &[FieldTree]) {
+        let source = &plan.sources[i];
+        let sampled = |s: &SourcePlan| s.format == Format::Ndjson && s.fields == Fields::Closed;
+        let mut root = event_root(source, &payloads[i], true);
+        let name = source.name.as_str();
+
+        if let Some((_, rules)) = spec.dedup.iter().find(|(n, _)| n.get_ref() == name) {
+            let scope = Scope {
+                tree: &root,
+                source,
+                sampled: sampled(source),
+            };
+            for (event_type, rule) in rules {
+                for (k, key) in rule.key.iter().enumerate() {
+                    let at = format!("dedup.{name}.{}.key[{k}]", event_type.get_ref());
+                    self.path(&scope, key.span(), key.get_ref(), &at);
+                }
+            }
+        }
+
+        let enrich = spec.enrich.iter().find(|(n, _)| n.get_ref() == name).map(|(_, e)| e);
+        let stage = plan.enrichments.iter().find(|e| e.source == i);
+        if let (Some(e), Some(stage)) = (enrich, stage) {
+            let key = |k: &str| format!("enrich.{name}.{k}");
+            for (k, (js, join)) in e.join.iter().zip(&stage.joins).enumerate() {
+                let j = js.get_ref();
+                let context = &plan.sources[join.context];
+                let context_root = event_root(context, &payloads[join.context], false);
+                let events = Scope {
+                    tree: &root,
+                    source,
+                    sampled: sampled(source),
+                };
+                let contexts = Scope {
+                    tree: &context_root,
+                    source: context,
+                    sampled: sampled(context),
+                };
+                for (event_field, context_field) in &j.on {
+                    let at = key(&format!("join[{k}].on.{event_field}"));
+                    let span = key_span(self.text, context_field.span(), event_field);
+                    self.path(&events, span, event_field, &at);
+                    self.path(&contexts, context_field.span(), context_field.get_ref(), &at);
+                }
+                for (f, field) in j.fields.iter().flatten().enumerate() {
+                    let at = key(&format!("join[{k}].fields[{f}]"));
+                    self.path(&contexts, field.span(), field.get_ref(), &at);
+                }
+                if let (Some(text), Some(expr)) = (&j.when, &join.when) {
+                    self.expr(&events, text, expr, &key(&format!("join[{k}].when")));
+                }
+                root.insert(&join.alias, attached(join, context, &payloads[join.context]));
+            }
+            for ((field, text), (_, expr)) in e.derive.iter().zip(&stage.derive) {
+                let scope = Scope {
+                    tree: &root,
+                    source,
+                    sampled: sampled(source),
+                };
+                self.expr(&scope, text, expr, &key(&format!("derive.{field}")));
+                root.insert(field, FieldTree::open());
+            }
+            for (k, (rs, rule)) in e.rule.iter().zip(&stage.rules).enumerate() {
+                let r = rs.get_ref();
+                let scope = Scope {
+                    tree: &root,
+                    source,
+                    sampled: sampled(source),
+                };
+                self.expr(&scope, &r.when, &rule.when, &key(&format!("rule[{k}].when")));
+                let RuleAction::Transform { set, .. } = &rule.action else {
+                    continue;
+                };
+                for ((field, text), (_, expr)) in r.set.iter().zip(set) {
+                    self.expr(&scope, text, expr, &key(&format!("rule[{k}].set.{field}")));
+                }
+                for (field, _) in set {
+                    root.insert(field, FieldTree::open());
+                }
+                let scope = Scope {
+                    tree: &root,
+                    source,
+                    sampled: sampled(source),
+                };
+                for (f, field) in r.remove.iter().enumerate() {
+                    self.path(
+                        &scope,
+                        field.span(),
+                        field.get_ref(),
+                        &key(&format!("rule[{k}].remove[{f}]")),
+                    );
+                }
+                let mut renamed = Vec::new();
+                for (from, to) in &r.rename {
+                    let span = key_span(self.text, to.span(), from);
+                    self.path(&scope, span, from, &key(&format!("rule[{k}].rename.{from}")));
+                    let tree = root.fields.get(from).cloned().unwrap_or_else(FieldTree::open);
+                    renamed.push((to.get_ref().clone(), tree));
+                }
+                for (to, tree) in renamed {
+                    root.insert(&to, tree);
+                }
+            }
+            let scope = Scope {
+                tree: &root,
+                source,
+                sampled: sampled(source),
+            };
+            for (k, field) in e.order_by.iter().enumerate() {
+                self.path(&scope, field.span(), field.get_ref(), &key(&format!("order_by[{k}]")));
+            }
+        }
+
+        let scope = Scope {
+            tree: &root,
+            source,
+            sampled: sampled(source),
+        };
+        for (k, spanned) in spec.aggregates.iter().enumerate() {
+            let a = spanned.get_ref();
+            if a.source.get_ref() != name {
+                continue;
+            }
+            let Some(agg) = plan.aggregates.iter().find(|p| &p.name == a.name.get_ref()) else {
+                continue;
+            };
+            let key = |k2: &str| format!("aggregates[{k}].{k2}");
+            if let (Some(text), Some(expr)) = (&a.filter, &agg.filter) {
+                self.expr(&scope, text, expr, &key("where"));
+            }
+            for (g, field) in a.group_by.iter().enumerate() {
+                self.path(&scope, field.span(), field.get_ref(), &key(&format!("group_by[{g}]")));
+            }
+            for ((column, text), measure) in a.measures.iter().zip(&agg.measures) {
+                for expr in measure.arg.iter().chain(measure.filter.iter()) {
+                    self.expr(&scope, text, expr, &key(&format!("measures.{column}")));
+                }
+            }
+        }
+    }
+
+    /// Checks a field path written as a whole string value (`group_by`, keys, `order_by`).
+    fn path(&mut self, scope: &Scope, span: Range<usize>, written: &str, key: &str) {
+        let Ok(path) = FieldPath::parse(written) else {
+            return; // validation already rejected it
+        };
+        if let Err(miss) = scope.tree.resolve(&path) {
+            let at = value_span(self.text, span, written, 0);
+            self.report(scope, at, key, &path, miss);
+        }
+    }
+
+    /// Checks every field an expression reads; `text` is the spec value it was parsed from.
+    fn expr(&mut self, scope: &Scope, text: &S<String>, expr: &Expr, key: &str) {
+        let mut misses = Vec::new();
+        expr.visit(&mut |e| {
+            if let Expr::Field(f) = e {
+                if let Err(miss) = scope.tree.resolve(&f.path) {
+                    misses.push((f.path.clone(), miss));
+                }
+            }
+        });
+        for (path, miss) in misses {
+            let value = text.get_ref();
+            let at = match find_word(value, &path.to_string()) {
+                Some(offset) => value_span(self.text, text.span(), value, offset),
+                None => text.span(),
+            };
+            self.report(scope, at, key, &path, miss);
+        }
+    }
+
+    fn report(&mut self, scope: &Scope, span: Range<usize>, key: &str, path: &FieldPath, miss: Miss) {
+        let (line, column) = line_col(self.text, span.start);
+        if self
+            .first
+            .as_ref()
+            .is_some_and(|f| (f.line, f.column) <= (line, column))
+        {
+            return;
+        }
+        let (message, help) = describe(scope, path, &miss);
+        self.first = Some(SpecError {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            key: key.to_string(),
+            message,
+            help: Some(help),
+        });
+    }
+}
+
+/// The message and help of an unknown reference.
+fn describe(scope: &Scope, path: &FieldPath, miss: &Miss) -> (String, String) {
+    let prefix = FieldPath {
+        steps: path.steps[..miss.step].to_vec(),
+    };
+    let source = &scope.source.name;
+    let within = if miss.step == 0 {
+        format!("source `{source}`")
+    } else {
+        format!("`{prefix}` (source `{source}`)")
+    };
+    let message = match (miss.kind, &path.steps[miss.step]) {
+        (MissKind::NoField, Step::Field(name)) => format!("no field `{name}` in {within}"),
+        (MissKind::Scalar, _) => {
+            format!("`{prefix}` in source `{source}` has no fields or elements, so `{path}` is always null")
+        }
+        _ => format!("`{prefix}` in source `{source}` is not a list, so `{path}` is always null"),
+    };
+    let mut help = match &path.steps[miss.step] {
+        Step::Field(name) => match closest(name.as_str(), miss.known.iter().cloned()) {
+            Some(near) if miss.step == 0 => format!("did you mean `{near}`?"),
+            Some(near) => format!("did you mean `{prefix}.{near}`?"),
+            None => known_list(&miss.known),
+        },
+        Step::Index(_) => known_list(&miss.known),
+    };
+    if scope.sampled && miss.step == 0 {
+        help.push_str(&format!(
+            " (fields were read from the first {SAMPLE_LINES} lines of each file; if `{path}` appears later, \
+             set `fields = \"open\"` under `[sources.{source}]`)"
+        ));
+    }
+    (message, help)
+}
+
+fn known_list(known: &[String]) -> String {
+    const SHOWN: usize = 12;
+    let known: Vec<&String> = known.iter().filter(|n| !RULE_FIELDS.contains(&n.as_str())).collect();
+    if known.is_empty() {
+        return "no fields are known there".into();
+    }
+    let names: Vec<String> = known.iter().take(SHOWN).map(|n| format!("`{n}`")).collect();
+    let more = known.len().saturating_sub(SHOWN);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    format!("the known fields are {}{more}", names.join(", "))
+}
+
+/// Byte offset of `word` in `text` where it is not part of a longer name.
+fn find_word(text: &str, word: &str) -> Option<usize> {
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '$';
+    let mut from = 0;
+    while let Some(i) = text.get(from..)?.find(word) {
+        let start = from + i;
+        let end = start + word.len();
+        let before = text[..start].chars().next_back();
+        let after = text[end..].chars().next();
+        if !before.is_some_and(|c| is_name(c) || c == '.') && !after.is_some_and(is_name) {
+            return Some(start);
+        }
+        from = start + word.len().max(1);
+    }
+    None
+}
+
+/// The span of a table key that has no span of its own (`on` and `rename` keys): its last
+/// occurrence before its value on the value's line, or the value's span.
+fn key_span(text: &str, value: Range<usize>, key: &str) -> Range<usize> {
+    let line_start = text[..value.start.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    match text.get(line_start..value.start).and_then(|line| line.rfind(key)) {
+        Some(i) => line_start + i..line_start + i,
+        None => value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_found_whole() {
+        assert_eq!(find_word("avg(a) where a > 1", "a"), Some(4));
+        assert_eq!(find_word("x.a + a", "a"), Some(6));
+        assert_eq!(find_word("region_id == region", "region"), Some(13));
+        assert_eq!(find_word("abc", "b"), None);
+    }
+
+    #[test]
+    fn keys_are_found_before_their_values() {
+        let text = "[x]\non = { user_id = \"uid\" }\n";
+        let value = text.find("\"uid\"").unwrap();
+        let span = key_span(text, value..value + 5, "user_id");
+        assert_eq!(&text[span.start..span.start + 7], "user_id");
+        assert_eq!(key_span(text, value..value + 5, "nope"), value..value + 5);
+    }
+}
