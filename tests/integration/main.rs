@@ -8,6 +8,7 @@ mod dedup;
 mod duckdb;
 mod enrich;
 mod golden;
+mod numbers;
 mod oracle;
 mod schema;
 mod serve;
