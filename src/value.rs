@@ -3,8 +3,15 @@
 //!
 //! Invariants:
 //! - `Value` is 24 bytes; cloning never copies string, list or object contents (they sit behind `Arc`).
-//! - Floats are canonical (`-0.0` becomes `0.0`, every NaN the same NaN), so equality, hashing and
-//!   ordering agree and are total.
+//! - Numbers compare by value: `Int` and `Float` are one kind, ordered exactly (no rounding
+//!   through `f64`), so `Int(3) == Float(3.0)` and `Int(3) < Float(3.5)`. Equal numbers hash
+//!   alike whatever their encoding.
+//! - Floats are canonical (`-0.0` becomes `0.0`, every NaN the same NaN, which sorts above every
+//!   number), so equality, hashing and ordering agree and are total.
+//! - JSON numbers decode canonically ([`Value::json_number`]): a whole number within ±2^53 is an
+//!   `Int`. Equal values can still differ in encoding (a Parquet float `3.0`, an int `3`), and
+//!   which one a group or a distinct set keeps is then arbitrary; decoding JSON this way keeps
+//!   the choice from arising within JSON data.
 //! - Object fields are sorted by name, so two objects with the same fields are equal whatever
 //!   order they were written in.
 //! - Hashes depend on content only, never on addresses or interning order, so that exchange
@@ -161,10 +168,16 @@ impl<'de> Deserialize<'de> for Sym {
 }
 
 /// A canonical `f64`: `-0.0` is stored as `0.0` and all NaNs as one NaN, so bitwise equality,
-/// hashing and `total_cmp` ordering agree.
-#[derive(Copy, Clone, Serialize, Deserialize)]
+/// hashing and `total_cmp` ordering agree. Deserializing canonicalizes too.
+#[derive(Copy, Clone, Serialize)]
 #[serde(transparent)]
 pub struct F64(f64);
+
+impl<'de> Deserialize<'de> for F64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        f64::deserialize(d).map(F64::new)
+    }
+}
 
 impl F64 {
     pub fn new(x: f64) -> F64 {
@@ -207,9 +220,10 @@ impl fmt::Debug for F64 {
     }
 }
 
-/// A dynamic value. Values of different kinds order by kind, in declaration order:
-/// `Null < Bool < Int < Float < Str < Time < List < Object`.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+/// A dynamic value. Values of different kinds order by kind, in declaration order, where `Int`
+/// and `Float` are one numeric kind compared by value:
+/// `Null < Bool < number < Str < Time < List < Object`.
+#[derive(Clone, Serialize, Deserialize, Default)]
 pub enum Value {
     #[default]
     Null,
@@ -222,6 +236,119 @@ pub enum Value {
     List(Arc<[Value]>),
     /// Fields sorted by name (see [`Value::object`]).
     Object(Arc<[(Sym, Value)]>),
+}
+
+/// 2^63: the `i64` range is `[-2^63, 2^63)`.
+const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+/// 2^53: every integer of at most this magnitude is exactly an `f64`.
+const TWO_53: f64 = 9_007_199_254_740_992.0;
+
+/// Compares an int with a float exactly (NaN sorts above every number).
+#[inline(always)]
+pub fn cmp_int_float(i: i64, f: f64) -> Ordering {
+    if f.is_nan() || f >= TWO_63 {
+        return Ordering::Less;
+    }
+    if f < -TWO_63 {
+        return Ordering::Greater;
+    }
+    // Now `f` truncates to an i64 exactly; ties are broken by its fractional part.
+    let t = f.trunc();
+    i.cmp(&(t as i64)).then(if f > t {
+        Ordering::Less
+    } else if f < t {
+        Ordering::Greater
+    } else {
+        Ordering::Equal
+    })
+}
+
+/// The `i64` equal to `f`, if there is one.
+fn exact_int(f: f64) -> Option<i64> {
+    (f.fract() == 0.0 && (-TWO_63..TWO_63).contains(&f)).then_some(f as i64)
+}
+
+impl Value {
+    /// The kind rank of [`Value`]'s order: numbers share one.
+    fn rank(&self) -> u8 {
+        match self {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::Int(_) | Value::Float(_) => 2,
+            Value::Str(_) => 3,
+            Value::Time(_) => 4,
+            Value::List(_) => 5,
+            Value::Object(_) => 6,
+        }
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Value::Null, Value::Null) => true,
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            (Value::Int(a), Value::Int(b)) | (Value::Time(a), Value::Time(b)) => a == b,
+            (Value::Float(a), Value::Float(b)) => a == b,
+            (Value::Int(i), Value::Float(f)) | (Value::Float(f), Value::Int(i)) => exact_int(f.get()) == Some(*i),
+            (Value::Str(a), Value::Str(b)) => a == b,
+            (Value::List(a), Value::List(b)) => a == b,
+            (Value::Object(a), Value::Object(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+impl Eq for Value {}
+
+impl Hash for Value {
+    /// A tag per kind (the derived `Hash`'s, with floats taking `Int`'s), then the content: a
+    /// float equal to an `i64` hashes as that integer, any other float as its bits.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let tag: isize = match self {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::Int(_) | Value::Float(_) => 2,
+            Value::Str(_) => 4,
+            Value::Time(_) => 5,
+            Value::List(_) => 6,
+            Value::Object(_) => 7,
+        };
+        state.write_isize(tag);
+        match self {
+            Value::Null => {}
+            Value::Bool(b) => b.hash(state),
+            Value::Int(i) | Value::Time(i) => state.write_i64(*i),
+            Value::Float(f) => match exact_int(f.get()) {
+                Some(i) => state.write_i64(i),
+                None => f.hash(state),
+            },
+            Value::Str(s) => s.hash(state),
+            Value::List(items) => items.hash(state),
+            Value::Object(fields) => fields.hash(state),
+        }
+    }
+}
+
+impl PartialOrd for Value {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Value {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (Value::Null, Value::Null) => Ordering::Equal,
+            (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
+            (Value::Int(a), Value::Int(b)) | (Value::Time(a), Value::Time(b)) => a.cmp(b),
+            (Value::Float(a), Value::Float(b)) => a.cmp(b),
+            (Value::Int(i), Value::Float(f)) => cmp_int_float(*i, f.get()),
+            (Value::Float(f), Value::Int(i)) => cmp_int_float(*i, f.get()).reverse(),
+            (Value::Str(a), Value::Str(b)) => a.cmp(b),
+            (Value::List(a), Value::List(b)) => a.cmp(b),
+            (Value::Object(a), Value::Object(b)) => a.cmp(b),
+            _ => self.rank().cmp(&other.rank()),
+        }
+    }
 }
 
 impl Value {
@@ -276,14 +403,27 @@ impl Value {
         }
     }
 
-    /// Converts from JSON. Integers that fit `i64` stay integers; other numbers become floats.
+    /// A number decoded from JSON text, which does not tell `10` from `10.0`: a whole number
+    /// within ±2^53 becomes an `Int` (as JSON Schema calls `10.0` an integer), any other a
+    /// `Float`. So equal JSON numbers decode alike, and a column's type never depends on which
+    /// of two equal values a group keeps.
+    pub fn json_number(x: f64) -> Value {
+        if x.fract() == 0.0 && x.abs() <= TWO_53 {
+            Value::Int(x as i64)
+        } else {
+            Value::float(x)
+        }
+    }
+
+    /// Converts from JSON. Integers that fit `i64` stay integers; other numbers go through
+    /// [`Value::json_number`].
     pub fn from_json(json: serde_json::Value) -> Value {
         match json {
             serde_json::Value::Null => Value::Null,
             serde_json::Value::Bool(b) => Value::Bool(b),
             serde_json::Value::Number(n) => match n.as_i64() {
                 Some(i) => Value::Int(i),
-                None => Value::float(n.as_f64().unwrap_or(f64::NAN)),
+                None => Value::json_number(n.as_f64().unwrap_or(f64::NAN)),
             },
             serde_json::Value::String(s) => Value::Str(s.into()),
             serde_json::Value::Array(items) => Value::List(items.into_iter().map(Value::from_json).collect()),
@@ -458,7 +598,262 @@ mod tests {
         assert_eq!(Value::float(-0.0), Value::float(0.0));
         assert_eq!(Value::float(f64::NAN), Value::float(-f64::NAN));
         assert!(Value::float(-1.0) < Value::float(2.5));
-        assert!(Value::Int(5) < Value::float(0.0), "kinds order before values");
+        let back: Value = serde_json::from_str(r#"{"Float":-0.0}"#).unwrap();
+        assert_eq!(format!("{:?}", back), "0.0", "deserializing canonicalizes");
+    }
+
+    fn hash_of(v: &Value) -> u64 {
+        crate::render::window::stable_hash(v)
+    }
+
+    /// Checks `a` against `b` every way: ordering both ways, equality and hashes.
+    fn check_pair(a: &Value, b: &Value, want: Ordering) {
+        assert_eq!(a.cmp(b), want, "{a:?} vs {b:?}");
+        assert_eq!(b.cmp(a), want.reverse(), "{b:?} vs {a:?}");
+        assert_eq!(a == b, want.is_eq(), "{a:?} == {b:?}");
+        if want.is_eq() {
+            assert_eq!(hash_of(a), hash_of(b), "hashes of {a:?} and {b:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_compare_by_value() {
+        use Ordering::{Equal, Greater, Less};
+        let two53 = 1i64 << 53;
+        let two63 = 9_223_372_036_854_775_808.0;
+        let cases = [
+            (10, 2.5, Greater),
+            (3, 3.0, Equal),
+            (0, -0.0, Equal),
+            (3, 3.5, Less),
+            (-3, -3.5, Greater),
+            (-3, -2.5, Less),
+            (two53, two53 as f64, Equal),
+            (two53 + 1, two53 as f64, Greater),
+            (two53 + 1, (two53 + 2) as f64, Less),
+            (-two53 - 1, -two53 as f64, Less),
+            (i64::MAX, two63, Less),
+            (i64::MAX, i64::MAX as f64, Less),
+            (i64::MAX - 1024, 9_223_372_036_854_774_784.0, Less),
+            (9_223_372_036_854_774_784, 9_223_372_036_854_774_784.0, Equal),
+            (i64::MIN, -two63, Equal),
+            (i64::MIN, i64::MIN as f64, Equal),
+            (i64::MIN + 1, -two63, Greater),
+            (i64::MIN, -1e300, Greater),
+            (i64::MAX, f64::INFINITY, Less),
+            (i64::MIN, f64::NEG_INFINITY, Greater),
+            (i64::MAX, f64::NAN, Less),
+            (i64::MIN, f64::NAN, Less),
+        ];
+        for (i, f, want) in cases {
+            check_pair(&Value::Int(i), &Value::float(f), want);
+        }
+        check_pair(&Value::float(f64::NAN), &Value::float(f64::INFINITY), Greater);
+        check_pair(&Value::float(f64::NAN), &Value::float(-f64::NAN), Equal);
+        check_pair(&Value::float(-0.0), &Value::Int(0), Equal);
+        // Inside lists and objects too.
+        let list = |v: Value| Value::List([Value::str("a"), v].into());
+        check_pair(&list(Value::Int(3)), &list(Value::float(3.0)), Equal);
+        check_pair(&list(Value::Int(3)), &list(Value::float(2.5)), Greater);
+        let object = |v: Value| Value::object(vec![(Sym::new("n"), v)]);
+        check_pair(&object(Value::Int(-7)), &object(Value::float(-7.0)), Equal);
+        // Sets and maps keep one of two equal numbers.
+        let set: std::collections::HashSet<Value> = [Value::Int(3), Value::float(3.0), Value::float(3.5)].into();
+        assert_eq!(set.len(), 2);
+    }
+
+    #[test]
+    fn kinds_order_as_before_with_numbers_as_one() {
+        let ascending = [
+            Value::Null,
+            Value::Bool(false),
+            Value::Bool(true),
+            Value::float(f64::NEG_INFINITY),
+            Value::Int(i64::MIN),
+            Value::float(-0.5),
+            Value::Int(0),
+            Value::float(0.5),
+            Value::Int(i64::MAX),
+            Value::float(f64::INFINITY),
+            Value::float(f64::NAN),
+            Value::str(""),
+            Value::Time(i64::MIN),
+            Value::List([].into()),
+            Value::object(Vec::new()),
+        ];
+        for (i, a) in ascending.iter().enumerate() {
+            for (j, b) in ascending.iter().enumerate() {
+                check_pair(a, b, i.cmp(&j));
+            }
+        }
+    }
+
+    #[test]
+    fn json_numbers_decode_canonically() {
+        let two53 = 9_007_199_254_740_992.0;
+        let cases: [(&str, &str); 12] = [
+            ("10", "10"),
+            ("10.0", "10"),
+            ("1e2", "100"),
+            ("-0.0", "0"),
+            ("-0", "0"),
+            ("2.5", "2.5"),
+            ("9007199254740992.0", "9007199254740992"),
+            ("-9007199254740992.0", "-9007199254740992"),
+            ("9007199254740994.0", "9007199254740994.0"),
+            ("1e300", "1e+300"),
+            ("9223372036854775807", "9223372036854775807"),
+            ("18446744073709551615", "1.8446744073709552e+19"),
+        ];
+        for (text, want) in cases {
+            let v = Value::from_json(serde_json::from_str(text).unwrap());
+            assert_eq!(format!("{v:?}"), want, "{text}");
+            assert_eq!(
+                v.kind_name(),
+                if want.contains(['.', 'e']) { "float" } else { "int" },
+                "{text}"
+            );
+        }
+        assert!(matches!(Value::json_number(two53), Value::Int(_)));
+        assert!(matches!(Value::json_number(-two53), Value::Int(_)));
+        assert!(matches!(Value::json_number(two53 * 2.0), Value::Float(_)));
+        assert!(matches!(Value::json_number(f64::NAN), Value::Float(_)));
+    }
+
+    /// A number by an independent route: (band, whole part, fractional part, raw) where the
+    /// band sets apart floats too large for any `i64` and NaN.
+    fn reference_key(v: &Value) -> (i8, i128, f64, f64) {
+        const BIG: f64 = 1e30;
+        match v {
+            Value::Int(i) => (0, i128::from(*i), 0.0, 0.0),
+            Value::Float(f) => {
+                let x = f.get();
+                if x.is_nan() {
+                    (2, 0, 0.0, 0.0)
+                } else if x <= -BIG {
+                    (-1, 0, 0.0, x)
+                } else if x >= BIG {
+                    (1, 0, 0.0, x)
+                } else {
+                    // `+ 0.0` makes the `-0.0` of `(-3.0).fract()` a `0.0`.
+                    (0, x.trunc() as i128, x.fract() + 0.0, 0.0)
+                }
+            }
+            other => panic!("not a number: {other:?}"),
+        }
+    }
+
+    fn reference_cmp(a: &Value, b: &Value) -> Ordering {
+        let (a, b) = (reference_key(a), reference_key(b));
+        a.0.cmp(&b.0)
+            .then(a.1.cmp(&b.1))
+            .then(a.2.total_cmp(&b.2))
+            .then(a.3.total_cmp(&b.3))
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Numbers near one another and near the edges, as ints and as floats of the same value.
+        fn number() -> impl Strategy<Value = Value> {
+            let edge = prop::sample::select(vec![
+                0i64,
+                1,
+                -1,
+                (1 << 53) - 1,
+                1 << 53,
+                (1 << 53) + 1,
+                -(1 << 53),
+                -(1 << 53) - 1,
+                i64::MAX,
+                i64::MAX - 1,
+                i64::MIN,
+                i64::MIN + 1,
+                1 << 62,
+            ]);
+            let whole = prop_oneof![-20i64..20, edge, any::<i64>()];
+            prop_oneof![
+                whole.clone().prop_map(Value::Int),
+                whole.prop_map(|i| Value::float(i as f64)),
+                (-80i32..80).prop_map(|h| Value::float(f64::from(h) / 4.0)),
+                prop::sample::select(vec![
+                    -0.0,
+                    f64::NAN,
+                    f64::INFINITY,
+                    f64::NEG_INFINITY,
+                    9_223_372_036_854_775_808.0,
+                    -9_223_372_036_854_775_808.0,
+                    9_007_199_254_740_993.0,
+                    1e300,
+                    -1e300,
+                    f64::MIN_POSITIVE,
+                ])
+                .prop_map(Value::float),
+                any::<f64>().prop_map(Value::float),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(4000))]
+
+            /// Order agrees with the numbers' order; equal values compare and hash equal.
+            #[test]
+            fn order_is_numeric(a in number(), b in number()) {
+                let want = reference_cmp(&a, &b);
+                prop_assert_eq!(a.cmp(&b), want, "{:?} vs {:?}", a, b);
+                prop_assert_eq!(b.cmp(&a), want.reverse());
+                prop_assert_eq!(a == b, want.is_eq());
+                if a == b {
+                    prop_assert_eq!(hash_of(&a), hash_of(&b));
+                }
+            }
+
+            /// An int and the float of the same value are one value; JSON decodes it as an int
+            /// up to 2^53.
+            #[test]
+            fn encodings_agree(i in prop_oneof![-(1i64 << 53)..=(1 << 53), any::<i64>()]) {
+                let f = i as f64;
+                let exact = f as i128 == i128::from(i);
+                let (int, float) = (Value::Int(i), Value::float(f));
+                prop_assert_eq!(int == float, exact);
+                prop_assert_eq!(int.cmp(&float).is_eq(), exact);
+                if exact {
+                    prop_assert_eq!(hash_of(&int), hash_of(&float));
+                    let decoded = Value::json_number(f);
+                    prop_assert_eq!(&decoded, &int);
+                    let small = f.abs() <= 9_007_199_254_740_992.0;
+                    prop_assert_eq!(decoded.kind_name(), if small { "int" } else { "float" });
+                }
+            }
+
+            /// Transitivity across mixed kinds, numbers or not.
+            #[test]
+            fn order_is_transitive(
+                mut v in prop::collection::vec(
+                    prop_oneof![
+                        4 => number(),
+                        1 => Just(Value::Null),
+                        1 => any::<bool>().prop_map(Value::Bool),
+                        1 => "[ab]?".prop_map(|s| Value::str(&s)),
+                        1 => (-2i64..2).prop_map(Value::Time),
+                        1 => number().prop_map(|n| Value::List([n].into())),
+                    ],
+                    3,
+                ),
+            ) {
+                let (a, b, c) = (v.pop().unwrap(), v.pop().unwrap(), v.pop().unwrap());
+                for (x, y, z) in [(&a, &b, &c), (&a, &c, &b), (&b, &a, &c), (&b, &c, &a), (&c, &a, &b), (&c, &b, &a)] {
+                    if x <= y && y <= z {
+                        prop_assert!(x <= z, "{:?} <= {:?} <= {:?}", x, y, z);
+                    }
+                    if x == y && y == z {
+                        prop_assert_eq!(x, z);
+                        prop_assert_eq!(hash_of(x), hash_of(z));
+                    }
+                }
+            }
+        }
     }
 
     #[test]

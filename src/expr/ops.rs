@@ -5,26 +5,7 @@ use std::cmp::Ordering;
 use super::eval::{fail, view, EvalError, Res, Val, V};
 use super::BinaryOp;
 
-/// Compares an int with a float exactly (NaN sorts above every number).
-#[inline(always)]
-pub(super) fn cmp_int_float(i: i64, f: f64) -> Ordering {
-    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
-    if f.is_nan() || f >= TWO_63 {
-        return Ordering::Less;
-    }
-    if f < -TWO_63 {
-        return Ordering::Greater;
-    }
-    // Now `f` truncates to an i64 exactly; ties are broken by its fractional part.
-    let t = f.trunc();
-    i.cmp(&(t as i64)).then(if f > t {
-        Ordering::Less
-    } else if f < t {
-        Ordering::Greater
-    } else {
-        Ordering::Equal
-    })
-}
+pub(super) use crate::value::cmp_int_float;
 
 pub(super) fn cmp_floats(x: f64, y: f64) -> Ordering {
     x.partial_cmp(&y).unwrap_or_else(|| x.is_nan().cmp(&y.is_nan()))

@@ -19,7 +19,9 @@
 //! Other payload fields, always present: `order_placed` has `order_id`, `customer_id`, `items`,
 //! `currency` and `amount`; `page_view` has `url`, `referrer` and `duration_ms` (plus `user`,
 //! later `customer_id`); `sensor_reading` has `sensor_id`, `temperature` and `humidity`. No
-//! payload field is ever null: a field is present with a value or absent.
+//! payload field is ever null: a field is present with a value or absent. Float fields never
+//! hold a whole number (euros have cents, readings a tenth that is not `.0`), since JSON reads
+//! `12.0` as the int 12 and a value's kind is what the truth file speaks of.
 //!
 //! [`change_points`] lists the changes; generating writes them to [`truth_path`] as JSON, in
 //! time order: `{event_type, time (RFC 3339), time_ms, change, fields, from, to}`, where `from`
@@ -287,7 +289,8 @@ impl Evolving {
             p.push((n.currency, Value::str("EUR")));
             let cents: i64 = rng.random_range(199..=25_000);
             let amount = match after(4) {
-                true => Value::float(cents as f64 / 100.0),
+                // Never whole euros: JSON reads `156.0` as the int 156.
+                true => Value::float((cents + i64::from(cents % 100 == 0)) as f64 / 100.0),
                 false => Value::Int(cents),
             };
             p.push((n.amount, amount));
@@ -310,12 +313,19 @@ impl Evolving {
             };
             p.push((n.sensor_id, sensor));
             let temperature = 15.0 + 15.0 * rng.random::<f64>();
-            p.push((n.temperature, Value::float((temperature * 10.0).round() / 10.0)));
+            p.push((n.temperature, tenths(temperature)));
             let humidity = 30.0 + 50.0 * rng.random::<f64>();
-            p.push((n.humidity, Value::float((humidity * 10.0).round() / 10.0)));
+            p.push((n.humidity, tenths(humidity)));
             Event::new(t, n.sensor_reading, p)
         }
     }
+}
+
+/// `x` rounded to tenths, `.0` taken up to `.1`: JSON reads a whole number as an int, and these
+/// fields are floats.
+fn tenths(x: f64) -> Value {
+    let t = (x * 10.0).round();
+    Value::float((t + f64::from(u8::from(t % 10.0 == 0.0))) / 10.0)
 }
 
 /// Writes `events` events of the `evolving` scenario to `out` and the change points to

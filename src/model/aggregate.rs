@@ -443,6 +443,48 @@ mod tests {
         assert_eq!(c.finish(Func::Count), Value::Int(1));
     }
 
+    /// `10` and `2.5` order by value; `3` and `3.0` are one value, also when one of them is
+    /// retracted, in the multiset and in the insert-only states.
+    #[test]
+    fn ints_and_floats_are_one_value_in_min_max_and_distinct() {
+        let funcs = [Func::Min, Func::Max, Func::CountDistinct];
+        let finish = |updates: &[(Value, i64)], monotonic: bool| {
+            let mut s = AggState::empty(&funcs, monotonic);
+            for (v, w) in updates {
+                s.events += w;
+                for (m, f) in s.measures.iter_mut().zip(funcs) {
+                    m.add(f, Some(v), *w).unwrap();
+                }
+            }
+            s.finish(&funcs)
+        };
+        let (ten, half, three, three_f) = (Value::Int(10), Value::float(2.5), Value::Int(3), Value::float(3.0));
+        for monotonic in [false, true] {
+            let got = finish(&[(ten.clone(), 1), (half.clone(), 1)], monotonic);
+            assert_eq!(got, Some(vec![half.clone(), ten.clone(), Value::Int(2)]));
+            let got = finish(&[(three.clone(), 1), (three_f.clone(), 1)], monotonic);
+            assert_eq!(got, Some(vec![three.clone(), three.clone(), Value::Int(1)]));
+        }
+        let retracted = [
+            (three.clone(), 1),
+            (three_f.clone(), 1),
+            (three.clone(), -1),
+            (half.clone(), 1),
+        ];
+        assert_eq!(
+            finish(&retracted, false),
+            Some(vec![half.clone(), three.clone(), Value::Int(2)])
+        );
+        let gone = [
+            (three.clone(), 1),
+            (three_f.clone(), 1),
+            (three_f, -1),
+            (three, -1),
+            (half.clone(), 1),
+        ];
+        assert_eq!(finish(&gone, false), Some(vec![half.clone(), half, Value::Int(1)]));
+    }
+
     #[test]
     fn float_sums_do_not_depend_on_order() {
         let xs = [0.1, 1e10, -1e10, 0.2, 0.3, 1e-7];

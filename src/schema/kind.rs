@@ -27,7 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::value::Value;
 
-/// The kind of a value, in [`Value`]'s order.
+/// The kind of a value, in [`Value`]'s kind order (where `int` and `float` are one numeric kind,
+/// compared by value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {

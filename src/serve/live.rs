@@ -565,7 +565,8 @@ impl Matcher {
 }
 
 /// The values a query's text may stand for: the string itself, and the number, boolean, null or
-/// timestamp (RFC 3339, or epoch milliseconds) it spells.
+/// timestamp (RFC 3339, or epoch milliseconds) it spells. Each value once: `3` stands for the int
+/// 3, which equals the float 3.0.
 pub fn candidates(text: &str) -> Vec<Value> {
     let mut values = vec![Value::str(text)];
     if let Ok(i) = text.parse::<i64>() {
@@ -573,7 +574,10 @@ pub fn candidates(text: &str) -> Vec<Value> {
         values.push(Value::Time(i));
     }
     if let Ok(x) = text.parse::<f64>() {
-        values.push(Value::float(x));
+        let x = Value::float(x);
+        if !values.contains(&x) {
+            values.push(x);
+        }
     }
     match text {
         "true" => values.push(Value::Bool(true)),
@@ -685,6 +689,28 @@ mod tests {
             serde_json::Value::Object(json),
             serde_json::json!({"user_id": 3, "n": 30})
         );
+    }
+
+    #[test]
+    fn a_number_matches_equal_ints_and_floats_once() {
+        let live = views(100, 100);
+        let view = live.register(spec("v", &["k", "n"]));
+        let rows = vec![
+            (vec![Value::float(3.0), Value::Int(1)], 1, 1),
+            (vec![Value::Int(4), Value::float(2.0)], 1, 1),
+        ];
+        view.apply(rows, Some(2));
+        for (q, want) in [
+            ("k", "3"),
+            ("k", "3.0"),
+            ("k", "4"),
+            ("k", "4e0"),
+            ("n", "2"),
+            ("n", "1.0"),
+        ] {
+            assert_eq!(view.lookup(&filter(&[(q, want)])).unwrap().0.len(), 1, "{q}={want}");
+        }
+        assert!(view.lookup(&filter(&[("k", "3.5")])).unwrap().0.is_empty());
     }
 
     #[test]

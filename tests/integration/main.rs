@@ -10,6 +10,7 @@ mod enrich;
 mod fields;
 mod golden;
 mod notebooks;
+mod numbers;
 mod oracle;
 mod retracting;
 mod schema;

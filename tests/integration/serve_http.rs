@@ -178,6 +178,12 @@ fn subscribe_http(addr: SocketAddr, path: &str) -> JoinHandle<Vec<String>> {
     })
 }
 
+/// A row as canonical JSON text: numbers as sluice reads them, so that a Float64 column's `8399.0`
+/// and a live view's int `8399` (one value: JSON does not tell them apart) are the same text.
+fn canonical(row: &Json) -> String {
+    sluice::value::Value::from_json(row.clone()).to_json().to_string()
+}
+
 /// Accumulates subscription lines: row (canonical JSON) → sum of diffs, zeros dropped; checks
 /// that the stream ended with `{"done":true}` and that its progress lines rose and came after
 /// every change below them.
@@ -196,7 +202,7 @@ fn accumulate(lines: &[String]) -> BTreeMap<String, i64> {
             continue;
         }
         assert!(v["time"].is_u64(), "{line}");
-        *acc.entry(v["row"].to_string()).or_default() += v["diff"].as_i64().unwrap();
+        *acc.entry(canonical(&v["row"])).or_default() += v["diff"].as_i64().unwrap();
     }
     acc.retain(|_, n| *n != 0);
     acc
@@ -231,8 +237,7 @@ fn parquet_contents(dir: &Path) -> BTreeMap<String, i64> {
                 // Through text and back, as the server's rows come: serde_json's float parsing
                 // may differ from the exact value in the last place, but it does so alike.
                 let text = Json::Object(object).to_string();
-                let canonical = serde_json::from_str::<Json>(&text).unwrap().to_string();
-                *acc.entry(canonical).or_default() += diff;
+                *acc.entry(canonical(&serde_json::from_str(&text).unwrap())).or_default() += diff;
             }
         }
     }
@@ -267,7 +272,7 @@ fn lookup(addr: SocketAddr, path: &str) -> BTreeMap<String, i64> {
     let v = get_json(addr, path);
     let mut acc = BTreeMap::new();
     for row in v["rows"].as_array().unwrap() {
-        *acc.entry(row.to_string()).or_insert(0) += 1;
+        *acc.entry(canonical(row)).or_insert(0) += 1;
     }
     acc
 }
