@@ -6,7 +6,7 @@
 //!  events ──► pre_aggregate ──(exchange by window key)──► window_reduce ──► rows
 //!   (Event, t, ±1)  │  per worker, per batch:                 state: key → AggState
 //!                   │  (key, t) → AggState                    emits per time t, in order
-//!                   └──► dead letters (type_mismatch, out_of_range, eval_error)
+//!                   └──► dead letters (type_mismatch, out_of_range, eval_error, closed_window)
 //! ```
 //!
 //! - `pre_aggregate` evaluates the filter, the group key and each measure's argument, assigns
@@ -14,15 +14,26 @@
 //!   `(window key, time)`. Only these partial states cross workers. The partial states form a
 //!   differential collection whose *difference type* is the aggregate (Materialize calls these
 //!   accumulable aggregates); `min`, `max` and `count_distinct` carry value multisets so that
-//!   retractions are exact.
-//! - `window_reduce` holds the state of open windows only. It applies updates one time at a
-//!   time, in time order, once the frontier has passed that time, so its output is a function of
-//!   the input collection and not of batching or worker count.
+//!   retractions are exact (insert-only states when the plan says the input is monotonic).
+//! - `window_reduce` holds the state of windows that can still change. It applies updates one
+//!   time at a time, in time order, once the frontier has passed that time, so its output is a
+//!   function of the input collection and not of batching or worker count.
 //!   - emit `updates`: at each time a group's values change it emits `(old row, t, -1)` and
 //!     `(new row, t, +1)`;
-//!   - emit `final`: nothing until the frontier reaches the window's end, then `(row, end, +1)`.
-//! - State release: when the frontier reaches a window's end, no later event can enter it (a
-//!   later one would be late), so its state is dropped. Memory is bounded by the open windows.
+//!   - emit `final`: nothing until the frontier reaches the window's end, then `(row, end, +1)`;
+//!     a change at `t ≥ end` (only a retracting input makes one) is a correction
+//!     `(old row, t, -1)`, `(new row, t, +1)`, emitted after the row at `end`.
+//! - State release: when the frontier reaches `end + retain_ms`, the window's state is dropped.
+//!   Over an insert-only input `retain_ms` is 0: no event can enter a window after its end (it
+//!   would be late). Over a retracting input (a continuous join upstream), changes keep coming
+//!   after the end; `pre_aggregate` sends those at `t ≥ end + retain_ms` to dead letters as
+//!   `closed_window`, by their time alone, so what is applied does not depend on the frontier
+//!   or the worker count. Memory is bounded by the windows within their retention.
+//!
+//! ```text
+//!  event time ──[start ········ end)──────── end + retain_ms ──────────►
+//!                 inserts, retractions │ revisions (corrections)  │ closed_window
+//! ```
 
 use std::collections::BTreeMap;
 

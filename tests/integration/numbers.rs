@@ -5,7 +5,7 @@ use std::path::Path;
 
 use sluice::value::Value;
 
-use crate::util::{parquet_lines_by_name, plan_text, run_collect, sluice};
+use crate::util::{parquet_lines_by_name_exact, plan_text, run_collect, sluice};
 
 /// Writes `events.ndjson` and `spec.toml` (source `s`, type field `kind`, then `aggregates`).
 fn write_spec(dir: &Path, events: &str, aggregates: &str) {
@@ -64,7 +64,7 @@ fn ndjson_ints_and_floats_compare_by_value_with_any_number_of_workers() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let outputs: Vec<Vec<String>> = ["extremes", "distinct", "groups"]
             .iter()
-            .map(|name| parquet_lines_by_name(&tmp.path().join(&out_dir).join(name)))
+            .map(|name| parquet_lines_by_name_exact(&tmp.path().join(&out_dir).join(name)))
             .collect();
         // Only the columns named here: the window columns are the same hour everywhere.
         let cells = |lines: &[String]| -> Vec<Vec<String>> {

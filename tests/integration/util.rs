@@ -68,8 +68,19 @@ pub fn parquet_lines(dir: &Path) -> Vec<String> {
 
 /// Like [`parquet_lines`], with cells as `column=value` and without nulls: flattened outputs
 /// give each part its own columns, so rows compare by name across different part splits.
-pub fn parquet_lines_by_name(dir: &Path) -> Vec<String> {
+/// Like [`parquet_lines_by_name`], with numbers as their columns' types render them (`3` in an
+/// `Int64` column, `3.0` in a `Float64` one).
+pub fn parquet_lines_by_name_exact(dir: &Path) -> Vec<String> {
     parquet_rows(dir, |name, value| (!value.is_null()).then(|| format!("{name}={value}")))
+}
+
+/// Numbers are rendered by value (`91.0` as `91`): a part whose column held only whole numbers
+/// is `Int64` where another part's is `Float64`.
+pub fn parquet_lines_by_name(dir: &Path) -> Vec<String> {
+    parquet_rows(dir, |name, value| {
+        let value = sluice::value::Value::from_json(value).to_json();
+        (!value.is_null()).then(|| format!("{name}={value}"))
+    })
 }
 
 /// Every row of every part under `dir`, each cell rendered by `cell(column, value)` (or left
