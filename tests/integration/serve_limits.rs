@@ -253,3 +253,27 @@ fn an_idle_source_watermark_follows_the_wall_clock() {
     let rows = counts(&dir.path().join("out"));
     assert!(rows.len() == 1 && rows[0].ends_with(", 2"), "{rows:?}");
 }
+
+#[test]
+fn a_name_repeated_in_a_line_counts_once_against_max_field_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &count_spec(dir.path()), "127.0.0.1:0", &["--out", "out"]);
+    // 800 KB: 100,001 objects with one new name `q`, beyond the default 100,000 names if each
+    // occurrence counted. Then the same with the name spelled with an escape, and a good line.
+    let objects = vec![r#"{"q":1}"#; 100_001].join(",");
+    let mut bytes = format!("{{\"ts\":1700000000000,\"type\":\"a\",\"who\":\"many\",\"l\":[{objects}]}}\n");
+    let escaped = vec![r#"{"\u0071":1,"r":2}"#; 100].join(",");
+    bytes.push_str(&format!(
+        "{{\"ts\":1700000000001,\"type\":\"a\",\"who\":\"escaped\",\"l\":[{escaped}]}}\n"
+    ));
+    bytes.push_str(&line("after", 2));
+    let mut s = connect(server.addr);
+    s.write_all(bytes.as_bytes()).unwrap();
+    wait_ack(&mut s, 3);
+    drop(s);
+    server.stop();
+    let got = reasons(&dir.path().join("out"));
+    assert!(got.is_empty(), "{got:?}");
+    let rows = counts(&dir.path().join("out"));
+    assert_eq!(rows.len(), 3, "{rows:?}");
+}
