@@ -9,6 +9,9 @@
 //! server → {"ack":N}        after each group commit: lines of c1 durable up to N
 //! server → {"error":"..."}  then closes (bad hello, wrong token, too many connections)
 //! ```
+//!
+//! A first line is a hello only when its keys are all hello keys; any other first line is the
+//! client's first line of data, even with a `hello` field.
 
 use serde::Deserialize;
 
@@ -38,15 +41,20 @@ pub struct Hello {
 /// Longest client id.
 pub const MAX_CLIENT_ID: usize = 128;
 
-/// `Some` when `line` is a hello line (a JSON object with a `hello` key), with the hello or why
-/// it is invalid; `None` when it is an ordinary line.
+/// The keys of a hello line.
+pub const HELLO_KEYS: [&str; 5] = ["hello", "client", "source", "token", "offset"];
+
+/// `Some` when `line` is a hello line (a JSON object with a `hello` key and no key but
+/// [`HELLO_KEYS`]), with the hello or why it is invalid; `None` when it is an ordinary line,
+/// which is data: an event that happens to have a `hello` field is never taken for a hello.
 pub fn parse_hello(line: &[u8]) -> Option<Result<Hello, String>> {
     let trimmed = line.trim_ascii_start();
     if !trimmed.starts_with(b"{") || memchr::memmem::find(line, b"\"hello\"").is_none() {
         return None;
     }
     let value: serde_json::Value = serde_json::from_slice(line).ok()?;
-    if !value.as_object().is_some_and(|o| o.contains_key("hello")) {
+    let object = value.as_object()?;
+    if !object.contains_key("hello") || object.keys().any(|k| !HELLO_KEYS.contains(&k.as_str())) {
         return None;
     }
     Some(
@@ -169,7 +177,11 @@ mod tests {
         assert_eq!(h.offset, None);
         assert!(parse_hello(br#"{"hello":2}"#).unwrap().is_err());
         assert!(parse_hello(br#"{"hello":1,"client":"a b"}"#).unwrap().is_err());
-        assert!(parse_hello(br#"{"hello":1,"extra":1}"#).unwrap().is_err());
+        assert!(parse_hello(br#"{"hello":"x","client":"c"}"#).unwrap().is_err());
+        // A line with any other key is data, whatever its `hello` field holds.
+        assert_eq!(parse_hello(br#"{"hello":1,"extra":1}"#), None);
+        assert_eq!(parse_hello(br#"{"ts":1,"type":"a","hello":"world"}"#), None);
+        assert_eq!(parse_hello(br#"{"hello":{"nested":1},"ts":1}"#), None);
     }
 
     #[test]

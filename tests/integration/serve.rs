@@ -335,3 +335,46 @@ measures.events = "count()"
         assert!(served[name] == *rows, "{name} differs between serve and replay");
     }
 }
+
+#[test]
+fn a_first_event_with_a_hello_field_is_data_not_a_bad_hello() {
+    use crate::serve_util::{connect, wait_ack, COUNT_SPEC};
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("counts.toml");
+    std::fs::write(&spec, COUNT_SPEC).unwrap();
+    let server = Server::start(dir.path(), &spec, "127.0.0.1:0", &["--out", "out"]);
+    let event = |who: &str, i: u64, extra: &str| {
+        format!(
+            "{{\"ts\":{},\"type\":\"a\",\"who\":\"{who}\"{extra}}}\n",
+            1_700_000_000_000u64 + i
+        )
+    };
+    // No hello: the first event has a `hello` field of its own.
+    let mut s = connect(server.addr);
+    let text = [
+        event("h", 0, r#","hello":"world""#),
+        event("h", 1, ""),
+        event("h", 2, ""),
+    ]
+    .concat();
+    s.write_all(text.as_bytes()).unwrap();
+    wait_ack(&mut s, 3);
+    // Even `"hello":1` with event fields is an event.
+    let mut t = connect(server.addr);
+    t.write_all(
+        [event("v1", 3, r#","hello":1"#), event("v1", 4, "")]
+            .concat()
+            .as_bytes(),
+    )
+    .unwrap();
+    wait_ack(&mut t, 2);
+    drop((s, t));
+    server.stop();
+    let got = reasons(&dir.path().join("out"));
+    assert!(got.is_empty(), "{got:?}");
+    let mut rows = outputs(&dir.path().join("out"))["counts"].clone();
+    rows.sort();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows[0].starts_with("\"h\"") && rows[0].ends_with(", 3"), "{rows:?}");
+    assert!(rows[1].starts_with("\"v1\"") && rows[1].ends_with(", 2"), "{rows:?}");
+}
