@@ -121,9 +121,6 @@ struct ServeArgs {
     /// Longer lines become dead letters `too_large` (not buffered).
     #[arg(long, default_value_t = 1 << 20)]
     max_line_bytes: usize,
-    /// Deeper JSON nesting becomes dead letters `depth_exceeded`.
-    #[arg(long, default_value_t = 64)]
-    max_depth: usize,
     /// Further connections are refused.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
@@ -410,7 +407,6 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
         wal_segment_bytes: args.wal_segment_bytes,
         limits: Limits {
             max_line_bytes: args.max_line_bytes,
-            max_depth: args.max_depth,
             max_connections: args.max_connections,
             max_field_names: args.max_field_names,
             conn_idle_timeout: duration_flag("conn-idle-timeout", &args.conn_idle_timeout)?,

@@ -191,6 +191,9 @@ pub struct SourceSpec {
     /// How far behind the largest event time seen an event may be before it is late.
     #[serde(default)]
     pub allowed_lateness: Option<S<String>>,
+    /// JSON lines nested deeper are dead letters `depth_exceeded` (default 64, at most 128).
+    #[serde(default)]
+    pub max_depth: Option<S<usize>>,
 }
 
 #[derive(Debug, Deserialize, Clone)]

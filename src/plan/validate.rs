@@ -17,7 +17,7 @@ use super::spec::{
 };
 use super::{
     AggregatePlan, DedupPlan, DedupRule, Emit, EnrichPlan, Format, Func, JoinMode, JoinPlan, Matching, MeasurePlan,
-    Plan, RuleAction, RulePlan, SchemaPlan, SourcePlan, WindowPlan,
+    Plan, RuleAction, RulePlan, SchemaPlan, SourceLimits, SourcePlan, WindowPlan,
 };
 
 /// Reads and plans a spec file. `inputs` override source paths (`--input NAME=PATH`).
@@ -333,6 +333,14 @@ impl Cx<'_> {
             Some(l) => self.duration(l, &key("allowed_lateness"))?,
             None => 0,
         };
+        let mut limits = SourceLimits::default();
+        if let Some(d) = &s.max_depth {
+            limits.max_depth = *d.get_ref();
+            if !(1..=SourceLimits::MAX_MAX_DEPTH).contains(&limits.max_depth) {
+                let message = format!("max_depth must be 1 to {}", SourceLimits::MAX_MAX_DEPTH);
+                return Err(self.error(d.span(), &key("max_depth"), message, None));
+            }
+        }
         for (field, k) in
             std::iter::once((&s.time_field, "time_field")).chain(s.type_field.iter().map(|t| (t, "type_field")))
         {
@@ -350,6 +358,7 @@ impl Cx<'_> {
             time_unit_ms,
             allowed_lateness_ms,
             projection: None,
+            limits,
         })
     }
 

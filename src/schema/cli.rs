@@ -101,6 +101,7 @@ pub fn infer_files_with(
             time_unit_ms: 1.0,
             allowed_lateness_ms: 0,
             projection: None,
+            limits: Default::default(),
         };
         let layout = Layout::discover(&plan)?;
         let mut read = reader(&plan, &layout);

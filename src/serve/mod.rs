@@ -57,8 +57,6 @@ use wal::{Replayed, WalError};
 pub struct Limits {
     /// Longer lines are discarded up to their newline and dead-lettered `too_large`.
     pub max_line_bytes: usize,
-    /// Deeper nesting is dead-lettered `depth_exceeded`.
-    pub max_depth: usize,
     /// Further connections are refused (and counted).
     pub max_connections: usize,
     /// Distinct field names (and event types) the process interns; a line that would add more
@@ -76,7 +74,6 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_line_bytes: 1 << 20,
-            max_depth: 64,
             max_connections: 1024,
             max_field_names: 100_000,
             conn_idle_timeout: Duration::from_secs(300),
@@ -180,7 +177,7 @@ impl ServeConfig {
             return Err(ServeError::Config("--workers must be at least 1".into()));
         }
         let l = &self.limits;
-        if l.max_line_bytes == 0 || l.max_depth == 0 || l.max_connections == 0 || l.worker_queue == 0 {
+        if l.max_line_bytes == 0 || l.max_connections == 0 || l.worker_queue == 0 {
             return Err(ServeError::Config("limits must be positive".into()));
         }
         if l.queue_bytes < l.max_line_bytes + net::READ_CHUNK {

@@ -4,7 +4,7 @@
 //! completion.
 //!
 //! A batch is parsed with [`crate::source::ndjson::parse_line`] after two cheap checks on the
-//! untrusted bytes (nesting depth, distinct field names), then admitted with the same watermark
+//! untrusted bytes (the source's nesting depth, distinct field names), then admitted with the same watermark
 //! and lateness rules as replay, its prefix maximum coming from [`super::order::Order`].
 
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -325,8 +325,10 @@ fn parse(
         }
         let prefix = &line[..line.len().min(super::frame::PREFIX_BYTES)];
         names.keys.clear();
-        if scan(line, limits.max_depth, &mut names.keys) {
-            let detail = format!("nesting deeper than {} levels", limits.max_depth);
+        // The source's depth limit, as `parse_line` checks it, before the keys are counted.
+        let max_depth = source.limits.max_depth;
+        if scan(line, max_depth, &mut names.keys) {
+            let detail = format!("nesting deeper than {max_depth} levels");
             out.push(dead("depth_exceeded", detail, offset, prefix, None));
             return;
         }
