@@ -44,6 +44,15 @@ pub enum RunError {
     Spec(#[from] SpecError),
     #[error("{path}: {message}")]
     Source { path: PathBuf, message: String },
+    /// A source that cannot be opened or read (the error names the file).
+    #[error(transparent)]
+    Read(#[from] crate::source::SourceError),
+    /// A plan this command cannot run.
+    #[error("{0}")]
+    Config(String),
+    /// What stopped a worker: a source it read or an output it wrote (the message names it).
+    #[error("{0}")]
+    Worker(String),
     #[error("writing output `{output}` to {path}: {message}")]
     Sink {
         output: String,

@@ -246,10 +246,7 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
         .iter()
         .map(|s| match s.format {
             Format::Tcp => Ok(None),
-            _ => Layout::discover(s).map(Some).map_err(|e| RunError::Source {
-                path: s.paths.first().cloned().unwrap_or_default(),
-                message: e.to_string(),
-            }),
+            _ => Layout::discover(s).map(Some).map_err(RunError::from),
         })
         .collect::<Result<Vec<_>, _>>()?;
     let registries = plan.schemas.iter().map(load_registry).collect::<Result<Vec<_>, _>>()?;
