@@ -54,6 +54,15 @@ pub enum RunError {
     Spec(#[from] SpecError),
     #[error("{path}: {message}")]
     Source { path: PathBuf, message: String },
+    /// A source that cannot be opened or read (the error names the file).
+    #[error(transparent)]
+    Read(#[from] crate::source::SourceError),
+    /// A plan this command cannot run.
+    #[error("{0}")]
+    Config(String),
+    /// What stopped a worker: a source it read or an output it wrote (the message names it).
+    #[error("{0}")]
+    Worker(String),
     #[error("writing output `{output}` to {path}: {message}")]
     Sink {
         output: String,
@@ -64,14 +73,4 @@ pub enum RunError {
     Timely(String),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-}
-
-impl From<crate::source::SourceError> for RunError {
-    fn from(e: crate::source::SourceError) -> RunError {
-        match e {
-            crate::source::SourceError::Open { path, message } | crate::source::SourceError::Read { path, message } => {
-                RunError::Source { path, message }
-            }
-        }
-    }
 }

@@ -121,12 +121,15 @@ struct ServeArgs {
     /// Longer lines become dead letters `too_large` (not buffered).
     #[arg(long, default_value_t = 1 << 20)]
     max_line_bytes: usize,
-    /// Deeper JSON nesting becomes dead letters `depth_exceeded`.
-    #[arg(long, default_value_t = 64)]
-    max_depth: usize,
-    /// Further connections are refused.
+    /// Connections past their hello; further ones are refused.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
+    /// Connections still waiting for their hello (first line); a newer one displaces the oldest.
+    #[arg(long, default_value_t = 256)]
+    max_pending_connections: usize,
+    /// A connection must send its hello (first line) this soon after connecting; bytes do not extend it.
+    #[arg(long, default_value = "5s")]
+    handshake_timeout: String,
     /// Distinct field names the server learns; lines adding more are dead letters `too_many_fields`.
     #[arg(long, default_value_t = 100_000)]
     max_field_names: usize,
@@ -419,8 +422,9 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
         wal_segment_bytes: args.wal_segment_bytes,
         limits: Limits {
             max_line_bytes: args.max_line_bytes,
-            max_depth: args.max_depth,
             max_connections: args.max_connections,
+            max_pending_connections: args.max_pending_connections,
+            handshake_timeout: duration_flag("handshake-timeout", &args.handshake_timeout)?,
             max_field_names: args.max_field_names,
             conn_idle_timeout: duration_flag("conn-idle-timeout", &args.conn_idle_timeout)?,
             queue_bytes: args.queue_bytes,

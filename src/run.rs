@@ -121,22 +121,52 @@ pub(crate) struct WorkerOutput {
 pub fn run(plan: &Plan, config: &RunConfig) -> Result<RunSummary, RunError> {
     let started = Instant::now();
     if let Some(tcp) = plan.sources.iter().find(|s| s.format == crate::plan::Format::Tcp) {
-        return Err(RunError::Source {
-            path: PathBuf::new(),
-            message: format!(
-                "source `{}` arrives over TCP: serve the spec with `sluice serve`, or replay the source from a file with `--input {}=FILE`",
-                tcp.name, tcp.name
-            ),
-        });
+        return Err(RunError::Config(format!(
+            "source `{}` arrives over TCP: serve the spec with `sluice serve`, or replay the source from a file with `--input {}=FILE`",
+            tcp.name, tcp.name
+        )));
     }
     let layouts: Vec<Layout> = plan.sources.iter().map(Layout::discover).collect::<Result<_, _>>()?;
     crate::source::ranges::check(plan, &layouts)?;
     let total_rows: usize = layouts.iter().map(Layout::total_rows).sum();
     let registries: Vec<Registry> = plan.schemas.iter().map(load_registry).collect::<Result<_, _>>()?;
     tracing::info!(splits = layouts.iter().map(|l| l.splits.len()).sum::<usize>(), rows = total_rows, elapsed = ?started.elapsed(), "sources discovered");
+    // Outputs are written (by process 0) to a staging folder next to `--out` and moved into it
+    // once the run has succeeded, so a failed or killed run leaves nothing that looks complete.
+    let staging = match (&config.out_dir, config.process) {
+        (Some(out), 0) => Some(Staging::new(out)?),
+        _ => None,
+    };
     if config.process == 0 {
         clear_outputs(plan, config.out_dir.as_deref())?;
+        if let Some(s) = &staging {
+            s.prepare()?;
+        }
     }
+    let result = run_staged(plan, config, layouts, total_rows, registries, staging.as_ref(), started);
+    if let Some(s) = &staging {
+        match &result {
+            Ok(_) => s.publish(plan)?,
+            Err(_) => s.discard(),
+        }
+    }
+    result
+}
+
+/// [`run`] once the sources are discovered, writing outputs to `staging` when there is one.
+fn run_staged(
+    plan: &Plan,
+    config: &RunConfig,
+    layouts: Vec<Layout>,
+    total_rows: usize,
+    registries: Vec<Registry>,
+    staging: Option<&Staging>,
+    started: Instant,
+) -> Result<RunSummary, RunError> {
+    let config = &RunConfig {
+        out_dir: staging.map(|s| s.dir.clone()).or(config.out_dir.clone()),
+        ..config.clone()
+    };
     let bar = if config.progress {
         crate::progress::bar(total_rows as u64, "events")
     } else {
@@ -165,10 +195,7 @@ pub fn run(plan: &Plan, config: &RunConfig) -> Result<RunSummary, RunError> {
         ..RunSummary::default()
     };
     for result in guards.join() {
-        let output = result.map_err(RunError::Timely)?.map_err(|e| RunError::Source {
-            path: PathBuf::new(),
-            message: e,
-        })?;
+        let output = result.map_err(RunError::Timely)?.map_err(RunError::Worker)?;
         if let Some(output) = output {
             summary.outputs = output.outputs;
             summary.dead_letters = output.dead_letters;
@@ -181,6 +208,63 @@ pub fn run(plan: &Plan, config: &RunConfig) -> Result<RunSummary, RunError> {
     summary.lateness = lateness.lock().map(|l| l.clone()).unwrap_or_default();
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// A folder next to `--out` (`.NAME.partial`) that a run writes its outputs to; they are moved
+/// into `--out` when the run succeeds, and the folder is removed when it fails. One left by a
+/// killed run is removed by the next run.
+struct Staging {
+    dir: PathBuf,
+    out: PathBuf,
+}
+
+impl Staging {
+    fn new(out: &std::path::Path) -> Result<Staging, RunError> {
+        let io = |source| RunError::Io {
+            path: out.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(out).map_err(io)?;
+        let out = std::fs::canonicalize(out).map_err(io)?;
+        let name = out
+            .file_name()
+            .map_or("out".into(), |n| n.to_string_lossy().into_owned());
+        let dir = match out.parent() {
+            Some(parent) => parent.join(format!(".{name}.partial")),
+            None => out.join(".partial"),
+        };
+        Ok(Staging { dir, out })
+    }
+
+    fn prepare(&self) -> Result<(), RunError> {
+        self.discard();
+        std::fs::create_dir_all(&self.dir).map_err(|source| RunError::Io {
+            path: self.dir.clone(),
+            source,
+        })
+    }
+
+    /// Moves every output folder into `--out` (each a rename), then removes the staging folder.
+    fn publish(&self, plan: &Plan) -> Result<(), RunError> {
+        for name in plan.output_names() {
+            let (from, to) = (self.dir.join(&name), self.out.join(&name));
+            if from.exists() {
+                std::fs::rename(&from, &to).map_err(|source| RunError::Io { path: to, source })?;
+            }
+        }
+        std::fs::remove_dir_all(&self.dir).map_err(|source| RunError::Io {
+            path: self.dir.clone(),
+            source,
+        })
+    }
+
+    fn discard(&self) {
+        if self.dir.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot remove the staging folder");
+            }
+        }
+    }
 }
 
 /// Removes the output folders a run is about to write.

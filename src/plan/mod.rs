@@ -215,6 +215,8 @@ pub struct SourcePlan {
     pub projection: Option<Vec<String>>,
     /// Whether stages may name fields the source's schema does not have (see `known_fields`).
     pub fields: Fields,
+    /// Limits on the source's records, the same in `run` and `serve`.
+    pub limits: SourceLimits,
 }
 
 /// A source's `fields` setting.
@@ -226,6 +228,28 @@ pub enum Fields {
     Closed,
     /// Fields may appear that no schema lists yet (schema-on-read, tcp sources).
     Open,
+}
+
+/// Limits on a source's records (spec keys of `[sources.NAME]`), applied identically by
+/// `sluice run` and `sluice serve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SourceLimits {
+    /// JSON lines nesting arrays and objects deeper are dead letters `depth_exceeded`.
+    pub max_depth: usize,
+}
+
+impl SourceLimits {
+    pub const DEFAULT_MAX_DEPTH: usize = 64;
+    /// The JSON parser's own limit.
+    pub const MAX_MAX_DEPTH: usize = 128;
+}
+
+impl Default for SourceLimits {
+    fn default() -> SourceLimits {
+        SourceLimits {
+            max_depth: SourceLimits::DEFAULT_MAX_DEPTH,
+        }
+    }
 }
 
 /// Tumbling windows have `slide_ms == size_ms`; windows start at multiples of `slide_ms`

@@ -202,6 +202,9 @@ pub struct SourceSpec {
     /// pinned); `open`: any field (default for a tcp source without pinned schemas).
     #[serde(default)]
     pub fields: Option<S<String>>,
+    /// JSON lines nested deeper are dead letters `depth_exceeded` (default 64, at most 128).
+    #[serde(default)]
+    pub max_depth: Option<S<usize>>,
 }
 
 #[derive(Debug, Deserialize, Clone)]

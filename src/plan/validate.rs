@@ -18,7 +18,7 @@ use super::spec::{
 };
 use super::{
     AggregatePlan, DedupPlan, DedupRule, Emit, EnrichPlan, Fields, Format, Func, JoinMode, JoinPlan, Matching,
-    MeasurePlan, Plan, RuleAction, RulePlan, SchemaPlan, SourcePlan, WindowPlan,
+    MeasurePlan, Plan, RuleAction, RulePlan, SchemaPlan, SourceLimits, SourcePlan, WindowPlan,
 };
 
 /// Reads and plans a spec file, and checks every field it names against its sources' schemas
@@ -434,6 +434,14 @@ impl Cx<'_> {
                 }
             },
         };
+        let mut limits = SourceLimits::default();
+        if let Some(d) = &s.max_depth {
+            limits.max_depth = *d.get_ref();
+            if !(1..=SourceLimits::MAX_MAX_DEPTH).contains(&limits.max_depth) {
+                let message = format!("max_depth must be 1 to {}", SourceLimits::MAX_MAX_DEPTH);
+                return Err(self.error(d.span(), &key("max_depth"), message, None));
+            }
+        }
         for (field, k) in
             std::iter::once((&s.time_field, "time_field")).chain(s.type_field.iter().map(|t| (t, "type_field")))
         {
@@ -452,6 +460,7 @@ impl Cx<'_> {
             allowed_lateness_ms,
             projection: None,
             fields,
+            limits,
         })
     }
 

@@ -102,6 +102,7 @@ pub fn infer_files_with(
             allowed_lateness_ms: 0,
             projection: None,
             fields: crate::plan::Fields::Open,
+            limits: Default::default(),
         };
         let layout = Layout::discover(&plan)?;
         let mut read = reader(&plan, &layout);

@@ -20,8 +20,8 @@
 //!   connections, and lines a client resends that the log already holds are skipped.
 //! - Records are applied in log order (watermarks are decided in that order whatever the number
 //!   of workers), so replaying the log reproduces the run it records.
-//! - Memory is bounded by configuration: `max_connections × (64 KiB + max_line_bytes)` of
-//!   connection buffers, `queue_bytes` of queued lines, `max_field_names` interned names.
+//! - Memory is bounded by configuration: `(max_connections + max_pending_connections) × (64 KiB +
+//!   max_line_bytes)` of connection buffers, `queue_bytes` of queued lines, `max_field_names` interned names.
 
 pub mod checkpoint;
 pub mod frame;
@@ -57,10 +57,14 @@ use wal::{Replayed, WalError};
 pub struct Limits {
     /// Longer lines are discarded up to their newline and dead-lettered `too_large`.
     pub max_line_bytes: usize,
-    /// Deeper nesting is dead-lettered `depth_exceeded`.
-    pub max_depth: usize,
-    /// Further connections are refused (and counted).
+    /// Connections past their handshake; further ones are refused (and counted).
     pub max_connections: usize,
+    /// Connections still waiting for their first line (the hello), apart from the others; a
+    /// newer one beyond this displaces the oldest (counted as refused).
+    pub max_pending_connections: usize,
+    /// A connection must complete its first line (the hello) this soon after it is accepted;
+    /// bytes do not extend it.
+    pub handshake_timeout: Duration,
     /// Distinct field names (and event types) the process interns; a line that would add more
     /// is dead-lettered `too_many_fields`.
     pub max_field_names: usize,
@@ -76,8 +80,9 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_line_bytes: 1 << 20,
-            max_depth: 64,
             max_connections: 1024,
+            max_pending_connections: 256,
+            handshake_timeout: Duration::from_secs(5),
             max_field_names: 100_000,
             conn_idle_timeout: Duration::from_secs(300),
             queue_bytes: 64 << 20,
@@ -180,7 +185,12 @@ impl ServeConfig {
             return Err(ServeError::Config("--workers must be at least 1".into()));
         }
         let l = &self.limits;
-        if l.max_line_bytes == 0 || l.max_depth == 0 || l.max_connections == 0 || l.worker_queue == 0 {
+        if l.max_line_bytes == 0
+            || l.max_connections == 0
+            || l.max_pending_connections == 0
+            || l.worker_queue == 0
+            || l.handshake_timeout.is_zero()
+        {
             return Err(ServeError::Config("limits must be positive".into()));
         }
         if l.queue_bytes < l.max_line_bytes + net::READ_CHUNK {

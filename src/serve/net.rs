@@ -1,19 +1,26 @@
-//! The network side of `sluice serve` (tokio): accept connections up to `max_connections`,
-//! read each into lines with a [`Framer`], check the optional hello, and hand batches to the
-//! sequencer within a global byte budget; a writer task per connection sends the
-//! acknowledgements.
+//! The network side of `sluice serve` (tokio): accept connections, read each into lines with a
+//! [`Framer`], check the optional hello, and hand batches to the sequencer within a global byte
+//! budget; a writer task per connection sends the acknowledgements.
+//!
+//! A connection is *pending* until its first line (the hello, or the first line of data when
+//! no token is required) has arrived and been accepted. Pending connections are limited apart
+//! from the others: at most `max_pending_connections` of them (a newer one displaces the
+//! oldest), each for at most `handshake_timeout` from its accept, however many bytes it sends.
+//! Only then does a connection take one of the `max_connections` slots, so sockets that never
+//! finish a hello cannot hold the slots that clients with the token need.
 //!
 //! A connection's memory is bounded by its read buffer plus `max_line_bytes`; all connections
 //! together queue at most `queue_bytes` for the workers. When the budget is spent, connections
 //! wait for it before reading more, so senders feel TCP backpressure.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::frame::{Framer, Leftover, Piece};
@@ -41,9 +48,88 @@ pub(crate) struct Net {
     pub state: Arc<ServeState>,
 }
 
+/// Connections waiting for their first line, oldest first, each with a way to tell it to give
+/// up its place.
+#[derive(Default)]
+struct Handshakes {
+    waiting: VecDeque<(u64, oneshot::Sender<()>)>,
+}
+
+/// Where a connection stands until its first line is accepted.
+struct Handshake {
+    id: u64,
+    handshakes: Arc<Mutex<Handshakes>>,
+    /// Fires when a newer connection displaced this one.
+    displaced: Option<oneshot::Receiver<()>>,
+    deadline: tokio::time::Instant,
+    slots: Arc<Semaphore>,
+}
+
+impl Handshakes {
+    /// Adds connection `id`; when that makes more than `max`, the oldest is told to go (it
+    /// answers the client and counts itself as refused). Returns the new connection's receiver.
+    fn add(this: &Mutex<Handshakes>, id: u64, max: usize) -> oneshot::Receiver<()> {
+        let mut h = this.lock().unwrap_or_else(|e| e.into_inner());
+        let (tx, rx) = oneshot::channel();
+        h.waiting.push_back((id, tx));
+        while h.waiting.len() > max {
+            if let Some((_, oldest)) = h.waiting.pop_front() {
+                let _ = oldest.send(());
+            }
+        }
+        rx
+    }
+
+    fn remove(this: &Mutex<Handshakes>, id: u64) {
+        let mut h = this.lock().unwrap_or_else(|e| e.into_inner());
+        h.waiting.retain(|(i, _)| *i != id);
+    }
+}
+
+impl Handshake {
+    /// Resolves when the connection must give up: displaced, or past its deadline.
+    async fn expired(&mut self) -> Expired {
+        let (deadline, receiver) = (self.deadline, &mut self.displaced);
+        let displaced = async {
+            if let Some(rx) = receiver.as_mut() {
+                if rx.await.is_ok() {
+                    return;
+                }
+                // Removed from the queue without being told to go (a receiver is not polled
+                // again once it has answered).
+                *receiver = None;
+            }
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            _ = displaced => Expired::Displaced,
+            _ = tokio::time::sleep_until(deadline) => Expired::Deadline,
+        }
+    }
+
+    /// The first line was accepted: the connection leaves the queue and takes a slot.
+    fn complete(&mut self) -> Option<OwnedSemaphorePermit> {
+        Handshakes::remove(&self.handshakes, self.id);
+        self.displaced = None;
+        Arc::clone(&self.slots).try_acquire_owned().ok()
+    }
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        Handshakes::remove(&self.handshakes, self.id);
+    }
+}
+
+enum Expired {
+    Displaced,
+    Deadline,
+}
+
 /// Accepts connections until `shutdown` turns true, then waits for every connection to drain.
 pub(crate) async fn serve(listener: TcpListener, net: Arc<Net>, mut shutdown: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(net.limits.max_connections));
+    let handshakes = Arc::new(Mutex::new(Handshakes::default()));
     let mut tasks = JoinSet::new();
     let mut next_id = 0u64;
     loop {
@@ -61,34 +147,28 @@ pub(crate) async fn serve(listener: TcpListener, net: Arc<Net>, mut shutdown: wa
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                match Arc::clone(&slots).try_acquire_owned() {
-                    Ok(slot) => {
-                        next_id += 1;
-                        ServeState::add(&net.state.connections_total, 1);
-                        let (net, shutdown) = (Arc::clone(&net), shutdown.clone());
-                        tasks.spawn(async move {
-                            ServeState::add(&net.state.connections_open, 1);
-                            connection(stream, next_id, &net, shutdown).await;
-                            ServeState::sub(&net.state.connections_open, 1);
-                            drop(slot);
-                        });
-                    }
-                    Err(_) => {
-                        ServeState::add(&net.state.connections_refused, 1);
-                        tasks.spawn(refuse(stream, "too many connections"));
-                    }
-                }
+                next_id += 1;
+                ServeState::add(&net.state.connections_total, 1);
+                let limits = &net.limits;
+                let displaced = Handshakes::add(&handshakes, next_id, limits.max_pending_connections);
+                let handshake = Handshake {
+                    id: next_id,
+                    handshakes: Arc::clone(&handshakes),
+                    displaced: Some(displaced),
+                    deadline: tokio::time::Instant::now() + limits.handshake_timeout,
+                    slots: Arc::clone(&slots),
+                };
+                let (net, shutdown) = (Arc::clone(&net), shutdown.clone());
+                tasks.spawn(async move {
+                    ServeState::add(&net.state.connections_open, 1);
+                    connection(stream, next_id, &net, shutdown, handshake).await;
+                    ServeState::sub(&net.state.connections_open, 1);
+                });
             }
         }
     }
     drop(listener);
     while tasks.join_next().await.is_some() {}
-}
-
-async fn refuse(mut stream: TcpStream, message: &'static str) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(error_line(message).as_bytes())).await;
-    let _ = stream.shutdown().await;
-    drain(&mut stream).await;
 }
 
 /// Reads and drops what the client still sends (at most 1 MiB, for at most a second), so that
@@ -162,7 +242,13 @@ enum End {
     Gone,
 }
 
-async fn connection(stream: TcpStream, id: u64, net: &Net, mut shutdown: watch::Receiver<bool>) {
+async fn connection(
+    stream: TcpStream,
+    id: u64,
+    net: &Net,
+    mut shutdown: watch::Receiver<bool>,
+    mut handshake: Handshake,
+) {
     let (mut rd, wr) = stream.into_split();
     let (ack_tx, ack_rx) = watch::channel(0u64);
     let acked = Arc::new(ack_tx);
@@ -175,10 +261,32 @@ async fn connection(stream: TcpStream, id: u64, net: &Net, mut shutdown: watch::
     let mut pending = Pending::default();
     let mut first: Option<Option<Result<Hello, String>>> = None;
     let mut peer: Option<Peer> = None;
+    // Held from the end of the handshake to the end of the connection.
+    let mut slot: Option<OwnedSemaphorePermit> = None;
+    let mut reject = |message: String, counter: &std::sync::atomic::AtomicU64| {
+        ServeState::add(counter, 1);
+        if let Some(tx) = err_tx.take() {
+            let _ = tx.send(message);
+        }
+        End::Rejected
+    };
     let end = loop {
         let n = tokio::select! {
             biased;
             _ = shutdown.changed() => break End::Shutdown,
+            expired = handshake.expired(), if peer.is_none() => break match expired {
+                Expired::Displaced => reject(
+                    "too many connections waiting for their hello: a newer one took this one's place".into(),
+                    &net.state.connections_refused,
+                ),
+                Expired::Deadline => reject(
+                    format!(
+                        "no complete first line (hello) within the handshake timeout of {:?}",
+                        net.limits.handshake_timeout
+                    ),
+                    &net.state.connections_timed_out,
+                ),
+            },
             read = tokio::time::timeout(net.limits.conn_idle_timeout, rd.read(&mut buf)) => match read {
                 Err(_) => break End::Idle,
                 Ok(Ok(0)) | Ok(Err(_)) => break End::Eof,
@@ -203,14 +311,14 @@ async fn connection(stream: TcpStream, id: u64, net: &Net, mut shutdown: watch::
         if peer.is_none() {
             if let Some(hello) = &first {
                 match greet(hello.as_ref(), id, net, &acked) {
-                    Ok(p) => peer = Some(p),
-                    Err(message) => {
-                        ServeState::add(&net.state.connections_rejected, 1);
-                        if let Some(tx) = err_tx.take() {
-                            let _ = tx.send(message);
+                    Ok(p) => match handshake.complete() {
+                        Some(permit) => {
+                            slot = Some(permit);
+                            peer = Some(p);
                         }
-                        break End::Rejected;
-                    }
+                        None => break reject("too many connections".into(), &net.state.connections_refused),
+                    },
+                    Err(message) => break reject(message, &net.state.connections_rejected),
                 }
             }
         }
@@ -244,12 +352,17 @@ async fn connection(stream: TcpStream, id: u64, net: &Net, mut shutdown: watch::
                 send(p, &mut pending, net, &acked).await;
             }
         }
-        End::Rejected => drain(&mut rd).await,
+        End::Rejected => {
+            // The buffers go before the (bounded) wait for what the client still sends.
+            drop((buf, framer, pending));
+            drain(&mut rd).await
+        }
         End::Gone => {}
     }
     drop(acked);
     drop(err_tx);
     let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
+    drop(slot);
 }
 
 /// Checks the hello (or its absence) and answers it: the lines of this client already durable.

@@ -9,6 +9,9 @@
 //! server → {"ack":N}        after each group commit: lines of c1 durable up to N
 //! server → {"error":"..."}  then closes (bad hello, wrong token, too many connections)
 //! ```
+//!
+//! A first line is a hello only when its keys are all hello keys; any other first line is the
+//! client's first line of data, even with a `hello` field.
 
 use serde::Deserialize;
 
@@ -38,15 +41,20 @@ pub struct Hello {
 /// Longest client id.
 pub const MAX_CLIENT_ID: usize = 128;
 
-/// `Some` when `line` is a hello line (a JSON object with a `hello` key), with the hello or why
-/// it is invalid; `None` when it is an ordinary line.
+/// The keys of a hello line.
+pub const HELLO_KEYS: [&str; 5] = ["hello", "client", "source", "token", "offset"];
+
+/// `Some` when `line` is a hello line (a JSON object with a `hello` key and no key but
+/// [`HELLO_KEYS`]), with the hello or why it is invalid; `None` when it is an ordinary line,
+/// which is data: an event that happens to have a `hello` field is never taken for a hello.
 pub fn parse_hello(line: &[u8]) -> Option<Result<Hello, String>> {
     let trimmed = line.trim_ascii_start();
     if !trimmed.starts_with(b"{") || memchr::memmem::find(line, b"\"hello\"").is_none() {
         return None;
     }
     let value: serde_json::Value = serde_json::from_slice(line).ok()?;
-    if !value.as_object().is_some_and(|o| o.contains_key("hello")) {
+    let object = value.as_object()?;
+    if !object.contains_key("hello") || object.keys().any(|k| !HELLO_KEYS.contains(&k.as_str())) {
         return None;
     }
     Some(
@@ -103,56 +111,7 @@ pub fn parse_reply(line: &[u8]) -> Option<Reply> {
         .map(|e| Reply::Error(e.to_string()))
 }
 
-/// Whether JSON text nests arrays and objects deeper than `max`, found by one pass over the bytes
-/// (strings skipped) without parsing, so a nesting bomb costs no stack.
-pub fn depth_exceeds(line: &[u8], max: usize) -> bool {
-    scan(line, max, &mut Vec::new())
-}
-
-/// One pass over JSON text without parsing it: whether it nests deeper than `max_depth`, and
-/// the byte ranges of its object keys (between the quotes, escapes left as they are) in `keys`.
-pub fn scan(line: &[u8], max_depth: usize, keys: &mut Vec<std::ops::Range<usize>>) -> bool {
-    let mut depth = 0usize;
-    let mut string_start = None;
-    let mut escaped = false;
-    // The last string token, while only whitespace follows it: a key if a colon comes next.
-    let mut last_string = None;
-    for (i, &b) in line.iter().enumerate() {
-        if let Some(start) = string_start {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                string_start = None;
-                last_string = Some(start..i);
-            }
-            continue;
-        }
-        match b {
-            b'"' => string_start = Some(i + 1),
-            b':' => {
-                if let Some(key) = last_string.take() {
-                    keys.push(key);
-                }
-            }
-            b' ' | b'\t' | b'\r' | b'\n' => {}
-            b'[' | b'{' => {
-                last_string = None;
-                depth += 1;
-                if depth > max_depth {
-                    return true;
-                }
-            }
-            b']' | b'}' => {
-                last_string = None;
-                depth = depth.saturating_sub(1);
-            }
-            _ => last_string = None,
-        }
-    }
-    false
-}
+pub use crate::source::json_scan::{depth_exceeds, scan};
 
 #[cfg(test)]
 mod tests {
@@ -169,7 +128,11 @@ mod tests {
         assert_eq!(h.offset, None);
         assert!(parse_hello(br#"{"hello":2}"#).unwrap().is_err());
         assert!(parse_hello(br#"{"hello":1,"client":"a b"}"#).unwrap().is_err());
-        assert!(parse_hello(br#"{"hello":1,"extra":1}"#).unwrap().is_err());
+        assert!(parse_hello(br#"{"hello":"x","client":"c"}"#).unwrap().is_err());
+        // A line with any other key is data, whatever its `hello` field holds.
+        assert_eq!(parse_hello(br#"{"hello":1,"extra":1}"#), None);
+        assert_eq!(parse_hello(br#"{"ts":1,"type":"a","hello":"world"}"#), None);
+        assert_eq!(parse_hello(br#"{"hello":{"nested":1},"ts":1}"#), None);
     }
 
     #[test]
@@ -179,23 +142,5 @@ mod tests {
             parse_reply(error_line("no \"such\" source").as_bytes()),
             Some(Reply::Error("no \"such\" source".into()))
         );
-    }
-
-    #[test]
-    fn keys() {
-        let line = br#"{"a":1, "b" : {"c\"d":[{"e":"f:"}]}, "g":"h"}"#;
-        let mut keys = Vec::new();
-        assert!(!scan(line, 8, &mut keys));
-        let names: Vec<&[u8]> = keys.into_iter().map(|r| &line[r]).collect();
-        assert_eq!(names, [&b"a"[..], b"b", br#"c\"d"#, b"e", b"g"]);
-    }
-
-    #[test]
-    fn depth() {
-        assert!(!depth_exceeds(br#"{"a":[1,{"b":2}]}"#, 3));
-        assert!(depth_exceeds(br#"{"a":[1,{"b":[2]}]}"#, 3));
-        assert!(!depth_exceeds(br#"{"a":"[[[[[[[[\"[[[["}"#, 1));
-        let bomb = vec![b'['; 10_000_000];
-        assert!(depth_exceeds(&bomb, 64));
     }
 }

@@ -31,11 +31,13 @@ pub struct ServeState {
     pub connections_open: AtomicU64,
     /// Connections accepted since start.
     pub connections_total: AtomicU64,
-    /// Connections refused because `max_connections` were open.
+    /// Connections refused because `max_connections` were open, or displaced while waiting for
+    /// their hello by a newer one beyond `max_pending_connections`.
     pub connections_refused: AtomicU64,
     /// Connections closed for a missing or wrong token, or a bad hello.
     pub connections_rejected: AtomicU64,
-    /// Connections closed after `conn_idle_timeout` without a byte.
+    /// Connections closed after `conn_idle_timeout` without a byte, or without a complete first
+    /// line (the hello) within `handshake_timeout`.
     pub connections_timed_out: AtomicU64,
     /// Bytes of lines queued between the sockets and the workers (the global bounded buffer).
     pub queued_bytes: AtomicU64,

@@ -4,7 +4,7 @@
 //! completion.
 //!
 //! A batch is parsed with [`crate::source::ndjson::parse_line`] after two cheap checks on the
-//! untrusted bytes (nesting depth, distinct field names), then admitted with the same watermark
+//! untrusted bytes (the source's nesting depth, distinct field names), then admitted with the same watermark
 //! and lateness rules as replay, its prefix maximum coming from [`super::order::Order`].
 
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -71,9 +71,10 @@ struct Tcp {
     names: NameCheck,
 }
 
-/// Counts the field names of a line that are not interned yet, before anything is interned: a
-/// line that would take the interner past `max_field_names` is rejected whole, so hostile
-/// lines cannot use up the budget that later good lines need.
+/// Counts the distinct field names of a line that are not interned yet, before anything is
+/// interned: a line that would take the interner past `max_field_names` is rejected whole, so
+/// hostile lines cannot use up the budget that later good lines need. A name repeated in the
+/// line (a list of objects with the same keys) counts once, as interning it does.
 #[derive(Default)]
 struct NameCheck {
     keys: Vec<std::ops::Range<usize>>,
@@ -82,24 +83,40 @@ struct NameCheck {
 }
 
 impl NameCheck {
-    /// Keys of `line` (found by [`scan`]) that are not interned.
+    /// Distinct names among the keys of `line` (found by [`scan`]) that are not interned.
     fn new_names(&mut self, line: &[u8]) -> usize {
-        let mut new = 0;
-        for (i, key) in self.keys.iter().enumerate() {
-            let key = &line[key.clone()];
-            if self.known.get(i).is_some_and(|k| **k == *key) {
+        let mut new: Option<rustc_hash::FxHashSet<std::borrow::Cow<'_, [u8]>>> = None;
+        for (i, range) in self.keys.iter().enumerate() {
+            let raw = &line[range.clone()];
+            if self.known.get(i).is_some_and(|k| **k == *raw) {
                 continue;
             }
-            let interned = std::str::from_utf8(key).ok().and_then(Sym::lookup).is_some();
+            let name = key_name(line, range.clone());
+            let interned = std::str::from_utf8(&name).ok().and_then(Sym::lookup).is_some();
             if !interned {
-                new += 1;
+                new.get_or_insert_default().insert(name);
             } else if i < self.known.len() {
-                self.known[i] = key.into();
+                self.known[i] = raw.into();
             } else if i == self.known.len() {
-                self.known.push(key.into());
+                self.known.push(raw.into());
             }
         }
-        new
+        new.map_or(0, |n| n.len())
+    }
+}
+
+/// The name a key stands for: its bytes between the quotes, with JSON escapes decoded (so
+/// `"k\u0065y"` and `"key"` are one name, as the parser interns them).
+fn key_name(line: &[u8], range: std::ops::Range<usize>) -> std::borrow::Cow<'_, [u8]> {
+    let raw = &line[range.clone()];
+    if !raw.contains(&b'\\') {
+        return std::borrow::Cow::Borrowed(raw);
+    }
+    // The scan found the quotes around the range.
+    let quoted = &line[range.start - 1..range.end + 1];
+    match serde_json::from_slice::<String>(quoted) {
+        Ok(name) => std::borrow::Cow::Owned(name.into_bytes()),
+        Err(_) => std::borrow::Cow::Borrowed(raw),
     }
 }
 
@@ -323,8 +340,10 @@ fn parse(
         }
         let prefix = &line[..line.len().min(super::frame::PREFIX_BYTES)];
         names.keys.clear();
-        if scan(line, limits.max_depth, &mut names.keys) {
-            let detail = format!("nesting deeper than {} levels", limits.max_depth);
+        // The source's depth limit, as `parse_line` checks it, before the keys are counted.
+        let max_depth = source.limits.max_depth;
+        if scan(line, max_depth, &mut names.keys) {
+            let detail = format!("nesting deeper than {max_depth} levels");
             out.push(dead("depth_exceeded", detail, offset, prefix, None));
             return;
         }
@@ -364,4 +383,30 @@ fn parse(
         out.push(dead(r.reason.as_str(), detail, r.offset, &r.prefix, None));
     }
     max
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_names(line: &[u8]) -> usize {
+        let mut check = NameCheck::default();
+        assert!(!scan(line, 64, &mut check.keys));
+        check.new_names(line)
+    }
+
+    #[test]
+    fn distinct_new_names_are_counted() {
+        Sym::new("worker_test_known");
+        assert_eq!(new_names(br#"{"worker_test_known":1}"#), 0);
+        assert_eq!(
+            new_names(br#"{"worker_test_a":[{"worker_test_b":1},{"worker_test_b":2},{"worker_test_b":3}]}"#),
+            2
+        );
+        // An escaped spelling is the same name.
+        assert_eq!(new_names(br#"{"worker_test_c":1,"worker_test_\u0063":2}"#), 1);
+        assert_eq!(new_names(br#"{"worker_test_\u0063":1,"worker_test_known":2}"#), 1);
+        let many: Vec<String> = (0..1000).map(|k| format!(r#""worker_test_n{k}":1"#)).collect();
+        assert_eq!(new_names(format!("{{{}}}", many.join(",")).as_bytes()), 1000);
+    }
 }

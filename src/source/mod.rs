@@ -12,6 +12,7 @@
 //! with reason `late`.
 
 pub mod arrow_read;
+pub mod json_scan;
 pub mod lateness;
 pub mod ndjson;
 pub mod parquet;

@@ -3,8 +3,8 @@
 //!
 //! Files are split into byte ranges of about [`SPLIT_BYTES`] that start at line boundaries. A
 //! split's maximum event time is found by a scan that parses only the time field of each line.
-//! Lines that are not valid UTF-8, not JSON, not an object, too deep, or lack a valid time or
-//! type become dead letters with that reason.
+//! Lines that are not valid UTF-8, not JSON, not an object, nested deeper than the source's
+//! `max_depth`, or lack a valid time or type become dead letters with that reason.
 //!
 //! A whole number within ±2^53 decodes as an int however it is written (`10.0`, `1e1`), other
 //! numbers as floats ([`Value::json_number`]): JSON does not tell `10` from `10.0`.
@@ -133,6 +133,14 @@ pub fn parse_line(
     types: &mut TypeCache,
     line: &[u8],
 ) -> Result<Event, (&'static str, String, Option<i64>)> {
+    let max_depth = plan.limits.max_depth;
+    if super::json_scan::depth_exceeds(line, max_depth) {
+        return Err((
+            "depth_exceeded",
+            format!("nesting deeper than {max_depth} levels"),
+            None,
+        ));
+    }
     let text = std::str::from_utf8(line).map_err(|e| ("invalid_utf8", e.to_string(), None))?;
     if let Some(event) = parse_fast(plan, types, text) {
         return Ok(event);
@@ -426,6 +434,7 @@ mod tests {
             time_unit_ms: 1.0,
             allowed_lateness_ms: 0,
             projection: None,
+            limits: Default::default(),
             fields: crate::plan::Fields::Open,
         }
     }

@@ -5,6 +5,10 @@
 //! structs become objects, lists become lists. Only the columns some stage reads are decoded
 //! (projection pushdown). Row groups are the splits; each split's maximum event time comes from
 //! the column statistics, or from reading just the time column where statistics are missing.
+//!
+//! Pages that carry a CRC-32 checksum are verified as they are read (the parquet crate's `crc`
+//! feature): a mismatch is an error naming the file and row group, which fails the run. A
+//! corrupt page is a damaged file, not a bad record, and its rows cannot be told apart.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -24,6 +28,19 @@ use crate::plan::SourcePlan;
 use crate::value::{Sym, Value};
 
 const BATCH_ROWS: usize = 8192;
+
+/// A read error of row group `rg`, saying so when a page checksum did not match.
+fn read_error(path: &Path, rg: usize, e: impl std::fmt::Display) -> SourceError {
+    let message = e.to_string();
+    if message.contains("CRC checksum mismatch") {
+        SourceError::read(
+            path,
+            format!("row group {rg}: a page checksum does not match its data: the file is corrupt ({message})"),
+        )
+    } else {
+        SourceError::read(path, format!("row group {rg}: {message}"))
+    }
+}
 
 fn load(path: &Path) -> Result<(File, ArrowReaderMetadata), SourceError> {
     let file = File::open(path).map_err(|e| SourceError::open(path, e))?;
@@ -108,10 +125,10 @@ fn scan_max(
         .with_row_groups(vec![rg])
         .with_projection(mask)
         .build()
-        .map_err(|e| SourceError::read(path, e))?;
+        .map_err(|e| read_error(path, rg, e))?;
     let mut max: Option<i64> = None;
     for batch in reader {
-        let batch = batch.map_err(|e| SourceError::read(path, e))?;
+        let batch = batch.map_err(|e| read_error(path, rg, e))?;
         let col = Col::new(batch.column(0));
         for row in 0..batch.num_rows() {
             if let Ok(t) = col.time_ms(row, plan.time_unit_ms) {
@@ -174,11 +191,11 @@ impl SplitReader for ParquetReader {
             .with_projection(mask)
             .with_batch_size(BATCH_ROWS)
             .build()
-            .map_err(|e| SourceError::read(&path, e))?;
+            .map_err(|e| read_error(&path, rg, e))?;
         let mut first_row = 0usize;
         let mut decoded = Vec::with_capacity(BATCH_ROWS);
         for batch in reader {
-            let batch = batch.map_err(|e| SourceError::read(&path, e))?;
+            let batch = batch.map_err(|e| read_error(&path, rg, e))?;
             self.decode(&batch, &path, rg, first_row, &mut decoded);
             first_row += batch.num_rows();
             out(&mut decoded);

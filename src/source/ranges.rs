@@ -50,10 +50,7 @@ pub fn check(plan: &Plan, layouts: &[Layout]) -> Result<(), RunError> {
                     }
                 }
             };
-            read.read(split, &mut check_chunk).map_err(|e| RunError::Source {
-                path: layout.files[split.file].clone(),
-                message: e.to_string(),
-            })?;
+            read.read(split, &mut check_chunk)?;
             if let Some(e) = failure {
                 return Err(e);
             }

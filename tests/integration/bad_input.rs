@@ -95,3 +95,147 @@ measures.big = "count() where w > 1"
         assert_eq!(rows[0].0[3], Value::Int(3));
     }
 }
+
+/// Writes `times` as a Parquet file of one required INT64 column `event_time`, uncompressed and
+/// plain-encoded in small pages whose headers carry a CRC-32 of their data. (The parquet crate
+/// verifies such checksums but does not write them, so the page headers are written here, in
+/// Thrift's compact protocol.)
+fn write_parquet_with_page_checksums(path: &std::path::Path, times: &[i64]) {
+    use parquet::basic::{Compression, Encoding, PageType};
+    use parquet::column::page::{CompressedPage, Page, PageWriteSpec, PageWriter};
+    use parquet::column::writer::{get_column_writer, get_typed_column_writer};
+    use parquet::data_type::Int64Type;
+    use parquet::file::properties::{WriterProperties, WriterVersion};
+    use parquet::file::writer::SerializedFileWriter;
+    use std::sync::{Arc, Mutex};
+
+    struct ChecksummedPages(Arc<Mutex<Vec<u8>>>);
+
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    /// The next field (id one more than the last) holding an i32.
+    fn i32_field(out: &mut Vec<u8>, v: i32) {
+        out.push(0x15);
+        varint(out, ((v << 1) ^ (v >> 31)) as u32 as u64);
+    }
+    fn encoding(e: Encoding) -> i32 {
+        match e {
+            Encoding::PLAIN => 0,
+            Encoding::RLE => 3,
+            other => panic!("unexpected encoding {other}"),
+        }
+    }
+
+    impl PageWriter for ChecksummedPages {
+        fn write_page(&mut self, page: CompressedPage) -> parquet::errors::Result<PageWriteSpec> {
+            let Page::DataPage {
+                num_values,
+                encoding: values,
+                def_level_encoding,
+                rep_level_encoding,
+                ..
+            } = page.compressed_page()
+            else {
+                panic!("only data pages (no dictionary)")
+            };
+            let data = page.data();
+            // PageHeader {1: type, 2: uncompressed size, 3: compressed size, 4: crc,
+            //             5: DataPageHeader {1: values, 2..4: encodings}}
+            let mut header = Vec::new();
+            i32_field(&mut header, 0);
+            i32_field(&mut header, page.uncompressed_size() as i32);
+            i32_field(&mut header, page.compressed_size() as i32);
+            i32_field(&mut header, crc32fast::hash(data) as i32);
+            header.push(0x1c);
+            i32_field(&mut header, *num_values as i32);
+            i32_field(&mut header, encoding(*values));
+            i32_field(&mut header, encoding(*def_level_encoding));
+            i32_field(&mut header, encoding(*rep_level_encoding));
+            header.extend_from_slice(&[0, 0]);
+            let mut buf = self.0.lock().unwrap();
+            let mut spec = PageWriteSpec::new();
+            spec.page_type = PageType::DATA_PAGE;
+            spec.uncompressed_size = page.uncompressed_size() + header.len();
+            spec.compressed_size = page.compressed_size() + header.len();
+            spec.num_values = page.num_values();
+            spec.offset = buf.len() as u64;
+            spec.bytes_written = (header.len() + data.len()) as u64;
+            buf.extend_from_slice(&header);
+            buf.extend_from_slice(data);
+            Ok(spec)
+        }
+        fn close(&mut self) -> parquet::errors::Result<()> {
+            Ok(())
+        }
+    }
+
+    let schema =
+        Arc::new(parquet::schema::parser::parse_message_type("message m { required int64 event_time; }").unwrap());
+    let props = Arc::new(
+        WriterProperties::builder()
+            .set_writer_version(WriterVersion::PARQUET_1_0)
+            .set_compression(Compression::UNCOMPRESSED)
+            .set_dictionary_enabled(false)
+            .set_data_page_size_limit(1024)
+            .set_write_batch_size(64)
+            .build(),
+    );
+    let mut writer =
+        SerializedFileWriter::new(std::fs::File::create(path).unwrap(), schema, Arc::clone(&props)).unwrap();
+    let descr = writer.schema_descr().column(0);
+    let chunk = Arc::new(Mutex::new(Vec::new()));
+    let column = get_column_writer(descr, props, Box::new(ChecksummedPages(Arc::clone(&chunk))));
+    let mut column = get_typed_column_writer::<Int64Type>(column);
+    column.write_batch(times, None, None).unwrap();
+    let closed = column.close().unwrap();
+    assert!(closed.offset_index.as_ref().is_none_or(|o| o.page_locations.len() > 4));
+    let bytes = bytes::Bytes::from(chunk.lock().unwrap().clone());
+    let mut row_group = writer.next_row_group().unwrap();
+    row_group.append_column(&bytes, closed).unwrap();
+    row_group.close().unwrap();
+    writer.close().unwrap();
+}
+
+#[test]
+fn a_page_checksum_mismatch_fails_the_run_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.toml");
+    std::fs::write(
+        &spec,
+        "[pipeline]\nname = \"crc\"\n[sources.events]\npath = \"events.parquet\"\ntime_field = \"event_time\"\n\
+         [[aggregates]]\nname = \"per_minute\"\nsource = \"events\"\nwindow = { tumbling = \"1m\" }\nemit = \"final\"\nmeasures.n = \"count()\"\n",
+    )
+    .unwrap();
+    let times: Vec<i64> = (0..1000).map(|i| 1_700_000_000_000 + i * 1000).collect();
+    let file = dir.path().join("events.parquet");
+    write_parquet_with_page_checksums(&file, &times);
+    let run = || crate::util::sluice(&["run", spec.to_str().unwrap(), "--out", "out", "-q"], dir.path());
+    let good = run();
+    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
+    let rows = crate::util::parquet_lines(&dir.path().join("out/per_minute"));
+    assert_eq!(rows.len(), 17, "{rows:?}");
+
+    // One bit of one value in the middle of the file: without the checksum this reads as an
+    // event one millisecond later.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let value = times[500].to_le_bytes();
+    let at = bytes
+        .windows(8)
+        .position(|w| w == value)
+        .expect("the value is stored plainly");
+    bytes[at] ^= 1;
+    std::fs::write(&file, bytes).unwrap();
+    let bad = run();
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("events.parquet: row group 0: a page checksum does not match"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out/per_minute").exists());
+}

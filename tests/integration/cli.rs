@@ -238,3 +238,87 @@ fn a_cluster_of_two_processes_gives_the_single_process_outputs() {
         assert_eq!(a, b, "{name} differs between a 2x2 cluster and one process");
     }
 }
+
+/// Every file under `dir` (recursively), relative to it.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn a_failed_run_leaves_no_outputs_that_look_complete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = repo().join("dataflows/learning_analytics.toml");
+    let events = tmp.path().join("events");
+    std::fs::create_dir(&events).unwrap();
+    let gen = sluice(
+        &[
+            "generate",
+            "learning",
+            "--events",
+            "20000",
+            "--out",
+            "events/a_good.parquet",
+        ],
+        tmp.path(),
+    );
+    assert!(gen.status.success(), "{}", text(&gen));
+    // The same file with its first page header overwritten: its footer (and so the splits'
+    // statistics) is intact, reading its row group fails.
+    let mut bytes = std::fs::read(events.join("a_good.parquet")).unwrap();
+    bytes[4..36].fill(0xff);
+    std::fs::write(events.join("b_corrupt.parquet"), bytes).unwrap();
+    let run = |input: &str| {
+        sluice(
+            &[
+                "run",
+                spec.to_str().unwrap(),
+                "--input",
+                input,
+                "--out",
+                "out",
+                "--quiet",
+            ],
+            tmp.path(),
+        )
+    };
+    // A good run first: its outputs are replaced by the next run, never mixed with it.
+    let good = run("events=events/a_good.parquet");
+    assert!(good.status.success(), "{}", text(&good));
+    assert!(files_under(&tmp.path().join("out"))
+        .iter()
+        .any(|f| f.ends_with(".parquet")));
+
+    let failed = run("events=events");
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("b_corrupt.parquet"), "{stderr}");
+    assert!(!stderr.contains("error: :"), "an empty path: {stderr}");
+    let left = files_under(&tmp.path().join("out"));
+    assert!(left.is_empty(), "a failed run left {left:?}");
+    let partial: Vec<String> = files_under(tmp.path())
+        .into_iter()
+        .filter(|f| f.contains(".partial"))
+        .collect();
+    assert!(partial.is_empty(), "{partial:?}");
+
+    // The run writes to `.out.partial` next to `--out` and renames the outputs into it.
+    let good = run("events=events/a_good.parquet");
+    assert!(good.status.success(), "{}", text(&good));
+    assert!(files_under(&tmp.path().join("out"))
+        .iter()
+        .any(|f| f.ends_with(".parquet")));
+    assert!(!tmp.path().join(".out.partial").exists());
+}

@@ -335,3 +335,117 @@ measures.events = "count()"
         assert!(served[name] == *rows, "{name} differs between serve and replay");
     }
 }
+
+#[test]
+fn a_first_event_with_a_hello_field_is_data_not_a_bad_hello() {
+    use crate::serve_util::{connect, wait_ack, COUNT_SPEC};
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("counts.toml");
+    std::fs::write(&spec, COUNT_SPEC).unwrap();
+    let server = Server::start(dir.path(), &spec, "127.0.0.1:0", &["--out", "out"]);
+    let event = |who: &str, i: u64, extra: &str| {
+        format!(
+            "{{\"ts\":{},\"type\":\"a\",\"who\":\"{who}\"{extra}}}\n",
+            1_700_000_000_000u64 + i
+        )
+    };
+    // No hello: the first event has a `hello` field of its own.
+    let mut s = connect(server.addr);
+    let text = [
+        event("h", 0, r#","hello":"world""#),
+        event("h", 1, ""),
+        event("h", 2, ""),
+    ]
+    .concat();
+    s.write_all(text.as_bytes()).unwrap();
+    wait_ack(&mut s, 3);
+    // Even `"hello":1` with event fields is an event.
+    let mut t = connect(server.addr);
+    t.write_all(
+        [event("v1", 3, r#","hello":1"#), event("v1", 4, "")]
+            .concat()
+            .as_bytes(),
+    )
+    .unwrap();
+    wait_ack(&mut t, 2);
+    drop((s, t));
+    server.stop();
+    let got = reasons(&dir.path().join("out"));
+    assert!(got.is_empty(), "{got:?}");
+    let mut rows = outputs(&dir.path().join("out"))["counts"].clone();
+    rows.sort();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows[0].starts_with("\"h\"") && rows[0].ends_with(", 3"), "{rows:?}");
+    assert!(rows[1].starts_with("\"v1\"") && rows[1].ends_with(", 2"), "{rows:?}");
+}
+
+/// A line `{"ts":..,"type":"a","who":"dD","n":[[...]]}` nested `depth` levels deep.
+fn nested_line(depth: usize, i: u64) -> String {
+    let inner = format!("{}1{}", "[".repeat(depth - 1), "]".repeat(depth - 1));
+    format!(
+        "{{\"ts\":{},\"type\":\"a\",\"who\":\"d{depth}\",\"n\":{inner}}}\n",
+        1_700_000_000_000u64 + i
+    )
+}
+
+#[test]
+fn run_and_serve_share_the_depth_limit_of_the_source() {
+    use crate::serve_util::{connect, wait_ack, COUNT_SPEC};
+    let dir = tempfile::tempdir().unwrap();
+    let deep = dir.path().join("deep.toml");
+    let spec = COUNT_SPEC.replace(
+        "allowed_lateness = \"1h\"",
+        "allowed_lateness = \"1h\"\nmax_depth = 100",
+    );
+    std::fs::write(&deep, spec).unwrap();
+    let default = dir.path().join("default.toml");
+    std::fs::write(&default, COUNT_SPEC).unwrap();
+    let depths = [2, 64, 65, 100, 101, 128, 129, 500];
+    let text: String = depths
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| nested_line(d, i as u64))
+        .collect();
+    let file = dir.path().join("deep.ndjson");
+    std::fs::write(&file, &text).unwrap();
+    for (spec, accepted) in [(&default, vec![2, 64]), (&deep, vec![2, 64, 65, 100])] {
+        let server = Server::start(dir.path(), spec, "127.0.0.1:0", &["--out", "served"]);
+        let mut s = connect(server.addr);
+        s.write_all(text.as_bytes()).unwrap();
+        wait_ack(&mut s, depths.len() as u64);
+        drop(s);
+        server.stop();
+        replay(dir.path(), spec, &file, "replayed", &[]);
+        let (served, replayed) = (
+            outputs(&dir.path().join("served")),
+            outputs(&dir.path().join("replayed")),
+        );
+        // Served dead letters keep a prefix of the line, replayed ones all of it.
+        assert_eq!(served["counts"], replayed["counts"], "{}", spec.display());
+        assert_eq!(
+            reasons(&dir.path().join("served")),
+            reasons(&dir.path().join("replayed")),
+            "{}",
+            spec.display()
+        );
+        let mut who: Vec<String> = served["counts"]
+            .iter()
+            .map(|r| r.split(',').next().unwrap().trim_matches('"').to_string())
+            .collect();
+        who.sort_by_key(|w| w[1..].parse::<usize>().unwrap());
+        let expect: Vec<String> = accepted.iter().map(|d| format!("d{d}")).collect();
+        assert_eq!(who, expect, "{}", spec.display());
+        let got = reasons(&dir.path().join("served"));
+        assert_eq!(
+            got.get("depth_exceeded").copied(),
+            Some(depths.len() - accepted.len()),
+            "{got:?}"
+        );
+    }
+    // The limit is checked when the spec is planned.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, COUNT_SPEC.replace("allowed_lateness = \"1h\"", "max_depth = 129")).unwrap();
+    let out = crate::util::sluice(&["check", bad.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_depth must be 1 to 128"));
+}

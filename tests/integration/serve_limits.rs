@@ -253,3 +253,105 @@ fn an_idle_source_watermark_follows_the_wall_clock() {
     let rows = counts(&dir.path().join("out"));
     assert!(rows.len() == 1 && rows[0].ends_with(", 2"), "{rows:?}");
 }
+
+#[test]
+fn a_name_repeated_in_a_line_counts_once_against_max_field_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &count_spec(dir.path()), "127.0.0.1:0", &["--out", "out"]);
+    // 800 KB: 100,001 objects with one new name `q`, beyond the default 100,000 names if each
+    // occurrence counted. Then the same with the name spelled with an escape, and a good line.
+    let objects = vec![r#"{"q":1}"#; 100_001].join(",");
+    let mut bytes = format!("{{\"ts\":1700000000000,\"type\":\"a\",\"who\":\"many\",\"l\":[{objects}]}}\n");
+    let escaped = vec![r#"{"\u0071":1,"r":2}"#; 100].join(",");
+    bytes.push_str(&format!(
+        "{{\"ts\":1700000000001,\"type\":\"a\",\"who\":\"escaped\",\"l\":[{escaped}]}}\n"
+    ));
+    bytes.push_str(&line("after", 2));
+    let mut s = connect(server.addr);
+    s.write_all(bytes.as_bytes()).unwrap();
+    wait_ack(&mut s, 3);
+    drop(s);
+    server.stop();
+    let got = reasons(&dir.path().join("out"));
+    assert!(got.is_empty(), "{got:?}");
+    let rows = counts(&dir.path().join("out"));
+    assert_eq!(rows.len(), 3, "{rows:?}");
+}
+
+/// A socket that sends a byte every 100 ms and never a newline, until the server closes it:
+/// how long it stayed open and what the server said.
+fn slow_loris(addr: std::net::SocketAddr) -> (Duration, String) {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let started = Instant::now();
+    let mut said = Vec::new();
+    let mut buf = [0u8; 1024];
+    while started.elapsed() < Duration::from_secs(20) {
+        if s.write_all(b"{").is_err() {
+            break;
+        }
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => said.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    (started.elapsed(), String::from_utf8_lossy(&said).into_owned())
+}
+
+#[test]
+fn sockets_without_a_hello_cannot_hold_the_connection_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &count_spec(dir.path()),
+        "127.0.0.1:0",
+        &[
+            "--out",
+            "out",
+            "--auth-token",
+            "s3cret",
+            "--max-connections",
+            "8",
+            "--max-pending-connections",
+            "4",
+            "--handshake-timeout",
+            "500ms",
+        ],
+    );
+    let addr = server.addr;
+    let slow: Vec<_> = (0..8).map(|_| std::thread::spawn(move || slow_loris(addr))).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // A client with the token gets in at once, while the slow sockets still send bytes.
+    let started = Instant::now();
+    let mut client = connect(addr);
+    client
+        .write_all(b"{\"hello\":1,\"client\":\"good\",\"token\":\"s3cret\"}\n")
+        .unwrap();
+    wait_ack(&mut client, 0);
+    client
+        .write_all((line("good", 0) + &line("good", 1)).as_bytes())
+        .unwrap();
+    wait_ack(&mut client, 2);
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    // Every slow socket is closed with an error soon after the handshake timeout: bytes do not
+    // extend it.
+    for s in slow {
+        let (open, said) = s.join().unwrap();
+        assert!(open < Duration::from_secs(3), "a slow socket stayed open {open:?}");
+        assert!(said.contains("\"error\""), "{said}");
+    }
+    drop(client);
+    let summary = server.stop();
+    let count = |what: &str| -> u64 {
+        let at = summary.find(what).unwrap_or_else(|| panic!("{what}: {summary}")) + what.len();
+        let digits: String = summary[at..].chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().unwrap()
+    };
+    assert_eq!(count("refused ") + count("timed out "), 8, "{summary}");
+    assert!(count("timed out ") >= 1, "{summary}");
+    let rows = counts(&dir.path().join("out"));
+    assert!(rows.len() == 1 && rows[0].ends_with(", 2"), "{rows:?}");
+}
