@@ -17,5 +17,6 @@ mod serve_checkpoint;
 mod serve_http;
 mod serve_latency;
 mod serve_limits;
+mod serve_partitions;
 mod serve_util;
 mod util;
