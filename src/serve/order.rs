@@ -13,8 +13,9 @@
 //! record it [`Order::settle`]s it with the last output time the record can change (see
 //! [`crate::plan::retention`]); [`Order::replay_point`] is then the first record that can still
 //! change an output at or after a cut, with the watermark state a replay from there starts with.
-//! Settled records are kept per last-effect time rounded up to a grain, so the bookkeeping is
-//! bounded by the horizon over the grain, not by the number of records.
+//! Settled records are kept per last-effect time rounded up to a grain (1 s, coarser once there
+//! are more than `MAX_EFFECTS` entries), each with the state before it, so the bookkeeping is
+//! bounded by a constant times the partitions, not by the number of records.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -38,6 +39,34 @@ pub struct Order {
     /// for none), readable without the lock: workers move their inputs up to it when they have
     /// nothing to do.
     floors: Vec<AtomicI64>,
+}
+
+/// Most entries `Order` keeps for settled records: past it, their last-effect times are rounded
+/// up to a coarser grain (entries merge, keeping the first record), so the replay point can only
+/// come earlier, and memory stays bounded whatever the horizon and the number of partitions.
+const MAX_EFFECTS: usize = 1024;
+
+/// `t` rounded up to the end of its `grain`.
+fn bucket(t: i64, grain: i64) -> i64 {
+    if t > i64::MAX - grain {
+        i64::MAX
+    } else {
+        t.div_euclid(grain) * grain + grain - 1
+    }
+}
+
+/// Keeps, under `key`, the first record and the state before it.
+fn keep_first(effects: &mut BTreeMap<i64, (u64, AllMarks)>, key: i64, seq: u64, before: AllMarks) {
+    match effects.entry(key) {
+        std::collections::btree_map::Entry::Vacant(v) => {
+            v.insert((seq, before));
+        }
+        std::collections::btree_map::Entry::Occupied(mut o) => {
+            if seq < o.get().0 {
+                o.insert((seq, before));
+            }
+        }
+    }
 }
 
 /// The watermark state of every TCP source before some record.
@@ -88,20 +117,14 @@ impl Order {
             return;
         };
         if let Some(t) = last_effect {
-            let g = inner.grain;
-            let key = if t > i64::MAX - g {
-                i64::MAX
-            } else {
-                t.div_euclid(g) * g + g - 1
-            };
-            match inner.effects.entry(key) {
-                std::collections::btree_map::Entry::Vacant(v) => {
-                    v.insert((seq, before));
-                }
-                std::collections::btree_map::Entry::Occupied(mut o) => {
-                    if seq < o.get().0 {
-                        o.insert((seq, before));
-                    }
+            let key = bucket(t, inner.grain);
+            keep_first(&mut inner.effects, key, seq, before);
+            // Each entry holds every partition's state: past the bound, coarser buckets.
+            while inner.effects.len() > MAX_EFFECTS && inner.grain < i64::MAX / 4 {
+                inner.grain *= 2;
+                let g = inner.grain;
+                for (key, (seq, marks)) in std::mem::take(&mut inner.effects) {
+                    keep_first(&mut inner.effects, bucket(key, g), seq, marks);
                 }
             }
         }
@@ -244,6 +267,30 @@ mod tests {
         order.publish(15, 0, |_| ()).unwrap();
         order.settle(15, Some(i64::MAX));
         assert_eq!(order.replay_point(i64::MAX - 1).0, 15);
+    }
+
+    #[test]
+    fn settled_records_stay_bounded_and_the_replay_point_only_comes_earlier() {
+        let order = Order::new(1);
+        // 10,000 records, effects spread over 5,000 s and out of order.
+        let effects: Vec<i64> = (0..10_000i64).map(|s| (s * 7_919) % 5_000_000).collect();
+        for (seq, t) in effects.iter().enumerate() {
+            order.publish(seq as u64, 0, |m| m.batch("c", Some(*t))).unwrap();
+            order.settle(seq as u64, Some(*t));
+            assert!(order.lock().effects.len() <= MAX_EFFECTS);
+        }
+        for cut in [0, 1_000_000, 2_500_000, 4_999_000] {
+            let exact = effects.iter().position(|t| *t >= cut).unwrap() as u64;
+            let (point, marks) = order.replay_point(cut);
+            assert!(point <= exact, "cut {cut}: {point} after {exact}");
+            // The state saved is the one before the record the point names.
+            let mut expect = Marks::default();
+            for t in &effects[..point as usize] {
+                expect.batch("c", Some(*t));
+            }
+            assert_eq!(marks, vec![expect]);
+        }
+        assert!(order.lock().grain > 1000);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `sluice send`: a client that streams an NDJSON or Parquet file to `sluice serve`, honours
 //! acknowledgements, resends what was not acknowledged after a reconnect, and measures
 //! throughput, send → acknowledgement latency and, with a subscription to one of the server's
-//! outputs, send → output latency ([`latency`]). It is the load generator of the serve tests
+//! outputs, send → output latency (`send/latency.rs`). It is the load generator of the serve tests
 //! and benchmark.
 //!
 //! Line `i` of the file goes on connection `i % C`, whose client id is `ID-c` (`c` in `0..C`);
