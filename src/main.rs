@@ -115,7 +115,8 @@ struct ServeArgs {
     /// Override a file source's path: NAME=PATH (repeatable).
     #[arg(long = "input", value_parser = parse_input)]
     inputs: Vec<(String, PathBuf)>,
-    /// Without events for this long, a source's watermark moves with the wall clock (`off` never).
+    /// A client silent for this long stops holding its source's watermark, and a source without
+    /// events for this long has its watermark move with the wall clock (`off`: neither).
     #[arg(long, default_value = "5s")]
     idle_timeout: String,
     /// Longer lines become dead letters `too_large` (not buffered).

@@ -13,8 +13,9 @@
 //! A restart reads `checkpoint.json`: each output keeps its first `parts` part files (later
 //! ones are deleted) and drops the rows its replay recomputes before its own cut; `counters`-like
 //! snapshot outputs start from the totals saved here; the log is replayed from `replay_from`
-//! with the watermark state saved for that record. The outputs after a restart are those of an
-//! uninterrupted run because every record that can change a row at or after a cut is replayed
+//! with the watermark state saved for that record (each source's floor and its partitions'
+//! largest event times). The outputs after a restart are those of an uninterrupted run because
+//! every record that can change a row at or after a cut is replayed
 //! ([`crate::plan::retention`]), and records are admitted in log order from the same state.
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use timely::scheduling::SyncActivator;
 
+use super::partitions::Marks;
 use super::wal::WalError;
 use crate::value::Value;
 
@@ -41,8 +43,10 @@ pub struct Manifest {
     pub checkpoints: u64,
     /// The first record a restart replays.
     pub replay_from: u64,
-    /// Each TCP source's largest event time over the records before `replay_from`.
-    pub maxima: Vec<Option<i64>>,
+    /// Each TCP source's watermark state (floor, present partitions and their largest event
+    /// times) after the records before `replay_from`.
+    #[serde(default)]
+    pub watermarks: Vec<Marks>,
     /// Lines of each named client the log has held (for resends after a restart).
     pub clients: BTreeMap<String, u64>,
     pub outputs: BTreeMap<String, OutputMark>,
@@ -236,7 +240,14 @@ mod tests {
             out_dir: "/out".into(),
             checkpoints: 3,
             replay_from: 42,
-            maxima: vec![Some(7), None],
+            watermarks: vec![
+                Marks {
+                    high: Some(9),
+                    floor: Some(7),
+                    partitions: [("a".to_string(), Some(7)), ("#2".to_string(), None)].into(),
+                },
+                Marks::default(),
+            ],
             clients: [("a".to_string(), 9)].into(),
             outputs: BTreeMap::new(),
         };

@@ -138,6 +138,11 @@ fn watermarks(state: &ServeState, now_ms: i64) -> Vec<(&str, Option<(i64, i64)>)
         .collect()
 }
 
+/// Partitions holding each TCP source's watermark.
+fn partitions(state: &ServeState, source: usize) -> u64 {
+    state.partitions.get(source).map_or(0, ServeState::get)
+}
+
 /// `GET /status`.
 pub fn status_json(
     pipeline: &str,
@@ -149,11 +154,18 @@ pub fn status_json(
     let get = ServeState::get;
     let sources: Vec<serde_json::Value> = watermarks(state, now_ms)
         .into_iter()
-        .map(|(name, w)| match w {
-            Some((w, lag)) => serde_json::json!({
-                "name": name, "watermark": format_time(w), "watermark_ms": w, "lag_seconds": lag as f64 / 1e3,
-            }),
-            None => serde_json::json!({"name": name, "watermark": null, "watermark_ms": null, "lag_seconds": null}),
+        .enumerate()
+        .map(|(k, (name, w))| {
+            let p = partitions(state, k);
+            match w {
+                Some((w, lag)) => serde_json::json!({
+                    "name": name, "watermark": format_time(w), "watermark_ms": w, "lag_seconds": lag as f64 / 1e3,
+                    "partitions": p,
+                }),
+                None => serde_json::json!({
+                    "name": name, "watermark": null, "watermark_ms": null, "lag_seconds": null, "partitions": p,
+                }),
+            }
         })
         .collect();
     let outputs: Vec<serde_json::Value> = live
@@ -388,6 +400,28 @@ pub fn metrics_text(
             e.sample("watermark_lag_seconds", &[("source", source)], *lag as f64 / 1e3);
         }
     }
+    e.family(
+        "watermark_partitions",
+        "gauge",
+        "Clients (partitions) whose event time holds a TCP source's watermark.",
+    );
+    for (k, (source, _)) in marks.iter().enumerate() {
+        e.sample(
+            "watermark_partitions",
+            &[("source", source)],
+            partitions(state, k) as f64,
+        );
+    }
+    e.family(
+        "watermark_partitions_idle_total",
+        "counter",
+        "Partitions that stopped holding a watermark after the idle timeout.",
+    );
+    e.sample(
+        "watermark_partitions_idle_total",
+        &[],
+        ServeState::get(&state.partitions_idle) as f64,
+    );
 
     let views: Vec<std::sync::Arc<View>> = live.all();
     let stats: Vec<_> = views.iter().map(|v| v.stats()).collect();

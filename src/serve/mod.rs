@@ -7,7 +7,8 @@
 //!                                                                   │ record s → worker s % W
 //!                                                                   ▼
 //!  file sources (context) ─────────────────────────────► timely workers: parse, admit with the
-//!                                                        watermark (order.rs), render, sinks
+//!                                                        watermark (order.rs, partitions.rs),
+//!                                                        render, sinks
 //! ```
 //!
 //! Transport (`net`, `frame`, `protocol`) is kept apart from format: lines are parsed on the
@@ -30,6 +31,7 @@ pub mod live;
 pub mod metrics;
 pub mod net;
 pub mod order;
+pub mod partitions;
 pub mod protocol;
 pub mod record;
 pub mod send;
@@ -100,8 +102,9 @@ pub struct ServeConfig {
     pub out_dir: Option<PathBuf>,
     /// Required from every client (in its hello) when set; required to listen beyond loopback.
     pub auth_token: Option<String>,
-    /// When no line arrives on a TCP source for this long, its watermark moves with the wall
-    /// clock; `None` never moves it without events.
+    /// A client (partition) that sends nothing for this long stops holding its source's
+    /// watermark; when no line arrives on a TCP source for this long, its watermark moves with
+    /// the wall clock. `None` does neither: only anonymous connections that close leave.
     pub idle_timeout: Option<Duration>,
     pub limits: Limits,
     /// Threads of the network runtime.
@@ -260,7 +263,7 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
         _ => clear_outputs(plan, config.out_dir.as_deref())?,
     }
     let order = Arc::new(match &manifest {
-        Some(m) => order::Order::resume(m.replay_from, m.maxima.clone()),
+        Some(m) => order::Order::resume(m.replay_from, m.watermarks.clone()),
         None => order::Order::new(tcp.len()),
     });
     let checkpoints = (config.wal_dir.is_some() && config.out_dir.is_some()).then(|| {
@@ -359,6 +362,9 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
             Arc::clone(&state),
             config.idle_timeout,
         );
+        // Past this, a connection may be waiting for the byte budget with lines in hand.
+        let room = config.limits.max_line_bytes + net::READ_CHUNK;
+        seq.backlog_bytes = config.limits.queue_bytes.saturating_sub(room) as u64;
         let wal_dir = config.wal_dir.clone();
         if let (Some(dir), Some(c), Some(interval)) = (&wal_dir, &checkpoints, config.checkpoint_interval) {
             seq.checkpointer = Some(sequencer::Checkpointer {
@@ -522,10 +528,17 @@ fn resume_from(
             ))
         }
     }
-    if m.maxima.len() != tcp_sources {
+    if m.watermarks.is_empty() && tcp_sources > 0 {
+        return refuse(
+            "was written by an earlier sluice, with one watermark per source: finish that session \
+             with it (a graceful shutdown), or remove the folder"
+                .into(),
+        );
+    }
+    if m.watermarks.len() != tcp_sources {
         return refuse(format!(
             "was written for {} tcp sources; the pipeline has {tcp_sources}",
-            m.maxima.len()
+            m.watermarks.len()
         ));
     }
     Ok(Some(m))

@@ -25,8 +25,8 @@ use tokio::task::JoinSet;
 
 use super::frame::{Framer, Leftover, Piece};
 use super::protocol::{ack_line, error_line, parse_hello, Hello};
-use super::record::{Batch, Reject, RejectReason};
-use super::sequencer::{Durable, Inbound};
+use super::record::{Batch, Leave, Record, Reject, RejectReason};
+use super::sequencer::{Durable, Inbound, ToSequencer};
 use super::state::ServeState;
 use super::Limits;
 
@@ -37,7 +37,7 @@ pub const READ_CHUNK: usize = 64 << 10;
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
 pub(crate) struct Net {
-    pub tx: mpsc::Sender<Inbound>,
+    pub tx: mpsc::Sender<ToSequencer>,
     pub budget: Arc<Semaphore>,
     pub budget_bytes: usize,
     pub durable: Durable,
@@ -232,6 +232,9 @@ struct Peer {
     client: String,
     source: u16,
     next_offset: u64,
+    /// The hello's answer (lines of the client already durable), sent once the sequencer has
+    /// the client's join.
+    reply: Option<u64>,
 }
 
 enum End {
@@ -310,10 +313,13 @@ async fn connection(
         });
         if peer.is_none() {
             if let Some(hello) = &first {
-                match greet(hello.as_ref(), id, net, &acked) {
+                match greet(hello.as_ref(), id, net) {
                     Ok(p) => match handshake.complete() {
                         Some(permit) => {
                             slot = Some(permit);
+                            if !join(&p, net, &acked).await {
+                                break End::Gone;
+                            }
                             peer = Some(p);
                         }
                         None => break reject("too many connections".into(), &net.state.connections_refused),
@@ -338,8 +344,10 @@ async fn connection(
             }
             if peer.is_none() && (!pending.data.is_empty() || !pending.rejects.is_empty()) {
                 // Only a fragment arrived: it is a line of an anonymous sender, if that is allowed.
-                if let Ok(p) = greet(None, id, net, &acked) {
-                    peer = Some(p);
+                if let Ok(p) = greet(None, id, net) {
+                    if join(&p, net, &acked).await {
+                        peer = Some(p);
+                    }
                 }
             }
             if let Some(p) = &mut peer {
@@ -359,19 +367,41 @@ async fn connection(
         }
         End::Gone => {}
     }
+    // An anonymous partition ends with its connection (after its last batch).
+    if let Some(p) = peer.filter(|p| super::partitions::Marks::anonymous(&p.client)) {
+        let (source, client, why) = (p.source, p.client, Leave::Closed);
+        let _ = net
+            .tx
+            .send(ToSequencer::Partition(Record::Leave { source, client, why }))
+            .await;
+    }
     drop(acked);
     drop(err_tx);
     let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
     drop(slot);
 }
 
-/// Checks the hello (or its absence) and answers it: the lines of this client already durable.
-fn greet(
-    hello: Option<&Result<Hello, String>>,
-    id: u64,
-    net: &Net,
-    acked: &watch::Sender<u64>,
-) -> Result<Peer, String> {
+/// Tells the sequencer that the peer's partition is present, then answers its hello; `false`
+/// when the server is stopping.
+async fn join(peer: &Peer, net: &Net, acked: &watch::Sender<u64>) -> bool {
+    let (source, client) = (peer.source, peer.client.clone());
+    if net
+        .tx
+        .send(ToSequencer::Partition(Record::Join { source, client }))
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    if let Some(durable) = peer.reply {
+        acked.send_replace(durable);
+    }
+    true
+}
+
+/// Checks the hello (or its absence); the peer's `reply` is the lines of this client already
+/// durable.
+fn greet(hello: Option<&Result<Hello, String>>, id: u64, net: &Net) -> Result<Peer, String> {
     let hello = match hello {
         Some(Err(e)) => return Err(e.clone()),
         Some(Ok(h)) => Some(h),
@@ -399,6 +429,7 @@ fn greet(
             client: format!("#{id}"),
             source,
             next_offset: 0,
+            reply: None,
         });
     };
     let (client, durable) = match &hello.client {
@@ -408,11 +439,11 @@ fn greet(
         }
         None => (format!("#{id}"), 0),
     };
-    acked.send_replace(durable);
     Ok(Peer {
         client,
         source,
         next_offset: hello.offset.unwrap_or(durable),
+        reply: Some(durable),
     })
 }
 
@@ -451,7 +482,7 @@ async fn send(peer: &mut Peer, pending: &mut Pending, net: &Net, acked: &Arc<wat
         permit,
         weight: weight as u64,
     };
-    if net.tx.send(inbound).await.is_err() {
+    if net.tx.send(ToSequencer::Batch(inbound)).await.is_err() {
         ServeState::sub(&net.state.queued_bytes, weight as u64);
         return false;
     }

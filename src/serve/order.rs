@@ -3,23 +3,26 @@
 //!
 //! The sequencer numbers every record and hands record `s` to worker `s % W`. A worker parses
 //! its batch (in parallel with the others), then [`Order::publish`]es it: it waits until every
-//! earlier record is published, reads the largest event time of the source's earlier records
-//! (the prefix maximum, as a file split knows it), and adds its own. Lateness inside the batch
-//! is then decided from that prefix, exactly as for a split of a file. No worker waits while
-//! holding a record that another needs: records are published in log order, each right after
-//! its own parse.
+//! earlier record is published, reads the source's watermark state after the earlier records
+//! ([`Marks`]: each partition's largest event time and the floor, see [`super::partitions`]),
+//! and applies its own record to it. Lateness inside the batch is then decided from that state,
+//! as for a split of a file from its prefix maximum. No worker waits while holding a record
+//! that another needs: records are published in log order, each right after its own parse.
 //!
 //! `Order` also knows which records a checkpoint must keep. Once a worker has admitted a
 //! record it [`Order::settle`]s it with the last output time the record can change (see
 //! [`crate::plan::retention`]); [`Order::replay_point`] is then the first record that can still
-//! change an output at or after a cut, with the prefix maxima a replay from there starts with.
-//! Settled records are kept per last-effect time rounded up to a grain, so the bookkeeping is
-//! bounded by the horizon over the grain, not by the number of records.
+//! change an output at or after a cut, with the watermark state a replay from there starts with.
+//! Settled records are kept per last-effect time rounded up to a grain (1 s, coarser once there
+//! are more than `MAX_EFFECTS` entries), each with the state before it, so the bookkeeping is
+//! bounded by a constant times the partitions, not by the number of records.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
+
+use super::partitions::Marks;
 
 /// Publishing stopped because a worker failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,46 +35,78 @@ pub struct Order {
     inner: Mutex<Inner>,
     published: Condvar,
     aborted: AtomicBool,
-    /// Each source's prefix maximum over every published record (`i64::MIN` for none), readable
-    /// without the lock: workers move their inputs up to it when they have nothing to do.
-    maxima: Vec<AtomicI64>,
+    /// Each source's floor (watermark plus lateness) over every published record (`i64::MIN`
+    /// for none), readable without the lock: workers move their inputs up to it when they have
+    /// nothing to do.
+    floors: Vec<AtomicI64>,
 }
 
-/// The prefix maxima of every source before some record.
-pub type Maxima = Vec<Option<i64>>;
+/// Most entries `Order` keeps for settled records: past it, their last-effect times are rounded
+/// up to a coarser grain (entries merge, keeping the first record), so the replay point can only
+/// come earlier, and memory stays bounded whatever the horizon and the number of partitions.
+const MAX_EFFECTS: usize = 1024;
+
+/// `t` rounded up to the end of its `grain`.
+fn bucket(t: i64, grain: i64) -> i64 {
+    if t > i64::MAX - grain {
+        i64::MAX
+    } else {
+        t.div_euclid(grain) * grain + grain - 1
+    }
+}
+
+/// Keeps, under `key`, the first record and the state before it.
+fn keep_first(effects: &mut BTreeMap<i64, (u64, AllMarks)>, key: i64, seq: u64, before: AllMarks) {
+    match effects.entry(key) {
+        std::collections::btree_map::Entry::Vacant(v) => {
+            v.insert((seq, before));
+        }
+        std::collections::btree_map::Entry::Occupied(mut o) => {
+            if seq < o.get().0 {
+                o.insert((seq, before));
+            }
+        }
+    }
+}
+
+/// The watermark state of every TCP source before some record.
+pub type AllMarks = Vec<Marks>;
 
 #[derive(Debug)]
 struct Inner {
     /// The next record to publish.
     next: u64,
-    maxima: Maxima,
-    /// Published records not settled yet, with the maxima before them.
-    unsettled: BTreeMap<u64, Maxima>,
+    marks: AllMarks,
+    /// Published records not settled yet, with the state before them.
+    unsettled: BTreeMap<u64, AllMarks>,
     /// Settled records by last-effect time (rounded up to `grain`): the first such record and
-    /// the maxima before it.
-    effects: BTreeMap<i64, (u64, Maxima)>,
+    /// the state before it.
+    effects: BTreeMap<i64, (u64, AllMarks)>,
     grain: i64,
 }
 
 impl Order {
     pub fn new(sources: usize) -> Order {
-        Order::resume(0, vec![None; sources])
+        Order::resume(0, vec![Marks::default(); sources])
     }
 
-    /// Starts at record `next`, with the prefix maxima of the records before it.
-    pub fn resume(next: u64, maxima: Maxima) -> Order {
-        let atomics = maxima.iter().map(|m| AtomicI64::new(m.unwrap_or(i64::MIN))).collect();
+    /// Starts at record `next`, with the watermark state after the records before it.
+    pub fn resume(next: u64, marks: AllMarks) -> Order {
+        let atomics = marks
+            .iter()
+            .map(|m| AtomicI64::new(m.floor.unwrap_or(i64::MIN)))
+            .collect();
         Order {
             inner: Mutex::new(Inner {
                 next,
-                maxima,
+                marks,
                 unsettled: BTreeMap::new(),
                 effects: BTreeMap::new(),
                 grain: 1000,
             }),
             published: Condvar::new(),
             aborted: AtomicBool::new(false),
-            maxima: atomics,
+            floors: atomics,
         }
     }
 
@@ -82,31 +117,25 @@ impl Order {
             return;
         };
         if let Some(t) = last_effect {
-            let g = inner.grain;
-            let key = if t > i64::MAX - g {
-                i64::MAX
-            } else {
-                t.div_euclid(g) * g + g - 1
-            };
-            match inner.effects.entry(key) {
-                std::collections::btree_map::Entry::Vacant(v) => {
-                    v.insert((seq, before));
-                }
-                std::collections::btree_map::Entry::Occupied(mut o) => {
-                    if seq < o.get().0 {
-                        o.insert((seq, before));
-                    }
+            let key = bucket(t, inner.grain);
+            keep_first(&mut inner.effects, key, seq, before);
+            // Each entry holds every partition's state: past the bound, coarser buckets.
+            while inner.effects.len() > MAX_EFFECTS && inner.grain < i64::MAX / 4 {
+                inner.grain *= 2;
+                let g = inner.grain;
+                for (key, (seq, marks)) in std::mem::take(&mut inner.effects) {
+                    keep_first(&mut inner.effects, bucket(key, g), seq, marks);
                 }
             }
         }
     }
 
     /// The first record that can change an output at or after `cut` (or the first not yet
-    /// settled), with the prefix maxima before it; settled records that cannot are forgotten.
-    pub fn replay_point(&self, cut: i64) -> (u64, Maxima) {
+    /// settled), with the watermark state before it; settled records that cannot are forgotten.
+    pub fn replay_point(&self, cut: i64) -> (u64, AllMarks) {
         let mut inner = self.lock();
         inner.effects = inner.effects.split_off(&cut);
-        let mut best = (inner.next, inner.maxima.clone());
+        let mut best = (inner.next, inner.marks.clone());
         if let Some((&seq, m)) = inner.unsettled.iter().next() {
             if seq < best.0 {
                 best = (seq, m.clone());
@@ -124,14 +153,10 @@ impl Order {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits for records `0..seq`, then publishes record `seq` of `source`, whose new maximum is
-    /// `update(prefix)` (never below the prefix); returns the prefix maximum before it.
-    pub fn publish(
-        &self,
-        seq: u64,
-        source: usize,
-        update: impl FnOnce(Option<i64>) -> Option<i64>,
-    ) -> Result<Option<i64>, Aborted> {
+    /// Waits for records `0..seq`, then publishes record `seq` of `source`: `apply` changes the
+    /// source's state as the record does (its floor never goes back) and returns what the worker
+    /// needs to admit the record's events.
+    pub fn publish<R>(&self, seq: u64, source: usize, apply: impl FnOnce(&mut Marks) -> R) -> Result<R, Aborted> {
         let mut inner = self.lock();
         while inner.next != seq {
             if self.aborted.load(Ordering::Acquire) {
@@ -143,21 +168,23 @@ impl Order {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        let all = inner.maxima.clone();
+        let all = inner.marks.clone();
         inner.unsettled.insert(seq, all);
-        let before = inner.maxima[source];
-        let after = update(before).max(before);
-        inner.maxima[source] = after;
+        let marks = &mut inner.marks[source];
+        let before = marks.floor;
+        let out = apply(marks);
+        marks.floor = marks.floor.max(before);
+        let after = marks.floor;
         inner.next += 1;
-        self.maxima[source].store(after.unwrap_or(i64::MIN), Ordering::Release);
+        self.floors[source].store(after.unwrap_or(i64::MIN), Ordering::Release);
         drop(inner);
         self.published.notify_all();
-        Ok(before)
+        Ok(out)
     }
 
-    /// The prefix maximum of `source` over every record published so far.
-    pub fn maximum(&self, source: usize) -> Option<i64> {
-        let m = self.maxima[source].load(Ordering::Acquire);
+    /// The floor (watermark plus lateness) of `source` over every record published so far.
+    pub fn floor(&self, source: usize) -> Option<i64> {
+        let m = self.floors[source].load(Ordering::Acquire);
         (m != i64::MIN).then_some(m)
     }
 
@@ -173,57 +200,97 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    /// The state of one partition `c` whose largest time is `max`.
+    fn marks(max: i64) -> AllMarks {
+        let mut m = Marks::default();
+        m.batch("c", Some(max));
+        vec![m]
+    }
+
     #[test]
     fn records_publish_in_order_across_threads() {
         let order = Arc::new(Order::new(2));
-        let maxima = [5, 3, 9, 1, 7, 2, 8, 4];
+        // Record s: source s % 2, client a or b, largest time.
+        let records: Vec<(usize, &str, i64)> = [5, 3, 9, 1, 7, 2, 8, 4, 6, 12, 10, 11]
+            .iter()
+            .enumerate()
+            .map(|(s, &t)| (s % 2, if s % 3 == 0 { "a" } else { "b" }, t))
+            .collect();
         let handles: Vec<_> = (0..3u64)
             .map(|w| {
-                let order = Arc::clone(&order);
+                let (order, records) = (Arc::clone(&order), records.clone());
                 std::thread::spawn(move || {
                     let mut seen = Vec::new();
-                    for seq in (w..maxima.len() as u64).step_by(3) {
-                        let m = maxima[seq as usize];
-                        let prefix = order.publish(seq, (seq % 2) as usize, |p| p.max(Some(m))).unwrap();
-                        seen.push((seq, prefix));
+                    for seq in (w..records.len() as u64).step_by(3) {
+                        let (k, client, t) = records[seq as usize];
+                        let start = order.publish(seq, k, |m| m.batch(client, Some(t))).unwrap();
+                        seen.push((seq, start));
                     }
                     seen
                 })
             })
             .collect();
-        let mut all: Vec<(u64, Option<i64>)> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
-        all.sort();
-        // Source 0 gets records 0, 2, 4, 6 (maxima 5, 9, 7, 8); source 1 gets 3, 1, 2, 4.
-        let expect = [None, None, Some(5), Some(3), Some(9), Some(3), Some(9), Some(3)];
-        assert_eq!(all.iter().map(|(_, p)| *p).collect::<Vec<_>>(), expect);
-        assert_eq!(order.maximum(0), Some(9));
-        assert_eq!(order.maximum(1), Some(4));
+        let mut all: Vec<_> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        all.sort_by_key(|(seq, _)| *seq);
+        // The same records applied one after the other, on one thread.
+        let mut expect = vec![Marks::default(); 2];
+        for ((k, client, t), (_, got)) in records.iter().zip(&all) {
+            assert_eq!(expect[*k].batch(client, Some(*t)), *got);
+        }
+        assert_eq!(order.floor(0), expect[0].floor);
+        assert_eq!(order.floor(1), expect[1].floor);
+        // Source 0: a 5, b 9, b 7, a 8, b 6, b 10: the slower a holds it at 8.
+        assert_eq!((order.floor(0), order.floor(1)), (Some(8), Some(11)));
     }
 
     #[test]
     fn the_replay_point_is_the_first_record_that_can_still_change_an_output() {
-        let order = Order::resume(10, vec![Some(100)]);
+        let order = Order::resume(10, marks(100));
         // Records 10..15 with last effects 5_000, 1_500, none, 9_000, (unsettled).
         for (seq, time) in (10..15).zip([4_000, 1_000, 500, 8_000, 9_000]) {
-            order.publish(seq, 0, |p| p.max(Some(time))).unwrap();
+            order.publish(seq, 0, |m| m.batch("c", Some(time))).unwrap();
         }
         order.settle(10, Some(5_000));
         order.settle(11, Some(1_500));
         order.settle(12, None);
         order.settle(13, Some(9_000));
-        // Before anything can be dropped, record 10 with the maxima it started with.
-        assert_eq!(order.replay_point(0), (10, vec![Some(100)]));
+        // Before anything can be dropped, record 10 with the state it started with.
+        assert_eq!(order.replay_point(0), (10, marks(100)));
         // Record 10 still changes outputs at 5_000; record 11's effects are past.
-        assert_eq!(order.replay_point(5_000), (10, vec![Some(100)]));
+        assert_eq!(order.replay_point(5_000), (10, marks(100)));
         // Only 13 (settled) and 14 (unsettled) remain.
-        assert_eq!(order.replay_point(6_000), (13, vec![Some(4_000)]));
-        assert_eq!(order.replay_point(10_000), (14, vec![Some(8_000)]));
+        assert_eq!(order.replay_point(6_000), (13, marks(4_000)));
+        assert_eq!(order.replay_point(10_000), (14, marks(8_000)));
         order.settle(14, None);
-        assert_eq!(order.replay_point(10_000), (15, vec![Some(9_000)]));
+        assert_eq!(order.replay_point(10_000), (15, marks(9_000)));
         // An unbounded record holds the point forever.
-        order.publish(15, 0, |p| p).unwrap();
+        order.publish(15, 0, |_| ()).unwrap();
         order.settle(15, Some(i64::MAX));
         assert_eq!(order.replay_point(i64::MAX - 1).0, 15);
+    }
+
+    #[test]
+    fn settled_records_stay_bounded_and_the_replay_point_only_comes_earlier() {
+        let order = Order::new(1);
+        // 10,000 records, effects spread over 5,000 s and out of order.
+        let effects: Vec<i64> = (0..10_000i64).map(|s| (s * 7_919) % 5_000_000).collect();
+        for (seq, t) in effects.iter().enumerate() {
+            order.publish(seq as u64, 0, |m| m.batch("c", Some(*t))).unwrap();
+            order.settle(seq as u64, Some(*t));
+            assert!(order.lock().effects.len() <= MAX_EFFECTS);
+        }
+        for cut in [0, 1_000_000, 2_500_000, 4_999_000] {
+            let exact = effects.iter().position(|t| *t >= cut).unwrap() as u64;
+            let (point, marks) = order.replay_point(cut);
+            assert!(point <= exact, "cut {cut}: {point} after {exact}");
+            // The state saved is the one before the record the point names.
+            let mut expect = Marks::default();
+            for t in &effects[..point as usize] {
+                expect.batch("c", Some(*t));
+            }
+            assert_eq!(marks, vec![expect]);
+        }
+        assert!(order.lock().grain > 1000);
     }
 
     #[test]
@@ -231,7 +298,7 @@ mod tests {
         let order = Arc::new(Order::new(1));
         let waiter = {
             let order = Arc::clone(&order);
-            std::thread::spawn(move || order.publish(1, 0, |p| p).is_err())
+            std::thread::spawn(move || order.publish(1, 0, |_| ()).is_err())
         };
         std::thread::sleep(Duration::from_millis(20));
         order.abort();

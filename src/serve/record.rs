@@ -1,12 +1,14 @@
 //! What flows from the sockets to the workers and into the write-ahead log: batches of lines of
-//! one client, and idle-time watermark advances. Their binary encoding is the log's record
-//! payload.
+//! one client, idle-time watermark advances, and partitions joining and leaving the source's
+//! watermark ([`super::partitions`]). Their binary encoding is the log's record payload.
 //!
 //! Lines are numbered per client from 1: a batch covers offsets `first_offset + 1 ..=
 //! first_offset + lines`. Each offset is either a line in `data` or a [`Reject`] (a line over
 //! the size limit, kept as a prefix). What the stream ended with (a `truncated` fragment, or a
 //! line over the limit without its newline) is a reject at `first_offset + lines + 1`, past the
 //! batch: it is not a line, and a resuming client resends it whole.
+
+pub use super::partitions::Leave;
 
 /// Why the network layer rejected a line before any parsing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +62,27 @@ pub enum Record {
         source: u16,
         delta_ms: u64,
     },
+    /// A client said hello: its partition holds the source's watermark from now on.
+    Join {
+        source: u16,
+        client: String,
+    },
+    /// A partition stops holding the source's watermark.
+    Leave {
+        source: u16,
+        client: String,
+        why: Leave,
+    },
+}
+
+impl Record {
+    /// Index of the TCP source the record belongs to.
+    pub fn source(&self) -> u16 {
+        match self {
+            Record::Batch(b) => b.source,
+            Record::Advance { source, .. } | Record::Join { source, .. } | Record::Leave { source, .. } => *source,
+        }
+    }
 }
 
 impl Batch {
@@ -126,14 +149,15 @@ impl Batch {
 
 const BATCH: u8 = 1;
 const ADVANCE: u8 = 2;
+const JOIN: u8 = 3;
+const LEAVE: u8 = 4;
 
 impl Batch {
     /// Appends the payload encoding of `Record::Batch(self)` to `out`, without cloning.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.push(BATCH);
         out.extend_from_slice(&self.source.to_le_bytes());
-        out.extend_from_slice(&(self.client.len() as u16).to_le_bytes());
-        out.extend_from_slice(self.client.as_bytes());
+        encode_client(&self.client, out);
         out.extend_from_slice(&self.first_offset.to_le_bytes());
         out.extend_from_slice(&self.lines.to_le_bytes());
         out.extend_from_slice(&(self.rejects.len() as u32).to_le_bytes());
@@ -163,6 +187,17 @@ impl Record {
                 out.extend_from_slice(&delta_ms.to_le_bytes());
             }
             Record::Batch(b) => b.encode(out),
+            Record::Join { source, client } => {
+                out.push(JOIN);
+                out.extend_from_slice(&source.to_le_bytes());
+                encode_client(client, out);
+            }
+            Record::Leave { source, client, why } => {
+                out.push(LEAVE);
+                out.extend_from_slice(&source.to_le_bytes());
+                encode_client(client, out);
+                out.push(*why as u8);
+            }
         }
     }
 
@@ -173,10 +208,22 @@ impl Record {
                 source: r.u16()?,
                 delta_ms: r.u64()?,
             }),
+            JOIN => Ok(Record::Join {
+                source: r.u16()?,
+                client: r.client()?,
+            }),
+            LEAVE => Ok(Record::Leave {
+                source: r.u16()?,
+                client: r.client()?,
+                why: match r.u8()? {
+                    1 => Leave::Idle,
+                    2 => Leave::Closed,
+                    _ => return Err(DecodeError("leave reason")),
+                },
+            }),
             BATCH => {
                 let source = r.u16()?;
-                let n = r.u16()? as usize;
-                let client = String::from_utf8(r.bytes(n)?.to_vec()).map_err(|_| DecodeError("client id"))?;
+                let client = r.client()?;
                 let first_offset = r.u64()?;
                 let lines = r.u32()?;
                 let count = r.u32()? as usize;
@@ -211,9 +258,18 @@ impl Record {
     }
 }
 
+fn encode_client(client: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(&(client.len() as u16).to_le_bytes());
+    out.extend_from_slice(client.as_bytes());
+}
+
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
+    fn client(&mut self) -> Result<String, DecodeError> {
+        let n = self.u16()? as usize;
+        String::from_utf8(self.bytes(n)?.to_vec()).map_err(|_| DecodeError("client id"))
+    }
     fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.0.len() < n {
             return Err(DecodeError("short payload"));
@@ -290,6 +346,20 @@ mod tests {
             Record::Advance {
                 source: 3,
                 delta_ms: 250,
+            },
+            Record::Join {
+                source: 2,
+                client: "sender-1".into(),
+            },
+            Record::Leave {
+                source: 0,
+                client: "#17".into(),
+                why: Leave::Closed,
+            },
+            Record::Leave {
+                source: 1,
+                client: "c".into(),
+                why: Leave::Idle,
             },
         ] {
             let mut buf = Vec::new();

@@ -1,12 +1,15 @@
 //! `sluice send`: a client that streams an NDJSON or Parquet file to `sluice serve`, honours
 //! acknowledgements, resends what was not acknowledged after a reconnect, and measures
 //! throughput, send → acknowledgement latency and, with a subscription to one of the server's
-//! outputs, send → output latency ([`latency`]). It is the load generator of the serve tests
+//! outputs, send → output latency (`send/latency.rs`). It is the load generator of the serve tests
 //! and benchmark.
 //!
 //! Line `i` of the file goes on connection `i % C`, whose client id is `ID-c` (`c` in `0..C`);
 //! each connection numbers its lines from 1, so after a reconnect (or a server restart) the
-//! server's hello reply says where to resume.
+//! server's hello reply says where to resume. No connection sends a line before every
+//! connection has its hello answered (or `patience` has passed): the server's watermark is the
+//! minimum over its clients ([`super::partitions`]), and a client counts from its hello, so the
+//! first lines of one connection cannot move it past lines the others have not sent yet.
 
 mod latency;
 mod lines;
@@ -151,10 +154,13 @@ pub fn send(lines: Arc<Lines>, config: &SendConfig) -> Result<SendReport, SendEr
         let following = follower
             .zip(probe.clone())
             .map(|(f, p)| tokio::spawn(f.run(p, started)));
+        let (greeted, _) = watch::channel(0usize);
+        let greeted = Arc::new(greeted);
         let tasks: Vec<_> = (0..config.connections)
             .map(|c| {
                 let (lines, config, probe) = (Arc::clone(&lines), config.clone(), probe.clone());
-                tokio::spawn(connection(c, lines, config, started, probe))
+                let greeted = Arc::clone(&greeted);
+                tokio::spawn(connection(c, lines, config, started, probe, greeted))
             })
             .collect();
         let mut results = Vec::new();
@@ -197,6 +203,7 @@ async fn connection(
     config: SendConfig,
     started: Instant,
     probe: Option<Arc<Probe>>,
+    greeted: Arc<watch::Sender<usize>>,
 ) -> Result<ConnReport, SendError> {
     let stride = config.connections;
     let total = ((lines.len() + stride - 1 - c) / stride) as u64;
@@ -214,6 +221,7 @@ async fn connection(
     let micros = || started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
     let mut give_up_at = Instant::now() + config.patience;
     let mut first = true;
+    let mut was_greeted = false;
     while report.acked < total {
         if !first {
             report.reconnects += 1;
@@ -252,6 +260,13 @@ async fn connection(
             Some(Reply::Error(e)) => return Err(SendError::Refused(e)),
             None => continue,
         };
+        if !was_greeted {
+            // The first hello: wait until every connection is answered (once).
+            was_greeted = true;
+            let mut all = greeted.subscribe();
+            greeted.send_modify(|n| *n += 1);
+            let _ = tokio::time::timeout(config.patience, all.wait_for(|n| *n >= stride)).await;
+        }
         let now = micros();
         record_acks(&mut report, &sent_at, resume, now);
         give_up_at = Instant::now() + config.patience;

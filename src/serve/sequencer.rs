@@ -10,8 +10,13 @@
 //!
 //! When the workers fall behind, their channels fill, the sequencer blocks, the connections'
 //! channel and byte budget fill, and connections stop reading their sockets: TCP backpressure.
+//!
+//! The sequencer also decides which partitions hold each source's watermark
+//! ([`super::partitions`]) and logs those decisions as records, in order with the batches: a
+//! join when a client's hello arrives (before the hello is answered), a leave when an anonymous
+//! connection closes or a partition has sent nothing for the idle timeout.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,6 +25,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 
 use super::checkpoint::{Checkpoints, Manifest};
 use super::order::Order;
+use super::partitions::{Leave, Marks};
 use super::record::{Batch, Record};
 use super::state::ServeState;
 use super::wal::{Replayed, Wal};
@@ -47,6 +53,25 @@ pub(crate) struct Inbound {
     pub weight: u64,
 }
 
+/// What connections tell the sequencer, in the order they tell it.
+pub(crate) enum ToSequencer {
+    Batch(Inbound),
+    /// A [`Record::Join`] when a client's hello is accepted (or an anonymous connection's first
+    /// line arrives), or a [`Record::Leave`] when an anonymous connection closes, after its last
+    /// batch; logged when it changes the present partitions. A join is sent before the hello
+    /// is answered: a sender that waits for the answers of all its connections before sending
+    /// lines has every partition present before its first line.
+    Partition(Record),
+}
+
+/// A record decided in a group commit, in log order.
+enum Logged {
+    Batch(Inbound),
+    /// A batch whose lines the log already held: acknowledged, not logged.
+    Empty(Inbound),
+    Record(Record),
+}
+
 /// Per named client: lines durable in the log. Shared with connections, which answer a hello
 /// with it.
 pub(crate) type Durable = Arc<Mutex<HashMap<String, u64>>>;
@@ -65,6 +90,11 @@ pub(crate) struct Sequencer {
     /// Per TCP source: when a batch last arrived, up to when wall time was credited to the
     /// watermark, and whether the source has had any batch.
     activity: Vec<(Instant, Instant, bool)>,
+    /// Present partitions (as the logged records leave them) and when each last sent.
+    partitions: BTreeMap<(u16, String), Instant>,
+    /// Queued bytes beyond which the server is behind (a connection may be waiting for the
+    /// budget): no partition or source is idle then, its lines may just be waiting.
+    pub backlog_bytes: u64,
     pub checkpointer: Option<Checkpointer>,
 }
 
@@ -86,8 +116,79 @@ impl Sequencer {
             idle_timeout,
             seq: 0,
             activity: vec![(now, now, false); sources],
+            partitions: BTreeMap::new(),
+            backlog_bytes: u64::MAX,
             checkpointer: None,
         }
+    }
+
+    /// Starts from a checkpoint's present partitions (their clock restarts now).
+    pub fn seed(&mut self, marks: &[Marks]) {
+        let now = Instant::now();
+        for (k, m) in marks.iter().enumerate() {
+            for client in m.partitions.keys() {
+                self.partitions.insert((k as u16, client.clone()), now);
+            }
+        }
+        self.count_partitions();
+    }
+
+    fn count_partitions(&self) {
+        for (k, gauge) in self.state.partitions.iter().enumerate() {
+            let n = self
+                .partitions
+                .range((k as u16, String::new())..)
+                .take_while(|((s, _), _)| *s == k as u16);
+            gauge.store(n.count() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Notes what a logged record does to the present partitions.
+    fn note_partition(&mut self, record: &Record, now: Instant) {
+        match record {
+            Record::Batch(b) => {
+                self.partitions.insert((b.source, b.client.clone()), now);
+            }
+            Record::Join { source, client } => {
+                self.partitions.insert((*source, client.clone()), now);
+            }
+            Record::Leave { source, client, why } => {
+                self.partitions.remove(&(*source, client.clone()));
+                if *why == Leave::Idle {
+                    ServeState::add(&self.state.partitions_idle, 1);
+                }
+            }
+            Record::Advance { .. } => {}
+        }
+    }
+
+    /// Logs (without waiting for the disk) and dispatches a partition record.
+    fn log_partition(&mut self, record: Record) -> Result<(), ServeError> {
+        if let Some(wal) = &mut self.wal {
+            let bytes = wal.append(|out| record.encode(out));
+            wal.write(false)?;
+            ServeState::add(&self.state.wal_bytes, bytes);
+            ServeState::add(&self.state.wal_records, 1);
+        }
+        self.note_partition(&record, Instant::now());
+        self.count_partitions();
+        self.dispatch(|seq| ToWorker::Control { seq, record })
+    }
+
+    /// Anonymous partitions of an earlier process (from the log or its checkpoint) leave: their
+    /// connections are gone, and this process numbers its own from 1 again.
+    pub fn retire_orphans(&mut self) -> Result<(), ServeError> {
+        let orphans: Vec<(u16, String)> = self
+            .partitions
+            .keys()
+            .filter(|(_, c)| Marks::anonymous(c))
+            .cloned()
+            .collect();
+        for (source, client) in orphans {
+            let why = Leave::Closed;
+            self.log_partition(Record::Leave { source, client, why })?;
+        }
+        Ok(())
     }
 
     fn dispatch(&mut self, make: impl FnOnce(u64) -> ToWorker) -> Result<(), ServeError> {
@@ -111,8 +212,11 @@ impl Sequencer {
 
     /// Hands a replayed record to the workers and notes what it makes durable.
     pub fn replay(&mut self, record: Record) -> Result<(), ServeError> {
+        self.note_partition(&record, Instant::now());
         match record {
-            Record::Advance { source, delta_ms } => self.dispatch(|seq| ToWorker::Advance { seq, source, delta_ms }),
+            Record::Advance { .. } | Record::Join { .. } | Record::Leave { .. } => {
+                self.dispatch(|seq| ToWorker::Control { seq, record })
+            }
             Record::Batch(batch) => {
                 self.note_durable(&batch);
                 ServeState::add(&self.state.lines_replayed, u64::from(batch.lines));
@@ -129,7 +233,9 @@ impl Sequencer {
     }
 
     /// Serves until every connection has hung up; returns the log, still holding everything.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Inbound>) -> Result<Option<Wal>, ServeError> {
+    pub async fn run(mut self, mut rx: mpsc::Receiver<ToSequencer>) -> Result<Option<Wal>, ServeError> {
+        self.retire_orphans()?;
+        self.count_partitions();
         let mut tick = match self.idle_timeout {
             Some(t) => (t / 4).clamp(Duration::from_millis(20), Duration::from_secs(1)),
             None => Duration::from_secs(3600),
@@ -138,7 +244,7 @@ impl Sequencer {
         if let Some(c) = &self.checkpointer {
             tick = tick.min((c.interval / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)));
         }
-        let mut group: Vec<Inbound> = Vec::new();
+        let mut group: Vec<ToSequencer> = Vec::new();
         loop {
             match tokio::time::timeout(tick, rx.recv()).await {
                 Ok(Some(first)) => group.push(first),
@@ -151,8 +257,13 @@ impl Sequencer {
                     Err(_) => break,
                 }
             }
+            // Behind (more queued, or connections waiting for the byte budget): lines that are
+            // still on their way must not make their partition look idle.
+            let behind = group.len() == MAX_GROUP || ServeState::get(&self.state.queued_bytes) > self.backlog_bytes;
             self.commit(&mut group)?;
-            self.idle_advances()?;
+            if !behind {
+                self.idle_advances()?;
+            }
             self.checkpoint()?;
         }
         if let Some(wal) = &mut self.wal {
@@ -161,14 +272,17 @@ impl Sequencer {
         Ok(self.wal)
     }
 
-    /// Logs, acknowledges and dispatches one group of batches.
-    fn commit(&mut self, group: &mut Vec<Inbound>) -> Result<(), ServeError> {
+    /// Logs, acknowledges and dispatches one group of batches, joins and leaves, in order.
+    fn commit(&mut self, group: &mut Vec<ToSequencer>) -> Result<(), ServeError> {
         if group.is_empty() {
             return Ok(());
         }
         {
             let durable = self.durable.lock().unwrap_or_else(|e| e.into_inner());
-            for inbound in group.iter_mut() {
+            for msg in group.iter_mut() {
+                let ToSequencer::Batch(inbound) = msg else {
+                    continue;
+                };
                 let b = &mut inbound.batch;
                 if !b.anonymous() {
                     let skipped = b.skip_through(durable.get(&b.client).copied().unwrap_or(0));
@@ -176,11 +290,53 @@ impl Sequencer {
                 }
             }
         }
+        // What each message logs, given the partitions present before it.
+        let now = Instant::now();
+        let mut logged = Vec::with_capacity(group.len());
+        for msg in group.drain(..) {
+            match msg {
+                ToSequencer::Batch(inbound) if inbound.batch.is_empty() => {
+                    let key = (inbound.batch.source, inbound.batch.client.clone());
+                    if let Some(last) = self.partitions.get_mut(&key) {
+                        *last = now;
+                    }
+                    logged.push(Logged::Empty(inbound));
+                }
+                ToSequencer::Batch(inbound) => {
+                    let key = (inbound.batch.source, inbound.batch.client.clone());
+                    self.partitions.insert(key, now);
+                    logged.push(Logged::Batch(inbound));
+                }
+                ToSequencer::Partition(record) => {
+                    let (Record::Join { source, client } | Record::Leave { source, client, .. }) = &record else {
+                        continue;
+                    };
+                    let last = self.partitions.get_mut(&(*source, client.clone()));
+                    let changes = match (&record, last) {
+                        (Record::Join { .. }, Some(last)) => {
+                            *last = now;
+                            false
+                        }
+                        (Record::Join { .. }, None) => true,
+                        (_, present) => present.is_some(),
+                    };
+                    if changes {
+                        self.note_partition(&record, now);
+                        logged.push(Logged::Record(record));
+                    }
+                }
+            }
+        }
+        self.count_partitions();
         if let Some(wal) = &mut self.wal {
             let mut bytes = 0;
             let mut records = 0;
-            for inbound in group.iter().filter(|i| !i.batch.is_empty()) {
-                bytes += wal.append(|out| inbound.batch.encode(out));
+            for l in &logged {
+                match l {
+                    Logged::Batch(inbound) => bytes += wal.append(|out| inbound.batch.encode(out)),
+                    Logged::Record(r) => bytes += wal.append(|out| r.encode(out)),
+                    Logged::Empty(_) => continue,
+                }
                 records += 1;
             }
             wal.write(true)?;
@@ -190,7 +346,10 @@ impl Sequencer {
         }
         {
             let mut durable = self.durable.lock().unwrap_or_else(|e| e.into_inner());
-            for inbound in group.iter() {
+            for l in &logged {
+                let (Logged::Batch(inbound) | Logged::Empty(inbound)) = l else {
+                    continue;
+                };
                 let b = &inbound.batch;
                 let end = b.end_offset();
                 if !b.anonymous() {
@@ -206,23 +365,39 @@ impl Sequencer {
                 });
             }
         }
-        let now = Instant::now();
-        for inbound in group.drain(..) {
-            let Inbound {
-                batch, permit, weight, ..
-            } = inbound;
-            if batch.is_empty() {
-                ServeState::sub(&self.state.queued_bytes, weight);
-                continue;
+        for l in logged {
+            match l {
+                Logged::Empty(inbound) => ServeState::sub(&self.state.queued_bytes, inbound.weight),
+                Logged::Record(record) => self.dispatch(|seq| ToWorker::Control { seq, record })?,
+                Logged::Batch(inbound) => {
+                    let Inbound {
+                        batch, permit, weight, ..
+                    } = inbound;
+                    if let Some(a) = self.activity.get_mut(batch.source as usize) {
+                        *a = (now, now, true);
+                    }
+                    self.dispatch(|seq| ToWorker::Batch {
+                        seq,
+                        batch,
+                        permit: Some((permit, weight)),
+                    })?;
+                }
             }
-            if let Some(a) = self.activity.get_mut(batch.source as usize) {
-                *a = (now, now, true);
-            }
-            self.dispatch(|seq| ToWorker::Batch {
-                seq,
-                batch,
-                permit: Some((permit, weight)),
-            })?;
+        }
+        Ok(())
+    }
+
+    /// Partitions that have sent nothing for the idle timeout leave, as logged records.
+    fn idle_partitions(&mut self, timeout: Duration, now: Instant) -> Result<(), ServeError> {
+        let idle: Vec<(u16, String)> = self
+            .partitions
+            .iter()
+            .filter(|(_, last)| now.duration_since(**last) >= timeout)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for (source, client) in idle {
+            let why = Leave::Idle;
+            self.log_partition(Record::Leave { source, client, why })?;
         }
         Ok(())
     }
@@ -234,6 +409,7 @@ impl Sequencer {
             return Ok(());
         };
         let now = Instant::now();
+        self.idle_partitions(timeout, now)?;
         for source in 0..self.activity.len() {
             let (last, credited, seen) = self.activity[source];
             if !seen || now.duration_since(last) < timeout {
@@ -252,7 +428,8 @@ impl Sequencer {
                 ServeState::add(&self.state.wal_bytes, bytes);
                 ServeState::add(&self.state.wal_records, 1);
             }
-            self.dispatch(|seq| ToWorker::Advance { seq, source, delta_ms })?;
+            let record = Record::Advance { source, delta_ms };
+            self.dispatch(|seq| ToWorker::Control { seq, record })?;
         }
         Ok(())
     }
@@ -277,7 +454,7 @@ impl Sequencer {
                 };
                 c.in_flight = None;
                 let cut = outputs.values().map(|m| m.cut).min().unwrap_or(0);
-                let (replay_from, maxima) = c.order.replay_point(cut.min(i64::MAX as u64) as i64);
+                let (replay_from, watermarks) = c.order.replay_point(cut.min(i64::MAX as u64) as i64);
                 let clients: std::collections::BTreeMap<String, u64> = self
                     .durable
                     .lock()
@@ -294,7 +471,7 @@ impl Sequencer {
                 wal.write(true)?;
                 c.manifest.checkpoints += 1;
                 c.manifest.replay_from = replay_from;
-                c.manifest.maxima = maxima;
+                c.manifest.watermarks = watermarks;
                 c.manifest.clients = clients;
                 c.manifest.outputs = outputs;
                 c.manifest.store(&c.dir)?;
@@ -321,6 +498,7 @@ pub(crate) fn open_and_replay(
     let mut failed = None;
     let from = manifest.map_or(0, |m| m.replay_from);
     if let Some(m) = manifest {
+        seq.seed(&m.watermarks);
         seq.durable
             .lock()
             .unwrap_or_else(|e| e.into_inner())

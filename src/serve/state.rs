@@ -45,6 +45,10 @@ pub struct ServeState {
     pub worker_queues: Vec<AtomicU64>,
     /// Event-time watermark of each TCP source, in ms (`i64::MIN` before any event).
     pub watermarks: Vec<AtomicI64>,
+    /// Partitions holding each TCP source's watermark (see `partitions.rs`).
+    pub partitions: Vec<AtomicU64>,
+    /// Partitions that stopped holding a watermark after the idle timeout.
+    pub partitions_idle: AtomicU64,
     /// Write-ahead log: bytes appended, fsyncs (one per group commit), records appended.
     pub wal_bytes: AtomicU64,
     pub wal_syncs: AtomicU64,
@@ -66,6 +70,8 @@ impl ServeState {
             workers,
             worker_queues: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             watermarks: sources.iter().map(|_| AtomicI64::new(i64::MIN)).collect(),
+            partitions: sources.iter().map(|_| AtomicU64::new(0)).collect(),
+            partitions_idle: AtomicU64::new(0),
             sources,
             events_processed: AtomicU64::new(0),
             lines_received: AtomicU64::new(0),

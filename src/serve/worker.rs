@@ -4,8 +4,9 @@
 //! completion.
 //!
 //! A batch is parsed with [`crate::source::ndjson::parse_line`] after two cheap checks on the
-//! untrusted bytes (the source's nesting depth, distinct field names), then admitted with the same watermark
-//! and lateness rules as replay, its prefix maximum coming from [`super::order::Order`].
+//! untrusted bytes (the source's nesting depth, distinct field names), then admitted with the
+//! same watermark and lateness rules as replay, against the source's per-partition watermark
+//! state ([`super::partitions`]) as [`super::order::Order`] publishes it in log order.
 
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::order::Order;
 use super::protocol::scan;
-use super::record::{Batch, RejectReason};
+use super::record::{Batch, Record, RejectReason};
 use super::state::ServeState;
 use super::Limits;
 use crate::dead_letter::DeadLetter;
@@ -36,11 +37,8 @@ pub(crate) enum ToWorker {
         /// The batch's share of the global queue budget, released once it is admitted.
         permit: Option<(OwnedSemaphorePermit, u64)>,
     },
-    Advance {
-        seq: u64,
-        source: u16,
-        delta_ms: u64,
-    },
+    /// An idle advance, or a partition joining or leaving: it moves only the watermark.
+    Control { seq: u64, record: Record },
 }
 
 /// Everything the workers share.
@@ -192,7 +190,7 @@ fn drive_inner(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<O
         }
         // Follow records published by the other workers, so every input's frontier moves.
         for (k, t) in tcp.iter().enumerate() {
-            if let (Some(max), Some(input)) = (shared.order.maximum(k), &mut inputs[t.plan_index]) {
+            if let (Some(max), Some(input)) = (shared.order.floor(k), &mut inputs[t.plan_index]) {
                 let lateness = plan.sources[t.plan_index].allowed_lateness_ms as i64;
                 advance_to(input, max.saturating_sub(lateness), tick_ms);
                 // Sends the advance: an input's frontier moves only when it is flushed.
@@ -228,19 +226,19 @@ fn handle(
 ) -> Result<(), super::order::Aborted> {
     let tick_ms = shared.plan.tick_ms as i64;
     match msg {
-        ToWorker::Advance { seq, source, delta_ms } => {
-            let k = source as usize;
-            let max = shared
-                .order
-                .publish(seq, k, |p| p.map(|m| m.saturating_add(delta_ms as i64)))?;
-            let t = &mut tcp[k];
-            t.watermark.start_split(max.map(|m| m.saturating_add(delta_ms as i64)));
-            if let Some(input) = &mut inputs[t.plan_index] {
-                advance(input, &t.watermark, tick_ms);
+        ToWorker::Control { seq, record } => {
+            let k = record.source() as usize;
+            let lateness = shared.plan.sources[tcp[k].plan_index].allowed_lateness_ms;
+            let wm = shared.order.publish(seq, k, |m| {
+                m.apply(&record);
+                m.watermark(lateness)
+            })?;
+            if let Some(input) = &mut inputs[tcp[k].plan_index] {
+                advance_to(input, wm, tick_ms);
             }
-            // An advance changes no output by itself: the events it lets through do.
+            // It changes no output by itself: the events it lets through do.
             shared.order.settle(seq, None);
-            shared.state.raise_watermark(k, t.watermark.current());
+            shared.state.raise_watermark(k, wm);
         }
         ToWorker::Batch { seq, batch, permit } => {
             let k = batch.source as usize;
@@ -256,8 +254,8 @@ fn handle(
                 record_limit,
                 decoded,
             );
-            let prefix = shared.order.publish(seq, k, |p| p.max(max))?;
-            t.watermark.start_split(prefix);
+            let start = shared.order.publish(seq, k, |m| m.batch(&batch.client, max))?;
+            t.watermark.start_partition(start.floor, start.own, start.cap);
             // The last output time this record can change (for checkpoints).
             let mut last_effect = None;
             if let Some(input) = &mut inputs[t.plan_index] {

@@ -158,32 +158,55 @@ pub(crate) fn expand(plan: &SourcePlan) -> Result<Vec<PathBuf>, SourceError> {
 /// Tracks the watermark while a worker reads its splits, and sorts events from late ones.
 pub struct Watermark {
     lateness: i64,
-    max_seen: Option<i64>,
+    /// The watermark plus the lateness; never decreases.
+    floor: Option<i64>,
+    /// The largest event time of this split (or partition) and of those before it.
+    own: Option<i64>,
+    /// What other partitions allow the floor to reach: `Some(i64::MAX)` for a file split (one
+    /// partition), `None` while another partition has no event (the floor holds).
+    cap: Option<i64>,
 }
 
 impl Watermark {
     pub fn new(lateness_ms: u64) -> Watermark {
         Watermark {
             lateness: lateness_ms as i64,
-            max_seen: None,
+            floor: None,
+            own: None,
+            cap: Some(i64::MAX),
         }
     }
     /// Starts a split whose preceding splits hold at most `prefix_max`.
     pub fn start_split(&mut self, prefix_max: Option<i64>) {
-        self.max_seen = prefix_max;
+        self.start_partition(prefix_max, prefix_max, Some(i64::MAX));
+    }
+    /// Starts a batch of one partition of a served source (see `serve::partitions`): the
+    /// source's `floor` before it, the partition's largest time `own`, and the smallest
+    /// largest-time of the other partitions `cap`. The floor then follows `min(own, cap)`.
+    pub fn start_partition(&mut self, floor: Option<i64>, own: Option<i64>, cap: Option<i64>) {
+        (self.floor, self.own, self.cap) = (floor, own, cap);
     }
     /// The current watermark (`i64::MIN` before any event).
     pub fn current(&self) -> i64 {
-        self.max_seen.map_or(i64::MIN, |m| m.saturating_sub(self.lateness))
+        self.floor.map_or(i64::MIN, |m| m.saturating_sub(self.lateness))
     }
-    /// The largest event time seen, if any.
+    /// The current watermark plus the lateness.
+    pub fn floor(&self) -> Option<i64> {
+        self.floor
+    }
+    /// The largest event time seen, if any (of this split and those before it; of this
+    /// partition, for a served source).
     pub fn max_seen(&self) -> Option<i64> {
-        self.max_seen
+        self.own
     }
     /// Observes an event time; returns `true` when it is late.
     pub fn observe(&mut self, time: i64) -> bool {
         let late = time < self.current();
-        self.max_seen = Some(self.max_seen.map_or(time, |m| m.max(time)));
+        let own = self.own.map_or(time, |m| m.max(time));
+        self.own = Some(own);
+        if let Some(cap) = self.cap {
+            self.floor = self.floor.max(Some(own.min(cap)));
+        }
         late
     }
 }

@@ -20,5 +20,6 @@ mod serve_http;
 mod serve_latency;
 mod serve_limits;
 mod serve_memory;
+mod serve_partitions;
 mod serve_util;
 mod util;

@@ -313,17 +313,24 @@ fn samples(text: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-/// Sends one event far in the future on its own connection: the watermark passes every event
-/// sent before, so their updates reach the outputs while the server runs.
+/// Sends one event far in the future as `client` (the sender's own partition, after its
+/// lines): the watermark passes every event sent before, so their updates reach the outputs
+/// while the server runs. From another client it would not: the sender's partition holds the
+/// watermark (there is no idle timeout here).
 const FLUSH_TIME: &str = "2024-03-10T00:00:00Z";
 const FLUSH_MS: u64 = 1_710_028_800_000;
 
-fn flush(addr: SocketAddr) {
+fn flush(addr: SocketAddr, client: &str) {
     let mut s = connect(addr);
+    s.write_all(format!("{{\"hello\":1,\"client\":\"{client}\"}}\n").as_bytes())
+        .unwrap();
+    let mut reply = String::new();
+    BufReader::new(s.try_clone().unwrap()).read_line(&mut reply).unwrap();
+    let durable = serde_json::from_str::<Json>(&reply).unwrap()["ack"].as_u64().unwrap();
     let line = format!(r#"{{"event_time":"{FLUSH_TIME}","event_type":"flush"}}"#);
     s.write_all(line.as_bytes()).unwrap();
     s.write_all(b"\n").unwrap();
-    wait_ack(&mut s, 1);
+    wait_ack(&mut s, durable + 1);
 }
 
 /// Waits until every live collection's frontier has reached `t`.
@@ -360,8 +367,8 @@ fn lookups_status_and_metrics_equal_the_parquet_outputs_with_two_workers() {
     let dir = tempfile::tempdir().unwrap();
     let events = generate(dir.path(), "events.ndjson", 20_000, 21);
     let server = Live::start(dir.path(), &["--workers", "2"]);
-    send(dir.path(), &events, server.listen, &[]);
-    flush(server.listen);
+    send(dir.path(), &events, server.listen, &["--client", "c"]);
+    flush(server.listen, "c-0");
     let watermark = FLUSH_MS - 120_000;
     wait_frontier(server.http, watermark);
 
@@ -493,8 +500,8 @@ fn a_slow_subscriber_is_disconnected_with_an_error_line() {
     let events = generate(dir.path(), "events.ndjson", 3_000, 23);
     let server = Live::start(dir.path(), &["--subscriber-queue", "1"]);
     let sub = subscribe_tcp(server.subscribe, "{\"subscribe\":\"user_hourly_attempts\"}\n");
-    send(dir.path(), &events, server.listen, &[]);
-    flush(server.listen);
+    send(dir.path(), &events, server.listen, &["--client", "c"]);
+    flush(server.listen, "c-0");
     let lines = sub.join().unwrap();
     let last = lines.last().expect("an error line");
     assert!(last.starts_with("{\"error\":\"subscriber too slow"), "{last}");
@@ -574,7 +581,7 @@ fn live_views_after_a_restart_start_from_the_checkpointed_outputs() {
     drop(server);
 
     let server = Live::start(dir.path(), &args);
-    flush(server.listen);
+    flush(server.listen, "c-0");
     wait_frontier(server.http, FLUSH_MS - 120_000);
     let users = users(&events, 2_000);
     let picked: Vec<i64> = users.iter().step_by(users.len() / 5).take(5).copied().collect();
