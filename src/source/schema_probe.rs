@@ -143,7 +143,8 @@ mod tests {
             fixed_type: None,
             time_unit_ms: 1.0,
             allowed_lateness_ms: 0,
-            projection: None,
+            fields: crate::plan::Fields::Closed,
+            limits: Default::default(),
             fields: crate::plan::Fields::Closed,
         }
     }
