@@ -374,6 +374,18 @@ pub(crate) fn read_splits(
         let mut push = |chunk: &mut Vec<Decoded>| {
             let n = chunk.len() as u64;
             for decoded in chunk.drain(..) {
+                let decoded = match decoded {
+                    Decoded::Event(event, pos) if split.is_future(pos) => {
+                        let detail = format!(
+                            "event time {} is more than max_future {} ahead of both the largest earlier event time and the next event's",
+                            format_time(event.time),
+                            crate::plan::duration::format_duration(source.limits.max_future_ms)
+                        );
+                        let letter = future_letter(source, &event, detail, layout.location(split, pos));
+                        Decoded::Bad(Box::new(letter))
+                    }
+                    decoded => decoded,
+                };
                 // How far the event is behind the largest time before it (see `source::lateness`).
                 let behind = match (&decoded, watermark.max_seen()) {
                     (Decoded::Event(e, _), Some(max)) => max.saturating_sub(e.time).max(0) as u64,
@@ -516,6 +528,27 @@ pub(crate) fn admit(
         None
     }
 }
+
+/// The dead letter of an event too far in the future (reason `future_time`).
+pub(crate) fn future_letter(
+    source: &SourcePlan,
+    event: &crate::event::Event,
+    detail: String,
+    location: String,
+) -> DeadLetter {
+    DeadLetter {
+        stage: format!("source:{}", source.name),
+        reason: FUTURE_TIME.into(),
+        detail,
+        location,
+        record: event.to_json(&source.time_field, &source.type_field).to_string(),
+        event_time: Some(event.time),
+        original: None,
+    }
+}
+
+/// The dead-letter reason of events too far ahead (`max_future`).
+pub const FUTURE_TIME: &str = "future_time";
 
 /// Moves the inputs' time up to the watermark's tick.
 pub(crate) fn advance(inputs: &mut SourceInputs, watermark: &Watermark, tick_ms: i64) {

@@ -236,18 +236,24 @@ pub enum Fields {
 pub struct SourceLimits {
     /// JSON lines nesting arrays and objects deeper are dead letters `depth_exceeded`.
     pub max_depth: usize,
+    /// Events further ahead are dead letters `future_time`: ahead of the wall clock when the
+    /// line arrived (`serve`), or of the events around them (`run`; see
+    /// [`crate::source::future`]).
+    pub max_future_ms: u64,
 }
 
 impl SourceLimits {
     pub const DEFAULT_MAX_DEPTH: usize = 64;
     /// The JSON parser's own limit.
     pub const MAX_MAX_DEPTH: usize = 128;
+    pub const DEFAULT_MAX_FUTURE_MS: u64 = 86_400_000;
 }
 
 impl Default for SourceLimits {
     fn default() -> SourceLimits {
         SourceLimits {
             max_depth: SourceLimits::DEFAULT_MAX_DEPTH,
+            max_future_ms: SourceLimits::DEFAULT_MAX_FUTURE_MS,
         }
     }
 }

@@ -205,6 +205,9 @@ pub struct SourceSpec {
     /// JSON lines nested deeper are dead letters `depth_exceeded` (default 64, at most 128).
     #[serde(default)]
     pub max_depth: Option<S<usize>>,
+    /// Events this far ahead are dead letters `future_time` (default `1d`).
+    #[serde(default)]
+    pub max_future: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, Clone)]

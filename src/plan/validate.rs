@@ -442,6 +442,9 @@ impl Cx<'_> {
                 return Err(self.error(d.span(), &key("max_depth"), message, None));
             }
         }
+        if let Some(f) = &s.max_future {
+            limits.max_future_ms = self.duration(f, &key("max_future"))?;
+        }
         for (field, k) in
             std::iter::once((&s.time_field, "time_field")).chain(s.type_field.iter().map(|t| (t, "type_field")))
         {

@@ -454,7 +454,11 @@ async fn send(peer: &mut Peer, pending: &mut Pending, net: &Net, acked: &Arc<wat
     }
     let p = std::mem::take(pending);
     let base = peer.next_offset;
+    let received_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     let batch = Batch {
+        received_ms: Some(received_ms),
         source: peer.source,
         client: peer.client.clone(),
         first_offset: base,

@@ -51,6 +51,10 @@ pub struct Batch {
     /// Complete lines, each ending with `\n` (blank lines included: they count).
     pub data: Vec<u8>,
     pub rejects: Vec<Reject>,
+    /// Wall-clock time (epoch ms) when the lines arrived: event times more than the source's
+    /// `max_future` past it are `future_time`. Logged, so a replay of the log decides alike;
+    /// `None` in records logged before it was (they are not checked).
+    pub received_ms: Option<i64>,
 }
 
 /// One log record.
@@ -151,10 +155,16 @@ const BATCH: u8 = 1;
 const ADVANCE: u8 = 2;
 const JOIN: u8 = 3;
 const LEAVE: u8 = 4;
+/// A batch with its arrival time: `BATCH_AT | received_ms (i64)` then a batch's payload.
+const BATCH_AT: u8 = 5;
 
 impl Batch {
     /// Appends the payload encoding of `Record::Batch(self)` to `out`, without cloning.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        if let Some(ms) = self.received_ms {
+            out.push(BATCH_AT);
+            out.extend_from_slice(&ms.to_le_bytes());
+        }
         out.push(BATCH);
         out.extend_from_slice(&self.source.to_le_bytes());
         encode_client(&self.client, out);
@@ -203,7 +213,16 @@ impl Record {
 
     pub fn decode(payload: &[u8]) -> Result<Record, DecodeError> {
         let mut r = Reader(payload);
-        match r.u8()? {
+        let mut received_ms = None;
+        let mut kind = r.u8()?;
+        if kind == BATCH_AT {
+            received_ms = Some(r.u64()? as i64);
+            kind = r.u8()?;
+            if kind != BATCH {
+                return Err(DecodeError("record kind after an arrival time"));
+            }
+        }
+        match kind {
             ADVANCE => Ok(Record::Advance {
                 source: r.u16()?,
                 delta_ms: r.u64()?,
@@ -251,6 +270,7 @@ impl Record {
                     lines,
                     data: r.0.to_vec(),
                     rejects,
+                    received_ms,
                 }))
             }
             _ => Err(DecodeError("record kind")),
@@ -303,6 +323,7 @@ mod tests {
             first_offset: 10,
             lines: 5,
             data: b"a\nb\n\nd\n".to_vec(),
+            received_ms: Some(1_700_000_000_000),
             rejects: vec![
                 Reject {
                     offset: 12,
@@ -343,6 +364,10 @@ mod tests {
     fn encoding_round_trips() {
         for rec in [
             Record::Batch(batch()),
+            Record::Batch(Batch {
+                received_ms: None,
+                ..batch()
+            }),
             Record::Advance {
                 source: 3,
                 delta_ms: 250,

@@ -313,6 +313,7 @@ mod tests {
             lines: 1,
             data: format!("{{\"n\":{i}}}\n").into_bytes(),
             rejects: Vec::new(),
+            received_ms: Some(1_700_000_000_000 + i as i64),
         })
     }
 

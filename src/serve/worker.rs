@@ -20,14 +20,15 @@ use super::record::{Batch, Record, RejectReason};
 use super::state::ServeState;
 use super::Limits;
 use crate::dead_letter::DeadLetter;
+use crate::plan::duration::format_duration;
 use crate::plan::{Plan, SourcePlan};
 use crate::render::sink::SinkEnv;
 use crate::render::{render, SourceInputs};
-use crate::run::{admit, advance, advance_to, collect_outputs, read_splits, WorkerOutput};
+use crate::run::{admit, advance, advance_to, collect_outputs, read_splits, WorkerOutput, FUTURE_TIME};
 use crate::schema::registry::Registry;
 use crate::source::arrow_read::TypeCache;
 use crate::source::{ndjson, Decoded, Layout, Watermark};
-use crate::value::{interned_names, with_name_limit, Sym};
+use crate::value::{format_time, interned_names, with_name_limit, Sym};
 
 /// What the sequencer hands a worker; `seq` is the record's place in the log.
 pub(crate) enum ToWorker {
@@ -332,6 +333,10 @@ fn parse(
         };
         Decoded::Bad(Box::new(letter.with_raw_record(record, record_limit)))
     };
+    // Event times past this are too far ahead of the wall clock when the lines arrived.
+    let future_bound = batch
+        .received_ms
+        .map(|ms| ms.saturating_add(i64::try_from(source.limits.max_future_ms).unwrap_or(i64::MAX)));
     batch.for_each_line(|offset, line| {
         if line.iter().all(u8::is_ascii_whitespace) {
             return;
@@ -361,6 +366,15 @@ fn parse(
         let (parsed, refused) = with_name_limit(limits.max_field_names, || ndjson::parse_line(source, types, line));
         match parsed {
             Ok(_) if refused => out.push(too_many(new)),
+            Ok(event) if future_bound.is_some_and(|b| event.time > b) => {
+                let detail = format!(
+                    "event time {} is more than max_future {} ahead of the wall clock when the line arrived ({})",
+                    format_time(event.time),
+                    format_duration(source.limits.max_future_ms),
+                    format_time(batch.received_ms.unwrap_or_default()),
+                );
+                out.push(dead(FUTURE_TIME, detail, offset, line, Some(event.time)));
+            }
             Ok(event) => {
                 if event.time >= 0 {
                     max = max.max(Some(event.time));

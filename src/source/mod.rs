@@ -12,6 +12,7 @@
 //! with reason `late`.
 
 pub mod arrow_read;
+pub mod future;
 pub mod json_scan;
 pub mod lateness;
 pub mod ndjson;
@@ -54,9 +55,11 @@ impl SourceError {
 pub struct Split {
     pub file: usize,
     pub unit: Unit,
-    /// Largest valid event time in the split, if it has any.
+    /// Largest admitted event time in the split, if it has any (see [`future`]).
     pub max_time: Option<i64>,
     pub rows: usize,
+    /// Positions of the events too far in the future (`future_time`), in order.
+    pub future: Vec<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

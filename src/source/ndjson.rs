@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
 use super::arrow_read::{time_ms, TypeCache};
+use super::future::FutureFilter;
 use super::{Decoded, SourceError, Split, SplitReader, Unit};
 use crate::dead_letter::DeadLetter;
 use crate::event::Event;
@@ -30,9 +31,11 @@ fn read_all(path: &Path) -> Result<Vec<u8>, SourceError> {
     std::fs::read(path).map_err(|e| SourceError::open(path, e))
 }
 
-/// Byte-range splits of every file, with their maximum event time.
+/// Byte-range splits of every file, with their maximum admitted event time and far-future
+/// lines (see [`super::future`]).
 pub fn splits(plan: &SourcePlan, files: &[PathBuf]) -> Result<Vec<Split>, SourceError> {
     let mut out = Vec::new();
+    let mut future = FutureFilter::new(plan.limits.max_future_ms);
     for (fi, path) in files.iter().enumerate() {
         let bytes = read_all(path)?;
         let mut start = 0usize;
@@ -42,31 +45,33 @@ pub fn splits(plan: &SourcePlan, files: &[PathBuf]) -> Result<Vec<Split>, Source
             while end < bytes.len() && bytes[end - 1] != b'\n' {
                 end += 1;
             }
-            let mut max_time = None;
+            let s = out.len();
+            let unit = Unit::Bytes {
+                start: start as u64,
+                end: end as u64,
+                first_line: line_no,
+            };
+            out.push(Split::new(fi, unit, 0));
             let mut rows = 0;
-            for line in bytes[start..end].split(|b| *b == b'\n') {
+            for (i, line) in bytes[start..end].split(|b| *b == b'\n').enumerate() {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
                 rows += 1;
-                if let Some(t) = scan_time(line, &plan.time_field, plan.time_unit_ms) {
-                    max_time = max_time.max(Some(t));
+                // Lines the reader rejects before their time (too deep) have none here either.
+                if super::json_scan::depth_exceeds(line, plan.limits.max_depth) {
+                    continue;
+                }
+                if let Some(t) = scan_time(line, &plan.time_field, plan.time_unit_ms).filter(|t| *t >= 0) {
+                    future.push(&mut out, s, line_no + i as u64, t);
                 }
             }
-            out.push(Split {
-                file: fi,
-                unit: Unit::Bytes {
-                    start: start as u64,
-                    end: end as u64,
-                    first_line: line_no,
-                },
-                max_time,
-                rows,
-            });
+            out[s].rows = rows;
             line_no += bytes[start..end].iter().filter(|b| **b == b'\n').count() as u64;
             start = end;
         }
     }
+    future.finish(&mut out);
     Ok(out)
 }
 

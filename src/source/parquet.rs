@@ -21,6 +21,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::file::statistics::Statistics;
 
 use super::arrow_read::{unit_to_ms, Col, TypeCache};
+use super::future::FutureFilter;
 use super::{Decoded, SourceError, Split, SplitReader, Unit};
 use crate::dead_letter::DeadLetter;
 use crate::event::Event;
@@ -58,9 +59,12 @@ fn column_index(schema: &SchemaRef, name: &str, path: &Path, what: &str) -> Resu
     })
 }
 
-/// Row groups of every file, in order, with their maximum event time.
+/// Row groups of every file, in order, with their maximum admitted event time and far-future
+/// rows (see [`super::future`]). The column statistics decide a row group when no time in its
+/// range can be too far ahead; otherwise its time column is read.
 pub fn splits(plan: &SourcePlan, files: &[PathBuf]) -> Result<Vec<Split>, SourceError> {
     let mut out = Vec::new();
+    let mut future = FutureFilter::new(plan.limits.max_future_ms);
     for (fi, path) in files.iter().enumerate() {
         let (file, meta) = load(path)?;
         let schema = meta.schema().clone();
@@ -75,28 +79,33 @@ pub fn splits(plan: &SourcePlan, files: &[PathBuf]) -> Result<Vec<Split>, Source
             .iter()
             .position(|c| c.path().string() == plan.time_field);
         for (rg, rg_meta) in meta.metadata().row_groups().iter().enumerate() {
-            let stat_max = leaf
-                .and_then(|l| rg_meta.column(l).statistics())
-                .and_then(|s| stats_max(s, &dtype, plan.time_unit_ms));
-            let max_time = match stat_max {
-                Some(m) => Some(m),
-                None => scan_max(plan, &file, &meta, rg, tcol, path)?,
-            };
-            out.push(Split {
-                file: fi,
-                unit: Unit::RowGroup(rg),
-                max_time,
-                rows: rg_meta.num_rows() as usize,
+            let s = out.len();
+            out.push(Split::new(fi, Unit::RowGroup(rg), rg_meta.num_rows() as usize));
+            let range = leaf.and_then(|l| rg_meta.column(l).statistics()).and_then(|st| {
+                Some((
+                    stats_time(st, &dtype, plan.time_unit_ms, true)?,
+                    stats_time(st, &dtype, plan.time_unit_ms, false)?,
+                ))
             });
+            match range {
+                Some((min, max)) if future.admits_whole(min, max) => future.admit_whole(&mut out, s, max),
+                _ => scan_times(plan, &file, &meta, rg, tcol, path, &mut |row, t| {
+                    future.push(&mut out, s, row, t)
+                })?,
+            }
         }
     }
+    future.finish(&mut out);
     Ok(out)
 }
 
-fn stats_max(stats: &Statistics, dtype: &DataType, unit_ms: f64) -> Option<i64> {
-    let raw = match stats {
-        Statistics::Int64(s) => *s.max_opt()?,
-        Statistics::Int32(s) => i64::from(*s.max_opt()?),
+/// The smallest (`min`) or largest time in a row group's statistics.
+fn stats_time(stats: &Statistics, dtype: &DataType, unit_ms: f64, min: bool) -> Option<i64> {
+    let raw = match (stats, min) {
+        (Statistics::Int64(s), true) => *s.min_opt()?,
+        (Statistics::Int64(s), false) => *s.max_opt()?,
+        (Statistics::Int32(s), true) => i64::from(*s.min_opt()?),
+        (Statistics::Int32(s), false) => i64::from(*s.max_opt()?),
         _ => return None,
     };
     match dtype {
@@ -111,14 +120,16 @@ fn stats_max(stats: &Statistics, dtype: &DataType, unit_ms: f64) -> Option<i64> 
     }
 }
 
-fn scan_max(
+/// Calls `each` with the row and time of every row of row group `rg` with a valid time.
+fn scan_times(
     plan: &SourcePlan,
     file: &File,
     meta: &ArrowReaderMetadata,
     rg: usize,
     tcol: usize,
     path: &Path,
-) -> Result<Option<i64>, SourceError> {
+    each: &mut dyn FnMut(u64, i64),
+) -> Result<(), SourceError> {
     let file = file.try_clone().map_err(|e| SourceError::read(path, e))?;
     let mask = ProjectionMask::roots(meta.parquet_schema(), [tcol]);
     let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
@@ -126,17 +137,20 @@ fn scan_max(
         .with_projection(mask)
         .build()
         .map_err(|e| read_error(path, rg, e))?;
-    let mut max: Option<i64> = None;
+    let mut first_row = 0u64;
     for batch in reader {
         let batch = batch.map_err(|e| read_error(path, rg, e))?;
         let col = Col::new(batch.column(0));
         for row in 0..batch.num_rows() {
             if let Ok(t) = col.time_ms(row, plan.time_unit_ms) {
-                max = max.max(Some(t));
+                if t >= 0 {
+                    each(first_row + row as u64, t);
+                }
             }
         }
+        first_row += batch.num_rows() as u64;
     }
-    Ok(max)
+    Ok(())
 }
 
 /// Reads row groups of a source's files on one worker.

@@ -143,7 +143,7 @@ mod tests {
             fixed_type: None,
             time_unit_ms: 1.0,
             allowed_lateness_ms: 0,
-            fields: crate::plan::Fields::Closed,
+            projection: None,
             limits: Default::default(),
             fields: crate::plan::Fields::Closed,
         }

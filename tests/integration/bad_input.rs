@@ -239,3 +239,55 @@ fn a_page_checksum_mismatch_fails_the_run_naming_the_file() {
     );
     assert!(!dir.path().join("out/per_minute").exists());
 }
+
+/// `count` RFC 3339 times a second apart from `start` (epoch seconds).
+fn rfc3339_seconds(start: i64, count: i64) -> Vec<String> {
+    (start..start + count)
+        .map(|s| sluice::value::format_time(s * 1000))
+        .collect()
+}
+
+#[test]
+fn a_far_future_time_is_dead_lettered_and_does_not_make_later_events_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.ndjson");
+    let start = 1_709_510_400; // 2024-03-04T00:00:00Z
+    let mut times = rfc3339_seconds(start, 10);
+    times.push("9999-12-31T23:59:59Z".into());
+    times.extend(rfc3339_seconds(start + 10, 1000));
+    // A real gap of three days: the log goes on from there, nothing is rejected.
+    times.extend(rfc3339_seconds(start + 3 * 86_400, 10));
+    let text: String = times
+        .iter()
+        .map(|t| format!("{{\"ts\":\"{t}\",\"type\":\"click\"}}\n"))
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    let spec = format!(
+        "[pipeline]\nname = \"future\"\n[sources.s]\npath = \"{}\"\ntime_field = \"ts\"\ntype_field = \"type\"\n\
+         [[aggregates]]\nname = \"daily\"\nsource = \"s\"\nwindow = {{ tumbling = \"1d\" }}\nemit = \"final\"\nmeasures.n = \"count()\"\n",
+        path.display()
+    );
+    let plan = plan_text(&spec, dir.path());
+    for workers in [1, 2, 4] {
+        let summary = run_collect(&plan, workers);
+        let letters = &summary.collected[sluice::DEAD_LETTERS];
+        let reasons: Vec<String> = letters.iter().map(|(row, _, _)| row[1].to_string()).collect();
+        assert_eq!(reasons, ["future_time"], "{workers} workers: {letters:?}");
+        assert!(letters[0].0[2].to_string().contains("max_future 1d"), "{letters:?}");
+        let mut counts: Vec<Value> = summary.collected["daily"]
+            .iter()
+            .map(|(row, _, _)| row[2].clone())
+            .collect();
+        counts.sort_by_key(|v| v.to_string());
+        assert_eq!(counts, [Value::Int(10), Value::Int(1010)], "{workers} workers");
+    }
+    // A wider bound admits it: it then makes the 1,000 events after it late.
+    let wide = plan_text(
+        &spec.replace(
+            "type_field = \"type\"\n",
+            "type_field = \"type\"\nmax_future = \"3000000d\"\n",
+        ),
+        dir.path(),
+    );
+    assert_eq!(run_collect(&wide, 1).late(), 1010);
+}

@@ -355,3 +355,39 @@ fn sockets_without_a_hello_cannot_hold_the_connection_slots() {
     let rows = counts(&dir.path().join("out"));
     assert!(rows.len() == 1 && rows[0].ends_with(", 2"), "{rows:?}");
 }
+
+#[test]
+fn a_far_future_time_is_dead_lettered_against_the_wall_clock_and_replayed_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = count_spec(dir.path());
+    let flags = ["--out", "out", "--wal", "wal", "--idle-timeout", "off"];
+    let server = Server::start(dir.path(), &spec, "127.0.0.1:0", &flags);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let event = |t: &str| format!("{{\"ts\":\"{t}\",\"type\":\"a\",\"who\":\"w\"}}\n");
+    let honest = |i: i64| event(&sluice::value::format_time(now - 3_600_000 + i * 1000));
+    let mut text: String = (0..10).map(honest).collect();
+    text.push_str(&event("9999-12-31T23:59:59Z"));
+    text.extend((10..1010).map(honest));
+    let mut s = connect(server.addr);
+    s.write_all(b"{\"hello\":1,\"client\":\"c\"}\n").unwrap();
+    wait_ack(&mut s, 0);
+    s.write_all(text.as_bytes()).unwrap();
+    wait_ack(&mut s, 1011);
+    drop(s);
+    // The lines are in the log with their arrival time: a restart replays the same decisions.
+    server.crash();
+    let server = Server::start(dir.path(), &spec, "127.0.0.1:0", &flags);
+    let summary = server.stop();
+    assert!(!summary.contains("log replayed 0 records"), "{summary}");
+    let got = reasons(&dir.path().join("out"));
+    assert_eq!(got.get("future_time"), Some(&1), "{got:?}");
+    assert_eq!(got.len(), 1, "{got:?}");
+    let total: u64 = counts(&dir.path().join("out"))
+        .iter()
+        .map(|r| r.rsplit(", ").next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 1010);
+}
