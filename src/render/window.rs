@@ -313,7 +313,10 @@ fn window_reduce<'s>(
                                 }
                                 AggState::empty(&funcs, monotonic)
                             });
-                            changed.entry(key).or_insert_with(|| entry.finish(&funcs));
+                            // Only changes that are emitted now need the row before them.
+                            if emit == Emit::Updates || (time as i64) >= end {
+                                changed.entry(key).or_insert_with(|| entry.finish(&funcs));
+                            }
                             entry.plus(&delta);
                         }
                         // Changes are emitted as they happen, except in final mode before the
@@ -321,9 +324,6 @@ fn window_reduce<'s>(
                         let mut out: Vec<(WindowRow, u64, isize)> = Vec::new();
                         for (key, before) in changed {
                             let end = key.start + size;
-                            if emit == Emit::Final && (time as i64) < end {
-                                continue;
-                            }
                             let after = state.get(&key).and_then(|s| s.finish(&funcs));
                             if before == after {
                                 continue;

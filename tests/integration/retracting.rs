@@ -440,9 +440,9 @@ action = "block"
         // Blocked at 20 s (the gold row), unblocked again at 200 s.
         let blocked: Vec<(u64, isize)> = net("blocked").into_iter().map(|(t, n, _)| (t, n)).collect();
         assert_eq!(blocked, vec![(20_000, 1), (200_000, -1)]);
-        // rule_stats of [0 s, 60 s): emitted at 60 s with no match, revised at... no: the match
-        // at 20 s comes before the window's end, so the row at 60 s already counts it; the
-        // unmatch at 200 s is after 60 s + 60 s, so it is a closed_window dead letter.
+        // rule_stats of [0 s, 60 s): the match at 20 s comes before the window's end, so the row
+        // emitted at 60 s counts it. Its retraction at 200 s comes after 60 s + 60 s of
+        // retention: two closed_window dead letters (the `match` and `action` outcomes).
         let stats = net("rule_stats");
         assert_eq!(stats.len(), 1, "{stats:?}");
         let (t, n, row) = &stats[0];
