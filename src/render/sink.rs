@@ -646,8 +646,13 @@ impl PartFiles {
             columns.push("time".into());
             columns.push("diff".into());
         }
+        // An insert-only output writes a row of multiplicity `r` as `r` rows.
+        let changelog = self.spec.changelog;
+        let updates = updates.into_iter().flat_map(|(row, t, r)| {
+            let copies = if changelog { 1 } else { r.max(1) as usize };
+            std::iter::repeat_n((row, t, r), copies)
+        });
         let rows: Vec<Vec<Value>> = updates
-            .into_iter()
             .map(|(mut row, t, r)| {
                 row.drain(..k);
                 if self.spec.flatten {

@@ -114,7 +114,7 @@ pub fn render<'s>(
 
 enum PreOut {
     Partial(Partial),
-    Dead(DeadLetter, u64),
+    Dead(DeadLetter, u64, isize),
 }
 
 fn pre_aggregate<'s>(
@@ -154,7 +154,8 @@ fn pre_aggregate<'s>(
                                     event_time: Some(event.time),
                                     original: None,
                                 };
-                                PreOut::Dead(letter, time)
+                                // One letter per event: an update of multiplicity 2 is two events.
+                                PreOut::Dead(letter, time, diff.abs())
                             };
                             if let Err((reason, detail)) = contribution(&plan, &funcs, &event, &mut args) {
                                 // A retraction of an event that never entered the state has
@@ -220,7 +221,7 @@ fn pre_aggregate<'s>(
     #[allow(clippy::result_large_err)]
     let (partials, dead) = out.ok_err(|x| match x {
         PreOut::Partial(p) => Ok(p),
-        PreOut::Dead(d, t) => Err((d, t, 1isize)),
+        PreOut::Dead(d, t, n) => Err((d, t, n)),
     });
     (partials, dead.as_collection())
 }
