@@ -43,8 +43,10 @@ impl std::error::Error for SpecError {}
 pub enum PlanError {
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// A file the spec names that cannot be read (a missing source file, a pinned schema); the
+    /// error names the file. The source layer's errors convert into it.
     #[error(transparent)]
-    Source(#[from] crate::source::SourceError),
+    Source(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Errors while running a dataflow.

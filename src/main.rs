@@ -8,8 +8,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use sluice::error::{PlanError, SpecError};
-use sluice::plan::{plan_file, Plan};
+use sluice::plan::Plan;
 use sluice::run::{run, RunConfig, RunSummary};
+use sluice::source::plan_file;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -318,10 +319,11 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&p)?);
             } else {
                 println!(
-                    "{}: ok ({} sources, {} aggregates)",
+                    "{}: ok ({} sources, {} stages, {} outputs)",
                     spec.display(),
                     p.sources.len(),
-                    p.aggregates.len()
+                    p.stages.len(),
+                    p.outputs().len()
                 );
             }
         }
@@ -331,14 +333,14 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => {
             let mut plan = plan_checked(&args.spec, &args.inputs)?;
             if let Some(dir) = &args.registry {
-                if plan.schemas.is_empty() {
+                if plan.schemas().next().is_none() {
                     return Err(UsageError(format!(
                         "{} has no [schemas] stage to use --registry",
                         args.spec.display()
                     ))
                     .into());
                 }
-                for stage in &mut plan.schemas {
+                for stage in plan.schemas_mut() {
                     stage.registry_dir = Some(dir.clone());
                 }
             }
@@ -386,7 +388,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
 fn plan_checked(spec: &std::path::Path, inputs: &[(String, PathBuf)]) -> anyhow::Result<Plan> {
     plan_file(spec, inputs).map_err(|e| match e {
         PlanError::Spec(e) => anyhow::Error::from(e),
-        PlanError::Source(e) => anyhow::Error::from(e),
+        PlanError::Source(e) => anyhow::anyhow!(e),
     })
 }
 

@@ -129,7 +129,7 @@ pub fn run(plan: &Plan, config: &RunConfig) -> Result<RunSummary, RunError> {
     let layouts: Vec<Layout> = plan.sources.iter().map(Layout::discover).collect::<Result<_, _>>()?;
     crate::source::ranges::check(plan, &layouts)?;
     let total_rows: usize = layouts.iter().map(Layout::total_rows).sum();
-    let registries: Vec<Registry> = plan.schemas.iter().map(load_registry).collect::<Result<_, _>>()?;
+    let registries: Vec<Registry> = plan.schemas().map(load_registry).collect::<Result<_, _>>()?;
     tracing::info!(splits = layouts.iter().map(|l| l.splits.len()).sum::<usize>(), rows = total_rows, elapsed = ?started.elapsed(), "sources discovered");
     // Outputs are written (by process 0) to a staging folder next to `--out` and moved into it
     // once the run has succeeded, so a failed or killed run leaves nothing that looks complete.
@@ -422,8 +422,7 @@ pub(crate) fn read_splits(
 /// as-of joins release events as they arrive instead of holding them until the context is read.
 pub(crate) fn read_order(plan: &Plan) -> Vec<usize> {
     let contexts: Vec<usize> = plan
-        .enrichments
-        .iter()
+        .enrichments()
         .flat_map(|e| e.joins.iter().map(|j| j.context))
         .collect();
     let (mut first, rest): (Vec<usize>, Vec<usize>) = (0..plan.sources.len()).partition(|i| contexts.contains(i));

@@ -583,6 +583,31 @@ pub fn parse_time(s: &str) -> Option<i64> {
     Some(((days * 24 + h) * 60 + mi - offset_min) * 60_000 + sec * 1000 + ms)
 }
 
+/// A content-only hasher (FNV-1a) so exchange routing agrees across processes.
+#[derive(Default)]
+pub struct StableHasher(u64);
+
+impl std::hash::Hasher for StableHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+pub fn stable_hash<H: std::hash::Hash>(x: &H) -> u64 {
+    use std::hash::Hasher;
+    let mut h = StableHasher::default();
+    x.hash(&mut h);
+    h.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -603,7 +628,7 @@ mod tests {
     }
 
     fn hash_of(v: &Value) -> u64 {
-        crate::render::window::stable_hash(v)
+        super::stable_hash(v)
     }
 
     /// Checks `a` against `b` every way: ordering both ways, equality and hashes.

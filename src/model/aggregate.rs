@@ -24,8 +24,37 @@ use rustc_hash::FxHashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::Func;
 use crate::value::Value;
+
+/// An aggregate function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Func {
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    CountDistinct,
+}
+
+impl Func {
+    pub const ALL: [(&'static str, Func); 6] = [
+        ("count", Func::Count),
+        ("sum", Func::Sum),
+        ("avg", Func::Avg),
+        ("min", Func::Min),
+        ("max", Func::Max),
+        ("count_distinct", Func::CountDistinct),
+    ];
+    pub fn name(self) -> &'static str {
+        Func::ALL
+            .iter()
+            .find(|(_, f)| *f == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("?")
+    }
+}
 
 const FRACTION_BITS: u32 = 32;
 const SCALE: f64 = (1u64 << FRACTION_BITS) as f64;

@@ -3,7 +3,15 @@
 //! Windows start at multiples of `slide` since the epoch and last `size`; tumbling windows are
 //! the case `slide == size`. An event at `t` belongs to every window with `start <= t < start + size`.
 
-use crate::plan::WindowPlan;
+use serde::Serialize;
+
+/// Tumbling windows have `slide_ms == size_ms`; windows start at multiples of `slide_ms`
+/// since the epoch and cover `[start, start + size_ms)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WindowPlan {
+    pub size_ms: u64,
+    pub slide_ms: u64,
+}
 
 /// The starts of the windows containing `t`, in increasing order.
 pub fn window_starts(w: WindowPlan, t: i64) -> impl Iterator<Item = i64> {

@@ -21,37 +21,98 @@ use std::ops::Range;
 use std::path::Path;
 
 use super::field_tree::{FieldTree, Miss, MissKind};
+use super::graph::reads_events_of;
 use super::hints::{closest, value_span};
 use super::spec::{SpecFile, S};
 use super::validate::line_col;
-use super::{Fields, Format, JoinPlan, Plan, RuleAction, SourcePlan};
+use super::{AggregatePlan, Fields, Format, JoinPlan, Plan, RuleAction, SourcePlan, StageKind, StageRef, WINDOW_TIME};
 use crate::error::{PlanError, SpecError};
 use crate::event::{Accessor, FieldPath, Step};
 use crate::expr::Expr;
-use crate::source::schema_probe::{self, SAMPLE_LINES};
+/// Lines of each NDJSON file whose fields are known to `check` (a field that first appears
+/// later needs `fields = "open"`).
+pub const SAMPLE_LINES: usize = 1000;
+
+/// What the sources' files say about their fields. The source layer reads them
+/// (`crate::source::schema_probe::Files`); planning itself reads no data files.
+pub trait SchemaProbe {
+    /// Fails naming a file a source names that does not exist.
+    fn files_exist(&self, source: &SourcePlan) -> Result<(), PlanError>;
+    /// The payload fields of a source's files: Parquet footers, the first [`SAMPLE_LINES`]
+    /// lines of NDJSON files.
+    fn payload_tree(&self, source: &SourcePlan) -> Result<FieldTree, PlanError>;
+    /// The fields of a pinned JSON Schema file.
+    fn pinned_tree(&self, path: &Path) -> Result<FieldTree, PlanError>;
+}
 
 /// Names the rules stage adds to events.
 const RULE_FIELDS: [&str; 3] = ["_marks", "_routes", "_hints"];
 
 /// Checks every field reference of `spec` (planned as `plan`) against its sources' schemas.
 /// `text` and `file` are the spec's, for error locations. Missing source files are errors too.
-pub fn check(spec: &SpecFile, plan: &Plan, text: &str, file: &Path) -> Result<(), PlanError> {
+pub fn check(spec: &SpecFile, plan: &Plan, text: &str, file: &Path, probe: &dyn SchemaProbe) -> Result<(), PlanError> {
     let mut payloads = Vec::new();
     for (i, source) in plan.sources.iter().enumerate() {
-        payloads.push(payload(spec, plan, i, source, text, file)?);
+        payloads.push(payload(spec, plan, i, source, text, file, probe)?);
     }
     let mut checker = Checker {
         text,
         file,
         first: None,
     };
-    for i in 0..plan.sources.len() {
-        checker.source(spec, plan, i, &payloads);
+    let roots: Vec<FieldTree> = (0..plan.sources.len())
+        .map(|i| checker.source(spec, plan, i, &payloads))
+        .collect();
+    // Aggregates, in stage order: each reads a source's events as its stages leave them, or
+    // another aggregate's rows.
+    let mut rows: Vec<Option<FieldTree>> = vec![None; plan.stages.len()];
+    for (s, stage) in plan.stages.iter().enumerate() {
+        let (StageKind::Aggregate(agg), Some(input)) = (&stage.kind, stage.inputs.first()) else {
+            continue;
+        };
+        let root = &plan.sources[plan.root_source(input)];
+        let (tree, label) = match (reads_events_of(plan, input), input) {
+            (Some(i), _) => (&roots[i], format!("source `{}`", plan.sources[i].name)),
+            (None, StageRef::Stage(j)) => (
+                rows[*j].as_ref().expect("aggregates come after what they read"),
+                format!("output `{}`", plan.stages[*j].name),
+            ),
+            (None, _) => continue,
+        };
+        let scope = Scope {
+            tree,
+            source: root,
+            sampled: reads_events_of(plan, input).is_some() && sampled(root),
+            label,
+        };
+        if let Some(k) = spec
+            .aggregates
+            .iter()
+            .position(|a| a.get_ref().name.get_ref() == &agg.name)
+        {
+            checker.aggregate(spec, k, agg, &scope);
+        }
+        rows[s] = Some(row_tree(agg));
     }
     match checker.first {
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
+}
+
+/// Whether a source's fields are known from a sample of its lines.
+fn sampled(source: &SourcePlan) -> bool {
+    source.format == Format::Ndjson && source.fields == Fields::Closed
+}
+
+/// The fields of an aggregate's rows read as events: its columns, by name, and the window time.
+fn row_tree(agg: &AggregatePlan) -> FieldTree {
+    let mut tree = FieldTree::default();
+    for column in agg.columns() {
+        tree.insert(&column, FieldTree::scalar());
+    }
+    tree.insert(WINDOW_TIME, FieldTree::scalar());
+    tree
 }
 
 /// What a source's stages may read before enrichment: its files' fields (or anything, when
@@ -63,12 +124,13 @@ fn payload(
     source: &SourcePlan,
     text: &str,
     file: &Path,
+    probe: &dyn SchemaProbe,
 ) -> Result<FieldTree, PlanError> {
-    let stage = plan.schemas.iter().find(|s| s.source == index);
+    let stage = plan.schemas().find(|s| s.source == index);
     let pinned = stage.is_some_and(|s| !s.pinned.is_empty());
     let mut tree = match source.fields {
         Fields::Open => {
-            schema_probe::files_exist(source)?;
+            probe.files_exist(source)?;
             FieldTree::open()
         }
         Fields::Closed if source.paths.is_empty() && !pinned => {
@@ -92,11 +154,11 @@ fn payload(
             .into());
         }
         Fields::Closed if source.paths.is_empty() => FieldTree::default(),
-        Fields::Closed => schema_probe::payload_tree(source)?,
+        Fields::Closed => probe.payload_tree(source)?,
     };
     if let Some(stage) = stage {
         for (_, path) in &stage.pinned {
-            tree.merge(schema_probe::pinned_tree(path)?);
+            tree.merge(probe.pinned_tree(path)?);
         }
         for (_, path, _) in &stage.defaults {
             if let Ok(p) = FieldPath::parse(path) {
@@ -163,7 +225,9 @@ fn attached(join: &JoinPlan, context: &SourcePlan, payload: &FieldTree) -> Field
 /// Where a reference is checked: the fields known there and how to name them in messages.
 struct Scope<'a> {
     tree: &'a FieldTree,
+    /// The source the fields come from, and how to name where they are (`source `x``).
     source: &'a SourcePlan,
+    label: String,
     /// The fields come from a sample of NDJSON lines.
     sampled: bool,
 }
@@ -176,9 +240,11 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn source(&mut self, spec: &SpecFile, plan: &Plan, i: usize, payloads: &[FieldTree]) {
+    /// Checks the references of source `i`'s schema, dedup and enrichment stages; returns the
+    /// fields its events have after them.
+    fn source(&mut self, spec: &SpecFile, plan: &Plan, i: usize, payloads: &[FieldTree]) -> FieldTree {
         let source = &plan.sources[i];
-        let sampled = |s: &SourcePlan| s.format == Format::Ndjson && s.fields == Fields::Closed;
+        let label = || format!("source `{}`", source.name);
         let mut root = event_root(source, &payloads[i], true);
         let name = source.name.as_str();
 
@@ -187,6 +253,7 @@ impl Checker<'_> {
                 tree: &root,
                 source,
                 sampled: sampled(source),
+                label: label(),
             };
             for (event_type, rule) in rules {
                 for (k, key) in rule.key.iter().enumerate() {
@@ -197,7 +264,7 @@ impl Checker<'_> {
         }
 
         let enrich = spec.enrich.iter().find(|(n, _)| n.get_ref() == name).map(|(_, e)| e);
-        let stage = plan.enrichments.iter().find(|e| e.source == i);
+        let stage = plan.enrichments().find(|e| e.source == i);
         if let (Some(e), Some(stage)) = (enrich, stage) {
             let key = |k: &str| format!("enrich.{name}.{k}");
             for (k, (js, join)) in e.join.iter().zip(&stage.joins).enumerate() {
@@ -208,11 +275,13 @@ impl Checker<'_> {
                     tree: &root,
                     source,
                     sampled: sampled(source),
+                    label: label(),
                 };
                 let contexts = Scope {
                     tree: &context_root,
                     source: context,
                     sampled: sampled(context),
+                    label: format!("source `{}`", context.name),
                 };
                 for (event_field, context_field) in &j.on {
                     let at = key(&format!("join[{k}].on.{event_field}"));
@@ -234,6 +303,7 @@ impl Checker<'_> {
                     tree: &root,
                     source,
                     sampled: sampled(source),
+                    label: label(),
                 };
                 self.expr(&scope, text, expr, &key(&format!("derive.{field}")));
                 root.insert(field, FieldTree::open());
@@ -244,6 +314,7 @@ impl Checker<'_> {
                     tree: &root,
                     source,
                     sampled: sampled(source),
+                    label: label(),
                 };
                 self.expr(&scope, &r.when, &rule.when, &key(&format!("rule[{k}].when")));
                 let RuleAction::Transform { set, .. } = &rule.action else {
@@ -259,6 +330,7 @@ impl Checker<'_> {
                     tree: &root,
                     source,
                     sampled: sampled(source),
+                    label: label(),
                 };
                 for (f, field) in r.remove.iter().enumerate() {
                     self.path(
@@ -283,36 +355,29 @@ impl Checker<'_> {
                 tree: &root,
                 source,
                 sampled: sampled(source),
+                label: label(),
             };
             for (k, field) in e.order_by.iter().enumerate() {
                 self.path(&scope, field.span(), field.get_ref(), &key(&format!("order_by[{k}]")));
             }
         }
 
-        let scope = Scope {
-            tree: &root,
-            source,
-            sampled: sampled(source),
-        };
-        for (k, spanned) in spec.aggregates.iter().enumerate() {
-            let a = spanned.get_ref();
-            if a.source.get_ref() != name {
-                continue;
-            }
-            let Some(agg) = plan.aggregates.iter().find(|p| &p.name == a.name.get_ref()) else {
-                continue;
-            };
-            let key = |k2: &str| format!("aggregates[{k}].{k2}");
-            if let (Some(text), Some(expr)) = (&a.filter, &agg.filter) {
-                self.expr(&scope, text, expr, &key("where"));
-            }
-            for (g, field) in a.group_by.iter().enumerate() {
-                self.path(&scope, field.span(), field.get_ref(), &key(&format!("group_by[{g}]")));
-            }
-            for ((column, text), measure) in a.measures.iter().zip(&agg.measures) {
-                for expr in measure.arg.iter().chain(measure.filter.iter()) {
-                    self.expr(&scope, text, expr, &key(&format!("measures.{column}")));
-                }
+        root
+    }
+
+    /// Checks aggregate `k`'s references against the fields of what it reads.
+    fn aggregate(&mut self, spec: &SpecFile, k: usize, agg: &AggregatePlan, scope: &Scope) {
+        let a = spec.aggregates[k].get_ref();
+        let key = |k2: &str| format!("aggregates[{k}].{k2}");
+        if let (Some(text), Some(expr)) = (&a.filter, &agg.filter) {
+            self.expr(scope, text, expr, &key("where"));
+        }
+        for (g, field) in a.group_by.iter().enumerate() {
+            self.path(scope, field.span(), field.get_ref(), &key(&format!("group_by[{g}]")));
+        }
+        for ((column, text), measure) in a.measures.iter().zip(&agg.measures) {
+            for expr in measure.arg.iter().chain(measure.filter.iter()) {
+                self.expr(scope, text, expr, &key(&format!("measures.{column}")));
             }
         }
     }
@@ -375,17 +440,18 @@ fn describe(scope: &Scope, path: &FieldPath, miss: &Miss) -> (String, String) {
         steps: path.steps[..miss.step].to_vec(),
     };
     let source = &scope.source.name;
+    let label = &scope.label;
     let within = if miss.step == 0 {
-        format!("source `{source}`")
+        label.clone()
     } else {
-        format!("`{prefix}` (source `{source}`)")
+        format!("`{prefix}` ({label})")
     };
     let message = match (miss.kind, &path.steps[miss.step]) {
         (MissKind::NoField, Step::Field(name)) => format!("no field `{name}` in {within}"),
         (MissKind::Scalar, _) => {
-            format!("`{prefix}` in source `{source}` has no fields or elements, so `{path}` is always null")
+            format!("`{prefix}` in {label} has no fields or elements, so `{path}` is always null")
         }
-        _ => format!("`{prefix}` in source `{source}` is not a list, so `{path}` is always null"),
+        _ => format!("`{prefix}` in {label} is not a list, so `{path}` is always null"),
     };
     let mut help = match &path.steps[miss.step] {
         Step::Field(name) => match closest(name.as_str(), miss.known.iter().cloned()) {

@@ -1,12 +1,13 @@
 //! Plans: validated, data-only descriptions of what a pipeline computes.
 //!
-//! `dataflows/*.toml` → [`spec::SpecFile`] (serde, spans kept) → [`validate::plan_file`] →
+//! `dataflows/*.toml` → [`spec::SpecFile`] (serde, spans kept) → [`validate::plan_file_with`] →
 //! [`Plan`]. A plan names every source path, binds every field reference, and holds parsed
 //! expressions; it can be printed (`sluice check SPEC --plan`), compared and tested without
 //! running a dataflow. Rendering (`crate::render`) is the only consumer.
 
 pub mod duration;
 pub mod field_tree;
+pub mod graph;
 mod hints;
 pub mod known_fields;
 pub mod retention;
@@ -15,12 +16,15 @@ pub mod validate;
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::event::Accessor;
 use crate::expr::Expr;
 
-pub use validate::{plan_file, plan_str};
+pub use crate::model::aggregate::Func;
+pub use crate::model::window::WindowPlan;
+pub use graph::{OutputPlan, Port, Stage, StageKind, StageRef, WINDOW_TIME};
+pub use validate::{plan_file_with, plan_str};
 
 /// Outputs of schema stages (shared by every source with one).
 pub const SCHEMA_OUTPUTS: [&str; 4] = ["inferred_schemas", "schemas", "schema_changes", "quarantine"];
@@ -34,7 +38,33 @@ pub const BLOCKED: &str = "blocked";
 pub const RULE_STATS: &str = "rule_stats";
 pub const COUNTERS: &str = "counters";
 
-/// A whole pipeline.
+/// Columns of the outputs the plan names itself.
+pub const INFERRED_COLUMNS: [&str; 7] = ["event_type", "scope", "path", "present", "nulls", "kinds", "events"];
+pub const VERSION_COLUMNS: [&str; 5] = ["event_type", "version", "registered_at", "drift", "json_schema"];
+pub const CHANGE_COLUMNS: [&str; 7] = [
+    "event_type",
+    "old_version",
+    "new_version",
+    "drift",
+    "changed_fields",
+    "compatibility",
+    "time",
+];
+pub const QUARANTINE_COLUMNS: [&str; 3] = ["event_time", "event_type", "record"];
+pub const DUPLICATE_COLUMNS: [&str; 5] = ["event_type", "key", "event_time", "first_time", "record"];
+pub const BLOCKED_COLUMNS: [&str; 4] = ["rule_id", "event_time", "event_type", "record"];
+pub const RULE_STATS_COLUMNS: [&str; 7] = [
+    "rule_id",
+    "action",
+    "window_start",
+    "window_end",
+    "matches",
+    "actions",
+    "failures",
+];
+pub const COUNTER_COLUMNS: [&str; 2] = ["metric", "label"];
+
+/// A whole pipeline: its sources, a graph of stages over them, and its outputs.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub name: String,
@@ -42,15 +72,14 @@ pub struct Plan {
     pub tick_ms: u64,
     /// Bytes of a rejected record kept in its dead letter (see `crate::dead_letter`).
     pub dead_letter_record_bytes: usize,
+    /// The inputs the drivers (`run`, `serve`) feed.
     pub sources: Vec<SourcePlan>,
-    pub aggregates: Vec<AggregatePlan>,
-    /// Schema stages; at most one per source. Aggregates of such a source read its conformed events.
-    pub schemas: Vec<SchemaPlan>,
-    /// Deduplication, at most one per source, after its schema stage and before its aggregates.
-    pub dedups: Vec<DedupPlan>,
-    /// Enrichment, derived fields and rules, at most one per source, after its deduplication
-    /// and before its aggregates.
-    pub enrichments: Vec<EnrichPlan>,
+    /// Stages in topological order: each reads sources and earlier stages only. Per source, in
+    /// this order when present: schema, dedup, enrich; aggregates read any of them, or another
+    /// aggregate, an enriched output or a route destination.
+    pub stages: Vec<Stage>,
+    /// The one list of outputs, in the order the summary prints them; `dead_letters` is last.
+    pub outputs: Vec<OutputPlan>,
 }
 
 /// Joins, derived fields and rules of one source (see `render::enrich` and `render::rules`).
@@ -163,6 +192,19 @@ pub struct DedupRule {
     pub ttl_ms: u64,
 }
 
+/// A schema registry's compatibility mode (checked by `crate::schema::compat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Compatibility {
+    Backward,
+    BackwardTransitive,
+    Forward,
+    ForwardTransitive,
+    Full,
+    FullTransitive,
+    None,
+}
+
 /// Schema inference, versioning and conformance of one source (see `render::schema`).
 #[derive(Debug, Clone, Serialize)]
 pub struct SchemaPlan {
@@ -171,7 +213,7 @@ pub struct SchemaPlan {
     /// Recent-events window whose inference proposes new versions.
     pub window_ms: u64,
     pub drift_threshold: f64,
-    pub compatibility: crate::schema::compat::Compatibility,
+    pub compatibility: Compatibility,
     /// Send events of an incompatible candidate to `quarantine` instead of dead letters.
     pub quarantine: bool,
     /// Drop fields the schema does not name (keep them otherwise).
@@ -258,14 +300,6 @@ impl Default for SourceLimits {
     }
 }
 
-/// Tumbling windows have `slide_ms == size_ms`; windows start at multiples of `slide_ms`
-/// since the epoch and cover `[start, start + size_ms)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct WindowPlan {
-    pub size_ms: u64,
-    pub slide_ms: u64,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Emit {
@@ -273,35 +307,6 @@ pub enum Emit {
     Updates,
     /// Each window's values once, stamped with the window's end, when the watermark passes it.
     Final,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Func {
-    Count,
-    Sum,
-    Avg,
-    Min,
-    Max,
-    CountDistinct,
-}
-
-impl Func {
-    pub const ALL: [(&'static str, Func); 6] = [
-        ("count", Func::Count),
-        ("sum", Func::Sum),
-        ("avg", Func::Avg),
-        ("min", Func::Min),
-        ("max", Func::Max),
-        ("count_distinct", Func::CountDistinct),
-    ];
-    pub fn name(self) -> &'static str {
-        Func::ALL
-            .iter()
-            .find(|(_, f)| *f == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("?")
-    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -332,11 +337,42 @@ pub struct AggregatePlan {
     pub monotonic: bool,
     /// How long after its end a window keeps its state, so that retractions and re-emissions
     /// from a retracting input still revise its row (0 for monotonic inputs). A change that
-    /// reaches a window later than `end + retain_ms` goes to dead letters as `closed_window`.
+    /// reaches a window later than `end + lag + retain_ms` goes to dead letters as
+    /// `closed_window`.
     pub retain_ms: u64,
+    /// How far the input's timestamps can be ahead of its events' times: 0 for sources; for
+    /// rows of another aggregate read as events, stamped up to their window's end (plus its
+    /// own lag and retention) while their time is the window's last millisecond. A window is
+    /// complete, and closes, `lag` after its end.
+    pub input_lag_ms: u64,
+}
+
+impl AggregatePlan {
+    /// Output column names: group columns, `window_start`, `window_end`, measures.
+    pub fn columns(&self) -> Vec<String> {
+        let mut columns: Vec<String> = self.group_by.iter().map(|(n, _)| n.clone()).collect();
+        columns.push("window_start".into());
+        columns.push("window_end".into());
+        columns.extend(self.measures.iter().map(|m| m.name.clone()));
+        columns
+    }
 }
 
 impl EnrichPlan {
+    /// The outputs its rules route events to, each once.
+    pub fn destinations(&self) -> impl Iterator<Item = &str> + '_ {
+        let mut seen: Vec<&str> = Vec::new();
+        self.rules.iter().filter_map(move |r| match &r.action {
+            RuleAction::Route {
+                destination: Some(d), ..
+            } if !seen.contains(&d.as_str()) => {
+                seen.push(d);
+                Some(d.as_str())
+            }
+            _ => None,
+        })
+    }
+
     /// Whether the stage can retract events it emitted: a continuous join retracts and emits
     /// again every event of a key whose context row changes.
     pub fn retracts(&self) -> bool {
@@ -345,41 +381,115 @@ impl EnrichPlan {
 }
 
 impl Plan {
-    /// Whether the events that aggregates of `source` read can be retracted (their collection is
-    /// not insert-only). Sources are append-only logs; only enrichment stages retract.
-    pub fn retracts(&self, source: usize) -> bool {
-        self.enrichments.iter().any(|e| e.source == source && e.retracts())
+    /// The sub-plans of one kind, in stage order.
+    fn kinds<'a, T: 'a>(&'a self, f: impl Fn(&'a StageKind) -> Option<&'a T> + 'a) -> impl Iterator<Item = &'a T> + 'a {
+        self.stages.iter().filter_map(move |s| f(&s.kind))
     }
 
-    /// Every named output: aggregates, then `dead_letters`.
+    pub fn schemas(&self) -> impl Iterator<Item = &SchemaPlan> + '_ {
+        self.kinds(|k| match k {
+            StageKind::Schema(p) => Some(p),
+            _ => None,
+        })
+    }
+
+    pub fn dedups(&self) -> impl Iterator<Item = &DedupPlan> + '_ {
+        self.kinds(|k| match k {
+            StageKind::Dedup(p) => Some(p),
+            _ => None,
+        })
+    }
+
+    pub fn enrichments(&self) -> impl Iterator<Item = &EnrichPlan> + '_ {
+        self.kinds(|k| match k {
+            StageKind::Enrich(p) => Some(p),
+            _ => None,
+        })
+    }
+
+    pub fn aggregates(&self) -> impl Iterator<Item = &AggregatePlan> + '_ {
+        self.kinds(|k| match k {
+            StageKind::Aggregate(p) => Some(p),
+            _ => None,
+        })
+    }
+
+    /// Schema stages, to adjust a planned pipeline (`sluice schema`, tests).
+    pub fn schemas_mut(&mut self) -> impl Iterator<Item = &mut SchemaPlan> + '_ {
+        self.stages.iter_mut().filter_map(|s| match &mut s.kind {
+            StageKind::Schema(p) => Some(p),
+            _ => None,
+        })
+    }
+
+    pub fn aggregates_mut(&mut self) -> impl Iterator<Item = &mut AggregatePlan> + '_ {
+        self.stages.iter_mut().filter_map(|s| match &mut s.kind {
+            StageKind::Aggregate(p) => Some(p),
+            _ => None,
+        })
+    }
+
+    /// The one list of outputs: render, sinks, serve, checkpoints and summaries read it.
+    pub fn outputs(&self) -> &[OutputPlan] {
+        &self.outputs
+    }
+
+    pub fn output(&self, name: &str) -> Option<&OutputPlan> {
+        self.outputs.iter().find(|o| o.name == name)
+    }
+
+    /// Every output's name, in [`Plan::outputs`] order.
     pub fn output_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.aggregates.iter().map(|a| a.name.clone()).collect();
-        if !self.schemas.is_empty() {
-            names.extend(SCHEMA_OUTPUTS.iter().map(|s| s.to_string()));
-        }
-        if !self.dedups.is_empty() {
-            names.push(DUPLICATES.to_string());
-        }
-        for e in &self.enrichments {
-            names.extend(e.output.clone());
-            for r in &e.rules {
-                if let RuleAction::Route {
-                    destination: Some(d), ..
-                } = &r.action
-                {
-                    if !names.contains(d) {
-                        names.push(d.clone());
-                    }
+        self.outputs.iter().map(|o| o.name.clone()).collect()
+    }
+
+    /// Whether the collection `input` can retract what it emitted. Sources are append-only
+    /// logs; a continuous join retracts; an aggregate's rows are revised in `updates` mode and
+    /// over a retracting input.
+    pub fn retracts(&self, input: &StageRef) -> bool {
+        match input {
+            StageRef::Source(_) => false,
+            StageRef::Stage(i) | StageRef::Route { stage: i, .. } => {
+                let stage = &self.stages[*i];
+                let upstream = stage.inputs.first().is_some_and(|r| self.retracts(r));
+                match &stage.kind {
+                    StageKind::Schema(_) | StageKind::Dedup(_) => upstream,
+                    StageKind::Enrich(e) => upstream || e.retracts(),
+                    StageKind::Aggregate(a) => a.emit == Emit::Updates || !a.monotonic,
                 }
             }
         }
-        if !self.enrichments.is_empty() {
-            names.extend([BLOCKED, RULE_STATS].map(String::from));
+    }
+
+    /// The time and type field names of the events of `input`: its source's, or
+    /// ([`WINDOW_TIME`], none) for an aggregate's rows.
+    pub fn fields_of(&self, input: &StageRef) -> (&str, &str) {
+        match input {
+            StageRef::Source(i) => (&self.sources[*i].time_field, &self.sources[*i].type_field),
+            StageRef::Stage(i) | StageRef::Route { stage: i, .. } => match &self.stages[*i].kind {
+                StageKind::Aggregate(_) => (WINDOW_TIME, ""),
+                _ => self.fields_of(&self.stages[*i].inputs[0]),
+            },
         }
-        if !self.enrichments.is_empty() || !self.dedups.is_empty() {
-            names.push(COUNTERS.to_string());
+    }
+
+    /// The source `input`'s events come from, through every stage before it.
+    pub fn root_source(&self, input: &StageRef) -> usize {
+        match input {
+            StageRef::Source(i) => *i,
+            StageRef::Stage(i) | StageRef::Route { stage: i, .. } => self.root_source(&self.stages[*i].inputs[0]),
         }
-        names.push(crate::DEAD_LETTERS.to_string());
-        names
+    }
+
+    /// How far the timestamps of `input` can be ahead of its events' times (see
+    /// [`AggregatePlan::input_lag_ms`]).
+    pub fn lag_of(&self, input: &StageRef) -> u64 {
+        match input {
+            StageRef::Source(_) => 0,
+            StageRef::Stage(i) | StageRef::Route { stage: i, .. } => match &self.stages[*i].kind {
+                StageKind::Aggregate(a) => a.input_lag_ms + a.retain_ms + 1,
+                _ => self.lag_of(&self.stages[*i].inputs[0]),
+            },
+        }
     }
 }

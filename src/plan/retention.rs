@@ -39,24 +39,30 @@ impl Horizon {
 /// The horizon of each of the plan's sources.
 pub fn horizons(plan: &Plan) -> Vec<Horizon> {
     let mut out = vec![Horizon::Bounded(0); plan.sources.len()];
-    for a in &plan.aggregates {
-        // The last window that holds `t` ends before `t + size`; `final` rows are stamped there,
-        // and revisions from a retracting input until `retain_ms` later.
-        out[a.source].widen(Horizon::Bounded(a.window.size_ms + a.retain_ms));
+    for stage in &plan.stages {
+        let (super::StageKind::Aggregate(a), Some(input)) = (&stage.kind, stage.inputs.first()) else {
+            continue;
+        };
+        // The last window that holds `t` ends before `t + size`; `final` rows are stamped there
+        // (`input_lag_ms` later over another aggregate's rows), and revisions from a retracting
+        // input until `retain_ms` later. Over another aggregate, `t` first reaches the rows of
+        // the windows before it.
+        let reach = windows_before(plan, input) + a.window.size_ms + a.input_lag_ms + a.retain_ms;
+        out[plan.root_source(input)].widen(Horizon::Bounded(reach));
     }
-    for d in &plan.dedups {
+    for d in plan.dedups() {
         out[d.source].widen(Horizon::Unbounded(format!(
             "deduplication of `{}` decides each occurrence against the last one that passed",
             plan.sources[d.source].name
         )));
     }
-    for s in &plan.schemas {
+    for s in plan.schemas() {
         out[s.source].widen(Horizon::Unbounded(format!(
             "schema inference of `{}` counts every event",
             plan.sources[s.source].name
         )));
     }
-    for e in &plan.enrichments {
+    for e in plan.enrichments() {
         if !e.rules.is_empty() {
             out[e.source].widen(Horizon::Bounded(e.rule_stats_window_ms));
         }
@@ -76,6 +82,21 @@ pub fn horizons(plan: &Plan) -> Vec<Horizon> {
         }
     }
     out
+}
+
+/// The sizes of the windows an event passes through before reaching `input`.
+fn windows_before(plan: &Plan, input: &super::StageRef) -> u64 {
+    match input {
+        super::StageRef::Source(_) => 0,
+        super::StageRef::Stage(i) | super::StageRef::Route { stage: i, .. } => {
+            let stage = &plan.stages[*i];
+            let own = match &stage.kind {
+                super::StageKind::Aggregate(a) => a.window.size_ms,
+                _ => 0,
+            };
+            own + windows_before(plan, &stage.inputs[0])
+        }
+    }
 }
 
 #[cfg(test)]

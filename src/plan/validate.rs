@@ -18,12 +18,18 @@ use super::spec::{
 };
 use super::{
     AggregatePlan, DedupPlan, DedupRule, Emit, EnrichPlan, Fields, Format, Func, JoinMode, JoinPlan, Matching,
-    MeasurePlan, Plan, RuleAction, RulePlan, SchemaPlan, SourceLimits, SourcePlan, WindowPlan,
+    MeasurePlan, Plan, RuleAction, RulePlan, SchemaPlan, SourceLimits, SourcePlan, Stage, StageKind, StageRef,
+    WindowPlan,
 };
 
-/// Reads and plans a spec file, and checks every field it names against its sources' schemas
-/// (see [`super::known_fields`]). `inputs` override source paths (`--input NAME=PATH`).
-pub fn plan_file(path: &Path, inputs: &[(String, PathBuf)]) -> Result<Plan, PlanError> {
+/// Reads and plans a spec file, and checks every field it names against its sources' schemas,
+/// which `probe` reads (see [`super::known_fields`]; `crate::source::plan_file` passes the
+/// source layer's). `inputs` override source paths (`--input NAME=PATH`).
+pub fn plan_file_with(
+    path: &Path,
+    inputs: &[(String, PathBuf)],
+    probe: &dyn super::known_fields::SchemaProbe,
+) -> Result<Plan, PlanError> {
     let text = std::fs::read_to_string(path).map_err(|e| SpecError {
         file: path.to_path_buf(),
         line: 0,
@@ -34,12 +40,12 @@ pub fn plan_file(path: &Path, inputs: &[(String, PathBuf)]) -> Result<Plan, Plan
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
     let (spec, plan) = plan_spec(&text, path, base, inputs)?;
-    super::known_fields::check(&spec, &plan, &text, path)?;
+    super::known_fields::check(&spec, &plan, &text, path, probe)?;
     Ok(plan)
 }
 
 /// Plans spec text; `file` is only used in error messages, `base` resolves relative paths.
-/// Reads no files: field names are not checked against the sources (see [`plan_file`]).
+/// Reads no files: field names are not checked against the sources (see [`plan_file_with`]).
 pub fn plan_str(text: &str, file: &Path, base: &Path, inputs: &[(String, PathBuf)]) -> Result<Plan, SpecError> {
     plan_spec(text, file, base, inputs).map(|(_, plan)| plan)
 }
@@ -98,20 +104,7 @@ fn plan_spec(
         sources.push(cx.source(name, source, base, overridden)?);
     }
 
-    let mut aggregates: Vec<AggregatePlan> = Vec::new();
-    for (i, agg) in spec.aggregates.iter().enumerate() {
-        let plan = cx.aggregate(i, agg, &spec, &sources, tick_ms)?;
-        if aggregates.iter().any(|a| a.name == plan.name) || plan.name == crate::DEAD_LETTERS {
-            return Err(cx.error(
-                agg.get_ref().name.span(),
-                &format!("aggregates[{i}].name"),
-                format!("output name `{}` is already used", plan.name),
-                None,
-            ));
-        }
-        aggregates.push(plan);
-    }
-
+    let aggregate_names: Vec<&String> = spec.aggregates.iter().map(|a| a.get_ref().name.get_ref()).collect();
     let mut schemas = Vec::new();
     for (name, stage) in &spec.schemas {
         schemas.push(cx.schema(name, stage, &sources, base)?);
@@ -148,56 +141,166 @@ fn plan_spec(
             }
         }
         for (o, span) in outputs {
-            let taken = aggregates.iter().any(|a| a.name == o)
+            let taken = aggregate_names.contains(&&o)
                 || plan_names_output(&o)
                 || o == crate::DEAD_LETTERS
                 || enrichments.iter().any(|p| p.output.as_deref() == Some(o.as_str()));
-            if taken {
-                return Err(cx.error(
-                    span,
-                    &format!("enrich.{}", name.get_ref()),
-                    format!("output name `{o}` is already used"),
-                    None,
-                ));
+            // Stages of other sources may route to one destination when their events look alike.
+            let other_fields = enrichments.iter().any(|p| {
+                p.destinations().any(|d| d == o)
+                    && ((&sources[p.source].time_field, &sources[p.source].type_field)
+                        != (&sources[plan.source].time_field, &sources[plan.source].type_field)
+                        || p.order_by != plan.order_by)
+            });
+            if taken || other_fields {
+                let why = if taken {
+                    format!("output name `{o}` is already used")
+                } else {
+                    format!("`{o}` receives events of another source, whose time and type fields or `order_by` differ")
+                };
+                return Err(cx.error(span, &format!("enrich.{}", name.get_ref()), why, None));
             }
         }
         enrichments.push(plan);
     }
-    for (i, agg) in aggregates.iter().enumerate() {
-        if plan_names_output(&agg.name) {
-            let span = spec.aggregates[i].get_ref().name.span();
-            return Err(cx.error(
-                span,
-                &format!("aggregates[{i}].name"),
-                format!("`{}` is a schema output name", agg.name),
-                None,
-            ));
-        }
+
+    let mut plan = Plan {
+        name: spec.pipeline.name.get_ref().clone(),
+        tick_ms,
+        dead_letter_record_bytes,
+        sources,
+        stages: Vec::new(),
+        outputs: Vec::new(),
+    };
+    // Each source's chain: schema, then dedup, then enrichment, each reading the one before.
+    let mut chain: Vec<StageRef> = (0..plan.sources.len()).map(StageRef::Source).collect();
+    let push = |plan: &mut Plan, chain: &mut Vec<StageRef>, source: usize, kind: StageKind, contexts: Vec<StageRef>| {
+        let name = format!("{}:{}", kind.name(), plan.sources[source].name);
+        let mut inputs = vec![chain[source].clone()];
+        inputs.extend(contexts);
+        plan.stages.push(Stage { name, inputs, kind });
+        chain[source] = StageRef::Stage(plan.stages.len() - 1);
+    };
+    for s in schemas {
+        push(&mut plan, &mut chain, s.source, StageKind::Schema(s), vec![]);
+    }
+    for d in dedups {
+        push(&mut plan, &mut chain, d.source, StageKind::Dedup(d), vec![]);
+    }
+    let contexts = chain.clone();
+    // Joins read their context sources after those sources' schema and dedup stages.
+    let mut streams: Vec<(String, StageRef)> = Vec::new();
+    for e in enrichments {
+        let joined: Vec<StageRef> = e.joins.iter().map(|j| contexts[j.context].clone()).collect();
+        let (source, output) = (e.source, e.output.clone());
+        let destinations: Vec<String> = e.destinations().map(String::from).collect();
+        push(&mut plan, &mut chain, source, StageKind::Enrich(e), joined);
+        let stage = plan.stages.len() - 1;
+        streams.extend(output.map(|o| (o, chain[source].clone())));
+        streams.extend(destinations.into_iter().map(|d| {
+            let route = StageRef::Route {
+                stage,
+                destination: d.clone(),
+            };
+            (d, route)
+        }));
+    }
+    for (i, source) in plan.sources.iter().enumerate() {
+        streams.push((source.name.clone(), chain[i].clone()));
     }
 
-    derive_monotonic(&cx, &spec, &mut aggregates, &enrichments, &sources)?;
+    // Aggregates read a source, an enriched output, a route destination or another aggregate;
+    // they are planned after what they read.
+    let reads = |i: usize| -> Vec<usize> {
+        let source = spec.aggregates[i].get_ref().source.get_ref();
+        aggregate_names.iter().position(|n| *n == source).into_iter().collect()
+    };
+    let order = super::graph::topological_order(spec.aggregates.len(), reads).map_err(|cycle| {
+        let first = spec.aggregates[cycle[0]].get_ref();
+        let chain: Vec<String> = cycle.iter().map(|i| format!("`{}`", aggregate_names[*i])).collect();
+        cx.error(
+            first.source.span(),
+            &format!("aggregates[{}].source", cycle[0]),
+            format!("aggregates read each other in a cycle: {}", chain.join(" reads ")),
+            None,
+        )
+    })?;
+    let mut aggregate_stage: Vec<usize> = vec![0; spec.aggregates.len()];
+    for i in order {
+        let a = &spec.aggregates[i];
+        let read = a.get_ref().source.get_ref();
+        let input = match aggregate_names.iter().position(|n| *n == read) {
+            Some(j) => StageRef::Stage(aggregate_stage[j]),
+            None => match streams.iter().find(|(n, _)| n == read) {
+                Some((_, r)) => r.clone(),
+                None => {
+                    let mut names: Vec<String> = streams.iter().map(|(n, _)| n.clone()).collect();
+                    names.extend(aggregate_names.iter().map(|n| n.to_string()));
+                    return Err(cx.error(
+                        a.get_ref().source.span(),
+                        &format!("aggregates[{i}].source"),
+                        format!("no source or output named `{read}`"),
+                        Some(one_of(&names)),
+                    ));
+                }
+            },
+        };
+        let fields = plan.fields_of(&input);
+        let mut agg = cx.aggregate(i, a, fields, plan.root_source(&input), tick_ms)?;
+        agg.input_lag_ms = plan.lag_of(&input);
+        derive_monotonic(&cx, a, i, &mut agg, plan.retracts(&input))?;
+        let taken = aggregate_names.iter().take(i).any(|n| **n == agg.name)
+            || agg.name == crate::DEAD_LETTERS
+            || streams.iter().any(|(n, _)| *n == agg.name);
+        if taken || plan_names_output(&agg.name) {
+            let why = if plan.sources.iter().any(|s| s.name == agg.name) {
+                format!("`{}` is a source's name, and stages read outputs by name", agg.name)
+            } else if taken {
+                format!("output name `{}` is already used", agg.name)
+            } else {
+                format!("`{}` is the name of an output the plan makes itself", agg.name)
+            };
+            return Err(cx.error(a.get_ref().name.span(), &format!("aggregates[{i}].name"), why, None));
+        }
+        plan.stages.push(Stage {
+            name: agg.name.clone(),
+            inputs: vec![input],
+            kind: StageKind::Aggregate(agg),
+        });
+        aggregate_stage[i] = plan.stages.len() - 1;
+    }
+    plan.outputs = super::graph::outputs(&plan, &aggregate_stage);
 
     // Projection pushdown: each source decodes only the payload fields some stage reads; a
     // schema stage reads them all.
-    for (index, source) in sources.iter_mut().enumerate() {
-        if schemas.iter().any(|s| s.source == index) {
+    let mut projections = Vec::new();
+    for index in 0..plan.sources.len() {
+        if plan.schemas().any(|s| s.source == index) {
+            projections.push(None);
             continue;
         }
-        let mut fields = BTreeSet::new();
-        if enrichments
-            .iter()
+        if plan
+            .enrichments()
             .any(|e| e.source == index || e.joins.iter().any(|j| j.context == index))
         {
             // Enriched outputs carry every field; context rows attach every field by default.
+            projections.push(None);
             continue;
         }
-        let dedup_keys = dedups
-            .iter()
+        let mut fields = BTreeSet::new();
+        let dedup_keys = plan
+            .dedups()
             .filter(|d| d.source == index)
             .flat_map(|d| d.rules.iter().flat_map(|r| r.key.clone()));
-        let aggregate_reads = aggregates
+        // Aggregates over another aggregate read its rows, not the source.
+        let aggregate_reads = plan
+            .stages
             .iter()
-            .filter(|a| a.source == index)
+            .filter(|s| super::graph::reads_events_of(&plan, &s.inputs[0]) == Some(index))
+            .filter_map(|s| match &s.kind {
+                StageKind::Aggregate(a) => Some(a),
+                _ => None,
+            })
             .flat_map(aggregate_fields);
         for acc in dedup_keys.chain(aggregate_reads) {
             if let Accessor::Payload(path) = acc {
@@ -206,60 +309,49 @@ fn plan_spec(
                 }
             }
         }
-        source.projection = Some(fields.into_iter().collect());
+        projections.push(Some(fields.into_iter().collect()));
     }
-
-    let plan = Plan {
-        name: spec.pipeline.name.get_ref().clone(),
-        tick_ms,
-        dead_letter_record_bytes,
-        sources,
-        aggregates,
-        schemas,
-        dedups,
-        enrichments,
-    };
+    for (source, projection) in plan.sources.iter_mut().zip(projections) {
+        if projection.is_some() {
+            source.projection = projection;
+        }
+    }
     Ok((spec, plan))
 }
 
-/// Marks the aggregates whose input can retract (a continuous join upstream) as non-monotonic,
-/// and sets how long their closed windows keep accepting revisions (`retain_after_close`,
-/// default the window size). The key is refused on an insert-only input, where it would do
-/// nothing.
+/// Marks an aggregate whose input can retract (a continuous join upstream, or the revised rows
+/// of another aggregate) as non-monotonic, and sets how long its closed windows keep accepting
+/// revisions (`retain_after_close`, default the window size). The key is refused on an
+/// insert-only input, where it would do nothing.
 fn derive_monotonic(
     cx: &Cx,
-    spec: &SpecFile,
-    aggregates: &mut [AggregatePlan],
-    enrichments: &[EnrichPlan],
-    sources: &[SourcePlan],
+    spec: &S<AggregateSpec>,
+    i: usize,
+    agg: &mut AggregatePlan,
+    retracting: bool,
 ) -> Result<(), SpecError> {
-    for (i, agg) in aggregates.iter_mut().enumerate() {
-        let retracting = enrichments.iter().find(|e| e.source == agg.source && e.retracts());
-        let retain = spec.aggregates[i].get_ref().retain_after_close.as_ref();
-        let key = format!("aggregates[{i}].retain_after_close");
-        match (retracting, retain) {
-            (None, Some(r)) => {
-                return Err(cx.error(
-                    r.span(),
-                    &key,
-                    format!(
-                        "`{}` never retracts events, so its closed windows never change",
-                        sources[agg.source].name
-                    ),
-                    Some("only aggregates downstream of a `mode = \"continuous\"` join take this key".into()),
-                ))
-            }
-            (None, None) => {}
-            (Some(_), r) => {
-                agg.monotonic = false;
-                agg.retain_ms = match r {
-                    Some(r) => cx.duration(r, &key)?,
-                    None => agg.window.size_ms,
-                };
-            }
+    let a = spec.get_ref();
+    let key = format!("aggregates[{i}].retain_after_close");
+    match (retracting, a.retain_after_close.as_ref()) {
+        (false, Some(r)) => Err(cx.error(
+            r.span(),
+            &key,
+            format!("`{}` never retracts events, so its closed windows never change", a.source.get_ref()),
+            Some(
+                "only aggregates downstream of a `mode = \"continuous\"` join or of an aggregate that revises its rows take this key"
+                    .into(),
+            ),
+        )),
+        (false, None) => Ok(()),
+        (true, r) => {
+            agg.monotonic = false;
+            agg.retain_ms = match r {
+                Some(r) => cx.duration(r, &key)?,
+                None => agg.window.size_ms,
+            };
+            Ok(())
         }
     }
-    Ok(())
 }
 
 fn plan_names_output(name: &str) -> bool {
@@ -467,12 +559,14 @@ impl Cx<'_> {
         })
     }
 
+    /// Plans aggregate `i`, reading events whose time and type fields are `fields`, that come
+    /// from source `source`.
     fn aggregate(
         &self,
         i: usize,
         spec: &S<AggregateSpec>,
-        file: &SpecFile,
-        sources: &[SourcePlan],
+        fields: (&str, &str),
+        source: usize,
         tick_ms: u64,
     ) -> Result<AggregatePlan, SpecError> {
         let a = spec.get_ref();
@@ -490,16 +584,8 @@ impl Cx<'_> {
                 Some("letters, digits, `_` and `-` (it becomes a folder name)".into()),
             ));
         }
-        let Some(source) = sources.iter().position(|s| &s.name == a.source.get_ref()) else {
-            return Err(self.error(
-                a.source.span(),
-                &key("source"),
-                format!("no source named `{}`", a.source.get_ref()),
-                Some(one_of(file.sources.keys())),
-            ));
-        };
-        let src = &sources[source];
-        let bind = |e: Expr| e.bind(&src.time_field, &src.type_field);
+        let (time_field, type_field) = fields;
+        let bind = |e: Expr| e.bind(time_field, type_field);
 
         let filter = match &a.filter {
             Some(f) => Some(bind(self.expr(f, &key("where"), 0, f.get_ref())?)),
@@ -511,7 +597,7 @@ impl Cx<'_> {
             let path = FieldPath::parse(g.get_ref())
                 .map_err(|e| self.error(g.span(), &key(&format!("group_by[{j}]")), e.to_string(), None))?;
             let column = g.get_ref().clone();
-            group_by.push((column, Accessor::bind(path, &src.time_field, &src.type_field)));
+            group_by.push((column, Accessor::bind(path, time_field, type_field)));
         }
         let mut measures = Vec::new();
         for (column, m) in &a.measures {
@@ -553,9 +639,10 @@ impl Cx<'_> {
             group_by,
             measures,
             emit,
-            // Both derived once every stage is planned (see `derive_monotonic`).
+            // Derived from the input once it is planned (see `derive_monotonic`).
             monotonic: true,
             retain_ms: 0,
+            input_lag_ms: 0,
         })
     }
 
@@ -602,7 +689,7 @@ impl Cx<'_> {
                     Some("one of BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE, NONE".into()),
                 )
             })?,
-            None => crate::schema::compat::Compatibility::Backward,
+            None => super::Compatibility::Backward,
         };
         let pick = |v: &Option<S<String>>, k: &str, options: &[&str]| -> Result<usize, SpecError> {
             match v {

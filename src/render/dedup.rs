@@ -39,11 +39,48 @@ pub enum DedupOut {
     Duplicate(Vec<Value>),
 }
 
-pub const DUPLICATE_COLUMNS: [&str; 5] = ["event_type", "key", "event_time", "first_time", "record"];
+pub use crate::plan::DUPLICATE_COLUMNS;
 
 /// The key of `event` under `rule`'s fields (missing fields are null).
 fn key_of(fields: &[Accessor], event: &Event) -> Vec<Value> {
     fields.iter().map(|a| a.get(event).unwrap_or(Value::Null)).collect()
+}
+
+/// Deduplication of source `source` in the plan's graph: unique events as its main collection,
+/// duplicates and their counter as ports. `fields` are the events' time and type field names.
+pub fn stage<'s>(
+    events: VecCollection<'s, u64, Event, isize>,
+    plan: &DedupPlan,
+    source: &str,
+    fields: (&str, &str),
+) -> crate::render::StageOut<'s> {
+    use crate::plan::Port;
+    use crate::render::Coll;
+    let out = render(events, plan, fields);
+    let counter = crate::render::enrich::Counter::new("events_deduplicated", source);
+    crate::render::StageOut {
+        main: Coll::Events(out.clone().flat_map(|o| match o {
+            DedupOut::Unique(e) => Some(e),
+            DedupOut::Duplicate(_) => None,
+        })),
+        ports: vec![
+            (
+                Port::Counters,
+                Coll::Counters(out.clone().flat_map(move |o| match o {
+                    DedupOut::Duplicate(_) => Some(counter),
+                    DedupOut::Unique(_) => None,
+                })),
+            ),
+            (
+                Port::Duplicates,
+                Coll::Rows(out.flat_map(|o| match o {
+                    DedupOut::Duplicate(row) => Some(row),
+                    DedupOut::Unique(_) => None,
+                })),
+            ),
+        ],
+        errs: Vec::new(),
+    }
 }
 
 /// Renders deduplication of `events` under `plan`'s rules.

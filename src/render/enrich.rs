@@ -40,7 +40,7 @@ use timely::dataflow::operators::vec::Broadcast;
 use crate::dead_letter::DeadLetter;
 use crate::event::{Accessor, Event};
 use crate::model::ip::{parse_cidr, parse_ip, RangeTable};
-use crate::plan::{JoinMode, JoinPlan, Matching, SourcePlan};
+use crate::plan::{EnrichPlan, JoinMode, JoinPlan, Matching, SourcePlan};
 use crate::render::pending::Pending;
 use crate::render::window::stable_hash;
 use crate::value::{Sym, Value};
@@ -108,6 +108,81 @@ pub fn context_row(join: &JoinPlan, context: &SourcePlan, row: &Event) -> Value 
     };
     fields.push((Sym::new(&context.time_field), Value::Time(row.time)));
     Value::object(fields)
+}
+
+/// An enrichment stage in the plan's graph: its joins in order (`contexts[k]` feeds join `k`),
+/// then derived fields and rules. Main collection: the events that pass; ports: routed events
+/// per destination, blocked events, rule statistics (a windowed aggregate of the rules'
+/// outcomes) and counters.
+pub fn stage<'s>(
+    events: VecCollection<'s, u64, Event, isize>,
+    contexts: Vec<VecCollection<'s, u64, Event, isize>>,
+    plan: &EnrichPlan,
+    whole: &crate::plan::Plan,
+) -> crate::render::StageOut<'s> {
+    use crate::plan::Port;
+    use crate::render::{rules, window, Coll};
+    let source = &whole.sources[plan.source];
+    let fields = (source.time_field.as_str(), source.type_field.as_str());
+    let mut stream = events;
+    let (mut counters, mut errs) = (Vec::new(), Vec::new());
+    for (join, context) in plan.joins.iter().zip(contexts) {
+        let out = render(stream, context, join, &whole.sources[join.context]);
+        stream = out.clone().flat_map(|o| match o {
+            JoinOut::Event(e) => Some(e),
+            _ => None,
+        });
+        counters.push(out.clone().flat_map(|o| match o {
+            JoinOut::Count(c) => Some(c),
+            _ => None,
+        }));
+        errs.push(out.flat_map(|o| match o {
+            JoinOut::Dead(d) => Some(d),
+            _ => None,
+        }));
+    }
+    let out = rules::render(stream, plan, &source.name, fields);
+    counters.push(out.clone().flat_map(|o| match o {
+        rules::RuleOut::Count(c) => Some(c),
+        _ => None,
+    }));
+    let stat_events = out.clone().flat_map(|o| match o {
+        rules::RuleOut::Stat(e) => Some(e),
+        _ => None,
+    });
+    let (stats, rejected) = window::render(stat_events, &rules::stats_plan(plan), ("time", "type"));
+    errs.push(rejected);
+    let scope = out.inner.scope();
+    let mut ports = vec![
+        (
+            Port::Counters,
+            Coll::Counters(differential_dataflow::collection::concatenate(scope, counters)),
+        ),
+        (
+            Port::Blocked,
+            Coll::Rows(out.clone().flat_map(|o| match o {
+                rules::RuleOut::Blocked(row) => Some(row),
+                _ => None,
+            })),
+        ),
+        (Port::RuleStats, Coll::Windows(stats)),
+    ];
+    for d in plan.destinations() {
+        let wanted = Sym::new(d);
+        let routed = out.clone().flat_map(move |o| match o {
+            rules::RuleOut::Routed(dest, e) if dest == wanted => Some(e),
+            _ => None,
+        });
+        ports.push((Port::Route(d.to_string()), Coll::Events(routed)));
+    }
+    crate::render::StageOut {
+        main: Coll::Events(out.flat_map(|o| match o {
+            rules::RuleOut::Event(e) => Some(e),
+            _ => None,
+        })),
+        ports,
+        errs,
+    }
 }
 
 /// Renders `join` of `events` with `context` (the records of the join's context source).

@@ -29,7 +29,7 @@ use crate::render::enrich::Counter;
 use crate::value::{Sym, Value};
 
 /// Columns of the `blocked` output.
-pub const BLOCKED_COLUMNS: [&str; 4] = ["rule_id", "event_time", "event_type", "record"];
+pub use crate::plan::BLOCKED_COLUMNS;
 
 /// Event type of the synthetic events that `rule_stats` counts.
 pub const RULE_STAT: &str = "rule_stat";
@@ -46,6 +46,45 @@ pub enum RuleOut {
     /// A `rule_stat` event: `rule_id`, `action` and `outcome` (`match`, `action`, `failure`).
     Stat(Event),
     Count(Counter),
+}
+
+/// `rule_stats` as a windowed aggregate over the rules stage's `rule_stat` events: per rule and
+/// tumbling window of event time, how often it matched, acted and failed; each window once,
+/// when the watermark passes its end. Behind a continuous join, rule outcomes are retracted with
+/// their events: closed windows then take revisions for one more window length.
+pub fn stats_plan(stage: &EnrichPlan) -> crate::plan::AggregatePlan {
+    use crate::event::{Accessor, FieldPath};
+    use crate::plan::{AggregatePlan, Emit, Func, MeasurePlan, WindowPlan};
+    let field = |name: &str| Accessor::Payload(FieldPath::field(name));
+    let count_where = |name: &str, outcome: &str| MeasurePlan {
+        name: name.into(),
+        func: Func::Count,
+        arg: None,
+        filter: Some(crate::expr::parse(&format!("outcome == '{outcome}'")).expect("a valid expression")),
+    };
+    AggregatePlan {
+        name: crate::plan::RULE_STATS.into(),
+        source: stage.source,
+        filter: None,
+        window: WindowPlan {
+            size_ms: stage.rule_stats_window_ms,
+            slide_ms: stage.rule_stats_window_ms,
+        },
+        group_by: vec![("rule_id".into(), field("rule_id")), ("action".into(), field("action"))],
+        measures: vec![
+            count_where("matches", "match"),
+            count_where("actions", "action"),
+            count_where("failures", "failure"),
+        ],
+        emit: Emit::Final,
+        monotonic: !stage.retracts(),
+        retain_ms: if stage.retracts() {
+            stage.rule_stats_window_ms
+        } else {
+            0
+        },
+        input_lag_ms: 0,
+    }
 }
 
 /// The stage's names, interned once.

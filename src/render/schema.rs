@@ -61,17 +61,7 @@ pub enum SchemaOut {
     Change(Vec<Value>),
 }
 
-pub const INFERRED_COLUMNS: [&str; 7] = ["event_type", "scope", "path", "present", "nulls", "kinds", "events"];
-pub const VERSION_COLUMNS: [&str; 5] = ["event_type", "version", "registered_at", "drift", "json_schema"];
-pub const CHANGE_COLUMNS: [&str; 7] = [
-    "event_type",
-    "old_version",
-    "new_version",
-    "drift",
-    "changed_fields",
-    "compatibility",
-    "time",
-];
+pub use crate::plan::{CHANGE_COLUMNS, INFERRED_COLUMNS, VERSION_COLUMNS};
 
 /// Observation counts, by path id (of the operator's [`PathIds`]).
 type Counts = rustc_hash::FxHashMap<(u32, Obs), u64>;
@@ -106,6 +96,63 @@ fn inferred(events: u64, counts: &Counts, ids: &PathIds) -> Inferred {
         events,
         counts.iter().map(|((id, o), n)| ((ids.path(*id).to_string(), *o), *n)),
     )
+}
+
+/// The schema stage of `source` in the plan's graph: conformed events as its main collection;
+/// statistics, versions, changes and quarantined events as its ports.
+pub fn stage<'s>(
+    events: VecCollection<'s, u64, Event, isize>,
+    plan: &SchemaPlan,
+    source: &SourcePlan,
+    registry: Registry,
+) -> crate::render::StageOut<'s> {
+    use crate::plan::Port;
+    use crate::render::Coll;
+    let out = render(events, plan, source, registry);
+    let (time_field, type_field) = (source.time_field.clone(), source.type_field.clone());
+    let rows = |f: fn(SchemaOut) -> Option<Vec<Value>>| Coll::Rows(out.clone().flat_map(f));
+    let quarantined = out.clone().flat_map(move |o| match o {
+        SchemaOut::Quarantined(e) => Some(vec![
+            Value::Time(e.time),
+            Value::str(e.kind.as_str()),
+            Value::str(&e.to_json(&time_field, &type_field).to_string()),
+        ]),
+        _ => None,
+    });
+    crate::render::StageOut {
+        main: Coll::Events(out.clone().flat_map(|o| match o {
+            SchemaOut::Conformed(e) => Some(e),
+            _ => None,
+        })),
+        ports: vec![
+            (
+                Port::Inferred,
+                rows(|o| match o {
+                    SchemaOut::Inferred(r) => Some(r),
+                    _ => None,
+                }),
+            ),
+            (
+                Port::Versions,
+                rows(|o| match o {
+                    SchemaOut::Version(r) => Some(r),
+                    _ => None,
+                }),
+            ),
+            (
+                Port::Changes,
+                rows(|o| match o {
+                    SchemaOut::Change(r) => Some(r),
+                    _ => None,
+                }),
+            ),
+            (Port::Quarantine, Coll::Rows(quarantined)),
+        ],
+        errs: vec![out.flat_map(|o| match o {
+            SchemaOut::Dead(d) => Some(d),
+            _ => None,
+        })],
+    }
 }
 
 /// Renders the schema stage of `source`; `registry` holds versions loaded at start-up.

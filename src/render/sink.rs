@@ -9,6 +9,7 @@
 //! Given live views (`sluice serve --http`), the sink also hands each batch of updates, with its
 //! frontier, to its output's [`crate::serve::live::View`].
 
+use crate::plan::OutputPlan;
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -44,41 +45,6 @@ pub fn row_bytes(row: &[Value]) -> usize {
     row.iter().map(value_bytes).sum()
 }
 
-/// What a sink writes.
-#[derive(Clone, Debug)]
-pub struct OutputSpec {
-    pub name: String,
-    pub columns: Vec<String>,
-    /// Add `time` and `diff` columns.
-    pub changelog: bool,
-    /// Count rows by the value of this column (dead letters by reason).
-    pub tally: Option<usize>,
-    /// Rows arrive with this many leading values that are a sort key, not columns: parts are
-    /// sorted by `(key, time, row)` and hold only times the input frontier has passed, so the
-    /// output is in time order per key across parts (ordered delivery).
-    pub sort_prefix: usize,
-    /// The last value of each row is an object whose fields become the trailing columns (the
-    /// union over the part, each part with its own schema).
-    pub flatten: bool,
-    /// Write the collection once, when the input is exhausted: each distinct row with a `value`
-    /// column holding its net count (counters).
-    pub snapshot: bool,
-}
-
-impl OutputSpec {
-    pub fn new(name: &str, columns: &[&str]) -> OutputSpec {
-        OutputSpec {
-            name: name.to_string(),
-            columns: columns.iter().map(|c| c.to_string()).collect(),
-            changelog: false,
-            tally: None,
-            sort_prefix: 0,
-            flatten: false,
-            snapshot: false,
-        }
-    }
-}
-
 /// What a sink has seen, shared with the driver.
 #[derive(Default, Debug)]
 pub struct SinkResult {
@@ -90,9 +56,9 @@ pub struct SinkResult {
     pub collected: Vec<(Vec<Value>, u64, isize)>,
     pub parts: usize,
     pub error: Option<String>,
-    /// Net count of rows per value of the [`OutputSpec::tally`] column.
+    /// Net count of rows per value of the [`OutputPlan::tally`] column.
     pub tally: std::collections::BTreeMap<String, i64>,
-    /// Net count per distinct row, for [`OutputSpec::snapshot`] outputs.
+    /// Net count per distinct row, for [`OutputPlan::snapshot`] outputs.
     pub snapshot: std::collections::BTreeMap<Vec<Value>, i64>,
     collecting: bool,
 }
@@ -113,7 +79,7 @@ pub struct SinkEnv {
 /// Attaches a sink to `collection`; `to_row` turns a record into the output's columns.
 pub fn sink<'s, D>(
     collection: VecCollection<'s, u64, D, isize>,
-    spec: OutputSpec,
+    spec: OutputPlan,
     env: &SinkEnv,
     to_row: impl Fn(&D) -> Vec<Value> + 'static,
 ) -> Rc<RefCell<SinkResult>>
@@ -523,7 +489,7 @@ fn write_parts(mut files: PartFiles, rx: std::sync::mpsc::Receiver<Job>, error: 
 
 /// An output's files: encodes and writes parts.
 struct PartFiles {
-    spec: OutputSpec,
+    spec: OutputPlan,
     dir: Option<PathBuf>,
     schema: Option<SchemaRef>,
     buffer: Vec<Update>,

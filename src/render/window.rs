@@ -38,7 +38,6 @@
 use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap as HashMap;
-use std::hash::{Hash, Hasher};
 
 use differential_dataflow::{AsCollection, VecCollection};
 use serde::{Deserialize, Serialize};
@@ -70,29 +69,7 @@ pub struct WindowRow {
     pub measures: Vec<Value>,
 }
 
-/// A content-only hasher (FNV-1a) so exchange routing agrees across processes.
-#[derive(Default)]
-pub struct StableHasher(u64);
-
-impl Hasher for StableHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-pub fn stable_hash<H: Hash>(x: &H) -> u64 {
-    let mut h = StableHasher::default();
-    x.hash(&mut h);
-    h.finish()
-}
+pub use crate::value::{stable_hash, StableHasher};
 
 type Partial = (WindowKey, u64, AggState);
 
@@ -110,6 +87,37 @@ pub fn render<'s>(
     let (partials, dead) = pre_aggregate(events, plan, &funcs, fields);
     let rows = window_reduce(partials, plan, funcs);
     (rows, dead)
+}
+
+/// An aggregate in the plan's graph: its rows as the main collection. `fields` are the input
+/// events' time and type field names.
+pub fn stage<'s>(
+    events: VecCollection<'s, u64, Event, isize>,
+    plan: &AggregatePlan,
+    fields: (&str, &str),
+) -> crate::render::StageOut<'s> {
+    let (rows, dead) = render(events, plan, fields);
+    crate::render::StageOut {
+        main: crate::render::Coll::Windows(rows),
+        ports: Vec::new(),
+        errs: vec![dead],
+    }
+}
+
+/// An aggregate's rows read as events by a later stage: each row is an event of type `NAME`
+/// at its window's last millisecond (`window_end - 1`, see [`crate::plan::WINDOW_TIME`]), whose
+/// payload fields are the row's columns by name. The updates keep their times and diffs.
+pub fn rows_as_events<'s>(
+    rows: VecCollection<'s, u64, WindowRow, isize>,
+    plan: &AggregatePlan,
+) -> VecCollection<'s, u64, Event, isize> {
+    let names: Vec<crate::value::Sym> = plan.columns().iter().map(|c| crate::value::Sym::new(c)).collect();
+    let kind = crate::value::Sym::new(&plan.name);
+    rows.map(move |row| {
+        let time = row.end - 1;
+        let values = crate::render::window_row_values(&row);
+        Event::new(time, kind, names.iter().copied().zip(values).collect())
+    })
 }
 
 enum PreOut {
@@ -137,6 +145,8 @@ fn pre_aggregate<'s>(
             let mut acc: HashMap<(WindowKey, u64), AggState> = HashMap::default();
             let emit = plan.emit;
             let (size, retain) = (plan.window.size_ms as i64, plan.retain_ms as i64);
+            // A window closes `lag` after its end (over another aggregate's rows).
+            let lag = plan.input_lag_ms as i64;
             let mut args: Vec<Option<Value>> = Vec::with_capacity(funcs.len());
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
@@ -175,7 +185,8 @@ fn pre_aggregate<'s>(
                                 .collect();
                             for start in window_starts(plan.window, event.time) {
                                 let end = start + size;
-                                if time as i64 >= end + retain {
+                                let close = end + lag;
+                                if time as i64 >= close + retain {
                                     // Only a retracting input changes a window after its end.
                                     let change = if diff > 0 { "insertion" } else { "retraction" };
                                     let detail = format!(
@@ -183,7 +194,7 @@ fn pre_aggregate<'s>(
                                         format_time(time as i64),
                                         format_time(start),
                                         format_time(end),
-                                        format_time(end + retain)
+                                        format_time(close + retain)
                                     );
                                     dead.push(letter("closed_window", detail));
                                     continue;
@@ -195,7 +206,7 @@ fn pre_aggregate<'s>(
                                 // In final mode only a window's state at its end is observed, so
                                 // a change before the end can carry the batch's time (no later
                                 // than any in it); a revision after the end keeps its own.
-                                let t = if emit == Emit::Final && (time as i64) < end {
+                                let t = if emit == Emit::Final && (time as i64) < close {
                                     batch_time
                                 } else {
                                     time
@@ -280,6 +291,7 @@ fn window_reduce<'s>(
 ) -> VecCollection<'s, u64, WindowRow, isize> {
     let size = plan.window.size_ms as i64;
     let retain = plan.retain_ms as i64;
+    let lag = plan.input_lag_ms as i64;
     let emit = plan.emit;
     let monotonic = plan.monotonic;
     let name = format!("WindowReduce({})", plan.name);
@@ -291,9 +303,9 @@ fn window_reduce<'s>(
             move |_, _| {
                 let mut pending: Pending<(WindowKey, AggState)> = Pending::default();
                 let mut state: HashMap<WindowKey, AggState> = HashMap::default();
-                // Final mode: windows not yet emitted, by end.
+                // Final mode: windows not yet emitted, by the time they close (`end + lag`).
                 let mut open: BTreeMap<i64, Vec<WindowKey>> = BTreeMap::new();
-                // Every window, by the time its state is dropped (`end + retain`).
+                // Every window, by the time its state is dropped (`end + lag + retain`).
                 let mut release: BTreeMap<i64, Vec<WindowKey>> = BTreeMap::new();
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| pending.absorb(&cap, data, |key, delta| (key, delta)));
@@ -306,16 +318,16 @@ fn window_reduce<'s>(
                         }
                         let mut changed: HashMap<WindowKey, Option<Vec<Value>>> = HashMap::default();
                         for (key, delta) in updates {
-                            let end = key.start + size;
+                            let close = key.start + size + lag;
                             let entry = state.entry(key.clone()).or_insert_with(|| {
-                                release.entry(end + retain).or_default().push(key.clone());
-                                if emit == Emit::Final && (time as i64) < end {
-                                    open.entry(end).or_default().push(key.clone());
+                                release.entry(close + retain).or_default().push(key.clone());
+                                if emit == Emit::Final && (time as i64) < close {
+                                    open.entry(close).or_default().push(key.clone());
                                 }
                                 AggState::empty(&funcs, monotonic)
                             });
                             // Only changes that are emitted now need the row before them.
-                            if emit == Emit::Updates || (time as i64) >= end {
+                            if emit == Emit::Updates || (time as i64) >= close {
                                 changed.entry(key).or_insert_with(|| entry.finish(&funcs));
                             }
                             entry.plus(&delta);
@@ -380,8 +392,9 @@ type RowOutput<'a> = timely::dataflow::operators::generic::OutputBuilderSession<
     CapacityContainerBuilder<Vec<(WindowRow, u64, isize)>>,
 >;
 
-/// Final mode: emits, stamped with their end, the open windows whose end is at or before `until`
-/// (all when `None`), and marks them emitted. Their state stays until released.
+/// Final mode: emits, stamped with the time they close (their end, plus the input's lag), the
+/// open windows that close at or before `until` (all when `None`), and marks them emitted.
+/// Their state stays until released.
 fn close(
     open: &mut BTreeMap<i64, Vec<WindowKey>>,
     until: Option<u64>,

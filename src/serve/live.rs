@@ -57,7 +57,7 @@ pub enum Feed {
     },
 }
 
-/// How an output's rows look, from its sink's `OutputSpec`.
+/// How an output's rows look, from its `OutputPlan`.
 #[derive(Clone, Debug)]
 pub struct ViewSpec {
     pub name: String,

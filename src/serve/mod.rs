@@ -252,7 +252,7 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
             _ => Layout::discover(s).map(Some).map_err(RunError::from),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let registries = plan.schemas.iter().map(load_registry).collect::<Result<Vec<_>, _>>()?;
+    let registries = plan.schemas().map(load_registry).collect::<Result<Vec<_>, _>>()?;
     // A checkpoint of an earlier run: its outputs are kept up to it, the rest is recomputed.
     let manifest = match &config.wal_dir {
         Some(dir) => resume_from(plan, config, dir, tcp.len())?,

@@ -19,6 +19,7 @@ pub mod ndjson;
 pub mod parquet;
 pub mod ranges;
 pub mod schema_probe;
+pub use schema_probe::plan_file;
 
 use std::path::{Path, PathBuf};
 
@@ -225,6 +226,12 @@ pub fn reader(plan: &SourcePlan, layout: &Layout) -> Box<dyn SplitReader> {
     match plan.format {
         Format::Parquet => Box::new(parquet::ParquetReader::new(plan, &layout.files)),
         Format::Ndjson | Format::Tcp => Box::new(ndjson::NdjsonReader::new(plan, &layout.files)),
+    }
+}
+
+impl From<SourceError> for crate::error::PlanError {
+    fn from(e: SourceError) -> Self {
+        crate::error::PlanError::Source(Box::new(e))
     }
 }
 

@@ -12,8 +12,7 @@ use crate::value::Value;
 /// Checks the range tables of `plan`'s `ip_range` joins; `layouts` are the sources' layouts.
 pub fn check(plan: &Plan, layouts: &[Layout]) -> Result<(), RunError> {
     let joins = plan
-        .enrichments
-        .iter()
+        .enrichments()
         .flat_map(|e| &e.joins)
         .filter(|j| j.matching == Matching::IpRange);
     for join in joins {

@@ -14,9 +14,31 @@ use super::SourceError;
 use crate::plan::field_tree::FieldTree;
 use crate::plan::{Format, SourcePlan};
 
-/// Lines of each NDJSON file whose fields are known to `check` (a field that first appears
-/// later needs `fields = "open"`).
-pub const SAMPLE_LINES: usize = 1000;
+pub use crate::plan::known_fields::SAMPLE_LINES;
+
+/// The probe `crate::plan::known_fields` checks field references with: the sources' files.
+pub struct Files;
+
+impl crate::plan::known_fields::SchemaProbe for Files {
+    fn files_exist(&self, source: &SourcePlan) -> Result<(), crate::error::PlanError> {
+        Ok(files_exist(source)?)
+    }
+    fn payload_tree(&self, source: &SourcePlan) -> Result<FieldTree, crate::error::PlanError> {
+        Ok(payload_tree(source)?)
+    }
+    fn pinned_tree(&self, path: &Path) -> Result<FieldTree, crate::error::PlanError> {
+        Ok(pinned_tree(path)?)
+    }
+}
+
+/// Reads and plans a spec file, checking every field it names against its sources' files.
+/// `inputs` override source paths (`--input NAME=PATH`).
+pub fn plan_file(
+    path: &Path,
+    inputs: &[(String, std::path::PathBuf)],
+) -> Result<crate::plan::Plan, crate::error::PlanError> {
+    crate::plan::plan_file_with(path, inputs, &Files)
+}
 
 /// The payload fields of a source's files.
 pub fn payload_tree(plan: &SourcePlan) -> Result<FieldTree, SourceError> {

@@ -109,7 +109,50 @@ fn check_prints_the_plan() {
     let out = sluice(&["check", spec.to_str().unwrap(), "--plan"], tmp.path());
     assert!(out.status.success(), "{}", text(&out));
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(plan["aggregates"].as_array().unwrap().len(), 5);
+    let stages = plan["stages"].as_array().unwrap();
+    let kinds: Vec<String> = stages
+        .iter()
+        .map(|s| s["kind"].as_object().unwrap().keys().next().unwrap().clone())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "dedup",
+            "enrich",
+            "aggregate",
+            "aggregate",
+            "aggregate",
+            "aggregate",
+            "aggregate"
+        ]
+    );
+    // Stages read earlier stages: the first aggregate reads the enrichment stage.
+    assert_eq!(stages[2]["inputs"], serde_json::json!([{ "stage": 1 }]));
+    assert_eq!(stages[1]["inputs"][0], serde_json::json!({ "stage": 0 }));
+    let outputs: Vec<&str> = plan["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outputs,
+        [
+            "duplicates",
+            "enriched",
+            "premium_analytics",
+            "onboarding",
+            "blocked",
+            "rule_stats",
+            "counters",
+            "user_hourly_attempts",
+            "user_daily_sessions",
+            "item_hourly_performance",
+            "system_5min_metrics",
+            "jurisdiction_daily_stats",
+            "dead_letters"
+        ]
+    );
 }
 
 #[test]

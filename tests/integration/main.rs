@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod cli;
+mod composed;
 mod dedup;
 mod duckdb;
 mod enrich;

@@ -177,7 +177,7 @@ fn check(events: Vec<Ev>, emit: &str, size: i64, slide: i64) -> Result<(), TestC
     let insert_only = plan_text(&spec(&path, emit, size, slide), dir.path());
     // The same aggregate with retraction-capable states (value multisets) must agree too.
     let mut with_multisets = insert_only.clone();
-    with_multisets.aggregates[0].monotonic = false;
+    with_multisets.aggregates_mut().for_each(|a| a.monotonic = false);
     let final_rows = naive(&events, 3_000, size, slide, 100, None);
     let mut first: Option<Vec<(Vec<Value>, u64, isize)>> = None;
     for (plan, workers) in [

@@ -82,7 +82,7 @@ fn versions_are_registered_at_the_change_points() {
 #[test]
 fn incompatible_candidates_are_dead_lettered_or_quarantined() {
     let mut plan = plan_spec(&repo().join("dataflows/schema_evolution.toml"));
-    plan.schemas[0].compatibility = Compatibility::Backward;
+    plan.schemas_mut().next().unwrap().compatibility = Compatibility::Backward;
     let summary = run_collect(&plan, 2);
     let letters = &summary.collected[sluice::DEAD_LETTERS];
     let incompatible: Vec<_> = letters
@@ -112,7 +112,7 @@ fn incompatible_candidates_are_dead_lettered_or_quarantined() {
         "the incompatible sensor_reading candidate is not registered"
     );
 
-    plan.schemas[0].quarantine = true;
+    plan.schemas_mut().next().unwrap().quarantine = true;
     let summary = run_collect(&plan, 2);
     assert_eq!(summary.dead_letters.get("incompatible_schema"), None);
     assert_eq!(
@@ -126,7 +126,7 @@ fn incompatible_candidates_are_dead_lettered_or_quarantined() {
 fn the_registry_persists_and_a_restart_continues_versions() {
     let tmp = tempfile::tempdir().unwrap();
     let mut plan = plan_spec(&repo().join("dataflows/schema_evolution.toml"));
-    plan.schemas[0].registry_dir = Some(tmp.path().join("registry"));
+    plan.schemas_mut().next().unwrap().registry_dir = Some(tmp.path().join("registry"));
     let first = run_collect(&plan, 2);
     let last_version = |s: &sluice::run::RunSummary, kind: &str| -> i64 {
         s.collected["schemas"]
@@ -220,7 +220,7 @@ fn pinned_schemas_are_the_first_version() {
     });
     std::fs::write(tmp.path().join("page_view.json"), pinned.to_string()).unwrap();
     let mut plan = plan_spec(&repo().join("dataflows/schema_evolution.toml"));
-    plan.schemas[0].pinned = vec![("page_view".into(), tmp.path().join("page_view.json"))];
+    plan.schemas_mut().next().unwrap().pinned = vec![("page_view".into(), tmp.path().join("page_view.json"))];
     let summary = run_collect(&plan, 1);
     let page_views: Vec<_> = summary.collected["schema_changes"]
         .iter()

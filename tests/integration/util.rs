@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use sluice::plan::{plan_file, plan_str, Plan};
+use sluice::plan::{plan_str, Plan};
 use sluice::run::{run, RunConfig, RunSummary, Updates};
+use sluice::source::plan_file;
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
