@@ -430,6 +430,10 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
     if let Some(live) = &live {
         live.wait_rendered(Duration::from_secs(60));
     }
+    let stop = {
+        let _runtime = runtime.enter();
+        shutdown_signal()
+    };
     ready(&Bound {
         listen: addr,
         http: endpoints.as_ref().and_then(|e| e.http),
@@ -440,7 +444,7 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
         let closed = net.tx.clone();
         let serving = tokio::spawn(net::serve(listener, net, stop_rx));
         tokio::select! {
-            _ = shutdown_signal() => tracing::info!("shutting down: draining connections"),
+            _ = stop => tracing::info!("shutting down: draining connections"),
             _ = closed.closed() => tracing::warn!("the sequencer stopped"),
         }
         drop(closed);
@@ -574,22 +578,33 @@ fn sync_outputs(plan: &Plan, dir: &Path) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// SIGINT or SIGTERM. The handlers are installed when this is called, not when the future is
+/// first polled, so a signal sent as soon as the server says it listens is not lost (its
+/// default action would kill the process without writing the outputs). Call it inside the
+/// runtime.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        let handlers = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+        async move {
+            match handlers {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
