@@ -39,6 +39,11 @@ enum Command {
         -n PROCESSES -p INDEX [-h HOSTFILE] (-w is --workers, threads per process)."
     )]
     Run(RunArgs),
+    /// Evaluate a spec's models offline: run it over a log in time order, then score every
+    /// forecast's realized errors per model, horizon and series (see README, "Evaluation").
+    #[command(after_help = "Example:\n  sluice eval dataflows/regional_load.toml\n  \
+        sluice eval dataflows/regional_load.toml --input load=samples.csv --from 2026-01-08T00:00:00Z --format json --out eval/")]
+    Eval(EvalArgs),
     /// Validate a spec; with --plan, print the validated plan.
     #[command(after_help = "Example:\n  sluice check dataflows/learning_analytics.toml --plan")]
     Check {
@@ -261,6 +266,36 @@ struct RunArgs {
     help: Option<bool>,
 }
 
+#[derive(Args)]
+struct EvalArgs {
+    spec: PathBuf,
+    /// Override a source's path: NAME=PATH (repeatable).
+    #[arg(long = "input", value_parser = parse_input)]
+    inputs: Vec<(String, PathBuf)>,
+    /// Score only targets at or after this time (RFC 3339, or epoch milliseconds).
+    #[arg(long, value_parser = parse_time_arg)]
+    from: Option<i64>,
+    /// Score only targets before this time.
+    #[arg(long, value_parser = parse_time_arg)]
+    until: Option<i64>,
+    /// Write the metrics tables as Parquet under DIR/NAME_metrics/ (and the spec's outputs under DIR/NAME/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// `table` (default) or `json` (one object per metrics row).
+    #[arg(long, default_value = "table")]
+    format: String,
+    /// Worker threads.
+    #[arg(long, short = 'w', default_value_t = 1)]
+    workers: usize,
+}
+
+fn parse_time_arg(s: &str) -> Result<i64, String> {
+    s.parse::<i64>()
+        .ok()
+        .or_else(|| sluice::value::parse_time(s))
+        .ok_or_else(|| format!("`{s}` is not a time: RFC 3339 (2026-01-08T00:00:00Z) or epoch milliseconds"))
+}
+
 fn parse_input(s: &str) -> Result<(String, PathBuf), String> {
     let (name, path) = s.split_once('=').ok_or_else(|| format!("`{s}` is not NAME=PATH"))?;
     Ok((name.to_string(), PathBuf::from(path)))
@@ -328,6 +363,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Schema(cmd) => schema_command(cmd)?,
+        Command::Eval(args) => eval_command(args, progress)?,
         Command::Serve(args) => serve_command(args)?,
         Command::Send(args) => send_command(args)?,
         Command::Run(args) => {
@@ -567,6 +603,66 @@ fn schema_command(cmd: SchemaCommand) -> anyhow::Result<()> {
 }
 
 /// Turns raw flags into the validated run configuration.
+fn eval_command(args: EvalArgs, progress: bool) -> anyhow::Result<()> {
+    if !["table", "json"].contains(&args.format.as_str()) {
+        return Err(UsageError(format!("--format is `table` or `json`, not `{}`", args.format)).into());
+    }
+    if args.workers == 0 {
+        return Err(UsageError("--workers must be at least 1".into()).into());
+    }
+    let plan = plan_checked(&args.spec, &args.inputs)?;
+    let config = RunConfig {
+        workers: args.workers,
+        out_dir: args.out.clone(),
+        progress,
+        ..RunConfig::default()
+    };
+    let evaluations = sluice::eval::evaluate(&plan, &config, args.from, args.until)?;
+    for e in &evaluations {
+        if args.format == "json" {
+            for row in &e.rows {
+                let object: serde_json::Map<String, serde_json::Value> =
+                    e.columns.iter().cloned().zip(row.iter().map(|v| v.to_json())).collect();
+                println!("{}", serde_json::json!({ "table": e.name, "row": object }));
+            }
+        } else {
+            print_table(e);
+        }
+        if let Some(dir) = &args.out {
+            let folder = dir.join(&e.name);
+            std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+            let batch = sluice::format::arrow_write::rows_to_batch(&e.columns, &e.rows)?;
+            let path = folder.join("part-00000.parquet");
+            let mut sink = sluice::format::arrow_write::ParquetSink::open(&path, batch.schema())?;
+            sink.write(&batch)?;
+            sink.close()?;
+        }
+    }
+    Ok(())
+}
+
+/// An evaluation as a terminal table: its headline lines, then one line per row.
+fn print_table(e: &sluice::eval::Evaluation) {
+    println!("{}", e.name);
+    for line in &e.summary {
+        println!("  {line}");
+    }
+    let widths: Vec<usize> = e.columns.iter().map(|c| c.len().max(8)).collect();
+    let header: Vec<String> = e.columns.iter().zip(&widths).map(|(c, w)| format!("{c:>w$}")).collect();
+    println!("  {}", header.join(" "));
+    for row in &e.rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| match v {
+                sluice::value::Value::Float(f) => format!("{:>w$.3}", f.get()),
+                other => format!("{:>w$}", other.to_string()),
+            })
+            .collect();
+        println!("  {}", cells.join(" "));
+    }
+}
+
 fn run_config(args: &RunArgs, progress: bool) -> anyhow::Result<RunConfig> {
     if args.workers == 0 {
         return Err(UsageError("--workers must be at least 1".into()).into());

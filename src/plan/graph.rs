@@ -57,6 +57,8 @@ pub enum StageKind {
     Enrich(EnrichPlan),
     /// A windowed aggregate (`render::window`).
     Aggregate(AggregatePlan),
+    /// Load forecasts (`render::forecast`).
+    Forecast(super::ForecastPlan),
 }
 
 impl StageKind {
@@ -66,6 +68,7 @@ impl StageKind {
             StageKind::Dedup(_) => "dedup",
             StageKind::Enrich(_) => "enrich",
             StageKind::Aggregate(_) => "aggregate",
+            StageKind::Forecast(_) => "forecast",
         }
     }
 }
@@ -90,6 +93,8 @@ pub enum Port {
     RuleStats,
     /// Counters of deduplication and enrichment.
     Counters,
+    /// Realized forecast errors.
+    Errors,
 }
 
 /// How an output's rows are shaped: what the sink writes, with its flags.
@@ -187,16 +192,16 @@ pub fn reads_events_of(plan: &Plan, input: &StageRef) -> Option<usize> {
     match input {
         StageRef::Source(i) => Some(*i),
         StageRef::Stage(i) | StageRef::Route { stage: i, .. } => match &plan.stages[*i].kind {
-            StageKind::Aggregate(_) => None,
+            StageKind::Aggregate(_) | StageKind::Forecast(_) => None,
             _ => reads_events_of(plan, &plan.stages[*i].inputs[0]),
         },
     }
 }
 
 /// The plan's outputs, in the order summaries print them: schema outputs, duplicates, enriched
-/// and routed events, blocked events, rule statistics, counters, aggregates (in spec order:
-/// `aggregates` holds their stages), dead letters.
-pub(super) fn outputs(plan: &Plan, aggregates: &[usize]) -> Vec<OutputPlan> {
+/// and routed events, blocked events, rule statistics, counters, aggregates and forecasts (in
+/// spec order: `aggregates` and `forecasts` hold their stages), dead letters.
+pub(super) fn outputs(plan: &Plan, aggregates: &[usize], forecasts: &[usize]) -> Vec<OutputPlan> {
     let stages_of = |f: fn(&StageKind) -> bool| -> Vec<usize> {
         (0..plan.stages.len()).filter(|i| f(&plan.stages[*i].kind)).collect()
     };
@@ -294,6 +299,22 @@ pub(super) fn outputs(plan: &Plan, aggregates: &[usize]) -> Vec<OutputPlan> {
             // Final rows over a retracting input can be revised after their window closed.
             changelog: a.emit == Emit::Updates || !a.monotonic,
             ..OutputPlan::new(&a.name, &[])
+        });
+    }
+    for &i in forecasts {
+        let StageKind::Forecast(f) = &plan.stages[i].kind else {
+            unreachable!("listed as a forecast")
+        };
+        out.push(OutputPlan {
+            from: vec![(i, Port::Main)],
+            columns: f.columns(),
+            changelog: f.emit == Emit::Updates,
+            ..OutputPlan::new(&f.name, &[])
+        });
+        out.push(OutputPlan {
+            from: vec![(i, Port::Errors)],
+            columns: f.error_columns(),
+            ..OutputPlan::new(&f.errors_output(), &[])
         });
     }
     out.push(OutputPlan {

@@ -63,13 +63,14 @@ pub fn check(spec: &SpecFile, plan: &Plan, text: &str, file: &Path, probe: &dyn 
     let roots: Vec<FieldTree> = (0..plan.sources.len())
         .map(|i| checker.source(spec, plan, i, &payloads))
         .collect();
-    // Aggregates, in stage order: each reads a source's events as its stages leave them, or
-    // another aggregate's rows.
+    // Aggregates and forecasts, in stage order: each reads a source's events as its stages
+    // leave them, or another aggregate's rows.
     let mut rows: Vec<Option<FieldTree>> = vec![None; plan.stages.len()];
     for (s, stage) in plan.stages.iter().enumerate() {
-        let (StageKind::Aggregate(agg), Some(input)) = (&stage.kind, stage.inputs.first()) else {
+        let Some(input) = stage.inputs.first() else { continue };
+        if !matches!(stage.kind, StageKind::Aggregate(_) | StageKind::Forecast(_)) {
             continue;
-        };
+        }
         let root = &plan.sources[plan.root_source(input)];
         let (tree, label) = match (reads_events_of(plan, input), input) {
             (Some(i), _) => (&roots[i], format!("source `{}`", plan.sources[i].name)),
@@ -85,14 +86,35 @@ pub fn check(spec: &SpecFile, plan: &Plan, text: &str, file: &Path, probe: &dyn 
             sampled: reads_events_of(plan, input).is_some() && sampled(root),
             label,
         };
-        if let Some(k) = spec
-            .aggregates
-            .iter()
-            .position(|a| a.get_ref().name.get_ref() == &agg.name)
-        {
-            checker.aggregate(spec, k, agg, &scope);
+        match &stage.kind {
+            StageKind::Aggregate(agg) => {
+                if let Some(k) = spec
+                    .aggregates
+                    .iter()
+                    .position(|a| a.get_ref().name.get_ref() == &agg.name)
+                {
+                    checker.aggregate(spec, k, agg, &scope);
+                }
+                rows[s] = Some(row_tree(agg));
+            }
+            StageKind::Forecast(f) => {
+                let written = spec
+                    .forecasts
+                    .iter()
+                    .enumerate()
+                    .find(|(_, x)| x.get_ref().name.get_ref() == &f.name);
+                if let Some((k, x)) = written {
+                    let fields = x.get_ref().keys.iter().map(|f| ("keys", f));
+                    let fields = fields.chain(x.get_ref().values.iter().map(|f| ("values", f)));
+                    for (j, (list, field)) in fields.enumerate() {
+                        let j = if list == "keys" { j } else { j - x.get_ref().keys.len() };
+                        let at = format!("forecasts[{k}].{list}[{j}]");
+                        checker.path(&scope, field.span(), field.get_ref(), &at);
+                    }
+                }
+            }
+            _ => {}
         }
-        rows[s] = Some(row_tree(agg));
     }
     match checker.first {
         Some(e) => Err(e.into()),

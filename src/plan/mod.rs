@@ -82,6 +82,75 @@ pub struct Plan {
     pub outputs: Vec<OutputPlan>,
 }
 
+/// A load forecast (see `render::forecast`): one series per value of `keys` and field of
+/// `values`, resampled to `step`, forecast `config.horizon` steps ahead.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForecastPlan {
+    pub name: String,
+    /// Output column name and where its value comes from.
+    pub keys: Vec<(String, Accessor)>,
+    /// Metric name (the `metric` column) and where its value comes from.
+    pub values: Vec<(String, Accessor)>,
+    pub step_ms: u64,
+    pub aggregation: crate::model::forecast::Aggregation,
+    pub gap: crate::model::forecast::GapRule,
+    /// Horizon, periods, window and refit interval in steps; models; ensemble selection.
+    pub config: crate::model::forecast::ForecastConfig,
+    pub emit: Emit,
+}
+
+impl ForecastPlan {
+    /// Columns of the forecast output `NAME`.
+    pub fn columns(&self) -> Vec<String> {
+        let mut columns: Vec<String> = self.keys.iter().map(|(n, _)| n.clone()).collect();
+        columns.extend(FORECAST_COLUMNS.iter().map(|c| c.to_string()));
+        columns
+    }
+
+    /// Columns of the realized-error output `NAME_errors`.
+    pub fn error_columns(&self) -> Vec<String> {
+        let mut columns: Vec<String> = self.keys.iter().map(|(n, _)| n.clone()).collect();
+        columns.extend(FORECAST_ERROR_COLUMNS.iter().map(|c| c.to_string()));
+        columns
+    }
+
+    /// The name of the realized-error output.
+    pub fn errors_output(&self) -> String {
+        format!("{}_errors", self.name)
+    }
+}
+
+/// A forecast row's columns after its keys.
+pub const FORECAST_COLUMNS: [&str; 10] = [
+    "metric",
+    "target_time",
+    "horizon",
+    "forecast",
+    "lower_80",
+    "upper_80",
+    "lower_95",
+    "upper_95",
+    "model",
+    "issued_at",
+];
+
+/// A realized error's columns after its keys.
+pub const FORECAST_ERROR_COLUMNS: [&str; 13] = [
+    "metric",
+    "model",
+    "horizon",
+    "issued_at",
+    "target_time",
+    "forecast",
+    "actual",
+    "error",
+    "lower_80",
+    "upper_80",
+    "lower_95",
+    "upper_95",
+    "scale",
+];
+
 /// Joins, derived fields and rules of one source (see `render::enrich` and `render::rules`).
 #[derive(Debug, Clone, Serialize)]
 pub struct EnrichPlan {
@@ -422,6 +491,13 @@ impl Plan {
         })
     }
 
+    pub fn forecasts(&self) -> impl Iterator<Item = &ForecastPlan> + '_ {
+        self.kinds(|k| match k {
+            StageKind::Forecast(p) => Some(p),
+            _ => None,
+        })
+    }
+
     pub fn aggregates_mut(&mut self) -> impl Iterator<Item = &mut AggregatePlan> + '_ {
         self.stages.iter_mut().filter_map(|s| match &mut s.kind {
             StageKind::Aggregate(p) => Some(p),
@@ -456,6 +532,7 @@ impl Plan {
                     StageKind::Schema(_) | StageKind::Dedup(_) => upstream,
                     StageKind::Enrich(e) => upstream || e.retracts(),
                     StageKind::Aggregate(a) => a.emit == Emit::Updates || !a.monotonic,
+                    StageKind::Forecast(f) => f.emit == Emit::Updates,
                 }
             }
         }
@@ -468,6 +545,7 @@ impl Plan {
             StageRef::Source(i) => (&self.sources[*i].time_field, &self.sources[*i].type_field),
             StageRef::Stage(i) | StageRef::Route { stage: i, .. } => match &self.stages[*i].kind {
                 StageKind::Aggregate(_) => (WINDOW_TIME, ""),
+                StageKind::Forecast(_) => ("issued_at", ""),
                 _ => self.fields_of(&self.stages[*i].inputs[0]),
             },
         }
@@ -488,6 +566,8 @@ impl Plan {
             StageRef::Source(_) => 0,
             StageRef::Stage(i) | StageRef::Route { stage: i, .. } => match &self.stages[*i].kind {
                 StageKind::Aggregate(a) => a.input_lag_ms + a.retain_ms + 1,
+                // Stages do not read forecasts (validation refuses it).
+                StageKind::Forecast(_) => 0,
                 _ => self.lag_of(&self.stages[*i].inputs[0]),
             },
         }

@@ -50,6 +50,14 @@ pub fn horizons(plan: &Plan) -> Vec<Horizon> {
         let reach = windows_before(plan, input) + a.window.size_ms + a.input_lag_ms + a.retain_ms;
         out[plan.root_source(input)].widen(Horizon::Bounded(reach));
     }
+    for stage in &plan.stages {
+        if let (super::StageKind::Forecast(f), Some(input)) = (&stage.kind, stage.inputs.first()) {
+            out[plan.root_source(input)].widen(Horizon::Unbounded(format!(
+                "forecast `{}` keeps each series' model state",
+                f.name
+            )));
+        }
+    }
     for d in plan.dedups() {
         out[d.source].widen(Horizon::Unbounded(format!(
             "deduplication of `{}` decides each occurrence against the last one that passed",

@@ -19,6 +19,9 @@ pub struct SpecFile {
     pub sources: BTreeMap<String, S<SourceSpec>>,
     #[serde(default)]
     pub aggregates: Vec<S<AggregateSpec>>,
+    /// Load forecasts over a source or an output (`[[forecasts]]`).
+    #[serde(default)]
+    pub forecasts: Vec<S<ForecastSpec>>,
     /// Schema inference, registry and conformance, per source name.
     ///
     /// Tables that sub-tables or dotted keys create implicitly (`[schemas.events.pin]` without
@@ -237,6 +240,49 @@ pub struct AggregateSpec {
     /// keeps accepting revisions (default: the window's size).
     #[serde(default)]
     pub retain_after_close: Option<S<String>>,
+}
+
+/// `[[forecasts]]`: per series (key fields × value fields), the current forecast of the next
+/// `horizon` steps, maintained as samples arrive.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForecastSpec {
+    pub name: S<String>,
+    /// A source, or an output (an aggregate's `final` rows, an enriched output).
+    pub source: S<String>,
+    /// Fields that identify a series besides the metric (`["region"]`).
+    #[serde(default)]
+    pub keys: Vec<S<String>>,
+    /// Numeric fields to forecast: each makes one series per key.
+    pub values: Vec<S<String>>,
+    /// The series' resolution: samples are resampled to one value per step.
+    pub step: S<String>,
+    /// `mean` (default), `max` or `last`.
+    #[serde(default)]
+    pub aggregation: Option<S<String>>,
+    /// Seasonal periods as durations, primary first (multiples of `step`). Absent: detected.
+    #[serde(default)]
+    pub periods: Option<Vec<S<String>>>,
+    /// Steps ahead.
+    pub horizon: S<i64>,
+    /// Models besides the baselines (`naive`, `seasonal_naive`): `ets`, `mstl`, `ar`.
+    #[serde(default)]
+    pub models: Option<Vec<S<String>>>,
+    /// Samples the models are fitted on (default: four primary periods, or 200 steps).
+    #[serde(default)]
+    pub training_window: Option<S<String>>,
+    /// Time between refits (default: the primary period, or 50 steps).
+    #[serde(default)]
+    pub refit_every: Option<S<String>>,
+    /// Gaps of at most this many steps are interpolated; longer ones carry the last value.
+    #[serde(default)]
+    pub max_interpolate: Option<S<i64>>,
+    /// `inverse_error` (default: weights by recent error) or `best`.
+    #[serde(default)]
+    pub selection: Option<S<String>>,
+    /// `updates` (default: the current forecast, revised) or `final` (every issued forecast once).
+    #[serde(default)]
+    pub emit: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,12 +14,13 @@ use crate::expr::{self, Expr};
 use super::duration::parse_duration;
 use super::hints::{closest, expr_help, implicit_table, value_span};
 use super::spec::{
-    AggregateSpec, DedupSpec, EnrichSpec, JoinSpec, PathList, RuleSpec, SchemaSpec, SourceSpec, SpecFile, WindowSpec, S,
+    AggregateSpec, DedupSpec, EnrichSpec, ForecastSpec, JoinSpec, PathList, RuleSpec, SchemaSpec, SourceSpec, SpecFile,
+    WindowSpec, S,
 };
 use super::{
-    AggregatePlan, DedupPlan, DedupRule, Emit, EnrichPlan, Fields, Format, Func, JoinMode, JoinPlan, Matching,
-    MeasurePlan, Plan, RuleAction, RulePlan, SchemaPlan, SourceLimits, SourcePlan, Stage, StageKind, StageRef,
-    WindowPlan,
+    AggregatePlan, DedupPlan, DedupRule, Emit, EnrichPlan, Fields, ForecastPlan, Format, Func, JoinMode, JoinPlan,
+    Matching, MeasurePlan, Plan, RuleAction, RulePlan, SchemaPlan, SourceLimits, SourcePlan, Stage, StageKind,
+    StageRef, WindowPlan,
 };
 
 /// Reads and plans a spec file, and checks every field it names against its sources' schemas,
@@ -269,7 +270,60 @@ fn plan_spec(
         });
         aggregate_stage[i] = plan.stages.len() - 1;
     }
-    plan.outputs = super::graph::outputs(&plan, &aggregate_stage);
+    // Forecasts read a source, an enriched output, a route destination or an aggregate.
+    let mut forecast_stage = Vec::new();
+    for (i, f) in spec.forecasts.iter().enumerate() {
+        let key = |k: &str| format!("forecasts[{i}].{k}");
+        let read = f.get_ref().source.get_ref();
+        let input = match aggregate_names.iter().position(|n| *n == read) {
+            Some(j) => StageRef::Stage(aggregate_stage[j]),
+            None => match streams.iter().find(|(n, _)| n == read) {
+                Some((_, r)) => r.clone(),
+                None => {
+                    let mut names: Vec<String> = streams.iter().map(|(n, _)| n.clone()).collect();
+                    names.extend(aggregate_names.iter().map(|n| n.to_string()));
+                    return Err(cx.error(
+                        f.get_ref().source.span(),
+                        &key("source"),
+                        format!("no source or output named `{read}`"),
+                        Some(one_of(&names)),
+                    ));
+                }
+            },
+        };
+        if plan.retracts(&input) {
+            return Err(cx.error(
+                f.get_ref().source.span(),
+                &key("source"),
+                format!("`{read}` revises what it emitted; a forecast reads insert-only samples"),
+                Some("read a source, or an aggregate with `emit = \"final\"`".into()),
+            ));
+        }
+        let forecast = cx.forecast(i, f, plan.fields_of(&input), tick_ms)?;
+        let names = [forecast.name.clone(), forecast.errors_output()];
+        for name in &names {
+            let taken = aggregate_names.iter().any(|n| *n == name)
+                || streams.iter().any(|(n, _)| n == name)
+                || plan.forecasts().any(|p| p.name == *name || p.errors_output() == *name)
+                || *name == crate::DEAD_LETTERS
+                || plan_names_output(name);
+            if taken {
+                return Err(cx.error(
+                    f.get_ref().name.span(),
+                    &key("name"),
+                    format!("output name `{name}` is already used"),
+                    None,
+                ));
+            }
+        }
+        plan.stages.push(Stage {
+            name: forecast.name.clone(),
+            inputs: vec![input],
+            kind: StageKind::Forecast(forecast),
+        });
+        forecast_stage.push(plan.stages.len() - 1);
+    }
+    plan.outputs = super::graph::outputs(&plan, &aggregate_stage, &forecast_stage);
 
     // Projection pushdown: each source decodes only the payload fields some stage reads; a
     // schema stage reads them all.
@@ -297,11 +351,11 @@ fn plan_spec(
             .stages
             .iter()
             .filter(|s| super::graph::reads_events_of(&plan, &s.inputs[0]) == Some(index))
-            .filter_map(|s| match &s.kind {
-                StageKind::Aggregate(a) => Some(a),
-                _ => None,
-            })
-            .flat_map(aggregate_fields);
+            .flat_map(|s| match &s.kind {
+                StageKind::Aggregate(a) => aggregate_fields(a),
+                StageKind::Forecast(f) => f.keys.iter().chain(&f.values).map(|(_, a)| a.clone()).collect(),
+                _ => Vec::new(),
+            });
         for acc in dedup_keys.chain(aggregate_reads) {
             if let Accessor::Payload(path) = acc {
                 if let Some(head) = path.head() {
@@ -556,6 +610,175 @@ impl Cx<'_> {
             projection: None,
             fields,
             limits,
+        })
+    }
+
+    /// Plans forecast `i` over events whose time and type fields are `fields`.
+    fn forecast(
+        &self,
+        i: usize,
+        spec: &S<ForecastSpec>,
+        fields: (&str, &str),
+        tick_ms: u64,
+    ) -> Result<ForecastPlan, SpecError> {
+        use crate::model::forecast::{Aggregation, ForecastConfig, GapRule, ModelKind, Selection};
+        let f = spec.get_ref();
+        let key = |k: &str| format!("forecasts[{i}].{k}");
+        let name = f.name.get_ref().clone();
+        if !valid_output_name(&name) {
+            return Err(self.error(
+                f.name.span(),
+                &key("name"),
+                format!("`{name}` is not a valid output name"),
+                Some("letters, digits, `_` and `-` (it becomes a folder name)".into()),
+            ));
+        }
+        let (time_field, type_field) = fields;
+        let accessor = |s: &S<String>, k: &str| -> Result<(String, Accessor), SpecError> {
+            let path = FieldPath::parse(s.get_ref()).map_err(|e| self.error(s.span(), k, e.to_string(), None))?;
+            Ok((s.get_ref().clone(), Accessor::bind(path, time_field, type_field)))
+        };
+        let mut keys = Vec::new();
+        for (j, k) in f.keys.iter().enumerate() {
+            keys.push(accessor(k, &key(&format!("keys[{j}]")))?);
+        }
+        let mut values = Vec::new();
+        for (j, v) in f.values.iter().enumerate() {
+            values.push(accessor(v, &key(&format!("values[{j}]")))?);
+        }
+        if values.is_empty() {
+            return Err(self.error(
+                spec.span(),
+                &key("values"),
+                "no values to forecast".into(),
+                Some("`values = [\"cpu\", \"latency_ms\"]`: numeric fields".into()),
+            ));
+        }
+        let step_ms = self.duration(&f.step, &key("step"))?;
+        if step_ms == 0 || step_ms % tick_ms != 0 {
+            return Err(self.error(
+                f.step.span(),
+                &key("step"),
+                format!("the step must be a positive multiple of the pipeline tick ({tick_ms} ms)"),
+                None,
+            ));
+        }
+        // A duration in whole steps.
+        let steps = |s: &S<String>, k: &str| -> Result<usize, SpecError> {
+            let ms = self.duration(s, k)?;
+            if ms == 0 || ms % step_ms != 0 {
+                return Err(self.error(
+                    s.span(),
+                    k,
+                    format!("must be a positive multiple of the step ({step_ms} ms)"),
+                    None,
+                ));
+            }
+            Ok((ms / step_ms) as usize)
+        };
+        let aggregation = match f.aggregation.as_ref().map(|a| (a, a.get_ref().as_str())) {
+            None | Some((_, "mean")) => Aggregation::Mean,
+            Some((_, "max")) => Aggregation::Max,
+            Some((_, "last")) => Aggregation::Last,
+            Some((a, other)) => {
+                return Err(self.error(
+                    a.span(),
+                    &key("aggregation"),
+                    format!("unknown aggregation `{other}`"),
+                    Some("one of `mean`, `max`, `last`".into()),
+                ))
+            }
+        };
+        let mut periods = Vec::new();
+        for (j, p) in f.periods.iter().flatten().enumerate() {
+            periods.push(steps(p, &key(&format!("periods[{j}]")))?);
+        }
+        let horizon = *f.horizon.get_ref();
+        if !(1..=10_000).contains(&horizon) {
+            return Err(self.error(
+                f.horizon.span(),
+                &key("horizon"),
+                "the horizon is 1 to 10000 steps".into(),
+                None,
+            ));
+        }
+        let primary = periods.first().copied();
+        let window = match &f.training_window {
+            Some(w) => steps(w, &key("training_window"))?,
+            None => primary.map_or(200, |p| (4 * p).max(50)),
+        };
+        let refit_every = match &f.refit_every {
+            Some(r) => steps(r, &key("refit_every"))?,
+            None => primary.unwrap_or(50),
+        };
+        let mut config = ForecastConfig::new(horizon as usize, periods, window, refit_every);
+        if f.periods.is_some() {
+            // Periods given (possibly none): no detection.
+            config.detect_periods = 0;
+        }
+        if let Some(models) = &f.models {
+            config.models.clear();
+            for (j, m) in models.iter().enumerate() {
+                let Some(kind) = ModelKind::parse(m.get_ref()) else {
+                    let names: Vec<String> = ModelKind::ALL.iter().map(|k| k.name().to_string()).collect();
+                    return Err(self.error(
+                        m.span(),
+                        &key(&format!("models[{j}]")),
+                        format!("unknown model `{}`", m.get_ref()),
+                        Some(one_of(&names)),
+                    ));
+                };
+                config.models.push(kind);
+            }
+        }
+        match f.selection.as_ref().map(|s| (s, s.get_ref().as_str())) {
+            None | Some((_, "inverse_error")) => {}
+            Some((_, "best")) => config.selection = Selection::Best,
+            Some((s, other)) => {
+                return Err(self.error(
+                    s.span(),
+                    &key("selection"),
+                    format!("unknown selection `{other}`"),
+                    Some("one of `inverse_error`, `best`".into()),
+                ))
+            }
+        }
+        let gap = match &f.max_interpolate {
+            None => GapRule::default(),
+            Some(m) if *m.get_ref() >= 0 => GapRule {
+                max_interpolate: *m.get_ref() as usize,
+            },
+            Some(m) => {
+                return Err(self.error(m.span(), &key("max_interpolate"), "must not be negative".into(), None));
+            }
+        };
+        config
+            .validate()
+            .map_err(|e| self.error(spec.span(), &key(e.field), e.to_string(), None))?;
+        let emit = match &f.emit {
+            None => Emit::Updates,
+            Some(e) => match e.get_ref().as_str() {
+                "updates" => Emit::Updates,
+                "final" => Emit::Final,
+                other => {
+                    return Err(self.error(
+                        e.span(),
+                        &key("emit"),
+                        format!("unknown emit mode `{other}`"),
+                        Some("one of `updates`, `final`".into()),
+                    ))
+                }
+            },
+        };
+        Ok(ForecastPlan {
+            name,
+            keys,
+            values,
+            step_ms,
+            aggregation,
+            gap,
+            config,
+            emit,
         })
     }
 

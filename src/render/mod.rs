@@ -15,6 +15,7 @@
 
 pub mod dedup;
 pub mod enrich;
+pub mod forecast;
 pub mod pending;
 pub mod rules;
 pub mod schema;
@@ -133,6 +134,7 @@ pub fn render(
                 enrich::stage(input, contexts, p, plan)
             }
             StageKind::Aggregate(p) => window::stage(input, p, fields),
+            StageKind::Forecast(p) => forecast::stage(input, p, fields),
         };
         dead.extend(out.errs.iter().cloned());
         outs.push(out);

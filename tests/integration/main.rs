@@ -9,6 +9,7 @@ mod dedup;
 mod duckdb;
 mod enrich;
 mod fields;
+mod forecast;
 mod golden;
 mod notebooks;
 mod numbers;

@@ -1,0 +1,431 @@
+//! Load forecasts: `events: Collection<Event>` (insert-only) → `forecasts: Collection<row>`
+//! and `errors: Collection<row>`, plus dead letters. The maths is `crate::model::forecast`;
+//! this file only feeds it in event-time order.
+//!
+//! ```text
+//!  events ──► samples (per event: key × value field) ──(exchange by series)──► forecast
+//!   (Event, t, +1)  └──► dead letters (non_numeric,       state per series: Resampler,
+//!                        missing_key)                     SeriesForecaster, rows shown
+//! ```
+//!
+//! Time semantics:
+//! - Samples are applied one timestamp at a time, in time order, once the frontier (the
+//!   watermark) has passed that time, so outputs do not depend on batching or worker count.
+//! - A series' bin `[s, s + step)` closes when the frontier reaches its end (or when the input
+//!   ends). Its value, and the bins of a gap before it, enter the models, which issue the next
+//!   `horizon` steps. Everything a closing bin produces is stamped at that bin's end.
+//! - `updates`: the output holds each series' current forecast; a closing bin retracts the rows
+//!   it supersedes and inserts the new ones. `final`: every issued forecast is written once,
+//!   one per closed bin (`issued_at` tells them apart).
+//! - `NAME_errors` receives, as each bin closes, the realized error of every earlier forecast
+//!   that targeted it, per model and for the ensemble (none for bins the gap rule made up).
+//! - The operator holds capabilities for pending times and for the earliest open bin's end.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use differential_dataflow::{AsCollection, VecCollection};
+use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::Operator;
+
+use crate::dead_letter::DeadLetter;
+use crate::event::Event;
+use crate::model::forecast::series::Bin;
+use crate::model::forecast::{Issued, Obs, Resampler, SeriesForecaster};
+use crate::plan::{Emit, ForecastPlan, Port};
+use crate::render::pending::Pending;
+use crate::render::{Coll, StageOut};
+use crate::value::{format_time, stable_hash, Value};
+
+/// One sample of one series.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Sample {
+    key: Vec<Value>,
+    /// Index into the plan's `values`.
+    metric: u32,
+    time: i64,
+    value: f64,
+    /// The event, for a dead letter should the sample be rejected.
+    record: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum PreOut {
+    Sample(Sample),
+    Dead(DeadLetter),
+}
+
+/// What the forecast operator emits.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum ForecastOut {
+    Forecast(Vec<Value>),
+    Error(Vec<Value>),
+    Dead(DeadLetter),
+}
+
+type SeriesKey = (Vec<Value>, u32);
+
+/// One series' state.
+struct Series {
+    resampler: Resampler,
+    model: SeriesForecaster,
+    /// End of the open bin, if any.
+    open_end: Option<i64>,
+    /// The rows of the current forecast in the output (`updates`).
+    shown: Vec<Vec<Value>>,
+}
+
+/// A forecast in the plan's graph: forecasts as its main collection, realized errors as a port.
+/// `fields` are the input events' time and type field names.
+pub fn stage<'s>(
+    events: VecCollection<'s, u64, Event, isize>,
+    plan: &ForecastPlan,
+    fields: (&str, &str),
+) -> StageOut<'s> {
+    let samples = samples(events, plan, fields);
+    let out = forecast(samples, plan);
+    StageOut {
+        main: Coll::Rows(out.clone().flat_map(|o| match o {
+            ForecastOut::Forecast(row) => Some(row),
+            _ => None,
+        })),
+        ports: vec![(
+            Port::Errors,
+            Coll::Rows(out.clone().flat_map(|o| match o {
+                ForecastOut::Error(row) => Some(row),
+                _ => None,
+            })),
+        )],
+        errs: vec![out.flat_map(|o| match o {
+            ForecastOut::Dead(d) => Some(d),
+            _ => None,
+        })],
+    }
+}
+
+fn letter(plan: &ForecastPlan, reason: &str, detail: String, time: i64, record: String) -> DeadLetter {
+    DeadLetter {
+        stage: format!("forecast:{}", plan.name),
+        reason: reason.to_string(),
+        detail,
+        location: format!("sample at {}", format_time(time)),
+        record,
+        event_time: Some(time),
+        original: None,
+    }
+}
+
+/// Splits each event into one sample per value field; a value that is not a number is a dead
+/// letter `non_numeric`, a missing key field `missing_key`. An absent or null value is no sample.
+fn samples<'s>(
+    events: VecCollection<'s, u64, Event, isize>,
+    plan: &ForecastPlan,
+    fields: (&str, &str),
+) -> timely::dataflow::StreamVec<'s, u64, (PreOut, u64, isize)> {
+    let plan = plan.clone();
+    let (time_field, type_field) = (fields.0.to_string(), fields.1.to_string());
+    let name = format!("ForecastSamples({})", plan.name);
+    events
+        .inner
+        .unary::<CapacityContainerBuilder<Vec<(PreOut, u64, isize)>>, _, _, _>(Pipeline, &name, move |_, _| {
+            move |input, output| {
+                input.for_each_stamp(|cap, data| {
+                    let mut out = Vec::new();
+                    for batch in data {
+                        for (event, time, diff) in batch.drain(..) {
+                            assert!(
+                                diff > 0,
+                                "a retraction reached forecast `{}`: validation admits only insert-only inputs",
+                                plan.name
+                            );
+                            let record = || event.to_json(&time_field, &type_field).to_string();
+                            let key: Vec<Value> = plan
+                                .keys
+                                .iter()
+                                .map(|(_, a)| a.get(&event).unwrap_or(Value::Null))
+                                .collect();
+                            if let Some(((name, _), _)) = plan.keys.iter().zip(&key).find(|(_, v)| v.is_null()) {
+                                let detail = format!("key field `{name}` is missing or null");
+                                out.push((
+                                    PreOut::Dead(letter(&plan, "missing_key", detail, event.time, record())),
+                                    time,
+                                    diff,
+                                ));
+                                continue;
+                            }
+                            for (m, (name, accessor)) in plan.values.iter().enumerate() {
+                                let value = match accessor.get(&event) {
+                                    None | Some(Value::Null) => continue,
+                                    Some(Value::Int(i)) => i as f64,
+                                    Some(Value::Float(f)) => f.get(),
+                                    Some(other) => {
+                                        let detail =
+                                            format!("`{name}` is {} `{other}`, not a number", other.kind_name());
+                                        out.push((
+                                            PreOut::Dead(letter(&plan, "non_numeric", detail, event.time, record())),
+                                            time,
+                                            diff,
+                                        ));
+                                        continue;
+                                    }
+                                };
+                                let sample = Sample {
+                                    key: key.clone(),
+                                    metric: m as u32,
+                                    time: event.time,
+                                    value,
+                                    record: String::new(),
+                                };
+                                let sample = if value.is_finite() {
+                                    sample
+                                } else {
+                                    Sample {
+                                        record: record(),
+                                        ..sample
+                                    }
+                                };
+                                out.push((PreOut::Sample(sample), time, diff));
+                            }
+                        }
+                    }
+                    output.session(&cap).give_iterator(out.into_iter());
+                });
+            }
+        })
+}
+
+/// The forecasting operator (see the module doc).
+fn forecast<'s>(
+    samples: timely::dataflow::StreamVec<'s, u64, (PreOut, u64, isize)>,
+    plan: &ForecastPlan,
+) -> VecCollection<'s, u64, ForecastOut, isize> {
+    let plan = plan.clone();
+    let name = format!("Forecast({})", plan.name);
+    let exchange = Exchange::new(|(p, _, _): &(PreOut, u64, isize)| match p {
+        PreOut::Sample(s) => stable_hash(&(&s.key, s.metric)),
+        PreOut::Dead(d) => stable_hash(&d.record),
+    });
+    samples
+        .unary_frontier::<CapacityContainerBuilder<Vec<(ForecastOut, u64, isize)>>, _, _, _>(
+            exchange,
+            &name,
+            move |_, _| {
+                let mut pending: Pending<(PreOut, isize)> = Pending::default();
+                let mut series: BTreeMap<SeriesKey, Series> = BTreeMap::new();
+                // Open bins by end, so closing them does not visit every series.
+                let mut opens: BTreeMap<i64, BTreeSet<SeriesKey>> = BTreeMap::new();
+                move |(input, frontier), output| {
+                    input.for_each_stamp(|cap, data| pending.absorb(&cap, data, |p, r| (p, r)));
+                    let (ready, limit) = pending.ready(frontier);
+                    let mut out: Vec<(ForecastOut, u64, isize)> = Vec::new();
+                    for (time, updates) in ready {
+                        // Bins that end by `time` close before samples at `time` arrive.
+                        close(&plan, &mut series, &mut opens, Some(time as i64), &mut out);
+                        let mut batch: Vec<(Sample, isize)> = Vec::new();
+                        for (p, r) in updates {
+                            match p {
+                                PreOut::Dead(d) => out.push((ForecastOut::Dead(d), time, r)),
+                                PreOut::Sample(s) => batch.push((s, r)),
+                            }
+                        }
+                        batch.sort_by(|(a, _), (b, _)| {
+                            (&a.key, a.metric, a.time)
+                                .cmp(&(&b.key, b.metric, b.time))
+                                .then(a.value.total_cmp(&b.value))
+                        });
+                        for (sample, copies) in batch {
+                            let id = (sample.key.clone(), sample.metric);
+                            let s = series.entry(id.clone()).or_insert_with(|| Series {
+                                resampler: Resampler::new(plan.step_ms as i64, plan.aggregation, plan.gap),
+                                model: SeriesForecaster::new(plan.config.clone())
+                                    .expect("validation checked the forecast's settings"),
+                                open_end: None,
+                                shown: Vec::new(),
+                            });
+                            for _ in 0..copies {
+                                let mut bins = Vec::new();
+                                if let Err(reason) = s.resampler.push(sample.time, sample.value, &mut bins) {
+                                    let (metric, _) = &plan.values[sample.metric as usize];
+                                    let detail = format!("`{metric}` = {}: {reason}", sample.value);
+                                    let record = if sample.record.is_empty() {
+                                        format!("{{\"{metric}\":{}}}", sample.value)
+                                    } else {
+                                        sample.record.clone()
+                                    };
+                                    let d = letter(&plan, reason.code(), detail, sample.time, record);
+                                    out.push((ForecastOut::Dead(d), time, 1));
+                                }
+                                // Bins close only by the frontier (see `close`), except past a
+                                // gap inside one timestamp; those are stamped now.
+                                emit(&plan, &id, s, bins, time, &mut out);
+                            }
+                            let step = plan.step_ms as i64;
+                            let end = (sample.time.div_euclid(step) + 1) * step;
+                            if s.open_end != Some(end) {
+                                if let Some(old) = s.open_end.replace(end) {
+                                    if let Some(set) = opens.get_mut(&old) {
+                                        set.remove(&id);
+                                    }
+                                }
+                                opens.entry(end).or_default().insert(id);
+                            }
+                        }
+                    }
+                    close(&plan, &mut series, &mut opens, limit.map(|l| l as i64), &mut out);
+                    if !out.is_empty() {
+                        let mut by_time: BTreeMap<u64, Vec<(ForecastOut, u64, isize)>> = BTreeMap::new();
+                        for update in out {
+                            by_time.entry(update.1).or_default().push(update);
+                        }
+                        for (t, updates) in by_time {
+                            let cap = pending.caps.delayed(&t);
+                            output.session(&cap).give_iterator(updates.into_iter());
+                        }
+                    }
+                    opens.retain(|_, set| !set.is_empty());
+                    let mut hold = pending.next_time();
+                    if let Some(end) = opens.keys().next() {
+                        let end = *end as u64;
+                        hold = Some(hold.map_or(end, |h| h.min(end)));
+                    }
+                    pending.caps.downgrade(hold.iter());
+                }
+            },
+        )
+        .as_collection()
+}
+
+/// Closes the open bins that end at or before `until` (every one when `None`: the input ended),
+/// in order of their end; each one's output is stamped at its end.
+fn close(
+    plan: &ForecastPlan,
+    series: &mut BTreeMap<SeriesKey, Series>,
+    opens: &mut BTreeMap<i64, BTreeSet<SeriesKey>>,
+    until: Option<i64>,
+    out: &mut Vec<(ForecastOut, u64, isize)>,
+) {
+    let ends: Vec<i64> = opens
+        .keys()
+        .copied()
+        .take_while(|e| until.is_none_or(|u| *e <= u))
+        .collect();
+    for end in ends {
+        for id in opens.remove(&end).expect("listed above") {
+            let s = series.get_mut(&id).expect("an open bin has a series");
+            let mut bins = Vec::new();
+            match until {
+                Some(_) => s.resampler.advance(end, &mut bins),
+                None => s.resampler.finish(&mut bins),
+            }
+            s.open_end = None;
+            emit(plan, &id, s, bins, end as u64, out);
+        }
+    }
+}
+
+/// Feeds closed bins to the series' models and writes what they give, stamped `at`.
+fn emit(
+    plan: &ForecastPlan,
+    id: &SeriesKey,
+    s: &mut Series,
+    bins: Vec<Bin>,
+    at: u64,
+    out: &mut Vec<(ForecastOut, u64, isize)>,
+) {
+    let Some(last) = bins.last().map(|b| b.time) else {
+        return;
+    };
+    let step = plan.step_ms as i64;
+    for bin in &bins {
+        let obs = Obs {
+            y: bin.value,
+            x: &[],
+            imputed: bin.flag.imputed(),
+            future_x: &[],
+        };
+        let step_errors = match s.model.observe(obs) {
+            Ok(step) => step.errors,
+            Err(e) => {
+                let (metric, _) = &plan.values[id.1 as usize];
+                let d = letter(plan, e.reason(), format!("`{metric}`: {e}"), bin.time, String::new());
+                out.push((ForecastOut::Dead(d), at, 1));
+                continue;
+            }
+        };
+        let scale = s.model.scale();
+        for e in step_errors {
+            let h = e.horizon as i64;
+            let mut row = id.0.clone();
+            row.extend([
+                Value::str(&plan.values[id.1 as usize].0),
+                Value::str(e.member.name()),
+                Value::Int(h),
+                Value::Time(bin.time - h * step + step),
+                Value::Time(bin.time),
+                number(e.forecast.mean),
+                number(e.actual),
+                number(e.error()),
+                number(e.forecast.lo80),
+                number(e.forecast.hi80),
+                number(e.forecast.lo95),
+                number(e.forecast.hi95),
+                number(scale),
+            ]);
+            out.push((ForecastOut::Error(row), at, 1));
+        }
+        if plan.emit == Emit::Final {
+            for row in rows(plan, id, s.model.issued(), bin.time) {
+                out.push((ForecastOut::Forecast(row), at, 1));
+            }
+        }
+    }
+    if plan.emit == Emit::Updates {
+        let now = rows(plan, id, s.model.issued(), last);
+        for row in std::mem::take(&mut s.shown) {
+            out.push((ForecastOut::Forecast(row), at, -1));
+        }
+        for row in &now {
+            out.push((ForecastOut::Forecast(row.clone()), at, 1));
+        }
+        s.shown = now;
+    }
+}
+
+/// The rows of a series' current forecast, issued after the bin at `last`.
+fn rows(plan: &ForecastPlan, id: &SeriesKey, issued: &Issued, last: i64) -> Vec<Vec<Value>> {
+    let step = plan.step_ms as i64;
+    let metric = Value::str(&plan.values[id.1 as usize].0);
+    issued
+        .points
+        .iter()
+        .zip(&issued.used)
+        .enumerate()
+        .map(|(i, (p, used))| {
+            let h = i as i64 + 1;
+            let mut row = id.0.clone();
+            row.extend([
+                metric.clone(),
+                Value::Time(last + h * step),
+                Value::Int(h),
+                number(p.mean),
+                number(p.lo80),
+                number(p.hi80),
+                number(p.lo95),
+                number(p.hi95),
+                Value::str(&used.to_string()),
+                Value::Time(last + step),
+            ]);
+            row
+        })
+        .collect()
+}
+
+/// A float column's value; NaN (a bound not known yet) is null.
+fn number(x: f64) -> Value {
+    if x.is_finite() {
+        Value::float(x)
+    } else {
+        Value::Null
+    }
+}

@@ -1,0 +1,226 @@
+//! Forecast stages: the output at every time equals a from-scratch recomputation (resample the
+//! samples seen so far, feed a fresh forecaster every closed step); results are identical with
+//! 1, 2 and 4 workers; bad values are dead letters; `sluice eval` scores the realized errors.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+
+use proptest::prelude::*;
+use sluice::model::forecast::{Aggregation, GapRule, Obs, Resampled, SeriesForecaster};
+use sluice::value::Value;
+
+use crate::util::{accumulate, plan_text, run_collect, sluice};
+
+const STEP: i64 = 60_000;
+const REGIONS: [&str; 2] = ["eu", "us"];
+
+/// Samples (time, region, value), irregular, with gaps.
+fn samples() -> impl Strategy<Value = Vec<(i64, usize, f64)>> {
+    prop::collection::vec((0i64..90 * STEP, 0..REGIONS.len(), -20.0f64..20.0), 20..200).prop_map(|mut s| {
+        // A daily-like pattern of period 10 steps plus the random part.
+        for (t, r, v) in s.iter_mut() {
+            let phase = (*t / STEP) % 10;
+            *v = (*v / 4.0 + 50.0 + 10.0 * (phase as f64 / 10.0 * std::f64::consts::TAU).sin() + 20.0 * *r as f64)
+                .round();
+        }
+        s.sort_by_key(|(t, r, _)| (*t, *r));
+        s
+    })
+}
+
+fn write(dir: &std::path::Path, samples: &[(i64, usize, f64)]) {
+    let mut f = std::fs::File::create(dir.join("load.ndjson")).unwrap();
+    for (t, r, v) in samples {
+        writeln!(f, r#"{{"ts":{t},"region":"{}","cpu":{v}}}"#, REGIONS[*r]).unwrap();
+    }
+    // Bad values: a string and a missing key.
+    writeln!(f, r#"{{"ts":{},"region":"eu","cpu":"high"}}"#, 90 * STEP).unwrap();
+    writeln!(f, r#"{{"ts":{},"cpu":3}}"#, 90 * STEP).unwrap();
+}
+
+fn spec(dir: &std::path::Path, emit: &str) -> String {
+    format!(
+        r#"
+[pipeline]
+name = "forecast"
+tick = "1s"
+[sources.load]
+path = "{dir}/load.ndjson"
+time_field = "ts"
+allowed_lateness = "10m"
+[[forecasts]]
+name = "f"
+source = "load"
+keys = ["region"]
+values = ["cpu"]
+step = "1m"
+periods = ["10m"]
+horizon = 3
+models = ["ets", "ar"]
+training_window = "40m"
+refit_every = "10m"
+emit = "{emit}"
+"#,
+        dir = dir.display()
+    )
+}
+
+/// From scratch: the forecast rows of each series after the steps that end by `at`.
+fn oracle(samples: &[(i64, usize, f64)], plan: &sluice::plan::ForecastPlan, at: i64) -> BTreeSet<Vec<Value>> {
+    let mut out = BTreeSet::new();
+    for (r, region) in REGIONS.iter().enumerate() {
+        let series: Vec<(i64, f64)> = samples.iter().filter(|s| s.1 == r).map(|s| (s.0, s.2)).collect();
+        // Steps that closed by `at`: those ending at or before it.
+        let seen: Vec<(i64, f64)> = series
+            .iter()
+            .copied()
+            .filter(|(t, _)| (t.div_euclid(STEP) + 1) * STEP <= at)
+            .collect();
+        if seen.is_empty() {
+            continue;
+        }
+        let resampled = Resampled::from_samples(&seen, STEP, Aggregation::Mean, GapRule::default());
+        let mut model = SeriesForecaster::new(plan.config.clone()).unwrap();
+        for (v, flag) in resampled.values.iter().zip(&resampled.flags) {
+            model
+                .observe(Obs {
+                    y: *v,
+                    x: &[],
+                    imputed: flag.imputed(),
+                    future_x: &[],
+                })
+                .unwrap();
+        }
+        let last = resampled.time(resampled.values.len() - 1);
+        for (i, (p, used)) in model.issued().points.iter().zip(&model.issued().used).enumerate() {
+            let h = i as i64 + 1;
+            let num = |x: f64| if x.is_finite() { Value::float(x) } else { Value::Null };
+            out.insert(vec![
+                Value::str(region),
+                Value::str("cpu"),
+                Value::Time(last + h * STEP),
+                Value::Int(h),
+                num(p.mean),
+                num(p.lo80),
+                num(p.hi80),
+                num(p.lo95),
+                num(p.hi95),
+                Value::str(&used.to_string()),
+                Value::Time(last + STEP),
+            ]);
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    /// `updates`: at every output time, the output holds exactly the from-scratch forecast of
+    /// the steps closed by then; identical with 1, 2 and 4 workers.
+    #[test]
+    fn incremental_forecasts_equal_recomputation_at_every_step(samples in samples()) {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &samples);
+        let plan = plan_text(&spec(dir.path(), "updates"), dir.path());
+        let forecast = plan.forecasts().next().unwrap().clone();
+        let mut first: Option<(Vec<_>, Vec<_>)> = None;
+        for workers in [1, 2, 4] {
+            let summary = run_collect(&plan, workers);
+            let mut updates = summary.collected["f"].clone();
+            updates.sort();
+            let times: BTreeSet<u64> = updates.iter().map(|(_, t, _)| *t).collect();
+            for t in times {
+                let got = accumulate(&updates, t);
+                prop_assert!(got.values().all(|d| *d == 1), "multiplicities at {}", t);
+                let got: BTreeSet<Vec<Value>> = got.into_keys().collect();
+                prop_assert_eq!(got, oracle(&samples, &forecast, t as i64), "at {}", t);
+            }
+            prop_assert_eq!(summary.dead_letters.get("non_numeric").copied(), Some(1));
+            prop_assert_eq!(summary.dead_letters.get("missing_key").copied(), Some(1));
+            let mut errors = summary.collected["f_errors"].clone();
+            errors.sort();
+            prop_assert!(errors.iter().all(|(_, _, d)| *d == 1));
+            match &first {
+                None => first = Some((updates, errors)),
+                Some((u, e)) => {
+                    prop_assert_eq!(u, &updates, "{} workers differ from 1", workers);
+                    prop_assert_eq!(e, &errors, "{} workers differ from 1", workers);
+                }
+            }
+        }
+    }
+}
+
+/// `final` writes every issued forecast once: one set of `horizon` rows per closed step and
+/// series, and the last set equals the `updates` output's final state.
+#[test]
+fn final_forecasts_are_every_issued_forecast_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let samples: Vec<(i64, usize, f64)> = (0..120)
+        .map(|i| (i * STEP / 2, (i % 2) as usize, 40.0 + (i % 7) as f64))
+        .collect();
+    write(dir.path(), &samples);
+    let finals = run_collect(&plan_text(&spec(dir.path(), "final"), dir.path()), 2).collected["f"].clone();
+    let updates = run_collect(&plan_text(&spec(dir.path(), "updates"), dir.path()), 2).collected["f"].clone();
+    assert!(finals.iter().all(|(_, _, d)| *d == 1), "insert-only");
+    let mut per_issue: BTreeMap<(String, Value), usize> = BTreeMap::new();
+    for (row, _, _) in &finals {
+        *per_issue.entry((row[0].to_string(), row[10].clone())).or_default() += 1;
+    }
+    assert!(per_issue.values().all(|n| *n == 3), "{per_issue:?}");
+    // 60 minutes of samples per region: steps 0..59 close, one issue each.
+    assert_eq!(per_issue.len(), 2 * 60);
+    let current = accumulate(&updates, u64::MAX / 4);
+    let last_issue: BTreeSet<Vec<Value>> = finals
+        .iter()
+        .filter(|(row, _, _)| row[10] == Value::Time(60 * STEP))
+        .map(|(row, _, _)| row.clone())
+        .collect();
+    assert_eq!(current.into_keys().collect::<BTreeSet<_>>(), last_issue);
+}
+
+/// `sluice eval` prints the metrics table and writes it as Parquet.
+#[test]
+fn eval_scores_the_realized_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let samples: Vec<(i64, usize, f64)> = (0..400)
+        .map(|i| {
+            let t = i * STEP / 2;
+            (
+                t,
+                (i % 2) as usize,
+                50.0 + 10.0 * ((t / STEP % 10) as f64 / 10.0 * std::f64::consts::TAU).sin(),
+            )
+        })
+        .collect();
+    write(dir.path(), &samples);
+    let spec_path = dir.path().join("f.toml");
+    std::fs::write(&spec_path, spec(dir.path(), "updates")).unwrap();
+    let out = sluice(
+        &[
+            "eval",
+            spec_path.to_str().unwrap(),
+            "--out",
+            "eval",
+            "--from",
+            "1970-01-01T01:00:00Z",
+            "--quiet",
+        ],
+        dir.path(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("f_metrics") && text.contains("seasonal_naive") && text.contains("ensemble"),
+        "{text}"
+    );
+    let rows = crate::util::parquet_lines(&dir.path().join("eval/f_metrics"));
+    assert!(!rows.is_empty());
+    // A noise-free seasonal series: seasonal naive is exact once a season has been seen.
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("\"seasonal_naive\"") && r.contains(", 0.0,")),
+        "{rows:?}"
+    );
+}
