@@ -2,5 +2,6 @@
 //! operators; each is unit- and property-tested alone.
 
 pub mod aggregate;
+pub mod forecast;
 pub mod ip;
 pub mod window;

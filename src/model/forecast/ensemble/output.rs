@@ -1,0 +1,163 @@
+//! What a series forecaster takes and gives: samples, issued forecasts with the models behind
+//! each horizon, realized errors, and the errors of bad samples.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::forecast::{FitError, ModelKind, Point};
+
+/// One new sample.
+#[derive(Debug, Clone, Copy)]
+pub struct Obs<'a> {
+    pub y: f64,
+    /// Its regressors (`exog` of them).
+    pub x: &'a [f64],
+    /// Made up by the gap rule: no error is counted against it.
+    pub imputed: bool,
+    /// Regressors of the target samples, row-major (optional; the last ones are carried).
+    pub future_x: &'a [f64],
+}
+
+impl Obs<'static> {
+    pub fn value(y: f64) -> Obs<'static> {
+        Obs {
+            y,
+            x: &[],
+            imputed: false,
+            future_x: &[],
+        }
+    }
+}
+
+/// A sample that cannot enter a series. The dataflow sends it to dead letters.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ObserveError {
+    #[error("non-finite value {0}")]
+    NonFinite(f64),
+    #[error("{got} regressors, expected {expected}")]
+    Regressors { got: usize, expected: usize },
+    #[error("non-finite regressor {index}: {value}")]
+    NonFiniteRegressor { index: usize, value: f64 },
+}
+
+impl ObserveError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ObserveError::NonFinite(_) | ObserveError::NonFiniteRegressor { .. } => "non_finite",
+            ObserveError::Regressors { .. } => "regressors",
+        }
+    }
+}
+
+/// Who made a forecast: one model or the ensemble.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Member {
+    Model(ModelKind),
+    Ensemble,
+}
+
+impl Member {
+    pub fn name(self) -> &'static str {
+        match self {
+            Member::Model(k) => k.name(),
+            Member::Ensemble => "ensemble",
+        }
+    }
+}
+
+/// A forecast whose target arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RealizedError {
+    pub member: Member,
+    pub horizon: usize,
+    /// Samples seen when the forecast was issued (its target is sample `origin + horizon`).
+    pub origin: u64,
+    pub forecast: Point,
+    pub actual: f64,
+}
+
+impl RealizedError {
+    /// `actual − forecast`.
+    pub fn error(&self) -> f64 {
+        self.actual - self.forecast.mean
+    }
+}
+
+/// Why the ensemble fell back to a baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Fallback {
+    /// The preferred model needs more samples in the window.
+    TooShort { have: usize, need: usize },
+    /// Fitted, but not enough realized errors yet at this horizon.
+    WarmingUp { have: usize, need: usize },
+    /// No seasonal period is known (the model needs one).
+    NoPeriod,
+    /// The last refit failed (the refit report says why).
+    FitFailed,
+    /// Enough samples, waiting for the next refit.
+    AwaitingRefit,
+}
+
+impl fmt::Display for Fallback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fallback::TooShort { have, need } => write!(f, "too short: {have} < {need}"),
+            Fallback::WarmingUp { have, need } => write!(f, "warming up: {have} < {need} errors"),
+            Fallback::NoPeriod => f.write_str("no seasonal period"),
+            Fallback::FitFailed => f.write_str("fit failed"),
+            Fallback::AwaitingRefit => f.write_str("awaiting refit"),
+        }
+    }
+}
+
+/// The models behind one horizon's forecast: a weight per [`ModelKind`] (indexed in
+/// [`ModelKind::ALL`] order), and the fallback reason when a baseline stands in.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Used {
+    pub weights: [f64; 5],
+    pub fallback: Option<Fallback>,
+}
+
+impl fmt::Display for Used {
+    /// `ets`, `ets 0.62 + ar 0.38`, or `seasonal_naive (too short: 10 < 48)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let members: Vec<(ModelKind, f64)> = ModelKind::ALL
+            .into_iter()
+            .zip(self.weights)
+            .filter(|(_, w)| *w > 0.0)
+            .collect();
+        if let [(kind, _)] = members[..] {
+            f.write_str(kind.name())?;
+        } else {
+            for (i, (kind, w)) in members.iter().enumerate() {
+                let sep = if i > 0 { " + " } else { "" };
+                write!(f, "{sep}{kind} {w:.2}")?;
+            }
+        }
+        if let Some(reason) = &self.fallback {
+            write!(f, " ({reason})")?;
+        }
+        Ok(())
+    }
+}
+
+/// The current forecast of a series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Issued {
+    /// Samples seen; the forecast targets samples `origin + 1 ..= origin + horizon`.
+    pub origin: u64,
+    /// The ensemble, `h = 1..=horizon`.
+    pub points: Vec<Point>,
+    pub used: Vec<Used>,
+    /// Each model's own forecast (`None` while it cannot forecast).
+    pub models: Vec<(ModelKind, Option<Vec<Point>>)>,
+}
+
+/// What one sample produced besides the new forecast.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Step {
+    pub errors: Vec<RealizedError>,
+    /// The models refitted at this sample and how each went.
+    pub refits: Vec<(ModelKind, Result<(), FitError>)>,
+}

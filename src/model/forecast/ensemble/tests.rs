@@ -1,0 +1,164 @@
+use super::*;
+
+fn baselines(horizon: usize, period: usize) -> ForecastConfig {
+    let mut cfg = ForecastConfig::new(horizon, vec![period], 100, 1000);
+    cfg.models = Vec::new();
+    cfg
+}
+
+fn feed(f: &mut SeriesForecaster, ys: &[f64]) -> Vec<Step> {
+    ys.iter().map(|&y| f.observe(Obs::value(y)).unwrap()).collect()
+}
+
+/// Period 2: naive's one-step errors alternate 10, 9; seasonal naive's are all 1.
+fn alternating(within: f64) -> SeriesForecaster {
+    let mut cfg = baselines(1, 2);
+    cfg.error_window = 3;
+    cfg.min_errors = 2;
+    cfg.selection = Selection::InverseError { power: 1.0, within };
+    let mut f = SeriesForecaster::new(cfg).unwrap();
+    feed(&mut f, &[0.0, 10.0, 1.0, 11.0, 2.0, 12.0, 3.0, 13.0]);
+    f
+}
+
+#[test]
+fn inverse_error_weights_on_hand_computed_errors() {
+    let f = alternating(100.0);
+    // Last 3 errors: naive 10, 9, 10 (mean 29/3); seasonal naive 1, 1, 1 (mean 1).
+    // Weights ∝ 1/score: seasonal naive 1 / (1 + 3/29) = 29/32, naive 3/32.
+    let issued = f.issued();
+    let w = issued.used[0].weights;
+    assert!(
+        (w[ModelKind::SeasonalNaive as usize] - 29.0 / 32.0).abs() < 1e-12,
+        "{w:?}"
+    );
+    assert!((w[ModelKind::Naive as usize] - 3.0 / 32.0).abs() < 1e-12);
+    // Forecasts: seasonal naive 3 (y7), naive 13 (y8).
+    assert!((issued.points[0].mean - (29.0 * 3.0 + 3.0 * 13.0) / 32.0).abs() < 1e-12);
+    assert_eq!(issued.used[0].to_string(), "naive 0.09 + seasonal_naive 0.91");
+
+    // The same errors with `within` 2: naive is too far behind the best.
+    let f = alternating(2.0);
+    assert_eq!(f.issued().used[0].to_string(), "seasonal_naive");
+    assert_eq!(f.issued().points[0].mean, 3.0);
+}
+
+#[test]
+fn selection_weights_rules() {
+    let scores = [(0, 2.0), (2, 1.0), (4, 4.0)];
+    assert_eq!(selection_weights(Selection::Best, &scores), vec![(2, 1.0)]);
+    let w = selection_weights(
+        Selection::InverseError {
+            power: 2.0,
+            within: 2.0,
+        },
+        &scores,
+    );
+    // (1/2)² and 1 → 0.2 and 0.8; the third is beyond 2 × best.
+    assert_eq!(w.len(), 2);
+    assert!((w[0].1 - 0.2).abs() < 1e-12 && (w[1].1 - 0.8).abs() < 1e-12);
+    let zero = selection_weights(
+        Selection::InverseError {
+            power: 1.0,
+            within: 9.0,
+        },
+        &[(0, 0.0), (1, 0.0), (3, 1.0)],
+    );
+    assert_eq!(zero, vec![(0, 0.5), (1, 0.5)]);
+}
+
+#[test]
+fn realized_errors_name_origin_and_horizon() {
+    let mut f = SeriesForecaster::new(baselines(3, 2)).unwrap();
+    let steps = feed(&mut f, &[1.0, 2.0, 4.0, 8.0]);
+    assert!(steps[0].errors.is_empty());
+    // Sample 4 (value 8) closes naive forecasts issued after samples 1, 2, 3 (h = 3, 2, 1).
+    let naive: Vec<(u64, usize, f64)> = steps[3]
+        .errors
+        .iter()
+        .filter(|e| e.member == Member::Model(ModelKind::Naive))
+        .map(|e| (e.origin, e.horizon, e.error()))
+        .collect();
+    assert_eq!(naive, vec![(1, 3, 7.0), (2, 2, 6.0), (3, 1, 4.0)]);
+    // The ensemble's errors are reported too.
+    assert!(steps[3]
+        .errors
+        .iter()
+        .any(|e| e.member == Member::Ensemble && e.horizon == 1));
+    // An imputed sample closes forecasts without errors.
+    let step = f
+        .observe(Obs {
+            imputed: true,
+            ..Obs::value(9.0)
+        })
+        .unwrap();
+    assert!(step.errors.is_empty());
+}
+
+#[test]
+fn short_series_fall_back_to_a_named_baseline() {
+    let mut cfg = ForecastConfig::new(3, vec![24], 500, 24);
+    cfg.models = vec![ModelKind::Ets];
+    let mut f = SeriesForecaster::new(cfg).unwrap();
+    feed(&mut f, &[5.0; 10]);
+    assert_eq!(f.issued().used[0].to_string(), "naive (too short: 10 < 48)");
+    feed(&mut f, &[5.0; 20]);
+    // Naive has a track record by now; the label still says why `ets` is not used.
+    assert_eq!(f.issued().used[0].to_string(), "naive (too short: 30 < 48)");
+    let steps = feed(&mut f, &[5.0; 18]);
+    // At 48 samples the model is fitted (first time it can be) and warms up.
+    assert!(steps[17].refits.iter().any(|(k, r)| *k == ModelKind::Ets && r.is_ok()));
+    assert_eq!(
+        f.issued().used[0].to_string(),
+        "naive 0.50 + seasonal_naive 0.50 (warming up: 0 < 12 errors)"
+    );
+    feed(&mut f, &[5.0; 12]);
+    // `ets` is eligible now: any label, but no fallback reason.
+    assert_eq!(f.issued().used[0].fallback, None);
+}
+
+#[test]
+fn bad_samples_are_errors_and_change_nothing() {
+    let mut cfg = baselines(2, 2);
+    cfg.exog = 1;
+    let mut f = SeriesForecaster::new(cfg).unwrap();
+    f.observe(Obs {
+        x: &[1.0],
+        ..Obs::value(1.0)
+    })
+    .unwrap();
+    let before = f.clone();
+    assert!(matches!(
+        f.observe(Obs { x: &[1.0], ..Obs::value(f64::NAN) }),
+        Err(ObserveError::NonFinite(v)) if v.is_nan()
+    ));
+    assert!(matches!(
+        f.observe(Obs::value(2.0)),
+        Err(ObserveError::Regressors { got: 0, expected: 1 })
+    ));
+    assert!(matches!(
+        f.observe(Obs {
+            x: &[f64::INFINITY],
+            ..Obs::value(2.0)
+        }),
+        Err(ObserveError::NonFiniteRegressor { index: 0, .. })
+    ));
+    // (Debug, not ==: the scale is NaN before a refit.)
+    assert_eq!(format!("{f:?}"), format!("{before:?}"));
+}
+
+#[test]
+fn config_validation_names_the_field() {
+    let mut cfg = ForecastConfig::new(0, vec![24], 100, 10);
+    assert_eq!(cfg.validate().unwrap_err().field, "horizon");
+    cfg.horizon = 3;
+    cfg.periods = vec![1];
+    assert_eq!(cfg.validate().unwrap_err().field, "periods");
+    cfg.periods = vec![];
+    cfg.min_errors = cfg.error_window + 1;
+    let e = cfg.validate().unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "`min_errors` must be between 1 and error_window (got 97)"
+    );
+}
