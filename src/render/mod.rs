@@ -9,12 +9,14 @@
 //! Each source has two inputs, driven by [`crate::run`]: events at their event-time tick, and
 //! the source's dead letters. The input frontier follows the source's watermark.
 
+pub mod continuous;
 pub mod dedup;
 pub mod enrich;
 pub mod pending;
 pub mod rules;
 pub mod schema;
 pub mod sink;
+pub mod snapshot;
 pub mod window;
 
 use std::cell::RefCell;
@@ -134,11 +136,16 @@ pub fn render(
         inputs.push(SourceInputs { events: ev, dead: dl });
     }
 
+    // Operators whose state depends on a tcp source save it for checkpoints (`sluice serve`):
+    // file sources are read again in full after a restart.
+    let tcp = |source: usize| plan.sources[source].format == crate::plan::Format::Tcp;
+    let store = |served: bool| env.state.as_ref().filter(|_| served);
     let mut sinks = Vec::new();
     let mut schema_outs = Vec::new();
     for (stage, registry) in plan.schemas.iter().zip(registries) {
         let source = &plan.sources[stage.source];
-        let out = schema::render(events[stage.source].clone(), stage, source, registry.clone());
+        let store = store(tcp(stage.source));
+        let out = schema::render(events[stage.source].clone(), stage, source, registry.clone(), store);
         events[stage.source] = out.clone().flat_map(|o| match o {
             schema::SchemaOut::Conformed(e) => Some(e),
             _ => None,
@@ -213,7 +220,8 @@ pub fn render(
     for stage in &plan.dedups {
         let source = &plan.sources[stage.source];
         let fields = (source.time_field.as_str(), source.type_field.as_str());
-        let out = dedup::render(events[stage.source].clone(), stage, fields);
+        let store = store(tcp(stage.source)).map(|s| (s, source.name.as_str()));
+        let out = dedup::render(events[stage.source].clone(), stage, fields, store);
         events[stage.source] = out.clone().flat_map(|o| match o {
             dedup::DedupOut::Unique(e) => Some(e),
             dedup::DedupOut::Duplicate(_) => None,
@@ -250,7 +258,11 @@ pub fn render(
         let mut stream = events[stage.source].clone();
         for join in &stage.joins {
             let context = &plan.sources[join.context];
-            let out = enrich::render(stream, contexts[join.context].clone(), join, context);
+            // An as-of join's state is its context table; a continuous join's also its events.
+            let served = tcp(join.context) || (join.mode == crate::plan::JoinMode::Continuous && tcp(stage.source));
+            let name = snapshot::state_name(&["join", &source.name, &join.alias]);
+            let store = store(served).map(|s| (s, name));
+            let out = enrich::render(stream, contexts[join.context].clone(), join, context, store);
             stream = out.clone().flat_map(|o| match o {
                 enrich::JoinOut::Event(e) => Some(e),
                 _ => None,
