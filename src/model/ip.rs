@@ -114,6 +114,11 @@ impl<V> RangeTable<V> {
         let (_, (last, label, value)) = self.ranges.range(..=ip).next_back()?;
         (ip <= *last).then_some((label.as_str(), value))
     }
+
+    /// Every range's label and value, in address order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
+        self.ranges.values().map(|(_, label, value)| (label.as_str(), value))
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,10 @@
 //! lateness, on batching or on the number of workers. A key's state is released once the
 //! frontier passes its first occurrence plus the TTL: memory follows the keys seen within one
 //! TTL, not the length of the log.
+//!
+//! Served with checkpoints ([`crate::render::snapshot`]), the last-passed map of a tcp source is
+//! saved at each snapshot's frontier, per worker by key, and restored after a restart (the TTLs
+//! follow from the times saved).
 
 use std::collections::BTreeMap;
 
@@ -28,8 +32,9 @@ use timely::dataflow::operators::generic::Operator;
 use crate::event::{Accessor, Event};
 use crate::plan::DedupPlan;
 use crate::render::pending::Pending;
+use crate::render::snapshot::{apply_with_snapshots, state_name, OperatorState, StateStore};
 use crate::render::window::stable_hash;
-use crate::value::Value;
+use crate::value::{Sym, Value};
 
 /// What the dedup operator emits.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
@@ -46,17 +51,26 @@ fn key_of(fields: &[Accessor], event: &Event) -> Vec<Value> {
     fields.iter().map(|a| a.get(event).unwrap_or(Value::Null)).collect()
 }
 
+/// A key of the last-passed map: event type and key values.
+type Key = (Sym, Vec<Value>);
+
+/// What a worker's dedup operator saves: each key it owns with the time of the occurrence that
+/// passed last.
+type Saved = Vec<(Key, i64)>;
+
 /// Deduplication of source `source` in the plan's graph: unique events as its main collection,
-/// duplicates and their counter as ports. `fields` are the events' time and type field names.
+/// duplicates and their counter as ports. `fields` are the events' time and type field names;
+/// with `store` (a tcp source served with checkpoints), its state takes part in snapshots.
 pub fn stage<'s>(
     events: VecCollection<'s, u64, Event, isize>,
     plan: &DedupPlan,
     source: &str,
     fields: (&str, &str),
+    store: Option<&std::sync::Arc<dyn StateStore>>,
 ) -> crate::render::StageOut<'s> {
     use crate::plan::Port;
     use crate::render::Coll;
-    let out = render(events, plan, fields);
+    let out = render(events, plan, fields, store.map(|s| (s, source)));
     let counter = crate::render::enrich::Counter::new("events_deduplicated", source);
     crate::render::StageOut {
         main: Coll::Events(out.clone().flat_map(|o| match o {
@@ -83,11 +97,13 @@ pub fn stage<'s>(
     }
 }
 
-/// Renders deduplication of `events` under `plan`'s rules.
+/// Renders deduplication of `events` under `plan`'s rules; with `store` (a tcp source served
+/// with checkpoints), its state takes part in snapshots under `name`.
 pub fn render<'s>(
     events: VecCollection<'s, u64, Event, isize>,
     plan: &DedupPlan,
     fields: (&str, &str),
+    store: Option<(&std::sync::Arc<dyn StateStore>, &str)>,
 ) -> VecCollection<'s, u64, DedupOut, isize> {
     let rules = plan.rules.clone();
     let rule_of = move |e: &Event| rules.iter().position(|r| r.event_type == e.kind.as_str());
@@ -106,17 +122,32 @@ pub fn render<'s>(
             .expect("filtered to ruled types");
         stable_hash(&(e.kind, key_of(&rule.key, e)))
     });
+    let scope = events.inner.scope();
+    let store = store.map(|(store, source)| (std::sync::Arc::clone(store), state_name(&["dedup", source])));
     let deduped = events
         .filter(move |e| with_rule(e).is_some())
         .inner
         .unary_frontier::<CapacityContainerBuilder<Vec<(DedupOut, u64, isize)>>, _, _, _>(
             exchange,
             "Dedup",
-            move |_, _| {
+            move |_, info| {
                 let mut pending: Pending<Event> = Pending::default();
                 // (type, key) → time of the occurrence that passed last.
-                let mut first: HashMap<(crate::value::Sym, Vec<Value>), i64> = HashMap::default();
-                let mut expiry: BTreeMap<i64, Vec<(crate::value::Sym, Vec<Value>)>> = BTreeMap::new();
+                let mut first: HashMap<Key, i64> = HashMap::default();
+                let mut expiry: BTreeMap<i64, Vec<Key>> = BTreeMap::new();
+                let mut state = store.map(|(store, name)| {
+                    let activator = scope.worker().sync_activator_for(info.address.to_vec());
+                    let mut state = OperatorState::register(&store, &name, scope.index(), scope.peers(), activator);
+                    for saved in state.restore::<Saved>(false) {
+                        for (key, t0) in saved {
+                            if state.owns(stable_hash(&key)) {
+                                expiry.entry(t0 + ttl_of(&plan, key.0)).or_default().push(key.clone());
+                                first.insert(key, t0);
+                            }
+                        }
+                    }
+                    state
+                });
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| {
                         pending.absorb(&cap, data, |event, diff: isize| {
@@ -124,39 +155,47 @@ pub fn render<'s>(
                             event
                         })
                     });
-                    let (ready, limit) = pending.ready(frontier);
-                    for (time, mut events) in ready {
-                        events.sort();
-                        let cap = pending.caps.delayed(&time);
-                        let mut session = output.session(&cap);
-                        for event in events {
-                            let rule = plan
-                                .rules
-                                .iter()
-                                .find(|r| r.event_type == event.kind.as_str())
-                                .expect("ruled type");
-                            let key = (event.kind, key_of(&rule.key, &event));
-                            let ttl = rule.ttl_ms as i64;
-                            match first.get(&key) {
-                                Some(&t0) if event.time < t0 + ttl => {
-                                    let key_json = Value::List(key.1.clone().into()).to_json().to_string();
-                                    let row = vec![
-                                        Value::str(event.kind.as_str()),
-                                        Value::str(&key_json),
-                                        Value::Time(event.time),
-                                        Value::Time(t0),
-                                        Value::str(&event.to_json(&time_field, &type_field).to_string()),
-                                    ];
-                                    session.give((DedupOut::Duplicate(row), time, 1));
-                                }
-                                _ => {
-                                    first.insert(key.clone(), event.time);
-                                    expiry.entry(event.time + ttl).or_default().push(key);
-                                    session.give((DedupOut::Unique(event), time, 1));
+                    if let Some(state) = &state {
+                        pending.drop_before(state.restored());
+                    }
+                    let limit = frontier.frontier().iter().min().copied();
+                    let mut apply = |until: Option<u64>, first: &mut HashMap<Key, i64>| {
+                        for (time, mut events) in pending.ready_until(until) {
+                            events.sort();
+                            let cap = pending.caps.delayed(&time);
+                            let mut session = output.session(&cap);
+                            for event in events {
+                                let rule = plan
+                                    .rules
+                                    .iter()
+                                    .find(|r| r.event_type == event.kind.as_str())
+                                    .expect("ruled type");
+                                let key = (event.kind, key_of(&rule.key, &event));
+                                let ttl = rule.ttl_ms as i64;
+                                match first.get(&key) {
+                                    Some(&t0) if event.time < t0 + ttl => {
+                                        let key_json = Value::List(key.1.clone().into()).to_json().to_string();
+                                        let row = vec![
+                                            Value::str(event.kind.as_str()),
+                                            Value::str(&key_json),
+                                            Value::Time(event.time),
+                                            Value::Time(t0),
+                                            Value::str(&event.to_json(&time_field, &type_field).to_string()),
+                                        ];
+                                        session.give((DedupOut::Duplicate(row), time, 1));
+                                    }
+                                    _ => {
+                                        first.insert(key.clone(), event.time);
+                                        expiry.entry(event.time + ttl).or_default().push(key);
+                                        session.give((DedupOut::Unique(event), time, 1));
+                                    }
                                 }
                             }
                         }
-                    }
+                    };
+                    let save =
+                        |first: &HashMap<Key, i64>| -> Saved { first.iter().map(|(k, t)| (k.clone(), *t)).collect() };
+                    apply_with_snapshots(&mut state, limit, &mut first, &mut apply, save);
                     // Release keys whose TTL the frontier has passed.
                     let released: Vec<i64> = expiry
                         .keys()
@@ -179,7 +218,7 @@ pub fn render<'s>(
     passthrough.concat(deduped)
 }
 
-fn ttl_of(plan: &DedupPlan, kind: crate::value::Sym) -> i64 {
+fn ttl_of(plan: &DedupPlan, kind: Sym) -> i64 {
     plan.rules
         .iter()
         .find(|r| r.event_type == kind.as_str())

@@ -20,14 +20,17 @@
 //!   only later events. State is one row per context key (one per range).
 //! - `max_age`: a row older than `max_age` at the event's time is not attached (a miss, also
 //!   counted as `context_stale`).
-//! - **continuous**: a differential view: each event joined with its key's latest context row
-//!   (latest by context time). When the context changes at a later time, the enriched events are
-//!   retracted and emitted again at that time.
+//! - **continuous** (`continuous.rs`): a differential view: each event joined with its key's
+//!   latest context row (latest by context time). When the context changes at a later time, the
+//!   enriched events are retracted and emitted again at that time.
 //! - Relevance: events whose type is not in `types` or that fail `when` pass through unchanged
 //!   and count neither hit nor miss. A missing context row never holds an event back: the event
 //!   goes on without the alias field and `context_misses` counts it.
-
-use std::collections::BTreeMap;
+//!
+//! Served with checkpoints, a join whose state depends on a tcp source saves it at each
+//! snapshot's frontier ([`crate::render::snapshot`]): the as-of index (one row per key, or the
+//! range table, which every worker holds whole), or the continuous join's latest rows and
+//! events. A restart restores it and drops the updates before that frontier.
 
 use differential_dataflow::{AsCollection, VecCollection};
 use rustc_hash::FxHashMap as HashMap;
@@ -36,12 +39,14 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::Scope;
 
 use crate::dead_letter::DeadLetter;
 use crate::event::{Accessor, Event};
 use crate::model::ip::{parse_cidr, parse_ip, RangeTable};
 use crate::plan::{EnrichPlan, JoinMode, JoinPlan, Matching, SourcePlan};
-use crate::render::pending::Pending;
+use crate::render::pending::Paired;
+use crate::render::snapshot::{apply_with_snapshots, OperatorState, StateStore};
 use crate::render::window::stable_hash;
 use crate::value::{Sym, Value};
 
@@ -113,12 +118,13 @@ pub fn context_row(join: &JoinPlan, context: &SourcePlan, row: &Event) -> Value 
 /// An enrichment stage in the plan's graph: its joins in order (`contexts[k]` feeds join `k`),
 /// then derived fields and rules. Main collection: the events that pass; ports: routed events
 /// per destination, blocked events, rule statistics (a windowed aggregate of the rules'
-/// outcomes) and counters.
+/// outcomes) and counters. With `state`, joins over tcp sources take part in snapshots.
 pub fn stage<'s>(
     events: VecCollection<'s, u64, Event, isize>,
     contexts: Vec<VecCollection<'s, u64, Event, isize>>,
     plan: &EnrichPlan,
     whole: &crate::plan::Plan,
+    state: Option<&std::sync::Arc<dyn StateStore>>,
 ) -> crate::render::StageOut<'s> {
     use crate::plan::Port;
     use crate::render::{rules, window, Coll};
@@ -126,8 +132,14 @@ pub fn stage<'s>(
     let fields = (source.time_field.as_str(), source.type_field.as_str());
     let mut stream = events;
     let (mut counters, mut errs) = (Vec::new(), Vec::new());
+    let tcp = |source: usize| whole.sources[source].format == crate::plan::Format::Tcp;
     for (join, context) in plan.joins.iter().zip(contexts) {
-        let out = render(stream, context, join, &whole.sources[join.context]);
+        // An as-of join's state is its context table; a continuous join's also its events.
+        // File sources are read again in full after a restart.
+        let served = tcp(join.context) || (join.mode == JoinMode::Continuous && tcp(plan.source));
+        let name = crate::render::snapshot::state_name(&["join", &source.name, &join.alias]);
+        let store = state.filter(|_| served).map(|s| (s, name));
+        let out = render(stream, context, join, &whole.sources[join.context], store);
         stream = out.clone().flat_map(|o| match o {
             JoinOut::Event(e) => Some(e),
             _ => None,
@@ -185,12 +197,14 @@ pub fn stage<'s>(
     }
 }
 
-/// Renders `join` of `events` with `context` (the records of the join's context source).
+/// Renders `join` of `events` with `context` (the records of the join's context source). With
+/// `store`, the join's state takes part in snapshots under that name.
 pub fn render<'s>(
     events: VecCollection<'s, u64, Event, isize>,
     context: VecCollection<'s, u64, Event, isize>,
     join: &JoinPlan,
     context_source: &SourcePlan,
+    store: Option<(&std::sync::Arc<dyn StateStore>, String)>,
 ) -> VecCollection<'s, u64, JoinOut, isize> {
     let join_all = join.types.is_empty() && join.when.is_none();
     let (events, passthrough) = if join_all {
@@ -200,9 +214,10 @@ pub fn render<'s>(
         let passthrough = events.clone().filter(move |e| !applies(&irrelevant, e));
         (events.filter(move |e| applies(&relevant, e)), Some(passthrough))
     };
+    let store = store.map(|(s, name)| (std::sync::Arc::clone(s), name));
     let joined = match join.mode {
-        JoinMode::AsOf => as_of(events, context, join, context_source),
-        JoinMode::Continuous => continuous(events, context, join, context_source),
+        JoinMode::AsOf => as_of(events, context, join, context_source, store),
+        JoinMode::Continuous => super::continuous::render(events, context, join, context_source, store),
     };
     match passthrough {
         Some(p) => p.map(JoinOut::Event).concat(joined),
@@ -212,10 +227,17 @@ pub fn render<'s>(
 
 /// The current rows of a context source, as the `AsOf` operator holds them.
 trait Index {
+    /// The index as a snapshot keeps it: (key or range, time, row).
+    type Saved: Serialize + serde::de::DeserializeOwned;
+    /// Every worker holds the whole index (context rows are broadcast).
+    const BROADCAST: bool;
     /// Applies a context row; an error is a dead letter's reason and detail.
     fn apply(&mut self, row: &Event, value: Value) -> Result<(), (&'static str, String)>;
     /// The row current for `event`: its time and value.
     fn lookup(&self, event: &Event) -> Option<&(i64, Value)>;
+    fn save(&self) -> Self::Saved;
+    /// Adds saved rows whose key `owns` (given its exchange hash) says are this worker's.
+    fn restore(&mut self, saved: Self::Saved, owns: &dyn Fn(u64) -> bool);
 }
 
 struct Keyed {
@@ -225,6 +247,19 @@ struct Keyed {
 }
 
 impl Index for Keyed {
+    type Saved = Vec<(Vec<Value>, i64, Value)>;
+    const BROADCAST: bool = false;
+    fn save(&self) -> Self::Saved {
+        self.rows.iter().map(|(k, (t, v))| (k.clone(), *t, v.clone())).collect()
+    }
+    fn restore(&mut self, saved: Self::Saved, owns: &dyn Fn(u64) -> bool) {
+        for (key, time, value) in saved {
+            // Rows are routed by the hash of their (present) key.
+            if owns(stable_hash(&Some(&key))) {
+                self.rows.insert(key, (time, value));
+            }
+        }
+    }
     fn apply(&mut self, row: &Event, value: Value) -> Result<(), (&'static str, String)> {
         let key = key_of(&self.context_key, row).ok_or_else(|| {
             (
@@ -247,6 +282,23 @@ struct Ranges {
 }
 
 impl Index for Ranges {
+    /// Each range's CIDR text, with its row's time and value.
+    type Saved = Vec<(String, i64, Value)>;
+    const BROADCAST: bool = true;
+    fn save(&self) -> Self::Saved {
+        self.table
+            .iter()
+            .map(|(label, (t, v))| (label.to_string(), *t, v.clone()))
+            .collect()
+    }
+    fn restore(&mut self, saved: Self::Saved, _: &dyn Fn(u64) -> bool) {
+        for (label, time, value) in saved {
+            // Saved from a table that held them, so they parse and do not overlap.
+            if let Ok(range) = parse_cidr(&label) {
+                let _ = self.table.insert(range, &label, (time, value));
+            }
+        }
+    }
     fn apply(&mut self, row: &Event, value: Value) -> Result<(), (&'static str, String)> {
         let text = match self.cidr.get(row) {
             Some(Value::Str(s)) => s,
@@ -273,6 +325,8 @@ struct AsOfConfig {
     context: SourcePlan,
     /// Whether this worker reports bad context rows (every worker sees broadcast rows).
     report_dead: bool,
+    /// Where the index is saved for checkpoints, and under what name.
+    store: Option<(std::sync::Arc<dyn StateStore>, String)>,
 }
 
 fn as_of<'s>(
@@ -280,11 +334,13 @@ fn as_of<'s>(
     context: VecCollection<'s, u64, Event, isize>,
     join: &JoinPlan,
     context_source: &SourcePlan,
+    store: Option<(std::sync::Arc<dyn StateStore>, String)>,
 ) -> VecCollection<'s, u64, JoinOut, isize> {
     let config = AsOfConfig {
         join: join.clone(),
         context: context_source.clone(),
         report_dead: true,
+        store,
     };
     match join.matching {
         Matching::Equal => {
@@ -315,7 +371,25 @@ fn as_of<'s>(
     }
 }
 
-type Updates<D> = Vec<(D, u64, isize)>;
+pub(super) type Updates<D> = Vec<(D, u64, isize)>;
+
+/// Registers a join's state for snapshots (when it has a store) and restores it: `restore` gets
+/// each saved state and a test of whether a key's exchange hash is this worker's.
+pub(super) fn join_state<T: serde::de::DeserializeOwned>(
+    store: Option<(std::sync::Arc<dyn StateStore>, String)>,
+    scope: &Scope<'_, u64>,
+    info: &timely::dataflow::operators::generic::OperatorInfo,
+    broadcast: bool,
+    mut restore: impl FnMut(T, &dyn Fn(u64) -> bool),
+) -> Option<OperatorState> {
+    let (store, name) = store?;
+    let activator = scope.worker().sync_activator_for(info.address.to_vec());
+    let mut state = OperatorState::register(&store, &name, scope.index(), scope.peers(), activator);
+    for saved in state.restore::<T>(broadcast) {
+        restore(saved, &|hash| state.owns(hash));
+    }
+    Some(state)
+}
 
 fn as_of_operator<'s, I, P1, P2>(
     events: timely::dataflow::Stream<'s, u64, Updates<Event>>,
@@ -335,149 +409,97 @@ where
         join,
         context,
         report_dead,
+        store,
     } = config;
     let (alias, max_age) = (Sym::new(&join.alias), join.max_age_ms.map(|a| a as i64));
     let [hit, miss, stale, rejected] =
         ["context_hits", "context_misses", "context_stale", "context_rejected"].map(|m| Counter::new(m, &join.alias));
+    let scope = events.scope();
     events
         .binary_frontier::<_, CapacityContainerBuilder<Updates<JoinOut>>, _, _, _, _>(
             rows,
             events_pact,
             rows_pact,
             name,
-            move |_, _| {
-                // Events and context rows by time; `pending.caps` holds capabilities for both.
-                let mut pending: Pending<Event> = Pending::default();
-                let mut rows: BTreeMap<u64, Vec<Event>> = BTreeMap::new();
+            move |_, info| {
+                // Events and context rows by time, with capabilities for both.
+                let mut pending: Paired<Event, Event> = Paired::default();
+                let mut state = join_state(store, &scope, &info, I::BROADCAST, |saved, owns| {
+                    index.restore(saved, owns)
+                });
                 move |(events_in, events_frontier), (rows_in, rows_frontier), output| {
-                    events_in.for_each_stamp(|cap, data| pending.absorb(&cap, data, |e, _| e));
-                    rows_in.for_each_stamp(|cap, data| {
-                        pending.retain(&cap);
-                        for batch in data {
-                            for (row, t, _) in batch.drain(..) {
-                                rows.entry(t).or_default().push(row);
-                            }
-                        }
-                    });
+                    events_in.for_each_stamp(|cap, data| pending.events.absorb(&cap, data, |e, _| e));
+                    rows_in.for_each_stamp(|cap, data| pending.absorb_rows(&cap, data));
+                    if let Some(state) = &state {
+                        pending.drop_before(state.restored());
+                    }
                     let limit = events_frontier
                         .frontier()
                         .iter()
                         .chain(rows_frontier.frontier().iter())
                         .min()
                         .copied();
-                    let mut ready: BTreeMap<u64, Vec<Event>> = pending.ready_until(limit).into_iter().collect();
-                    let mut times: Vec<u64> = ready.keys().copied().collect();
-                    times.extend(rows.keys().copied().take_while(|t| limit.is_none_or(|l| *t < l)));
-                    times.sort_unstable();
-                    times.dedup();
-                    for time in times {
-                        let mut ctx = rows.remove(&time).unwrap_or_default();
-                        ctx.sort();
-                        let mut ctx = ctx.into_iter().peekable();
-                        let mut events = ready.remove(&time).unwrap_or_default();
-                        // Lookups do not change the index, so events at one time may go in any order.
-                        events.sort_unstable_by_key(|e| e.time);
-                        let cap = pending.caps.delayed(&time);
-                        let mut session = output.session(&cap);
-                        let [mut hits, mut misses, mut stales, mut rejections] = [0isize; 4];
-                        let mut dead = Vec::new();
-                        let mut apply = |index: &mut I, row: Event| {
-                            let value = context_row(&join, &context, &row);
-                            let result = index.apply(&row, value);
-                            if let (Err((reason, detail)), true) = (result, report_dead) {
-                                dead.push(DeadLetter {
-                                    stage: format!("context:{}", context.name),
-                                    reason: reason.into(),
-                                    detail,
-                                    location: String::new(),
-                                    record: row.to_json(&context.time_field, &context.type_field).to_string(),
-                                    event_time: Some(row.time),
-                                    original: None,
-                                });
-                            }
-                        };
-                        for event in events {
-                            while ctx.peek().is_some_and(|r| r.time <= event.time) {
-                                apply(&mut index, ctx.next().expect("peeked"));
-                            }
-                            let out = match index.lookup(&event) {
-                                Some((t0, row)) if max_age.is_none_or(|age| event.time - t0 <= age) => {
-                                    hits += 1;
-                                    event.with_field(alias, row.clone())
-                                }
-                                found => {
-                                    misses += 1;
-                                    stales += isize::from(found.is_some());
-                                    event
+                    let mut apply = |until: Option<u64>, index: &mut I| {
+                        for (time, mut ctx, mut events) in pending.ready_until(until) {
+                            ctx.sort();
+                            let mut ctx = ctx.into_iter().peekable();
+                            // Lookups do not change the index, so events at one time may go in any order.
+                            events.sort_unstable_by_key(|e| e.time);
+                            let cap = pending.events.caps.delayed(&time);
+                            let mut session = output.session(&cap);
+                            let [mut hits, mut misses, mut stales, mut rejections] = [0isize; 4];
+                            let mut dead = Vec::new();
+                            let mut apply_row = |index: &mut I, row: Event| {
+                                let value = context_row(&join, &context, &row);
+                                let result = index.apply(&row, value);
+                                if let (Err((reason, detail)), true) = (result, report_dead) {
+                                    dead.push(DeadLetter {
+                                        stage: format!("context:{}", context.name),
+                                        reason: reason.into(),
+                                        detail,
+                                        location: String::new(),
+                                        record: row.to_json(&context.time_field, &context.type_field).to_string(),
+                                        event_time: Some(row.time),
+                                        original: None,
+                                    });
                                 }
                             };
-                            session.give((JoinOut::Event(out), time, 1));
-                        }
-                        for row in ctx {
-                            apply(&mut index, row);
-                        }
-                        rejections += dead.len() as isize;
-                        for letter in dead {
-                            session.give((JoinOut::Dead(letter), time, 1));
-                        }
-                        for (counter, n) in [(hit, hits), (miss, misses), (stale, stales), (rejected, rejections)] {
-                            if n > 0 {
-                                session.give((JoinOut::Count(counter), time, n));
+                            for event in events {
+                                while ctx.peek().is_some_and(|r| r.time <= event.time) {
+                                    apply_row(index, ctx.next().expect("peeked"));
+                                }
+                                let out = match index.lookup(&event) {
+                                    Some((t0, row)) if max_age.is_none_or(|age| event.time - t0 <= age) => {
+                                        hits += 1;
+                                        event.with_field(alias, row.clone())
+                                    }
+                                    found => {
+                                        misses += 1;
+                                        stales += isize::from(found.is_some());
+                                        event
+                                    }
+                                };
+                                session.give((JoinOut::Event(out), time, 1));
+                            }
+                            for row in ctx {
+                                apply_row(index, row);
+                            }
+                            rejections += dead.len() as isize;
+                            for letter in dead {
+                                session.give((JoinOut::Dead(letter), time, 1));
+                            }
+                            for (counter, n) in [(hit, hits), (miss, misses), (stale, stales), (rejected, rejections)] {
+                                if n > 0 {
+                                    session.give((JoinOut::Count(counter), time, n));
+                                }
                             }
                         }
-                    }
-                    let hold = [pending.next_time(), rows.keys().next().copied()]
-                        .into_iter()
-                        .flatten()
-                        .min();
-                    pending.caps.downgrade(hold.iter());
+                    };
+                    apply_with_snapshots(&mut state, limit, &mut index, &mut apply, I::save);
+                    let hold = pending.next_time();
+                    pending.events.caps.downgrade(hold.iter());
                 }
             },
         )
         .as_collection()
-}
-
-fn continuous<'s>(
-    events: VecCollection<'s, u64, Event, isize>,
-    context: VecCollection<'s, u64, Event, isize>,
-    join: &JoinPlan,
-    context_source: &SourcePlan,
-) -> VecCollection<'s, u64, JoinOut, isize> {
-    assert_eq!(
-        join.matching,
-        Matching::Equal,
-        "validation allows continuous equality joins only"
-    );
-    let (plan, ctx_plan) = (join.clone(), context_source.clone());
-    let ck = join.context_key.clone();
-    let latest = context
-        .flat_map(move |row| {
-            let key = key_of(&ck, &row)?;
-            Some((key, (row.time, context_row(&plan, &ctx_plan, &row))))
-        })
-        .reduce(|_key, rows, out| {
-            let (latest, _) = rows.last().expect("reduce sees at least one row");
-            out.push(((*latest).clone(), 1isize));
-        });
-    let ek = join.event_key.clone();
-    let keyed = events.clone().flat_map(move |e| key_of(&ek, &e).map(|k| (k, e)));
-    let ek = join.event_key.clone();
-    let keyless = events.filter(move |e| key_of(&ek, e).is_none());
-    let alias = Sym::new(&join.alias);
-    let hits = keyed
-        .clone()
-        .join_map(latest.clone(), move |_, e, (_, row)| e.with_field(alias, row.clone()));
-    let misses = keyed.antijoin(latest.map(|(k, _)| k)).map(|(_, e)| e).concat(keyless);
-    let (hit, miss) = (
-        JoinOut::Count(Counter::new("context_hits", &join.alias)),
-        JoinOut::Count(Counter::new("context_misses", &join.alias)),
-    );
-    // Joins emit a change and its undoing at one time (a row moving from miss to hit, say)
-    // without consolidating them; the view's consumers should see net changes only.
-    hits.clone()
-        .map(JoinOut::Event)
-        .concat(hits.map(move |_| hit.clone()))
-        .concat(misses.clone().map(JoinOut::Event))
-        .concat(misses.map(move |_| miss.clone()))
-        .consolidate()
 }

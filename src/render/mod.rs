@@ -13,6 +13,7 @@
 //! its inputs' main collections as events; an aggregate's rows become events at their window's
 //! last millisecond ([`window::rows_as_events`]).
 
+pub mod continuous;
 pub mod dedup;
 pub mod enrich;
 pub mod forecast;
@@ -20,6 +21,7 @@ pub mod pending;
 pub mod rules;
 pub mod schema;
 pub mod sink;
+pub mod snapshot;
 pub mod window;
 
 use std::cell::RefCell;
@@ -117,6 +119,10 @@ pub fn render(
         inputs.push(SourceInputs { events: ev, dead: dl });
     }
 
+    // Operators whose state depends on a tcp source save it for checkpoints (`sluice serve`):
+    // file sources are read again in full after a restart.
+    let tcp = |source: usize| plan.sources[source].format == crate::plan::Format::Tcp;
+    let store = |served: bool| env.state.as_ref().filter(|_| served);
     let mut registries = registries.iter();
     let mut outs: Vec<StageOut<'_>> = Vec::with_capacity(plan.stages.len());
     for stage in &plan.stages {
@@ -126,12 +132,15 @@ pub fn render(
         let out = match &stage.kind {
             StageKind::Schema(p) => {
                 let registry = registries.next().expect("a registry per schema stage").clone();
-                schema::stage(input, p, &plan.sources[p.source], registry)
+                schema::stage(input, p, &plan.sources[p.source], registry, store(tcp(p.source)))
             }
-            StageKind::Dedup(p) => dedup::stage(input, p, &plan.sources[p.source].name, fields),
+            StageKind::Dedup(p) => {
+                let name = &plan.sources[p.source].name;
+                dedup::stage(input, p, name, fields, store(tcp(p.source)))
+            }
             StageKind::Enrich(p) => {
                 let contexts: Vec<EventsOf<'_>> = stage.inputs[1..].iter().map(events).collect();
-                enrich::stage(input, contexts, p, plan)
+                enrich::stage(input, contexts, p, plan, env.state.as_ref())
             }
             StageKind::Aggregate(p) => window::stage(input, p, fields),
             StageKind::Forecast(p) => forecast::stage(input, p, fields),

@@ -1,7 +1,7 @@
 //! Time-ordered buffering for operators that apply their input one timestamp at a time: updates
 //! wait until the input frontier has passed their time, and the capabilities to emit at those
-//! times are kept meanwhile. This is what makes the windowed, schema and dedup operators'
-//! outputs a function of their input collection, not of batching or worker count.
+//! times are kept meanwhile. This is what makes the windowed, schema, dedup and join operators'
+//! outputs a function of their input collections, not of batching or worker count.
 
 use std::collections::BTreeMap;
 
@@ -72,8 +72,77 @@ impl<D> Pending<D> {
             .collect()
     }
 
+    /// Drops the updates at times before `from` (a restored operator's state holds them).
+    pub fn drop_before(&mut self, from: u64) {
+        if self.by_time.first_key_value().is_some_and(|(t, _)| *t < from) {
+            self.by_time = self.by_time.split_off(&from);
+        }
+    }
+
     /// The earliest time still waiting.
     pub fn next_time(&self) -> Option<u64> {
         self.by_time.keys().next().copied()
+    }
+}
+
+/// Two inputs buffered by time, for the joins: events and context rows wait until both input
+/// frontiers have passed their time, with capabilities for those times in `events.caps`.
+pub struct Paired<E, R> {
+    pub events: Pending<E>,
+    rows: BTreeMap<u64, Vec<R>>,
+}
+
+impl<E, R> Default for Paired<E, R> {
+    fn default() -> Self {
+        Paired {
+            events: Pending::default(),
+            rows: BTreeMap::new(),
+        }
+    }
+}
+
+impl<E, R> Paired<E, R> {
+    /// Takes one stamp's containers of context rows (their diffs are dropped: context sources
+    /// are append-only).
+    pub fn absorb_rows(&mut self, cap: &InputCapability<u64>, data: std::slice::IterMut<'_, Vec<(R, u64, isize)>>) {
+        self.events.retain(cap);
+        for batch in data {
+            for (row, t, _) in batch.drain(..) {
+                self.rows.entry(t).or_default().push(row);
+            }
+        }
+    }
+
+    /// Removes and returns, in time order, the times before `limit` (all when `None`), each with
+    /// its rows and events.
+    pub fn ready_until(&mut self, limit: Option<u64>) -> Vec<(u64, Vec<R>, Vec<E>)> {
+        let mut events: BTreeMap<u64, Vec<E>> = self.events.ready_until(limit).into_iter().collect();
+        let mut times: Vec<u64> = events.keys().copied().collect();
+        times.extend(self.rows.keys().copied().take_while(|t| limit.is_none_or(|l| *t < l)));
+        times.sort_unstable();
+        times.dedup();
+        times
+            .into_iter()
+            .map(|t| {
+                let rows = self.rows.remove(&t).unwrap_or_default();
+                (t, rows, events.remove(&t).unwrap_or_default())
+            })
+            .collect()
+    }
+
+    /// Drops both inputs' updates before `from` (a restored operator's state holds them).
+    pub fn drop_before(&mut self, from: u64) {
+        self.events.drop_before(from);
+        if self.rows.first_key_value().is_some_and(|(t, _)| *t < from) {
+            self.rows = self.rows.split_off(&from);
+        }
+    }
+
+    /// The earliest time still waiting; capabilities before it can go.
+    pub fn next_time(&self) -> Option<u64> {
+        [self.events.next_time(), self.rows.keys().next().copied()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }

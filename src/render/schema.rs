@@ -23,8 +23,12 @@
 //!    rejected — or to `quarantine` under that policy — and `conform_error` otherwise.
 //!
 //! `inferred_schemas` rows (one per type, scope and path, with presence and kind counts) change
-//! at most once per minute of event time, stamped with the minute's end, so the changelog
-//! stays small while counts stay exact.
+//! at most once per minute of event time, stamped with the end of the minute in which the type
+//! last changed, so the changelog stays small while counts stay exact.
+//!
+//! Served with checkpoints ([`crate::render::snapshot`]), each worker saves the state of the
+//! types it owns (statistics by path name, the recent window's ticks, versions, the rows last
+//! reported) at each snapshot's frontier, and a restart restores it by type.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -37,6 +41,7 @@ use crate::dead_letter::DeadLetter;
 use crate::event::Event;
 use crate::plan::{SchemaPlan, SourcePlan};
 use crate::render::pending::Pending;
+use crate::render::snapshot::{apply_with_snapshots, state_name, OperatorState, StateStore};
 use crate::render::window::stable_hash;
 use crate::schema::conform::{ConformPolicy, Conformer, Extra};
 use crate::schema::drift::drift;
@@ -79,6 +84,8 @@ struct TypeState {
     rejected: Option<String>,
     /// Rows last emitted to `inferred_schemas`.
     reported: Vec<Vec<Value>>,
+    /// The minute boundary at which the type's changes since `reported` are reported.
+    report_at: Option<u64>,
 }
 
 fn add(into: &mut Counts, from: &Counts, sign: i64) {
@@ -98,6 +105,11 @@ fn inferred(events: u64, counts: &Counts, ids: &PathIds) -> Inferred {
     )
 }
 
+/// The end of the minute holding `time`, where a change at `time` is reported.
+fn boundary(time: u64) -> u64 {
+    time - time % REPORT_MS + REPORT_MS
+}
+
 /// The schema stage of `source` in the plan's graph: conformed events as its main collection;
 /// statistics, versions, changes and quarantined events as its ports.
 pub fn stage<'s>(
@@ -105,10 +117,11 @@ pub fn stage<'s>(
     plan: &SchemaPlan,
     source: &SourcePlan,
     registry: Registry,
+    store: Option<&std::sync::Arc<dyn StateStore>>,
 ) -> crate::render::StageOut<'s> {
     use crate::plan::Port;
     use crate::render::Coll;
-    let out = render(events, plan, source, registry);
+    let out = render(events, plan, source, registry, store);
     let (time_field, type_field) = (source.time_field.clone(), source.type_field.clone());
     let rows = |f: fn(SchemaOut) -> Option<Vec<Value>>| Coll::Rows(out.clone().flat_map(f));
     let quarantined = out.clone().flat_map(move |o| match o {
@@ -155,12 +168,14 @@ pub fn stage<'s>(
     }
 }
 
-/// Renders the schema stage of `source`; `registry` holds versions loaded at start-up.
+/// Renders the schema stage of `source`; `registry` holds versions loaded at start-up. With
+/// `store` (a tcp source served with checkpoints), its state takes part in snapshots.
 pub fn render<'s>(
     events: VecCollection<'s, u64, Event, isize>,
     plan: &SchemaPlan,
     source: &SourcePlan,
     registry: Registry,
+    store: Option<&std::sync::Arc<dyn StateStore>>,
 ) -> VecCollection<'s, u64, SchemaOut, isize> {
     let plan = plan.clone();
     let names = Names {
@@ -170,24 +185,42 @@ pub fn render<'s>(
     };
     let exchange = Exchange::new(|(e, _, _): &(Event, u64, isize)| stable_hash(&e.kind));
     let name = format!("SchemaRegistry({})", source.name);
+    let scope = events.inner.scope();
+    let store = store.map(|s| (std::sync::Arc::clone(s), state_name(&["schema", &source.name])));
     events
         .inner
         .unary_frontier::<CapacityContainerBuilder<Vec<(SchemaOut, u64, isize)>>, _, _, _>(
             exchange,
             &name,
-            move |_, _| {
+            move |capability, info| {
                 let mut pending: Pending<Event> = Pending::default();
-                let mut types: BTreeMap<Sym, TypeState> = BTreeMap::new();
-                let mut registry = registry;
-                let mut next_report: Option<u64> = None;
+                let mut stage = Stage {
+                    types: BTreeMap::new(),
+                    registry,
+                    ids: PathIds::new(),
+                };
                 let mut conformers = HashMap::new();
-                let mut ids = PathIds::new();
                 let mut scratch = ObsScratch::default();
                 let mut obs = Vec::new();
                 let limits = Limits {
                     max_depth: plan.max_depth as usize,
                     ..Limits::default()
                 };
+                let mut state = store.map(|(store, name)| {
+                    let activator = scope.worker().sync_activator_for(info.address.to_vec());
+                    let mut state = OperatorState::register(&store, &name, scope.index(), scope.peers(), activator);
+                    for saved in state.restore::<Saved>(false) {
+                        if let Err(e) = stage.restore(saved, |kind| state.owns(stable_hash(&kind))) {
+                            store.fail(format!("operator `{name}`: {e}"));
+                        }
+                    }
+                    state
+                });
+                // Restored reports are due at their boundaries, which may precede the frontier.
+                for at in stage.types.values().filter_map(|t| t.report_at) {
+                    pending.caps.insert(capability.delayed(&at));
+                }
+                drop(capability);
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| {
                         pending.absorb(&cap, data, |event, diff: isize| {
@@ -195,101 +228,250 @@ pub fn render<'s>(
                             event
                         })
                     });
-                    let (ready, limit) = pending.ready(frontier);
-                    for (time, mut events) in ready {
-                        events.sort();
-                        // Report inference at every minute boundary that this time has passed.
-                        while let Some(boundary) = next_report.filter(|b| *b <= time) {
-                            let cap = pending.caps.delayed(&boundary);
-                            let mut session = output.session(&cap);
-                            for (kind, state) in types.iter_mut() {
-                                for (row, diff) in report(*kind, state, &ids) {
-                                    session.give((SchemaOut::Inferred(row), boundary, diff));
-                                }
-                            }
-                            next_report = Some(boundary + REPORT_MS);
-                        }
-                        if next_report.is_none() {
-                            next_report = Some(time - time % REPORT_MS + REPORT_MS);
-                        }
-                        let cap = pending.caps.delayed(&time);
-                        let mut session = output.session(&cap);
-                        let mut out = Vec::new();
-                        let mut by_type: BTreeMap<Sym, Vec<Event>> = BTreeMap::new();
-                        for event in events {
-                            by_type.entry(event.kind).or_default().push(event);
-                        }
-                        for (kind, events) in by_type {
-                            let state = types.entry(kind).or_default();
-                            let mut tick = Counts::default();
-                            let mut tick_events = 0;
-                            let mut admitted = Vec::new();
-                            for event in events {
-                                match observations_by_id(&event.payload, &limits, &mut ids, &mut scratch, &mut obs) {
-                                    Ok(()) => {
-                                        for o in &obs {
-                                            *tick.entry(*o).or_insert(0) += 1;
-                                        }
-                                        tick_events += 1;
-                                        admitted.push(event);
-                                    }
-                                    Err(e) => out.push(SchemaOut::Dead(letter(
-                                        &names,
-                                        "depth_exceeded",
-                                        e.to_string(),
-                                        &event,
-                                    ))),
-                                }
-                            }
-                            add(&mut state.history, &tick, 1);
-                            state.history_events += tick_events;
-                            add(&mut state.recent, &tick, 1);
-                            state.recent_events += tick_events;
-                            state.recent_log.push_back((time, tick, tick_events));
-                            while let Some((t, _, _)) = state.recent_log.front() {
-                                if *t + plan.window_ms > time {
-                                    break;
-                                }
-                                let (_, old, n) = state.recent_log.pop_front().expect("front exists");
-                                add(&mut state.recent, &old, -1);
-                                state.recent_events -= n;
-                            }
-                            consider(&plan, &mut registry, kind, state, &ids, time, &mut out);
-                            for event in admitted {
-                                out.push(conform_event(&plan, &registry, &mut conformers, state, event, &names));
-                            }
-                        }
-                        session.give_iterator(out.into_iter().map(|o| (o, time, 1)));
+                    if let Some(state) = &state {
+                        pending.drop_before(state.restored());
                     }
+                    let limit = frontier.frontier().iter().min().copied();
+                    let mut apply = |until: Option<u64>, stage: &mut Stage| {
+                        for (time, mut events) in pending.ready_until(until) {
+                            events.sort();
+                            // Report the types whose minute has passed.
+                            for (kind, t) in stage.types.iter_mut() {
+                                let Some(at) = t.report_at.filter(|at| *at <= time) else {
+                                    continue;
+                                };
+                                t.report_at = None;
+                                let cap = pending.caps.delayed(&at);
+                                let mut session = output.session(&cap);
+                                for (row, diff) in report(*kind, t, &stage.ids) {
+                                    session.give((SchemaOut::Inferred(row), at, diff));
+                                }
+                            }
+                            let cap = pending.caps.delayed(&time);
+                            let mut session = output.session(&cap);
+                            let mut out = Vec::new();
+                            let mut by_type: BTreeMap<Sym, Vec<Event>> = BTreeMap::new();
+                            for event in events {
+                                by_type.entry(event.kind).or_default().push(event);
+                            }
+                            for (kind, events) in by_type {
+                                let state = stage.types.entry(kind).or_default();
+                                let mut tick = Counts::default();
+                                let mut tick_events = 0;
+                                let mut admitted = Vec::new();
+                                for event in events {
+                                    match observations_by_id(
+                                        &event.payload,
+                                        &limits,
+                                        &mut stage.ids,
+                                        &mut scratch,
+                                        &mut obs,
+                                    ) {
+                                        Ok(()) => {
+                                            for o in &obs {
+                                                *tick.entry(*o).or_insert(0) += 1;
+                                            }
+                                            tick_events += 1;
+                                            admitted.push(event);
+                                        }
+                                        Err(e) => out.push(SchemaOut::Dead(letter(
+                                            &names,
+                                            "depth_exceeded",
+                                            e.to_string(),
+                                            &event,
+                                        ))),
+                                    }
+                                }
+                                add(&mut state.history, &tick, 1);
+                                state.history_events += tick_events;
+                                add(&mut state.recent, &tick, 1);
+                                state.recent_events += tick_events;
+                                state.recent_log.push_back((time, tick, tick_events));
+                                while let Some((t, _, _)) = state.recent_log.front() {
+                                    if *t + plan.window_ms > time {
+                                        break;
+                                    }
+                                    let (_, old, n) = state.recent_log.pop_front().expect("front exists");
+                                    add(&mut state.recent, &old, -1);
+                                    state.recent_events -= n;
+                                }
+                                state.report_at = Some(boundary(time));
+                                consider(&plan, &mut stage.registry, kind, state, &stage.ids, time, &mut out);
+                                for event in admitted {
+                                    out.push(conform_event(
+                                        &plan,
+                                        &stage.registry,
+                                        &mut conformers,
+                                        state,
+                                        event,
+                                        &names,
+                                    ));
+                                }
+                            }
+                            session.give_iterator(out.into_iter().map(|o| (o, time, 1)));
+                        }
+                    };
+                    apply_with_snapshots(&mut state, limit, &mut stage, &mut apply, Stage::save);
                     if limit.is_none() {
                         // The input is exhausted: report the final inference, persist versions.
-                        if let Some(boundary) = next_report.take() {
-                            let cap = pending.caps.delayed(&boundary);
+                        for (kind, t) in stage.types.iter_mut() {
+                            let Some(at) = t.report_at.take() else {
+                                continue;
+                            };
+                            let cap = pending.caps.delayed(&at);
                             let mut session = output.session(&cap);
-                            for (kind, state) in types.iter_mut() {
-                                for (row, diff) in report(*kind, state, &ids) {
-                                    session.give((SchemaOut::Inferred(row), boundary, diff));
-                                }
+                            for (row, diff) in report(*kind, t, &stage.ids) {
+                                session.give((SchemaOut::Inferred(row), at, diff));
                             }
                         }
                         if let Some(dir) = &plan.registry_dir {
                             // Each worker saves the event types it owns, so no two write one file.
-                            let mut owned = registry.clone();
-                            owned.subjects.retain(|t, _| types.keys().any(|k| k.as_str() == t));
+                            let mut owned = stage.registry.clone();
+                            owned
+                                .subjects
+                                .retain(|t, _| stage.types.keys().any(|k| k.as_str() == t));
                             if let Err(e) = owned.save(dir) {
                                 tracing::error!("saving the schema registry to {}: {e}", dir.display());
                             }
                         }
                     }
-                    let mut hold: Option<u64> = pending.next_time();
-                    if let Some(b) = next_report {
-                        hold = Some(hold.map_or(b, |h| h.min(b)));
-                    }
+                    let hold = stage
+                        .types
+                        .values()
+                        .filter_map(|t| t.report_at)
+                        .chain(pending.next_time())
+                        .min();
                     pending.caps.downgrade(hold.iter());
                 }
             },
         )
         .as_collection()
+}
+
+/// The operator's state on one worker.
+struct Stage {
+    types: BTreeMap<Sym, TypeState>,
+    registry: Registry,
+    ids: PathIds,
+}
+
+/// Observation counts with paths by name, as snapshots keep them.
+type NamedCounts = Vec<(String, Obs, u64)>;
+
+/// One event type's state in a snapshot.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedType {
+    history: NamedCounts,
+    history_events: u64,
+    /// The recent window's ticks: time, counts, events.
+    recent_log: Vec<(u64, NamedCounts, u64)>,
+    rejected: Option<String>,
+    reported: Vec<Vec<Value>>,
+    report_at: Option<u64>,
+    /// The type's versions, as JSON (schemas hold JSON defaults).
+    versions: String,
+}
+
+/// What a worker's schema stage saves: the types it owns.
+type Saved = Vec<(Sym, SavedType)>;
+
+/// A registered version as snapshots keep it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedVersion {
+    version: u32,
+    schema: crate::schema::schema::Schema,
+    registered_at: i64,
+    /// The drift score's bits (JSON has no NaN).
+    drift: u64,
+    changes: Vec<crate::schema::drift::Change>,
+    mode: crate::schema::compat::Compatibility,
+    pinned: bool,
+}
+
+impl Stage {
+    fn save(&self) -> Saved {
+        let named = |counts: &Counts| -> NamedCounts {
+            counts
+                .iter()
+                .map(|((id, o), n)| (self.ids.path(*id).to_string(), *o, *n))
+                .collect()
+        };
+        self.types
+            .iter()
+            .map(|(kind, t)| {
+                let versions: Vec<SavedVersion> = self
+                    .registry
+                    .versions(kind.as_str())
+                    .iter()
+                    .map(|v| SavedVersion {
+                        version: v.version,
+                        schema: v.schema.clone(),
+                        registered_at: v.registered_at,
+                        drift: v.drift.to_bits(),
+                        changes: v.changes.clone(),
+                        mode: v.mode,
+                        pinned: v.pinned,
+                    })
+                    .collect();
+                let saved = SavedType {
+                    history: named(&t.history),
+                    history_events: t.history_events,
+                    recent_log: t.recent_log.iter().map(|(at, c, n)| (*at, named(c), *n)).collect(),
+                    rejected: t.rejected.clone(),
+                    reported: t.reported.clone(),
+                    report_at: t.report_at,
+                    versions: serde_json::to_string(&versions).unwrap_or_default(),
+                };
+                (*kind, saved)
+            })
+            .collect()
+    }
+
+    /// Adds the saved types that `owns` says are this worker's, with their versions.
+    fn restore(&mut self, saved: Saved, owns: impl Fn(Sym) -> bool) -> Result<(), String> {
+        for (kind, s) in saved.into_iter().filter(|(k, _)| owns(*k)) {
+            let mut counts = |named: NamedCounts| -> Counts {
+                named
+                    .into_iter()
+                    .map(|(path, o, n)| ((self.ids.intern(&path), o), n))
+                    .collect()
+            };
+            let history = counts(s.history);
+            let recent_log: VecDeque<(u64, Counts, u64)> =
+                s.recent_log.into_iter().map(|(at, c, n)| (at, counts(c), n)).collect();
+            let mut recent = Counts::default();
+            for (_, c, _) in &recent_log {
+                add(&mut recent, c, 1);
+            }
+            let versions: Vec<SavedVersion> =
+                serde_json::from_str(&s.versions).map_err(|e| format!("the versions of event type `{kind}`: {e}"))?;
+            let versions = versions
+                .into_iter()
+                .map(|v| crate::schema::registry::Version {
+                    version: v.version,
+                    schema: v.schema,
+                    registered_at: v.registered_at,
+                    drift: f64::from_bits(v.drift),
+                    changes: v.changes,
+                    mode: v.mode,
+                    pinned: v.pinned,
+                })
+                .collect();
+            self.registry.subjects.insert(kind.as_str().to_string(), versions);
+            let state = TypeState {
+                history,
+                history_events: s.history_events,
+                recent_events: recent_log.iter().map(|(_, _, n)| n).sum(),
+                recent_log,
+                recent,
+                rejected: s.rejected,
+                reported: s.reported,
+                report_at: s.report_at,
+            };
+            self.types.insert(kind, state);
+        }
+        Ok(())
+    }
 }
 
 /// Registers the recent inference of `kind` as a new version when it should be.

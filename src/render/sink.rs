@@ -74,6 +74,9 @@ pub struct SinkEnv {
     /// Checkpoints (`sluice serve --wal --out`): outputs are written up to their frontier when
     /// asked, and resume from the last checkpoint after a restart.
     pub checkpoints: Option<Arc<Checkpoints>>,
+    /// Where stateful operators save their state for checkpoints, and find it after a restart
+    /// (the same checkpoints, through [`crate::render::snapshot::StateStore`]).
+    pub state: Option<Arc<dyn crate::render::snapshot::StateStore>>,
 }
 
 /// Attaches a sink to `collection`; `to_row` turns a record into the output's columns.

@@ -162,6 +162,18 @@ impl PathIds {
         &self.paths[id as usize]
     }
 
+    /// The id of a path (a normalized path string, as [`PathIds::path`] returns), numbered now
+    /// if it has none: restored statistics name their paths.
+    pub fn intern(&mut self, path: &str) -> u32 {
+        if let Some(id) = self.by_name.get(path) {
+            return *id;
+        }
+        let id = u32::try_from(self.paths.len()).expect("fewer than 2^32 paths");
+        self.paths.push(path.to_string());
+        self.by_name.insert(path.to_string(), id);
+        id
+    }
+
     /// The id of field `name` (`Some`) or of the elements (`None`) of the path `parent`.
     fn child(&mut self, parent: u32, name: Option<Sym>) -> u32 {
         if let Some(id) = self.children.get(&(parent, name)) {

@@ -10,12 +10,18 @@
 //!  before replay_from
 //! ```
 //!
+//! Stateful operators (deduplication, schema stages, joins) save their state at a frontier `F`
+//! alongside ([`super::snapshots`]); a checkpoint names the latest complete snapshot whose `F`
+//! is at or before the cut minus the retention's lag, and its replay point also keeps every
+//! record holding a stateful source's event at or after `F`.
+//!
 //! A restart reads `checkpoint.json`: each output keeps its first `parts` part files (later
 //! ones are deleted) and drops the rows its replay recomputes before its own cut; `counters`-like
-//! snapshot outputs start from the totals saved here; the log is replayed from `replay_from`
-//! with the watermark state saved for that record (each source's floor and its partitions'
-//! largest event times). The outputs after a restart are those of an uninterrupted run because
-//! every record that can change a row at or after a cut is replayed
+//! snapshot outputs start from the totals saved here; stateful operators restore their state
+//! and drop their input before `F`; the log is replayed from `replay_from` with the watermark
+//! state saved for that record (each source's floor and its partitions' largest event times).
+//! The outputs after a restart are those of an uninterrupted run because every record that can
+//! change a row at or after a cut, or an operator's state after `F`, is replayed
 //! ([`crate::plan::retention`]), and records are admitted in log order from the same state.
 
 use std::collections::BTreeMap;
@@ -27,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use timely::scheduling::SyncActivator;
 
 use super::partitions::Marks;
+use super::snapshots::StateMark;
 use super::wal::WalError;
 use crate::value::Value;
 
@@ -50,6 +57,10 @@ pub struct Manifest {
     /// Lines of each named client the log has held (for resends after a restart).
     pub clients: BTreeMap<String, u64>,
     pub outputs: BTreeMap<String, OutputMark>,
+    /// The stateful operators' snapshot a restart restores ([`super::snapshots`]): its frontier
+    /// is at or before every output's cut minus the retention's lag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateMark>,
 }
 
 /// How far one output is written.
@@ -250,6 +261,16 @@ mod tests {
             ],
             clients: [("a".to_string(), 9)].into(),
             outputs: BTreeMap::new(),
+            state: Some(StateMark {
+                id: 3,
+                frontier: 60_000,
+                workers: 2,
+                operators: [(
+                    "dedup.events".to_string(),
+                    vec!["0000000003/dedup.events.w0.state".into()],
+                )]
+                .into(),
+            }),
         };
         m.outputs.insert(
             "counters".into(),

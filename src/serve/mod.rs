@@ -36,6 +36,7 @@ pub mod protocol;
 pub mod record;
 pub mod send;
 pub mod sequencer;
+pub mod snapshots;
 pub mod state;
 pub mod subscribe;
 pub mod wal;
@@ -270,6 +271,21 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
         let marks = manifest.as_ref().map(|m| m.outputs.clone()).unwrap_or_default();
         Arc::new(checkpoint::Checkpoints::new(marks))
     });
+    // Stateful operators' snapshots live next to the outputs; only the one the checkpoint names
+    // is kept (a new session keeps none).
+    let snapshots = match (&checkpoints, &config.out_dir) {
+        (Some(_), Some(out)) => {
+            let restore = manifest.as_ref().and_then(|m| m.state.clone());
+            let store = snapshots::Snapshots::new(out, config.workers, restore.clone());
+            store.remove_except(&restore.iter().map(|m| m.id).collect::<Vec<_>>())?;
+            Some(store)
+        }
+        (None, Some(out)) => {
+            snapshots::remove_all(out)?;
+            None
+        }
+        _ => None,
+    };
     // Names of the plan are interned before any client can spend the name budget.
     for source in &plan.sources {
         crate::value::Sym::new(&source.time_field);
@@ -279,6 +295,7 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
         }
     }
 
+    let retention = crate::plan::retention::retention(plan);
     let tcp_names: Vec<String> = tcp.iter().map(|&i| plan.sources[i].name.clone()).collect();
     let state = Arc::new(ServeState::new(config.workers, tcp_names.clone()));
     // Live views of the outputs and their endpoints, when asked for; they stay up until the
@@ -318,8 +335,9 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
         tcp: tcp.clone(),
         receivers: Mutex::new(receivers),
         order: Arc::clone(&order),
-        horizons: crate::plan::retention::horizons(plan),
+        retention: retention.clone(),
         checkpoints: checkpoints.clone(),
+        snapshots: snapshots.clone(),
         state: Arc::clone(&state),
         limits: config.limits.clone(),
         live: live.clone(),
@@ -366,7 +384,9 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
         let room = config.limits.max_line_bytes + net::READ_CHUNK;
         seq.backlog_bytes = config.limits.queue_bytes.saturating_sub(room) as u64;
         let wal_dir = config.wal_dir.clone();
-        if let (Some(dir), Some(c), Some(interval)) = (&wal_dir, &checkpoints, config.checkpoint_interval) {
+        if let (Some(dir), Some(c), Some(store), Some(interval)) =
+            (&wal_dir, &checkpoints, &snapshots, config.checkpoint_interval)
+        {
             seq.checkpointer = Some(sequencer::Checkpointer {
                 checkpoints: Arc::clone(c),
                 order: Arc::clone(&order),
@@ -379,6 +399,14 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
                 }),
                 in_flight: None,
                 last: Instant::now(),
+                state: sequencer::StateSnapshots {
+                    store: Arc::clone(store),
+                    lag_ms: retention.snapshot_lag_ms,
+                    lateness: tcp.iter().map(|&i| plan.sources[i].allowed_lateness_ms).collect(),
+                    tick_ms: plan.tick_ms,
+                    candidates: Vec::new(),
+                    in_flight: None,
+                },
             });
         }
         let segment_bytes = config.wal_segment_bytes;
@@ -407,7 +435,12 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
     };
     let replayed = replayed_rx
         .recv()
-        .map_err(|_| ServeError::Runtime("the sequencer stopped".into()))??;
+        .map_err(|_| ServeError::Runtime("the sequencer stopped".into()))?
+        .map_err(|e| match snapshots.as_ref().and_then(|s| s.failure()) {
+            // A worker stopped because an operator's state could not be restored.
+            Some(failure) => ServeError::Runtime(failure),
+            None => e,
+        })?;
     if replayed.records > 0 {
         tracing::info!(
             records = replayed.records,
@@ -485,9 +518,13 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
     }
     if let Some(wal) = wal {
         wal.remove_all()?;
-        // Without segments a checkpoint left behind is stale (see `resume_from`).
+        // Without segments a checkpoint left behind is stale (see `resume_from`), and so are
+        // the state snapshots it names.
         if let Some(dir) = &config.wal_dir {
             checkpoint::Manifest::remove(dir)?;
+        }
+        if let Some(out) = &config.out_dir {
+            snapshots::remove_all(out)?;
         }
         summary.wal_removed = true;
     }

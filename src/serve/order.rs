@@ -11,11 +11,13 @@
 //!
 //! `Order` also knows which records a checkpoint must keep. Once a worker has admitted a
 //! record it [`Order::settle`]s it with the last output time the record can change (see
-//! [`crate::plan::retention`]); [`Order::replay_point`] is then the first record that can still
-//! change an output at or after a cut, with the watermark state a replay from there starts with.
-//! Settled records are kept per last-effect time rounded up to a grain (1 s, coarser once there
-//! are more than `MAX_EFFECTS` entries), each with the state before it, so the bookkeeping is
-//! bounded by a constant times the partitions, not by the number of records.
+//! [`crate::plan::retention`]) and, for a stateful source, the largest event time it holds;
+//! [`Order::replay_point`] is then the first record that can still change an output at or after
+//! a cut, or that holds an event at or after the state snapshot's frontier, with the watermark
+//! state a replay from there starts with. Settled records are kept per time rounded up to a
+//! grain (1 s, coarser once there are more than `MAX_EFFECTS` entries), each with the state
+//! before it, so the bookkeeping is bounded by a constant times the partitions, not by the
+//! number of records.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -69,6 +71,41 @@ fn keep_first(effects: &mut BTreeMap<i64, (u64, AllMarks)>, key: i64, seq: u64, 
     }
 }
 
+/// Settled records by a time rounded up to `grain`: the first such record and the state before
+/// it. Past [`MAX_EFFECTS`] entries the grain doubles and entries merge, keeping the first.
+#[derive(Debug)]
+struct FirstByTime {
+    map: BTreeMap<i64, (u64, AllMarks)>,
+    grain: i64,
+}
+
+impl FirstByTime {
+    fn new() -> FirstByTime {
+        FirstByTime {
+            map: BTreeMap::new(),
+            grain: 1000,
+        }
+    }
+
+    fn keep(&mut self, time: i64, seq: u64, before: AllMarks) {
+        keep_first(&mut self.map, bucket(time, self.grain), seq, before);
+        // Each entry holds every partition's state: past the bound, coarser buckets.
+        while self.map.len() > MAX_EFFECTS && self.grain < i64::MAX / 4 {
+            self.grain *= 2;
+            let g = self.grain;
+            for (key, (seq, marks)) in std::mem::take(&mut self.map) {
+                keep_first(&mut self.map, bucket(key, g), seq, marks);
+            }
+        }
+    }
+
+    /// Forgets the records whose time is before `from`; returns the first record left.
+    fn first_from(&mut self, from: i64) -> Option<(u64, &AllMarks)> {
+        self.map = self.map.split_off(&from);
+        self.map.values().min_by_key(|(seq, _)| *seq).map(|(seq, m)| (*seq, m))
+    }
+}
+
 /// The watermark state of every TCP source before some record.
 pub type AllMarks = Vec<Marks>;
 
@@ -79,10 +116,10 @@ struct Inner {
     marks: AllMarks,
     /// Published records not settled yet, with the state before them.
     unsettled: BTreeMap<u64, AllMarks>,
-    /// Settled records by last-effect time (rounded up to `grain`): the first such record and
-    /// the state before it.
-    effects: BTreeMap<i64, (u64, AllMarks)>,
-    grain: i64,
+    /// Settled records by last-effect time.
+    effects: FirstByTime,
+    /// Settled records of stateful sources by their largest event time.
+    states: FirstByTime,
 }
 
 impl Order {
@@ -101,8 +138,8 @@ impl Order {
                 next,
                 marks,
                 unsettled: BTreeMap::new(),
-                effects: BTreeMap::new(),
-                grain: 1000,
+                effects: FirstByTime::new(),
+                states: FirstByTime::new(),
             }),
             published: Condvar::new(),
             aborted: AtomicBool::new(false),
@@ -110,43 +147,46 @@ impl Order {
         }
     }
 
-    /// Notes that record `seq` (published) can change outputs up to `last_effect`, or none.
-    pub fn settle(&self, seq: u64, last_effect: Option<i64>) {
+    /// Notes that record `seq` (published) can change outputs up to `last_effect` (or none), and
+    /// that the largest event time it gave a stateful source's operators is `state_time`.
+    pub fn settle(&self, seq: u64, last_effect: Option<i64>, state_time: Option<i64>) {
         let mut inner = self.lock();
         let Some(before) = inner.unsettled.remove(&seq) else {
             return;
         };
+        if let Some(t) = state_time {
+            inner.states.keep(t, seq, before.clone());
+        }
         if let Some(t) = last_effect {
-            let key = bucket(t, inner.grain);
-            keep_first(&mut inner.effects, key, seq, before);
-            // Each entry holds every partition's state: past the bound, coarser buckets.
-            while inner.effects.len() > MAX_EFFECTS && inner.grain < i64::MAX / 4 {
-                inner.grain *= 2;
-                let g = inner.grain;
-                for (key, (seq, marks)) in std::mem::take(&mut inner.effects) {
-                    keep_first(&mut inner.effects, bucket(key, g), seq, marks);
-                }
-            }
+            inner.effects.keep(t, seq, before);
         }
     }
 
-    /// The first record that can change an output at or after `cut` (or the first not yet
-    /// settled), with the watermark state before it; settled records that cannot are forgotten.
-    pub fn replay_point(&self, cut: i64) -> (u64, AllMarks) {
-        let mut inner = self.lock();
-        inner.effects = inner.effects.split_off(&cut);
-        let mut best = (inner.next, inner.marks.clone());
-        if let Some((&seq, m)) = inner.unsettled.iter().next() {
-            if seq < best.0 {
-                best = (seq, m.clone());
+    /// The first record that can change an output at or after `cut`, or that holds an event of
+    /// a stateful source at or after `state` (the frontier of the operators' state snapshot;
+    /// `None` without one: every such record counts), or the first not yet settled, with the
+    /// watermark state before it. Settled records that are no longer needed are forgotten.
+    pub fn replay_point(&self, cut: i64, state: Option<i64>) -> (u64, AllMarks) {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let mut best = (inner.next, &inner.marks);
+        let unsettled = inner.unsettled.iter().next().map(|(seq, m)| (*seq, m));
+        let effects = inner.effects.first_from(cut);
+        let states = inner.states.first_from(state.unwrap_or(i64::MIN));
+        for first in [unsettled, effects, states].into_iter().flatten() {
+            if first.0 < best.0 {
+                best = first;
             }
         }
-        for (seq, m) in inner.effects.values() {
-            if *seq < best.0 {
-                best = (*seq, m.clone());
-            }
-        }
-        best
+        (best.0, best.1.clone())
+    }
+
+    /// Runs `f` on every source's watermark state with publishing held: nothing is published
+    /// meanwhile, so what `f` decides from the state (a snapshot's frontier) precedes every
+    /// later record's effect.
+    pub fn with_marks<R>(&self, f: impl FnOnce(&[Marks]) -> R) -> R {
+        let inner = self.lock();
+        f(&inner.marks)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -250,23 +290,23 @@ mod tests {
         for (seq, time) in (10..15).zip([4_000, 1_000, 500, 8_000, 9_000]) {
             order.publish(seq, 0, |m| m.batch("c", Some(time))).unwrap();
         }
-        order.settle(10, Some(5_000));
-        order.settle(11, Some(1_500));
-        order.settle(12, None);
-        order.settle(13, Some(9_000));
+        order.settle(10, Some(5_000), None);
+        order.settle(11, Some(1_500), None);
+        order.settle(12, None, None);
+        order.settle(13, Some(9_000), None);
         // Before anything can be dropped, record 10 with the state it started with.
-        assert_eq!(order.replay_point(0), (10, marks(100)));
+        assert_eq!(order.replay_point(0, None), (10, marks(100)));
         // Record 10 still changes outputs at 5_000; record 11's effects are past.
-        assert_eq!(order.replay_point(5_000), (10, marks(100)));
+        assert_eq!(order.replay_point(5_000, None), (10, marks(100)));
         // Only 13 (settled) and 14 (unsettled) remain.
-        assert_eq!(order.replay_point(6_000), (13, marks(4_000)));
-        assert_eq!(order.replay_point(10_000), (14, marks(8_000)));
-        order.settle(14, None);
-        assert_eq!(order.replay_point(10_000), (15, marks(9_000)));
-        // An unbounded record holds the point forever.
+        assert_eq!(order.replay_point(6_000, None), (13, marks(4_000)));
+        assert_eq!(order.replay_point(10_000, None), (14, marks(8_000)));
+        order.settle(14, None, None);
+        assert_eq!(order.replay_point(10_000, None), (15, marks(9_000)));
+        // A record whose effect never ends holds the point forever.
         order.publish(15, 0, |_| ()).unwrap();
-        order.settle(15, Some(i64::MAX));
-        assert_eq!(order.replay_point(i64::MAX - 1).0, 15);
+        order.settle(15, Some(i64::MAX), None);
+        assert_eq!(order.replay_point(i64::MAX - 1, None).0, 15);
     }
 
     #[test]
@@ -276,12 +316,12 @@ mod tests {
         let effects: Vec<i64> = (0..10_000i64).map(|s| (s * 7_919) % 5_000_000).collect();
         for (seq, t) in effects.iter().enumerate() {
             order.publish(seq as u64, 0, |m| m.batch("c", Some(*t))).unwrap();
-            order.settle(seq as u64, Some(*t));
-            assert!(order.lock().effects.len() <= MAX_EFFECTS);
+            order.settle(seq as u64, Some(*t), None);
+            assert!(order.lock().effects.map.len() <= MAX_EFFECTS);
         }
         for cut in [0, 1_000_000, 2_500_000, 4_999_000] {
             let exact = effects.iter().position(|t| *t >= cut).unwrap() as u64;
-            let (point, marks) = order.replay_point(cut);
+            let (point, marks) = order.replay_point(cut, None);
             assert!(point <= exact, "cut {cut}: {point} after {exact}");
             // The state saved is the one before the record the point names.
             let mut expect = Marks::default();
@@ -290,7 +330,24 @@ mod tests {
             }
             assert_eq!(marks, vec![expect]);
         }
-        assert!(order.lock().grain > 1000);
+        assert!(order.lock().effects.grain > 1000);
+    }
+
+    #[test]
+    fn records_of_stateful_sources_are_kept_from_the_snapshot_frontier() {
+        let order = Order::resume(0, marks(0));
+        // Records 0..4: event times 1_000, 9_000, 4_000, 12_000, in windows of 10 s.
+        for (seq, time) in (0..4).zip([1_000, 9_000, 4_000, 12_000]) {
+            order.publish(seq, 0, |m| m.batch("c", Some(time))).unwrap();
+            order.settle(seq, Some(time + 10_000), Some(time));
+        }
+        // Without a snapshot the state needs every record, whatever the cut.
+        assert_eq!(order.replay_point(5_000, None), (0, marks(0)));
+        // A snapshot at 10_000 holds records 0 to 2, but record 1's window ends at 19_000.
+        assert_eq!(order.replay_point(14_000, Some(10_000)), (1, marks(1_000)));
+        // Once the windows are written, the state needs record 3 only.
+        assert_eq!(order.replay_point(30_000, Some(10_000)), (3, marks(9_000)));
+        assert_eq!(order.replay_point(30_000, Some(13_000)).0, 4);
     }
 
     #[test]

@@ -27,6 +27,7 @@ use super::checkpoint::{Checkpoints, Manifest};
 use super::order::Order;
 use super::partitions::{Leave, Marks};
 use super::record::{Batch, Record};
+use super::snapshots::{Snapshots, StateMark};
 use super::state::ServeState;
 use super::wal::{Replayed, Wal};
 use super::worker::ToWorker;
@@ -42,6 +43,78 @@ pub(crate) struct Checkpointer {
     pub manifest: Manifest,
     pub in_flight: Option<u64>,
     pub last: Instant,
+    /// Snapshots of the stateful operators' state, asked for with checkpoints.
+    pub state: StateSnapshots,
+}
+
+/// What the checkpointer asks of and keeps from [`Snapshots`].
+pub(crate) struct StateSnapshots {
+    pub store: Arc<Snapshots>,
+    /// How far before the cut a snapshot must be to be used ([`crate::plan::retention`]).
+    pub lag_ms: u64,
+    /// Each tcp source's allowed lateness, and the tick: a snapshot's frontier is the largest
+    /// tick a watermark has reached.
+    pub lateness: Vec<u64>,
+    pub tick_ms: u64,
+    /// Complete snapshots that are not usable yet, oldest first.
+    pub candidates: Vec<StateMark>,
+    pub in_flight: Option<u64>,
+}
+
+impl StateSnapshots {
+    /// Takes a snapshot that has completed; asks for the next one when none is in flight and
+    /// the sources have moved a quarter of the lag (at least a tick) past the newest one, at
+    /// the largest tick any source's watermark has reached, decided with publishing held so that
+    /// no operator can have applied that tick yet.
+    fn step(&mut self, order: &Order, chosen: Option<&StateMark>) {
+        if let Some(id) = self.in_flight {
+            match self.store.complete(id) {
+                None => return,
+                Some(Ok(mark)) => {
+                    tracing::debug!(snapshot = id, frontier = mark.frontier, "state snapshot complete");
+                    self.candidates.push(mark);
+                }
+                Some(Err(e)) => tracing::warn!(snapshot = id, "state snapshot not taken: {e}"),
+            }
+            self.in_flight = None;
+        }
+        if !self.store.ready() {
+            return;
+        }
+        let newest = self.candidates.last().or(chosen).map(|m| m.frontier);
+        let floor = chosen.map_or(0, |m| m.frontier);
+        let spacing = (self.lag_ms / 4).max(self.tick_ms).max(1);
+        let (lateness, tick) = (&self.lateness, self.tick_ms.max(1) as i64);
+        self.in_flight = order.with_marks(|marks| {
+            let target = marks
+                .iter()
+                .zip(lateness)
+                .map(|(m, l)| m.watermark(*l))
+                .filter(|wm| *wm > 0)
+                .map(|wm| (wm - wm.rem_euclid(tick)) as u64)
+                .max()
+                .unwrap_or(0)
+                .max(floor);
+            let due = target > 0 && newest.is_none_or(|n| target >= n + spacing);
+            due.then(|| self.store.request(target))
+        });
+        if let Some(id) = self.in_flight {
+            tracing::debug!(snapshot = id, "state snapshot asked for");
+        }
+    }
+
+    /// The latest complete snapshot usable at `cut`, if newer than `chosen`.
+    fn choose(&mut self, cut: u64) -> Option<StateMark> {
+        let bound = cut.saturating_sub(self.lag_ms);
+        let usable = self.candidates.iter().take_while(|m| m.frontier <= bound).count();
+        self.candidates.drain(..usable).next_back()
+    }
+
+    /// The snapshot folders still needed: the chosen one's, the candidates', the one in flight.
+    fn needed(&self, chosen: Option<&StateMark>) -> Vec<u64> {
+        let ids = chosen.into_iter().chain(&self.candidates).map(|m| m.id);
+        ids.chain(self.in_flight).collect()
+    }
 }
 
 /// A batch from a connection.
@@ -436,8 +509,9 @@ impl Sequencer {
 }
 
 impl Sequencer {
-    /// Asks for a checkpoint every interval; once every sink has answered, writes it and
-    /// removes the log's segments before its replay point.
+    /// Asks for a checkpoint every interval (and for the operators' state, see
+    /// [`StateSnapshots`]); once every sink has answered, writes it and removes the log's
+    /// segments before its replay point.
     fn checkpoint(&mut self) -> Result<(), ServeError> {
         let (Some(c), Some(wal)) = (&mut self.checkpointer, &mut self.wal) else {
             return Ok(());
@@ -445,6 +519,7 @@ impl Sequencer {
         match c.in_flight {
             None if c.last.elapsed() >= c.interval => {
                 c.in_flight = c.checkpoints.request();
+                c.state.step(&c.order, c.manifest.state.as_ref());
                 c.last = Instant::now();
             }
             None => {}
@@ -453,8 +528,11 @@ impl Sequencer {
                     return Ok(());
                 };
                 c.in_flight = None;
+                c.state.step(&c.order, c.manifest.state.as_ref());
                 let cut = outputs.values().map(|m| m.cut).min().unwrap_or(0);
-                let (replay_from, watermarks) = c.order.replay_point(cut.min(i64::MAX as u64) as i64);
+                let state = c.state.choose(cut).or_else(|| c.manifest.state.clone());
+                let frontier = state.as_ref().map(|m| m.frontier.min(i64::MAX as u64) as i64);
+                let (replay_from, watermarks) = c.order.replay_point(cut.min(i64::MAX as u64) as i64, frontier);
                 let clients: std::collections::BTreeMap<String, u64> = self
                     .durable
                     .lock()
@@ -463,7 +541,12 @@ impl Sequencer {
                     .map(|(k, v)| (k.clone(), *v))
                     .collect();
                 let m = &c.manifest;
-                if m.checkpoints > 0 && m.replay_from == replay_from && m.outputs == outputs && m.clients == clients {
+                if m.checkpoints > 0
+                    && m.replay_from == replay_from
+                    && m.outputs == outputs
+                    && m.clients == clients
+                    && m.state == state
+                {
                     // Nothing moved (an idle server): no write.
                     return Ok(());
                 }
@@ -474,14 +557,18 @@ impl Sequencer {
                 c.manifest.watermarks = watermarks;
                 c.manifest.clients = clients;
                 c.manifest.outputs = outputs;
+                c.manifest.state = state;
                 c.manifest.store(&c.dir)?;
                 let removed = wal.truncate_before(replay_from)?;
+                c.state
+                    .store
+                    .remove_except(&c.state.needed(c.manifest.state.as_ref()))?;
                 ServeState::add(&self.state.checkpoints, 1);
                 ServeState::add(&self.state.wal_segments_removed, removed as u64);
                 self.state
                     .wal_segments
                     .store(wal.segments() as u64, std::sync::atomic::Ordering::Relaxed);
-                tracing::debug!(cut, replay_from, removed, "checkpoint");
+                tracing::debug!(cut, replay_from, removed, state = ?frontier, "checkpoint");
             }
         }
         Ok(())

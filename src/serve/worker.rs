@@ -53,9 +53,12 @@ pub(crate) struct Shared {
     pub tcp: Vec<usize>,
     pub receivers: std::sync::Mutex<Vec<Option<Receiver<ToWorker>>>>,
     pub order: Arc<Order>,
-    /// How long each source's events can change outputs (what a checkpoint must keep).
-    pub horizons: Vec<crate::plan::retention::Horizon>,
+    /// How long each source's events can change outputs, and which feed operator state (what a
+    /// checkpoint must keep).
+    pub retention: crate::plan::retention::Retention,
     pub checkpoints: Option<Arc<super::checkpoint::Checkpoints>>,
+    /// Where stateful operators save their state (with checkpoints).
+    pub snapshots: Option<Arc<super::snapshots::Snapshots>>,
     pub state: Arc<ServeState>,
     pub limits: Limits,
     /// The outputs' live views (kept by worker 0's sinks) and step timings, with `--http`.
@@ -143,10 +146,21 @@ fn drive_inner(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<O
         collect: false,
         live: shared.live.clone(),
         checkpoints: shared.checkpoints.clone(),
+        state: shared
+            .snapshots
+            .clone()
+            .map(|s| s as Arc<dyn crate::render::snapshot::StateStore>),
     };
     let mut rendered = worker.dataflow::<u64, _, _>(|scope| render(plan, scope, &shared.registries, &env));
     if let (Some(c), 0) = (&shared.checkpoints, index) {
         c.set_ready();
+    }
+    if let Some(s) = &shared.snapshots {
+        // A state that cannot be restored stops the server (operators restore as they are built).
+        if let Some(e) = s.failure() {
+            return Err(e);
+        }
+        s.rendered();
     }
     let tick_ms = plan.tick_ms as i64;
     let mut inputs: Vec<Option<SourceInputs>> = rendered.inputs.drain(..).map(Some).collect();
@@ -238,7 +252,7 @@ fn handle(
                 advance_to(input, wm, tick_ms);
             }
             // It changes no output by itself: the events it lets through do.
-            shared.order.settle(seq, None);
+            shared.order.settle(seq, None, None);
             shared.state.raise_watermark(k, wm);
         }
         ToWorker::Batch { seq, batch, permit } => {
@@ -257,12 +271,13 @@ fn handle(
             );
             let start = shared.order.publish(seq, k, |m| m.batch(&batch.client, max))?;
             t.watermark.start_partition(start.floor, start.own, start.cap);
-            // The last output time this record can change (for checkpoints).
-            let mut last_effect = None;
+            // The last output time this record can change, and its largest event time that
+            // operator state holds (for checkpoints).
+            let (mut last_effect, mut state_time) = (None, None);
+            let stateful = shared.retention.stateful[t.plan_index];
             if let Some(input) = &mut inputs[t.plan_index] {
                 advance(input, &t.watermark, tick_ms);
                 let (mut events, mut dead) = (0, false);
-                let horizon = &shared.horizons[t.plan_index];
                 for d in decoded.drain(..) {
                     let client = &batch.client;
                     let time = match &d {
@@ -272,7 +287,10 @@ fn handle(
                     match admit(input, &mut t.watermark, d, tick_ms, source, |pos| location(client, pos)) {
                         None => {
                             events += 1;
-                            last_effect = last_effect.max(Some(horizon.last_effect(time)));
+                            last_effect = last_effect.max(Some(shared.retention.last_effect(t.plan_index, time)));
+                            if stateful {
+                                state_time = state_time.max(Some(time));
+                            }
                         }
                         Some(reason) => {
                             dead = true;
@@ -291,7 +309,7 @@ fn handle(
                 input.dead.flush();
                 ServeState::add(&shared.state.events_processed, events);
             }
-            shared.order.settle(seq, last_effect);
+            shared.order.settle(seq, last_effect, state_time);
             decoded.clear();
             shared.state.raise_watermark(k, t.watermark.current());
             if let Some((permit, weight)) = permit {

@@ -23,5 +23,6 @@ mod serve_latency;
 mod serve_limits;
 mod serve_memory;
 mod serve_partitions;
+mod serve_snapshots;
 mod serve_util;
 mod util;

@@ -11,7 +11,7 @@ use crate::serve_util::{generate, outputs, replay, Server};
 use crate::util::parquet_lines_by_name;
 
 /// Every output: dead letters as [`outputs`] reads them, the rest by column name.
-fn all_rows(out: &Path) -> BTreeMap<String, Vec<String>> {
+pub(crate) fn all_rows(out: &Path) -> BTreeMap<String, Vec<String>> {
     let mut all = outputs(out);
     for (name, rows) in all.iter_mut() {
         if name != "dead_letters" {
