@@ -168,6 +168,10 @@ struct ServeArgs {
     /// Write-ahead log segment size in bytes (checkpoints remove whole segments).
     #[arg(long, default_value_t = sluice::serve::wal::SEGMENT_BYTES)]
     wal_segment_bytes: u64,
+    /// Forget a named client (its offset for resends) after this long without a hello or a line;
+    /// it is then a new client (`off`: never).
+    #[arg(long, default_value = "7d")]
+    client_retention: String,
 }
 
 #[derive(Args)]
@@ -459,6 +463,10 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
             text => Some(duration_flag("checkpoint-interval", text)?),
         },
         wal_segment_bytes: args.wal_segment_bytes,
+        client_retention: match args.client_retention.as_str() {
+            "off" | "none" => None,
+            text => Some(duration_flag("client-retention", text)?),
+        },
         limits: Limits {
             max_line_bytes: args.max_line_bytes,
             max_connections: args.max_connections,

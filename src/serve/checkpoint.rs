@@ -56,6 +56,10 @@ pub struct Manifest {
     pub watermarks: Vec<Marks>,
     /// Lines of each named client the log has held (for resends after a restart).
     pub clients: BTreeMap<String, u64>,
+    /// When each of those clients was last active (epoch ms), so that `--client-retention`
+    /// counts across restarts.
+    #[serde(default)]
+    pub client_seen: BTreeMap<String, i64>,
     pub outputs: BTreeMap<String, OutputMark>,
     /// The stateful operators' snapshot a restart restores ([`super::snapshots`]): its frontier
     /// is at or before every output's cut minus the retention's lag.
@@ -260,6 +264,7 @@ mod tests {
                 Marks::default(),
             ],
             clients: [("a".to_string(), 9)].into(),
+            client_seen: [("a".to_string(), 1_700_000_000_000)].into(),
             outputs: BTreeMap::new(),
             state: Some(StateMark {
                 id: 3,

@@ -196,6 +196,10 @@ pub fn status_json(
             "worker_batches": state.worker_queues.iter().map(get).collect::<Vec<_>>(),
         },
         "worker_utilization": utilization,
+        "clients": {
+            "known": get(&state.clients),
+            "expired": get(&state.clients_expired),
+        },
         "wal": {
             "records": get(&state.wal_records),
             "bytes": get(&state.wal_bytes),
@@ -374,11 +378,18 @@ pub fn metrics_text(
             "Write-ahead log segments removed by checkpoints.",
             &state.wal_segments_removed,
         ),
+        (
+            "clients_expired_total",
+            "Named clients forgotten after --client-retention without activity.",
+            &state.clients_expired,
+        ),
     ] {
         e.family(name, "counter", help);
         e.sample(name, &[], get(counter));
     }
 
+    e.family("clients", "gauge", "Named clients whose line offsets the server holds.");
+    e.sample("clients", &[], get(&state.clients));
     e.family(
         "watermark_seconds",
         "gauge",

@@ -123,6 +123,10 @@ pub struct ServeConfig {
     pub checkpoint_interval: Option<Duration>,
     /// Log segment size (a segment is the unit a checkpoint removes).
     pub wal_segment_bytes: u64,
+    /// A named client with no hello and no line for this long is forgotten: its offset (and
+    /// any watermark partition it holds) goes, and it is a new client if it comes back (Kafka's
+    /// producer-id expiry). `None`: never.
+    pub client_retention: Option<Duration>,
 }
 
 impl Default for ServeConfig {
@@ -142,6 +146,7 @@ impl Default for ServeConfig {
             subscriber_queue: 100_000,
             checkpoint_interval: Some(Duration::from_secs(10)),
             wal_segment_bytes: wal::SEGMENT_BYTES,
+            client_retention: Some(Duration::from_secs(7 * 86_400)),
         }
     }
 }
@@ -383,6 +388,7 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
         // Past this, a connection may be waiting for the byte budget with lines in hand.
         let room = config.limits.max_line_bytes + net::READ_CHUNK;
         seq.backlog_bytes = config.limits.queue_bytes.saturating_sub(room) as u64;
+        seq.client_retention = config.client_retention;
         let wal_dir = config.wal_dir.clone();
         if let (Some(dir), Some(c), Some(store), Some(interval)) =
             (&wal_dir, &checkpoints, &snapshots, config.checkpoint_interval)
@@ -454,6 +460,7 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
         budget: Arc::new(tokio::sync::Semaphore::new(config.limits.queue_bytes)),
         budget_bytes: config.limits.queue_bytes,
         durable,
+        client_retention: config.client_retention,
         sources: tcp_names,
         token: config.auth_token.clone(),
         limits: config.limits.clone(),

@@ -41,6 +41,8 @@ pub(crate) struct Net {
     pub budget: Arc<Semaphore>,
     pub budget_bytes: usize,
     pub durable: Durable,
+    /// A named client idle for longer is unknown (see [`super::sequencer::Client`]).
+    pub client_retention: Option<Duration>,
     /// TCP source names, in sequencer order.
     pub sources: Vec<String>,
     pub token: Option<String>,
@@ -434,8 +436,23 @@ fn greet(hello: Option<&Result<Hello, String>>, id: u64, net: &Net) -> Result<Pe
     };
     let (client, durable) = match &hello.client {
         Some(c) => {
-            let durable = net.durable.lock().unwrap_or_else(|e| e.into_inner());
-            (c.clone(), durable.get(c).copied().unwrap_or(0))
+            // A hello is activity: it keeps a known client from expiring. An unknown client (new,
+            // or idle beyond --client-retention, whether or not the sequencer has forgotten it
+            // yet) has no durable lines.
+            let mut durable = net.durable.lock().unwrap_or_else(|e| e.into_inner());
+            let now = super::sequencer::wall_ms();
+            let cutoff = net
+                .client_retention
+                .map_or(i64::MIN, |r| now.saturating_sub(r.as_millis() as i64));
+            if durable.get(c).is_some_and(|d| d.seen_ms < cutoff) {
+                durable.remove(c);
+                ServeState::add(&net.state.clients_expired, 1);
+            }
+            let known = durable.get_mut(c).map(|d| {
+                d.seen_ms = d.seen_ms.max(now);
+                d.offset
+            });
+            (c.clone(), known.unwrap_or(0))
         }
         None => (format!("#{id}"), 0),
     };

@@ -145,9 +145,24 @@ enum Logged {
     Record(Record),
 }
 
-/// Per named client: lines durable in the log. Shared with connections, which answer a hello
-/// with it.
-pub(crate) type Durable = Arc<Mutex<HashMap<String, u64>>>;
+/// A named client's lines durable in the log, and when it was last active (a hello or a batch,
+/// wall clock in epoch ms).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Client {
+    pub offset: u64,
+    pub seen_ms: i64,
+}
+
+/// Per named client: what the server holds of it. Shared with connections, which answer a
+/// hello with it. A client idle beyond the retention is forgotten ([`Sequencer::expire_clients`]).
+pub(crate) type Durable = Arc<Mutex<HashMap<String, Client>>>;
+
+/// The wall clock, in epoch ms.
+pub(crate) fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
 
 /// Most batches committed as one group.
 const MAX_GROUP: usize = 1024;
@@ -169,6 +184,9 @@ pub(crate) struct Sequencer {
     /// budget): no partition or source is idle then, its lines may just be waiting.
     pub backlog_bytes: u64,
     pub checkpointer: Option<Checkpointer>,
+    /// Named clients inactive for longer are forgotten (`None`: never).
+    pub client_retention: Option<Duration>,
+    last_expiry: Instant,
 }
 
 impl Sequencer {
@@ -192,6 +210,8 @@ impl Sequencer {
             partitions: BTreeMap::new(),
             backlog_bytes: u64::MAX,
             checkpointer: None,
+            client_retention: None,
+            last_expiry: now,
         }
     }
 
@@ -274,13 +294,56 @@ impl Sequencer {
         Ok(())
     }
 
-    /// Notes the lines a logged batch makes durable.
+    /// Notes the lines a logged batch makes durable, and its client's activity when it arrived.
     fn note_durable(&self, batch: &Batch) {
         if !batch.anonymous() {
             let mut durable = self.durable.lock().unwrap_or_else(|e| e.into_inner());
             let d = durable.entry(batch.client.clone()).or_default();
-            *d = (*d).max(batch.end_offset());
+            d.offset = d.offset.max(batch.end_offset());
+            d.seen_ms = d.seen_ms.max(batch.received_ms.unwrap_or_else(wall_ms));
         }
+    }
+
+    /// Forgets the named clients that have not been active for the retention, as Kafka forgets a
+    /// producer id after `transactional.id.expiration.ms`: their offsets go (a returning client is
+    /// a new one), and so do the watermark partitions they still hold (logged leaves). Checked
+    /// every tenth of the retention (at most every second).
+    fn expire_clients(&mut self) -> Result<(), ServeError> {
+        let Some(retention) = self.client_retention else {
+            return Ok(());
+        };
+        if self.last_expiry.elapsed() < (retention / 10).clamp(Duration::from_millis(10), Duration::from_secs(1)) {
+            return Ok(());
+        }
+        self.last_expiry = Instant::now();
+        let cutoff = wall_ms().saturating_sub(retention.as_millis() as i64);
+        let mut expired = Vec::new();
+        {
+            let mut durable = self.durable.lock().unwrap_or_else(|e| e.into_inner());
+            durable.retain(|client, c| {
+                let keep = c.seen_ms >= cutoff;
+                if !keep {
+                    expired.push(client.clone());
+                }
+                keep
+            });
+        }
+        if expired.is_empty() {
+            return Ok(());
+        }
+        ServeState::add(&self.state.clients_expired, expired.len() as u64);
+        tracing::info!(clients = expired.len(), first = %expired[0], "clients expired after the retention");
+        let held: Vec<(u16, String)> = self
+            .partitions
+            .keys()
+            .filter(|(_, c)| expired.contains(c))
+            .cloned()
+            .collect();
+        for (source, client) in held {
+            let why = Leave::Idle;
+            self.log_partition(Record::Leave { source, client, why })?;
+        }
+        Ok(())
     }
 
     /// Hands a replayed record to the workers and notes what it makes durable.
@@ -309,10 +372,17 @@ impl Sequencer {
     pub async fn run(mut self, mut rx: mpsc::Receiver<ToSequencer>) -> Result<Option<Wal>, ServeError> {
         self.retire_orphans()?;
         self.count_partitions();
+        // Clients that expired while the server was down go first.
+        self.last_expiry = Instant::now() - Duration::from_secs(3600);
+        self.expire_clients()?;
         let mut tick = match self.idle_timeout {
             Some(t) => (t / 4).clamp(Duration::from_millis(20), Duration::from_secs(1)),
             None => Duration::from_secs(3600),
         };
+        // Clients are expired between groups too.
+        if let Some(r) = self.client_retention {
+            tick = tick.min((r / 10).clamp(Duration::from_millis(10), Duration::from_secs(1)));
+        }
         // Checkpoints are asked for, and completed, between groups.
         if let Some(c) = &self.checkpointer {
             tick = tick.min((c.interval / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)));
@@ -337,6 +407,11 @@ impl Sequencer {
             if !behind {
                 self.idle_advances()?;
             }
+            self.expire_clients()?;
+            let clients = self.durable.lock().unwrap_or_else(|e| e.into_inner()).len();
+            self.state
+                .clients
+                .store(clients as u64, std::sync::atomic::Ordering::Relaxed);
             self.checkpoint()?;
         }
         if let Some(wal) = &mut self.wal {
@@ -358,7 +433,7 @@ impl Sequencer {
                 };
                 let b = &mut inbound.batch;
                 if !b.anonymous() {
-                    let skipped = b.skip_through(durable.get(&b.client).copied().unwrap_or(0));
+                    let skipped = b.skip_through(durable.get(&b.client).map_or(0, |c| c.offset));
                     ServeState::add(&self.state.lines_deduplicated, skipped);
                 }
             }
@@ -419,6 +494,7 @@ impl Sequencer {
         }
         {
             let mut durable = self.durable.lock().unwrap_or_else(|e| e.into_inner());
+            let seen_ms = wall_ms();
             for l in &logged {
                 let (Logged::Batch(inbound) | Logged::Empty(inbound)) = l else {
                     continue;
@@ -427,7 +503,8 @@ impl Sequencer {
                 let end = b.end_offset();
                 if !b.anonymous() {
                     let d = durable.entry(b.client.clone()).or_default();
-                    *d = (*d).max(end);
+                    d.offset = d.offset.max(end);
+                    d.seen_ms = d.seen_ms.max(seen_ms);
                 }
                 inbound.acked.send_if_modified(|acked| {
                     let raise = end > *acked;
@@ -533,18 +610,18 @@ impl Sequencer {
                 let state = c.state.choose(cut).or_else(|| c.manifest.state.clone());
                 let frontier = state.as_ref().map(|m| m.frontier.min(i64::MAX as u64) as i64);
                 let (replay_from, watermarks) = c.order.replay_point(cut.min(i64::MAX as u64) as i64, frontier);
-                let clients: std::collections::BTreeMap<String, u64> = self
-                    .durable
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .iter()
-                    .map(|(k, v)| (k.clone(), *v))
-                    .collect();
+                let (clients, client_seen) = {
+                    let durable = self.durable.lock().unwrap_or_else(|e| e.into_inner());
+                    let offsets = durable.iter().map(|(k, c)| (k.clone(), c.offset)).collect();
+                    let seen = durable.iter().map(|(k, c)| (k.clone(), c.seen_ms)).collect();
+                    (offsets, seen)
+                };
                 let m = &c.manifest;
                 if m.checkpoints > 0
                     && m.replay_from == replay_from
                     && m.outputs == outputs
                     && m.clients == clients
+                    && m.client_seen == client_seen
                     && m.state == state
                 {
                     // Nothing moved (an idle server): no write.
@@ -556,6 +633,7 @@ impl Sequencer {
                 c.manifest.replay_from = replay_from;
                 c.manifest.watermarks = watermarks;
                 c.manifest.clients = clients;
+                c.manifest.client_seen = client_seen;
                 c.manifest.outputs = outputs;
                 c.manifest.state = state;
                 c.manifest.store(&c.dir)?;
@@ -586,10 +664,15 @@ pub(crate) fn open_and_replay(
     let from = manifest.map_or(0, |m| m.replay_from);
     if let Some(m) = manifest {
         seq.seed(&m.watermarks);
+        // A checkpoint of an earlier sluice has no activity: its clients count as active now.
+        let now = wall_ms();
         seq.durable
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .extend(m.clients.iter().map(|(k, v)| (k.clone(), *v)));
+            .extend(m.clients.iter().map(|(k, v)| {
+                let seen_ms = m.client_seen.get(k).copied().unwrap_or(now);
+                (k.clone(), Client { offset: *v, seen_ms })
+            }));
     }
     seq.seq = from;
     let (wal, replayed) = Wal::open(dir, from, |at, record| {

@@ -59,6 +59,10 @@ pub struct ServeState {
     pub wal_segments: AtomicU64,
     /// Acknowledgement lines written to clients.
     pub acks_sent: AtomicU64,
+    /// Named clients whose offsets the server holds, and those forgotten after
+    /// `--client-retention` without activity.
+    pub clients: AtomicU64,
+    pub clients_expired: AtomicU64,
     /// Dead letters of the sources by reason (stage dead letters are counted by the sink).
     dead_letters: Mutex<BTreeMap<String, u64>>,
 }
@@ -91,6 +95,8 @@ impl ServeState {
             wal_segments_removed: AtomicU64::new(0),
             wal_segments: AtomicU64::new(0),
             acks_sent: AtomicU64::new(0),
+            clients: AtomicU64::new(0),
+            clients_expired: AtomicU64::new(0),
             dead_letters: Mutex::new(BTreeMap::new()),
         }
     }
@@ -140,7 +146,7 @@ impl ServeState {
         format!(
             "lines {} ({} bytes), events {}, source dead letters {}, deduplicated {}, replayed {}, \
              connections {} (refused {}, rejected {}, timed out {}), wal {} records {} syncs, \
-             checkpoints {} ({} segments removed)",
+             checkpoints {} ({} segments removed), clients {} ({} expired)",
             Self::get(&self.lines_received),
             Self::get(&self.bytes_received),
             Self::get(&self.events_processed),
@@ -155,6 +161,8 @@ impl ServeState {
             Self::get(&self.wal_syncs),
             Self::get(&self.checkpoints),
             Self::get(&self.wal_segments_removed),
+            Self::get(&self.clients),
+            Self::get(&self.clients_expired),
         )
     }
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::serve::{spawn_send, KillOnDrop};
 use crate::serve_checkpoint::all_rows;
 use crate::serve_util::{generate, Server};
+use crate::stream_contexts::contexts;
 
 const SPEC: &str = r#"
 [pipeline]
@@ -75,41 +76,6 @@ group_by = ["item.level"]
 measures.attempts = "count()"
 measures.users = "count_distinct(user_id)"
 "#;
-
-/// Context streams made from the events, in their order (so at their times): a profile row
-/// for every 20th event (an as-of join: later rows change later events only), and an item row
-/// when an item is first seen and, for a quarter of the items, a new level at its fifth event
-/// (a continuous join: the change revises the item's earlier events).
-fn contexts(dir: &Path, events: &Path) -> (PathBuf, PathBuf) {
-    let text = std::fs::read_to_string(events).unwrap();
-    let (mut profiles, mut items) = (String::new(), String::new());
-    let mut seen: BTreeMap<i64, usize> = BTreeMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let e: serde_json::Value = serde_json::from_str(line).unwrap();
-        let t = &e["event_time"];
-        if i % 20 == 0 && !e["user_id"].is_null() {
-            let row = serde_json::json!({"updated_at": t, "user_id": e["user_id"], "tier": format!("t{}", i / 20 % 3)});
-            profiles.push_str(&format!("{row}\n"));
-        }
-        if let Some(item) = e["item_id"].as_i64() {
-            let n = seen.entry(item).or_default();
-            *n += 1;
-            let level = match *n {
-                1 => Some(item % 5),
-                5 if item % 4 == 0 => Some(item % 5 + 10),
-                _ => None,
-            };
-            if let Some(level) = level {
-                let row = serde_json::json!({"updated_at": t, "item_id": item, "level": level});
-                items.push_str(&format!("{row}\n"));
-            }
-        }
-    }
-    let (p, it) = (dir.join("profiles.ndjson"), dir.join("items.ndjson"));
-    std::fs::write(&p, profiles).unwrap();
-    std::fs::write(&it, items).unwrap();
-    (p, it)
-}
 
 /// Watches the log folder: copies each segment once a newer one exists (it is complete) and
 /// notes which tcp sources (by index) its records belong to.

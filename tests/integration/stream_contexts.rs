@@ -1,0 +1,42 @@
+//! Context streams made from a `learning` NDJSON log, for the tests and benchmarks that serve
+//! stateful stages over three tcp sources (`tests/integration/serve_snapshots.rs`,
+//! `benches/wal.rs`, which includes this file by path).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Context streams made from the events, in their order (so at their times): a profile row for
+/// every 20th event with a user (`user_id`, `tier`), and an item row (`item_id`, `level`) when an
+/// item is first seen and, for a quarter of the items, a new level at its fifth event. Written
+/// to `dir/profiles.ndjson` and `dir/items.ndjson`, with `updated_at` their time.
+pub fn contexts(dir: &Path, events: &Path) -> (PathBuf, PathBuf) {
+    let text = std::fs::read_to_string(events).unwrap();
+    let (mut profiles, mut items) = (String::new(), String::new());
+    let mut seen = std::collections::HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        let t = &e["event_time"];
+        if i % 20 == 0 && !e["user_id"].is_null() {
+            let tier = format!("t{}", i / 20 % 3);
+            let row = serde_json::json!({"updated_at": t, "user_id": e["user_id"], "tier": tier});
+            writeln!(profiles, "{row}").unwrap();
+        }
+        if let Some(item) = e["item_id"].as_i64() {
+            let n = seen.entry(item).or_insert(0);
+            *n += 1;
+            let level = match *n {
+                1 => Some(item % 5),
+                5 if item % 4 == 0 => Some(item % 5 + 10),
+                _ => None,
+            };
+            if let Some(level) = level {
+                let row = serde_json::json!({"updated_at": t, "item_id": item, "level": level});
+                writeln!(items, "{row}").unwrap();
+            }
+        }
+    }
+    let (p, it) = (dir.join("profiles.ndjson"), dir.join("items.ndjson"));
+    std::fs::write(&p, profiles).unwrap();
+    std::fs::write(&it, items).unwrap();
+    (p, it)
+}
