@@ -4,6 +4,7 @@
 
 pub mod dead_letter;
 pub mod error;
+pub mod eval;
 pub mod event;
 pub mod model;
 pub mod plan;
