@@ -14,6 +14,13 @@
 
 pub mod forecast;
 pub mod metrics;
+/// The pure rolling-origin driver over a whole series (the models' own accuracy tests).
+pub mod rolling;
+
+#[cfg(test)]
+mod synthetic;
+#[cfg(test)]
+mod synthetic_tests;
 
 use std::collections::BTreeMap;
 

@@ -31,6 +31,9 @@ pub mod intervals;
 pub mod series;
 pub mod smoothing;
 
+#[cfg(test)]
+mod oracle_tests;
+
 use serde::{Deserialize, Serialize};
 
 pub use ensemble::{

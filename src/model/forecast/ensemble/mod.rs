@@ -273,7 +273,12 @@ impl SeriesForecaster {
         let mut used = Vec::with_capacity(h_max);
         for h in 1..=h_max {
             let u = self.combine(h, &forecasts);
-            points.push(blend(&u.weights, &self.slots, &forecasts, h));
+            points.push(blend(
+                &u.weights,
+                self.slots.iter().map(|s| s.model.kind()),
+                &forecasts,
+                h,
+            ));
             used.push(u);
         }
         for (slot, f) in self.slots.iter_mut().zip(&forecasts) {
@@ -379,13 +384,18 @@ pub fn selection_weights(selection: Selection, scores: &[(usize, f64)]) -> Vec<(
     }
 }
 
-/// The weighted mean of the members' points at horizon `h`; a bound averages the members with a
-/// finite bound (NaN when none has one).
-fn blend(weights: &[f64; 5], slots: &[Slot], forecasts: &[Option<Vec<Point>>], h: usize) -> Point {
+/// The weighted mean of the members' points at horizon `h` (`kinds` names each forecast); a
+/// bound averages the members with a finite bound (NaN when none has one).
+pub(crate) fn blend(
+    weights: &[f64; 5],
+    kinds: impl Iterator<Item = ModelKind>,
+    forecasts: &[Option<Vec<Point>>],
+    h: usize,
+) -> Point {
     let mut acc = [0.0f64; 5];
     let mut wsum = [0.0f64; 5];
-    for (slot, f) in slots.iter().zip(forecasts) {
-        let w = weights[slot.model.kind() as usize];
+    for (kind, f) in kinds.zip(forecasts) {
+        let w = weights[kind as usize];
         let Some(f) = f.as_ref().filter(|_| w > 0.0) else {
             continue;
         };
