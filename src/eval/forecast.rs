@@ -145,7 +145,9 @@ impl Evaluator for ForecastEvaluator {
         };
         let num = |x: f64| if x.is_finite() { Value::float(x) } else { Value::Null };
         let mut table = Vec::new();
-        let mut by_model: BTreeMap<(String, String), Vec<(f64, f64, f64)>> = BTreeMap::new();
+        // (metric, model) → (MASE, MASE relative to seasonal naive, RMSE) per series and horizon.
+        type Scores = Vec<(f64, f64, f64)>;
+        let mut by_model: BTreeMap<(String, String), Scores> = BTreeMap::new();
         for ((series, metric, model, h), g) in &groups {
             let (mae, rmse, mase, smape, c80, w80, c95, w95) = stats(g);
             let baseline = groups

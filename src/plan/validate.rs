@@ -302,7 +302,7 @@ fn plan_spec(
         let forecast = cx.forecast(i, f, plan.fields_of(&input), tick_ms)?;
         let names = [forecast.name.clone(), forecast.errors_output()];
         for name in &names {
-            let taken = aggregate_names.iter().any(|n| *n == name)
+            let taken = aggregate_names.contains(&name)
                 || streams.iter().any(|(n, _)| n == name)
                 || plan.forecasts().any(|p| p.name == *name || p.errors_output() == *name)
                 || *name == crate::DEAD_LETTERS
