@@ -613,6 +613,20 @@ impl Cx<'_> {
         })
     }
 
+    /// An `emit` key: `updates` (the default) or `final`.
+    fn emit(&self, e: Option<&S<String>>, key: &str) -> Result<Emit, SpecError> {
+        match e.map(|e| (e, e.get_ref().as_str())) {
+            None | Some((_, "updates")) => Ok(Emit::Updates),
+            Some((_, "final")) => Ok(Emit::Final),
+            Some((e, other)) => Err(self.error(
+                e.span(),
+                key,
+                format!("unknown emit mode `{other}`"),
+                Some("one of `updates`, `final`".into()),
+            )),
+        }
+    }
+
     /// Plans forecast `i` over events whose time and type fields are `fields`.
     fn forecast(
         &self,
@@ -755,21 +769,7 @@ impl Cx<'_> {
         config
             .validate()
             .map_err(|e| self.error(spec.span(), &key(e.field), e.to_string(), None))?;
-        let emit = match &f.emit {
-            None => Emit::Updates,
-            Some(e) => match e.get_ref().as_str() {
-                "updates" => Emit::Updates,
-                "final" => Emit::Final,
-                other => {
-                    return Err(self.error(
-                        e.span(),
-                        &key("emit"),
-                        format!("unknown emit mode `{other}`"),
-                        Some("one of `updates`, `final`".into()),
-                    ))
-                }
-            },
-        };
+        let emit = self.emit(f.emit.as_ref(), &key("emit"))?;
         Ok(ForecastPlan {
             name,
             keys,
@@ -839,21 +839,7 @@ impl Cx<'_> {
         if measures.is_empty() {
             return Err(self.error(spec.span(), &key("measures"), "no measures".into(), None));
         }
-        let emit = match &a.emit {
-            None => Emit::Updates,
-            Some(e) => match e.get_ref().as_str() {
-                "updates" => Emit::Updates,
-                "final" => Emit::Final,
-                other => {
-                    return Err(self.error(
-                        e.span(),
-                        &key("emit"),
-                        format!("unknown emit mode `{other}`"),
-                        Some("one of `updates`, `final`".into()),
-                    ))
-                }
-            },
-        };
+        let emit = self.emit(a.emit.as_ref(), &key("emit"))?;
         Ok(AggregatePlan {
             name,
             source,
