@@ -234,6 +234,9 @@ impl SeriesForecaster {
         let every = self.cfg.refit_every as u64;
         let scheduled = n.is_multiple_of(every) || (n < every && n.is_power_of_two());
         let have = self.window_y.len();
+        if !scheduled && self.slots.iter().all(|s| s.fitted) {
+            return;
+        }
         let due: Vec<bool> = self
             .slots
             .iter()
