@@ -239,7 +239,11 @@ where
                     saved.retain(|_, n| *n != 0);
                     writer.next = 0;
                     writer.buffer = snapshot_rows(&saved);
-                    answer(&mut writer, &mut res, &checkpoint, id, limit, Some(&saved));
+                    // After a restart, the parts and totals hold every row before the resumed cut
+                    // even while the frontier is still below it: a cut never goes back, or the
+                    // next restart would count those rows again.
+                    let cut = limit.max(skip_before);
+                    answer(&mut writer, &mut res, &checkpoint, id, cut, Some(&saved));
                     answered = id;
                 }
                 return;
@@ -247,7 +251,7 @@ where
             let full = writer.buffer.len() >= FLUSH_ROWS || writer.bytes >= FLUSH_BYTES;
             if let (Some(id), Some(limit)) = (asked, limit) {
                 split_flush(&mut writer, &mut res, limit);
-                answer(&mut writer, &mut res, &checkpoint, id, limit, None);
+                answer(&mut writer, &mut res, &checkpoint, id, limit.max(skip_before), None);
                 answered = id;
             } else if (full || (done && (!writer.buffer.is_empty() || res.parts == 0))) && res.error.is_none() {
                 match (gated, limit) {

@@ -190,6 +190,11 @@ impl ServeConfig {
                 )));
             }
         }
+        if self.client_retention.is_some_and(|r| r.is_zero()) {
+            return Err(ServeError::Config(
+                "--client-retention must be positive (or `off`)".into(),
+            ));
+        }
         if self.workers == 0 || self.io_threads == 0 {
             return Err(ServeError::Config("--workers must be at least 1".into()));
         }

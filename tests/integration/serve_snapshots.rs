@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::serve::{spawn_send, KillOnDrop};
 use crate::serve_checkpoint::all_rows;
 use crate::serve_util::{generate, Server};
-use crate::stream_contexts::contexts;
+use crate::stream_contexts::{contexts, Items};
 
 const SPEC: &str = r#"
 [pipeline]
@@ -189,7 +189,7 @@ fn stateful_stages_survive_random_crashes_and_every_sources_log_is_truncated() {
         let spec = dir.path().join("snapshots.toml");
         std::fs::write(&spec, SPEC).unwrap();
         let events = generate(dir.path(), "events.ndjson", 40_000, seed);
-        let (profiles, items) = contexts(dir.path(), &events);
+        let (profiles, items) = contexts(dir.path(), &events, Items::FirstAndChange);
         let count = |p: &Path| std::fs::read_to_string(p).unwrap().lines().count();
         let (n_events, n_profiles, n_items) = (count(&events), count(&profiles), count(&items));
         let flags = |w: &'static str| {
@@ -307,4 +307,73 @@ fn stateful_stages_survive_random_crashes_and_every_sources_log_is_truncated() {
             assert!(!replayed[name].is_empty(), "seed {seed}: {name} is empty");
         }
     }
+}
+
+/// A state file that does not read back stops the restart with an error naming it.
+#[test]
+fn a_corrupt_state_file_stops_the_restart_naming_it() {
+    let spec_text = r#"
+[pipeline]
+name = "dedup_only"
+tick = "1s"
+
+[sources.events]
+format = "tcp"
+time_field = "event_time"
+type_field = "event_type"
+allowed_lateness = "2m"
+
+[dedup.events.attempt]
+key = ["client_attempt_id"]
+ttl = "10m"
+
+[[aggregates]]
+name = "per_minute"
+source = "events"
+window = { tumbling = "1m" }
+measures.n = "count()"
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("dedup_only.toml");
+    std::fs::write(&spec, spec_text).unwrap();
+    let events = generate(dir.path(), "events.ndjson", 5_000, 13);
+    let flags = [
+        "--out",
+        "served",
+        "--wal",
+        "wal",
+        "--idle-timeout",
+        "off",
+        "--checkpoint-interval",
+        "50ms",
+    ];
+    let server = Server::start(dir.path(), &spec, "127.0.0.1:0", &flags);
+    crate::serve_util::send(dir.path(), &events, server.addr, &["--client", "c", "--rate", "2000"]);
+    let wal = dir.path().join("wal");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !snapshot_named(&wal) {
+        assert!(Instant::now() < deadline, "no checkpoint names a state snapshot");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.crash();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(wal.join("checkpoint.json")).unwrap()).unwrap();
+    let file = manifest["state"]["operators"]["dedup.events"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = dir.path().join("served/.sluice-state").join(&file);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let out = std::process::Command::new(crate::util::sluice_bin())
+        .args(["serve", spec.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(flags)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&file) && err.contains("checksum"), "{err}");
 }
