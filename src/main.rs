@@ -58,15 +58,16 @@ enum Command {
         after_help = "Example:\n  sluice schema infer data/evolving_sample.ndjson --format table\n  sluice schema diff old.json new.json"
     )]
     Schema(SchemaCommand),
-    /// Write a deterministic synthetic event log (.parquet or .ndjson by extension).
+    /// Write a deterministic synthetic event log (.parquet or .ndjson by extension; regions also .csv).
     #[command(
         after_help = "Example:\n  sluice generate learning --events 1000000 --seed 7 --out learning.parquet\n  \
         sluice generate learning --events 50000 --seed 42 --out events.parquet --context ctx/   (profiles, items)\n  \
         sluice generate evolving --events 20000 --out events.ndjson   (also writes events.ndjson.truth.json)\n  \
-        sluice generate uploads --events 20000 --out uploads.parquet --context ctx/ --ranges 500   (geo, profiles, sensors, prices)"
+        sluice generate uploads --events 20000 --out uploads.parquet --context ctx/ --ranges 500   (geo, profiles, sensors, prices)\n  \
+        sluice generate regions --regions 3 --events 20000 --span 3d --out events.csv --context ctx/   (load_samples, regions; events.csv.truth.json)"
     )]
     Generate {
-        /// Scenario: learning, evolving or uploads.
+        /// Scenario: learning, evolving, uploads or regions.
         scenario: String,
         #[arg(long, default_value_t = 100_000)]
         events: usize,
@@ -74,7 +75,7 @@ enum Command {
         seed: u64,
         #[arg(long)]
         out: PathBuf,
-        /// Also write the scenario's context tables (Parquet) to DIR: learning, uploads.
+        /// Also write the scenario's context tables to DIR: learning, uploads; regions (required): load samples and regions.
         #[arg(long, value_name = "DIR")]
         context: Option<PathBuf>,
         /// uploads: number of users [default: events / 20, at least 10].
@@ -83,6 +84,12 @@ enum Command {
         /// uploads: number of geo ranges [default: 1000].
         #[arg(long)]
         ranges: Option<usize>,
+        /// regions: number of regions, 2 to 24 [default: 3].
+        #[arg(long)]
+        regions: Option<usize>,
+        /// regions: simulated time span, e.g. 3d or 36h [default: 7d].
+        #[arg(long, value_name = "DURATION")]
+        span: Option<String>,
     },
     /// Run a spec continuously over NDJSON lines sent to its tcp sources (see README, "Serving over TCP").
     #[command(
@@ -396,11 +403,22 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             context,
             users,
             ranges,
+            regions,
+            span,
         } => {
+            let span_ms = match span {
+                Some(text) => Some(
+                    sluice::plan::duration::parse_duration(&text)
+                        .map_err(|e| anyhow::Error::from(UsageError(format!("--span: {e}"))))?,
+                ),
+                None => None,
+            };
             let config = sluice::generate::GenerateConfig {
                 context,
                 users,
                 ranges,
+                regions,
+                span_ms,
                 progress,
                 ..sluice::generate::GenerateConfig::new(&scenario, events, seed, &out)
             };

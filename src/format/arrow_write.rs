@@ -288,14 +288,24 @@ pub struct ParquetSink {
 }
 
 impl ParquetSink {
-    /// Creates (or truncates) `path` for batches of `schema`.
+    /// Creates (or truncates) `path` for batches of `schema`, Snappy-compressed.
     pub fn open(path: &Path, schema: SchemaRef) -> Result<ParquetSink, WriteError> {
+        ParquetSink::open_compressed(path, schema, Compression::SNAPPY)
+    }
+
+    /// [`ParquetSink::open`] with another compression (files shipped in the repository use
+    /// zstd, which halves noisy float columns).
+    pub fn open_compressed(
+        path: &Path,
+        schema: SchemaRef,
+        compression: Compression,
+    ) -> Result<ParquetSink, WriteError> {
         let file = File::create(path).map_err(|source| WriteError::Io {
             path: path.into(),
             source,
         })?;
         let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
+            .set_compression(compression)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .build();
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|source| WriteError::Parquet {

@@ -23,6 +23,10 @@
 //!   simulated 8.64 ms (10M rows span a day), 0.10% late rows, 2.9% duplicate deliveries.
 //!   `--events 10000000 --users 1000000 --ranges 100000 --context DIR` takes ~24 s and ~110 MB
 //!   of memory in release on a busy two-core machine (380 MB of log, 27 MB of context).
+//! - `regions` (see [`regions`]): a multi-region service over `--span` (default 7 days): its
+//!   events, and with them (`--context DIR`, required) its load agents' metric samples and a
+//!   regions table, and `FILE.truth.json` with the noise-free load model, the noise, the spikes
+//!   and the outage. `.parquet`, `.ndjson` or `.csv`, by FILE's extension.
 //!
 //! Context tables: with [`GenerateConfig::context`] (`--context DIR`), `learning` also writes
 //! `DIR/profiles.parquet` and `DIR/items.parquet` ([`learning_context`]) and `uploads` writes
@@ -37,6 +41,7 @@ pub mod learning;
 pub mod learning_context;
 #[cfg(test)]
 mod learning_context_tests;
+pub mod regions;
 pub mod schema;
 pub mod table;
 #[cfg(test)]
@@ -57,7 +62,7 @@ use schema::{TIME_FIELD, TYPE_FIELD};
 pub use table::ContextFile;
 
 /// The scenarios [`generate`] knows.
-pub const SCENARIOS: &[&str] = &["learning", "evolving", "uploads"];
+pub const SCENARIOS: &[&str] = &["learning", "evolving", "uploads", "regions"];
 
 /// The lateness bound the summary counts late rows against: a row is late when its event time is
 /// more than this behind the maximum event time of the rows before it.
@@ -99,6 +104,10 @@ pub struct GenerateConfig {
     pub users: Option<usize>,
     /// `uploads`: the number of geo ranges, at least 2 (default [`uploads::DEFAULT_RANGES`]).
     pub ranges: Option<usize>,
+    /// `regions`: the number of regions, 2 to [`regions::MAX_REGIONS`] (default 3).
+    pub regions: Option<usize>,
+    /// `regions`: the simulated time span in ms, at least an hour (default 7 days).
+    pub span_ms: Option<u64>,
     /// Draw a progress bar on stderr.
     pub progress: bool,
 }
@@ -114,6 +123,8 @@ impl GenerateConfig {
             context: None,
             users: None,
             ranges: None,
+            regions: None,
+            span_ms: None,
             progress: false,
         }
     }
@@ -137,6 +148,26 @@ impl GenerateConfig {
             if self.ranges.is_some() {
                 return Err(unsupported("--ranges"));
             }
+        }
+        if scenario != "regions" {
+            if self.regions.is_some() {
+                return Err(unsupported("--regions"));
+            }
+            if self.span_ms.is_some() {
+                return Err(unsupported("--span"));
+            }
+        }
+        if self.regions.is_some_and(|r| !(2..=regions::MAX_REGIONS).contains(&r)) {
+            return Err(GenerateError::Usage(format!(
+                "--regions must be in 2..={}",
+                regions::MAX_REGIONS
+            )));
+        }
+        if self
+            .span_ms
+            .is_some_and(|s| !(3_600_000..=3650 * 86_400_000).contains(&s))
+        {
+            return Err(GenerateError::Usage("--span must be from 1h to 3650d".into()));
         }
         if self.users == Some(0) || self.users.is_some_and(|u| u > u32::MAX as usize) {
             return Err(GenerateError::Usage(format!("--users must be in 1..={}", u32::MAX)));
@@ -171,6 +202,8 @@ pub enum GenerateError {
     Write(#[from] WriteError),
     #[error("{0}")]
     Usage(String),
+    #[error("{}: not a regions truth file: {message}", path.display())]
+    Truth { path: PathBuf, message: String },
 }
 
 impl GenerateError {
@@ -215,6 +248,7 @@ pub fn generate_with(config: &GenerateConfig) -> Result<GenerateSummary, Generat
     match config.scenario.as_str() {
         "learning" => generate_learning(config),
         "evolving" => evolving::generate(config.events, config.seed, &config.out, config.progress),
+        "regions" => regions::generate(config),
         _ => uploads::generate(config),
     }
 }

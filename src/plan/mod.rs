@@ -5,6 +5,7 @@
 //! expressions; it can be printed (`sluice check SPEC --plan`), compared and tested without
 //! running a dataflow. Rendering (`crate::render`) is the only consumer.
 
+pub mod csv;
 pub mod duration;
 pub mod field_tree;
 pub mod graph;
@@ -303,6 +304,8 @@ pub struct SchemaPlan {
 pub enum Format {
     Parquet,
     Ndjson,
+    /// Delimited text read with `arrow-csv` (see `crate::source::csv`), with [`SourcePlan::csv`].
+    Csv,
     /// NDJSON lines sent over TCP to `sluice serve` (see `crate::serve`); no files.
     Tcp,
 }
@@ -328,6 +331,8 @@ pub struct SourcePlan {
     pub fields: Fields,
     /// Limits on the source's records, the same in `run` and `serve`.
     pub limits: SourceLimits,
+    /// How a `csv` source's files are read (the defaults for other formats).
+    pub csv: csv::CsvOptions,
 }
 
 /// A source's `fields` setting.

@@ -183,7 +183,7 @@ pub struct PipelineSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
-    /// `parquet`, `ndjson` or `tcp` (lines sent to `sluice serve`); inferred from the path's
+    /// `parquet`, `ndjson`, `csv` or `tcp` (lines sent to `sluice serve`); inferred from the path's
     /// extension when absent.
     #[serde(default)]
     pub format: Option<S<String>>,
@@ -211,6 +211,18 @@ pub struct SourceSpec {
     /// Events this far ahead are dead letters `future_time` (default `1d`).
     #[serde(default)]
     pub max_future: Option<S<String>>,
+    /// csv: whether the first record names the columns (default true).
+    #[serde(default)]
+    pub header: Option<S<bool>>,
+    /// csv: the field separator (default `,`).
+    #[serde(default)]
+    pub delimiter: Option<S<String>>,
+    /// csv: a chrono `strftime` pattern for the time column.
+    #[serde(default)]
+    pub time_format: Option<S<String>>,
+    /// csv: column name → type (`auto`, `int`, `float`, `bool`, `string`).
+    #[serde(default)]
+    pub columns: Option<S<IndexMap<String, S<String>>>>,
 }
 
 #[derive(Debug, Deserialize, Clone)]

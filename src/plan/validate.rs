@@ -525,12 +525,13 @@ impl Cx<'_> {
             Some(f) if !tcp => match f.get_ref().as_str() {
                 "parquet" => Format::Parquet,
                 "ndjson" | "jsonl" => Format::Ndjson,
+                "csv" => Format::Csv,
                 other => {
                     return Err(self.error(
                         f.span(),
                         &key("format"),
                         format!("unknown format `{other}`"),
-                        Some("one of `parquet`, `ndjson`, `tcp`".into()),
+                        Some("one of `parquet`, `ndjson`, `csv`, `tcp`".into()),
                     ))
                 }
             },
@@ -538,6 +539,7 @@ impl Cx<'_> {
                 let ext = paths[0].extension().and_then(|e| e.to_str()).unwrap_or("");
                 match ext {
                     "ndjson" | "jsonl" | "json" => Format::Ndjson,
+                    "csv" => Format::Csv,
                     _ => Format::Parquet,
                 }
             }
@@ -591,6 +593,9 @@ impl Cx<'_> {
         if let Some(f) = &s.max_future {
             limits.max_future_ms = self.duration(f, &key("max_future"))?;
         }
+        let csv = super::csv::options(s, format == Format::Csv)
+            .map_err(|(span, k, message, help)| self.error(span, &key(k), message, help))?
+            .unwrap_or_default();
         for (field, k) in
             std::iter::once((&s.time_field, "time_field")).chain(s.type_field.iter().map(|t| (t, "type_field")))
         {
@@ -610,6 +615,7 @@ impl Cx<'_> {
             projection: None,
             fields,
             limits,
+            csv,
         })
     }
 

@@ -103,6 +103,7 @@ pub fn infer_files_with(
             projection: None,
             fields: crate::plan::Fields::Open,
             limits: Default::default(),
+            csv: Default::default(),
         };
         let layout = Layout::discover(&plan)?;
         let mut read = reader(&plan, &layout);

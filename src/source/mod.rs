@@ -1,6 +1,6 @@
 //! Sources: ordered, splittable event logs with event time and a watermark.
 //!
-//! A source is a sequence of *splits* (Parquet row groups, NDJSON byte ranges) in log order, each
+//! A source is a sequence of *splits* (Parquet row groups, NDJSON and CSV byte ranges) in log order, each
 //! with the largest event time it holds. Split `i` is read by worker `i % peers`; every worker
 //! computes the same split list, so no worker waits on another to decide lateness.
 //!
@@ -12,6 +12,7 @@
 //! with reason `late`.
 
 pub mod arrow_read;
+pub mod csv;
 pub mod future;
 pub mod json_scan;
 pub mod lateness;
@@ -66,7 +67,7 @@ pub struct Split {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Unit {
     RowGroup(usize),
-    /// Bytes `start..end` of an NDJSON file, whose first line is `first_line` (1-based).
+    /// Bytes `start..end` of an NDJSON or CSV file, whose first line is `first_line` (1-based).
     Bytes {
         start: u64,
         end: u64,
@@ -95,6 +96,7 @@ impl Layout {
         let splits = match plan.format {
             Format::Parquet => parquet::splits(plan, &files)?,
             Format::Ndjson => ndjson::splits(plan, &files)?,
+            Format::Csv => csv::splits(plan, &files)?,
             // Lines arrive over TCP (`crate::serve`), not from splits.
             Format::Tcp => Vec::new(),
         };
@@ -130,6 +132,7 @@ pub(crate) fn expand(plan: &SourcePlan) -> Result<Vec<PathBuf>, SourceError> {
     let exts: &[&str] = match plan.format {
         Format::Parquet => &["parquet"],
         Format::Ndjson | Format::Tcp => &["ndjson", "jsonl", "json"],
+        Format::Csv => &["csv"],
     };
     let mut files = Vec::new();
     for path in &plan.paths {
@@ -226,6 +229,7 @@ pub fn reader(plan: &SourcePlan, layout: &Layout) -> Box<dyn SplitReader> {
     match plan.format {
         Format::Parquet => Box::new(parquet::ParquetReader::new(plan, &layout.files)),
         Format::Ndjson | Format::Tcp => Box::new(ndjson::NdjsonReader::new(plan, &layout.files)),
+        Format::Csv => Box::new(csv::CsvReader::new(plan, &layout.files)),
     }
 }
 

@@ -440,6 +440,7 @@ mod tests {
             allowed_lateness_ms: 0,
             projection: None,
             limits: Default::default(),
+            csv: Default::default(),
             fields: crate::plan::Fields::Open,
         }
     }

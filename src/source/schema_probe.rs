@@ -1,6 +1,6 @@
 //! The fields a source's records have, read at start-up for `sluice check` and `sluice run`:
 //! the Parquet footer of each file (no rows are read), the first [`SAMPLE_LINES`] lines of each
-//! NDJSON file, and JSON Schemas pinned by a schema stage. The result is a
+//! NDJSON file, the header of each CSV file, and JSON Schemas pinned by a schema stage. The result is a
 //! [`FieldTree`] of the payload (the time and type fields are not in it).
 
 use std::fs::File;
@@ -48,6 +48,7 @@ pub fn payload_tree(plan: &SourcePlan) -> Result<FieldTree, SourceError> {
         let file_tree = match plan.format {
             Format::Parquet => parquet_tree(plan, path)?,
             Format::Ndjson | Format::Tcp => ndjson_tree(plan, path)?,
+            Format::Csv => csv_tree(plan, path)?,
         };
         tree.merge(file_tree);
     }
@@ -87,6 +88,18 @@ fn arrow_tree(dtype: &DataType) -> FieldTree {
         _ => {}
     }
     tree
+}
+
+/// The columns of a CSV file's header (or the spec's `columns`), each a scalar.
+fn csv_tree(plan: &SourcePlan, path: &Path) -> Result<FieldTree, SourceError> {
+    let schema = super::csv::FileSchema::read(plan, path)?;
+    let mut tree = FieldTree::default();
+    for (i, field) in schema.schema.fields().iter().enumerate() {
+        if i != schema.time && Some(i) != schema.kind {
+            tree.insert(field.name(), FieldTree::scalar());
+        }
+    }
+    Ok(tree)
 }
 
 fn ndjson_tree(plan: &SourcePlan, path: &Path) -> Result<FieldTree, SourceError> {
@@ -167,6 +180,7 @@ mod tests {
             allowed_lateness_ms: 0,
             projection: None,
             limits: Default::default(),
+            csv: Default::default(),
             fields: crate::plan::Fields::Closed,
         }
     }

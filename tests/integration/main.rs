@@ -5,6 +5,7 @@
 mod bad_input;
 mod cli;
 mod composed;
+mod csv;
 mod dedup;
 mod duckdb;
 mod enrich;
