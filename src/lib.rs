@@ -15,6 +15,8 @@ pub mod value;
 pub const DEAD_LETTERS: &str = "dead_letters";
 pub mod expr;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod generate;
 pub mod progress;
 pub mod render;

@@ -48,8 +48,9 @@ pub const HELLO_KEYS: [&str; 5] = ["hello", "client", "source", "token", "offset
 /// [`HELLO_KEYS`]), with the hello or why it is invalid; `None` when it is an ordinary line,
 /// which is data: an event that happens to have a `hello` field is never taken for a hello.
 pub fn parse_hello(line: &[u8]) -> Option<Result<Hello, String>> {
+    // Cheap tests first: most lines are events. A key may be spelled with escapes.
     let trimmed = line.trim_ascii_start();
-    if !trimmed.starts_with(b"{") || memchr::memmem::find(line, b"\"hello\"").is_none() {
+    if !trimmed.starts_with(b"{") || (memchr::memmem::find(line, b"\"hello\"").is_none() && !line.contains(&b'\\')) {
         return None;
     }
     let value: serde_json::Value = serde_json::from_slice(line).ok()?;
@@ -133,6 +134,14 @@ mod tests {
         assert_eq!(parse_hello(br#"{"hello":1,"extra":1}"#), None);
         assert_eq!(parse_hello(br#"{"ts":1,"type":"a","hello":"world"}"#), None);
         assert_eq!(parse_hello(br#"{"hello":{"nested":1},"ts":1}"#), None);
+    }
+
+    /// Fuzzing found that a hello whose `hello` key is spelled with an escape was data (`frame`).
+    #[test]
+    fn escaped_hello_keys() {
+        let h = parse_hello(br#"{"hell\u006f":1,"\u0063lient":"c"}"#).unwrap().unwrap();
+        assert_eq!(h.client.as_deref(), Some("c"));
+        assert_eq!(parse_hello(br#"{"hell\u006f":1,"x\n":1}"#), None);
     }
 
     #[test]

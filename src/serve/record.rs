@@ -222,16 +222,16 @@ impl Record {
                 return Err(DecodeError("record kind after an arrival time"));
             }
         }
-        match kind {
-            ADVANCE => Ok(Record::Advance {
+        let control = match kind {
+            ADVANCE => Record::Advance {
                 source: r.u16()?,
                 delta_ms: r.u64()?,
-            }),
-            JOIN => Ok(Record::Join {
+            },
+            JOIN => Record::Join {
                 source: r.u16()?,
                 client: r.client()?,
-            }),
-            LEAVE => Ok(Record::Leave {
+            },
+            LEAVE => Record::Leave {
                 source: r.u16()?,
                 client: r.client()?,
                 why: match r.u8()? {
@@ -239,12 +239,16 @@ impl Record {
                     2 => Leave::Closed,
                     _ => return Err(DecodeError("leave reason")),
                 },
-            }),
+            },
             BATCH => {
                 let source = r.u16()?;
                 let client = r.client()?;
                 let first_offset = r.u64()?;
                 let lines = r.u32()?;
+                // Offsets up to one past the batch (a reject there) must be numbers.
+                if first_offset.checked_add(u64::from(lines) + 1).is_none() {
+                    return Err(DecodeError("offsets past 2^64"));
+                }
                 let count = r.u32()? as usize;
                 let mut rejects = Vec::with_capacity(count.min(1024));
                 for _ in 0..count {
@@ -263,7 +267,8 @@ impl Record {
                         prefix: r.bytes(n)?.to_vec(),
                     });
                 }
-                Ok(Record::Batch(Batch {
+                // A batch's lines are the rest of the payload.
+                return Ok(Record::Batch(Batch {
                     source,
                     client,
                     first_offset,
@@ -271,10 +276,15 @@ impl Record {
                     data: r.0.to_vec(),
                     rejects,
                     received_ms,
-                }))
+                }));
             }
-            _ => Err(DecodeError("record kind")),
+            _ => return Err(DecodeError("record kind")),
+        };
+        // Bytes after a whole record are not of this format: never ignore them.
+        if !r.0.is_empty() {
+            return Err(DecodeError("bytes after the record"));
         }
+        Ok(control)
     }
 }
 
@@ -392,6 +402,61 @@ mod tests {
             assert_eq!(Record::decode(&buf).unwrap(), rec);
             assert!(Record::decode(&buf[..buf.len().min(20) - 1]).is_err() || buf.len() > 20);
         }
+    }
+
+    /// Fuzzing found that bytes after an advance, a join or a leave were ignored (`wal`).
+    #[test]
+    fn bytes_after_a_record_are_an_error() {
+        for rec in [
+            Record::Advance {
+                source: 0,
+                delta_ms: 5000,
+            },
+            Record::Join {
+                source: 0,
+                client: "c".into(),
+            },
+            Record::Leave {
+                source: 0,
+                client: "c".into(),
+                why: Leave::Idle,
+            },
+        ] {
+            let mut buf = Vec::new();
+            rec.encode(&mut buf);
+            buf.push(0);
+            assert_eq!(
+                Record::decode(&buf).unwrap_err().to_string(),
+                "bad log record: bytes after the record"
+            );
+        }
+    }
+
+    /// Fuzzing found a batch whose last offset overflowed (`wal`), which replay computes for
+    /// the client's durable offset.
+    #[test]
+    fn offsets_past_u64_are_an_error() {
+        for (first_offset, lines) in [(u64::MAX, 1), (u64::MAX - 5, 5), (u64::MAX, 0)] {
+            let mut buf = Vec::new();
+            Record::Batch(Batch {
+                first_offset,
+                lines,
+                ..Batch::default()
+            })
+            .encode(&mut buf);
+            assert_eq!(
+                Record::decode(&buf).unwrap_err().to_string(),
+                "bad log record: offsets past 2^64"
+            );
+        }
+        let mut buf = Vec::new();
+        let last = Batch {
+            first_offset: u64::MAX - 6,
+            lines: 5,
+            ..Batch::default()
+        };
+        Record::Batch(last.clone()).encode(&mut buf);
+        assert_eq!(Record::decode(&buf).unwrap(), Record::Batch(last));
     }
 
     #[test]

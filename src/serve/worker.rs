@@ -78,15 +78,15 @@ struct Tcp {
 /// hostile lines cannot use up the budget that later good lines need. A name repeated in the
 /// line (a list of objects with the same keys) counts once, as interning it does.
 #[derive(Default)]
-struct NameCheck {
-    keys: Vec<std::ops::Range<usize>>,
+pub(crate) struct NameCheck {
+    pub(crate) keys: Vec<std::ops::Range<usize>>,
     /// The previous line's keys by position: lines mostly repeat them.
     known: Vec<Box<[u8]>>,
 }
 
 impl NameCheck {
     /// Distinct names among the keys of `line` (found by [`scan`]) that are not interned.
-    fn new_names(&mut self, line: &[u8]) -> usize {
+    pub(crate) fn new_names(&mut self, line: &[u8]) -> usize {
         let mut new: Option<rustc_hash::FxHashSet<std::borrow::Cow<'_, [u8]>>> = None;
         for (i, range) in self.keys.iter().enumerate() {
             let raw = &line[range.clone()];
@@ -109,7 +109,7 @@ impl NameCheck {
 
 /// The name a key stands for: its bytes between the quotes, with JSON escapes decoded (so
 /// `"k\u0065y"` and `"key"` are one name, as the parser interns them).
-fn key_name(line: &[u8], range: std::ops::Range<usize>) -> std::borrow::Cow<'_, [u8]> {
+pub(crate) fn key_name(line: &[u8], range: std::ops::Range<usize>) -> std::borrow::Cow<'_, [u8]> {
     let raw = &line[range.clone()];
     if !raw.contains(&b'\\') {
         return std::borrow::Cow::Borrowed(raw);
@@ -327,7 +327,7 @@ fn location(client: &str, offset: u64) -> String {
 }
 
 /// Decodes a batch's lines and rejects into `out`; returns the largest valid event time.
-fn parse(
+pub(crate) fn parse(
     batch: &Batch,
     source: &SourcePlan,
     types: &mut TypeCache,

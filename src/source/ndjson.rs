@@ -154,7 +154,7 @@ pub fn parse_line(
 }
 
 /// [`parse_line`] through `serde_json::Value`, which says why a line is not an event.
-fn parse_text(
+pub(crate) fn parse_text(
     plan: &SourcePlan,
     types: &mut TypeCache,
     text: &str,
@@ -207,7 +207,7 @@ fn parse_text(
 
 /// [`parse_line`] of a line that becomes an event, parsing straight into [`Value`]s; `None` for
 /// any other line, which [`parse_line`] then parses again to say why it is not an event.
-fn parse_fast(plan: &SourcePlan, types: &mut TypeCache, text: &str) -> Option<Event> {
+pub(crate) fn parse_fast(plan: &SourcePlan, types: &mut TypeCache, text: &str) -> Option<Event> {
     let mut de = serde_json::Deserializer::from_str(text);
     let map = KEY_HINTS
         .with_borrow_mut(|hints| Fields { hints: Some(hints) }.deserialize(&mut de))
@@ -485,6 +485,26 @@ mod tests {
                     format!("{:?}", parse_line(&plan, &mut TypeCache::default(), line.as_bytes())),
                     format!("{:?}", parse_text(&plan, &mut TypeCache::default(), line))
                 );
+            }
+        }
+    }
+
+    /// Fuzzing found numbers decoded one unit in the last place off, so that a payload printed
+    /// and parsed again changed (`ndjson`): JSON numbers decode to the nearest float.
+    #[test]
+    fn numbers_decode_to_the_nearest_float() {
+        let plan = plan();
+        for text in ["18446744073709572036854775808", "2.2250738585072011e-308", "0.30000000000000004441"] {
+            let line = format!(r#"{{"ts":1,"type":"a","x":{text}}}"#);
+            let want = Value::json_number(text.parse::<f64>().unwrap());
+            for event in [
+                parse_fast(&plan, &mut TypeCache::default(), &line).expect("an event"),
+                parse_text(&plan, &mut TypeCache::default(), &line).expect("an event"),
+            ] {
+                let got = &event.payload[0].1;
+                assert_eq!(format!("{got:?}"), format!("{want:?}"), "{text}");
+                let again = Value::from_json(serde_json::from_str(&got.to_json().to_string()).unwrap());
+                assert_eq!(format!("{again:?}"), format!("{want:?}"), "{text} printed and parsed again");
             }
         }
     }

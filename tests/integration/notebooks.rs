@@ -5,12 +5,11 @@
 //! with sluice's outputs and with DuckDB). The committed notebooks are only read.
 
 use std::fs;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use crate::script::run_bounded;
 use crate::util::{repo, sluice_bin};
 
 /// Bounds the whole run, package installation included (a first install takes about a minute).
@@ -30,61 +29,17 @@ fn committed_notebooks() -> Vec<(PathBuf, Vec<u8>)> {
     notebooks
 }
 
-/// Ends `child` and its process group: SIGTERM, then SIGKILL to what is left after 10 s. (A
-/// kernel has a process group of its own; it ends when its runner does, with the sluice it runs.)
-fn stop(child: &mut Child) {
-    let group = format!("-{}", child.id());
-    let signal = |sig: &str| {
-        Command::new("kill")
-            .args([sig, "--", &group])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    signal("-TERM");
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(10) {
-        let _ = child.try_wait(); // reap the runner, or it stays in the group as a zombie
-        if !signal("-0") {
-            return;
-        }
-        sleep(Duration::from_millis(200));
-    }
-    signal("-KILL");
-    let _ = child.wait();
-}
-
 #[test]
 fn notebooks_execute() {
     let before = committed_notebooks();
     assert!(!before.is_empty(), "no notebooks in notebooks/");
     let tmp = tempfile::tempdir().unwrap();
-    let (stdout, stderr) = (tmp.path().join("stdout"), tmp.path().join("stderr"));
-    let mut child = Command::new("bash")
+    let mut command = Command::new("bash");
+    command
         .arg(repo().join("notebooks/run_notebooks.sh"))
         .env("SLUICE_BIN", sluice_bin())
-        .env("NOTEBOOKS_OUT", tmp.path().join("out"))
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&stdout).unwrap())
-        .stderr(fs::File::create(&stderr).unwrap())
-        .process_group(0) // so that a timeout can end the runner and what it started
-        .spawn()
-        .expect("bash runs");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if start.elapsed() > DEADLINE {
-            stop(&mut child);
-            break None;
-        }
-        sleep(Duration::from_millis(200));
-    };
-    let log = format!(
-        "{}{}",
-        fs::read_to_string(&stdout).unwrap_or_default(),
-        fs::read_to_string(&stderr).unwrap_or_default()
-    );
+        .env("NOTEBOOKS_OUT", tmp.path().join("out"));
+    let (status, log) = run_bounded(command, DEADLINE);
     let status = status.unwrap_or_else(|| panic!("notebooks still running after {DEADLINE:?}:\n{log}"));
     assert!(status.success(), "a notebook failed:\n{log}");
     let summary = format!("{} passed, 0 failed", before.len());
