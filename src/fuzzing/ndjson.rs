@@ -98,6 +98,7 @@ fn source(settings: u8) -> SourcePlan {
             ..SourceLimits::default()
         },
         fields: Fields::Open,
+        csv: Default::default(),
     }
 }
 

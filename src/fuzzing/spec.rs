@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::plan::plan_str;
-use crate::plan::retention::horizons;
+use crate::plan::retention::retention;
 
 /// The bytes, read as UTF-8 (lossily), are a spec file.
 pub fn spec(data: &[u8]) {
@@ -30,8 +30,9 @@ pub fn spec(data: &[u8]) {
     let names = plan.output_names();
     let distinct: BTreeSet<&String> = names.iter().collect();
     assert_eq!(distinct.len(), names.len(), "output names are unique: {names:?}");
-    for h in horizons(&plan) {
-        let _ = h.last_effect(i64::MAX);
-        let _ = h.last_effect(0);
+    let kept = retention(&plan);
+    for source in 0..plan.sources.len() {
+        let _ = kept.last_effect(source, i64::MAX);
+        let _ = kept.last_effect(source, 0);
     }
 }
