@@ -19,7 +19,11 @@ pub fn expr(data: &[u8]) {
     // from an equal float, which `==` does not.
     let printed = e.to_string();
     let again = parse(&printed).unwrap_or_else(|err| panic!("`{printed}` printed from `{text}`: {err}"));
-    assert_eq!(format!("{again:?}"), format!("{e:?}"), "`{printed}` printed from `{text}`");
+    assert_eq!(
+        format!("{again:?}"),
+        format!("{e:?}"),
+        "`{printed}` printed from `{text}`"
+    );
     assert_eq!(again.to_string(), printed);
     let bound = e.bind("ts", "event_type");
     let _ = bound.fields();

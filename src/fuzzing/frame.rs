@@ -62,7 +62,10 @@ pub fn frame(data: &[u8]) {
         }
         let _ = parse_reply(line);
         let text = String::from_utf8_lossy(line);
-        assert_eq!(parse_reply(error_line(&text).as_bytes()), Some(Reply::Error(text.into_owned())));
+        assert_eq!(
+            parse_reply(error_line(&text).as_bytes()),
+            Some(Reply::Error(text.into_owned()))
+        );
     }
     let n = stream.iter().take(8).fold(0u64, |n, b| n << 8 | u64::from(*b));
     assert_eq!(parse_reply(ack_line(n).as_bytes()), Some(Reply::Ack(n)));

@@ -94,7 +94,8 @@ fn source(settings: u8) -> SourcePlan {
         allowed_lateness_ms: 0,
         projection: (settings & 8 != 0).then(|| vec!["a".to_string(), "ts".to_string()]),
         limits: SourceLimits {
-            max_depth: [3, SourceLimits::DEFAULT_MAX_DEPTH, SourceLimits::MAX_MAX_DEPTH, 1][usize::from(settings >> 4 & 3)],
+            max_depth: [3, SourceLimits::DEFAULT_MAX_DEPTH, SourceLimits::MAX_MAX_DEPTH, 1]
+                [usize::from(settings >> 4 & 3)],
             ..SourceLimits::default()
         },
         fields: Fields::Open,
@@ -160,7 +161,11 @@ fn one_line(
     assert!(object.depth() <= plan.limits.max_depth);
     let printed = object.to_json().to_string();
     let again = Value::from_json(serde_json::from_str(&printed).expect("printed JSON parses"));
-    assert_eq!(format!("{again:?}"), format!("{object:?}"), "a payload printed and parsed again");
+    assert_eq!(
+        format!("{again:?}"),
+        format!("{object:?}"),
+        "a payload printed and parsed again"
+    );
     result
 }
 

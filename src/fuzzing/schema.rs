@@ -52,7 +52,9 @@ pub fn schema(data: &[u8]) {
     assert_eq!(counted(&payloads, &limits), ab, "counting observations equals merging");
 
     let schema = ab.schema();
-    schema.validate().unwrap_or_else(|e| panic!("an inferred schema is well formed: {e}"));
+    schema
+        .validate()
+        .unwrap_or_else(|e| panic!("an inferred schema is well formed: {e}"));
     // The merged schema accepts every payload of both groups, and conformed payloads conform
     // as they are.
     let conformer = Conformer::new(&schema, ConformPolicy::default()).expect("a conformer");
@@ -72,7 +74,11 @@ pub fn schema(data: &[u8]) {
     assert_eq!(aa.schema(), ia.schema(), "merging a group with itself");
     // JSON Schema round-trips; drift and compatibility verdicts are total.
     let doc = schema.to_json_schema();
-    assert_eq!(Schema::from_json_schema(&doc).as_ref(), Ok(&schema), "JSON Schema round trip");
+    assert_eq!(
+        Schema::from_json_schema(&doc).as_ref(),
+        Ok(&schema),
+        "JSON Schema round trip"
+    );
     let (sa, sb) = (ia.schema(), ib.schema());
     let _ = drift(&sa, &schema);
     let _ = drift(&schema, &sb);

@@ -17,7 +17,11 @@ pub fn spec(data: &[u8]) {
             assert!(e.line <= lines, "line {} of {lines}: {e}", e.line);
             if e.line > 0 {
                 let line = text.split('\n').nth(e.line - 1).unwrap_or_default();
-                assert!(e.column >= 1 && e.column <= line.chars().count() + 1, "column {}: {e}", e.column);
+                assert!(
+                    e.column >= 1 && e.column <= line.chars().count() + 1,
+                    "column {}: {e}",
+                    e.column
+                );
             }
             let _ = e.to_string();
             return;

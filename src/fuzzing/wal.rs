@@ -22,7 +22,11 @@ pub fn wal(data: &[u8]) {
     let (good, records, replayed, next) = read(data);
     if let Ok(good) = good {
         assert!(good <= data.len() as u64);
-        assert_eq!(frames(records.iter().map(|(_, r)| r)), data[..good as usize], "the good prefix");
+        assert_eq!(
+            frames(records.iter().map(|(_, r)| r)),
+            data[..good as usize],
+            "the good prefix"
+        );
         assert_eq!((replayed.records, replayed.bytes), (records.len() as u64, good));
         assert_eq!(next, 7 + records.len() as u64);
     }
@@ -63,7 +67,10 @@ fn record(data: &[u8]) {
         let end = b.end_offset();
         let mut last = b.first_offset;
         b.for_each_line(|offset, line| {
-            assert!(offset > last && offset <= end, "offset {offset} after {last}, end {end}");
+            assert!(
+                offset > last && offset <= end,
+                "offset {offset} after {last}, end {end}"
+            );
             assert!(!line.contains(&b'\n'));
             last = offset;
         });

@@ -53,6 +53,8 @@ pub enum StageKind {
     Schema(SchemaPlan),
     /// Deduplication (`render::dedup`).
     Dedup(DedupPlan),
+    /// Routing metadata: priority, complexity, shard key and shard (`render::metadata`).
+    Metadata(super::MetadataPlan),
     /// Joins, derived fields and rules (`render::enrich`, `render::rules`).
     Enrich(EnrichPlan),
     /// A windowed aggregate (`render::window`).
@@ -66,6 +68,7 @@ impl StageKind {
         match self {
             StageKind::Schema(_) => "schema",
             StageKind::Dedup(_) => "dedup",
+            StageKind::Metadata(_) => "metadata",
             StageKind::Enrich(_) => "enrich",
             StageKind::Aggregate(_) => "aggregate",
             StageKind::Forecast(_) => "forecast",
@@ -91,7 +94,7 @@ pub enum Port {
     /// Events blocked by a rule, and per-rule statistics.
     Blocked,
     RuleStats,
-    /// Counters of deduplication and enrichment.
+    /// Counters of deduplication, metadata and enrichment.
     Counters,
     /// Realized forecast errors.
     Errors,
@@ -279,9 +282,11 @@ pub(super) fn outputs(plan: &Plan, aggregates: &[usize], forecasts: &[usize]) ->
             });
         }
     }
-    if !dedups.is_empty() || !enrichments.is_empty() {
+    let metadata = stages_of(|k| matches!(k, StageKind::Metadata(_)));
+    if !dedups.is_empty() || !enrichments.is_empty() || !metadata.is_empty() {
         let mut stages = dedups.clone();
         stages.extend(&enrichments);
+        stages.extend(&metadata);
         stages.sort();
         out.push(OutputPlan {
             from: from(&stages, Port::Counters),

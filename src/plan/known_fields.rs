@@ -7,6 +7,7 @@
 //!
 //! ```text
 //!  files ─► schema stage (pins, defaults, schema_version) ─► dedup keys
+//!        ─► metadata (value, default; + priority, complexity, shard_key, shard_id)
 //!        ─► joins (on, fields, when; + alias) ─► derive (+ field) ─► rules (when, set; + set, rename)
 //!        ─► order_by, aggregates (where, group_by, measures)
 //! ```
@@ -282,6 +283,39 @@ impl Checker<'_> {
                     let at = format!("dedup.{name}.{}.key[{k}]", event_type.get_ref());
                     self.path(&scope, key.span(), key.get_ref(), &at);
                 }
+            }
+        }
+
+        let meta = spec.metadata.iter().find(|(n, _)| n.get_ref() == name).map(|(_, m)| m);
+        if let (Some(m), Some(stage)) = (meta, plan.metadata().find(|m| m.source == i)) {
+            let scope = Scope {
+                tree: &root,
+                source,
+                sampled: sampled(source),
+                label: label(),
+            };
+            let specs = [m.priority.as_ref(), m.complexity.as_ref(), Some(&m.shard_key)];
+            for (spec, field) in specs
+                .into_iter()
+                .zip([&stage.priority, &stage.complexity, &stage.shard_key])
+            {
+                let Some(spec) = spec.map(|s| s.get_ref()) else {
+                    continue;
+                };
+                if let Some(text) = &spec.value {
+                    self.expr(
+                        &scope,
+                        text,
+                        &field.value,
+                        &format!("metadata.{name}.{}.value", field.name),
+                    );
+                }
+                if let (Some(text), Some(expr)) = (&spec.default, &field.default) {
+                    self.expr(&scope, text, expr, &format!("metadata.{name}.{}.default", field.name));
+                }
+            }
+            for field in super::metadata::METADATA_FIELDS {
+                root.insert(field, FieldTree::open());
             }
         }
 

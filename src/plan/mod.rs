@@ -11,6 +11,7 @@ pub mod field_tree;
 pub mod graph;
 mod hints;
 pub mod known_fields;
+pub mod metadata;
 pub mod retention;
 pub mod spec;
 pub mod validate;
@@ -25,6 +26,7 @@ use crate::expr::Expr;
 pub use crate::model::aggregate::Func;
 pub use crate::model::window::WindowPlan;
 pub use graph::{OutputPlan, Port, Stage, StageKind, StageRef, WINDOW_TIME};
+pub use metadata::MetadataPlan;
 pub use validate::{plan_file_with, plan_str};
 
 /// Outputs of schema stages (shared by every source with one).
@@ -481,6 +483,13 @@ impl Plan {
         })
     }
 
+    pub fn metadata(&self) -> impl Iterator<Item = &MetadataPlan> + '_ {
+        self.kinds(|k| match k {
+            StageKind::Metadata(p) => Some(p),
+            _ => None,
+        })
+    }
+
     pub fn aggregates(&self) -> impl Iterator<Item = &AggregatePlan> + '_ {
         self.kinds(|k| match k {
             StageKind::Aggregate(p) => Some(p),
@@ -534,7 +543,7 @@ impl Plan {
                 let stage = &self.stages[*i];
                 let upstream = stage.inputs.first().is_some_and(|r| self.retracts(r));
                 match &stage.kind {
-                    StageKind::Schema(_) | StageKind::Dedup(_) => upstream,
+                    StageKind::Schema(_) | StageKind::Dedup(_) | StageKind::Metadata(_) => upstream,
                     StageKind::Enrich(e) => upstream || e.retracts(),
                     StageKind::Aggregate(a) => a.emit == Emit::Updates || !a.monotonic,
                     StageKind::Forecast(f) => f.emit == Emit::Updates,

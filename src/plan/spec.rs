@@ -34,6 +34,41 @@ pub struct SpecFile {
     /// Enrichment, derived fields and rules, per source name.
     #[serde(default)]
     pub enrich: BTreeMap<S<String>, EnrichSpec>,
+    /// Routing metadata (priority, complexity, shard key and shard), per source name.
+    #[serde(default)]
+    pub metadata: BTreeMap<S<String>, MetadataSpec>,
+}
+
+/// `[metadata.SOURCE]`: the fields a router reads, computed after the source's schema stage and
+/// deduplication and before its enrichment: `priority`, `complexity`, `shard_key`, `shard_id`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataSpec {
+    /// Priority 1–10, 1 highest (value default: the field `priority`).
+    #[serde(default)]
+    pub priority: Option<S<MetaFieldSpec>>,
+    /// Complexity 1–5, 1 simplest (value default: the field `complexity`).
+    #[serde(default)]
+    pub complexity: Option<S<MetaFieldSpec>>,
+    /// The key whose hash places the event on a shard.
+    pub shard_key: S<MetaFieldSpec>,
+    /// Number of shards (default 4096).
+    #[serde(default)]
+    pub shards: Option<S<u64>>,
+    /// What a present but invalid priority or complexity does: `clamp` (default: into range,
+    /// counted; a value of the wrong type takes the default) or `dead_letter`.
+    #[serde(default)]
+    pub invalid: Option<S<String>>,
+}
+
+/// One metadata field: an expression, and the expression used when it is null or missing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetaFieldSpec {
+    #[serde(default)]
+    pub value: Option<S<String>>,
+    #[serde(default)]
+    pub default: Option<S<String>>,
 }
 
 /// `[enrich.SOURCE]`: joins with context sources, derived fields and rules, applied in that order

@@ -14,13 +14,13 @@ use crate::expr::{self, Expr};
 use super::duration::parse_duration;
 use super::hints::{closest, expr_help, implicit_table, value_span};
 use super::spec::{
-    AggregateSpec, DedupSpec, EnrichSpec, ForecastSpec, JoinSpec, PathList, RuleSpec, SchemaSpec, SourceSpec, SpecFile,
-    WindowSpec, S,
+    AggregateSpec, DedupSpec, EnrichSpec, ForecastSpec, JoinSpec, MetaFieldSpec, MetadataSpec, PathList, RuleSpec,
+    SchemaSpec, SourceSpec, SpecFile, WindowSpec, S,
 };
 use super::{
     AggregatePlan, DedupPlan, DedupRule, Emit, EnrichPlan, Fields, ForecastPlan, Format, Func, JoinMode, JoinPlan,
-    Matching, MeasurePlan, Plan, RuleAction, RulePlan, SchemaPlan, SourceLimits, SourcePlan, Stage, StageKind,
-    StageRef, WindowPlan,
+    Matching, MeasurePlan, MetadataPlan, Plan, RuleAction, RulePlan, SchemaPlan, SourceLimits, SourcePlan, Stage,
+    StageKind, StageRef, WindowPlan,
 };
 
 /// Reads and plans a spec file, and checks every field it names against its sources' schemas,
@@ -125,6 +125,10 @@ fn plan_spec(
     for (name, rules) in &spec.dedup {
         dedups.push(cx.dedup(name, rules, &sources)?);
     }
+    let mut metadata = Vec::new();
+    for (name, m) in &spec.metadata {
+        metadata.push(cx.metadata(name, m, &sources)?);
+    }
     let mut enrichments: Vec<EnrichPlan> = Vec::new();
     for (name, e) in &spec.enrich {
         let plan = cx.enrich(name, e, &sources)?;
@@ -187,6 +191,9 @@ fn plan_spec(
     }
     for d in dedups {
         push(&mut plan, &mut chain, d.source, StageKind::Dedup(d), vec![]);
+    }
+    for m in metadata {
+        push(&mut plan, &mut chain, m.source, StageKind::Metadata(m), vec![]);
     }
     let contexts = chain.clone();
     // Joins read their context sources after those sources' schema and dedup stages.
@@ -336,6 +343,7 @@ fn plan_spec(
         if plan
             .enrichments()
             .any(|e| e.source == index || e.joins.iter().any(|j| j.context == index))
+            || plan.metadata().any(|m| m.source == index)
         {
             // Enriched outputs carry every field; context rows attach every field by default.
             projections.push(None);
@@ -998,6 +1006,86 @@ impl Cx<'_> {
             });
         }
         Ok(DedupPlan { source, rules: out })
+    }
+
+    /// `[metadata.SOURCE]`: priority, complexity and shard key, each a value and a default.
+    fn metadata(&self, stage: &S<String>, m: &MetadataSpec, sources: &[SourcePlan]) -> Result<MetadataPlan, SpecError> {
+        use super::metadata::{InvalidMetadata, MetaField, DEFAULT_SHARDS};
+        let name = stage.get_ref();
+        let key = |k: &str| format!("metadata.{name}.{k}");
+        let source = self.source_index(stage, &format!("metadata.{name}"), sources)?;
+        let src = &sources[source];
+        let bind = |e: Expr| e.bind(&src.time_field, &src.type_field);
+        let field = |field: &'static str,
+                     spec: Option<&S<MetaFieldSpec>>,
+                     range: Option<(i64, i64)>|
+         -> Result<MetaField, SpecError> {
+            let (value, default) = match spec {
+                Some(s) => (s.get_ref().value.as_ref(), s.get_ref().default.as_ref()),
+                None => (None, None),
+            };
+            let value = match value {
+                Some(text) => bind(self.expr(text, &key(&format!("{field}.value")), 0, text.get_ref())?),
+                None if field == "shard_key" => {
+                    let span = spec.map_or(stage.span(), |s| s.span());
+                    return Err(self.error(
+                        span,
+                        &key("shard_key.value"),
+                        "a shard key needs a value".into(),
+                        Some("for example `shard_key = { value = \"user_id\", default = \"device_id\" }`".into()),
+                    ));
+                }
+                None => Expr::field(FieldPath::field(field)),
+            };
+            let default = match default {
+                Some(text) => Some(bind(self.expr(
+                    text,
+                    &key(&format!("{field}.default")),
+                    0,
+                    text.get_ref(),
+                )?)),
+                None => None,
+            };
+            Ok(MetaField {
+                name: field,
+                value,
+                default,
+                range,
+            })
+        };
+        let shards = match &m.shards {
+            None => DEFAULT_SHARDS,
+            Some(n) if *n.get_ref() == 0 || *n.get_ref() > 1 << 32 => {
+                return Err(self.error(
+                    n.span(),
+                    &key("shards"),
+                    "the number of shards must be 1 to 2^32".into(),
+                    None,
+                ))
+            }
+            Some(n) => *n.get_ref(),
+        };
+        let invalid = match m.invalid.as_ref().map(|s| s.get_ref().as_str()) {
+            None | Some("clamp") => InvalidMetadata::Clamp,
+            Some("dead_letter") => InvalidMetadata::DeadLetter,
+            Some(other) => {
+                let s = m.invalid.as_ref().expect("matched a value");
+                return Err(self.error(
+                    s.span(),
+                    &key("invalid"),
+                    format!("unknown policy `{other}`"),
+                    Some("one of `clamp`, `dead_letter`".into()),
+                ));
+            }
+        };
+        Ok(MetadataPlan {
+            source,
+            priority: field("priority", m.priority.as_ref(), Some((1, 10)))?,
+            complexity: field("complexity", m.complexity.as_ref(), Some((1, 5)))?,
+            shard_key: field("shard_key", Some(&m.shard_key), None)?,
+            shards,
+            invalid,
+        })
     }
 
     fn source_index(&self, name: &S<String>, key: &str, sources: &[SourcePlan]) -> Result<usize, SpecError> {

@@ -17,6 +17,7 @@ pub mod continuous;
 pub mod dedup;
 pub mod enrich;
 pub mod forecast;
+pub mod metadata;
 pub mod pending;
 pub mod rules;
 pub mod schema;
@@ -138,6 +139,7 @@ pub fn render(
                 let name = &plan.sources[p.source].name;
                 dedup::stage(input, p, name, fields, store(tcp(p.source)))
             }
+            StageKind::Metadata(p) => metadata::stage(input, p, &plan.sources[p.source].name, fields),
             StageKind::Enrich(p) => {
                 let contexts: Vec<EventsOf<'_>> = stage.inputs[1..].iter().map(events).collect();
                 enrich::stage(input, contexts, p, plan, env.state.as_ref())

@@ -494,7 +494,11 @@ mod tests {
     #[test]
     fn numbers_decode_to_the_nearest_float() {
         let plan = plan();
-        for text in ["18446744073709572036854775808", "2.2250738585072011e-308", "0.30000000000000004441"] {
+        for text in [
+            "18446744073709572036854775808",
+            "2.2250738585072011e-308",
+            "0.30000000000000004441",
+        ] {
             let line = format!(r#"{{"ts":1,"type":"a","x":{text}}}"#);
             let want = Value::json_number(text.parse::<f64>().unwrap());
             for event in [
@@ -504,7 +508,11 @@ mod tests {
                 let got = &event.payload[0].1;
                 assert_eq!(format!("{got:?}"), format!("{want:?}"), "{text}");
                 let again = Value::from_json(serde_json::from_str(&got.to_json().to_string()).unwrap());
-                assert_eq!(format!("{again:?}"), format!("{want:?}"), "{text} printed and parsed again");
+                assert_eq!(
+                    format!("{again:?}"),
+                    format!("{want:?}"),
+                    "{text} printed and parsed again"
+                );
             }
         }
     }

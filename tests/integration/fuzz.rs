@@ -49,7 +49,10 @@ fn fuzz_corpora_and_regressions_replay() {
     for (name, target) in TARGETS {
         let corpus = files(repo().join("fuzz/corpus").join(name));
         assert!(!corpus.is_empty(), "no corpus for {name}");
-        for path in corpus.into_iter().chain(files(repo().join("fuzz/regressions").join(name))) {
+        for path in corpus
+            .into_iter()
+            .chain(files(repo().join("fuzz/regressions").join(name)))
+        {
             let data = fs::read(&path).unwrap();
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| target(&data))) {
                 let message = panic
@@ -67,10 +70,21 @@ fn fuzz_corpora_and_regressions_replay() {
 #[test]
 fn fuzz_targets_run_briefly() {
     let mut command = Command::new("nice");
-    command.args(["-n", "19", "bash"]).arg(repo().join("fuzz/run.sh")).arg("30");
+    command
+        .args(["-n", "19", "bash"])
+        .arg(repo().join("fuzz/run.sh"))
+        .arg("30");
     // The targets are built by the nightly toolchain, in fuzz/target, whatever this test's
     // cargo was told.
-    for var in ["CARGO", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR", "RUSTC", "RUSTC_WRAPPER", "RUSTFLAGS", "RUSTUP_TOOLCHAIN"] {
+    for var in [
+        "CARGO",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET_DIR",
+        "RUSTC",
+        "RUSTC_WRAPPER",
+        "RUSTFLAGS",
+        "RUSTUP_TOOLCHAIN",
+    ] {
         command.env_remove(var);
     }
     let (status, log) = run_bounded(command, DEADLINE);

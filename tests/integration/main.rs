@@ -13,6 +13,7 @@ mod fields;
 mod forecast;
 mod fuzz;
 mod golden;
+mod metadata;
 mod notebooks;
 mod numbers;
 mod oracle;
