@@ -4,4 +4,5 @@
 pub mod aggregate;
 pub mod forecast;
 pub mod ip;
+pub mod placement;
 pub mod window;
