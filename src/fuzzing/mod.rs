@@ -30,7 +30,10 @@ pub use spec::spec;
 pub use wal::wal;
 
 /// Every target, by the name of its `fuzz/fuzz_targets/` file.
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+/// A fuzz target: its name and its body.
+pub type Target = (&'static str, fn(&[u8]));
+
+pub const TARGETS: [Target; 6] = [
     ("frame", frame),
     ("ndjson", ndjson),
     ("expr", expr),

@@ -5,4 +5,5 @@ pub mod aggregate;
 pub mod forecast;
 pub mod ip;
 pub mod placement;
+pub mod routing;
 pub mod window;

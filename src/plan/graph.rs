@@ -54,13 +54,16 @@ pub enum StageKind {
     /// Deduplication (`render::dedup`).
     Dedup(DedupPlan),
     /// Routing metadata: priority, complexity, shard key and shard (`render::metadata`).
-    Metadata(super::MetadataPlan),
+    Metadata(Box<super::MetadataPlan>),
     /// Joins, derived fields and rules (`render::enrich`, `render::rules`).
     Enrich(EnrichPlan),
     /// A windowed aggregate (`render::window`).
     Aggregate(AggregatePlan),
     /// Load forecasts (`render::forecast`).
     Forecast(super::ForecastPlan),
+    /// Routing decisions (`render::router`). Inputs: events with routing metadata, load
+    /// samples, regions, and optionally a forecast.
+    Router(Box<super::RouterPlan>),
 }
 
 impl StageKind {
@@ -72,6 +75,7 @@ impl StageKind {
             StageKind::Enrich(_) => "enrich",
             StageKind::Aggregate(_) => "aggregate",
             StageKind::Forecast(_) => "forecast",
+            StageKind::Router(_) => "router",
         }
     }
 }
@@ -204,7 +208,7 @@ pub fn reads_events_of(plan: &Plan, input: &StageRef) -> Option<usize> {
 /// The plan's outputs, in the order summaries print them: schema outputs, duplicates, enriched
 /// and routed events, blocked events, rule statistics, counters, aggregates and forecasts (in
 /// spec order: `aggregates` and `forecasts` hold their stages), dead letters.
-pub(super) fn outputs(plan: &Plan, aggregates: &[usize], forecasts: &[usize]) -> Vec<OutputPlan> {
+pub(super) fn outputs(plan: &Plan, aggregates: &[usize], forecasts: &[usize], routers: &[usize]) -> Vec<OutputPlan> {
     let stages_of = |f: fn(&StageKind) -> bool| -> Vec<usize> {
         (0..plan.stages.len()).filter(|i| f(&plan.stages[*i].kind)).collect()
     };
@@ -292,6 +296,19 @@ pub(super) fn outputs(plan: &Plan, aggregates: &[usize], forecasts: &[usize]) ->
             from: from(&stages, Port::Counters),
             snapshot: true,
             ..OutputPlan::new(COUNTERS, &COUNTER_COLUMNS)
+        });
+    }
+    for &i in routers {
+        let (time_field, type_field) = plan.fields_of(&StageRef::Stage(i));
+        let mut columns = vec![time_field, "_payload"];
+        if !type_field.is_empty() {
+            columns.insert(1, type_field);
+        }
+        out.push(OutputPlan {
+            from: vec![(i, Port::Main)],
+            sort_prefix: 1,
+            flatten: true,
+            ..OutputPlan::new(&plan.stages[i].name, &columns)
         });
     }
     for &i in aggregates {

@@ -13,6 +13,7 @@ mod hints;
 pub mod known_fields;
 pub mod metadata;
 pub mod retention;
+pub mod router;
 pub mod spec;
 pub mod validate;
 
@@ -27,6 +28,7 @@ pub use crate::model::aggregate::Func;
 pub use crate::model::window::WindowPlan;
 pub use graph::{OutputPlan, Port, Stage, StageKind, StageRef, WINDOW_TIME};
 pub use metadata::MetadataPlan;
+pub use router::RouterPlan;
 pub use validate::{plan_file_with, plan_str};
 
 /// Outputs of schema stages (shared by every source with one).
@@ -485,7 +487,14 @@ impl Plan {
 
     pub fn metadata(&self) -> impl Iterator<Item = &MetadataPlan> + '_ {
         self.kinds(|k| match k {
-            StageKind::Metadata(p) => Some(p),
+            StageKind::Metadata(p) => Some(&**p),
+            _ => None,
+        })
+    }
+
+    pub fn routers(&self) -> impl Iterator<Item = &RouterPlan> + '_ {
+        self.kinds(|k| match k {
+            StageKind::Router(p) => Some(&**p),
             _ => None,
         })
     }
@@ -544,6 +553,8 @@ impl Plan {
                 let upstream = stage.inputs.first().is_some_and(|r| self.retracts(r));
                 match &stage.kind {
                     StageKind::Schema(_) | StageKind::Dedup(_) | StageKind::Metadata(_) => upstream,
+                    // Each decision is made once, as of its event's time.
+                    StageKind::Router(_) => false,
                     StageKind::Enrich(e) => upstream || e.retracts(),
                     StageKind::Aggregate(a) => a.emit == Emit::Updates || !a.monotonic,
                     StageKind::Forecast(f) => f.emit == Emit::Updates,

@@ -80,6 +80,13 @@ pub fn retention(plan: &Plan) -> Retention {
             StageKind::Forecast(_) => *h = FOREVER,
             _ => {}
         }
+        // A router's regional state (latest samples, regions, forecasts) is not snapshotted
+        // either: the records of the sources it reads besides its events are kept.
+        if let StageKind::Router(_) = &stage.kind {
+            for context in &stage.inputs[1..] {
+                horizons[plan.root_source(context)] = FOREVER;
+            }
+        }
     }
     for e in plan.enrichments().filter(|e| !e.rules.is_empty()) {
         // Rule statistics are a tumbling window; behind a continuous join they keep it one more

@@ -34,6 +34,9 @@ pub struct SpecFile {
     /// Enrichment, derived fields and rules, per source name.
     #[serde(default)]
     pub enrich: BTreeMap<S<String>, EnrichSpec>,
+    /// Routing decisions over events with routing metadata (`[[routers]]`).
+    #[serde(default)]
+    pub routers: Vec<S<RouterSpec>>,
     /// Routing metadata (priority, complexity, shard key and shard), per source name.
     #[serde(default)]
     pub metadata: BTreeMap<S<String>, MetadataSpec>,
@@ -59,6 +62,74 @@ pub struct MetadataSpec {
     /// counted; a value of the wrong type takes the default) or `dead_letter`.
     #[serde(default)]
     pub invalid: Option<S<String>>,
+}
+
+/// `[[routers]]`: routing decisions for the events of a stream with routing metadata.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterSpec {
+    /// The output of decisions.
+    pub name: S<String>,
+    /// A source (after its stages) or an enriched output or route destination, whose source
+    /// has a `[metadata.SOURCE]` stage.
+    pub events: S<String>,
+    /// A source of load samples: region, time and the metrics `cpu`, `memory`,
+    /// `queue_length`, `latency_ms`.
+    pub load: S<String>,
+    /// A source of regions: region, time and capacity.
+    pub regions: S<String>,
+    /// A forecast over the load samples, keyed by region (optional).
+    #[serde(default)]
+    pub forecasts: Option<S<String>>,
+    /// The region field of load samples, regions and forecast keys (default `region`).
+    #[serde(default)]
+    pub region_field: Option<S<String>>,
+    /// The regions' capacity field (default `capacity`).
+    #[serde(default)]
+    pub capacity_field: Option<S<String>>,
+    /// The events' id field, copied into decisions.
+    #[serde(default)]
+    pub id: Option<S<String>>,
+    /// `jump`, `ring` (default) or `bounded`.
+    #[serde(default)]
+    pub placement: Option<S<String>>,
+    #[serde(default)]
+    pub vnodes: Option<S<u32>>,
+    #[serde(default)]
+    pub epsilon: Option<S<f64>>,
+    /// Tumbling window of `NAME_counts`, the routed events per chosen region (default `1m`).
+    #[serde(default)]
+    pub counts_window: Option<S<String>>,
+    #[serde(default)]
+    pub weights: Option<S<RouterWeightsSpec>>,
+    #[serde(default)]
+    pub health: Option<S<RouterHealthSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterWeightsSpec {
+    #[serde(default)]
+    pub latency: Option<f64>,
+    #[serde(default)]
+    pub headroom: Option<f64>,
+    #[serde(default)]
+    pub affinity: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterHealthSpec {
+    #[serde(default)]
+    pub latency_goal: Option<S<String>>,
+    #[serde(default)]
+    pub queue_half: Option<f64>,
+    #[serde(default)]
+    pub yield_from: Option<f64>,
+    #[serde(default)]
+    pub yield_to: Option<f64>,
+    #[serde(default)]
+    pub max_boost: Option<f64>,
 }
 
 /// One metadata field: an expression, and the expression used when it is null or missing.

@@ -14,13 +14,13 @@ use crate::expr::{self, Expr};
 use super::duration::parse_duration;
 use super::hints::{closest, expr_help, implicit_table, value_span};
 use super::spec::{
-    AggregateSpec, DedupSpec, EnrichSpec, ForecastSpec, JoinSpec, MetaFieldSpec, MetadataSpec, PathList, RuleSpec,
-    SchemaSpec, SourceSpec, SpecFile, WindowSpec, S,
+    AggregateSpec, DedupSpec, EnrichSpec, ForecastSpec, JoinSpec, MetaFieldSpec, MetadataSpec, PathList, RouterSpec,
+    RuleSpec, SchemaSpec, SourceSpec, SpecFile, WindowSpec, S,
 };
 use super::{
     AggregatePlan, DedupPlan, DedupRule, Emit, EnrichPlan, Fields, ForecastPlan, Format, Func, JoinMode, JoinPlan,
-    Matching, MeasurePlan, MetadataPlan, Plan, RuleAction, RulePlan, SchemaPlan, SourceLimits, SourcePlan, Stage,
-    StageKind, StageRef, WindowPlan,
+    Matching, MeasurePlan, MetadataPlan, Plan, RouterPlan, RuleAction, RulePlan, SchemaPlan, SourceLimits, SourcePlan,
+    Stage, StageKind, StageRef, WindowPlan,
 };
 
 /// Reads and plans a spec file, and checks every field it names against its sources' schemas,
@@ -193,7 +193,13 @@ fn plan_spec(
         push(&mut plan, &mut chain, d.source, StageKind::Dedup(d), vec![]);
     }
     for m in metadata {
-        push(&mut plan, &mut chain, m.source, StageKind::Metadata(m), vec![]);
+        push(
+            &mut plan,
+            &mut chain,
+            m.source,
+            StageKind::Metadata(Box::new(m)),
+            vec![],
+        );
     }
     let contexts = chain.clone();
     // Joins read their context sources after those sources' schema and dedup stages.
@@ -330,7 +336,99 @@ fn plan_spec(
         });
         forecast_stage.push(plan.stages.len() - 1);
     }
-    plan.outputs = super::graph::outputs(&plan, &aggregate_stage, &forecast_stage);
+    // Routers read events with routing metadata, load samples, regions and a forecast.
+    let mut router_stage = Vec::new();
+    for (i, r) in spec.routers.iter().enumerate() {
+        let names: Vec<String> = streams.iter().map(|(n, _)| n.clone()).collect();
+        let find = |name: &S<String>, k: &str| -> Result<StageRef, SpecError> {
+            match streams.iter().find(|(n, _)| n == name.get_ref()) {
+                Some((_, r)) => Ok(r.clone()),
+                None => Err(cx.error(
+                    name.span(),
+                    &format!("routers[{i}].{k}"),
+                    format!("no source or output named `{}`", name.get_ref()),
+                    Some(one_of(&names)),
+                )),
+            }
+        };
+        let rs = r.get_ref();
+        let events = find(&rs.events, "events")?;
+        let load = find(&rs.load, "load")?;
+        let regions = find(&rs.regions, "regions")?;
+        let forecast = match &rs.forecasts {
+            None => None,
+            Some(f) => match plan
+                .stages
+                .iter()
+                .position(|s| s.name == *f.get_ref() && matches!(s.kind, StageKind::Forecast(_)))
+            {
+                Some(j) => Some((j, f)),
+                None => {
+                    let names: Vec<String> = plan.forecasts().map(|f| f.name.clone()).collect();
+                    return Err(cx.error(
+                        f.span(),
+                        &format!("routers[{i}].forecasts"),
+                        format!("no forecast named `{}`", f.get_ref()),
+                        Some(one_of(&names)),
+                    ));
+                }
+            },
+        };
+        let metadata = plan.metadata().find(|m| m.source == plan.root_source(&events)).cloned();
+        let router = cx.router(
+            i,
+            r,
+            &plan,
+            &events,
+            metadata.as_ref(),
+            forecast.map(|(j, f)| (&plan.stages[j], f)),
+        )?;
+        for taken_name in [router.name.clone(), format!("{}_counts", router.name)] {
+            let taken = aggregate_names.contains(&&taken_name)
+                || streams.iter().any(|(n, _)| *n == taken_name)
+                || plan
+                    .forecasts()
+                    .any(|p| p.name == taken_name || p.errors_output() == taken_name)
+                || plan.stages.iter().any(|s| s.name == taken_name)
+                || taken_name == crate::DEAD_LETTERS
+                || plan_names_output(&taken_name);
+            if taken {
+                return Err(cx.error(
+                    rs.name.span(),
+                    &format!("routers[{i}].name"),
+                    format!("output name `{taken_name}` is already used"),
+                    None,
+                ));
+            }
+        }
+        let mut inputs = vec![events, load, regions];
+        inputs.extend(forecast.map(|(j, _)| StageRef::Stage(j)));
+        let name = router.name.clone();
+        plan.stages.push(Stage {
+            name: name.clone(),
+            inputs,
+            kind: StageKind::Router(Box::new(router)),
+        });
+        let stage = plan.stages.len() - 1;
+        router_stage.push(stage);
+        // The routed events per chosen region and window: an aggregate over the decisions.
+        let window_ms = match &rs.counts_window {
+            Some(w) => cx.duration(w, &format!("routers[{i}].counts_window"))?,
+            None => 60_000,
+        };
+        let counts = super::router::counts_plan(
+            &format!("{name}_counts"),
+            plan.root_source(&StageRef::Stage(stage)),
+            window_ms,
+        );
+        plan.stages.push(Stage {
+            name: counts.name.clone(),
+            inputs: vec![StageRef::Stage(stage)],
+            kind: StageKind::Aggregate(counts),
+        });
+        aggregate_stage.push(plan.stages.len() - 1);
+    }
+    plan.outputs = super::graph::outputs(&plan, &aggregate_stage, &forecast_stage, &router_stage);
 
     // Projection pushdown: each source decodes only the payload fields some stage reads; a
     // schema stage reads them all.
@@ -1085,6 +1183,140 @@ impl Cx<'_> {
             shard_key: field("shard_key", Some(&m.shard_key), None)?,
             shards,
             invalid,
+        })
+    }
+
+    /// `[[routers]]` entry `i`, reading `events` (whose source has `metadata`) and, when given,
+    /// the forecast stage `forecast`.
+    fn router(
+        &self,
+        i: usize,
+        r: &S<RouterSpec>,
+        plan: &Plan,
+        events: &StageRef,
+        metadata: Option<&MetadataPlan>,
+        forecast: Option<(&Stage, &S<String>)>,
+    ) -> Result<RouterPlan, SpecError> {
+        use crate::model::routing::{Health, Weights};
+        let rs = r.get_ref();
+        let key = |k: &str| format!("routers[{i}].{k}");
+        let name = rs.name.get_ref().clone();
+        if !valid_output_name(&name) {
+            return Err(self.error(
+                rs.name.span(),
+                &key("name"),
+                format!("`{name}` is not a valid output name"),
+                None,
+            ));
+        }
+        let Some(metadata) = metadata else {
+            let source = &plan.sources[plan.root_source(events)].name;
+            return Err(self.error(
+                rs.events.span(),
+                &key("events"),
+                format!("the events of source `{source}` have no routing metadata"),
+                Some(format!(
+                    "add a `[metadata.{source}]` section with at least a `shard_key`"
+                )),
+            ));
+        };
+        let region_field = rs
+            .region_field
+            .as_ref()
+            .map_or("region".to_string(), |f| f.get_ref().clone());
+        let capacity_field = rs
+            .capacity_field
+            .as_ref()
+            .map_or("capacity".to_string(), |f| f.get_ref().clone());
+        let (time_field, type_field) = plan.fields_of(events);
+        let id = match &rs.id {
+            None => None,
+            Some(f) => {
+                let path =
+                    FieldPath::parse(f.get_ref()).map_err(|e| self.error(f.span(), &key("id"), e.to_string(), None))?;
+                Some(Accessor::bind(path, time_field, type_field))
+            }
+        };
+        let algorithm = rs
+            .placement
+            .as_ref()
+            .map_or("ring".to_string(), |p| p.get_ref().clone());
+        if let Err(e) = algorithm.parse::<crate::model::placement::Algorithm>() {
+            let span = rs.placement.as_ref().map_or(r.span(), |p| p.span());
+            return Err(self.error(span, &key("placement"), e.to_string(), None));
+        }
+        let defaults = crate::model::placement::PlacementSpec::new(crate::model::placement::Algorithm::Ring);
+        let vnodes = rs.vnodes.as_ref().map_or(defaults.vnodes, |v| *v.get_ref());
+        let epsilon = rs.epsilon.as_ref().map_or(defaults.epsilon, |e| *e.get_ref());
+        let w = rs.weights.as_ref().map(|w| w.get_ref());
+        let weights = Weights {
+            latency: w.and_then(|w| w.latency).unwrap_or(1.0),
+            headroom: w.and_then(|w| w.headroom).unwrap_or(1.0),
+            affinity: w.and_then(|w| w.affinity).unwrap_or(1.0),
+        };
+        let h = rs.health.as_ref().map(|h| h.get_ref());
+        let latency_goal_ms = match h.and_then(|h| h.latency_goal.as_ref()) {
+            Some(g) => self.duration(g, &key("health.latency_goal"))? as f64,
+            None => 200.0,
+        };
+        let health = Health {
+            latency_goal_ms,
+            queue_half: h.and_then(|h| h.queue_half).unwrap_or(10.0),
+            yield_from: h.and_then(|h| h.yield_from).unwrap_or(80.0),
+            yield_to: h.and_then(|h| h.yield_to).unwrap_or(95.0),
+            max_boost: h.and_then(|h| h.max_boost).unwrap_or(2.0),
+        };
+        let bad = |k: &str, what: &str| -> SpecError {
+            let span = match k {
+                "weights" => rs.weights.as_ref().map_or(r.span(), |w| w.span()),
+                _ => rs.health.as_ref().map_or(r.span(), |h| h.span()),
+            };
+            self.error(span, &key(k), what.to_string(), None)
+        };
+        if [weights.latency, weights.headroom, weights.affinity]
+            .iter()
+            .any(|w| !w.is_finite() || *w < 0.0)
+        {
+            return Err(bad("weights", "weights must be finite and not negative"));
+        }
+        if latency_goal_ms <= 0.0 || !(health.queue_half > 0.0) {
+            return Err(bad("health", "`latency_goal` and `queue_half` must be positive"));
+        }
+        if !(0.0..=100.0).contains(&health.yield_from) || !(health.yield_from..=100.0).contains(&health.yield_to) {
+            return Err(bad("health", "need 0 ≤ yield_from ≤ yield_to ≤ 100 (percent cpu)"));
+        }
+        if !(0.0..=100.0).contains(&health.max_boost) {
+            return Err(bad("health", "`max_boost` must be 0 to 100"));
+        }
+        let forecast_columns = match forecast {
+            None => None,
+            Some((stage, f)) => {
+                let StageKind::Forecast(fp) = &stage.kind else {
+                    unreachable!("found as a forecast")
+                };
+                let Some(at) = fp.keys.iter().position(|(k, _)| *k == region_field) else {
+                    return Err(self.error(
+                        f.span(),
+                        &key("forecasts"),
+                        format!("forecast `{}` has no key `{region_field}`", fp.name),
+                        Some("key the forecast by the region field (`keys = [\"region\"]`)".into()),
+                    ));
+                };
+                Some((at, fp.keys.len()))
+            }
+        };
+        Ok(RouterPlan {
+            name,
+            region_field,
+            capacity_field,
+            id,
+            algorithm,
+            vnodes,
+            epsilon,
+            shards: metadata.shards,
+            weights,
+            health,
+            forecast_columns,
         })
     }
 

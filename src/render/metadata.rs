@@ -30,6 +30,9 @@ use crate::value::{format_time, stable_hash, Sym, Value};
 /// Why an event gets no metadata: the dead letter's detail.
 type Reject = String;
 
+/// An event with its metadata set, and what each field counted.
+type Decided = (Event, Vec<(&'static str, Applied)>);
+
 /// What a field's value counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Applied {
@@ -50,7 +53,7 @@ impl Applied {
 
 /// The metadata of one event: the event with its fields set and what each field counted, or
 /// why it is a dead letter.
-pub fn decide(plan: &MetadataPlan, event: &Event) -> Result<(Event, Vec<(&'static str, Applied)>), Reject> {
+pub fn decide(plan: &MetadataPlan, event: &Event) -> Result<Decided, Reject> {
     let mut counted = Vec::new();
     let mut ranked = [0i64; 2];
     for (slot, field) in [&plan.priority, &plan.complexity].into_iter().enumerate() {

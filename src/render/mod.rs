@@ -19,6 +19,7 @@ pub mod enrich;
 pub mod forecast;
 pub mod metadata;
 pub mod pending;
+pub mod router;
 pub mod rules;
 pub mod schema;
 pub mod sink;
@@ -146,6 +147,24 @@ pub fn render(
             }
             StageKind::Aggregate(p) => window::stage(input, p, fields),
             StageKind::Forecast(p) => forecast::stage(input, p, fields),
+            StageKind::Router(p) => {
+                let rows = stage.inputs.get(3).map(|r| match (r, &outs[..]) {
+                    (StageRef::Stage(j), outs) => match &outs[*j].main {
+                        Coll::Rows(rows) => rows.clone(),
+                        _ => unreachable!("a router reads a forecast's rows"),
+                    },
+                    _ => unreachable!("a router reads a forecast stage"),
+                });
+                let fields = [0, 1, 2].map(|k| plan.fields_of(&stage.inputs[k]));
+                router::stage(
+                    input,
+                    events(&stage.inputs[1]),
+                    events(&stage.inputs[2]),
+                    rows,
+                    p,
+                    fields,
+                )
+            }
         };
         dead.extend(out.errs.iter().cloned());
         outs.push(out);

@@ -1,0 +1,81 @@
+//! The plan of a `[[routers]]` stage: where its events, load samples, regions and forecasts come
+//! from, and how it scores regions (`render::router` applies it; `model::routing` scores).
+
+use serde::Serialize;
+
+use crate::event::Accessor;
+use crate::model::routing::{Health, Weights};
+
+/// A router over one stream of events with routing metadata.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouterPlan {
+    /// Its output of decisions.
+    pub name: String,
+    /// The field of load samples, regions and forecast keys naming the region.
+    pub region_field: String,
+    /// The regions' capacity field.
+    pub capacity_field: String,
+    /// The events' id field, copied into each decision (null when absent).
+    pub id: Option<Accessor>,
+    /// How shards are placed on regions: `jump`, `ring` or `bounded`.
+    pub algorithm: String,
+    pub vnodes: u32,
+    pub epsilon: f64,
+    /// Number of shards (the metadata stage's `shards`).
+    pub shards: u64,
+    pub weights: Weights,
+    pub health: Health,
+    /// Forecast rows: the index of the region key among the forecast's keys, and how many
+    /// keys it has (the `metric`, `target_time` and `forecast` columns follow them).
+    pub forecast_columns: Option<(usize, usize)>,
+}
+
+/// The load metrics a router reads, by field name in load samples and `metric` in forecasts.
+pub const ROUTER_METRICS: [&str; 4] = ["cpu", "memory", "queue_length", "latency_ms"];
+
+/// The fields of a decision, after the event's time and type.
+pub const DECISION_FIELDS: [&str; 16] = [
+    "event_id",
+    "shard_key",
+    "shard_id",
+    "priority",
+    "complexity",
+    "home",
+    "chosen",
+    "score",
+    "latency_term",
+    "headroom_term",
+    "affinity_term",
+    "runner_up",
+    "runner_up_score",
+    "reason",
+    "latency_boost",
+    "affinity_yield",
+];
+
+/// `NAME_counts`: the routed events per chosen region and tumbling window, each window once
+/// when the watermark passes its end.
+pub fn counts_plan(name: &str, source: usize, window_ms: u64) -> super::AggregatePlan {
+    use super::{AggregatePlan, Emit, Func, MeasurePlan, WindowPlan};
+    use crate::event::FieldPath;
+    AggregatePlan {
+        name: name.into(),
+        source,
+        filter: None,
+        window: WindowPlan {
+            size_ms: window_ms,
+            slide_ms: window_ms,
+        },
+        group_by: vec![("chosen".into(), Accessor::Payload(FieldPath::field("chosen")))],
+        measures: vec![MeasurePlan {
+            name: "events".into(),
+            func: Func::Count,
+            arg: None,
+            filter: None,
+        }],
+        emit: Emit::Final,
+        monotonic: true,
+        retain_ms: 0,
+        input_lag_ms: 0,
+    }
+}

@@ -1,0 +1,457 @@
+//! Routing decisions: `events: Collection<Event>` (with routing metadata) plus the regional
+//! state (`load` samples, `regions`, and optionally a forecast's rows) → one decision event per
+//! event, and dead letters. Times are event-time ticks; a decision is made once, as of its
+//! event's time, and never revised.
+//!
+//! ```text
+//!  load ─────┐
+//!  regions ──┼─► broadcast ──► Router ◄── events (stay on their worker)
+//!  forecast ─┘                   └──► decisions (the event's time and type; DECISION_FIELDS)
+//! ```
+//!
+//! Every worker holds the whole regional state (a few rows per region and metric). Events and
+//! state updates wait until both frontiers pass their tick; within a tick, an event sees the
+//! load samples and region rows whose event time is at or before its own (as the as-of joins
+//! do), and the forecast rows issued up to its tick. So a decision depends only on the inputs
+//! up to its event's time, not on batching or the number of workers.
+//!
+//! Per region, the router knows:
+//! - the latest row of `regions`: its capacity (a capacity ≤ 0 takes the region out);
+//! - the latest sample of each metric (`cpu`, `memory`, `queue_length`, `latency_ms`);
+//! - with a forecast, its current rows: the prediction for the first target step at or after
+//!   the event's time replaces the observed value.
+//!
+//! The shard's home region comes from the placement (`model::placement`) over the available
+//! regions, weighted by capacity, rebuilt when they change. Scores come from
+//! `model::routing::decide`.
+//!
+//! Dead letters (`router:NAME`): load samples and region rows of no known region or with a
+//! value that is not a finite number (`unknown_region`, `non_numeric`; reported by worker 0,
+//! since every worker sees them), events without integer metadata (`invalid_metadata`) and
+//! events when no region is available (`no_region`).
+
+use std::collections::BTreeMap;
+
+use differential_dataflow::AsCollection;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::{Broadcast, Map};
+
+use crate::dead_letter::DeadLetter;
+use crate::event::Event;
+use crate::model::placement::{Algorithm, PlacementSpec, Placer, Region};
+use crate::model::routing::{decide, RegionLoad};
+use crate::plan::router::{RouterPlan, ROUTER_METRICS};
+use crate::render::pending::Paired;
+use crate::render::{Coll, EventsOf, RowsOf, StageOut};
+use crate::value::{format_time, Sym, Value};
+
+/// One update of the regional state, ordered by the time it takes effect.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+enum Ctx {
+    /// A `regions` row.
+    Region(Event),
+    /// A load sample.
+    Load(Event),
+    /// A forecast row, with the tick it was issued at.
+    Forecast(u64, Vec<Value>),
+}
+
+impl Ctx {
+    fn time(&self) -> i64 {
+        match self {
+            Ctx::Region(e) | Ctx::Load(e) => e.time,
+            Ctx::Forecast(t, _) => *t as i64,
+        }
+    }
+}
+
+/// What the router emits.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+enum RouterOut {
+    Decision(Event),
+    Dead(DeadLetter),
+}
+
+/// The current forecasts of one region and metric: `(target_time, issued tick)` → (value,
+/// multiplicity).
+type Predictions = BTreeMap<(i64, u64), (f64, isize)>;
+
+/// What every worker knows of the regions.
+struct Regional {
+    plan: RouterPlan,
+    /// Capacity per region, from the latest `regions` row.
+    capacity: BTreeMap<String, f64>,
+    /// Latest observed value per region and metric index.
+    observed: BTreeMap<(String, usize), f64>,
+    predicted: BTreeMap<(String, usize), Predictions>,
+    /// The available regions (by name) and every shard's home index among them; rebuilt when
+    /// `capacity` changes.
+    placement: Option<(Vec<String>, Vec<u32>)>,
+}
+
+impl Regional {
+    fn new(plan: RouterPlan) -> Regional {
+        Regional {
+            plan,
+            capacity: BTreeMap::new(),
+            observed: BTreeMap::new(),
+            predicted: BTreeMap::new(),
+            placement: None,
+        }
+    }
+
+    /// Applies one update; `Err((reason, detail))` for a row it cannot use.
+    fn apply(&mut self, ctx: &Ctx, diff: isize) -> Result<(), (&'static str, String)> {
+        let region_field = Sym::new(&self.plan.region_field);
+        let region_of = |e: &Event| match crate::value::lookup(&e.payload, region_field) {
+            Some(Value::Str(s)) => Ok(s.to_string()),
+            other => Err((
+                "unknown_region",
+                format!(
+                    "`{}` is {}",
+                    self.plan.region_field,
+                    other.map_or("missing", |v| v.kind_name())
+                ),
+            )),
+        };
+        match ctx {
+            Ctx::Region(e) => {
+                let region = region_of(e)?;
+                let capacity = crate::value::lookup(&e.payload, Sym::new(&self.plan.capacity_field))
+                    .and_then(Value::as_f64)
+                    .filter(|c| c.is_finite())
+                    .ok_or_else(|| {
+                        (
+                            "non_numeric",
+                            format!("`{}` is not a finite number", self.plan.capacity_field),
+                        )
+                    })?;
+                if self.capacity.insert(region, capacity) != Some(capacity) {
+                    self.placement = None;
+                }
+                Ok(())
+            }
+            Ctx::Load(e) => {
+                let region = region_of(e)?;
+                if !self.capacity.contains_key(&region) {
+                    return Err(("unknown_region", format!("no `regions` row names `{region}` yet")));
+                }
+                let mut bad = Vec::new();
+                for (m, metric) in ROUTER_METRICS.iter().enumerate() {
+                    match crate::value::lookup(&e.payload, Sym::new(metric)) {
+                        None | Some(Value::Null) => {}
+                        Some(v) => match v.as_f64().filter(|x| x.is_finite()) {
+                            Some(x) => {
+                                self.observed.insert((region.clone(), m), x);
+                            }
+                            None => bad.push(*metric),
+                        },
+                    }
+                }
+                if bad.is_empty() {
+                    Ok(())
+                } else {
+                    Err((
+                        "non_numeric",
+                        format!("{} not a finite number (the other metrics were used)", bad.join(", ")),
+                    ))
+                }
+            }
+            Ctx::Forecast(tick, row) => {
+                let Some((at, keys)) = self.plan.forecast_columns else {
+                    return Ok(());
+                };
+                let region = match &row[at] {
+                    Value::Str(s) => s.to_string(),
+                    _ => return Ok(()),
+                };
+                let Some(m) = (match &row[keys] {
+                    Value::Str(s) => ROUTER_METRICS.iter().position(|m| *m == &**s),
+                    _ => None,
+                }) else {
+                    // A metric the router does not read.
+                    return Ok(());
+                };
+                let (Value::Time(target), Some(value)) = (&row[keys + 1], row[keys + 3].as_f64()) else {
+                    return Ok(());
+                };
+                let series = self.predicted.entry((region, m)).or_default();
+                let at = (*target, *tick);
+                match series.get_mut(&at) {
+                    Some(entry) => {
+                        entry.1 += diff;
+                        if entry.1 <= 0 {
+                            series.remove(&at);
+                        }
+                    }
+                    // A retraction of a row already forgotten (its target passed).
+                    None if diff <= 0 => {}
+                    None => {
+                        series.insert(at, (value, diff));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Drops forecasts for targets before `time` except the latest (no later event can use
+    /// them).
+    fn forget_before(&mut self, time: i64) {
+        for series in self.predicted.values_mut() {
+            let keep = series.range(..(time, 0)).next_back().map(|(k, _)| *k);
+            if let Some(first) = keep {
+                *series = series.split_off(&first);
+            }
+        }
+    }
+
+    /// The available regions and each shard's home among them.
+    fn placement(&mut self) -> &(Vec<String>, Vec<u32>) {
+        if self.placement.is_none() {
+            let available: Vec<(&String, f64)> = self
+                .capacity
+                .iter()
+                .filter(|(_, c)| **c > 0.0)
+                .map(|(n, c)| (n, *c))
+                .collect();
+            let names: Vec<String> = available.iter().map(|(n, _)| (*n).clone()).collect();
+            let mut homes = Vec::new();
+            if !available.is_empty() {
+                let algorithm: Algorithm = self.plan.algorithm.parse().expect("validated");
+                let mean = available.iter().map(|(_, c)| c).sum::<f64>() / available.len() as f64;
+                let regions = available
+                    .iter()
+                    .map(|(n, c)| Region::new((*n).clone(), if algorithm == Algorithm::Jump { 1.0 } else { c / mean }))
+                    .collect();
+                let spec = PlacementSpec {
+                    algorithm,
+                    vnodes: self.plan.vnodes,
+                    epsilon: self.plan.epsilon,
+                };
+                // Weights are positive and finite, names distinct: only a ring with too many
+                // points can fail, and then every shard keeps region order.
+                match Placer::new(&spec, regions) {
+                    Ok(placer) => {
+                        let keys: Vec<u64> = (0..self.plan.shards).collect();
+                        let assignment = placer.assign(&keys);
+                        homes = keys
+                            .iter()
+                            .map(|k| assignment.region_of(*k).unwrap_or(0) as u32)
+                            .collect();
+                    }
+                    Err(_) => homes = (0..self.plan.shards).map(|k| (k % names.len() as u64) as u32).collect(),
+                }
+            }
+            self.placement = Some((names, homes));
+        }
+        self.placement.as_ref().expect("just built")
+    }
+
+    /// The load of each available region as an event at `time` sees it: the latest prediction
+    /// for the first target at or after `time`, else the latest observed value.
+    fn loads(&self, names: &[String], time: i64) -> Vec<RegionLoad> {
+        names
+            .iter()
+            .map(|name| {
+                let value = |m: usize| -> Option<f64> {
+                    let key = (name.clone(), m);
+                    let predicted = self.predicted.get(&key).and_then(|series| {
+                        let ((target, _), _) = series.range((time, 0)..).next()?;
+                        series
+                            .range((*target, 0)..=(*target, u64::MAX))
+                            .next_back()
+                            .map(|(_, (v, _))| *v)
+                    });
+                    predicted.or_else(|| self.observed.get(&key).copied())
+                };
+                RegionLoad {
+                    cpu: value(0),
+                    memory: value(1),
+                    queue_length: value(2),
+                    latency_ms: value(3),
+                    available: true,
+                }
+            })
+            .collect()
+    }
+
+    /// The decision for `event`, or why there is none.
+    fn route(&mut self, event: &Event) -> Result<Event, (&'static str, String)> {
+        let get = |name: &str| {
+            crate::value::lookup(&event.payload, Sym::new(name))
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
+        let int = |name: &str| match get(name) {
+            Value::Int(i) => Ok(i),
+            other => Err((
+                "invalid_metadata",
+                format!("`{name}` is {}, not an integer", other.kind_name()),
+            )),
+        };
+        let (priority, complexity, shard) = (int("priority")?, int("complexity")?, int("shard_id")?);
+        let (names, homes) = self.placement().clone();
+        if names.is_empty() {
+            return Err(("no_region", "no region is available".into()));
+        }
+        let home = usize::try_from(shard)
+            .ok()
+            .and_then(|s| homes.get(s))
+            .map(|h| *h as usize);
+        let loads = self.loads(&names, event.time);
+        let plan = &self.plan;
+        let d = decide(&loads, home, priority, complexity, &plan.weights, &plan.health)
+            .ok_or(("no_region", "no region is available".to_string()))?;
+        let id = plan.id.as_ref().and_then(|a| a.get(event)).unwrap_or(Value::Null);
+        let name = |i: usize| Value::str(&names[i]);
+        let fields = [
+            id,
+            get("shard_key"),
+            Value::Int(shard),
+            Value::Int(priority),
+            Value::Int(complexity),
+            home.map_or(Value::Null, name),
+            name(d.chosen.region),
+            Value::float(d.chosen.total),
+            Value::float(d.chosen.latency),
+            Value::float(d.chosen.headroom),
+            Value::float(d.chosen.affinity),
+            d.runner_up.map_or(Value::Null, |r| name(r.region)),
+            d.runner_up.map_or(Value::Null, |r| Value::float(r.total)),
+            Value::str(d.reason.as_str()),
+            Value::float(d.boost),
+            Value::float(d.yield_),
+        ];
+        let mut payload: Vec<(Sym, Value)> = crate::plan::router::DECISION_FIELDS
+            .iter()
+            .map(|f| Sym::new(f))
+            .zip(fields)
+            .collect();
+        Ok(Event {
+            time: event.time,
+            kind: event.kind,
+            payload: crate::value::sort_fields(&mut payload).into(),
+        })
+    }
+}
+
+/// The router stage: `inputs` are the events, load samples and regions, then the forecast's
+/// rows when the plan has one. `fields` are the events' time and type field names; `load` and
+/// `regions` name those sources' fields, for dead letters.
+pub fn stage<'s>(
+    events: EventsOf<'s>,
+    load: EventsOf<'s>,
+    regions: EventsOf<'s>,
+    forecasts: Option<RowsOf<'s>>,
+    plan: &RouterPlan,
+    fields: [(&str, &str); 3],
+) -> StageOut<'s> {
+    let scope = events.scope();
+    let report = scope.index() == 0;
+    let mut ctx = load.map(Ctx::Load).concat(regions.map(Ctx::Region));
+    if let Some(rows) = forecasts {
+        let rows = rows
+            .inner
+            .map(|(row, t, r)| (Ctx::Forecast(t, row), t, r))
+            .as_collection();
+        ctx = ctx.concat(rows);
+    }
+    // Each update carries its multiplicity, which the pairing buffer does not keep.
+    let ctx = ctx.inner.map(|(c, t, r)| ((c, r), t, r)).broadcast();
+    let name = plan.name.clone();
+    let stage_name = format!("router:{name}");
+    let field_names: Vec<(String, String)> = fields.iter().map(|(t, k)| (t.to_string(), k.to_string())).collect();
+    let mut regional = Regional::new(plan.clone());
+    let out = events
+        .inner
+        .binary_frontier::<_, CapacityContainerBuilder<Vec<(RouterOut, u64, isize)>>, _, _, _, _>(
+            ctx,
+            Pipeline,
+            Pipeline,
+            &format!("Router({name})"),
+            move |_, _| {
+                let mut pending: Paired<(Event, isize), (Ctx, isize)> = Paired::default();
+                move |(events_in, events_frontier), (ctx_in, ctx_frontier), output| {
+                    events_in.for_each_stamp(|cap, data| pending.events.absorb(&cap, data, |e, r| (e, r)));
+                    ctx_in.for_each_stamp(|cap, data| pending.absorb_rows(&cap, data));
+                    let limit = events_frontier
+                        .frontier()
+                        .iter()
+                        .chain(ctx_frontier.frontier().iter())
+                        .min()
+                        .copied();
+                    for (time, mut updates, mut events) in pending.ready_until(limit) {
+                        updates.sort_by(|a, b| (a.0.time(), a).cmp(&(b.0.time(), b)));
+                        events.sort();
+                        let cap = pending.events.caps.delayed(&time);
+                        let mut session = output.session(&cap);
+                        let letter =
+                            |reason: &str, detail: String, record: String, at: i64, location: String| DeadLetter {
+                                stage: stage_name.clone(),
+                                reason: reason.into(),
+                                detail,
+                                location,
+                                record,
+                                event_time: Some(at),
+                                original: None,
+                            };
+                        let mut updates = updates.into_iter().peekable();
+                        // Rows the regional state cannot use, with their source's fields.
+                        let mut rejected: Vec<DeadLetter> = Vec::new();
+                        let mut apply = |regional: &mut Regional, (ctx, diff): (Ctx, isize)| {
+                            if let Err((reason, detail)) = regional.apply(&ctx, diff) {
+                                let (e, fields) = match &ctx {
+                                    Ctx::Load(e) => (e, &field_names[1]),
+                                    Ctx::Region(e) => (e, &field_names[2]),
+                                    Ctx::Forecast(..) => return,
+                                };
+                                if report && diff > 0 {
+                                    let record = e.to_json(&fields.0, &fields.1).to_string();
+                                    let location = format!("{} row at {}", e.kind, format_time(e.time));
+                                    rejected.push(letter(reason, detail, record, e.time, location));
+                                }
+                            }
+                        };
+                        for (event, diff) in events {
+                            while updates.peek().is_some_and(|(c, _)| c.time() <= event.time) {
+                                apply(&mut regional, updates.next().expect("peeked"));
+                            }
+                            let out = match regional.route(&event) {
+                                Ok(decision) => RouterOut::Decision(decision),
+                                Err((reason, detail)) => {
+                                    let record = event.to_json(&field_names[0].0, &field_names[0].1).to_string();
+                                    let location = format!("{} event at {}", event.kind, format_time(event.time));
+                                    RouterOut::Dead(letter(reason, detail, record, event.time, location))
+                                }
+                            };
+                            session.give((out, time, diff));
+                        }
+                        for update in updates {
+                            apply(&mut regional, update);
+                        }
+                        for dead in rejected {
+                            session.give((RouterOut::Dead(dead), time, 1));
+                        }
+                        regional.forget_before(time as i64);
+                    }
+                    let hold = pending.next_time();
+                    pending.events.caps.downgrade(hold.iter());
+                }
+            },
+        )
+        .as_collection();
+    StageOut {
+        main: Coll::Events(out.clone().flat_map(|o| match o {
+            RouterOut::Decision(e) => Some(e),
+            RouterOut::Dead(_) => None,
+        })),
+        ports: Vec::new(),
+        errs: vec![out.flat_map(|o| match o {
+            RouterOut::Dead(d) => Some(d),
+            RouterOut::Decision(_) => None,
+        })],
+    }
+}
