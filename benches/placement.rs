@@ -1,5 +1,5 @@
 //! Placement lookups per second on one core, 8 regions of equal weight. Run with
-//! `cargo bench --bench placement` (`SLUICE_BENCH_RUNS` sets the runs per timing, default 3).
+//! `cargo bench --bench placement` (`SLUICE_BENCH_RUNS` sets the runs per timing, default 5).
 //!
 //! Each timing looks up 1M distinct keys (scattered `u64`s) in turn and takes the best of the
 //! runs. It compares the three algorithms of `sluice::model::placement` with each other and
@@ -29,7 +29,7 @@ fn runs() -> usize {
     std::env::var("SLUICE_BENCH_RUNS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3)
+        .unwrap_or(5)
 }
 
 /// The best time of `runs` runs of `f`.
@@ -146,11 +146,11 @@ fn main() {
     }
     for (eps, v) in [
         (0.25, 10),
-        (0.25, 100),
-        (0.25, 1000),
+        (0.1, 10),
         (0.1, 256),
-        (0.25, 256),
-        (0.5, 256),
+        (0.05, 256),
+        (0.02, 256),
+        (0.05, 1000),
     ] {
         q(
             format!("bounded, ε = {eps}, {v} vnodes"),

@@ -25,8 +25,9 @@ pub fn jump_consistent_hash(mut key: u64, buckets: NonZeroU32) -> u32 {
     while j < n {
         b = j;
         key = key.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
+        // `(key >> 33) + 1 ≤ 2³¹` converts exactly, and through `i64` in one instruction;
         // `as i64` saturates, so a jump far past `n` still ends the loop.
-        j = ((b + 1) as f64 * ((1u64 << 31) as f64 / ((key >> 33) + 1) as f64)) as i64;
+        j = ((b + 1) as f64 * (2_147_483_648.0 / ((key >> 33) + 1) as i64 as f64)) as i64;
     }
     b as u32
 }

@@ -181,28 +181,34 @@ fn bounded_caps_hold_over_a_million_keys() {
     }
 }
 
-/// Adding a 9th region with ε = 0.25: the new region takes its ring share and more (it is empty
-/// while the old ones are near their caps), and some keys move between old regions, as the
-/// module doc says. The bounds hold the measured figures with a margin.
+/// Adding a 9th region where the caps bind (ε below the ring's own imbalance): the new region
+/// takes at least about its share, and some keys move between old regions, as the module doc
+/// says. The bounds hold the measured figures (README, "Placement") with a margin; the ideal is
+/// 1/9 = 11.1% moved, none between old regions.
 #[test]
 fn bounded_moves_are_bounded() {
     let keys: Vec<u64> = (0..M).collect();
-    let mut b = Bounded::new(equal(8), DEFAULT_VNODES, 0.25).unwrap();
-    let before = b.assign(&keys);
-    let before: Vec<String> = before.iter().map(|(_, r)| b.ring().regions()[r].name.clone()).collect();
-    b.add_region(Region::new("region-8", 1.0)).unwrap();
-    let after = b.assign(&keys);
-    let after: Vec<String> = after.iter().map(|(_, r)| b.ring().regions()[r].name.clone()).collect();
-    let (moved, elsewhere) = moves(&before, &after, "region-8");
-    let (moved, elsewhere) = (moved as f64 / M as f64, elsewhere as f64 / M as f64);
-    eprintln!("bounded ε = 0.25, 8 → 9 regions: moved {moved:.4}, between old regions {elsewhere:.4}");
-    assert!(
-        moved - elsewhere > 0.9 / 9.0,
-        "into the new region: {}",
-        moved - elsewhere
-    );
-    assert!(moved < 3.0 / 9.0, "moved {moved}");
-    assert!(elsewhere < 2.0 / 9.0, "between old regions {elsewhere}");
+    // (ε, vnodes, most moved, most moved between old regions)
+    for (eps, vnodes, most, most_elsewhere) in [(0.05, 256, 0.13, 0.01), (0.1, 10, 0.22, 0.08)] {
+        let mut b = Bounded::new(equal(8), vnodes, eps).unwrap();
+        let names = |b: &Bounded| -> Vec<String> {
+            b.assign(&keys)
+                .iter()
+                .map(|(_, r)| b.ring().regions()[r].name.clone())
+                .collect()
+        };
+        let before = names(&b);
+        b.add_region(Region::new("region-8", 1.0)).unwrap();
+        let (moved, elsewhere) = moves(&before, &names(&b), "region-8");
+        let (moved, elsewhere) = (moved as f64 / M as f64, elsewhere as f64 / M as f64);
+        let label = format!("ε = {eps}, {vnodes} vnodes: moved {moved:.4}, between old regions {elsewhere:.4}");
+        assert!(moved - elsewhere > 0.9 / 9.0, "{label}");
+        assert!(moved < most && elsewhere < most_elsewhere, "{label}");
+        assert!(
+            elsewhere > 0.0,
+            "{label}: the caps bind, so some keys change old regions"
+        );
+    }
 }
 
 fn region_set() -> impl Strategy<Value = Vec<Region>> {
