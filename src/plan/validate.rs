@@ -442,6 +442,9 @@ fn plan_spec(
             .enrichments()
             .any(|e| e.source == index || e.joins.iter().any(|j| j.context == index))
             || plan.metadata().any(|m| m.source == index)
+            || plan.stages.iter().any(|s| {
+                matches!(s.kind, StageKind::Router(_)) && s.inputs.iter().any(|i| plan.root_source(i) == index)
+            })
         {
             // Enriched outputs carry every field; context rows attach every field by default.
             projections.push(None);

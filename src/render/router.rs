@@ -455,3 +455,132 @@ pub fn stage<'s>(
         })],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::routing::{Health, Weights};
+
+    fn plan() -> RouterPlan {
+        RouterPlan {
+            name: "decisions".into(),
+            region_field: "region".into(),
+            capacity_field: "capacity".into(),
+            id: None,
+            algorithm: "ring".into(),
+            vnodes: 64,
+            epsilon: 0.25,
+            shards: 16,
+            weights: Weights {
+                latency: 1.0,
+                headroom: 1.0,
+                affinity: 1.0,
+            },
+            health: Health {
+                latency_goal_ms: 100.0,
+                queue_half: 10.0,
+                yield_from: 80.0,
+                yield_to: 95.0,
+                max_boost: 2.0,
+            },
+            // Forecast rows: [region, metric, target_time, horizon, forecast, ...].
+            forecast_columns: Some((0, 1)),
+        }
+    }
+
+    fn row(time: i64, fields: &[(&str, Value)]) -> Event {
+        let mut payload: Vec<(Sym, Value)> = fields.iter().map(|(k, v)| (Sym::new(k), v.clone())).collect();
+        Event {
+            time,
+            kind: Sym::new("row"),
+            payload: crate::value::sort_fields(&mut payload).into(),
+        }
+    }
+
+    fn forecast(region: &str, metric: &str, target: i64, value: f64) -> Vec<Value> {
+        vec![
+            Value::str(region),
+            Value::str(metric),
+            Value::Time(target),
+            Value::Int(1),
+            Value::float(value),
+        ]
+    }
+
+    #[test]
+    fn predictions_replace_observations_and_follow_retractions() {
+        let mut r = Regional::new(plan());
+        let region =
+            |name: &str, c: f64| Ctx::Region(row(0, &[("region", Value::str(name)), ("capacity", Value::float(c))]));
+        r.apply(&region("eu", 100.0), 1).unwrap();
+        r.apply(&region("us", 0.0), 1).unwrap();
+        let sample = row(
+            5,
+            &[
+                ("region", Value::str("eu")),
+                ("cpu", Value::float(40.0)),
+                ("latency_ms", Value::Int(20)),
+            ],
+        );
+        r.apply(&Ctx::Load(sample), 1).unwrap();
+        let names = r.placement().0.clone();
+        assert_eq!(names, ["eu"], "a region of capacity 0 is not available");
+        assert_eq!(r.loads(&names, 10)[0].cpu, Some(40.0));
+
+        // Two issues for target 60 and one for 120: the latest issue of the first target at or
+        // after the time wins.
+        r.apply(&Ctx::Forecast(10, forecast("eu", "cpu", 60, 70.0)), 1).unwrap();
+        r.apply(&Ctx::Forecast(20, forecast("eu", "cpu", 60, 75.0)), 1).unwrap();
+        r.apply(&Ctx::Forecast(20, forecast("eu", "cpu", 120, 90.0)), 1)
+            .unwrap();
+        let loads = r.loads(&names, 30);
+        assert_eq!((loads[0].cpu, loads[0].latency_ms), (Some(75.0), Some(20.0)));
+        assert_eq!(r.loads(&names, 61)[0].cpu, Some(90.0));
+        assert_eq!(
+            r.loads(&names, 121)[0].cpu,
+            Some(40.0),
+            "no target left: the observation"
+        );
+        // A retracted forecast no longer counts.
+        r.apply(&Ctx::Forecast(20, forecast("eu", "cpu", 60, 75.0)), -1)
+            .unwrap();
+        assert_eq!(r.loads(&names, 30)[0].cpu, Some(70.0));
+        // Targets passed are forgotten, and their retractions ignored.
+        r.forget_before(100);
+        r.apply(&Ctx::Forecast(10, forecast("eu", "cpu", 60, 70.0)), -1)
+            .unwrap();
+        assert_eq!(r.loads(&names, 100)[0].cpu, Some(90.0));
+        // A metric the router does not read is ignored.
+        r.apply(&Ctx::Forecast(20, forecast("eu", "disk", 60, 1.0)), 1).unwrap();
+    }
+
+    #[test]
+    fn bad_rows_say_why() {
+        let mut r = Regional::new(plan());
+        let sample = row(5, &[("region", Value::str("eu")), ("cpu", Value::float(40.0))]);
+        assert_eq!(r.apply(&Ctx::Load(sample.clone()), 1).unwrap_err().0, "unknown_region");
+        let region = row(0, &[("region", Value::str("eu")), ("capacity", Value::str("big"))]);
+        assert_eq!(r.apply(&Ctx::Region(region), 1).unwrap_err().0, "non_numeric");
+        let region = row(0, &[("region", Value::Int(3)), ("capacity", Value::float(1.0))]);
+        assert_eq!(r.apply(&Ctx::Region(region), 1).unwrap_err().0, "unknown_region");
+        let region = row(0, &[("region", Value::str("eu")), ("capacity", Value::float(1.0))]);
+        r.apply(&Ctx::Region(region), 1).unwrap();
+        let sample = row(
+            5,
+            &[
+                ("region", Value::str("eu")),
+                ("cpu", Value::str("ERR")),
+                ("memory", Value::Int(3)),
+            ],
+        );
+        assert_eq!(r.apply(&Ctx::Load(sample), 1).unwrap_err().0, "non_numeric");
+        assert_eq!(
+            r.observed.get(&("eu".to_string(), 1)),
+            Some(&3.0),
+            "the other metrics were used"
+        );
+        // No metadata: a dead letter.
+        let event = row(9, &[("shard_id", Value::Int(1))]);
+        assert_eq!(r.route(&event).unwrap_err().0, "invalid_metadata");
+    }
+}

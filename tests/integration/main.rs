@@ -18,6 +18,7 @@ mod notebooks;
 mod numbers;
 mod oracle;
 mod retracting;
+mod routing;
 mod schema;
 mod script;
 mod serve;

@@ -1,0 +1,302 @@
+//! Routing decisions (`[[routers]]`). Oracle: for each event, the regional state recomputed from
+//! scratch as of its time (the latest `regions` row per region, the latest sample per region and
+//! metric, both at or before the event), the placement of its shard over the available regions
+//! and the scores of `model::routing` — compared with the `decisions` output, `decisions_counts`
+//! and the dead letters of runs with 1, 2 and 4 workers.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use proptest::prelude::*;
+use sluice::model::placement::{Algorithm, PlacementSpec, Placer, Region};
+use sluice::model::routing::{decide, Health, RegionLoad, Weights};
+use sluice::value::{stable_hash, Value};
+
+use crate::util::{plan_text, run_collect};
+
+const REGIONS: [&str; 4] = ["ap", "eu", "sa", "us"];
+const SHARDS: u64 = 64;
+
+#[derive(Clone, Debug)]
+struct Scenario {
+    /// (time, region, capacity)
+    regions: Vec<(i64, usize, f64)>,
+    /// (time, region, cpu, memory, queue, latency; `None` is garbage text)
+    load: Vec<(i64, usize, [Option<f64>; 4])>,
+    /// (time, user, priority, complexity)
+    events: Vec<(i64, u8, i64, i64)>,
+}
+
+fn scenario() -> impl Strategy<Value = Scenario> {
+    let regions = prop::collection::vec(
+        (0i64..20_000, 0..REGIONS.len(), prop_oneof![Just(0.0), 100.0f64..2000.0]),
+        1..8,
+    );
+    let metric = prop::option::weighted(0.95, 0.0f64..120.0);
+    let load = prop::collection::vec(
+        (
+            0i64..60_000,
+            0..REGIONS.len(),
+            [metric.clone(), metric.clone(), metric.clone(), metric],
+        ),
+        0..40,
+    );
+    let events = prop::collection::vec((0i64..60_000, 0u8..30, 1i64..=10, 1i64..=5), 1..60);
+    (regions, load, events).prop_map(|(mut regions, load, events)| {
+        // Every region is listed at time 0 first, so most events have somewhere to go.
+        regions.extend((0..REGIONS.len()).map(|r| (0, r, 500.0 + 100.0 * r as f64)));
+        Scenario { regions, load, events }
+    })
+}
+
+fn write(dir: &std::path::Path, s: &Scenario) {
+    let mut f = std::fs::File::create(dir.join("regions.ndjson")).unwrap();
+    for (t, r, c) in &s.regions {
+        writeln!(f, r#"{{"ts":{t},"region":"{}","capacity":{c:?}}}"#, REGIONS[*r]).unwrap();
+    }
+    let mut f = std::fs::File::create(dir.join("load.ndjson")).unwrap();
+    for (t, r, m) in &s.load {
+        let v = |x: &Option<f64>| x.map_or("\"n/a\"".to_string(), |x| format!("{x:?}"));
+        writeln!(
+            f,
+            r#"{{"ts":{t},"region":"{}","cpu":{},"memory":{},"queue_length":{},"latency_ms":{}}}"#,
+            REGIONS[*r],
+            v(&m[0]),
+            v(&m[1]),
+            v(&m[2]),
+            v(&m[3])
+        )
+        .unwrap();
+    }
+    let mut f = std::fs::File::create(dir.join("events.ndjson")).unwrap();
+    for (i, (t, u, p, c)) in s.events.iter().enumerate() {
+        writeln!(
+            f,
+            r#"{{"ts":{t},"type":"call","id":{i},"user":"u{u}","priority":{p},"complexity":{c}}}"#
+        )
+        .unwrap();
+    }
+}
+
+fn spec(dir: &std::path::Path, algorithm: &str) -> String {
+    format!(
+        r#"
+[pipeline]
+name = "routing"
+[sources.events]
+path = "{dir}/events.ndjson"
+time_field = "ts"
+type_field = "type"
+allowed_lateness = "1h"
+[sources.load]
+path = "{dir}/load.ndjson"
+time_field = "ts"
+allowed_lateness = "1h"
+[sources.regions]
+path = "{dir}/regions.ndjson"
+time_field = "ts"
+allowed_lateness = "1h"
+[metadata.events]
+shard_key = {{ value = "user" }}
+shards = {SHARDS}
+[[routers]]
+name = "decisions"
+events = "events"
+load = "load"
+regions = "regions"
+id = "id"
+placement = "{algorithm}"
+counts_window = "10s"
+weights = {{ latency = 1.0, headroom = 2.0, affinity = 1.5 }}
+health = {{ latency_goal = "50ms", queue_half = 20.0, yield_from = 70.0, yield_to = 90.0, max_boost = 1.0 }}
+"#,
+        dir = dir.display()
+    )
+}
+
+/// (id, home, chosen, reason) per routed event, and the ids of events with no region.
+type Routed = (BTreeMap<i64, (Value, String, String)>, Vec<i64>);
+
+fn oracle(s: &Scenario, algorithm: Algorithm) -> Routed {
+    let weights = Weights {
+        latency: 1.0,
+        headroom: 2.0,
+        affinity: 1.5,
+    };
+    let health = Health {
+        latency_goal_ms: 50.0,
+        queue_half: 20.0,
+        yield_from: 70.0,
+        yield_to: 90.0,
+        max_boost: 1.0,
+    };
+    let mut routed = BTreeMap::new();
+    let mut none = Vec::new();
+    for (id, (t, user, priority, complexity)) in s.events.iter().enumerate() {
+        // Regions as of `t`: the latest row per region (in file order among equal times).
+        let mut capacity: BTreeMap<usize, f64> = BTreeMap::new();
+        let mut rows: Vec<&(i64, usize, f64)> = s.regions.iter().filter(|(rt, _, _)| rt <= t).collect();
+        rows.sort_by(|a, b| (a.0, a.1, a.2).partial_cmp(&(b.0, b.1, b.2)).unwrap());
+        // Rows at one time apply in the order of their values (a deterministic order); the
+        // test's regions rows at one time and region differ only in capacity.
+        for (_, r, c) in rows {
+            capacity.insert(*r, *c);
+        }
+        let available: Vec<usize> = capacity.iter().filter(|(_, c)| **c > 0.0).map(|(r, _)| *r).collect();
+        if available.is_empty() {
+            none.push(id as i64);
+            continue;
+        }
+        // Samples as of `t`, of regions known when they were taken.
+        let mut observed: BTreeMap<(usize, usize), f64> = BTreeMap::new();
+        let mut samples: Vec<&(i64, usize, [Option<f64>; 4])> = s.load.iter().filter(|(lt, _, _)| lt <= t).collect();
+        samples.sort_by(|a, b| a.0.cmp(&b.0));
+        for (lt, r, m) in samples {
+            let known = s.regions.iter().any(|(rt, rr, _)| rt <= lt && rr == r);
+            if !known {
+                continue;
+            }
+            for (k, v) in m.iter().enumerate() {
+                if let Some(v) = v {
+                    observed.insert((*r, k), *v);
+                }
+            }
+        }
+        let mean = available.iter().map(|r| capacity[r]).sum::<f64>() / available.len() as f64;
+        let placement_regions = available
+            .iter()
+            .map(|r| {
+                Region::new(
+                    REGIONS[*r],
+                    if algorithm == Algorithm::Jump {
+                        1.0
+                    } else {
+                        capacity[r] / mean
+                    },
+                )
+            })
+            .collect();
+        let placer = Placer::new(&PlacementSpec::new(algorithm), placement_regions).unwrap();
+        let keys: Vec<u64> = (0..SHARDS).collect();
+        let assignment = placer.assign(&keys);
+        let shard = stable_hash(&Value::str(&format!("u{user}"))) % SHARDS;
+        let home = assignment.region_of(shard).unwrap();
+        let loads: Vec<RegionLoad> = available
+            .iter()
+            .map(|r| RegionLoad {
+                cpu: observed.get(&(*r, 0)).copied(),
+                memory: observed.get(&(*r, 1)).copied(),
+                queue_length: observed.get(&(*r, 2)).copied(),
+                latency_ms: observed.get(&(*r, 3)).copied(),
+                available: true,
+            })
+            .collect();
+        let d = decide(&loads, Some(home), *priority, *complexity, &weights, &health).unwrap();
+        routed.insert(
+            id as i64,
+            (
+                Value::str(REGIONS[available[home]]),
+                REGIONS[available[d.chosen.region]].to_string(),
+                d.reason.as_str().to_string(),
+            ),
+        );
+    }
+    (routed, none)
+}
+
+fn field(payload: &Value, name: &str) -> Value {
+    payload
+        .field(sluice::value::Sym::new(name))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 10, ..ProptestConfig::default() })]
+    #[test]
+    fn decisions_match_the_oracle_with_any_worker_count(mut s in scenario(), jump in any::<bool>()) {
+        // One row per (time, region) among regions rows, so their order at one time is moot.
+        s.regions.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        s.regions.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &s);
+        let (algorithm, name) = if jump { (Algorithm::Jump, "jump") } else { (Algorithm::Ring, "ring") };
+        let plan = plan_text(&spec(dir.path(), name), dir.path());
+        let (want, none) = oracle(&s, algorithm);
+        let garbage = s.load.iter().filter(|(_, _, m)| m.iter().any(Option::is_none)).count();
+        for workers in [1, 2, 4] {
+            let summary = run_collect(&plan, workers);
+            let mut got = BTreeMap::new();
+            for (row, _, diff) in &summary.collected["decisions"] {
+                prop_assert_eq!(*diff, 1);
+                let p = row.last().unwrap();
+                let Value::Int(id) = field(p, "event_id") else { panic!("{p:?}") };
+                let text = |v: Value| match v { Value::Str(s) => s.to_string(), other => panic!("{other:?}") };
+                got.insert(id, (field(p, "home"), text(field(p, "chosen")), text(field(p, "reason"))));
+            }
+            prop_assert_eq!(&got, &want, "{} workers", workers);
+            let letters = |reason: &str| summary.collected["dead_letters"]
+                .iter()
+                .filter(|(row, _, _)| row[1] == Value::str(reason))
+                .map(|(_, _, d)| *d as usize)
+                .sum::<usize>();
+            prop_assert_eq!(letters("no_region"), none.len(), "{} workers", workers);
+            prop_assert_eq!(letters("non_numeric"), garbage, "{} workers", workers);
+            // Counts per chosen region and 10 s window add up to the decisions.
+            let mut counts: BTreeMap<(String, i64), i64> = BTreeMap::new();
+            for (row, _, d) in &summary.collected["decisions_counts"] {
+                let (Value::Str(r), Value::Time(start), Value::Int(n)) = (&row[0], &row[1], &row[3]) else { panic!("{row:?}") };
+                *counts.entry((r.to_string(), *start)).or_default() += n * *d as i64;
+            }
+            let mut expected: BTreeMap<(String, i64), i64> = BTreeMap::new();
+            for (id, (_, chosen, _)) in &want {
+                let t = s.events[*id as usize].0;
+                *expected.entry((chosen.clone(), t - t % 10_000)).or_default() += 1;
+            }
+            prop_assert_eq!(counts, expected, "{} workers", workers);
+        }
+    }
+}
+
+#[test]
+fn a_router_needs_metadata_and_known_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Scenario {
+        regions: vec![(0, 0, 100.0)],
+        load: vec![],
+        events: vec![(1, 1, 1, 1)],
+    };
+    write(dir.path(), &s);
+    let base = spec(dir.path(), "ring");
+    for (from, to, message) in [
+        (
+            "[metadata.events]\nshard_key = { value = \"user\" }\nshards = 64\n",
+            "",
+            "the events of source `events` have no routing metadata",
+        ),
+        (r#"load = "load""#, r#"load = "lod""#, "no source or output named `lod`"),
+        (
+            r#"placement = "ring""#,
+            r#"placement = "rung""#,
+            "unknown placement algorithm `rung`",
+        ),
+        (
+            "yield_to = 90.0",
+            "yield_to = 60.0",
+            "need 0 ≤ yield_from ≤ yield_to ≤ 100",
+        ),
+        (
+            "latency = 1.0,",
+            "latency = -1.0,",
+            "weights must be finite and not negative",
+        ),
+    ] {
+        let text = base.replace(from, to);
+        assert_ne!(text, base, "{from}");
+        let err = sluice::plan::plan_str(&text, std::path::Path::new("r.toml"), dir.path(), &[])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(message), "{to}: {err}");
+    }
+}
