@@ -1282,7 +1282,7 @@ impl Cx<'_> {
         {
             return Err(bad("weights", "weights must be finite and not negative"));
         }
-        if latency_goal_ms <= 0.0 || !(health.queue_half > 0.0) {
+        if latency_goal_ms <= 0.0 || health.queue_half.is_nan() || health.queue_half <= 0.0 {
             return Err(bad("health", "`latency_goal` and `queue_half` must be positive"));
         }
         if !(0.0..=100.0).contains(&health.yield_from) || !(health.yield_from..=100.0).contains(&health.yield_to) {

@@ -150,7 +150,7 @@ fn oracle(s: &Scenario, algorithm: Algorithm) -> Routed {
         // Samples as of `t`, of regions known when they were taken.
         let mut observed: BTreeMap<(usize, usize), f64> = BTreeMap::new();
         let mut samples: Vec<&(i64, usize, [Option<f64>; 4])> = s.load.iter().filter(|(lt, _, _)| lt <= t).collect();
-        samples.sort_by(|a, b| a.0.cmp(&b.0));
+        samples.sort_by_key(|a| a.0);
         for (lt, r, m) in samples {
             let known = s.regions.iter().any(|(rt, rr, _)| rt <= lt && rr == r);
             if !known {
@@ -216,7 +216,7 @@ proptest! {
     #[test]
     fn decisions_match_the_oracle_with_any_worker_count(mut s in scenario(), jump in any::<bool>()) {
         // One row per (time, region) among regions rows, so their order at one time is moot.
-        s.regions.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        s.regions.sort_by_key(|a| (a.0, a.1));
         s.regions.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), &s);
