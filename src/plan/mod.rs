@@ -96,6 +96,8 @@ pub struct ForecastPlan {
     pub keys: Vec<(String, Accessor)>,
     /// Metric name (the `metric` column) and where its value comes from.
     pub values: Vec<(String, Accessor)>,
+    /// Key fields restricted to known values: index into `keys`, and the values, sorted.
+    pub allowed: Vec<(usize, Vec<crate::value::Value>)>,
     pub step_ms: u64,
     pub aggregation: crate::model::forecast::Aggregation,
     pub gap: crate::model::forecast::GapRule,

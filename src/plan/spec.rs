@@ -373,6 +373,10 @@ pub struct ForecastSpec {
     pub keys: Vec<S<String>>,
     /// Numeric fields to forecast: each makes one series per key.
     pub values: Vec<S<String>>,
+    /// The known values of some key fields (`{ region = ["eu-west", "us-east"] }`): a sample
+    /// with another value is a dead letter `unknown_key`. Absent: every value is a series.
+    #[serde(default)]
+    pub allowed: IndexMap<String, S<Vec<S<toml::Value>>>>,
     /// The series' resolution: samples are resampled to one value per step.
     pub step: S<String>,
     /// `mean` (default), `max` or `last`.

@@ -775,6 +775,53 @@ impl Cx<'_> {
         for (j, v) in f.values.iter().enumerate() {
             values.push(accessor(v, &key(&format!("values[{j}]")))?);
         }
+        let mut allowed = Vec::new();
+        for (field, list) in &f.allowed {
+            let at = key(&format!("allowed.{field}"));
+            let Some(index) = keys.iter().position(|(k, _)| k == field) else {
+                let names: Vec<String> = keys.iter().map(|(k, _)| k.clone()).collect();
+                return Err(self.error(
+                    list.span(),
+                    &at,
+                    format!("`{field}` is not one of the forecast's `keys`"),
+                    Some(if names.is_empty() {
+                        "the forecast has no `keys`".into()
+                    } else {
+                        one_of(&names)
+                    }),
+                ));
+            };
+            let mut known = Vec::new();
+            for (j, v) in list.get_ref().iter().enumerate() {
+                let value = match v.get_ref() {
+                    toml::Value::String(s) => crate::value::Value::str(s),
+                    toml::Value::Integer(n) => crate::value::Value::Int(*n),
+                    toml::Value::Boolean(b) => crate::value::Value::Bool(*b),
+                    other => {
+                        return Err(self.error(
+                            v.span(),
+                            &format!("{at}[{j}]"),
+                            format!("a {} cannot be a key value", other.type_str()),
+                            Some("strings, integers or booleans".into()),
+                        ))
+                    }
+                };
+                known.push(value);
+            }
+            if known.is_empty() {
+                return Err(self.error(
+                    list.span(),
+                    &at,
+                    "no allowed values: every sample would be a dead letter".into(),
+                    Some(format!(
+                        "list the known values, `{field} = [\"eu-west\", \"us-east\"]`, or leave `{field}` out"
+                    )),
+                ));
+            }
+            known.sort();
+            known.dedup();
+            allowed.push((index, known));
+        }
         if values.is_empty() {
             return Err(self.error(
                 spec.span(),
@@ -889,6 +936,7 @@ impl Cx<'_> {
             name,
             keys,
             values,
+            allowed,
             step_ms,
             aggregation,
             gap,

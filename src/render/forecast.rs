@@ -5,7 +5,7 @@
 //! ```text
 //!  events ──► samples (per event: key × value field) ──(exchange by series)──► forecast
 //!   (Event, t, +1)  └──► dead letters (non_numeric,       state per series: Resampler,
-//!                        missing_key)                     SeriesForecaster, rows shown
+//!                        missing_key, unknown_key)        SeriesForecaster, rows shown
 //! ```
 //!
 //! Time semantics:
@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Partition;
 
 use crate::dead_letter::DeadLetter;
 use crate::event::Event;
@@ -85,19 +86,37 @@ pub fn stage<'s>(
 ) -> StageOut<'s> {
     let samples = samples(events, plan, fields);
     let out = forecast(samples, plan);
+    // One stream per kind of record, each moved (not cloned) into its own collection.
+    let mut parts = out
+        .inner
+        .partition(3, |(o, t, r)| {
+            let part = match &o {
+                ForecastOut::Forecast(_) => 0,
+                ForecastOut::Error(_) => 1,
+                ForecastOut::Dead(_) => 2,
+            };
+            (part, (o, t, r))
+        })
+        .into_iter()
+        .map(|stream| stream.as_collection());
+    let (forecasts, errors, dead) = (
+        parts.next().expect("three parts"),
+        parts.next().expect("three parts"),
+        parts.next().expect("three parts"),
+    );
     StageOut {
-        main: Coll::Rows(out.clone().flat_map(|o| match o {
+        main: Coll::Rows(forecasts.flat_map(|o| match o {
             ForecastOut::Forecast(row) => Some(row),
             _ => None,
         })),
         ports: vec![(
             Port::Errors,
-            Coll::Rows(out.clone().flat_map(|o| match o {
+            Coll::Rows(errors.flat_map(|o| match o {
                 ForecastOut::Error(row) => Some(row),
                 _ => None,
             })),
         )],
-        errs: vec![out.flat_map(|o| match o {
+        errs: vec![dead.flat_map(|o| match o {
             ForecastOut::Dead(d) => Some(d),
             _ => None,
         })],
@@ -117,7 +136,8 @@ fn letter(plan: &ForecastPlan, reason: &str, detail: String, time: i64, record: 
 }
 
 /// Splits each event into one sample per value field; a value that is not a number is a dead
-/// letter `non_numeric`, a missing key field `missing_key`. An absent or null value is no sample.
+/// letter `non_numeric`, a missing key field `missing_key`, a key value outside the spec's
+/// `allowed` ones `unknown_key` (one letter per event). An absent or null value is no sample.
 fn samples<'s>(
     events: VecCollection<'s, u64, Event, isize>,
     plan: &ForecastPlan,
@@ -149,6 +169,14 @@ fn samples<'s>(
                                 let detail = format!("key field `{name}` is missing or null");
                                 out.push((
                                     PreOut::Dead(letter(&plan, "missing_key", detail, event.time, record())),
+                                    time,
+                                    diff,
+                                ));
+                                continue;
+                            }
+                            if let Some(detail) = unknown_key(&plan, &key) {
+                                out.push((
+                                    PreOut::Dead(letter(&plan, "unknown_key", detail, event.time, record())),
                                     time,
                                     diff,
                                 ));
@@ -193,6 +221,23 @@ fn samples<'s>(
                 });
             }
         })
+}
+
+/// Why `key` is refused, when one of its fields is outside the spec's `allowed` values.
+fn unknown_key(plan: &ForecastPlan, key: &[Value]) -> Option<String> {
+    plan.allowed.iter().find_map(|(i, known)| {
+        let value = &key[*i];
+        if known.binary_search(value).is_ok() {
+            return None;
+        }
+        let listed: Vec<String> = known.iter().take(8).map(|v| format!("`{v}`")).collect();
+        let more = if known.len() > 8 { ", …" } else { "" };
+        Some(format!(
+            "`{}` = `{value}` is not an allowed value ({}{more})",
+            plan.keys[*i].0,
+            listed.join(", ")
+        ))
+    })
 }
 
 /// The forecasting operator (see the module doc).

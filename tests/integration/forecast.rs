@@ -224,3 +224,74 @@ fn eval_scores_the_realized_errors() {
         "{rows:?}"
     );
 }
+
+/// `allowed` keeps the known key values: a sample of another region is a dead letter
+/// `unknown_key` (one per event, naming the value and what is allowed), and the known regions'
+/// forecasts and errors are exactly those of a run over their samples alone. An `allowed` field
+/// that is not a key, an empty list or a float is a spec error naming the key.
+#[test]
+fn unknown_keys_are_dead_letters_with_their_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut samples: Vec<(i64, usize, f64)> = (0..160)
+        .map(|i| (i * STEP / 2, (i % 2) as usize, 40.0 + (i % 9) as f64))
+        .collect();
+    let allowed = spec(dir.path(), "updates").replace(
+        "keys = [\"region\"]",
+        "keys = [\"region\"]\nallowed = { region = [\"eu\"] }",
+    );
+    let allowed_plan = plan_text(&allowed, dir.path());
+    // Only the `eu` samples, and no `allowed`: the reference.
+    write(
+        dir.path(),
+        &samples.iter().copied().filter(|s| s.1 == 0).collect::<Vec<_>>(),
+    );
+    let reference = run_collect(&plan_text(&spec(dir.path(), "updates"), dir.path()), 1);
+    // All samples (`us` is unknown), with `allowed`.
+    samples.sort_by_key(|s| (s.0, s.1));
+    write(dir.path(), &samples);
+    for workers in [1, 2] {
+        let summary = run_collect(&allowed_plan, workers);
+        for name in ["f", "f_errors"] {
+            let (mut got, mut want) = (summary.collected[name].clone(), reference.collected[name].clone());
+            got.sort();
+            want.sort();
+            assert!(!want.is_empty(), "{name} is empty");
+            assert_eq!(got, want, "{name} with {workers} workers");
+        }
+        assert_eq!(summary.dead_letters.get("unknown_key").copied(), Some(80));
+        let letters: Vec<String> = summary.collected["dead_letters"]
+            .iter()
+            .map(|(row, _, _)| row.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(" | "))
+            .filter(|l| l.contains("unknown_key"))
+            .collect();
+        assert_eq!(letters.len(), 80);
+        assert!(
+            letters[0].contains("`region` = `us` is not an allowed value (`eu`)") && letters[0].contains("forecast:f"),
+            "{}",
+            letters[0]
+        );
+    }
+    let base = spec(dir.path(), "updates");
+    for (allowed, key, message) in [
+        (
+            "{ zone = [\"eu\"] }",
+            "`forecasts[0].allowed.zone`",
+            "not one of the forecast's `keys`",
+        ),
+        ("{ region = [] }", "`forecasts[0].allowed.region`", "no allowed values"),
+        (
+            "{ region = [1.5] }",
+            "`forecasts[0].allowed.region[0]`",
+            "a float cannot be a key value",
+        ),
+    ] {
+        let text = base.replace(
+            "keys = [\"region\"]",
+            &format!("keys = [\"region\"]\nallowed = {allowed}"),
+        );
+        let error = sluice::plan::plan_str(&text, std::path::Path::new("test.toml"), dir.path(), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(key) && error.contains(message), "{error}");
+    }
+}

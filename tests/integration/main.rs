@@ -24,6 +24,7 @@ mod script;
 mod serve;
 mod serve_checkpoint;
 mod serve_clients;
+mod serve_forecast;
 mod serve_http;
 mod serve_latency;
 mod serve_limits;

@@ -15,19 +15,24 @@ use serde_json::Value as Json;
 use crate::serve_util::{connect, generate, learning_stream, progress_of, reasons, send, wait_ack, Server};
 
 /// A `sluice serve` with `--http` and `--subscribe` on ephemeral ports; dropping it kills it.
-struct Live {
-    server: Server,
-    listen: SocketAddr,
-    http: SocketAddr,
+pub(crate) struct Live {
+    pub(crate) server: Server,
+    pub(crate) listen: SocketAddr,
+    pub(crate) http: SocketAddr,
     subscribe: SocketAddr,
 }
 
 impl Live {
     fn start(dir: &Path, args: &[&str]) -> Live {
+        Live::start_spec(dir, &learning_stream(), args)
+    }
+
+    /// `sluice serve SPEC` with `--http`, `--subscribe`, `--out served` and no idle timeout.
+    pub(crate) fn start_spec(dir: &Path, spec: &Path, args: &[&str]) -> Live {
         let mut all = vec!["--http", "127.0.0.1:0", "--subscribe", "127.0.0.1:0"];
         all.extend(["--out", "served", "--idle-timeout", "off"]);
         all.extend_from_slice(args);
-        let server = Server::start(dir, &learning_stream(), "127.0.0.1:0", &all);
+        let server = Server::start(dir, spec, "127.0.0.1:0", &all);
         let (http, subscribe) = (server.printed_addr("http on "), server.printed_addr("subscribe on "));
         Live {
             listen: server.addr,
@@ -38,7 +43,7 @@ impl Live {
     }
 
     /// SIGTERM, then waits for a clean exit (outputs written); returns what it printed.
-    fn stop(self) -> String {
+    pub(crate) fn stop(self) -> String {
         self.server.stop()
     }
 }
@@ -119,7 +124,7 @@ fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> Response {
     Response { status, headers, body }
 }
 
-fn get_json(addr: SocketAddr, path: &str) -> Json {
+pub(crate) fn get_json(addr: SocketAddr, path: &str) -> Json {
     let r = get(addr, path, None);
     assert_eq!(r.status, 200, "{path}: {}", r.body);
     serde_json::from_str(&r.body).unwrap()
@@ -210,7 +215,7 @@ fn accumulate(lines: &[String]) -> BTreeMap<String, i64> {
 
 /// An output's current contents from its Parquet parts: row (canonical JSON, without `time` and
 /// `diff`) → net count.
-fn parquet_contents(dir: &Path) -> BTreeMap<String, i64> {
+pub(crate) fn parquet_contents(dir: &Path) -> BTreeMap<String, i64> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use sluice::source::arrow_read::Col;
     let mut acc: BTreeMap<String, i64> = BTreeMap::new();
@@ -246,7 +251,7 @@ fn parquet_contents(dir: &Path) -> BTreeMap<String, i64> {
 }
 
 /// Asserts two row → count maps are equal, showing a few rows that differ.
-fn assert_same(what: &str, got: &BTreeMap<String, i64>, expected: &BTreeMap<String, i64>) {
+pub(crate) fn assert_same(what: &str, got: &BTreeMap<String, i64>, expected: &BTreeMap<String, i64>) {
     if got == expected {
         return;
     }
@@ -268,7 +273,7 @@ fn assert_same(what: &str, got: &BTreeMap<String, i64>, expected: &BTreeMap<Stri
 }
 
 /// The rows of a lookup, as canonical JSON → count.
-fn lookup(addr: SocketAddr, path: &str) -> BTreeMap<String, i64> {
+pub(crate) fn lookup(addr: SocketAddr, path: &str) -> BTreeMap<String, i64> {
     let v = get_json(addr, path);
     let mut acc = BTreeMap::new();
     for row in v["rows"].as_array().unwrap() {
@@ -321,20 +326,28 @@ const FLUSH_TIME: &str = "2024-03-10T00:00:00Z";
 const FLUSH_MS: u64 = 1_710_028_800_000;
 
 fn flush(addr: SocketAddr, client: &str) {
+    send_line_as(
+        addr,
+        client,
+        &format!(r#"{{"event_time":"{FLUSH_TIME}","event_type":"flush"}}"#),
+    );
+}
+
+/// Sends `line` as `client`, after the lines it sent before, and waits until it is acknowledged.
+pub(crate) fn send_line_as(addr: SocketAddr, client: &str, line: &str) {
     let mut s = connect(addr);
     s.write_all(format!("{{\"hello\":1,\"client\":\"{client}\"}}\n").as_bytes())
         .unwrap();
     let mut reply = String::new();
     BufReader::new(s.try_clone().unwrap()).read_line(&mut reply).unwrap();
     let durable = serde_json::from_str::<Json>(&reply).unwrap()["ack"].as_u64().unwrap();
-    let line = format!(r#"{{"event_time":"{FLUSH_TIME}","event_type":"flush"}}"#);
     s.write_all(line.as_bytes()).unwrap();
     s.write_all(b"\n").unwrap();
     wait_ack(&mut s, durable + 1);
 }
 
 /// Waits until every live collection's frontier has reached `t`.
-fn wait_frontier(addr: SocketAddr, t: u64) {
+pub(crate) fn wait_frontier(addr: SocketAddr, t: u64) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let v = get_json(addr, "/collections");

@@ -7,7 +7,10 @@
 //! ```
 //!
 //! (`P+1..=P+p` let the linear model express a multiplicative seasonal AR such as
-//! `(1 − φB)(1 − ΦB^P)`.) Forecasts are recursive: a lag that falls after the last sample
+//! `(1 − φB)(1 − ΦB^P)`.) A period's lags enter once the window can estimate them: the window
+//! must hold `P + p` samples before the first row and enough rows after it
+//! ([`ArModel::supported`]), so a daily lag is used after a day or so even when a weekly period
+//! needs two weeks; longer periods join at later refits. Forecasts are recursive: a lag that falls after the last sample
 //! takes the forecast for it. Regressors of future samples are taken from the caller, or the
 //! last known ones are carried forward.
 //!
@@ -90,6 +93,27 @@ impl ArModel {
         lags
     }
 
+    /// Rows a fit needs beyond its largest lag: three per coefficient, and at least 30.
+    fn rows_needed(&self, lags: usize) -> usize {
+        (3 * (lags + self.cfg.exog + 1)).max(30)
+    }
+
+    /// The periods whose lags a window of `n` samples can estimate: in order, each one whose
+    /// largest lag leaves [`rows_needed`](Self::rows_needed) rows with the lags of the periods
+    /// before it.
+    pub fn supported(&self, periods: &[usize], n: usize) -> Vec<usize> {
+        let mut used: Vec<usize> = Vec::new();
+        for &p in periods {
+            used.push(p);
+            let lags = Self::lags_for(self.cfg.order, &used);
+            let max_lag = lags.last().copied().unwrap_or(1);
+            if n < max_lag + self.rows_needed(lags.len()) {
+                used.pop();
+            }
+        }
+        used
+    }
+
     pub fn lags(&self) -> &[usize] {
         &self.lags
     }
@@ -122,10 +146,10 @@ impl Forecaster for ArModel {
         ModelKind::Ar
     }
 
-    fn min_samples(&self, periods: &[usize]) -> usize {
-        let lags = Self::lags_for(self.cfg.order, periods);
-        let features = lags.len() + self.cfg.exog;
-        lags.last().copied().unwrap_or(1) + (3 * (features + 1)).max(30)
+    /// Samples the non-seasonal lags need (seasonal lags are added as the window allows).
+    fn min_samples(&self, _periods: &[usize]) -> usize {
+        let lags = Self::lags_for(self.cfg.order, &[]);
+        lags.last().copied().unwrap_or(1) + self.rows_needed(lags.len())
     }
 
     fn refit(&mut self, w: Window<'_>, periods: &[usize]) -> Result<(), FitError> {
@@ -137,7 +161,7 @@ impl Forecaster for ArModel {
         if w.k != self.cfg.exog {
             return Err(numerical(format!("{} regressors, expected {}", w.k, self.cfg.exog)));
         }
-        let lags = Self::lags_for(self.cfg.order, periods);
+        let lags = Self::lags_for(self.cfg.order, &self.supported(periods, n));
         let max_lag = *lags.last().unwrap_or(&1);
         let nf = lags.len() + w.k;
         let rows = n - max_lag;
@@ -265,6 +289,37 @@ mod tests {
             + c.lags[4] * y[l - 26]
             + c.exog[0] * 0.5;
         assert!((f - by_hand).abs() < 1e-9);
+    }
+
+    #[test]
+    fn seasonal_lags_enter_as_the_window_allows() {
+        let m = ArModel::new(ArConfig { order: 2, exog: 0 }, 3);
+        // Lags 1, 2 need 2 + 30 samples; with a period of 10, lags up to 12 need 12 + 30; with a
+        // second period of 50 (8 lags), 52 + 30.
+        assert_eq!(m.min_samples(&[10, 50]), 32);
+        assert_eq!(m.supported(&[10, 50], 41), Vec::<usize>::new());
+        assert_eq!(m.supported(&[10, 50], 42), vec![10]);
+        assert_eq!(m.supported(&[10, 50], 81), vec![10]);
+        assert_eq!(m.supported(&[10, 50], 82), vec![10, 50]);
+        // A series whose value repeats every 10 steps: the fit on a short window has no seasonal
+        // lag; once the window holds enough, lag 10 enters and the forecast is the pattern.
+        let pattern = [3.0, 9.0, 4.0, 1.0, 7.0, 2.0, 8.0, 5.0, 0.0, 6.0];
+        let y: Vec<f64> = (0..60).map(|t| pattern[t % 10] + 0.01 * (t % 3) as f64).collect();
+        let mut m = ArModel::new(ArConfig { order: 2, exog: 0 }, 3);
+        m.refit(Window::values(&y[..35]), &[10, 50]).unwrap();
+        assert_eq!(m.lags(), &[1, 2]);
+        m.refit(Window::values(&y), &[10, 50]).unwrap();
+        assert_eq!(m.lags(), &[1, 2, 10, 11, 12]);
+        let f = m.forecast(3, &[]).unwrap();
+        for (h, p) in f.iter().enumerate() {
+            assert!(
+                (p.mean - y[60 + h - 10]).abs() < 0.05,
+                "h={}: {} vs {}",
+                h + 1,
+                p.mean,
+                y[50 + h]
+            );
+        }
     }
 
     #[test]
