@@ -1,5 +1,5 @@
 //! Shard migration: which shards move from a region whose load stays above the mean, and where
-//! to. Pure maths, no timely; the router's migration stage (not built yet) calls
+//! to. Pure maths, no timely; the router (`render::router`) calls
 //! [`Migrator::evaluate`] once per interval with each region's load and each shard's event rate.
 //!
 //! - A region is **hot** when its load exceeds `mean × (1 + imbalance)`, and stays hot until it
@@ -267,7 +267,7 @@ mod tests {
         let moved: Vec<Shard> = all
             .iter()
             .map(|s| match moves.iter().find(|m| m.shard == s.id) {
-                Some(m) => Shard { region: 1, ..*s },
+                Some(_) => Shard { region: 1, ..*s },
                 None => *s,
             })
             .collect();

@@ -102,6 +102,8 @@ pub enum Port {
     Counters,
     /// Realized forecast errors.
     Errors,
+    /// Shard migrations of a router.
+    Migrations,
 }
 
 /// How an output's rows are shaped: what the sink writes, with its flags.
@@ -310,6 +312,15 @@ pub(super) fn outputs(plan: &Plan, aggregates: &[usize], forecasts: &[usize], ro
             flatten: true,
             ..OutputPlan::new(&plan.stages[i].name, &columns)
         });
+        if let StageKind::Router(r) = &plan.stages[i].kind {
+            if r.migration.is_some() {
+                let name = format!("{}_migrations", r.name);
+                out.push(OutputPlan {
+                    from: vec![(i, Port::Migrations)],
+                    ..OutputPlan::new(&name, &super::router::MIGRATION_COLUMNS)
+                });
+            }
+        }
     }
     for &i in aggregates {
         let StageKind::Aggregate(a) = &plan.stages[i].kind else {

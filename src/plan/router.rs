@@ -28,6 +28,45 @@ pub struct RouterPlan {
     /// Forecast rows: the index of the region key among the forecast's keys, and how many
     /// keys it has (the `metric`, `target_time` and `forecast` columns follow them).
     pub forecast_columns: Option<(usize, usize)>,
+    /// Shard migration, when the spec asks for it.
+    pub migration: Option<MigrationPlan>,
+    /// Where the optional inputs are among the stage's inputs (after events, load, regions).
+    pub forecast_input: Option<usize>,
+    pub rates_input: Option<usize>,
+}
+
+/// Shard migration: every `interval`, the shards' event rates over it and the regions'
+/// `metric` go through [`crate::model::migration::Migrator`].
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationPlan {
+    pub interval_ms: u64,
+    /// Index into [`ROUTER_METRICS`].
+    pub metric: usize,
+    pub config: crate::model::migration::MigrationConfig,
+}
+
+/// Columns of `NAME_migrations`.
+pub const MIGRATION_COLUMNS: [&str; 9] = [
+    "time",
+    "shard_id",
+    "from",
+    "to",
+    "reason",
+    "from_load_before",
+    "from_load_after",
+    "to_load_before",
+    "to_load_after",
+];
+
+/// The hidden aggregate a migrating router reads: events per shard and `interval`.
+pub fn rates_plan(name: &str, source: usize, interval_ms: u64, monotonic: bool) -> super::AggregatePlan {
+    let mut plan = counts_plan(name, source, interval_ms);
+    plan.group_by = vec![(
+        "shard_id".into(),
+        Accessor::Payload(crate::event::FieldPath::field("shard_id")),
+    )];
+    plan.monotonic = monotonic;
+    plan
 }
 
 /// The load metrics a router reads, by field name in load samples and `metric` in forecasts.

@@ -104,6 +104,36 @@ pub struct RouterSpec {
     pub weights: Option<S<RouterWeightsSpec>>,
     #[serde(default)]
     pub health: Option<S<RouterHealthSpec>>,
+    /// Shard migration off regions whose load stays above the mean.
+    #[serde(default)]
+    pub migration: Option<S<MigrationSpec>>,
+}
+
+/// `[routers.migration]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationSpec {
+    /// How often shards are considered, over the event rates of that interval (default `1m`).
+    #[serde(default)]
+    pub interval: Option<S<String>>,
+    /// The load metric compared (default `cpu`).
+    #[serde(default)]
+    pub metric: Option<S<String>>,
+    /// Hot above `mean × (1 + imbalance)` (default 0.2).
+    #[serde(default)]
+    pub imbalance: Option<f64>,
+    /// Cooled below `mean × (1 + imbalance − hysteresis)` (default 0.1).
+    #[serde(default)]
+    pub hysteresis: Option<f64>,
+    /// Hot for this long before shards move (default `5m`).
+    #[serde(default)]
+    pub sustain: Option<S<String>>,
+    /// Shards moved per interval at most (default 8).
+    #[serde(default)]
+    pub max_moves: Option<usize>,
+    /// A moved shard stays put this long (default `15m`).
+    #[serde(default)]
+    pub cooldown: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -383,7 +383,8 @@ fn plan_spec(
             metadata.as_ref(),
             forecast.map(|(j, f)| (&plan.stages[j], f)),
         )?;
-        for taken_name in [router.name.clone(), format!("{}_counts", router.name)] {
+        let names = ["", "_counts", "_migrations", "_shard_rates"].map(|suffix| format!("{}{suffix}", router.name));
+        for taken_name in names {
             let taken = aggregate_names.contains(&&taken_name)
                 || streams.iter().any(|(n, _)| *n == taken_name)
                 || plan
@@ -401,8 +402,28 @@ fn plan_spec(
                 ));
             }
         }
-        let mut inputs = vec![events, load, regions];
-        inputs.extend(forecast.map(|(j, _)| StageRef::Stage(j)));
+        let mut router = router;
+        let mut inputs = vec![events.clone(), load, regions];
+        if let Some((j, _)) = forecast {
+            router.forecast_input = Some(inputs.len());
+            inputs.push(StageRef::Stage(j));
+        }
+        if let Some(m) = &router.migration {
+            // Events per shard and interval, read by the router (not an output).
+            let rates = super::router::rates_plan(
+                &format!("{}_shard_rates", router.name),
+                plan.root_source(&events),
+                m.interval_ms,
+                !plan.retracts(&events),
+            );
+            plan.stages.push(Stage {
+                name: rates.name.clone(),
+                inputs: vec![events.clone()],
+                kind: StageKind::Aggregate(rates),
+            });
+            router.rates_input = Some(inputs.len());
+            inputs.push(StageRef::Stage(plan.stages.len() - 1));
+        }
         let name = router.name.clone();
         plan.stages.push(Stage {
             name: name.clone(),
@@ -1356,7 +1377,61 @@ impl Cx<'_> {
                 Some((at, fp.keys.len()))
             }
         };
+        let migration = match &rs.migration {
+            None => None,
+            Some(m) => {
+                use crate::model::migration::MigrationConfig;
+                let ms = m.get_ref();
+                let k = |x: &str| key(&format!("migration.{x}"));
+                let dur = |d: &Option<S<String>>, x: &str, default: u64| -> Result<u64, SpecError> {
+                    d.as_ref().map_or(Ok(default), |d| self.duration(d, &k(x)))
+                };
+                let interval_ms = dur(&ms.interval, "interval", 60_000)?;
+                let metric = match &ms.metric {
+                    None => 0,
+                    Some(name) => super::router::ROUTER_METRICS
+                        .iter()
+                        .position(|x| x == name.get_ref())
+                        .ok_or_else(|| {
+                            self.error(
+                                name.span(),
+                                &k("metric"),
+                                format!("unknown metric `{}`", name.get_ref()),
+                                Some(one_of(&super::router::ROUTER_METRICS.map(String::from))),
+                            )
+                        })?,
+                };
+                let config = MigrationConfig {
+                    imbalance: ms.imbalance.unwrap_or(0.2),
+                    hysteresis: ms.hysteresis.unwrap_or(0.1),
+                    sustain_ms: dur(&ms.sustain, "sustain", 300_000)? as i64,
+                    max_moves: ms.max_moves.unwrap_or(8),
+                    cooldown_ms: dur(&ms.cooldown, "cooldown", 900_000)? as i64,
+                };
+                let valid = interval_ms > 0
+                    && config.imbalance.is_finite()
+                    && config.imbalance > 0.0
+                    && config.hysteresis >= 0.0
+                    && config.hysteresis <= config.imbalance;
+                if !valid {
+                    return Err(self.error(
+                        m.span(),
+                        &k("imbalance"),
+                        "need a positive interval and 0 ≤ hysteresis ≤ imbalance, imbalance > 0".into(),
+                        None,
+                    ));
+                }
+                Some(super::router::MigrationPlan {
+                    interval_ms,
+                    metric,
+                    config,
+                })
+            }
+        };
         Ok(RouterPlan {
+            migration,
+            forecast_input: None,
+            rates_input: None,
             name,
             region_field,
             capacity_field,

@@ -148,22 +148,29 @@ pub fn render(
             StageKind::Aggregate(p) => window::stage(input, p, fields),
             StageKind::Forecast(p) => forecast::stage(input, p, fields),
             StageKind::Router(p) => {
-                let rows = stage.inputs.get(3).map(|r| match (r, &outs[..]) {
-                    (StageRef::Stage(j), outs) => match &outs[*j].main {
+                let forecast = p.forecast_input.map(|k| match &stage.inputs[k] {
+                    StageRef::Stage(j) => match &outs[*j].main {
                         Coll::Rows(rows) => rows.clone(),
                         _ => unreachable!("a router reads a forecast's rows"),
                     },
                     _ => unreachable!("a router reads a forecast stage"),
                 });
+                let rates = p.rates_input.map(|k| match &stage.inputs[k] {
+                    StageRef::Stage(j) => match &outs[*j].main {
+                        Coll::Windows(rows) => rows.clone(),
+                        _ => unreachable!("a router reads its shard rates' windows"),
+                    },
+                    _ => unreachable!("a router reads its shard rates' stage"),
+                });
                 let fields = [0, 1, 2].map(|k| plan.fields_of(&stage.inputs[k]));
-                router::stage(
-                    input,
-                    events(&stage.inputs[1]),
-                    events(&stage.inputs[2]),
-                    rows,
-                    p,
-                    fields,
-                )
+                let inputs = router::Inputs {
+                    events: input,
+                    load: events(&stage.inputs[1]),
+                    regions: events(&stage.inputs[2]),
+                    forecast,
+                    rates,
+                };
+                router::stage(inputs, p, fields)
             }
         };
         dead.extend(out.errs.iter().cloned());

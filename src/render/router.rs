@@ -44,7 +44,7 @@ use crate::model::placement::{Algorithm, PlacementSpec, Placer, Region};
 use crate::model::routing::{decide, RegionLoad};
 use crate::plan::router::{RouterPlan, ROUTER_METRICS};
 use crate::render::pending::Paired;
-use crate::render::{Coll, EventsOf, RowsOf, StageOut};
+use crate::render::{Coll, EventsOf, RowsOf, StageOut, WindowsOf};
 use crate::value::{format_time, Sym, Value};
 
 /// One update of the regional state, ordered by the time it takes effect.
@@ -56,6 +56,8 @@ enum Ctx {
     Load(Event),
     /// A forecast row, with the tick it was issued at.
     Forecast(u64, Vec<Value>),
+    /// Events of a shard in the migration interval ending at the time: (end, shard, count).
+    Rates(i64, u64, i64),
 }
 
 impl Ctx {
@@ -63,6 +65,7 @@ impl Ctx {
         match self {
             Ctx::Region(e) | Ctx::Load(e) => e.time,
             Ctx::Forecast(t, _) => *t as i64,
+            Ctx::Rates(end, _, _) => *end,
         }
     }
 }
@@ -72,6 +75,8 @@ impl Ctx {
 enum RouterOut {
     Decision(Event),
     Dead(DeadLetter),
+    /// A `NAME_migrations` row.
+    Migration(Vec<Value>),
 }
 
 /// The current forecasts of one region and metric: `(target_time, issued tick)` → (value,
@@ -89,6 +94,12 @@ struct Regional {
     /// The available regions (by name) and every shard's home index among them; rebuilt when
     /// `capacity` changes.
     placement: Option<(Vec<String>, Vec<u32>)>,
+    /// Shard migration: its state, the shards it moved (to a region by name), the rates of the
+    /// interval that ends at `.0`, and the moves not yet emitted.
+    migrator: crate::model::migration::Migrator,
+    moved: BTreeMap<u64, String>,
+    rates: Option<(i64, Vec<(u64, i64)>)>,
+    migrations: Vec<Vec<Value>>,
 }
 
 impl Regional {
@@ -99,11 +110,95 @@ impl Regional {
             observed: BTreeMap::new(),
             predicted: BTreeMap::new(),
             placement: None,
+            migrator: Default::default(),
+            moved: BTreeMap::new(),
+            rates: None,
+            migrations: Vec::new(),
         }
+    }
+
+    /// Evaluates migration over the rates of an interval that ended at or before `upto`.
+    fn settle(&mut self, upto: i64) {
+        if !self.rates.as_ref().is_some_and(|(end, _)| *end <= upto) {
+            return;
+        }
+        let (end, counts) = self.rates.take().expect("checked");
+        let Some(m) = self.plan.migration.clone() else { return };
+        let (names, homes) = self.placement().clone();
+        let loads = self.loads(&names, end);
+        let metric = |l: &RegionLoad| [l.cpu, l.memory, l.queue_length, l.latency_ms][m.metric];
+        // Every available region needs a load to compare.
+        let Some(states) = names
+            .iter()
+            .zip(&loads)
+            .map(|(n, l)| {
+                metric(l).map(|load| crate::model::migration::RegionState {
+                    load,
+                    capacity: self.capacity[n],
+                })
+            })
+            .collect::<Option<Vec<_>>>()
+        else {
+            return;
+        };
+        let seconds = m.interval_ms as f64 / 1000.0;
+        let shards: Vec<crate::model::migration::Shard> = counts
+            .iter()
+            .filter_map(|(shard, count)| {
+                let region = self.home(&names, &homes, *shard as i64)?;
+                Some(crate::model::migration::Shard {
+                    id: *shard,
+                    region,
+                    rate: *count as f64 / seconds,
+                })
+            })
+            .collect();
+        let mean = states.iter().map(|s| s.load).sum::<f64>() / states.len().max(1) as f64;
+        for mv in self.migrator.evaluate(end, &m.config, &states, &shards) {
+            self.moved.insert(mv.shard, names[mv.to].clone());
+            let reason = format!(
+                "{} {:.1} > mean {:.1} × {:.2} for {} s",
+                ROUTER_METRICS[m.metric],
+                mv.from_load.0,
+                mean,
+                1.0 + m.config.imbalance,
+                m.config.sustain_ms / 1000
+            );
+            self.migrations.push(vec![
+                Value::Time(end),
+                Value::Int(mv.shard as i64),
+                Value::str(&names[mv.from]),
+                Value::str(&names[mv.to]),
+                Value::str(&reason),
+                Value::float(mv.from_load.0),
+                Value::float(mv.from_load.1),
+                Value::float(mv.to_load.0),
+                Value::float(mv.to_load.1),
+            ]);
+        }
+    }
+
+    /// The home of `shard` among the available regions `names`: where migration moved it, else
+    /// where the placement puts it.
+    fn home(&self, names: &[String], homes: &[u32], shard: i64) -> Option<usize> {
+        let moved = self
+            .moved
+            .get(&u64::try_from(shard).ok()?)
+            .and_then(|to| names.iter().position(|n| n == to));
+        moved.or_else(|| {
+            usize::try_from(shard)
+                .ok()
+                .and_then(|s| homes.get(s))
+                .map(|h| *h as usize)
+        })
     }
 
     /// Applies one update; `Err((reason, detail))` for a row it cannot use.
     fn apply(&mut self, ctx: &Ctx, diff: isize) -> Result<(), (&'static str, String)> {
+        // Migration sees the state as of its interval's end: nothing later.
+        if !matches!(ctx, Ctx::Rates(..)) {
+            self.settle(ctx.time() - 1);
+        }
         let region_field = Sym::new(&self.plan.region_field);
         let region_of = |e: &Event| match crate::value::lookup(&e.payload, region_field) {
             Some(Value::Str(s)) => Ok(s.to_string()),
@@ -158,6 +253,16 @@ impl Regional {
                         format!("{} not a finite number (the other metrics were used)", bad.join(", ")),
                     ))
                 }
+            }
+            Ctx::Rates(end, shard, count) => {
+                match &mut self.rates {
+                    Some((e, counts)) if e == end => counts.push((*shard, *count * diff as i64)),
+                    _ => {
+                        self.settle(*end - 1);
+                        self.rates = Some((*end, vec![(*shard, *count * diff as i64)]));
+                    }
+                }
+                Ok(())
             }
             Ctx::Forecast(tick, row) => {
                 let Some((at, keys)) = self.plan.forecast_columns else {
@@ -280,6 +385,7 @@ impl Regional {
 
     /// The decision for `event`, or why there is none.
     fn route(&mut self, event: &Event) -> Result<Event, (&'static str, String)> {
+        self.settle(event.time);
         let get = |name: &str| {
             crate::value::lookup(&event.payload, Sym::new(name))
                 .cloned()
@@ -297,10 +403,7 @@ impl Regional {
         if names.is_empty() {
             return Err(("no_region", "no region is available".into()));
         }
-        let home = usize::try_from(shard)
-            .ok()
-            .and_then(|s| homes.get(s))
-            .map(|h| *h as usize);
+        let home = self.home(&names, &homes, shard);
         let loads = self.loads(&names, event.time);
         let plan = &self.plan;
         let d = decide(&loads, home, priority, complexity, &plan.weights, &plan.health)
@@ -338,17 +441,26 @@ impl Regional {
     }
 }
 
-/// The router stage: `inputs` are the events, load samples and regions, then the forecast's
-/// rows when the plan has one. `fields` are the events' time and type field names; `load` and
-/// `regions` name those sources' fields, for dead letters.
-pub fn stage<'s>(
-    events: EventsOf<'s>,
-    load: EventsOf<'s>,
-    regions: EventsOf<'s>,
-    forecasts: Option<RowsOf<'s>>,
-    plan: &RouterPlan,
-    fields: [(&str, &str); 3],
-) -> StageOut<'s> {
+/// The inputs of a router: events, load samples and regions, and, when the plan has them, a
+/// forecast's rows and the shards' event rates per migration interval.
+pub struct Inputs<'s> {
+    pub events: EventsOf<'s>,
+    pub load: EventsOf<'s>,
+    pub regions: EventsOf<'s>,
+    pub forecast: Option<RowsOf<'s>>,
+    pub rates: Option<WindowsOf<'s>>,
+}
+
+/// The router stage. `fields` are the time and type field names of the events, load samples and
+/// regions, for dead letters.
+pub fn stage<'s>(inputs: Inputs<'s>, plan: &RouterPlan, fields: [(&str, &str); 3]) -> StageOut<'s> {
+    let Inputs {
+        events,
+        load,
+        regions,
+        forecast: forecasts,
+        rates,
+    } = inputs;
     let scope = events.scope();
     let report = scope.index() == 0;
     let mut ctx = load.map(Ctx::Load).concat(regions.map(Ctx::Region));
@@ -357,6 +469,13 @@ pub fn stage<'s>(
             .inner
             .map(|(row, t, r)| (Ctx::Forecast(t, row), t, r))
             .as_collection();
+        ctx = ctx.concat(rows);
+    }
+    if let Some(rates) = rates {
+        let rows = rates.flat_map(|w| match (w.group.first(), w.measures.first()) {
+            (Some(Value::Int(shard)), Some(Value::Int(n))) if *shard >= 0 => Some(Ctx::Rates(w.end, *shard as u64, *n)),
+            _ => None,
+        });
         ctx = ctx.concat(rows);
     }
     // Each update carries its multiplicity, which the pairing buffer does not keep.
@@ -406,7 +525,7 @@ pub fn stage<'s>(
                                 let (e, fields) = match &ctx {
                                     Ctx::Load(e) => (e, &field_names[1]),
                                     Ctx::Region(e) => (e, &field_names[2]),
-                                    Ctx::Forecast(..) => return,
+                                    Ctx::Forecast(..) | Ctx::Rates(..) => return,
                                 };
                                 if report && diff > 0 {
                                     let record = e.to_json(&fields.0, &fields.1).to_string();
@@ -435,6 +554,13 @@ pub fn stage<'s>(
                         for dead in rejected {
                             session.give((RouterOut::Dead(dead), time, 1));
                         }
+                        regional.settle(i64::MAX);
+                        // Every worker moves the same shards; one reports them.
+                        for row in std::mem::take(&mut regional.migrations) {
+                            if report {
+                                session.give((RouterOut::Migration(row), time, 1));
+                            }
+                        }
                         regional.forget_before(time as i64);
                     }
                     let hold = pending.next_time();
@@ -446,12 +572,18 @@ pub fn stage<'s>(
     StageOut {
         main: Coll::Events(out.clone().flat_map(|o| match o {
             RouterOut::Decision(e) => Some(e),
-            RouterOut::Dead(_) => None,
+            _ => None,
         })),
-        ports: Vec::new(),
+        ports: vec![(
+            crate::plan::Port::Migrations,
+            Coll::Rows(out.clone().flat_map(|o| match o {
+                RouterOut::Migration(row) => Some(row),
+                _ => None,
+            })),
+        )],
         errs: vec![out.flat_map(|o| match o {
             RouterOut::Dead(d) => Some(d),
-            RouterOut::Decision(_) => None,
+            _ => None,
         })],
     }
 }
@@ -485,6 +617,9 @@ mod tests {
             },
             // Forecast rows: [region, metric, target_time, horizon, forecast, ...].
             forecast_columns: Some((0, 1)),
+            migration: None,
+            forecast_input: None,
+            rates_input: None,
         }
     }
 

@@ -300,3 +300,100 @@ fn a_router_needs_metadata_and_known_names() {
         assert!(err.contains(message), "{to}: {err}");
     }
 }
+
+/// A region far hotter than the other for 20 minutes: shards move off it after `sustain`, at
+/// most `max_moves` per interval, and each shard's events go to its old home before its move
+/// and to the new one from the move on. Identical with 1, 2 and 4 workers.
+#[test]
+fn shards_migrate_off_a_hot_region_and_routing_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = std::fs::File::create(dir.path().join("regions.ndjson")).unwrap();
+    writeln!(f, r#"{{"ts":0,"region":"a","capacity":100.0}}"#).unwrap();
+    writeln!(f, r#"{{"ts":0,"region":"b","capacity":100.0}}"#).unwrap();
+    let mut f = std::fs::File::create(dir.path().join("load.ndjson")).unwrap();
+    for t in (0..1_200_000).step_by(10_000) {
+        writeln!(f, r#"{{"ts":{t},"region":"a","cpu":90.0}}"#).unwrap();
+        writeln!(f, r#"{{"ts":{t},"region":"b","cpu":20.0}}"#).unwrap();
+    }
+    let mut f = std::fs::File::create(dir.path().join("events.ndjson")).unwrap();
+    for (i, t) in (0..1_200_000).step_by(500).enumerate() {
+        writeln!(
+            f,
+            r#"{{"ts":{t},"type":"call","id":{i},"user":"u{}","priority":5,"complexity":3}}"#,
+            i % 40
+        )
+        .unwrap();
+    }
+    let text = spec(dir.path(), "ring")
+        .replace(
+            "weights = { latency = 1.0, headroom = 2.0, affinity = 1.5 }",
+            "weights = { latency = 0.0, headroom = 0.0, affinity = 1.0 }",
+        )
+        .replace(
+            "yield_from = 70.0, yield_to = 90.0",
+            "yield_from = 100.0, yield_to = 100.0",
+        )
+        + "[routers.migration]\ninterval = \"1m\"\nsustain = \"2m\"\nmax_moves = 2\ncooldown = \"1h\"\nimbalance = 0.2\nhysteresis = 0.1\n";
+    let plan = plan_text(&text, dir.path());
+    let mut first: Option<(Vec<String>, Vec<String>)> = None;
+    for workers in [1, 2, 4] {
+        let summary = run_collect(&plan, workers);
+        let mut migrations: Vec<(i64, i64, String, String)> = summary.collected["decisions_migrations"]
+            .iter()
+            .map(|(row, _, d)| {
+                assert_eq!(*d, 1);
+                let (Value::Time(t), Value::Int(shard), Value::Str(from), Value::Str(to)) =
+                    (&row[0], &row[1], &row[2], &row[3])
+                else {
+                    panic!("{row:?}")
+                };
+                (*t, *shard, from.to_string(), to.to_string())
+            })
+            .collect();
+        migrations.sort();
+        assert!(!migrations.is_empty(), "a region at 90 against 20 sheds shards");
+        // Not before the region was hot for `sustain`, at most 2 per interval, off `a` only.
+        let mut per_time: BTreeMap<i64, usize> = BTreeMap::new();
+        for (t, _, from, to) in &migrations {
+            assert!(*t >= 120_000, "{t}");
+            assert_eq!((from.as_str(), to.as_str()), ("a", "b"));
+            *per_time.entry(*t).or_default() += 1;
+        }
+        assert!(per_time.values().all(|n| *n <= 2), "{per_time:?}");
+        // Routing follows the placement as of each event's time.
+        let moved: BTreeMap<i64, i64> = migrations.iter().map(|(t, s, _, _)| (*s, *t)).collect();
+        let mut homes_before: BTreeMap<i64, String> = BTreeMap::new();
+        let mut decisions = Vec::new();
+        for (row, _, _) in &summary.collected["decisions"] {
+            let p = row.last().unwrap();
+            let (Value::Int(shard), Value::Str(home), Value::Str(chosen)) =
+                (field(p, "shard_id"), field(p, "home"), field(p, "chosen"))
+            else {
+                panic!("{p:?}")
+            };
+            let time = row
+                .iter()
+                .find_map(|v| match v {
+                    Value::Time(t) => Some(*t),
+                    _ => None,
+                })
+                .unwrap();
+            assert_eq!(home, chosen, "affinity alone decides");
+            match moved.get(&shard) {
+                Some(at) if time >= *at => assert_eq!(&*home, "b", "shard {shard} at {time}, moved at {at}"),
+                Some(_) => {
+                    homes_before.insert(shard, home.to_string());
+                }
+                None => {}
+            }
+            decisions.push(format!("{time} {shard} {home}"));
+        }
+        assert!(homes_before.values().all(|h| h == "a"), "{homes_before:?}");
+        decisions.sort();
+        let migrations: Vec<String> = migrations.iter().map(|m| format!("{m:?}")).collect();
+        match &first {
+            None => first = Some((migrations, decisions)),
+            Some(f) => assert_eq!(f, &(migrations, decisions), "{workers} workers"),
+        }
+    }
+}
