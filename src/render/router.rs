@@ -5,9 +5,16 @@
 //!
 //! ```text
 //!  load ─────┐
-//!  regions ──┼─► broadcast ──► Router ◄── events (stay on their worker)
-//!  forecast ─┘                   └──► decisions (the event's time and type; DECISION_FIELDS)
+//!  regions ──┤
+//!  forecast ─┼─► broadcast ──► Router ◄── events (stay on their worker)
+//!  rates ────┘                   ├──► decisions (the event's time and type; DECISION_FIELDS)
+//!                                └──► migrations (worker 0; MIGRATION_COLUMNS)
 //! ```
+//!
+//! `rates` (with `[routers.migration]`) are each shard's events per interval, from a hidden
+//! aggregate over the events: at each interval's end, every worker runs the same
+//! [`crate::model::migration::Migrator`] on the same state, so they agree on the moves, and a
+//! moved shard's later events go to its new home.
 //!
 //! Every worker holds the whole regional state (a few rows per region and metric). Events and
 //! state updates wait until both frontiers pass their tick; within a tick, an event sees the
