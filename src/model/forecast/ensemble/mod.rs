@@ -170,7 +170,10 @@ impl SeriesForecaster {
         if let Some((index, &value)) = obs.x.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(ObserveError::NonFiniteRegressor { index, value });
         }
-        let mut step = Step::default();
+        let mut step = Step {
+            errors: Vec::with_capacity((self.slots.len() + 1) * self.cfg.horizon),
+            ..Step::default()
+        };
         self.realize(obs, &mut step.errors);
         self.n += 1;
         self.window_y.push_back(obs.y);
@@ -301,13 +304,15 @@ impl SeriesForecaster {
     fn combine(&self, h: usize, forecasts: &[Option<Vec<Point>>]) -> Used {
         let mut weights = [0.0; 5];
         let eligible = |s: &Slot, f: &Option<Vec<Point>>| f.is_some() && s.errors[h - 1].len() >= self.cfg.min_errors;
-        let scores: Vec<(usize, f64)> = self
-            .slots
-            .iter()
-            .zip(forecasts)
-            .filter(|(s, f)| eligible(s, f))
-            .map(|(s, _)| (s.model.kind() as usize, s.errors[h - 1].mean()))
-            .collect();
+        // At most one score per model kind, on the stack (this runs for every horizon of every
+        // sample).
+        let mut buffer = [(0usize, 0.0f64); ModelKind::ALL.len()];
+        let mut n = 0;
+        for (s, _) in self.slots.iter().zip(forecasts).filter(|(s, f)| eligible(s, f)) {
+            buffer[n] = (s.model.kind() as usize, s.errors[h - 1].mean());
+            n += 1;
+        }
+        let scores = &buffer[..n];
         if scores.is_empty() {
             // Seasonal naive stands in, or naive while a season has not been seen.
             let index = |kind: ModelKind| {
@@ -318,7 +323,7 @@ impl SeriesForecaster {
                 weights[self.slots[i].model.kind() as usize] = 1.0;
             }
         } else {
-            for (i, w) in selection_weights(self.cfg.selection, &scores) {
+            for (i, w) in selection_weights(self.cfg.selection, scores) {
                 weights[i] = w;
             }
         }
@@ -376,13 +381,16 @@ pub fn selection_weights(selection: Selection, scores: &[(usize, f64)]) -> Vec<(
             zero.iter().map(|&i| (i, 1.0 / zero.len() as f64)).collect()
         }
         Selection::InverseError { power, within } => {
-            let raw: Vec<(usize, f64)> = scores
+            let mut weights: Vec<(usize, f64)> = scores
                 .iter()
                 .filter(|s| s.1 <= within * best)
                 .map(|s| (s.0, (best / s.1).powf(power)))
                 .collect();
-            let total: f64 = raw.iter().map(|r| r.1).sum();
-            raw.into_iter().map(|(i, w)| (i, w / total)).collect()
+            let total: f64 = weights.iter().map(|r| r.1).sum();
+            for w in &mut weights {
+                w.1 /= total;
+            }
+            weights
         }
     }
 }
