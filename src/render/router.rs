@@ -126,7 +126,7 @@ impl Regional {
 
     /// Evaluates migration over the rates of an interval that ended at or before `upto`.
     fn settle(&mut self, upto: i64) {
-        if !self.rates.as_ref().is_some_and(|(end, _)| *end <= upto) {
+        if self.rates.as_ref().is_none_or(|(end, _)| *end > upto) {
             return;
         }
         let (end, counts) = self.rates.take().expect("checked");
