@@ -8,7 +8,7 @@ use std::io::Write;
 use proptest::prelude::*;
 use sluice::value::Value;
 
-use crate::util::{plan_text, run_collect};
+use crate::util::{payload_field as field, plan_text, run_collect};
 
 /// A priority as written in an event: missing, an int, a float or a string.
 #[derive(Clone, Debug)]
@@ -204,13 +204,6 @@ fn oracle(events: &[Ev], clamp: bool) -> (Vec<Expected>, BTreeMap<(String, Strin
         }
     }
     (out, counters)
-}
-
-fn field(payload: &Value, name: &str) -> Value {
-    payload
-        .field(sluice::value::Sym::new(name))
-        .cloned()
-        .unwrap_or(Value::Null)
 }
 
 proptest! {

@@ -12,7 +12,7 @@ use sluice::model::placement::{Algorithm, PlacementSpec, Placer, Region};
 use sluice::model::routing::{decide, Health, RegionLoad, Weights};
 use sluice::value::{stable_hash, Value};
 
-use crate::util::{plan_text, run_collect};
+use crate::util::{payload_field as field, plan_text, run_collect};
 
 const REGIONS: [&str; 4] = ["ap", "eu", "sa", "us"];
 const SHARDS: u64 = 64;
@@ -202,13 +202,6 @@ fn oracle(s: &Scenario, algorithm: Algorithm) -> Routed {
         );
     }
     (routed, none)
-}
-
-fn field(payload: &Value, name: &str) -> Value {
-    payload
-        .field(sluice::value::Sym::new(name))
-        .cloned()
-        .unwrap_or(Value::Null)
 }
 
 proptest! {

@@ -132,3 +132,12 @@ pub fn accumulate(updates: &Updates, t: u64) -> BTreeMap<Vec<sluice::value::Valu
     acc.retain(|_, d| *d != 0);
     acc
 }
+
+/// Field `name` of an event output's payload object (the last value of its rows); null when
+/// absent.
+pub fn payload_field(payload: &sluice::value::Value, name: &str) -> sluice::value::Value {
+    payload
+        .field(sluice::value::Sym::new(name))
+        .cloned()
+        .unwrap_or(sluice::value::Value::Null)
+}
