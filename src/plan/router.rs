@@ -42,6 +42,8 @@ pub struct MigrationPlan {
     pub interval_ms: u64,
     /// Index into [`ROUTER_METRICS`].
     pub metric: usize,
+    /// Compare forecast loads (the router's forecast) rather than observed ones.
+    pub forecast: bool,
     pub config: crate::model::migration::MigrationConfig,
 }
 

@@ -119,6 +119,9 @@ pub struct MigrationSpec {
     /// The load metric compared (default `cpu`).
     #[serde(default)]
     pub metric: Option<S<String>>,
+    /// `forecast` (default when the router has a forecast) or `observed`.
+    #[serde(default)]
+    pub load: Option<S<String>>,
     /// Hot above `mean × (1 + imbalance)` (default 0.2).
     #[serde(default)]
     pub imbalance: Option<f64>,

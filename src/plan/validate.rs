@@ -1421,9 +1421,31 @@ impl Cx<'_> {
                         None,
                     ));
                 }
+                let forecast = match ms.load.as_ref().map(|l| (l, l.get_ref().as_str())) {
+                    None => forecast.is_some(),
+                    Some((_, "observed")) => false,
+                    Some((l, "forecast")) if forecast.is_none() => {
+                        return Err(self.error(
+                            l.span(),
+                            &k("load"),
+                            "migration on forecast load needs the router's `forecasts`".into(),
+                            None,
+                        ))
+                    }
+                    Some((_, "forecast")) => true,
+                    Some((l, other)) => {
+                        return Err(self.error(
+                            l.span(),
+                            &k("load"),
+                            format!("unknown load `{other}`"),
+                            Some("one of `forecast`, `observed`".into()),
+                        ))
+                    }
+                };
                 Some(super::router::MigrationPlan {
                     interval_ms,
                     metric,
+                    forecast,
                     config,
                 })
             }

@@ -132,7 +132,7 @@ impl Regional {
         let (end, counts) = self.rates.take().expect("checked");
         let Some(m) = self.plan.migration.clone() else { return };
         let (names, homes) = self.placement().clone();
-        let loads = self.loads(&names, end);
+        let loads = self.loads_from(&names, end, m.forecast);
         let metric = |l: &RegionLoad| [l.cpu, l.memory, l.queue_length, l.latency_ms][m.metric];
         // Every available region needs a load to compare.
         let Some(states) = names
@@ -365,12 +365,17 @@ impl Regional {
     /// The load of each available region as an event at `time` sees it: the latest prediction
     /// for the first target at or after `time`, else the latest observed value.
     fn loads(&self, names: &[String], time: i64) -> Vec<RegionLoad> {
+        self.loads_from(names, time, true)
+    }
+
+    /// [`Regional::loads`], from the observed values only when `forecast` is false.
+    fn loads_from(&self, names: &[String], time: i64, forecast: bool) -> Vec<RegionLoad> {
         names
             .iter()
             .map(|name| {
                 let value = |m: usize| -> Option<f64> {
                     let key = (name.clone(), m);
-                    let predicted = self.predicted.get(&key).and_then(|series| {
+                    let predicted = self.predicted.get(&key).filter(|_| forecast).and_then(|series| {
                         let ((target, _), _) = series.range((time, 0)..).next()?;
                         series
                             .range((*target, 0)..=(*target, u64::MAX))
@@ -639,7 +644,7 @@ mod tests {
         }
     }
 
-    fn forecast(region: &str, metric: &str, target: i64, value: f64) -> Vec<Value> {
+    fn forecast_row(region: &str, metric: &str, target: i64, value: f64) -> Vec<Value> {
         vec![
             Value::str(region),
             Value::str(metric),
@@ -671,9 +676,11 @@ mod tests {
 
         // Two issues for target 60 and one for 120: the latest issue of the first target at or
         // after the time wins.
-        r.apply(&Ctx::Forecast(10, forecast("eu", "cpu", 60, 70.0)), 1).unwrap();
-        r.apply(&Ctx::Forecast(20, forecast("eu", "cpu", 60, 75.0)), 1).unwrap();
-        r.apply(&Ctx::Forecast(20, forecast("eu", "cpu", 120, 90.0)), 1)
+        r.apply(&Ctx::Forecast(10, forecast_row("eu", "cpu", 60, 70.0)), 1)
+            .unwrap();
+        r.apply(&Ctx::Forecast(20, forecast_row("eu", "cpu", 60, 75.0)), 1)
+            .unwrap();
+        r.apply(&Ctx::Forecast(20, forecast_row("eu", "cpu", 120, 90.0)), 1)
             .unwrap();
         let loads = r.loads(&names, 30);
         assert_eq!((loads[0].cpu, loads[0].latency_ms), (Some(75.0), Some(20.0)));
@@ -684,16 +691,55 @@ mod tests {
             "no target left: the observation"
         );
         // A retracted forecast no longer counts.
-        r.apply(&Ctx::Forecast(20, forecast("eu", "cpu", 60, 75.0)), -1)
+        r.apply(&Ctx::Forecast(20, forecast_row("eu", "cpu", 60, 75.0)), -1)
             .unwrap();
         assert_eq!(r.loads(&names, 30)[0].cpu, Some(70.0));
         // Targets passed are forgotten, and their retractions ignored.
         r.forget_before(100);
-        r.apply(&Ctx::Forecast(10, forecast("eu", "cpu", 60, 70.0)), -1)
+        r.apply(&Ctx::Forecast(10, forecast_row("eu", "cpu", 60, 70.0)), -1)
             .unwrap();
         assert_eq!(r.loads(&names, 100)[0].cpu, Some(90.0));
         // A metric the router does not read is ignored.
-        r.apply(&Ctx::Forecast(20, forecast("eu", "disk", 60, 1.0)), 1).unwrap();
+        r.apply(&Ctx::Forecast(20, forecast_row("eu", "disk", 60, 1.0)), 1)
+            .unwrap();
+    }
+
+    #[test]
+    fn migration_compares_forecast_or_observed_load_as_planned() {
+        use crate::model::migration::MigrationConfig;
+        for (forecast, hot) in [(false, "a"), (true, "b")] {
+            let mut p = plan();
+            p.migration = Some(crate::plan::router::MigrationPlan {
+                interval_ms: 60_000,
+                metric: 0,
+                forecast,
+                config: MigrationConfig {
+                    imbalance: 0.2,
+                    hysteresis: 0.1,
+                    sustain_ms: 0,
+                    max_moves: 1,
+                    cooldown_ms: 0,
+                },
+            });
+            let mut r = Regional::new(p);
+            for name in ["a", "b"] {
+                let row = row(0, &[("region", Value::str(name)), ("capacity", Value::float(100.0))]);
+                r.apply(&Ctx::Region(row), 1).unwrap();
+            }
+            // Observed: a hot, b cold. Forecast for the next step: the other way round.
+            for (name, observed, predicted) in [("a", 90.0, 20.0), ("b", 20.0, 90.0)] {
+                let sample = row(1, &[("region", Value::str(name)), ("cpu", Value::float(observed))]);
+                r.apply(&Ctx::Load(sample), 1).unwrap();
+                r.apply(&Ctx::Forecast(1, forecast_row(name, "cpu", 60_000, predicted)), 1)
+                    .unwrap();
+            }
+            for shard in 0..16 {
+                r.apply(&Ctx::Rates(60_000, shard, 10), 1).unwrap();
+            }
+            r.settle(i64::MAX);
+            assert_eq!(r.migrations.len(), 1, "forecast {forecast}");
+            assert_eq!(r.migrations[0][2], Value::str(hot), "forecast {forecast}");
+        }
     }
 
     #[test]

@@ -283,6 +283,16 @@ fn a_router_needs_metadata_and_known_names() {
             "latency = -1.0,",
             "weights must be finite and not negative",
         ),
+        (
+            "max_boost = 1.0 }",
+            "max_boost = 1.0 }\n[routers.migration]\nload = \"forecast\"",
+            "migration on forecast load needs the router's `forecasts`",
+        ),
+        (
+            "max_boost = 1.0 }",
+            "max_boost = 1.0 }\n[routers.migration]\nmetric = \"disk\"",
+            "unknown metric `disk`",
+        ),
     ] {
         let text = base.replace(from, to);
         assert_ne!(text, base, "{from}");
