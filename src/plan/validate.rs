@@ -242,23 +242,17 @@ fn plan_spec(
     let mut aggregate_stage: Vec<usize> = vec![0; spec.aggregates.len()];
     for i in order {
         let a = &spec.aggregates[i];
-        let read = a.get_ref().source.get_ref();
-        let input = match aggregate_names.iter().position(|n| *n == read) {
-            Some(j) => StageRef::Stage(aggregate_stage[j]),
-            None => match streams.iter().find(|(n, _)| n == read) {
-                Some((_, r)) => r.clone(),
-                None => {
-                    let mut names: Vec<String> = streams.iter().map(|(n, _)| n.clone()).collect();
-                    names.extend(aggregate_names.iter().map(|n| n.to_string()));
-                    return Err(cx.error(
-                        a.get_ref().source.span(),
-                        &format!("aggregates[{i}].source"),
-                        format!("no source or output named `{read}`"),
-                        Some(one_of(&names)),
-                    ));
-                }
-            },
-        };
+        let planned: Vec<(&String, usize)> = aggregate_names
+            .iter()
+            .copied()
+            .zip(aggregate_stage.iter().copied())
+            .collect();
+        let input = cx.stream(
+            &a.get_ref().source,
+            &format!("aggregates[{i}].source"),
+            &streams,
+            &planned,
+        )?;
         let fields = plan.fields_of(&input);
         let mut agg = cx.aggregate(i, a, fields, plan.root_source(&input), tick_ms)?;
         agg.input_lag_ms = plan.lag_of(&input);
@@ -288,22 +282,12 @@ fn plan_spec(
     for (i, f) in spec.forecasts.iter().enumerate() {
         let key = |k: &str| format!("forecasts[{i}].{k}");
         let read = f.get_ref().source.get_ref();
-        let input = match aggregate_names.iter().position(|n| *n == read) {
-            Some(j) => StageRef::Stage(aggregate_stage[j]),
-            None => match streams.iter().find(|(n, _)| n == read) {
-                Some((_, r)) => r.clone(),
-                None => {
-                    let mut names: Vec<String> = streams.iter().map(|(n, _)| n.clone()).collect();
-                    names.extend(aggregate_names.iter().map(|n| n.to_string()));
-                    return Err(cx.error(
-                        f.get_ref().source.span(),
-                        &key("source"),
-                        format!("no source or output named `{read}`"),
-                        Some(one_of(&names)),
-                    ));
-                }
-            },
-        };
+        let planned: Vec<(&String, usize)> = aggregate_names
+            .iter()
+            .copied()
+            .zip(aggregate_stage.iter().copied())
+            .collect();
+        let input = cx.stream(&f.get_ref().source, &key("source"), &streams, &planned)?;
         if plan.retracts(&input) {
             return Err(cx.error(
                 f.get_ref().source.span(),
@@ -339,18 +323,8 @@ fn plan_spec(
     // Routers read events with routing metadata, load samples, regions and a forecast.
     let mut router_stage = Vec::new();
     for (i, r) in spec.routers.iter().enumerate() {
-        let names: Vec<String> = streams.iter().map(|(n, _)| n.clone()).collect();
-        let find = |name: &S<String>, k: &str| -> Result<StageRef, SpecError> {
-            match streams.iter().find(|(n, _)| n == name.get_ref()) {
-                Some((_, r)) => Ok(r.clone()),
-                None => Err(cx.error(
-                    name.span(),
-                    &format!("routers[{i}].{k}"),
-                    format!("no source or output named `{}`", name.get_ref()),
-                    Some(one_of(&names)),
-                )),
-            }
-        };
+        // Routers read events, not aggregate rows.
+        let find = |name: &S<String>, k: &str| cx.stream(name, &format!("routers[{i}].{k}"), &streams, &[]);
         let rs = r.get_ref();
         let events = find(&rs.events, "events")?;
         let load = find(&rs.load, "load")?;
@@ -1176,6 +1150,32 @@ impl Cx<'_> {
             });
         }
         Ok(DedupPlan { source, rules: out })
+    }
+
+    /// The stream a stage reads by `name`: a source (after its stages), an enriched output, a
+    /// route destination (`streams`), or one of the `aggregates` already planned (name, stage).
+    fn stream(
+        &self,
+        name: &S<String>,
+        key: &str,
+        streams: &[(String, StageRef)],
+        aggregates: &[(&String, usize)],
+    ) -> Result<StageRef, SpecError> {
+        let read = name.get_ref();
+        if let Some((_, stage)) = aggregates.iter().find(|(n, _)| *n == read) {
+            return Ok(StageRef::Stage(*stage));
+        }
+        if let Some((_, r)) = streams.iter().find(|(n, _)| n == read) {
+            return Ok(r.clone());
+        }
+        let mut names: Vec<String> = streams.iter().map(|(n, _)| n.clone()).collect();
+        names.extend(aggregates.iter().map(|(n, _)| n.to_string()));
+        Err(self.error(
+            name.span(),
+            key,
+            format!("no source or output named `{read}`"),
+            Some(one_of(&names)),
+        ))
     }
 
     /// `[metadata.SOURCE]`: priority, complexity and shard key, each a value and a default.
