@@ -8,8 +8,13 @@
 //!  regions ──┤
 //!  forecast ─┼─► broadcast ──► Router ◄── events (stay on their worker)
 //!  rates ────┘                   ├──► decisions (the event's time and type; DECISION_FIELDS)
-//!                                └──► migrations (worker 0; MIGRATION_COLUMNS)
+//!                                ├──► migrations (worker 0; MIGRATION_COLUMNS)
+//!                                └──► placement (worker 0, with replication; PLACEMENT_COLUMNS)
 //! ```
+//!
+//! `placement` (with `[routers.replication]`) is a changelog of each shard's targets, its home
+//! and then its replicas, revised at the end of every tick in which a region's capacity changed
+//! or a shard moved. `render::replication` reads it.
 //!
 //! `rates` (with `[routers.migration]`) are each shard's events per interval, from a hidden
 //! aggregate over the events: at each interval's end, every worker runs the same
@@ -84,6 +89,8 @@ enum RouterOut {
     Dead(DeadLetter),
     /// A `NAME_migrations` row.
     Migration(Vec<Value>),
+    /// A `NAME_placement` row (with its own diff: rows are revised).
+    Placement(Vec<Value>),
 }
 
 /// The current forecasts of one region and metric: `(target_time, issued tick)` → (value,
@@ -101,6 +108,13 @@ struct Regional {
     /// The available regions (by name) and every shard's home index among them; rebuilt when
     /// `capacity` changes.
     placement: Option<(Vec<String>, Vec<u32>)>,
+    /// The placer behind `placement`, for replicas (`None` when no region is available or the
+    /// ring could not be built).
+    placer: Option<Placer>,
+    /// Whether a shard's home may have changed since `NAME_placement` was last brought up to
+    /// date, and each shard's targets as it last said them (worker 0, with replication).
+    placement_changed: bool,
+    said: Vec<Vec<Value>>,
     /// Shard migration: its state, the shards it moved (to a region by name), the rates of the
     /// interval that ends at `.0`, and the moves not yet emitted.
     migrator: crate::model::migration::Migrator,
@@ -117,6 +131,9 @@ impl Regional {
             observed: BTreeMap::new(),
             predicted: BTreeMap::new(),
             placement: None,
+            placer: None,
+            placement_changed: true,
+            said: Vec::new(),
             migrator: Default::default(),
             moved: BTreeMap::new(),
             rates: None,
@@ -163,6 +180,7 @@ impl Regional {
         let mean = states.iter().map(|s| s.load).sum::<f64>() / states.len().max(1) as f64;
         for mv in self.migrator.evaluate(end, &m.config, &states, &shards) {
             self.moved.insert(mv.shard, names[mv.to].clone());
+            self.placement_changed = true;
             let reason = format!(
                 "{} {:.1} > mean {:.1} × {:.2} for {} s",
                 ROUTER_METRICS[m.metric],
@@ -232,6 +250,7 @@ impl Regional {
                     })?;
                 if self.capacity.insert(region, capacity) != Some(capacity) {
                     self.placement = None;
+                    self.placement_changed = true;
                 }
                 Ok(())
             }
@@ -331,6 +350,7 @@ impl Regional {
                 .collect();
             let names: Vec<String> = available.iter().map(|(n, _)| (*n).clone()).collect();
             let mut homes = Vec::new();
+            self.placer = None;
             if !available.is_empty() {
                 let algorithm: Algorithm = self.plan.algorithm.parse().expect("validated");
                 let mean = available.iter().map(|(_, c)| c).sum::<f64>() / available.len() as f64;
@@ -353,6 +373,7 @@ impl Regional {
                             .iter()
                             .map(|k| assignment.region_of(*k).unwrap_or(0) as u32)
                             .collect();
+                        self.placer = Some(placer);
                     }
                     Err(_) => homes = (0..self.plan.shards).map(|k| (k % names.len() as u64) as u32).collect(),
                 }
@@ -360,6 +381,61 @@ impl Regional {
             self.placement = Some((names, homes));
         }
         self.placement.as_ref().expect("just built")
+    }
+
+    /// The regions (indices into `names`) that hold `shard`: its home, then the next distinct
+    /// regions on the ring (in bucket order for jump), `replicas` in all when there are as many
+    /// regions. A migrated shard keeps its ring position: its replicas follow its new home.
+    fn targets(&self, names: &[String], homes: &[u32], shard: u64, replicas: usize) -> Vec<usize> {
+        let Some(home) = self.home(names, homes, shard as i64) else {
+            return Vec::new();
+        };
+        let mut out = match &self.placer {
+            Some(Placer::Ring(ring)) => ring.successors_after(home, shard, replicas),
+            Some(Placer::Bounded(b)) => b.ring().successors_after(home, shard, replicas),
+            // Jump (or no placer): the buckets after the home, wrapping.
+            _ => (0..names.len()).map(|i| (home + i) % names.len()).collect(),
+        };
+        out.truncate(replicas);
+        out
+    }
+
+    /// The rows `NAME_placement` gains (`+1`) and loses (`-1`) since it was last brought up to
+    /// date: `[shard_id, home, targets]` for every shard whose targets changed.
+    fn placement_changes(&mut self, replicas: usize) -> Vec<(Vec<Value>, isize)> {
+        if !self.placement_changed || self.capacity.is_empty() {
+            return Vec::new();
+        }
+        self.placement_changed = false;
+        let (names, homes) = self.placement().clone();
+        let shards = self.plan.shards as usize;
+        self.said.resize(shards, Vec::new());
+        let mut out = Vec::new();
+        for shard in 0..shards {
+            let targets: Vec<Value> = self
+                .targets(&names, &homes, shard as u64, replicas)
+                .into_iter()
+                .map(|r| Value::str(&names[r]))
+                .collect();
+            if targets == self.said[shard] {
+                continue;
+            }
+            let row = |t: &[Value]| {
+                vec![
+                    Value::Int(shard as i64),
+                    t.first().cloned().unwrap_or(Value::Null),
+                    Value::List(t.to_vec().into()),
+                ]
+            };
+            if !self.said[shard].is_empty() {
+                out.push((row(&self.said[shard]), -1));
+            }
+            if !targets.is_empty() {
+                out.push((row(&targets), 1));
+            }
+            self.said[shard] = targets;
+        }
+        out
     }
 
     /// The load of each available region as an event at `time` sees it: the latest prediction
@@ -496,6 +572,7 @@ pub fn stage<'s>(inputs: Inputs<'s>, plan: &RouterPlan, fields: [(&str, &str); 3
     let stage_name = format!("router:{name}");
     let field_names: Vec<(String, String)> = fields.iter().map(|(t, k)| (t.to_string(), k.to_string())).collect();
     let mut regional = Regional::new(plan.clone());
+    let replicas = plan.replicas;
     let out = events
         .inner
         .binary_frontier::<_, CapacityContainerBuilder<Vec<(RouterOut, u64, isize)>>, _, _, _, _>(
@@ -573,6 +650,11 @@ pub fn stage<'s>(inputs: Inputs<'s>, plan: &RouterPlan, fields: [(&str, &str); 3
                                 session.give((RouterOut::Migration(row), time, 1));
                             }
                         }
+                        if let (Some(replicas), true) = (replicas, report) {
+                            for (row, diff) in regional.placement_changes(replicas) {
+                                session.give((RouterOut::Placement(row), time, diff));
+                            }
+                        }
                         regional.forget_before(time as i64);
                     }
                     let hold = pending.next_time();
@@ -586,13 +668,22 @@ pub fn stage<'s>(inputs: Inputs<'s>, plan: &RouterPlan, fields: [(&str, &str); 3
             RouterOut::Decision(e) => Some(e),
             _ => None,
         })),
-        ports: vec![(
-            crate::plan::Port::Migrations,
-            Coll::Rows(out.clone().flat_map(|o| match o {
-                RouterOut::Migration(row) => Some(row),
-                _ => None,
-            })),
-        )],
+        ports: vec![
+            (
+                crate::plan::Port::Migrations,
+                Coll::Rows(out.clone().flat_map(|o| match o {
+                    RouterOut::Migration(row) => Some(row),
+                    _ => None,
+                })),
+            ),
+            (
+                crate::plan::Port::Placement,
+                Coll::Rows(out.clone().flat_map(|o| match o {
+                    RouterOut::Placement(row) => Some(row),
+                    _ => None,
+                })),
+            ),
+        ],
         errs: vec![out.flat_map(|o| match o {
             RouterOut::Dead(d) => Some(d),
             _ => None,
@@ -632,6 +723,7 @@ mod tests {
             migration: None,
             forecast_input: None,
             rates_input: None,
+            replicas: None,
         }
     }
 

@@ -17,6 +17,7 @@ mod metadata;
 mod notebooks;
 mod numbers;
 mod oracle;
+mod replication;
 mod retracting;
 mod routing;
 mod schema;
