@@ -103,8 +103,8 @@ struct Regional {
     /// Capacity per region, from the latest `regions` row.
     capacity: BTreeMap<String, f64>,
     /// Latest observed value per region and metric index.
-    observed: BTreeMap<(String, usize), f64>,
-    predicted: BTreeMap<(String, usize), Predictions>,
+    observed: BTreeMap<String, [Option<f64>; 4]>,
+    predicted: BTreeMap<String, [Predictions; 4]>,
     /// The available regions (by name) and every shard's home index among them; rebuilt when
     /// `capacity` changes.
     placement: Option<(Vec<String>, Vec<u32>)>,
@@ -265,7 +265,7 @@ impl Regional {
                         None | Some(Value::Null) => {}
                         Some(v) => match v.as_f64().filter(|x| x.is_finite()) {
                             Some(x) => {
-                                self.observed.insert((region.clone(), m), x);
+                                self.observed.entry(region.clone()).or_default()[m] = Some(x);
                             }
                             None => bad.push(*metric),
                         },
@@ -308,7 +308,7 @@ impl Regional {
                 let (Value::Time(target), Some(value)) = (&row[keys + 1], row[keys + 3].as_f64()) else {
                     return Ok(());
                 };
-                let series = self.predicted.entry((region, m)).or_default();
+                let series = &mut self.predicted.entry(region).or_default()[m];
                 let at = (*target, *tick);
                 match series.get_mut(&at) {
                     Some(entry) => {
@@ -331,7 +331,7 @@ impl Regional {
     /// Drops forecasts for targets before `time` except the latest (no later event can use
     /// them).
     fn forget_before(&mut self, time: i64) {
-        for series in self.predicted.values_mut() {
+        for series in self.predicted.values_mut().flat_map(|s| s.iter_mut()) {
             let keep = series.range(..(time, 0)).next_back().map(|(k, _)| *k);
             if let Some(first) = keep {
                 *series = series.split_off(&first);
@@ -450,15 +450,19 @@ impl Regional {
             .iter()
             .map(|name| {
                 let value = |m: usize| -> Option<f64> {
-                    let key = (name.clone(), m);
-                    let predicted = self.predicted.get(&key).filter(|_| forecast).and_then(|series| {
-                        let ((target, _), _) = series.range((time, 0)..).next()?;
-                        series
-                            .range((*target, 0)..=(*target, u64::MAX))
-                            .next_back()
-                            .map(|(_, (v, _))| *v)
-                    });
-                    predicted.or_else(|| self.observed.get(&key).copied())
+                    let predicted = self
+                        .predicted
+                        .get(name.as_str())
+                        .filter(|_| forecast)
+                        .and_then(|series| {
+                            let series = &series[m];
+                            let ((target, _), _) = series.range((time, 0)..).next()?;
+                            series
+                                .range((*target, 0)..=(*target, u64::MAX))
+                                .next_back()
+                                .map(|(_, (v, _))| *v)
+                        });
+                    predicted.or_else(|| self.observed.get(name.as_str()).and_then(|o| o[m]))
                 };
                 RegionLoad {
                     cpu: value(0),
@@ -487,12 +491,13 @@ impl Regional {
             )),
         };
         let (priority, complexity, shard) = (int("priority")?, int("complexity")?, int("shard_id")?);
-        let (names, homes) = self.placement().clone();
+        self.placement();
+        let (names, homes) = self.placement.as_ref().expect("just built");
         if names.is_empty() {
             return Err(("no_region", "no region is available".into()));
         }
-        let home = self.home(&names, &homes, shard);
-        let loads = self.loads(&names, event.time);
+        let home = self.home(names, homes, shard);
+        let loads = self.loads(names, event.time);
         let plan = &self.plan;
         let d = decide(&loads, home, priority, complexity, &plan.weights, &plan.health)
             .ok_or(("no_region", "no region is available".to_string()))?;
@@ -855,8 +860,8 @@ mod tests {
         );
         assert_eq!(r.apply(&Ctx::Load(sample), 1).unwrap_err().0, "non_numeric");
         assert_eq!(
-            r.observed.get(&("eu".to_string(), 1)),
-            Some(&3.0),
+            r.observed.get("eu").and_then(|o| o[1]),
+            Some(3.0),
             "the other metrics were used"
         );
         // No metadata: a dead letter.
