@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod forecast;
 pub mod ip;
+pub mod markov;
 pub mod migration;
 pub mod placement;
 pub mod routing;
