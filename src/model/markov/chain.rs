@@ -96,6 +96,25 @@ impl<S: Ord + Clone> Chain<S> {
         self.row(context).map_or(0.0, |r| r.conditional(s))
     }
 
+    /// One sequence drawn from the chain (at most `max_len` symbols).
+    pub fn sample<R: rand::Rng>(&self, rng: &mut R, max_len: usize) -> Vec<S> {
+        let mut context = self.entry();
+        let mut out = Vec::new();
+        while out.len() < max_len {
+            let Some(row) = self.row(&context) else { break };
+            let mut u = rng.random::<f64>() * (row.continuing() + row.end);
+            let Some((s, _)) = row.next.iter().find(|(_, p)| {
+                u -= p;
+                u < 0.0
+            }) else {
+                break;
+            };
+            context = shift(&context, s);
+            out.push(s.clone());
+        }
+        out
+    }
+
     /// The expected number of times each context is the context of a hop position (every
     /// position after the first), per sequence (see the module docs).
     pub fn visits(&self) -> BTreeMap<Vec<Token<S>>, f64> {
