@@ -58,16 +58,17 @@ enum Command {
         after_help = "Example:\n  sluice schema infer data/evolving_sample.ndjson --format table\n  sluice schema diff old.json new.json"
     )]
     Schema(SchemaCommand),
-    /// Write a deterministic synthetic event log (.parquet or .ndjson by extension; regions also .csv).
+    /// Write a deterministic synthetic event log (.parquet or .ndjson by extension; regions and services also .csv).
     #[command(
         after_help = "Example:\n  sluice generate learning --events 1000000 --seed 7 --out learning.parquet\n  \
         sluice generate learning --events 50000 --seed 42 --out events.parquet --context ctx/   (profiles, items)\n  \
         sluice generate evolving --events 20000 --out events.ndjson   (also writes events.ndjson.truth.json)\n  \
         sluice generate uploads --events 20000 --out uploads.parquet --context ctx/ --ranges 500   (geo, profiles, sensors, prices)\n  \
-        sluice generate regions --regions 3 --events 20000 --span 3d --out events.csv --context ctx/   (load_samples, regions; events.csv.truth.json)"
+        sluice generate regions --regions 3 --events 20000 --span 3d --out events.csv --context ctx/   (load_samples, regions; events.csv.truth.json)\n  \
+        sluice generate services --services 30 --order 2 --events 50000 --out calls.parquet   (also writes calls.parquet.truth.json)"
     )]
     Generate {
-        /// Scenario: learning, evolving, uploads or regions.
+        /// Scenario: learning, evolving, uploads, regions or services.
         scenario: String,
         #[arg(long, default_value_t = 100_000)]
         events: usize,
@@ -87,9 +88,15 @@ enum Command {
         /// regions: number of regions, 2 to 24 [default: 3].
         #[arg(long)]
         regions: Option<usize>,
-        /// regions: simulated time span, e.g. 3d or 36h [default: 7d].
+        /// regions, services: simulated time span, e.g. 3d or 36h [default: regions 7d; services 1d per million events, at least 1h].
         #[arg(long, value_name = "DURATION")]
         span: Option<String>,
+        /// services: number of services, 20 to 50 [default: 30].
+        #[arg(long)]
+        services: Option<usize>,
+        /// services: order of the hidden Markov chain, 1 or 2 [default: 2].
+        #[arg(long)]
+        order: Option<usize>,
     },
     /// Run a spec continuously over NDJSON lines sent to its tcp sources (see README, "Serving over TCP").
     #[command(
@@ -405,6 +412,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             ranges,
             regions,
             span,
+            services,
+            order,
         } => {
             let span_ms = match span {
                 Some(text) => Some(
@@ -419,6 +428,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 ranges,
                 regions,
                 span_ms,
+                services,
+                order,
                 progress,
                 ..sluice::generate::GenerateConfig::new(&scenario, events, seed, &out)
             };

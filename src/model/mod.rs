@@ -4,7 +4,10 @@
 pub mod aggregate;
 pub mod forecast;
 pub mod ip;
+pub mod markov;
 pub mod migration;
+pub mod pipes;
 pub mod placement;
+pub mod resonance;
 pub mod routing;
 pub mod window;

@@ -85,7 +85,6 @@ pub mod events;
 pub mod model;
 #[cfg(test)]
 mod tests;
-pub mod write;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -93,13 +92,13 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::learning::START_MS;
+use super::write::{Format, RowSink};
 use super::{progress_bar, GenerateConfig, GenerateError, GenerateSummary};
 use crate::value::Value;
 use agents::{Agents, Reading};
 use completions::Completions;
 use events::{EventRow, Events, KINDS};
 use model::{Truth, METRICS};
-use write::{Format, RowSink};
 
 pub const DEFAULT_REGIONS: usize = 3;
 pub const MAX_REGIONS: usize = 24;
@@ -251,13 +250,7 @@ pub(crate) fn generate(config: &GenerateConfig) -> Result<GenerateSummary, Gener
     }
     let regions = sink.finish()?;
 
-    let truth_path = super::evolving::truth_path(&config.out);
-    let mut json = serde_json::to_vec_pretty(&truth).expect("the truth serializes");
-    json.push(b'\n');
-    std::fs::write(&truth_path, json).map_err(|source| GenerateError::Io {
-        path: truth_path.clone(),
-        source,
-    })?;
+    let truth_path = super::write_truth_file(&config.out, &truth)?;
     let mut by_type = by_type.to_vec();
     by_type.sort();
     let summary = GenerateSummary {
@@ -277,12 +270,5 @@ pub(crate) fn generate(config: &GenerateConfig) -> Result<GenerateSummary, Gener
 
 /// Reads a truth file written by [`generate`].
 pub fn read_truth(path: &Path) -> Result<Truth, GenerateError> {
-    let text = std::fs::read_to_string(path).map_err(|source| GenerateError::Io {
-        path: path.into(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| GenerateError::Truth {
-        path: path.into(),
-        message: e.to_string(),
-    })
+    super::read_truth_file(path, "regions")
 }

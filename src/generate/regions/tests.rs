@@ -247,7 +247,7 @@ fn events_follow_the_load_and_samples_have_defects() {
             ys.push(per_hour.get(&(h, r)).copied().unwrap_or(0.0));
         }
     }
-    let corr = correlation(&xs, &ys);
+    let corr = crate::eval::metrics::pearson(&xs, &ys);
     assert!(corr > 0.9, "hourly events vs load: {corr}");
     let c = &truth.counts;
     assert!(
@@ -281,15 +281,6 @@ fn events_follow_the_load_and_samples_have_defects() {
     };
     assert!(gaps.iter().all(|g| *g >= 15_000), "reports at least 15 s apart");
     assert!(gaps.iter().filter(|g| **g > 60_000).count() as f64 <= 0.03 * gaps.len() as f64);
-}
-
-fn correlation(x: &[f64], y: &[f64]) -> f64 {
-    let n = x.len() as f64;
-    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
-    let cov: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
-    let vx: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
-    let vy: f64 = y.iter().map(|b| (b - my).powi(2)).sum();
-    cov / (vx * vy).sqrt()
 }
 
 /// The CSV samples read through the CSV source: `NaN` garbage is a float, `n/a` and `ERR` are
