@@ -6,5 +6,6 @@ pub mod forecast;
 pub mod ip;
 pub mod migration;
 pub mod placement;
+pub mod queueing;
 pub mod routing;
 pub mod window;
