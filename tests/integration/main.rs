@@ -19,6 +19,7 @@ mod numbers;
 mod oracle;
 mod retracting;
 mod routing;
+mod routing_eval;
 mod schema;
 mod script;
 mod serve;

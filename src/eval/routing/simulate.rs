@@ -473,7 +473,7 @@ pub fn simulate(
     for w in 0..windows {
         for r in 0..n_regions {
             let at = w * n_regions + r;
-            for k in 0..PRIORITIES {
+            for (k, wait) in waits[at].iter_mut().enumerate() {
                 let queued = solved[at].backlog[k];
                 let drain = if queued > 0.0 {
                     let spare = |v: usize| {
@@ -490,7 +490,7 @@ pub fn simulate(
                 } else {
                     0.0
                 };
-                waits[at][k] = solved[at].queueing[k] + drain;
+                *wait = solved[at].queueing[k] + drain;
             }
         }
     }
