@@ -20,6 +20,7 @@ mod oracle;
 mod replication;
 mod retracting;
 mod routing;
+mod routing_eval;
 mod schema;
 mod script;
 mod serve;
