@@ -67,6 +67,9 @@ pub enum StageKind {
     /// Replication records and tasks (`render::replication`). Inputs: a router's decisions and
     /// a completions stream.
     Replication(Box<super::router::ReplicationPlan>),
+    /// Service-interaction models: Markov transitions, resonance and predictive pipes
+    /// (`render::services`). Input: an interaction log.
+    Services(Box<super::services::ServicesPlan>),
 }
 
 impl StageKind {
@@ -80,6 +83,7 @@ impl StageKind {
             StageKind::Forecast(_) => "forecast",
             StageKind::Router(_) => "router",
             StageKind::Replication(_) => "replication",
+            StageKind::Services(_) => "services",
         }
     }
 }
@@ -112,6 +116,8 @@ pub enum Port {
     Placement,
     /// Replication tasks.
     Tasks,
+    /// One of a services stage's outputs, by its suffix (`transitions`, `pipes`, …).
+    Model(&'static str),
 }
 
 /// How an output's rows are shaped: what the sink writes, with its flags.
@@ -383,6 +389,16 @@ pub(super) fn outputs(plan: &Plan, aggregates: &[usize], forecasts: &[usize], ro
             columns: f.error_columns(),
             ..OutputPlan::new(&f.errors_output(), &[])
         });
+    }
+    for (i, stage) in plan.stages.iter().enumerate() {
+        let StageKind::Services(p) = &stage.kind else { continue };
+        for (suffix, columns, changelog) in super::services::OUTPUTS {
+            out.push(OutputPlan {
+                from: vec![(i, Port::Model(suffix))],
+                changelog,
+                ..OutputPlan::new(&format!("{}_{suffix}", p.name), columns)
+            });
+        }
     }
     out.push(OutputPlan {
         columns: crate::dead_letter::DeadLetter::columns(),

@@ -14,6 +14,7 @@ pub mod known_fields;
 pub mod metadata;
 pub mod retention;
 pub mod router;
+pub mod services;
 pub mod spec;
 pub mod validate;
 
@@ -559,6 +560,8 @@ impl Plan {
                     StageKind::Router(_) => false,
                     // Records and tasks are revised as completions and migrations arrive.
                     StageKind::Replication(_) => true,
+                    // Scored hops are emitted once.
+                    StageKind::Services(_) => false,
                     StageKind::Enrich(e) => upstream || e.retracts(),
                     StageKind::Aggregate(a) => a.emit == Emit::Updates || !a.monotonic,
                     StageKind::Forecast(f) => f.emit == Emit::Updates,

@@ -82,6 +82,10 @@ pub fn retention(plan: &Plan) -> Retention {
         }
         // A router's regional state (latest samples, regions, forecasts) is not snapshotted
         // either: the records of the sources it reads besides its events are kept.
+        // A services stage's model, sequences and pipes depend on the whole log.
+        if let StageKind::Services(_) = &stage.kind {
+            horizons[plan.root_source(&stage.inputs[0])] = FOREVER;
+        }
         if let StageKind::Router(_) = &stage.kind {
             for context in &stage.inputs[1..] {
                 horizons[plan.root_source(context)] = FOREVER;

@@ -37,6 +37,10 @@ pub struct SpecFile {
     /// Routing decisions over events with routing metadata (`[[routers]]`).
     #[serde(default)]
     pub routers: Vec<S<RouterSpec>>,
+    /// Service-interaction models: Markov transitions, resonance, predictive pipes
+    /// (`[[services]]`).
+    #[serde(default)]
+    pub services: Vec<S<ServicesSpec>>,
     /// Routing metadata (priority, complexity, shard key and shard), per source name.
     #[serde(default)]
     pub metadata: BTreeMap<S<String>, MetadataSpec>,
@@ -477,4 +481,119 @@ pub struct WindowSpec {
     pub size: Option<S<String>>,
     #[serde(default)]
     pub slide: Option<S<String>>,
+}
+
+/// `[[services]]`: a Markov model of the services each sequence calls next, resonance scores
+/// per pair and predictive pipes, over an interaction log.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServicesSpec {
+    /// Outputs are `NAME_hops`, `NAME_selection`, `NAME_transitions`, `NAME_predictions`,
+    /// `NAME_resonance`, `NAME_pipes` and `NAME_pipe_events`.
+    pub name: S<String>,
+    /// The interaction log: a source, or a stage's events.
+    pub source: S<String>,
+    /// Fields (defaults: `trace_id`, `source`, `target`, `kind`, `bytes`, `latency_ms`).
+    #[serde(default)]
+    pub sequence_field: Option<S<String>>,
+    #[serde(default)]
+    pub source_field: Option<S<String>>,
+    #[serde(default)]
+    pub target_field: Option<S<String>>,
+    #[serde(default)]
+    pub kind_field: Option<S<String>>,
+    #[serde(default)]
+    pub bytes_field: Option<S<String>>,
+    #[serde(default)]
+    pub latency_field: Option<S<String>>,
+    /// The highest order counted, 1 to 3 (default 3).
+    #[serde(default)]
+    pub max_order: Option<S<usize>>,
+    /// A fixed order (default: chosen by held-out log-loss).
+    #[serde(default)]
+    pub order: Option<S<usize>>,
+    /// A fixed discount in (0, 1] (default: chosen among `estimated`, 0.25, 0.5, 0.75, 1).
+    #[serde(default)]
+    pub discount: Option<S<f64>>,
+    /// The counts' sliding window (default `30m`).
+    #[serde(default)]
+    pub window: Option<S<String>>,
+    /// How often the order and discount are chosen again (default `5m`; `off`: never).
+    #[serde(default)]
+    pub reselect_every: Option<S<String>>,
+    /// The newest share of the window's hops held out to choose them (default 0.2).
+    #[serde(default)]
+    pub held_out: Option<S<f64>>,
+    /// How often `NAME_transitions` is revised (default `1m`).
+    #[serde(default)]
+    pub transitions_every: Option<S<String>>,
+    /// Predictions per active sequence (default 3).
+    #[serde(default)]
+    pub top_k: Option<S<usize>>,
+    /// A sequence without a call for this long has ended (default `5s`).
+    #[serde(default)]
+    pub sequence_timeout: Option<S<String>>,
+    /// The resonance scores' sliding window (default `5m`).
+    #[serde(default)]
+    pub resonance_window: Option<S<String>>,
+    /// Weights, half points and feedback of the resonance score.
+    #[serde(default)]
+    pub resonance: Option<S<crate::model::resonance::ResonanceConfig>>,
+    #[serde(default)]
+    pub pipes: Option<S<PipesSpec>>,
+    /// Filters and transforms given to the pipes of matching pairs.
+    #[serde(default)]
+    pub rules: Vec<S<PipeRuleSpec>>,
+}
+
+/// `[services.pipes]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipesSpec {
+    /// The horizon of the interaction probability (default `2s`).
+    #[serde(default)]
+    pub horizon: Option<S<String>>,
+    /// A pipe is created when the probability reaches this (default 0.5).
+    #[serde(default)]
+    pub threshold: Option<S<f64>>,
+    /// A pipe unused for this long is torn down (default `30s`).
+    #[serde(default)]
+    pub idle_timeout: Option<S<String>>,
+    /// Adapt the threshold to this precision of predicted pipes (default: a fixed threshold).
+    #[serde(default)]
+    pub target_precision: Option<S<f64>>,
+    /// Resolved predicted pipes the adaptive precision is measured over (default 50).
+    #[serde(default)]
+    pub precision_window: Option<S<usize>>,
+    /// The adaptive threshold's lowest value (default 0.05).
+    #[serde(default)]
+    pub min_threshold: Option<S<f64>>,
+    /// Completed calls of a pipe between feedbacks to its pair's resonance (default 20).
+    #[serde(default)]
+    pub feedback_calls: Option<S<u64>>,
+    #[serde(default)]
+    pub max_linger_ms: Option<S<f64>>,
+    #[serde(default)]
+    pub max_batch: Option<S<u32>>,
+    #[serde(default)]
+    pub compress_from_bytes: Option<S<f64>>,
+    #[serde(default)]
+    pub zstd_from_bytes: Option<S<f64>>,
+    #[serde(default)]
+    pub resonance_weight: Option<S<f64>>,
+}
+
+/// `[[services.rules]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipeRuleSpec {
+    /// A service name or `*` (default `*`).
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub filters: Vec<String>,
+    #[serde(default)]
+    pub transforms: Vec<String>,
 }

@@ -1,6 +1,8 @@
 //! Validation: a [`SpecFile`] becomes a [`Plan`], or a [`SpecError`] that names the file, line
 //! and key at fault and, where the valid values form a short list, suggests them.
 
+mod services;
+
 use std::collections::BTreeSet;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -440,6 +442,33 @@ fn plan_spec(
         });
         aggregate_stage.push(plan.stages.len() - 1);
     }
+    // Service models read an interaction log: a source or a stage's events.
+    for (i, entry) in spec.services.iter().enumerate() {
+        let key = |k: &str| format!("services[{i}].{k}");
+        let input = cx.stream(&entry.get_ref().source, &key("source"), &streams, &[])?;
+        let services = cx.services(i, entry, plan.fields_of(&input))?;
+        for name in services.outputs() {
+            let taken = aggregate_names.contains(&&name)
+                || streams.iter().any(|(n, _)| *n == name)
+                || plan.stages.iter().any(|s| s.name == name)
+                || plan.forecasts().any(|p| p.name == name || p.errors_output() == name)
+                || name == crate::DEAD_LETTERS
+                || plan_names_output(&name);
+            if taken || !valid_output_name(&name) {
+                return Err(cx.error(
+                    entry.get_ref().name.span(),
+                    &key("name"),
+                    format!("output name `{name}` is already used or is not a folder name"),
+                    None,
+                ));
+            }
+        }
+        plan.stages.push(Stage {
+            name: format!("services:{}", services.name),
+            inputs: vec![input],
+            kind: StageKind::Services(Box::new(services)),
+        });
+    }
     plan.outputs = super::graph::outputs(&plan, &aggregate_stage, &forecast_stage, &router_stage);
 
     // Projection pushdown: each source decodes only the payload fields some stage reads; a
@@ -455,8 +484,10 @@ fn plan_spec(
             .any(|e| e.source == index || e.joins.iter().any(|j| j.context == index))
             || plan.metadata().any(|m| m.source == index)
             || plan.stages.iter().any(|s| {
-                matches!(s.kind, StageKind::Router(_) | StageKind::Replication(_))
-                    && s.inputs.iter().any(|i| plan.root_source(i) == index)
+                matches!(
+                    s.kind,
+                    StageKind::Router(_) | StageKind::Replication(_) | StageKind::Services(_)
+                ) && s.inputs.iter().any(|i| plan.root_source(i) == index)
             })
         {
             // Enriched outputs carry every field; context rows attach every field by default.

@@ -23,6 +23,7 @@ pub mod replication;
 pub mod router;
 pub mod rules;
 pub mod schema;
+pub mod services;
 pub mod sink;
 pub mod snapshot;
 pub mod window;
@@ -181,6 +182,7 @@ pub fn render(
                 let completions = events(&stage.inputs[1]);
                 replication::stage(input, completions, placement, p, plan.fields_of(&stage.inputs[1]))
             }
+            StageKind::Services(p) => services::stage(input, p, fields),
         };
         dead.extend(out.errs.iter().cloned());
         outs.push(out);

@@ -1,0 +1,166 @@
+//! Service-interaction models: an interaction log `Collection<Event>` (time, sequence id,
+//! source and target service, kind, bytes, latency) → `NAME_hops` (each call scored by the
+//! model before it), `NAME_selection`, `NAME_transitions`, `NAME_predictions`,
+//! `NAME_resonance`, `NAME_pipes` (changelogs), `NAME_pipe_events` and dead letters.
+//!
+//! ```text
+//!  interactions ──parse──► Interaction ──(exchange to worker 0)──► ServiceModel ──► rows by output
+//!                   └──► dead letters (unknown_kind, self_loop, missing_id,
+//!                                      negative_latency, invalid_interaction)
+//! ```
+//!
+//! Times are event-time ticks. The model holds every sequence, pair and pipe, so all of it
+//! runs on one worker (the parsing runs on all): its outputs are the same for any number of
+//! workers. Each tick's interactions wait until the input frontier has passed the tick, then
+//! apply in a canonical order ([`state::ServiceState::tick`]); timers (idle pipes, ended
+//! sequences) fire at their own times, with a capability held for the earliest.
+
+pub mod state;
+#[cfg(test)]
+mod tests;
+
+use differential_dataflow::AsCollection;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+
+use crate::dead_letter::DeadLetter;
+use crate::event::Event;
+use crate::plan::services::{ServicesPlan, OUTPUTS};
+use crate::plan::Port;
+use crate::render::pending::Pending;
+use crate::render::{Coll, EventsOf, StageOut};
+use crate::value::{format_time, Value};
+use state::{Interaction, Kind, Out, ServiceState};
+
+/// Reads one interaction row; `Err((reason, detail))` for a row the model cannot use.
+pub fn parse(plan: &ServicesPlan, e: &Event) -> Result<Interaction, (&'static str, String)> {
+    let text = |v: Option<Value>, what: &str| -> Result<String, (&'static str, String)> {
+        match v {
+            Some(Value::Str(s)) if !s.is_empty() => Ok(s.to_string()),
+            Some(Value::Int(i)) if what == "sequence id" => Ok(i.to_string()),
+            None | Some(Value::Null) if what == "sequence id" => Err(("missing_id", "no sequence id".into())),
+            other => Err((
+                "invalid_interaction",
+                format!("{what} is {}", other.map_or("missing", |v| v.kind_name())),
+            )),
+        }
+    };
+    let sequence = text(plan.sequence.get(e), "sequence id")?;
+    let kind_text = text(plan.kind.get(e), "kind")?;
+    let Some(kind) = Kind::parse(&kind_text) else {
+        return Err((
+            "unknown_kind",
+            format!("kind `{kind_text}` is not pipe_created, data_transmitted, processed or error"),
+        ));
+    };
+    let source = text(plan.source.get(e), "source")?;
+    let target = text(plan.target.get(e), "target")?;
+    if source == target {
+        return Err(("self_loop", format!("`{source}` calls itself")));
+    }
+    let number = |v: Option<Value>| match v {
+        None | Some(Value::Null) => Some(0.0),
+        Some(v) => v.as_f64(),
+    };
+    let bytes = match number(plan.bytes.get(e)) {
+        Some(b) if b >= 0.0 && b.is_finite() => b as u64,
+        _ => return Err(("invalid_interaction", "bytes is not a non-negative number".into())),
+    };
+    let latency = match number(plan.latency.get(e)) {
+        Some(l) if l < 0.0 => return Err(("negative_latency", format!("latency {l} ms is negative"))),
+        Some(l) if l.is_finite() => l,
+        _ => return Err(("invalid_interaction", "latency is not a number".into())),
+    };
+    Ok(Interaction {
+        time: e.time,
+        sequence,
+        source,
+        target,
+        kind,
+        bytes,
+        latency_bits: (latency + 0.0).to_bits(),
+    })
+}
+
+/// The services stage over `events`, whose time and type fields are `fields`.
+pub fn stage<'s>(events: EventsOf<'s>, plan: &ServicesPlan, fields: (&str, &str)) -> StageOut<'s> {
+    let stage_name = format!("services:{}", plan.name);
+    let (time_field, type_field) = (fields.0.to_string(), fields.1.to_string());
+    let p = plan.clone();
+    let parsed = events.map(move |e| {
+        parse(&p, &e).map_err(|(reason, detail)| DeadLetter {
+            stage: stage_name.clone(),
+            reason: reason.into(),
+            detail,
+            location: format!("{} row at {}", e.kind, format_time(e.time)),
+            record: e.to_json(&time_field, &type_field).to_string(),
+            event_time: Some(e.time),
+            original: None,
+        })
+    });
+    let rejected = parsed.clone().flat_map(|r| r.err());
+    let interactions = parsed.flat_map(|r| r.ok());
+    let mut model = ServiceState::new(plan.clone());
+    let out = interactions
+        .inner
+        .unary_frontier::<CapacityContainerBuilder<Vec<(Out, u64, isize)>>, _, _, _>(
+            Exchange::new(|_: &(Interaction, u64, isize)| 0),
+            &format!("ServiceModel({})", plan.name),
+            move |_, _| {
+                let mut pending: Pending<(Interaction, isize)> = Pending::default();
+                move |(input, frontier), output| {
+                    input.for_each_stamp(|cap, data| pending.absorb(&cap, data, |i, r| (i, r)));
+                    let (ready, limit) = pending.ready(frontier);
+                    let mut out = Vec::new();
+                    for (time, updates) in ready {
+                        let mut items = Vec::new();
+                        for (item, diff) in updates {
+                            // Log rows are never retracted; a copy counts as often as it came.
+                            for _ in 0..diff.max(0) {
+                                items.push(item.clone());
+                            }
+                        }
+                        model.tick(time, items, &mut out);
+                    }
+                    model.fire_before(limit.map(|l| l as i64), &mut out);
+                    out.sort_by_key(|(t, _, _)| *t);
+                    let mut i = 0;
+                    while i < out.len() {
+                        let t = out[i].0;
+                        let cap = pending.caps.delayed(&t);
+                        let mut session = output.session(&cap);
+                        while i < out.len() && out[i].0 == t {
+                            let (t, o, d) = out[i].clone();
+                            session.give((o, t, d));
+                            i += 1;
+                        }
+                    }
+                    let hold = [pending.next_time(), model.next_timer()].into_iter().flatten().min();
+                    pending.caps.downgrade(hold.iter());
+                }
+            },
+        )
+        .as_collection();
+    let port = |suffix: &'static str| {
+        let rows = out.clone().flat_map(move |o| {
+            let (s, row) = match o {
+                Out::Hop(r) => ("hops", r),
+                Out::Selection(r) => ("selection", r),
+                Out::Transition(r) => ("transitions", r),
+                Out::Prediction(r) => ("predictions", r),
+                Out::Resonance(r) => ("resonance", r),
+                Out::Pipe(r) => ("pipes", r),
+                Out::PipeEvent(r) => ("pipe_events", r),
+            };
+            (s == suffix).then_some(row)
+        });
+        (Port::Model(suffix), Coll::Rows(rows))
+    };
+    let ports: Vec<(Port, Coll<'s>)> = OUTPUTS.iter().map(|(s, _, _)| port(s)).collect();
+    StageOut {
+        main: ports[0].1.clone(),
+        ports,
+        errs: vec![rejected],
+    }
+}

@@ -1,0 +1,989 @@
+//! The service-model operator's state, without timely: interactions in, rows out. The operator
+//! (`super`) feeds it each tick's interactions in a canonical order and fires its timers; the
+//! same inputs give the same rows, whatever the batching or the number of workers.
+//!
+//! Per tick `t` (see the README's "Service models" for the user-facing account):
+//! 1. **Model update.** Hops (and sequence ends) of earlier ticks join the count table, and
+//!    hops older than `window` leave it: the model at tick `t` is the counts of the hops in
+//!    `[t − window, t)`. Every `reselect_every`, the order and discount are chosen again by
+//!    held-out log-loss (the newest `held_out` share of the window's sequences against the
+//!    rest).
+//! 2. **Interactions, in event-time order.** A hop (`data_transmitted`) is scored with the
+//!    tick's model (`NAME_hops`), uses or misses the pair's pipe, moves its sequence (its
+//!    predictions, and its share of the pipe probabilities of the service it reaches) and
+//!    enters the pair's resonance window. `processed` and `error` rows give the pair's
+//!    latencies and errors, and the performance of its pipe.
+//! 3. **Timers**, at their own times: a pipe idle for `idle_timeout` is torn down; a sequence
+//!    silent for `sequence_timeout` ends (an end hop `→ $` is counted).
+//! 4. Rows of the pairs and contexts that changed are revised (changelogs), transitions every
+//!    `transitions_every`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use crate::model::markov::{Discount, KneserNey, Ngrams, Token};
+use crate::model::pipes::{configure, within_horizon};
+use crate::model::resonance::{adjust, base_score, performance, Components, Feedback};
+use crate::plan::services::{PipeRule, ServicesPlan};
+use crate::value::Value;
+
+/// A service's id: its index in the names table; 0 is the end of a sequence (`$`).
+type Id = u32;
+const END: Id = 0;
+
+/// What an interaction row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Kind {
+    PipeCreated,
+    Transmitted,
+    Processed,
+    Error,
+}
+
+impl Kind {
+    pub fn parse(s: &str) -> Option<Kind> {
+        Some(match s {
+            "pipe_created" => Kind::PipeCreated,
+            "data_transmitted" => Kind::Transmitted,
+            "processed" => Kind::Processed,
+            "error" => Kind::Error,
+            _ => return None,
+        })
+    }
+}
+
+/// One valid interaction row.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Interaction {
+    pub time: i64,
+    pub sequence: String,
+    pub source: String,
+    pub target: String,
+    pub kind: Kind,
+    pub bytes: u64,
+    /// Milliseconds, as bits of a non-negative `f64` (so that the row is `Ord`).
+    pub latency_bits: u64,
+}
+
+impl Interaction {
+    pub fn latency_ms(&self) -> f64 {
+        f64::from_bits(self.latency_bits)
+    }
+}
+
+/// A row of one of the stage's outputs, with its diff.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Out {
+    Hop(Vec<Value>),
+    Selection(Vec<Value>),
+    Transition(Vec<Value>),
+    Prediction(Vec<Value>),
+    Resonance(Vec<Value>),
+    Pipe(Vec<Value>),
+    PipeEvent(Vec<Value>),
+}
+
+/// Rows out, each with its time and diff.
+pub type Emitted = Vec<(u64, Out, isize)>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Sequence(u64),
+    Pipe(Id, Id),
+}
+
+/// An active sequence.
+struct Sequence {
+    name: String,
+    /// Its tokens so far, the last `order` of them (`Start` padded).
+    history: Vec<Token<Id>>,
+    last_ms: i64,
+    /// Its within-horizon probabilities `q` towards each target of its current service.
+    shares: Vec<(Id, f64)>,
+    /// Its prediction rows as emitted.
+    predictions: Vec<Vec<Value>>,
+}
+
+impl Sequence {
+    fn current(&self) -> Option<Id> {
+        self.history.last().and_then(|t| t.symbol().copied())
+    }
+}
+
+/// A pair's sliding window of interactions.
+#[derive(Default)]
+struct Window {
+    /// `(time, kind, bytes, latency)` in time order.
+    items: VecDeque<(i64, Kind, u64, f64)>,
+    calls: u64,
+    bytes: u64,
+    errors: u64,
+    /// Latency bits → count, of completed and failed calls.
+    latencies: BTreeMap<u64, u64>,
+}
+
+impl Window {
+    fn push(&mut self, time: i64, kind: Kind, bytes: u64, latency: f64) {
+        self.apply(kind, bytes, latency, 1);
+        self.items.push_back((time, kind, bytes, latency));
+    }
+
+    fn apply(&mut self, kind: Kind, bytes: u64, latency: f64, sign: i64) {
+        let step = |x: &mut u64, by: u64| {
+            *x = if sign > 0 { *x + by } else { *x - by };
+        };
+        match kind {
+            Kind::Transmitted => {
+                step(&mut self.calls, 1);
+                step(&mut self.bytes, bytes);
+            }
+            Kind::Processed | Kind::Error => {
+                if kind == Kind::Error {
+                    step(&mut self.errors, 1);
+                }
+                let entry = self.latencies.entry(latency.to_bits()).or_default();
+                step(entry, 1);
+                if *entry == 0 {
+                    self.latencies.remove(&latency.to_bits());
+                }
+            }
+            Kind::PipeCreated => {}
+        }
+    }
+
+    /// Drops items before `from`; whether any went.
+    fn evict(&mut self, from: i64) -> bool {
+        let mut any = false;
+        while let Some(&(time, kind, bytes, latency)) = self.items.front() {
+            if time >= from {
+                break;
+            }
+            self.items.pop_front();
+            self.apply(kind, bytes, latency, -1);
+            any = true;
+        }
+        any
+    }
+
+    fn components(&self, window_ms: f64) -> Components {
+        let latencies: Vec<(f64, u64)> = self.latencies.iter().map(|(b, n)| (f64::from_bits(*b), *n)).collect();
+        Components::from_window(window_ms, self.calls, self.bytes, &latencies, self.errors)
+    }
+}
+
+/// What a pipe has carried since its last feedback.
+#[derive(Default)]
+struct Carried {
+    since_ms: i64,
+    calls: u64,
+    bytes: u64,
+    errors: u64,
+    latencies: Vec<(f64, u64)>,
+}
+
+struct Pipe {
+    reason: &'static str,
+    created_ms: i64,
+    last_used_ms: i64,
+    uses: u64,
+    probability: Option<f64>,
+    carried: Carried,
+    row: Option<Vec<Value>>,
+}
+
+/// A pair's state: resonance window and feedback, pipe probability terms, pipe.
+#[derive(Default)]
+struct Pair {
+    window: Window,
+    feedback: Feedback,
+    /// `Σ −ln(1 − qᵢ)` over the active sequences at the source, and how many.
+    hazard: f64,
+    sharing: u32,
+    pipe: Option<Pipe>,
+    resonance_row: Option<Vec<Value>>,
+}
+
+/// The stage's whole state (one instance, on one worker).
+pub struct ServiceState {
+    plan: ServicesPlan,
+    names: Vec<String>,
+    ids: HashMap<String, Id>,
+    /// The top-order counts of the window.
+    counts: Ngrams<Id>,
+    /// `(time, context, next)` of each counted hop, in time order.
+    window: VecDeque<(i64, Vec<Token<Id>>, Id)>,
+    /// Hops (and ends) not yet counted: they join when the next tick starts.
+    pending: Vec<(i64, Vec<Token<Id>>, Id)>,
+    order: usize,
+    discount: Discount,
+    next_selection: i64,
+    next_transitions: i64,
+    transitions: BTreeMap<(Vec<Token<Id>>, Id), Vec<Value>>,
+    sequences: HashMap<u64, Sequence>,
+    sequence_keys: HashMap<String, u64>,
+    next_sequence: u64,
+    pairs: BTreeMap<(Id, Id), Pair>,
+    timers: BTreeSet<(i64, Timer)>,
+    /// Mean time between a sequence's calls (exponentially weighted).
+    mean_gap_ms: f64,
+    threshold: f64,
+    /// Whether each of the latest predicted pipes was used (for the adaptive threshold).
+    outcomes: VecDeque<bool>,
+    /// Pairs whose resonance or pipe row may have changed.
+    dirty: BTreeSet<(Id, Id)>,
+}
+
+fn token_name(names: &[String], t: &Token<Id>) -> String {
+    match t {
+        Token::Start => "^".into(),
+        Token::Sym(s) => names[*s as usize].clone(),
+    }
+}
+
+fn context_name(names: &[String], context: &[Token<Id>]) -> String {
+    context
+        .iter()
+        .map(|t| token_name(names, t))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn opt(x: Option<f64>) -> Value {
+    x.map_or(Value::Null, Value::float)
+}
+
+/// `history` with `s` shifted in, keeping its length.
+fn shifted(history: &[Token<Id>], s: Id) -> Vec<Token<Id>> {
+    let mut h = history[1..].to_vec();
+    h.push(Token::Sym(s));
+    h
+}
+
+/// How far the adaptive threshold moves per resolved predicted pipe, and the band above the
+/// target precision in which it stays.
+const THRESHOLD_STEP: f64 = 0.01;
+const THRESHOLD_BAND: f64 = 0.03;
+/// Shares below this are not kept (a sequence's calls to unlikely targets).
+const MIN_SHARE: f64 = 1e-4;
+
+impl ServiceState {
+    pub fn new(plan: ServicesPlan) -> ServiceState {
+        ServiceState {
+            counts: Ngrams::new(plan.max_order),
+            names: vec!["$".into()],
+            ids: HashMap::from([("$".to_string(), END)]),
+            window: VecDeque::new(),
+            pending: Vec::new(),
+            order: plan.order.unwrap_or(plan.max_order),
+            discount: plan.discount.unwrap_or(Discount::Estimated),
+            next_selection: i64::MIN,
+            next_transitions: i64::MIN,
+            transitions: BTreeMap::new(),
+            sequences: HashMap::new(),
+            sequence_keys: HashMap::new(),
+            next_sequence: 0,
+            pairs: BTreeMap::new(),
+            timers: BTreeSet::new(),
+            mean_gap_ms: plan.horizon_ms as f64,
+            threshold: plan.threshold,
+            outcomes: VecDeque::new(),
+            dirty: BTreeSet::new(),
+            plan,
+        }
+    }
+
+    fn id(&mut self, name: &str) -> Id {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = self.names.len() as Id;
+        self.names.push(name.to_string());
+        self.ids.insert(name.to_string(), id);
+        id
+    }
+
+    /// The earliest pending timer.
+    pub fn next_timer(&self) -> Option<u64> {
+        self.timers.first().map(|(t, _)| (*t).max(0) as u64)
+    }
+
+    /// Fires the timers due before `limit` (all when `None`), each at its own time.
+    pub fn fire_before(&mut self, limit: Option<i64>, out: &mut Emitted) {
+        while let Some(&(at, _)) = self.timers.first() {
+            if limit.is_some_and(|l| at >= l) {
+                break;
+            }
+            self.fire_one(out);
+            self.flush_pairs(at, out);
+        }
+    }
+
+    fn fire_one(&mut self, out: &mut Emitted) {
+        let Some((at, timer)) = self.timers.pop_first() else {
+            return;
+        };
+        match timer {
+            Timer::Sequence(key) => {
+                if self
+                    .sequences
+                    .get(&key)
+                    .is_some_and(|s| s.last_ms + self.plan.sequence_timeout_ms as i64 == at)
+                {
+                    self.expire(key, at, out);
+                }
+            }
+            Timer::Pipe(a, b) => {
+                let due = self
+                    .pairs
+                    .get(&(a, b))
+                    .and_then(|p| p.pipe.as_ref())
+                    .map(|p| p.last_used_ms + self.plan.idle_timeout_ms as i64);
+                if due == Some(at) {
+                    self.idle_out(a, b, at, out);
+                }
+            }
+        }
+    }
+
+    /// Applies one tick's interactions (any order: they are sorted here). Timers before the
+    /// tick must have fired.
+    pub fn tick(&mut self, tick: u64, mut items: Vec<Interaction>, out: &mut Emitted) {
+        items.sort();
+        let t = tick as i64;
+        self.fire_before(Some(t), out);
+        self.start_tick(t, out);
+        for item in &items {
+            self.id(&item.source);
+            self.id(&item.target);
+        }
+        let counts = std::mem::replace(&mut self.counts, Ngrams::new(0));
+        {
+            let vocabulary: Vec<Id> = (0..self.names.len() as Id).collect();
+            let model = KneserNey::new(&counts, self.order, self.discount, vocabulary)
+                .expect("orders and discounts are checked when planned");
+            for item in items {
+                while self.timers.first().is_some_and(|(at, _)| *at <= item.time) {
+                    self.fire_one(out);
+                }
+                self.apply(item, &model, tick, out);
+            }
+        }
+        self.counts = counts;
+        self.flush_pairs(t, out);
+    }
+
+    /// Counts the hops before `t`, drops those before the window, re-selects the model and
+    /// publishes transitions when due, and moves the resonance windows.
+    fn start_tick(&mut self, t: i64, out: &mut Emitted) {
+        let tick = t.max(0) as u64;
+        for (time, context, next) in std::mem::take(&mut self.pending) {
+            self.counts.add(&context, &next, 1).expect("adding never fails");
+            self.window.push_back((time, context, next));
+        }
+        let from = t.saturating_sub(self.plan.window_ms as i64);
+        while self.window.front().is_some_and(|(time, _, _)| *time < from) {
+            let (_, context, next) = self.window.pop_front().expect("checked");
+            self.counts.add(&context, &next, -1).expect("a counted hop leaves once");
+        }
+        if let Some(every) = self.plan.reselect_every_ms {
+            if t >= self.next_selection {
+                self.next_selection = t.saturating_add(every as i64);
+                self.reselect(t, out);
+            }
+        }
+        if t >= self.next_transitions {
+            self.next_transitions = t.saturating_add(self.plan.transitions_every_ms as i64);
+            self.publish_transitions(tick, out);
+        }
+        let from = t.saturating_sub(self.plan.resonance_window_ms as i64);
+        for (key, pair) in self.pairs.iter_mut() {
+            if pair.window.evict(from) {
+                self.dirty.insert(*key);
+            }
+        }
+    }
+
+    /// Chooses the order and discount by the log-loss of the newest `held_out` share of the
+    /// window's hops under the counts of the rest (every order up to the counts' and every
+    /// discount of the grid; ties go to the lower order, then the earlier discount).
+    fn reselect(&mut self, t: i64, out: &mut Emitted) {
+        let n = self.window.len();
+        let held = ((n as f64) * self.plan.held_out).round() as usize;
+        if held == 0 || held == n {
+            return;
+        }
+        let mut train = Ngrams::new(self.plan.max_order);
+        for (_, context, next) in self.window.iter().take(n - held) {
+            train.add(context, next, 1).expect("adding never fails");
+        }
+        let vocabulary: Vec<Id> = (0..self.names.len() as Id).collect();
+        let orders: Vec<usize> = match self.plan.order {
+            Some(o) => vec![o],
+            None => (1..=self.plan.max_order).collect(),
+        };
+        let grid: Vec<Discount> = match self.plan.discount {
+            Some(d) => vec![d],
+            None => Discount::GRID.to_vec(),
+        };
+        let mut scored = Vec::new();
+        for &order in &orders {
+            for &discount in &grid {
+                let model = KneserNey::new(&train, order, discount, vocabulary.iter().copied())
+                    .expect("orders and discounts are checked when planned");
+                let bits: f64 = self
+                    .window
+                    .iter()
+                    .skip(n - held)
+                    .map(|(_, context, next)| -model.probability(context, next).max(f64::MIN_POSITIVE).log2())
+                    .sum();
+                scored.push((order, discount, bits / held as f64));
+            }
+        }
+        let best = scored
+            .iter()
+            .copied()
+            .reduce(|best, c| if c.2 < best.2 { c } else { best })
+            .expect("at least one candidate");
+        self.order = best.0;
+        self.discount = best.1;
+        for (order, discount, bits) in scored {
+            let chosen = order == best.0 && discount == best.1;
+            let row = vec![
+                Value::Time(t),
+                Value::Int(order as i64),
+                Value::str(&discount.to_string()),
+                Value::float(bits),
+                Value::Bool(chosen),
+            ];
+            out.push((t.max(0) as u64, Out::Selection(row), 1));
+        }
+    }
+
+    /// Revises `NAME_transitions`: every top-order (context, next) count of the window with its
+    /// probability under the current model.
+    fn publish_transitions(&mut self, tick: u64, out: &mut Emitted) {
+        let vocabulary: Vec<Id> = (0..self.names.len() as Id).collect();
+        let model = KneserNey::new(&self.counts, self.order, self.discount, vocabulary)
+            .expect("orders and discounts are checked when planned");
+        let mut now = BTreeMap::new();
+        for (context, next, count) in self.counts.counts() {
+            let row = vec![
+                Value::str(&context_name(&self.names, &context)),
+                Value::str(&self.names[next as usize]),
+                Value::Int(count as i64),
+                Value::float(model.probability(&context, &next)),
+            ];
+            now.insert((context, next), row);
+        }
+        for (key, row) in &self.transitions {
+            if now.get(key) != Some(row) {
+                out.push((tick, Out::Transition(row.clone()), -1));
+            }
+        }
+        for (key, row) in &now {
+            if self.transitions.get(key) != Some(row) {
+                out.push((tick, Out::Transition(row.clone()), 1));
+            }
+        }
+        self.transitions = now;
+    }
+
+    fn apply(&mut self, item: Interaction, model: &KneserNey<'_, Id>, tick: u64, out: &mut Emitted) {
+        let a = self.id(&item.source);
+        let b = self.id(&item.target);
+        match item.kind {
+            Kind::PipeCreated => {}
+            Kind::Transmitted => self.hop(&item, a, b, model, tick, out),
+            Kind::Processed | Kind::Error => {
+                let pair = self.pairs.entry((a, b)).or_default();
+                pair.window.push(item.time, item.kind, item.bytes, item.latency_ms());
+                self.dirty.insert((a, b));
+                let feedback_calls = self.plan.feedback_calls;
+                let mut due = false;
+                if let Some(pipe) = &mut pair.pipe {
+                    let c = &mut pipe.carried;
+                    c.latencies.push((item.latency_ms(), 1));
+                    if item.kind == Kind::Error {
+                        c.errors += 1;
+                    }
+                    due = c.latencies.len() as u64 >= feedback_calls;
+                }
+                if due {
+                    self.feedback(a, b, item.time);
+                }
+            }
+        }
+    }
+
+    /// A call `a → b` of a sequence.
+    fn hop(&mut self, item: &Interaction, a: Id, b: Id, model: &KneserNey<'_, Id>, tick: u64, out: &mut Emitted) {
+        let time = item.time;
+        let key = match self.sequence_keys.get(&item.sequence) {
+            Some(k) => *k,
+            None => {
+                let k = self.next_sequence;
+                self.next_sequence += 1;
+                self.sequence_keys.insert(item.sequence.clone(), k);
+                let mut history = vec![Token::Start; self.plan.max_order];
+                history = shifted(&history, a);
+                self.sequences.insert(
+                    k,
+                    Sequence {
+                        name: item.sequence.clone(),
+                        history,
+                        last_ms: time,
+                        shares: Vec::new(),
+                        predictions: Vec::new(),
+                    },
+                );
+                k
+            }
+        };
+        // A call from another service than the sequence's current one (a fan-out): the
+        // context moves to the caller, uncounted.
+        let seq = self.sequences.get_mut(&key).expect("entered above");
+        if seq.current() != Some(a) {
+            seq.history = shifted(&seq.history, a);
+        }
+        let gap = (time - seq.last_ms) as f64;
+        if gap > 0.0 {
+            self.mean_gap_ms += 0.05 * (gap - self.mean_gap_ms);
+        }
+        let context = seq.history.clone();
+
+        // Score the hop, given that the sequence goes on (see `Chain::entropy_rate_bits`).
+        let dist = model.distribution(&context);
+        let end = dist.iter().find(|(s, _)| *s == END).map_or(0.0, |d| d.1);
+        let p = dist.iter().find(|(s, _)| *s == b).map_or(0.0, |d| d.1);
+        let top1 = dist
+            .iter()
+            .filter(|(s, _)| *s != END)
+            .max_by(|x, y| x.1.total_cmp(&y.1).then_with(|| y.0.cmp(&x.0)))
+            .map(|(s, _)| *s);
+        let row = vec![
+            Value::Time(time),
+            Value::str(&item.sequence),
+            Value::str(&context_name(&self.names, &context[self.plan.max_order - self.order..])),
+            Value::str(&self.names[b as usize]),
+            Value::float(if end < 1.0 { p / (1.0 - end) } else { p }),
+            top1.map_or(Value::Null, |s| Value::str(&self.names[s as usize])),
+            Value::Int(self.order as i64),
+        ];
+        out.push((tick, Out::Hop(row), 1));
+        self.pending.push((time, context.clone(), b));
+
+        // The pipe of the pair.
+        self.use_pipe(a, b, time, &item.sequence, item.bytes, tick, out);
+        let pair = self.pairs.entry((a, b)).or_default();
+        pair.window.push(time, Kind::Transmitted, item.bytes, item.latency_ms());
+        self.dirty.insert((a, b));
+
+        // The sequence moves to `b`.
+        self.leave(key);
+        let seq = self.sequences.get_mut(&key).expect("entered above");
+        seq.history = shifted(&seq.history, b);
+        seq.last_ms = time;
+        self.timers
+            .insert((time + self.plan.sequence_timeout_ms as i64, Timer::Sequence(key)));
+        self.arrive(key, model, time, tick, out);
+    }
+
+    /// Removes a sequence's shares from the pipe probabilities of its current service.
+    fn leave(&mut self, key: u64) {
+        let Some(seq) = self.sequences.get_mut(&key) else {
+            return;
+        };
+        let Some(at) = seq.current() else { return };
+        for (x, q) in std::mem::take(&mut seq.shares) {
+            if let Some(pair) = self.pairs.get_mut(&(at, x)) {
+                pair.sharing = pair.sharing.saturating_sub(1);
+                pair.hazard = if pair.sharing == 0 {
+                    0.0
+                } else {
+                    pair.hazard + (1.0 - q).ln()
+                };
+                self.dirty.insert((at, x));
+            }
+        }
+    }
+
+    /// A sequence at its (new) current service: its predictions, its shares of that service's
+    /// pipe probabilities, and the pipes they call for.
+    fn arrive(&mut self, key: u64, model: &KneserNey<'_, Id>, time: i64, tick: u64, out: &mut Emitted) {
+        let seq = self.sequences.get_mut(&key).expect("arrives while active");
+        let at = seq.current().expect("a sequence is at a service");
+        let mut dist = model.distribution(&seq.history);
+        dist.sort_by(|x, y| y.1.total_cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
+        let mut rows = Vec::new();
+        for (rank, (s, p)) in dist
+            .iter()
+            .filter(|(s, _)| *s != END && *s != at)
+            .take(self.plan.top_k)
+            .enumerate()
+        {
+            rows.push(vec![
+                Value::str(&seq.name),
+                Value::str(&self.names[at as usize]),
+                Value::str(&self.names[*s as usize]),
+                Value::float(*p),
+                Value::Int(rank as i64 + 1),
+            ]);
+        }
+        for row in std::mem::take(&mut seq.predictions) {
+            out.push((tick, Out::Prediction(row), -1));
+        }
+        for row in &rows {
+            out.push((tick, Out::Prediction(row.clone()), 1));
+        }
+        seq.predictions = rows;
+        let shares: Vec<(Id, f64)> = dist
+            .iter()
+            .filter(|(s, _)| *s != END && *s != at)
+            .map(|(s, p)| {
+                (
+                    *s,
+                    within_horizon(*p, self.plan.horizon_ms as f64, self.mean_gap_ms).min(0.999_999),
+                )
+            })
+            .filter(|(_, q)| *q >= MIN_SHARE)
+            .collect();
+        seq.shares = shares.clone();
+        for (x, q) in shares {
+            let pair = self.pairs.entry((at, x)).or_default();
+            pair.sharing += 1;
+            pair.hazard -= (1.0 - q).ln();
+            self.dirty.insert((at, x));
+            if pair.pipe.is_none() {
+                let p = self.probability(at, x, time);
+                if p >= self.threshold {
+                    self.create(at, x, time, "predicted", Some(p), None, tick, out);
+                }
+            }
+        }
+    }
+
+    /// The probability that `a → b` is called within the horizon, from the active sequences
+    /// at `a` and the pair's resonance (see `model::pipes`).
+    fn probability(&self, a: Id, b: Id, time: i64) -> f64 {
+        let Some(pair) = self.pairs.get(&(a, b)) else {
+            return 0.0;
+        };
+        let markov = 1.0 - (-pair.hazard.max(0.0)).exp();
+        let resonance = self.score(pair, time);
+        let background = self.plan.pipes.resonance_weight * resonance;
+        (1.0 - (1.0 - markov) * (1.0 - background)).clamp(0.0, 1.0)
+    }
+
+    fn score(&self, pair: &Pair, time: i64) -> f64 {
+        if pair.window.items.is_empty() {
+            return pair.feedback.score(0.0, time, &self.plan.resonance);
+        }
+        let c = pair.window.components(self.plan.resonance_window_ms as f64);
+        pair.feedback
+            .score(base_score(&c, &self.plan.resonance), time, &self.plan.resonance)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        &mut self,
+        a: Id,
+        b: Id,
+        time: i64,
+        reason: &'static str,
+        probability: Option<f64>,
+        sequence: Option<&str>,
+        tick: u64,
+        out: &mut Emitted,
+    ) {
+        let used = reason == "demand";
+        let pair = self.pairs.entry((a, b)).or_default();
+        pair.pipe = Some(Pipe {
+            reason,
+            created_ms: time,
+            last_used_ms: time,
+            uses: u64::from(used),
+            probability,
+            carried: Carried {
+                since_ms: time,
+                ..Carried::default()
+            },
+            row: None,
+        });
+        self.dirty.insert((a, b));
+        self.timers
+            .insert((time + self.plan.idle_timeout_ms as i64, Timer::Pipe(a, b)));
+        let row = self.event_row(
+            time,
+            a,
+            b,
+            "created",
+            Some(reason),
+            sequence,
+            probability,
+            None,
+            None,
+            None,
+        );
+        out.push((tick, Out::PipeEvent(row), 1));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn event_row(
+        &self,
+        time: i64,
+        a: Id,
+        b: Id,
+        event: &str,
+        reason: Option<&str>,
+        sequence: Option<&str>,
+        probability: Option<f64>,
+        lead_ms: Option<i64>,
+        idle_ms: Option<i64>,
+        uses: Option<u64>,
+    ) -> Vec<Value> {
+        vec![
+            Value::Time(time),
+            Value::str(&self.names[a as usize]),
+            Value::str(&self.names[b as usize]),
+            Value::str(event),
+            reason.map_or(Value::Null, Value::str),
+            sequence.map_or(Value::Null, Value::str),
+            opt(probability),
+            lead_ms.map_or(Value::Null, Value::Int),
+            idle_ms.map_or(Value::Null, Value::Int),
+            uses.map_or(Value::Null, |u| Value::Int(u as i64)),
+        ]
+    }
+
+    /// A call `a → b`: it uses the pair's pipe, or misses and opens one on demand.
+    #[allow(clippy::too_many_arguments)]
+    fn use_pipe(&mut self, a: Id, b: Id, time: i64, sequence: &str, bytes: u64, tick: u64, out: &mut Emitted) {
+        let idle = self.plan.idle_timeout_ms as i64;
+        let pair = self.pairs.entry((a, b)).or_default();
+        let Some(pipe) = &mut pair.pipe else {
+            let row = self.event_row(time, a, b, "miss", None, Some(sequence), None, None, None, None);
+            out.push((tick, Out::PipeEvent(row), 1));
+            self.create(a, b, time, "demand", None, Some(sequence), tick, out);
+            let pipe = self
+                .pairs
+                .get_mut(&(a, b))
+                .and_then(|p| p.pipe.as_mut())
+                .expect("created");
+            pipe.carried.calls += 1;
+            pipe.carried.bytes += bytes;
+            return;
+        };
+        let first = pipe.uses == 0 && pipe.reason == "predicted";
+        let lead = first.then_some(time - pipe.created_ms);
+        pipe.uses += 1;
+        pipe.last_used_ms = time;
+        pipe.carried.calls += 1;
+        pipe.carried.bytes += bytes;
+        self.timers.insert((time + idle, Timer::Pipe(a, b)));
+        self.dirty.insert((a, b));
+        if first {
+            self.resolve(true);
+        }
+        let row = self.event_row(time, a, b, "used", None, Some(sequence), None, lead, None, None);
+        out.push((tick, Out::PipeEvent(row), 1));
+    }
+
+    /// A predicted pipe was used (or torn down unused): the adaptive threshold follows the
+    /// precision of the latest ones.
+    fn resolve(&mut self, used: bool) {
+        let Some(target) = self.plan.target_precision else {
+            return;
+        };
+        self.outcomes.push_back(used);
+        if self.outcomes.len() > self.plan.precision_window {
+            self.outcomes.pop_front();
+        }
+        if self.outcomes.len() < self.plan.precision_window.min(10) {
+            return;
+        }
+        let precision = self.outcomes.iter().filter(|u| **u).count() as f64 / self.outcomes.len() as f64;
+        if precision < target {
+            self.threshold = (self.threshold + THRESHOLD_STEP).min(0.99);
+        } else if precision > target + THRESHOLD_BAND {
+            self.threshold = (self.threshold - THRESHOLD_STEP).max(self.plan.min_threshold);
+        }
+    }
+
+    /// Feedback from what the pair's pipe carried since the last: the pipe's performance moves
+    /// the pair's score towards it (`model::resonance::adjust`).
+    fn feedback(&mut self, a: Id, b: Id, time: i64) {
+        let cfg = self.plan.resonance;
+        let window_ms = self.plan.resonance_window_ms as f64;
+        let Some(pair) = self.pairs.get_mut(&(a, b)) else {
+            return;
+        };
+        let base = if pair.window.items.is_empty() {
+            0.0
+        } else {
+            base_score(&pair.window.components(window_ms), &cfg)
+        };
+        let Some(pipe) = &mut pair.pipe else { return };
+        let c = std::mem::replace(
+            &mut pipe.carried,
+            Carried {
+                since_ms: time,
+                ..Carried::default()
+            },
+        );
+        if c.latencies.is_empty() {
+            return;
+        }
+        let mut latencies = c.latencies;
+        latencies.sort_by(|x, y| x.0.total_cmp(&y.0));
+        let span = ((time - c.since_ms) as f64).max(1.0);
+        let perf = performance(
+            &Components::from_window(span, c.calls, c.bytes, &latencies, c.errors),
+            &cfg,
+        );
+        let now = pair.feedback.score(base, time, &cfg);
+        pair.feedback = Feedback {
+            offset: adjust(now, perf, &cfg) - base,
+            at_ms: time,
+        };
+        self.dirty.insert((a, b));
+    }
+
+    /// A pipe idle for `idle_timeout`: torn down.
+    fn idle_out(&mut self, a: Id, b: Id, at: i64, out: &mut Emitted) {
+        self.feedback(a, b, at);
+        let Some(pipe) = self.pairs.get_mut(&(a, b)).and_then(|p| p.pipe.take()) else {
+            return;
+        };
+        let tick = at.max(0) as u64;
+        let row = self.event_row(at, a, b, "idle_timeout", None, None, None, None, None, None);
+        out.push((tick, Out::PipeEvent(row), 1));
+        let row = self.event_row(
+            at,
+            a,
+            b,
+            "torn_down",
+            Some(pipe.reason),
+            None,
+            pipe.probability,
+            None,
+            Some(at - pipe.last_used_ms),
+            Some(pipe.uses),
+        );
+        out.push((tick, Out::PipeEvent(row), 1));
+        if let Some(old) = pipe.row {
+            out.push((tick, Out::Pipe(old), -1));
+        }
+        if pipe.reason == "predicted" && pipe.uses == 0 {
+            self.resolve(false);
+        }
+        self.dirty.insert((a, b));
+    }
+
+    /// A sequence silent for `sequence_timeout` ends: its end is counted, its predictions and
+    /// shares withdrawn.
+    fn expire(&mut self, key: u64, at: i64, out: &mut Emitted) {
+        self.leave(key);
+        let Some(seq) = self.sequences.remove(&key) else { return };
+        self.sequence_keys.remove(&seq.name);
+        self.pending.push((at, seq.history.clone(), END));
+        let tick = at.max(0) as u64;
+        for row in seq.predictions {
+            out.push((tick, Out::Prediction(row), -1));
+        }
+    }
+
+    /// Revises the resonance and pipe rows of the pairs that changed, at `time`.
+    fn flush_pairs(&mut self, time: i64, out: &mut Emitted) {
+        let tick = time.max(0) as u64;
+        let cfg = self.plan.resonance;
+        let window_ms = self.plan.resonance_window_ms as f64;
+        for key in std::mem::take(&mut self.dirty) {
+            let (a, b) = key;
+            let probability = self.probability(a, b, time);
+            let Some(pair) = self.pairs.get(&key) else { continue };
+            let c = pair.window.components(window_ms);
+            let has_window = !pair.window.items.is_empty();
+            let base = if has_window { base_score(&c, &cfg) } else { 0.0 };
+            let feedback = pair.feedback.offset_at(time, &cfg);
+            let resonance = (has_window || feedback.abs() > 1e-9).then(|| {
+                vec![
+                    Value::str(&self.names[a as usize]),
+                    Value::str(&self.names[b as usize]),
+                    Value::float((base + feedback).clamp(0.0, 1.0)),
+                    Value::float(base),
+                    Value::float(feedback),
+                    Value::float(c.calls_per_s),
+                    Value::float(c.bytes_per_s),
+                    opt(c.latency_p50_ms),
+                    opt(c.latency_p95_ms),
+                    opt(c.error_rate),
+                ]
+            });
+            let pipe_row = pair.pipe.as_ref().map(|pipe| {
+                let rate = c.calls_per_s + pair.hazard.max(0.0) * 1000.0 / self.plan.horizon_ms.max(1) as f64;
+                let payload = if c.calls_per_s > 0.0 {
+                    c.bytes_per_s / c.calls_per_s
+                } else {
+                    0.0
+                };
+                let settings = configure(rate, payload, &self.plan.pipes);
+                let (filters, transforms) =
+                    rules_for(&self.plan.rules, &self.names[a as usize], &self.names[b as usize]);
+                vec![
+                    Value::str(&self.names[a as usize]),
+                    Value::str(&self.names[b as usize]),
+                    Value::str(if pipe.uses == 0 { "created" } else { "used" }),
+                    Value::str(pipe.reason),
+                    Value::Time(pipe.created_ms),
+                    if pipe.uses == 0 {
+                        Value::Null
+                    } else {
+                        Value::Time(pipe.last_used_ms)
+                    },
+                    Value::Int(pipe.uses as i64),
+                    Value::float(probability),
+                    Value::float(self.threshold),
+                    Value::Int(i64::from(settings.batch_size)),
+                    Value::float(settings.linger_ms),
+                    Value::str(settings.compression.name()),
+                    filters,
+                    transforms,
+                ]
+            });
+            let pair = self.pairs.get_mut(&key).expect("found above");
+            if pair.resonance_row != resonance {
+                if let Some(old) = pair.resonance_row.take() {
+                    out.push((tick, Out::Resonance(old), -1));
+                }
+                if let Some(new) = &resonance {
+                    out.push((tick, Out::Resonance(new.clone()), 1));
+                }
+                pair.resonance_row = resonance;
+            }
+            if let Some(pipe) = &mut pair.pipe {
+                if pipe.row != pipe_row {
+                    if let Some(old) = pipe.row.take() {
+                        out.push((tick, Out::Pipe(old), -1));
+                    }
+                    if let Some(new) = &pipe_row {
+                        out.push((tick, Out::Pipe(new.clone()), 1));
+                    }
+                    pipe.row = pipe_row;
+                }
+            }
+        }
+    }
+}
+
+/// The filters and transforms of the rules that match `a → b`, in spec order.
+fn rules_for(rules: &[PipeRule], a: &str, b: &str) -> (Value, Value) {
+    let list = |f: fn(&PipeRule) -> &Vec<String>| -> Value {
+        Value::List(
+            rules
+                .iter()
+                .filter(|r| r.matches(a, b))
+                .flat_map(|r| f(r).iter().map(|s| Value::str(s)))
+                .collect(),
+        )
+    };
+    (list(|r| &r.filters), list(|r| &r.transforms))
+}

@@ -1,0 +1,205 @@
+//! The services state machine on hand-made interaction sequences: pipe lifecycle edges,
+//! prequential scoring, the adaptive threshold.
+
+use super::state::{Emitted, Interaction, Kind, Out, ServiceState};
+use crate::event::{Accessor, FieldPath};
+use crate::plan::services::ServicesPlan;
+use crate::value::Value;
+
+fn plan() -> ServicesPlan {
+    let f = |n: &str| Accessor::Payload(FieldPath::parse(n).unwrap());
+    ServicesPlan {
+        name: "calls".into(),
+        sequence: f("trace_id"),
+        source: f("source"),
+        target: f("target"),
+        kind: f("kind"),
+        bytes: f("bytes"),
+        latency: f("latency_ms"),
+        max_order: 2,
+        order: Some(1),
+        discount: Some(crate::model::markov::Discount::Fixed(0.5)),
+        window_ms: 3_600_000,
+        reselect_every_ms: None,
+        held_out: 0.2,
+        transitions_every_ms: 60_000,
+        top_k: 2,
+        sequence_timeout_ms: 1_000,
+        resonance_window_ms: 60_000,
+        resonance: Default::default(),
+        horizon_ms: 1_000,
+        threshold: 0.5,
+        idle_timeout_ms: 10_000,
+        target_precision: None,
+        precision_window: 10,
+        min_threshold: 0.05,
+        feedback_calls: 2,
+        pipes: Default::default(),
+        rules: vec![crate::plan::services::PipeRule {
+            source: "a".into(),
+            target: "*".into(),
+            filters: vec!["status = 'ok'".into()],
+            transforms: vec![],
+        }],
+    }
+}
+
+fn call(time: i64, seq: &str, a: &str, b: &str) -> Interaction {
+    Interaction {
+        time,
+        sequence: seq.into(),
+        source: a.into(),
+        target: b.into(),
+        kind: Kind::Transmitted,
+        bytes: 100,
+        latency_bits: 1.0f64.to_bits(),
+    }
+}
+
+/// Feeds each interaction in its own 1 ms tick, then ends the input.
+fn run(state: &mut ServiceState, items: Vec<Interaction>) -> Emitted {
+    let mut out = Vec::new();
+    for item in items {
+        let t = item.time as u64;
+        state.tick(t, vec![item], &mut out);
+    }
+    state.fire_before(None, &mut out);
+    out
+}
+
+fn events(out: &Emitted) -> Vec<(i64, String, String, String, Value, Value)> {
+    out.iter()
+        .filter_map(|(_, o, _)| match o {
+            Out::PipeEvent(r) => Some((
+                match r[0] {
+                    Value::Time(t) => t,
+                    _ => panic!("time"),
+                },
+                r[1].to_string(),
+                r[2].to_string(),
+                r[3].to_string(),
+                r[4].clone(),
+                r[7].clone(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn names(evs: &[(i64, String, String, String, Value, Value)]) -> Vec<(i64, &str)> {
+    evs.iter().map(|e| (e.0, e.3.as_str())).collect()
+}
+
+#[test]
+fn a_call_at_the_idle_deadline_finds_the_pipe_torn_down() {
+    let mut s = ServiceState::new(plan());
+    let out = run(&mut s, vec![call(0, "1", "x", "y"), call(10_000, "2", "x", "y")]);
+    let evs = events(&out);
+    let got = names(&evs);
+    assert_eq!(
+        &got[..5],
+        &[
+            (0, "miss"),
+            (0, "created"),
+            (10_000, "idle_timeout"),
+            (10_000, "torn_down"),
+            (10_000, "miss")
+        ],
+        "{got:?}"
+    );
+    // One millisecond earlier, the pipe is used.
+    let mut s = ServiceState::new(plan());
+    let out = run(&mut s, vec![call(0, "1", "x", "y"), call(9_999, "2", "x", "y")]);
+    let evs = events(&out);
+    assert_eq!(names(&evs)[2], (9_999, "used"));
+}
+
+#[test]
+fn a_predicted_pipe_is_created_before_its_call_with_its_lead_time() {
+    let mut s = ServiceState::new(plan());
+    // Teach the model that `a` always calls `b` (order 1), on many sequences.
+    let mut items = Vec::new();
+    // Sequences 20 s apart: every pipe idles out (10 s) between them.
+    for i in 0..20 {
+        let t = i * 20_000;
+        items.push(call(t, &format!("s{i}"), "g", "a"));
+        items.push(call(t + 5, &format!("s{i}"), "a", "b"));
+    }
+    let out = run(&mut s, items);
+    let evs = events(&out);
+    let predicted: Vec<_> = evs
+        .iter()
+        .filter(|e| e.3 == "created" && e.4 == Value::str("predicted"))
+        .collect();
+    assert!(!predicted.is_empty(), "{evs:?}");
+    let p = predicted[0];
+    assert_eq!((p.1.as_str(), p.2.as_str()), ("a", "b"));
+    // Its first use carries the lead time: created at the call to `a`, used 5 ms later.
+    let first_use = evs
+        .iter()
+        .find(|e| e.0 > p.0 && e.3 == "used" && e.1 == "a" && e.2 == "b")
+        .unwrap();
+    assert_eq!(first_use.5, Value::Int(first_use.0 - p.0));
+    assert_eq!(first_use.5, Value::Int(5));
+    // The pipe row carries the rule's filters.
+    let pipe = out
+        .iter()
+        .find_map(|(_, o, d)| match o {
+            Out::Pipe(r) if *d > 0 && r[0] == Value::str("a") => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(pipe[12], Value::List(vec![Value::str("status = 'ok'")].into()));
+}
+
+#[test]
+fn hops_are_scored_before_they_are_counted() {
+    let mut s = ServiceState::new(plan());
+    let out = run(
+        &mut s,
+        vec![
+            call(0, "1", "x", "y"),
+            call(1, "2", "x", "y"),
+            call(1_000, "3", "x", "y"),
+        ],
+    );
+    let probs: Vec<f64> = out
+        .iter()
+        .filter_map(|(_, o, _)| match o {
+            Out::Hop(r) => r[4].as_f64(),
+            _ => None,
+        })
+        .collect();
+    // The first hop sees no counts (uniform over `$`, x, y, given not `$`: 1/2); later hops
+    // see the earlier ones and rise.
+    assert!((probs[0] - 0.5).abs() < 1e-12, "{probs:?}");
+    assert!(probs[1] > probs[0] && probs[2] > probs[1], "{probs:?}");
+}
+
+#[test]
+fn the_threshold_rises_while_predicted_pipes_go_unused() {
+    let mut p = plan();
+    p.target_precision = Some(0.9);
+    p.threshold = 0.3;
+    p.idle_timeout_ms = 500;
+    let mut s = ServiceState::new(p);
+    // `a` calls `b` or `c` at random-looking alternation, so predicted pipes to one of them
+    // often go unused.
+    let mut items = Vec::new();
+    for i in 0..200 {
+        let t = i * 3_000;
+        let next = if (i * 7) % 3 == 0 { "b" } else { "c" };
+        items.push(call(t, &format!("s{i}"), "g", "a"));
+        items.push(call(t + 5, &format!("s{i}"), "a", next));
+    }
+    let out = run(&mut s, items);
+    let thresholds: Vec<f64> = out
+        .iter()
+        .filter_map(|(_, o, d)| match o {
+            Out::Pipe(r) if *d > 0 => r[8].as_f64(),
+            _ => None,
+        })
+        .collect();
+    let last = *thresholds.last().unwrap();
+    assert!(last > 0.3, "the threshold stayed at {last}");
+}
