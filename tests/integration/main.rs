@@ -34,5 +34,6 @@ mod serve_memory;
 mod serve_partitions;
 mod serve_snapshots;
 mod serve_util;
+mod services;
 mod stream_contexts;
 mod util;
