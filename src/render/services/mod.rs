@@ -23,6 +23,7 @@ use differential_dataflow::AsCollection;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Partition;
 
 use crate::dead_letter::DeadLetter;
 use crate::event::Event;
@@ -141,23 +142,24 @@ pub fn stage<'s>(events: EventsOf<'s>, plan: &ServicesPlan, fields: (&str, &str)
                 }
             },
         )
-        .as_collection();
-    let port = |suffix: &'static str| {
-        let rows = out.clone().flat_map(move |o| {
-            let (s, row) = match o {
-                Out::Hop(r) => ("hops", r),
-                Out::Selection(r) => ("selection", r),
-                Out::Transition(r) => ("transitions", r),
-                Out::Prediction(r) => ("predictions", r),
-                Out::Resonance(r) => ("resonance", r),
-                Out::Pipe(r) => ("pipes", r),
-                Out::PipeEvent(r) => ("pipe_events", r),
+        .partition(OUTPUTS.len() as u64, |(o, t, r)| {
+            let (part, row) = match o {
+                Out::Hop(row) => (0, row),
+                Out::Selection(row) => (1, row),
+                Out::Transition(row) => (2, row),
+                Out::Prediction(row) => (3, row),
+                Out::Resonance(row) => (4, row),
+                Out::Pipe(row) => (5, row),
+                Out::PipeEvent(row) => (6, row),
             };
-            (s == suffix).then_some(row)
+            (part, (row, t, r))
         });
-        (Port::Model(suffix), Coll::Rows(rows))
-    };
-    let ports: Vec<(Port, Coll<'s>)> = OUTPUTS.iter().map(|(s, _, _)| port(s)).collect();
+    // The parts follow `OUTPUTS`, whose order `Out`'s variants keep.
+    let ports: Vec<(Port, Coll<'s>)> = OUTPUTS
+        .iter()
+        .zip(out)
+        .map(|((suffix, _, _), part)| (Port::Model(suffix), Coll::Rows(part.as_collection())))
+        .collect();
     StageOut {
         main: ports[0].1.clone(),
         ports,
