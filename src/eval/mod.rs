@@ -10,9 +10,13 @@
 //!
 //! Every model stage computes its own realized errors as it runs, seeing only what came before
 //! each origin, so the run itself is the rolling-origin evaluation; an evaluator reduces those
-//! errors to metrics. The routing and service-model stages add their evaluators here.
+//! errors to metrics. The routing and service-model stages add their evaluators here;
+//! [`markov`] already holds the Markov evaluation's maths.
 
 pub mod forecast;
+pub mod markov;
+#[cfg(test)]
+mod markov_tests;
 pub mod metrics;
 /// The pure rolling-origin driver over a whole series (the models' own accuracy tests).
 pub mod rolling;
