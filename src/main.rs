@@ -40,9 +40,11 @@ enum Command {
     )]
     Run(RunArgs),
     /// Evaluate a spec's models offline: run it over a log in time order, then score every
-    /// forecast's realized errors per model, horizon and series (see README, "Evaluation").
+    /// forecast's realized errors per model, horizon and series, and replay every router's
+    /// decisions through simulated regional queues (see README, "Evaluation").
     #[command(after_help = "Example:\n  sluice eval dataflows/regional_load.toml\n  \
-        sluice eval dataflows/regional_load.toml --input load=samples.csv --from 2026-01-08T00:00:00Z --format json --out eval/")]
+        sluice eval dataflows/regional_load.toml --input load=samples.csv --from 2026-01-08T00:00:00Z --format json --out eval/\n  \
+        sluice eval dataflows/regional_routing.toml --truth data/regions_sample/events.parquet.truth.json --window 15m --out eval/")]
     Eval(EvalArgs),
     /// Validate a spec; with --plan, print the validated plan.
     #[command(after_help = "Example:\n  sluice check dataflows/learning_analytics.toml --plan")]
@@ -305,6 +307,15 @@ struct EvalArgs {
     /// Worker threads.
     #[arg(long, short = 'w', default_value_t = 1)]
     workers: usize,
+    /// Routers: the scenario truth (capacities, spikes, outage) [default: EVENTS_FILE.truth.json].
+    #[arg(long, value_name = "FILE")]
+    truth: Option<PathBuf>,
+    /// Routers: the simulated queues' window, also the least-loaded baseline's trailing window.
+    #[arg(long, value_name = "DURATION", default_value = "15m")]
+    window: String,
+    /// Routers: imbalance is scored this long after the start, and this long after the outage.
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    settle: String,
 }
 
 fn parse_time_arg(s: &str) -> Result<i64, String> {
@@ -654,7 +665,20 @@ fn eval_command(args: EvalArgs, progress: bool) -> anyhow::Result<()> {
         progress,
         ..RunConfig::default()
     };
-    let evaluations = sluice::eval::evaluate(&plan, &config, args.from, args.until)?;
+    let window = duration_flag("window", &args.window)?.as_millis() as i64;
+    if window == 0 {
+        return Err(UsageError("--window must be positive".into()).into());
+    }
+    let options = sluice::eval::EvalOptions {
+        from: args.from,
+        until: args.until,
+        truth: args.truth.clone(),
+        routing: sluice::eval::routing::RoutingOptions {
+            window_ms: window,
+            settle_ms: duration_flag("settle", &args.settle)?.as_millis() as i64,
+        },
+    };
+    let evaluations = sluice::eval::evaluate(&plan, &config, &options)?;
     for e in &evaluations {
         if args.format == "json" {
             for row in &e.rows {
@@ -665,7 +689,7 @@ fn eval_command(args: EvalArgs, progress: bool) -> anyhow::Result<()> {
         } else {
             print_table(e);
         }
-        if let Some(dir) = &args.out {
+        if let (Some(dir), false) = (&args.out, e.rows.is_empty()) {
             let folder = dir.join(&e.name);
             std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
             let batch = sluice::format::arrow_write::rows_to_batch(&e.columns, &e.rows)?;
@@ -683,6 +707,16 @@ fn print_table(e: &sluice::eval::Evaluation) {
     println!("{}", e.name);
     for line in &e.summary {
         println!("  {line}");
+    }
+    if e.detail {
+        println!(
+            "  ({} rows: --out DIR writes them, --format json prints them)",
+            e.rows.len()
+        );
+        return;
+    }
+    if e.rows.is_empty() {
+        return;
     }
     let widths: Vec<usize> = e.columns.iter().map(|c| c.len().max(8)).collect();
     let header: Vec<String> = e.columns.iter().zip(&widths).map(|(c, w)| format!("{c:>w$}")).collect();

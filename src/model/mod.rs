@@ -8,6 +8,7 @@ pub mod markov;
 pub mod migration;
 pub mod pipes;
 pub mod placement;
+pub mod queueing;
 pub mod resonance;
 pub mod routing;
 pub mod window;
