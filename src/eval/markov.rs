@@ -104,7 +104,7 @@ pub fn hops<S: Clone>(traces: &[Trace<S>], order: usize) -> Vec<Hop<S>> {
 }
 
 /// The most likely symbol of a distribution (the first of equals).
-fn most_likely<S>(distribution: &[(S, f64)]) -> Option<&S> {
+pub(crate) fn most_likely<S>(distribution: &[(S, f64)]) -> Option<&S> {
     let mut best: Option<&(S, f64)> = None;
     for e in distribution {
         if best.is_none_or(|b| e.1 > b.1) {
@@ -114,7 +114,7 @@ fn most_likely<S>(distribution: &[(S, f64)]) -> Option<&S> {
     best.map(|b| &b.0)
 }
 
-fn scored(time: i64, p: f64, hit: bool) -> Scored {
+pub(crate) fn scored(time: i64, p: f64, hit: bool) -> Scored {
     Scored {
         time,
         bits: if p > 0.0 { -p.log2() } else { f64::INFINITY },
