@@ -677,6 +677,7 @@ fn eval_command(args: EvalArgs, progress: bool) -> anyhow::Result<()> {
             window_ms: window,
             settle_ms: duration_flag("settle", &args.settle)?.as_millis() as i64,
         },
+        services: Default::default(),
     };
     let evaluations = sluice::eval::evaluate(&plan, &config, &options)?;
     for e in &evaluations {

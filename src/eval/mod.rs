@@ -13,12 +13,18 @@
 //! each origin, so the run itself is the rolling-origin evaluation; its evaluator reduces those
 //! errors to metrics. A router's evaluator replays its decisions through simulated queues with
 //! the capacities of the scenario's truth (`routing`).
+//! [`markov`] holds the Markov evaluation's maths; the service-model stage's evaluator
+//! (`services`) builds on it.
 
 pub mod forecast;
+pub mod markov;
+#[cfg(test)]
+mod markov_tests;
 pub mod metrics;
 /// The pure rolling-origin driver over a whole series (the models' own accuracy tests).
 pub mod rolling;
 pub mod routing;
+pub mod services;
 
 #[cfg(test)]
 mod synthetic;
@@ -26,10 +32,10 @@ mod synthetic;
 mod synthetic_tests;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::RunError;
-use crate::plan::{Plan, StageKind};
+use crate::plan::{Plan, StageKind, StageRef};
 use crate::run::RunConfig;
 use crate::value::Value;
 
@@ -71,6 +77,7 @@ pub struct EvalOptions {
     /// The scenario truth of every router (default: `<events file>.truth.json`).
     pub truth: Option<PathBuf>,
     pub routing: routing::RoutingOptions,
+    pub services: services::ServicesOptions,
 }
 
 /// The evaluators of a plan's model stages, in stage order. A router's truth file is read
@@ -81,18 +88,10 @@ pub fn evaluators(plan: &Plan, options: &EvalOptions) -> Result<Vec<Box<dyn Eval
         match &stage.kind {
             StageKind::Forecast(f) => out.push(Box::new(forecast::ForecastEvaluator { plan: f.clone() })),
             StageKind::Router(r) => {
-                let source = &plan.sources[plan.root_source(&stage.inputs[0])];
-                let default = match source.paths.as_slice() {
-                    [one] if !one.is_dir() => {
-                        let mut name = one.as_os_str().to_owned();
-                        name.push(".truth.json");
-                        Some(PathBuf::from(name))
-                    }
-                    _ => None,
-                };
+                let default = default_truth(plan, &stage.inputs[0]);
                 out.push(Box::new(routing::RoutingEvaluator {
                     plan: (**r).clone(),
-                    truth: routing::TruthSource::resolve(options.truth.as_deref(), default)?,
+                    truth: TruthSource::resolve(options.truth.as_deref(), default, "events")?,
                     options: options.routing,
                 }));
             }
@@ -100,6 +99,78 @@ pub fn evaluators(plan: &Plan, options: &EvalOptions) -> Result<Vec<Box<dyn Eval
         }
     }
     Ok(out)
+}
+
+/// A stage's scenario truth: the file read, or why there is none.
+#[derive(Debug, Clone)]
+pub enum TruthSource<T> {
+    Loaded { path: PathBuf, truth: Box<T> },
+    Missing(String),
+}
+
+impl<T: serde::de::DeserializeOwned> TruthSource<T> {
+    /// Reads `explicit` (an error if unreadable or not a `T`), else `default` when it exists
+    /// (`Missing` with the reason when it does not, or when the stage's source, `what`, is not
+    /// one file and so has no default).
+    pub fn resolve(explicit: Option<&Path>, default: Option<PathBuf>, what: &str) -> Result<TruthSource<T>, RunError> {
+        let path = match (explicit, default) {
+            (Some(p), _) => p.to_path_buf(),
+            (None, Some(p)) if p.is_file() => p,
+            (None, Some(p)) => {
+                return Ok(TruthSource::Missing(format!(
+                    "no scenario truth at {} (pass --truth FILE)",
+                    p.display()
+                )))
+            }
+            (None, None) => {
+                return Ok(TruthSource::Missing(format!(
+                    "the {what} source is not one file, so there is no default truth (pass --truth FILE)"
+                )))
+            }
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| RunError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let truth: T = serde_json::from_str(&text).map_err(|e| RunError::Truth {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(TruthSource::Loaded {
+            path,
+            truth: Box::new(truth),
+        })
+    }
+}
+
+/// The default truth of a stage reading `input`: `<file>.truth.json` when its root source is
+/// one file.
+pub fn default_truth(plan: &Plan, input: &StageRef) -> Option<PathBuf> {
+    let source = &plan.sources[plan.root_source(input)];
+    match source.paths.as_slice() {
+        [one] if !one.is_dir() => {
+            let mut name = one.as_os_str().to_owned();
+            name.push(".truth.json");
+            Some(PathBuf::from(name))
+        }
+        _ => None,
+    }
+}
+
+/// The evaluator of the `[[services]]` stage `name` reading `input`. For the lead to call from
+/// [`evaluators`] once `StageKind::Services` exists:
+/// `StageKind::Services(s) => out.push(services_evaluator(plan, &s.name, &stage.inputs[0], options)?)`.
+pub fn services_evaluator(
+    plan: &Plan,
+    name: &str,
+    input: &StageRef,
+    options: &EvalOptions,
+) -> Result<Box<dyn Evaluator>, RunError> {
+    Ok(Box::new(services::ServicesEvaluator {
+        name: name.to_string(),
+        truth: TruthSource::resolve(options.truth.as_deref(), default_truth(plan, input), "interactions")?,
+        options: options.services,
+    }))
 }
 
 /// Runs `plan` (its outputs kept in memory; also written when `config.out_dir` is set) and

@@ -18,10 +18,8 @@ pub mod simulate;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use super::{Evaluation, Evaluator};
-use crate::error::RunError;
 use crate::generate::regions::model::{Transform, Truth};
 use crate::plan::RouterPlan;
 use crate::value::{format_time, Sym, Value};
@@ -101,45 +99,7 @@ pub const GOAL_COLUMNS: [&str; 8] = [
 ];
 
 /// Where the truth comes from: the file read, or why there is none.
-#[derive(Debug, Clone)]
-pub enum TruthSource {
-    Loaded { path: PathBuf, truth: Box<Truth> },
-    Missing(String),
-}
-
-impl TruthSource {
-    /// Reads `explicit` (an error if unreadable), else `default` when it exists (`Missing` with
-    /// the reason when it does not, or when there is no default).
-    pub fn resolve(explicit: Option<&Path>, default: Option<PathBuf>) -> Result<TruthSource, RunError> {
-        let path = match (explicit, default) {
-            (Some(p), _) => p.to_path_buf(),
-            (None, Some(p)) if p.is_file() => p,
-            (None, Some(p)) => {
-                return Ok(TruthSource::Missing(format!(
-                    "no scenario truth at {} (pass --truth FILE)",
-                    p.display()
-                )))
-            }
-            (None, None) => {
-                return Ok(TruthSource::Missing(
-                    "the events source is not one file, so there is no default truth (pass --truth FILE)".into(),
-                ))
-            }
-        };
-        let text = std::fs::read_to_string(&path).map_err(|source| RunError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let truth: Truth = serde_json::from_str(&text).map_err(|e| RunError::Truth {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        Ok(TruthSource::Loaded {
-            path,
-            truth: Box::new(truth),
-        })
-    }
-}
+pub type TruthSource = super::TruthSource<Truth>;
 
 /// Evaluates one `[[routers]]` entry.
 pub struct RoutingEvaluator {

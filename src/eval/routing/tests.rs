@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use super::simulate::*;
 use super::*;
+use crate::error::RunError;
 use crate::generate::regions::model::{Transform, Truth};
 use crate::model::routing::{Health, Weights};
 use crate::plan::validate::plan_str;
@@ -388,7 +389,7 @@ fn the_evaluation_reports_goals_policies_latency_and_windows() {
 #[test]
 fn without_a_truth_the_evaluation_is_skipped_with_the_reason() {
     let missing = std::env::temp_dir().join("sluice-no-such-file.truth.json");
-    let source = TruthSource::resolve(None, Some(missing.clone())).unwrap();
+    let source = TruthSource::resolve(None, Some(missing.clone()), "events").unwrap();
     let evaluator = RoutingEvaluator {
         plan: router_plan(),
         truth: source,
@@ -404,12 +405,14 @@ fn without_a_truth_the_evaluation_is_skipped_with_the_reason() {
     );
     // An explicit truth must exist and parse; the error names the file and the line.
     assert!(matches!(
-        TruthSource::resolve(Some(&missing), None),
+        TruthSource::resolve(Some(&missing), None, "events"),
         Err(RunError::Io { .. })
     ));
     let bad = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(bad.path(), "{\n  \"scenario\": 3\n}").unwrap();
-    let err = TruthSource::resolve(Some(bad.path()), None).unwrap_err().to_string();
+    let err = TruthSource::resolve(Some(bad.path()), None, "events")
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("not a scenario truth file") && err.contains("line 2"),
         "{err}"

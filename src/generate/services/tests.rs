@@ -346,6 +346,81 @@ fn diurnal_rate_and_bursts() {
     );
 }
 
+/// Over the last regime (bursts left out), each edge's window components from the log rank
+/// like the truth's expected ones, and so do the resonance scores made of them.
+#[test]
+fn the_truths_expected_components_rank_like_the_logs() {
+    use crate::eval::metrics::spearman;
+    use crate::model::resonance::{base_score, Components, ResonanceConfig};
+    let dir = tempfile::tempdir().unwrap();
+    generate_with(&config(dir.path(), "s.ndjson", 12, 300_000)).unwrap();
+    let truth = read_truth(&dir.path().join("s.ndjson.truth.json")).unwrap();
+    let r = truth.regimes.len() - 1;
+    let (from, until) = (truth.regimes[r].start_ms, truth.regimes[r].end_ms);
+    type Window = (u64, u64, Vec<(f64, u64)>, u64);
+    let mut seen: BTreeMap<(String, String), Window> = BTreeMap::new();
+    let in_burst = |r: &LogRow| {
+        truth
+            .bursts
+            .iter()
+            .any(|b| b.source == r.source && b.target == r.target && b.start_ms <= r.time && r.time < b.end_ms + 3_000)
+    };
+    for row in read_log(&dir.path().join("s.ndjson")) {
+        if defective(&row) || row.time < from || row.time >= until || in_burst(&row) {
+            continue;
+        }
+        let w = seen.entry((row.source.clone(), row.target.clone())).or_default();
+        match row.kind.as_str() {
+            DATA_TRANSMITTED => (w.0, w.1) = (w.0 + 1, w.1 + row.bytes as u64),
+            sim::PROCESSED | sim::ERROR if row.status != "timeout" => {
+                w.2.push((row.latency, 1));
+                w.3 += u64::from(row.kind == sim::ERROR);
+            }
+            _ => {}
+        }
+    }
+    let cfg = ResonanceConfig::default();
+    let mut columns: [(Vec<f64>, Vec<f64>); 6] = Default::default();
+    for (edge, want) in truth.expected_components(r) {
+        let Some((calls, bytes, latencies, errors)) = seen.get_mut(&edge) else {
+            continue;
+        };
+        if *calls < 200 {
+            continue;
+        }
+        latencies.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let got = Components::from_window((until - from) as f64, *calls, *bytes, latencies, *errors);
+        let pairs = [
+            (got.calls_per_s, want.calls_per_s),
+            (got.bytes_per_s, want.bytes_per_s),
+            (got.latency_p50_ms.unwrap(), want.latency_p50_ms.unwrap()),
+            (got.latency_p95_ms.unwrap(), want.latency_p95_ms.unwrap()),
+            (got.error_rate.unwrap(), want.error_rate.unwrap()),
+            (base_score(&got, &cfg), base_score(&want, &cfg)),
+        ];
+        for (column, (g, w)) in columns.iter_mut().zip(pairs) {
+            column.0.push(g);
+            column.1.push(w);
+        }
+    }
+    assert!(columns[0].0.len() > 30, "{} edges", columns[0].0.len());
+    // Error rates of 0.1–3% over a few hundred calls are noisy; the rest are not.
+    for (i, (name, least)) in [
+        ("calls", 0.98),
+        ("bytes", 0.98),
+        ("p50", 0.98),
+        ("p95", 0.98),
+        ("errors", 0.7),
+        ("resonance", 0.95),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let rho = spearman(&columns[i].0, &columns[i].1);
+        assert!(rho > *least, "{name}: Spearman {rho}");
+    }
+}
+
 #[test]
 fn options_are_checked() {
     let dir = tempfile::tempdir().unwrap();

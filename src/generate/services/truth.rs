@@ -8,6 +8,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use crate::model::markov::{Chain, Row, Token};
+use crate::model::resonance::Components;
 
 /// How the truth writes the start padding of a context and the end of a trace.
 pub const START_MARKER: &str = "^";
@@ -208,6 +209,32 @@ impl Truth {
     /// The index of service `name`.
     pub fn service(&self, name: &str) -> Option<usize> {
         self.services.iter().position(|s| s.name == name)
+    }
+
+    /// What a window of regime `r` should see of each edge the regime uses, outside bursts and
+    /// at the daily mean trace rate: `per_s` calls per second, that many times the mean payload
+    /// in bytes per second, the processing latency's median and p95, and the edge's error rate
+    /// (timeouts left out). Ranking edges by the resonance of these is the truth the resonance
+    /// scores are compared with.
+    pub fn expected_components(&self, r: usize) -> Vec<((String, String), Components)> {
+        self.regimes[r]
+            .edges
+            .iter()
+            .filter_map(|t| {
+                let e = self
+                    .edges
+                    .iter()
+                    .find(|e| e.source == t.source && e.target == t.target)?;
+                let components = Components {
+                    calls_per_s: t.per_s,
+                    bytes_per_s: t.per_s * e.bytes.mean(),
+                    latency_p50_ms: Some(e.latency_ms.median),
+                    latency_p95_ms: Some(e.latency_ms.p95),
+                    error_rate: Some(e.error_rate),
+                };
+                Some(((t.source.clone(), t.target.clone()), components))
+            })
+            .collect()
     }
 
     /// Regime `r`'s chain over service names.

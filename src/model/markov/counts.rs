@@ -81,6 +81,25 @@ fn recount(small: &mut [u64; 2], old: u64, new: u64) {
     }
 }
 
+/// The node of context `h`, inserted when missing (without allocating a key when present).
+fn node_mut<'a, S: Clone + Eq + Hash>(
+    contexts: &'a mut FxHashMap<Vec<Token<S>>, Node<S>>,
+    h: &[Token<S>],
+) -> &'a mut Node<S> {
+    if !contexts.contains_key(h) {
+        contexts.insert(h.to_vec(), Node::default());
+    }
+    contexts.get_mut(h).expect("inserted")
+}
+
+/// The entry of `next`, inserted when missing.
+fn entry_mut<'a, S: Clone + Eq + Hash>(next: &'a mut FxHashMap<S, Entry>, w: &S) -> &'a mut Entry {
+    if !next.contains_key(w) {
+        next.insert(w.clone(), Entry::default());
+    }
+    next.get_mut(w).expect("inserted")
+}
+
 /// `count + diff`, or `None` when it would be negative.
 fn apply(count: u64, diff: i64) -> Option<u64> {
     count.checked_add_signed(diff)
@@ -189,8 +208,8 @@ impl<S: Clone + Ord + Hash + Debug> Ngrams<S> {
         for j in (0..=self.order).rev() {
             let h = &context[self.order - j..];
             let level = &mut self.levels[j];
-            let node = level.contexts.entry(h.to_vec()).or_default();
-            let entry = node.next.entry(next.clone()).or_default();
+            let node = node_mut(&mut level.contexts, h);
+            let entry = entry_mut(&mut node.next, next);
             let old = entry.count;
             let new = apply(old, diff).expect("lower counts are sums of the top ones");
             entry.count = new;
@@ -203,8 +222,8 @@ impl<S: Clone + Ord + Hash + Debug> Ngrams<S> {
             if crossed && j > 0 {
                 let step = if new > 0 { 1 } else { -1 };
                 let lower = &mut self.levels[j - 1];
-                let node = lower.contexts.entry(h[1..].to_vec()).or_default();
-                let entry = node.next.entry(next.clone()).or_default();
+                let node = node_mut(&mut lower.contexts, &h[1..]);
+                let entry = entry_mut(&mut node.next, next);
                 let old = entry.cont;
                 entry.cont = apply(old, step).expect("a continuation count follows its counts");
                 node.total_cont = apply(node.total_cont, step).expect("a total is a sum");

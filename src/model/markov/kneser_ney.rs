@@ -163,8 +163,8 @@ impl<'a, S: Clone + Ord + Hash + Debug> KneserNey<'a, S> {
         p
     }
 
-    /// `P(· | history)` over the vocabulary, sorted by symbol.
-    pub fn distribution(&self, history: &[Token<S>]) -> Vec<(S, f64)> {
+    /// `P(· | history)` for each symbol of the vocabulary, in its order.
+    fn probabilities(&self, history: &[Token<S>]) -> Vec<f64> {
         let context = context_of(history, self.order);
         let mut p = vec![1.0 / self.vocabulary.len() as f64; self.vocabulary.len()];
         for j in 0..=self.order {
@@ -179,16 +179,30 @@ impl<'a, S: Clone + Ord + Hash + Debug> KneserNey<'a, S> {
                 p[self.index[w]] += (count as f64 - d).max(0.0) / total;
             }
         }
-        self.vocabulary.iter().cloned().zip(p).collect()
+        p
+    }
+
+    /// `P(· | history)` over the vocabulary, sorted by symbol.
+    pub fn distribution(&self, history: &[Token<S>]) -> Vec<(S, f64)> {
+        self.vocabulary
+            .iter()
+            .cloned()
+            .zip(self.probabilities(history))
+            .collect()
     }
 
     /// The `k` most likely next symbols after `history`, most likely first (ties in symbol
     /// order).
     pub fn top_k(&self, history: &[Token<S>], k: usize) -> Vec<(S, f64)> {
-        let mut d = self.distribution(history);
-        d.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        d.truncate(k);
-        d
+        let p = self.probabilities(history);
+        let mut best: Vec<usize> = (0..p.len()).collect();
+        let order = |a: &usize, b: &usize| p[*b].total_cmp(&p[*a]).then(a.cmp(b));
+        if k < best.len() {
+            best.select_nth_unstable_by(k, order);
+            best.truncate(k);
+        }
+        best.sort_by(order);
+        best.into_iter().map(|i| (self.vocabulary[i].clone(), p[i])).collect()
     }
 
     /// The log-loss of the hops of `sequences` (each symbol after the first, from its context).

@@ -54,6 +54,18 @@ fn hand_computed_kneser_ney() {
         .unwrap()
         .top_k(&[sym('a')], 2);
     assert_eq!(top.iter().map(|t| t.0).collect::<String>(), "bc");
+    let all = KneserNey::new(&counts, 1, Discount::Fixed(0.5), [])
+        .unwrap()
+        .top_k(&[sym('a')], 10);
+    assert_eq!(all.iter().map(|t| t.0).collect::<String>(), "bca");
+    assert!(close(all[2].1, 1.0 / 27.0));
+    // Ties go to the first symbol: with counts of 1 and D = 1 every count is discounted away,
+    // and only the uniform floor is left: `a`, `b` and `c` tie at ⅓.
+    let tied = Ngrams::from_sequences(1, &seqs(&["ab", "ac"]));
+    let kn = KneserNey::new(&tied, 1, Discount::Fixed(1.0), []).unwrap();
+    let top = kn.top_k(&[sym('a')], 2);
+    assert_eq!(top.iter().map(|t| t.0).collect::<String>(), "ab");
+    assert!(close(top[0].1, 1.0 / 3.0) && close(top[1].1, 1.0 / 3.0));
 }
 
 /// A random order-`order` chain over `0..symbols`: every context has a row with 2–4 next
