@@ -95,6 +95,13 @@ pub fn evaluators(plan: &Plan, options: &EvalOptions) -> Result<Vec<Box<dyn Eval
                     options: options.routing,
                 }));
             }
+            StageKind::Services(s) => {
+                // The baselines and the truth's edge quality use the stage's own settings.
+                let mut options = options.clone();
+                options.services.resonance = s.resonance;
+                options.services.baseline_window_ms = Some(s.window_ms as i64);
+                out.push(services_evaluator(plan, &s.name, &stage.inputs[0], &options)?);
+            }
             _ => {}
         }
     }
@@ -157,9 +164,7 @@ pub fn default_truth(plan: &Plan, input: &StageRef) -> Option<PathBuf> {
     }
 }
 
-/// The evaluator of the `[[services]]` stage `name` reading `input`. For the lead to call from
-/// [`evaluators`] once `StageKind::Services` exists:
-/// `StageKind::Services(s) => out.push(services_evaluator(plan, &s.name, &stage.inputs[0], options)?)`.
+/// The evaluator of the `[[services]]` stage `name` reading `input`.
 pub fn services_evaluator(
     plan: &Plan,
     name: &str,
@@ -179,7 +184,7 @@ pub fn evaluate(plan: &Plan, config: &RunConfig, options: &EvalOptions) -> Resul
     let evaluators = evaluators(plan, options)?;
     if evaluators.is_empty() {
         return Err(RunError::Config(format!(
-            "`{}` has no stage to evaluate: add a `[[forecasts]]` or `[[routers]]` entry",
+            "`{}` has no stage to evaluate: add a `[[forecasts]]`, `[[routers]]` or `[[services]]` entry",
             plan.name
         )));
     }
