@@ -123,6 +123,15 @@ pub fn stage<'s>(
     }
 }
 
+/// A new series' forecaster. Its refit phase is the hash of the series key and metric (the
+/// one that sends its samples to a worker), so that series refit, and search, at different
+/// steps, the same ones on every worker and in every run.
+pub fn series_forecaster(plan: &ForecastPlan, key: &[Value], metric: u32) -> SeriesForecaster {
+    SeriesForecaster::new(plan.config.clone())
+        .expect("validation checked the forecast's settings")
+        .with_phase(stable_hash(&(key, metric)))
+}
+
 fn letter(plan: &ForecastPlan, reason: &str, detail: String, time: i64, record: String) -> DeadLetter {
     DeadLetter {
         stage: format!("forecast:{}", plan.name),
@@ -283,8 +292,7 @@ fn forecast<'s>(
                             let id = (sample.key.clone(), sample.metric);
                             let s = series.entry(id.clone()).or_insert_with(|| Series {
                                 resampler: Resampler::new(plan.step_ms as i64, plan.aggregation, plan.gap),
-                                model: SeriesForecaster::new(plan.config.clone())
-                                    .expect("validation checked the forecast's settings"),
+                                model: series_forecaster(&plan, &id.0, id.1),
                                 open_end: None,
                                 shown: Vec::new(),
                             });
