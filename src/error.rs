@@ -75,4 +75,8 @@ pub enum RunError {
     Timely(String),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    /// A scenario truth file (`sluice eval --truth`) that does not parse (serde names the line
+    /// and column).
+    #[error("{path}: not a scenario truth file: {message}")]
+    Truth { path: PathBuf, message: String },
 }

@@ -40,9 +40,11 @@ enum Command {
     )]
     Run(RunArgs),
     /// Evaluate a spec's models offline: run it over a log in time order, then score every
-    /// forecast's realized errors per model, horizon and series (see README, "Evaluation").
+    /// forecast's realized errors per model, horizon and series, and replay every router's
+    /// decisions through simulated regional queues (see README, "Evaluation").
     #[command(after_help = "Example:\n  sluice eval dataflows/regional_load.toml\n  \
-        sluice eval dataflows/regional_load.toml --input load=samples.csv --from 2026-01-08T00:00:00Z --format json --out eval/")]
+        sluice eval dataflows/regional_load.toml --input load=samples.csv --from 2026-01-08T00:00:00Z --format json --out eval/\n  \
+        sluice eval dataflows/regional_routing.toml --truth data/regions_sample/events.parquet.truth.json --window 15m --out eval/")]
     Eval(EvalArgs),
     /// Validate a spec; with --plan, print the validated plan.
     #[command(after_help = "Example:\n  sluice check dataflows/learning_analytics.toml --plan")]
@@ -58,16 +60,17 @@ enum Command {
         after_help = "Example:\n  sluice schema infer data/evolving_sample.ndjson --format table\n  sluice schema diff old.json new.json"
     )]
     Schema(SchemaCommand),
-    /// Write a deterministic synthetic event log (.parquet or .ndjson by extension; regions also .csv).
+    /// Write a deterministic synthetic event log (.parquet or .ndjson by extension; regions and services also .csv).
     #[command(
         after_help = "Example:\n  sluice generate learning --events 1000000 --seed 7 --out learning.parquet\n  \
         sluice generate learning --events 50000 --seed 42 --out events.parquet --context ctx/   (profiles, items)\n  \
         sluice generate evolving --events 20000 --out events.ndjson   (also writes events.ndjson.truth.json)\n  \
         sluice generate uploads --events 20000 --out uploads.parquet --context ctx/ --ranges 500   (geo, profiles, sensors, prices)\n  \
-        sluice generate regions --regions 3 --events 20000 --span 3d --out events.csv --context ctx/   (load_samples, regions; events.csv.truth.json)"
+        sluice generate regions --regions 3 --events 20000 --span 3d --out events.csv --context ctx/   (load_samples, regions; events.csv.truth.json)\n  \
+        sluice generate services --services 30 --order 2 --events 50000 --out calls.parquet   (also writes calls.parquet.truth.json)"
     )]
     Generate {
-        /// Scenario: learning, evolving, uploads or regions.
+        /// Scenario: learning, evolving, uploads, regions or services.
         scenario: String,
         #[arg(long, default_value_t = 100_000)]
         events: usize,
@@ -87,9 +90,15 @@ enum Command {
         /// regions: number of regions, 2 to 24 [default: 3].
         #[arg(long)]
         regions: Option<usize>,
-        /// regions: simulated time span, e.g. 3d or 36h [default: 7d].
+        /// regions, services: simulated time span, e.g. 3d or 36h [default: regions 7d; services 1d per million events, at least 1h].
         #[arg(long, value_name = "DURATION")]
         span: Option<String>,
+        /// services: number of services, 20 to 50 [default: 30].
+        #[arg(long)]
+        services: Option<usize>,
+        /// services: order of the hidden Markov chain, 1 or 2 [default: 2].
+        #[arg(long)]
+        order: Option<usize>,
     },
     /// Run a spec continuously over NDJSON lines sent to its tcp sources (see README, "Serving over TCP").
     #[command(
@@ -298,6 +307,15 @@ struct EvalArgs {
     /// Worker threads.
     #[arg(long, short = 'w', default_value_t = 1)]
     workers: usize,
+    /// Routers: the scenario truth (capacities, spikes, outage) [default: EVENTS_FILE.truth.json].
+    #[arg(long, value_name = "FILE")]
+    truth: Option<PathBuf>,
+    /// Routers: the simulated queues' window, also the least-loaded baseline's trailing window.
+    #[arg(long, value_name = "DURATION", default_value = "15m")]
+    window: String,
+    /// Routers: imbalance is scored this long after the start, and this long after the outage.
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    settle: String,
 }
 
 fn parse_time_arg(s: &str) -> Result<i64, String> {
@@ -405,6 +423,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             ranges,
             regions,
             span,
+            services,
+            order,
         } => {
             let span_ms = match span {
                 Some(text) => Some(
@@ -419,6 +439,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 ranges,
                 regions,
                 span_ms,
+                services,
+                order,
                 progress,
                 ..sluice::generate::GenerateConfig::new(&scenario, events, seed, &out)
             };
@@ -643,7 +665,20 @@ fn eval_command(args: EvalArgs, progress: bool) -> anyhow::Result<()> {
         progress,
         ..RunConfig::default()
     };
-    let evaluations = sluice::eval::evaluate(&plan, &config, args.from, args.until)?;
+    let window = duration_flag("window", &args.window)?.as_millis() as i64;
+    if window == 0 {
+        return Err(UsageError("--window must be positive".into()).into());
+    }
+    let options = sluice::eval::EvalOptions {
+        from: args.from,
+        until: args.until,
+        truth: args.truth.clone(),
+        routing: sluice::eval::routing::RoutingOptions {
+            window_ms: window,
+            settle_ms: duration_flag("settle", &args.settle)?.as_millis() as i64,
+        },
+    };
+    let evaluations = sluice::eval::evaluate(&plan, &config, &options)?;
     for e in &evaluations {
         if args.format == "json" {
             for row in &e.rows {
@@ -654,7 +689,7 @@ fn eval_command(args: EvalArgs, progress: bool) -> anyhow::Result<()> {
         } else {
             print_table(e);
         }
-        if let Some(dir) = &args.out {
+        if let (Some(dir), false) = (&args.out, e.rows.is_empty()) {
             let folder = dir.join(&e.name);
             std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
             let batch = sluice::format::arrow_write::rows_to_batch(&e.columns, &e.rows)?;
@@ -672,6 +707,16 @@ fn print_table(e: &sluice::eval::Evaluation) {
     println!("{}", e.name);
     for line in &e.summary {
         println!("  {line}");
+    }
+    if e.detail {
+        println!(
+            "  ({} rows: --out DIR writes them, --format json prints them)",
+            e.rows.len()
+        );
+        return;
+    }
+    if e.rows.is_empty() {
+        return;
     }
     let widths: Vec<usize> = e.columns.iter().map(|c| c.len().max(8)).collect();
     let header: Vec<String> = e.columns.iter().zip(&widths).map(|(c, w)| format!("{c:>w$}")).collect();

@@ -77,7 +77,7 @@ impl Evaluator for ForecastEvaluator {
         outputs: &BTreeMap<String, Vec<Vec<Value>>>,
         from: Option<i64>,
         until: Option<i64>,
-    ) -> Evaluation {
+    ) -> Vec<Evaluation> {
         let k = self.plan.keys.len();
         let rows = outputs
             .get(&self.plan.errors_output())
@@ -202,11 +202,12 @@ impl Evaluator for ForecastEvaluator {
                 metrics::geometric_mean(&rel),
             ));
         }
-        Evaluation {
+        vec![Evaluation {
             name: self.name(),
             columns: COLUMNS.iter().map(|c| c.to_string()).collect(),
             rows: table,
             summary,
-        }
+            detail: false,
+        }]
     }
 }

@@ -10,6 +10,8 @@
 //! | coverage | share of actuals inside `[lo, hi]` (bounds included) |
 //! | width | `mean(hi − lo)` |
 //! | GMRAE | geometric mean of `|e| / |e*|`, `e*` the benchmark's error for the same target; pairs with a zero error are left out (their log is infinite) |
+//! | Pearson `r` | `cov(x, y) / (σx σy)` |
+//! | Spearman `ρ` | Pearson's `r` of the ranks, tied values sharing their mean rank |
 //!
 //! Every function returns NaN on empty input (or a zero MASE scale), never panics.
 
@@ -93,6 +95,40 @@ pub fn gmrae(errors: &[f64], benchmark: &[f64]) -> f64 {
     geometric_mean(&ratios)
 }
 
+/// Pearson's correlation of `x` and `y` (NaN when either is constant or empty).
+pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len().min(y.len());
+    let (x, y) = (&x[..n], &y[..n]);
+    let (mx, my) = (x.iter().sum::<f64>() / n as f64, y.iter().sum::<f64>() / n as f64);
+    let cov: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let vx: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
+    let vy: f64 = y.iter().map(|b| (b - my).powi(2)).sum();
+    cov / (vx * vy).sqrt()
+}
+
+/// The ranks of `x`, 1-based, tied values sharing their mean rank.
+pub fn ranks(x: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..x.len()).collect();
+    order.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
+    let mut out = vec![0.0; x.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && x[order[j + 1]] == x[order[i]] {
+            j += 1;
+        }
+        let mean = (i + j) as f64 / 2.0 + 1.0;
+        order[i..=j].iter().for_each(|&k| out[k] = mean);
+        i = j + 1;
+    }
+    out
+}
+
+/// Spearman's rank correlation of `x` and `y`.
+pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
+    pearson(&ranks(x), &ranks(y))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +185,20 @@ mod tests {
             gmrae(&[1.0, -3.0, 4.0, 0.0], &[2.0, 3.0, 1.0, 5.0]),
             2f64.powf(1.0 / 3.0)
         ));
+    }
+
+    #[test]
+    fn rank_correlation_of_a_published_example() {
+        // Wikipedia, "Spearman's rank correlation coefficient": IQ against hours of TV per
+        // week, ρ = −29/165.
+        let iq = [106.0, 100.0, 86.0, 101.0, 99.0, 103.0, 97.0, 113.0, 112.0, 110.0];
+        let tv = [7.0, 27.0, 2.0, 50.0, 28.0, 29.0, 20.0, 12.0, 6.0, 17.0];
+        assert!(close(spearman(&iq, &tv), -29.0 / 165.0));
+        assert_eq!(ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
+        assert!(close(
+            pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 7.0]),
+            0.993_399_267_798_783
+        ));
+        assert!(pearson(&[1.0, 1.0], &[2.0, 3.0]).is_nan());
     }
 }

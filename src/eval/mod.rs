@@ -2,20 +2,23 @@
 //! their outputs to one evaluator per model kind.
 //!
 //! ```text
-//!  spec + log ──run (in memory)──► outputs ──► evaluators (forecast, …) ──► tables
+//!  spec + log ──run (in memory)──► outputs ──► evaluators (forecast, routing) ──► tables
 //!                                                  │ metrics.rs: MAE, RMSE, MASE, sMAPE,
 //!                                                  │ coverage, width, geometric means
+//!                                                  │ routing/: queues per region (truth file)
 //!                                                  └──► stdout (table or JSON), DIR/NAME/*.parquet
 //! ```
 //!
-//! Every model stage computes its own realized errors as it runs, seeing only what came before
-//! each origin, so the run itself is the rolling-origin evaluation; an evaluator reduces those
-//! errors to metrics. The routing and service-model stages add their evaluators here.
+//! Every forecast computes its own realized errors as it runs, seeing only what came before
+//! each origin, so the run itself is the rolling-origin evaluation; its evaluator reduces those
+//! errors to metrics. A router's evaluator replays its decisions through simulated queues with
+//! the capacities of the scenario's truth (`routing`).
 
 pub mod forecast;
 pub mod metrics;
 /// The pure rolling-origin driver over a whole series (the models' own accuracy tests).
 pub mod rolling;
+pub mod routing;
 
 #[cfg(test)]
 mod synthetic;
@@ -23,9 +26,10 @@ mod synthetic;
 mod synthetic_tests;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use crate::error::RunError;
-use crate::plan::Plan;
+use crate::plan::{Plan, StageKind};
 use crate::run::RunConfig;
 use crate::value::Value;
 
@@ -38,6 +42,9 @@ pub struct Evaluation {
     pub rows: Vec<Vec<Value>>,
     /// Headline lines for the terminal.
     pub summary: Vec<String>,
+    /// A detail table: the terminal shows its row count, not its rows (`--format json` and
+    /// `--out` carry them).
+    pub detail: bool,
 }
 
 /// One model stage's evaluation.
@@ -45,34 +52,63 @@ pub trait Evaluator {
     fn name(&self) -> String;
     /// The outputs it reads.
     fn reads(&self) -> Vec<String>;
-    /// Reduces the outputs' final rows to metrics, over targets in `[from, until)`.
+    /// Reduces the outputs' final rows to one or more tables, over targets (or events) in
+    /// `[from, until)`.
     fn evaluate(
         &self,
         outputs: &BTreeMap<String, Vec<Vec<Value>>>,
         from: Option<i64>,
         until: Option<i64>,
-    ) -> Evaluation;
+    ) -> Vec<Evaluation>;
 }
 
-/// The evaluators of a plan's model stages, in stage order.
-pub fn evaluators(plan: &Plan) -> Vec<Box<dyn Evaluator>> {
-    plan.forecasts()
-        .map(|f| Box::new(forecast::ForecastEvaluator { plan: f.clone() }) as Box<dyn Evaluator>)
-        .collect()
+/// What `sluice eval` was asked, besides the spec and run configuration.
+#[derive(Debug, Clone, Default)]
+pub struct EvalOptions {
+    /// Score targets (forecasts) and events (routers) in `[from, until)`.
+    pub from: Option<i64>,
+    pub until: Option<i64>,
+    /// The scenario truth of every router (default: `<events file>.truth.json`).
+    pub truth: Option<PathBuf>,
+    pub routing: routing::RoutingOptions,
+}
+
+/// The evaluators of a plan's model stages, in stage order. A router's truth file is read
+/// here: an explicit one must parse; a missing default makes its evaluation a skipped one.
+pub fn evaluators(plan: &Plan, options: &EvalOptions) -> Result<Vec<Box<dyn Evaluator>>, RunError> {
+    let mut out: Vec<Box<dyn Evaluator>> = Vec::new();
+    for stage in &plan.stages {
+        match &stage.kind {
+            StageKind::Forecast(f) => out.push(Box::new(forecast::ForecastEvaluator { plan: f.clone() })),
+            StageKind::Router(r) => {
+                let source = &plan.sources[plan.root_source(&stage.inputs[0])];
+                let default = match source.paths.as_slice() {
+                    [one] if !one.is_dir() => {
+                        let mut name = one.as_os_str().to_owned();
+                        name.push(".truth.json");
+                        Some(PathBuf::from(name))
+                    }
+                    _ => None,
+                };
+                out.push(Box::new(routing::RoutingEvaluator {
+                    plan: (**r).clone(),
+                    truth: routing::TruthSource::resolve(options.truth.as_deref(), default)?,
+                    options: options.routing,
+                }));
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
 }
 
 /// Runs `plan` (its outputs kept in memory; also written when `config.out_dir` is set) and
-/// evaluates every model stage over targets in `[from, until)`.
-pub fn evaluate(
-    plan: &Plan,
-    config: &RunConfig,
-    from: Option<i64>,
-    until: Option<i64>,
-) -> Result<Vec<Evaluation>, RunError> {
-    let evaluators = evaluators(plan);
+/// evaluates every model stage.
+pub fn evaluate(plan: &Plan, config: &RunConfig, options: &EvalOptions) -> Result<Vec<Evaluation>, RunError> {
+    let evaluators = evaluators(plan, options)?;
     if evaluators.is_empty() {
         return Err(RunError::Config(format!(
-            "`{}` has no stage to evaluate: add a `[[forecasts]]` entry",
+            "`{}` has no stage to evaluate: add a `[[forecasts]]` or `[[routers]]` entry",
             plan.name
         )));
     }
@@ -96,5 +132,8 @@ pub fn evaluate(
             outputs.insert(name, rows);
         }
     }
-    Ok(evaluators.iter().map(|e| e.evaluate(&outputs, from, until)).collect())
+    Ok(evaluators
+        .iter()
+        .flat_map(|e| e.evaluate(&outputs, options.from, options.until))
+        .collect())
 }

@@ -27,6 +27,11 @@
 //!   events, and with them (`--context DIR`, required) its load agents' metric samples and a
 //!   regions table, and `FILE.truth.json` with the noise-free load model, the noise, the spikes
 //!   and the outage. `.parquet`, `.ndjson` or `.csv`, by FILE's extension.
+//! - `services` (see [`services`]): traces walking a hidden order-K Markov chain over 20–50
+//!   services, with diurnal rates, per-edge latency, payload and error distributions, error
+//!   bursts and regime changes; `FILE.truth.json` holds the chain of each regime, its entropy
+//!   rate, the change times, the edges' parameters and the bursts. `.parquet`, `.ndjson` or
+//!   `.csv`, by FILE's extension.
 //!
 //! Context tables: with [`GenerateConfig::context`] (`--context DIR`), `learning` also writes
 //! `DIR/profiles.parquet` and `DIR/items.parquet` ([`learning_context`]) and `uploads` writes
@@ -43,11 +48,14 @@ pub mod learning_context;
 mod learning_context_tests;
 pub mod regions;
 pub mod schema;
+pub mod services;
 pub mod table;
 #[cfg(test)]
 mod tests;
+pub mod timed;
 pub mod uploads;
 pub mod vocab;
+pub mod write;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -62,7 +70,7 @@ use schema::{TIME_FIELD, TYPE_FIELD};
 pub use table::ContextFile;
 
 /// The scenarios [`generate`] knows.
-pub const SCENARIOS: &[&str] = &["learning", "evolving", "uploads", "regions"];
+pub const SCENARIOS: &[&str] = &["learning", "evolving", "uploads", "regions", "services"];
 
 /// The lateness bound the summary counts late rows against: a row is late when its event time is
 /// more than this behind the maximum event time of the rows before it.
@@ -106,8 +114,13 @@ pub struct GenerateConfig {
     pub ranges: Option<usize>,
     /// `regions`: the number of regions, 2 to [`regions::MAX_REGIONS`] (default 3).
     pub regions: Option<usize>,
-    /// `regions`: the simulated time span in ms, at least an hour (default 7 days).
+    /// `regions` and `services`: the simulated time span in ms, at least an hour (default 7
+    /// days for `regions`, [`services::span_ms`] for `services`).
     pub span_ms: Option<u64>,
+    /// `services`: the number of services, 20 to 50 (default 30).
+    pub services: Option<usize>,
+    /// `services`: the order of the hidden chain, 1 or 2 (default 2).
+    pub order: Option<usize>,
     /// Draw a progress bar on stderr.
     pub progress: bool,
 }
@@ -125,6 +138,8 @@ impl GenerateConfig {
             ranges: None,
             regions: None,
             span_ms: None,
+            services: None,
+            order: None,
             progress: false,
         }
     }
@@ -138,7 +153,7 @@ impl GenerateConfig {
             });
         }
         let unsupported = |option: &str| GenerateError::Usage(format!("{option} does not apply to `{scenario}`"));
-        if self.context.is_some() && scenario == "evolving" {
+        if self.context.is_some() && (scenario == "evolving" || scenario == "services") {
             return Err(unsupported("--context"));
         }
         if scenario != "uploads" {
@@ -149,13 +164,32 @@ impl GenerateConfig {
                 return Err(unsupported("--ranges"));
             }
         }
-        if scenario != "regions" {
-            if self.regions.is_some() {
-                return Err(unsupported("--regions"));
+        if scenario != "regions" && self.regions.is_some() {
+            return Err(unsupported("--regions"));
+        }
+        if scenario != "regions" && scenario != "services" && self.span_ms.is_some() {
+            return Err(unsupported("--span"));
+        }
+        if scenario != "services" {
+            if self.services.is_some() {
+                return Err(unsupported("--services"));
             }
-            if self.span_ms.is_some() {
-                return Err(unsupported("--span"));
+            if self.order.is_some() {
+                return Err(unsupported("--order"));
             }
+        }
+        let (low, high) = (services::graph::MIN_SERVICES, services::graph::MAX_SERVICES);
+        if self.services.is_some_and(|n| !(low..=high).contains(&n)) {
+            return Err(GenerateError::Usage(format!(
+                "--services must be in {low}..={high}, not {}",
+                self.services.unwrap_or_default()
+            )));
+        }
+        if self.order.is_some_and(|k| !(1..=2).contains(&k)) {
+            return Err(GenerateError::Usage(format!(
+                "--order must be 1 or 2, not {}",
+                self.order.unwrap_or_default()
+            )));
         }
         if self.regions.is_some_and(|r| !(2..=regions::MAX_REGIONS).contains(&r)) {
             return Err(GenerateError::Usage(format!(
@@ -202,8 +236,12 @@ pub enum GenerateError {
     Write(#[from] WriteError),
     #[error("{0}")]
     Usage(String),
-    #[error("{}: not a regions truth file: {message}", path.display())]
-    Truth { path: PathBuf, message: String },
+    #[error("{}: not a {scenario} truth file: {message}", path.display())]
+    Truth {
+        path: PathBuf,
+        scenario: &'static str,
+        message: String,
+    },
 }
 
 impl GenerateError {
@@ -249,8 +287,34 @@ pub fn generate_with(config: &GenerateConfig) -> Result<GenerateSummary, Generat
         "learning" => generate_learning(config),
         "evolving" => evolving::generate(config.events, config.seed, &config.out, config.progress),
         "regions" => regions::generate(config),
+        "services" => services::generate(config),
         _ => uploads::generate(config),
     }
+}
+
+/// Reads the truth file of `scenario` at `path`.
+fn read_truth_file<T: serde::de::DeserializeOwned>(path: &Path, scenario: &'static str) -> Result<T, GenerateError> {
+    let text = std::fs::read_to_string(path).map_err(|source| GenerateError::Io {
+        path: path.into(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| GenerateError::Truth {
+        path: path.into(),
+        scenario,
+        message: e.to_string(),
+    })
+}
+
+/// Writes `truth` as pretty JSON next to `out` (`OUT.truth.json`), and returns that path.
+fn write_truth_file<T: serde::Serialize>(out: &Path, truth: &T) -> Result<PathBuf, GenerateError> {
+    let path = evolving::truth_path(out);
+    let mut json = serde_json::to_vec_pretty(truth).expect("the truth serializes");
+    json.push(b'\n');
+    std::fs::write(&path, json).map_err(|source| GenerateError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
 }
 
 /// Opens `out` as Parquet (with `schema`) or NDJSON, by its extension.

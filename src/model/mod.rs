@@ -4,7 +4,11 @@
 pub mod aggregate;
 pub mod forecast;
 pub mod ip;
+pub mod markov;
 pub mod migration;
+pub mod pipes;
 pub mod placement;
+pub mod queueing;
+pub mod resonance;
 pub mod routing;
 pub mod window;

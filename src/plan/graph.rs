@@ -64,6 +64,9 @@ pub enum StageKind {
     /// Routing decisions (`render::router`). Inputs: events with routing metadata, load
     /// samples, regions, and optionally a forecast.
     Router(Box<super::RouterPlan>),
+    /// Replication records and tasks (`render::replication`). Inputs: a router's decisions and
+    /// a completions stream.
+    Replication(Box<super::router::ReplicationPlan>),
 }
 
 impl StageKind {
@@ -76,6 +79,7 @@ impl StageKind {
             StageKind::Aggregate(_) => "aggregate",
             StageKind::Forecast(_) => "forecast",
             StageKind::Router(_) => "router",
+            StageKind::Replication(_) => "replication",
         }
     }
 }
@@ -104,6 +108,10 @@ pub enum Port {
     Errors,
     /// Shard migrations of a router.
     Migrations,
+    /// A router's placement of shards (with `[routers.replication]`).
+    Placement,
+    /// Replication tasks.
+    Tasks,
 }
 
 /// How an output's rows are shaped: what the sink writes, with its flags.
@@ -320,6 +328,32 @@ pub(super) fn outputs(plan: &Plan, aggregates: &[usize], forecasts: &[usize], ro
                     ..OutputPlan::new(&name, &super::router::MIGRATION_COLUMNS)
                 });
             }
+            if r.replicas.is_some() {
+                out.push(OutputPlan {
+                    from: vec![(i, Port::Placement)],
+                    changelog: true,
+                    ..OutputPlan::new(&format!("{}_placement", r.name), &super::router::PLACEMENT_COLUMNS)
+                });
+            }
+        }
+        let replication = plan
+            .stages
+            .iter()
+            .position(|s| matches!(&s.kind, StageKind::Replication(p) if p.router_stage == i));
+        if let Some(j) = replication {
+            let StageKind::Replication(p) = &plan.stages[j].kind else {
+                unreachable!("found as a replication stage")
+            };
+            out.push(OutputPlan {
+                from: vec![(j, Port::Main)],
+                changelog: true,
+                ..OutputPlan::new(&p.records_output(), &super::router::REPLICATION_COLUMNS)
+            });
+            out.push(OutputPlan {
+                from: vec![(j, Port::Tasks)],
+                changelog: true,
+                ..OutputPlan::new(&p.tasks_output(), &super::router::TASK_COLUMNS)
+            });
         }
     }
     for &i in aggregates {

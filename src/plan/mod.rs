@@ -557,6 +557,8 @@ impl Plan {
                     StageKind::Schema(_) | StageKind::Dedup(_) | StageKind::Metadata(_) => upstream,
                     // Each decision is made once, as of its event's time.
                     StageKind::Router(_) => false,
+                    // Records and tasks are revised as completions and migrations arrive.
+                    StageKind::Replication(_) => true,
                     StageKind::Enrich(e) => upstream || e.retracts(),
                     StageKind::Aggregate(a) => a.emit == Emit::Updates || !a.monotonic,
                     StageKind::Forecast(f) => f.emit == Emit::Updates,

@@ -87,6 +87,14 @@ pub fn retention(plan: &Plan) -> Retention {
                 horizons[plan.root_source(context)] = FOREVER;
             }
         }
+        // Replication records stay open for `retain` after their event: the events and
+        // completions of that span rebuild them.
+        if let StageKind::Replication(r) = &stage.kind {
+            for input in &stage.inputs {
+                let h = &mut horizons[plan.root_source(input)];
+                *h = (*h).max(r.retain_ms);
+            }
+        }
     }
     for e in plan.enrichments().filter(|e| !e.rules.is_empty()) {
         // Rule statistics are a tumbling window; behind a continuous join they keep it one more

@@ -33,7 +33,58 @@ pub struct RouterPlan {
     /// Where the optional inputs are among the stage's inputs (after events, load, regions).
     pub forecast_input: Option<usize>,
     pub rates_input: Option<usize>,
+    /// Copies per shard (home and replicas) in `NAME_placement`, with `[routers.replication]`;
+    /// `None` when the router keeps no placement output.
+    pub replicas: Option<usize>,
 }
+
+/// `[routers.replication]`: which regions hold each routed event, which acknowledged it, and
+/// what remains to copy (`render::replication`). Inputs: the router's decisions, the
+/// completions source, and the router's placement.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplicationPlan {
+    /// The router's name: outputs are `NAME_replication` and `NAME_replication_tasks`.
+    pub router: String,
+    /// The router's stage (for its placement port).
+    pub router_stage: usize,
+    /// Copies per event: the shard's home and `factor − 1` replicas.
+    pub factor: usize,
+    /// The completions' event id, region and status fields.
+    pub id: Accessor,
+    pub region: Accessor,
+    pub status: Accessor,
+    pub retain_ms: u64,
+}
+
+impl ReplicationPlan {
+    pub fn records_output(&self) -> String {
+        format!("{}_replication", self.router)
+    }
+
+    pub fn tasks_output(&self) -> String {
+        format!("{}_replication_tasks", self.router)
+    }
+}
+
+/// Columns of `NAME_placement`: each shard's home and replicas (a changelog).
+pub const PLACEMENT_COLUMNS: [&str; 3] = ["shard_id", "home", "targets"];
+
+/// Columns of `NAME_replication`: one row per open event, revised as it changes.
+pub const REPLICATION_COLUMNS: [&str; 10] = [
+    "event_id",
+    "event_time",
+    "shard_id",
+    "home",
+    "targets",
+    "completed",
+    "failed",
+    "pending",
+    "state",
+    "migrations",
+];
+
+/// Columns of `NAME_replication_tasks`: the copies still to make.
+pub const TASK_COLUMNS: [&str; 5] = ["event_id", "shard_id", "region", "reason", "since"];
 
 /// Shard migration: every `interval`, the shards' event rates over it and the regions'
 /// `metric` go through [`crate::model::migration::Migrator`].

@@ -107,6 +107,34 @@ pub struct RouterSpec {
     /// Shard migration off regions whose load stays above the mean.
     #[serde(default)]
     pub migration: Option<S<MigrationSpec>>,
+    /// Replication records and tasks, from the regions' acknowledgements.
+    #[serde(default)]
+    pub replication: Option<S<ReplicationSpec>>,
+}
+
+/// `[routers.replication]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationSpec {
+    /// A source of acknowledgements: time, event id, region and status (`completed`,
+    /// `failed`).
+    pub completions: S<String>,
+    /// Copies of each event: its shard's home and `factor − 1` replicas (default 3).
+    #[serde(default)]
+    pub factor: Option<S<usize>>,
+    /// The completions' event id field (default: the router's `id`).
+    #[serde(default)]
+    pub id: Option<S<String>>,
+    /// The completions' region field (default: the router's `region_field`).
+    #[serde(default)]
+    pub region_field: Option<S<String>>,
+    /// The completions' status field (default `status`).
+    #[serde(default)]
+    pub status_field: Option<S<String>>,
+    /// How long after its event time a record stays open to completions and migrations
+    /// (default `1h`).
+    #[serde(default)]
+    pub retain: Option<S<String>>,
 }
 
 /// `[routers.migration]`.

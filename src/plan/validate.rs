@@ -357,7 +357,12 @@ fn plan_spec(
             metadata.as_ref(),
             forecast.map(|(j, f)| (&plan.stages[j], f)),
         )?;
-        let names = ["", "_counts", "_migrations", "_shard_rates"].map(|suffix| format!("{}{suffix}", router.name));
+        let mut names = ["", "_counts", "_migrations", "_shard_rates"]
+            .map(|suffix| format!("{}{suffix}", router.name))
+            .to_vec();
+        if rs.replication.is_some() {
+            names.extend(["_placement", "_replication", "_replication_tasks"].map(|s| format!("{}{s}", router.name)));
+        }
         for taken_name in names {
             let taken = aggregate_names.contains(&&taken_name)
                 || streams.iter().any(|(n, _)| *n == taken_name)
@@ -406,6 +411,18 @@ fn plan_spec(
         });
         let stage = plan.stages.len() - 1;
         router_stage.push(stage);
+        if let Some(spec) = &rs.replication {
+            let completions = find(&spec.get_ref().completions, "replication.completions")?;
+            let StageKind::Router(router) = &plan.stages[stage].kind else {
+                unreachable!("just pushed")
+            };
+            let replication = cx.replication(i, spec, router, stage, plan.fields_of(&completions))?;
+            plan.stages.push(Stage {
+                name: replication.records_output(),
+                inputs: vec![StageRef::Stage(stage), completions],
+                kind: StageKind::Replication(Box::new(replication)),
+            });
+        }
         // The routed events per chosen region and window: an aggregate over the decisions.
         let window_ms = match &rs.counts_window {
             Some(w) => cx.duration(w, &format!("routers[{i}].counts_window"))?,
@@ -438,7 +455,8 @@ fn plan_spec(
             .any(|e| e.source == index || e.joins.iter().any(|j| j.context == index))
             || plan.metadata().any(|m| m.source == index)
             || plan.stages.iter().any(|s| {
-                matches!(s.kind, StageKind::Router(_)) && s.inputs.iter().any(|i| plan.root_source(i) == index)
+                matches!(s.kind, StageKind::Router(_) | StageKind::Replication(_))
+                    && s.inputs.iter().any(|i| plan.root_source(i) == index)
             })
         {
             // Enriched outputs carry every field; context rows attach every field by default.
@@ -1462,6 +1480,10 @@ impl Cx<'_> {
             }
         };
         Ok(RouterPlan {
+            replicas: rs
+                .replication
+                .as_ref()
+                .map(|r| r.get_ref().factor.as_ref().map_or(3, |f| *f.get_ref())),
             migration,
             forecast_input: None,
             rates_input: None,
@@ -1476,6 +1498,58 @@ impl Cx<'_> {
             weights,
             health,
             forecast_columns,
+        })
+    }
+
+    /// `routers[i].replication`, for the router just planned (stage `stage`), whose completions
+    /// have the time and type fields `fields`.
+    fn replication(
+        &self,
+        i: usize,
+        spec: &S<super::spec::ReplicationSpec>,
+        router: &RouterPlan,
+        stage: usize,
+        fields: (&str, &str),
+    ) -> Result<super::router::ReplicationPlan, SpecError> {
+        let rs = spec.get_ref();
+        let key = |k: &str| format!("routers[{i}].replication.{k}");
+        let Some(router_id) = &router.id else {
+            return Err(self.error(
+                spec.span(),
+                &key("completions"),
+                "replication needs the router's `id`: completions name the events they acknowledge".into(),
+                Some("add `id = \"event_id\"` (the events' id field) to the router".into()),
+            ));
+        };
+        let field = |f: Option<&S<String>>, k: &str, default: String| -> Result<Accessor, SpecError> {
+            let (text, span) = f.map_or((default, spec.span()), |f| (f.get_ref().clone(), f.span()));
+            let path = FieldPath::parse(&text).map_err(|e| self.error(span, &key(k), e.to_string(), None))?;
+            Ok(Accessor::bind(path, fields.0, fields.1))
+        };
+        let default_id = match router_id {
+            Accessor::Payload(path) => path.to_string(),
+            _ => "event_id".to_string(),
+        };
+        let id = field(rs.id.as_ref(), "id", default_id)?;
+        let region = field(rs.region_field.as_ref(), "region_field", router.region_field.clone())?;
+        let status = field(rs.status_field.as_ref(), "status_field", "status".into())?;
+        let factor = rs.factor.as_ref().map_or(3, |f| *f.get_ref());
+        if !(1..=64).contains(&factor) {
+            let span = rs.factor.as_ref().map_or(spec.span(), |f| f.span());
+            return Err(self.error(span, &key("factor"), format!("factor {factor} is not 1 to 64"), None));
+        }
+        let retain_ms = match &rs.retain {
+            Some(d) => self.duration(d, &key("retain"))?,
+            None => 3_600_000,
+        };
+        Ok(super::router::ReplicationPlan {
+            router: router.name.clone(),
+            router_stage: stage,
+            factor,
+            id,
+            region,
+            status,
+            retain_ms,
         })
     }
 

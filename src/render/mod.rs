@@ -19,6 +19,7 @@ pub mod enrich;
 pub mod forecast;
 pub mod metadata;
 pub mod pending;
+pub mod replication;
 pub mod router;
 pub mod rules;
 pub mod schema;
@@ -171,6 +172,14 @@ pub fn render(
                     rates,
                 };
                 router::stage(inputs, p, fields)
+            }
+            StageKind::Replication(p) => {
+                let placement = match outs[p.router_stage].port(&Port::Placement) {
+                    Coll::Rows(rows) => rows,
+                    _ => unreachable!("a router's placement is rows"),
+                };
+                let completions = events(&stage.inputs[1]);
+                replication::stage(input, completions, placement, p, plan.fields_of(&stage.inputs[1]))
             }
         };
         dead.extend(out.errs.iter().cloned());

@@ -8,8 +8,13 @@
 //!  regions ──┤
 //!  forecast ─┼─► broadcast ──► Router ◄── events (stay on their worker)
 //!  rates ────┘                   ├──► decisions (the event's time and type; DECISION_FIELDS)
-//!                                └──► migrations (worker 0; MIGRATION_COLUMNS)
+//!                                ├──► migrations (worker 0; MIGRATION_COLUMNS)
+//!                                └──► placement (worker 0, with replication; PLACEMENT_COLUMNS)
 //! ```
+//!
+//! `placement` (with `[routers.replication]`) is a changelog of each shard's targets, its home
+//! and then its replicas, revised at the end of every tick in which a region's capacity changed
+//! or a shard moved. `render::replication` reads it.
 //!
 //! `rates` (with `[routers.migration]`) are each shard's events per interval, from a hidden
 //! aggregate over the events: at each interval's end, every worker runs the same
@@ -84,6 +89,8 @@ enum RouterOut {
     Dead(DeadLetter),
     /// A `NAME_migrations` row.
     Migration(Vec<Value>),
+    /// A `NAME_placement` row (with its own diff: rows are revised).
+    Placement(Vec<Value>),
 }
 
 /// The current forecasts of one region and metric: `(target_time, issued tick)` → (value,
@@ -96,11 +103,18 @@ struct Regional {
     /// Capacity per region, from the latest `regions` row.
     capacity: BTreeMap<String, f64>,
     /// Latest observed value per region and metric index.
-    observed: BTreeMap<(String, usize), f64>,
-    predicted: BTreeMap<(String, usize), Predictions>,
+    observed: BTreeMap<String, [Option<f64>; 4]>,
+    predicted: BTreeMap<String, [Predictions; 4]>,
     /// The available regions (by name) and every shard's home index among them; rebuilt when
     /// `capacity` changes.
     placement: Option<(Vec<String>, Vec<u32>)>,
+    /// The placer behind `placement`, for replicas (`None` when no region is available or the
+    /// ring could not be built).
+    placer: Option<Placer>,
+    /// Whether a shard's home may have changed since `NAME_placement` was last brought up to
+    /// date, and each shard's targets as it last said them (worker 0, with replication).
+    placement_changed: bool,
+    said: Vec<Vec<Value>>,
     /// Shard migration: its state, the shards it moved (to a region by name), the rates of the
     /// interval that ends at `.0`, and the moves not yet emitted.
     migrator: crate::model::migration::Migrator,
@@ -117,6 +131,9 @@ impl Regional {
             observed: BTreeMap::new(),
             predicted: BTreeMap::new(),
             placement: None,
+            placer: None,
+            placement_changed: true,
+            said: Vec::new(),
             migrator: Default::default(),
             moved: BTreeMap::new(),
             rates: None,
@@ -163,6 +180,7 @@ impl Regional {
         let mean = states.iter().map(|s| s.load).sum::<f64>() / states.len().max(1) as f64;
         for mv in self.migrator.evaluate(end, &m.config, &states, &shards) {
             self.moved.insert(mv.shard, names[mv.to].clone());
+            self.placement_changed = true;
             let reason = format!(
                 "{} {:.1} > mean {:.1} × {:.2} for {} s",
                 ROUTER_METRICS[m.metric],
@@ -232,6 +250,7 @@ impl Regional {
                     })?;
                 if self.capacity.insert(region, capacity) != Some(capacity) {
                     self.placement = None;
+                    self.placement_changed = true;
                 }
                 Ok(())
             }
@@ -246,7 +265,7 @@ impl Regional {
                         None | Some(Value::Null) => {}
                         Some(v) => match v.as_f64().filter(|x| x.is_finite()) {
                             Some(x) => {
-                                self.observed.insert((region.clone(), m), x);
+                                self.observed.entry(region.clone()).or_default()[m] = Some(x);
                             }
                             None => bad.push(*metric),
                         },
@@ -289,7 +308,7 @@ impl Regional {
                 let (Value::Time(target), Some(value)) = (&row[keys + 1], row[keys + 3].as_f64()) else {
                     return Ok(());
                 };
-                let series = self.predicted.entry((region, m)).or_default();
+                let series = &mut self.predicted.entry(region).or_default()[m];
                 let at = (*target, *tick);
                 match series.get_mut(&at) {
                     Some(entry) => {
@@ -312,7 +331,7 @@ impl Regional {
     /// Drops forecasts for targets before `time` except the latest (no later event can use
     /// them).
     fn forget_before(&mut self, time: i64) {
-        for series in self.predicted.values_mut() {
+        for series in self.predicted.values_mut().flat_map(|s| s.iter_mut()) {
             let keep = series.range(..(time, 0)).next_back().map(|(k, _)| *k);
             if let Some(first) = keep {
                 *series = series.split_off(&first);
@@ -331,6 +350,7 @@ impl Regional {
                 .collect();
             let names: Vec<String> = available.iter().map(|(n, _)| (*n).clone()).collect();
             let mut homes = Vec::new();
+            self.placer = None;
             if !available.is_empty() {
                 let algorithm: Algorithm = self.plan.algorithm.parse().expect("validated");
                 let mean = available.iter().map(|(_, c)| c).sum::<f64>() / available.len() as f64;
@@ -353,6 +373,7 @@ impl Regional {
                             .iter()
                             .map(|k| assignment.region_of(*k).unwrap_or(0) as u32)
                             .collect();
+                        self.placer = Some(placer);
                     }
                     Err(_) => homes = (0..self.plan.shards).map(|k| (k % names.len() as u64) as u32).collect(),
                 }
@@ -360,6 +381,61 @@ impl Regional {
             self.placement = Some((names, homes));
         }
         self.placement.as_ref().expect("just built")
+    }
+
+    /// The regions (indices into `names`) that hold `shard`: its home, then the next distinct
+    /// regions on the ring (in bucket order for jump), `replicas` in all when there are as many
+    /// regions. A migrated shard keeps its ring position: its replicas follow its new home.
+    fn targets(&self, names: &[String], homes: &[u32], shard: u64, replicas: usize) -> Vec<usize> {
+        let Some(home) = self.home(names, homes, shard as i64) else {
+            return Vec::new();
+        };
+        let mut out = match &self.placer {
+            Some(Placer::Ring(ring)) => ring.successors_after(home, shard, replicas),
+            Some(Placer::Bounded(b)) => b.ring().successors_after(home, shard, replicas),
+            // Jump (or no placer): the buckets after the home, wrapping.
+            _ => (0..names.len()).map(|i| (home + i) % names.len()).collect(),
+        };
+        out.truncate(replicas);
+        out
+    }
+
+    /// The rows `NAME_placement` gains (`+1`) and loses (`-1`) since it was last brought up to
+    /// date: `[shard_id, home, targets]` for every shard whose targets changed.
+    fn placement_changes(&mut self, replicas: usize) -> Vec<(Vec<Value>, isize)> {
+        if !self.placement_changed || self.capacity.is_empty() {
+            return Vec::new();
+        }
+        self.placement_changed = false;
+        let (names, homes) = self.placement().clone();
+        let shards = self.plan.shards as usize;
+        self.said.resize(shards, Vec::new());
+        let mut out = Vec::new();
+        for shard in 0..shards {
+            let targets: Vec<Value> = self
+                .targets(&names, &homes, shard as u64, replicas)
+                .into_iter()
+                .map(|r| Value::str(&names[r]))
+                .collect();
+            if targets == self.said[shard] {
+                continue;
+            }
+            let row = |t: &[Value]| {
+                vec![
+                    Value::Int(shard as i64),
+                    t.first().cloned().unwrap_or(Value::Null),
+                    Value::List(t.to_vec().into()),
+                ]
+            };
+            if !self.said[shard].is_empty() {
+                out.push((row(&self.said[shard]), -1));
+            }
+            if !targets.is_empty() {
+                out.push((row(&targets), 1));
+            }
+            self.said[shard] = targets;
+        }
+        out
     }
 
     /// The load of each available region as an event at `time` sees it: the latest prediction
@@ -374,15 +450,19 @@ impl Regional {
             .iter()
             .map(|name| {
                 let value = |m: usize| -> Option<f64> {
-                    let key = (name.clone(), m);
-                    let predicted = self.predicted.get(&key).filter(|_| forecast).and_then(|series| {
-                        let ((target, _), _) = series.range((time, 0)..).next()?;
-                        series
-                            .range((*target, 0)..=(*target, u64::MAX))
-                            .next_back()
-                            .map(|(_, (v, _))| *v)
-                    });
-                    predicted.or_else(|| self.observed.get(&key).copied())
+                    let predicted = self
+                        .predicted
+                        .get(name.as_str())
+                        .filter(|_| forecast)
+                        .and_then(|series| {
+                            let series = &series[m];
+                            let ((target, _), _) = series.range((time, 0)..).next()?;
+                            series
+                                .range((*target, 0)..=(*target, u64::MAX))
+                                .next_back()
+                                .map(|(_, (v, _))| *v)
+                        });
+                    predicted.or_else(|| self.observed.get(name.as_str()).and_then(|o| o[m]))
                 };
                 RegionLoad {
                     cpu: value(0),
@@ -411,12 +491,13 @@ impl Regional {
             )),
         };
         let (priority, complexity, shard) = (int("priority")?, int("complexity")?, int("shard_id")?);
-        let (names, homes) = self.placement().clone();
+        self.placement();
+        let (names, homes) = self.placement.as_ref().expect("just built");
         if names.is_empty() {
             return Err(("no_region", "no region is available".into()));
         }
-        let home = self.home(&names, &homes, shard);
-        let loads = self.loads(&names, event.time);
+        let home = self.home(names, homes, shard);
+        let loads = self.loads(names, event.time);
         let plan = &self.plan;
         let d = decide(&loads, home, priority, complexity, &plan.weights, &plan.health)
             .ok_or(("no_region", "no region is available".to_string()))?;
@@ -496,6 +577,7 @@ pub fn stage<'s>(inputs: Inputs<'s>, plan: &RouterPlan, fields: [(&str, &str); 3
     let stage_name = format!("router:{name}");
     let field_names: Vec<(String, String)> = fields.iter().map(|(t, k)| (t.to_string(), k.to_string())).collect();
     let mut regional = Regional::new(plan.clone());
+    let replicas = plan.replicas;
     let out = events
         .inner
         .binary_frontier::<_, CapacityContainerBuilder<Vec<(RouterOut, u64, isize)>>, _, _, _, _>(
@@ -573,6 +655,11 @@ pub fn stage<'s>(inputs: Inputs<'s>, plan: &RouterPlan, fields: [(&str, &str); 3
                                 session.give((RouterOut::Migration(row), time, 1));
                             }
                         }
+                        if let (Some(replicas), true) = (replicas, report) {
+                            for (row, diff) in regional.placement_changes(replicas) {
+                                session.give((RouterOut::Placement(row), time, diff));
+                            }
+                        }
                         regional.forget_before(time as i64);
                     }
                     let hold = pending.next_time();
@@ -586,13 +673,22 @@ pub fn stage<'s>(inputs: Inputs<'s>, plan: &RouterPlan, fields: [(&str, &str); 3
             RouterOut::Decision(e) => Some(e),
             _ => None,
         })),
-        ports: vec![(
-            crate::plan::Port::Migrations,
-            Coll::Rows(out.clone().flat_map(|o| match o {
-                RouterOut::Migration(row) => Some(row),
-                _ => None,
-            })),
-        )],
+        ports: vec![
+            (
+                crate::plan::Port::Migrations,
+                Coll::Rows(out.clone().flat_map(|o| match o {
+                    RouterOut::Migration(row) => Some(row),
+                    _ => None,
+                })),
+            ),
+            (
+                crate::plan::Port::Placement,
+                Coll::Rows(out.clone().flat_map(|o| match o {
+                    RouterOut::Placement(row) => Some(row),
+                    _ => None,
+                })),
+            ),
+        ],
         errs: vec![out.flat_map(|o| match o {
             RouterOut::Dead(d) => Some(d),
             _ => None,
@@ -632,6 +728,7 @@ mod tests {
             migration: None,
             forecast_input: None,
             rates_input: None,
+            replicas: None,
         }
     }
 
@@ -763,8 +860,8 @@ mod tests {
         );
         assert_eq!(r.apply(&Ctx::Load(sample), 1).unwrap_err().0, "non_numeric");
         assert_eq!(
-            r.observed.get(&("eu".to_string(), 1)),
-            Some(&3.0),
+            r.observed.get("eu").and_then(|o| o[1]),
+            Some(3.0),
             "the other metrics were used"
         );
         // No metadata: a dead letter.

@@ -351,7 +351,9 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
         state: Arc::clone(&state),
         limits: config.limits.clone(),
         live: live.clone(),
+        failed: tokio::sync::watch::channel(None).0,
     });
+    let mut worker_failed = shared.failed.subscribe();
     let timely_config = RunConfig {
         workers: config.workers,
         ..RunConfig::default()
@@ -491,6 +493,9 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
         tokio::select! {
             _ = stop => tracing::info!("shutting down: draining connections"),
             _ = closed.closed() => tracing::warn!("the sequencer stopped"),
+            // A worker that stopped (a state it cannot restore, an unreadable file source)
+            // fails the server even when no line ever reaches it.
+            _ = worker_failed.wait_for(Option::is_some) => tracing::warn!("a worker stopped"),
         }
         drop(closed);
         let _ = stop_tx.send(true);

@@ -63,6 +63,9 @@ pub(crate) struct Shared {
     pub limits: Limits,
     /// The outputs' live views (kept by worker 0's sinks) and step timings, with `--http`.
     pub live: Option<Arc<super::live::LiveViews>>,
+    /// The first error that stopped a worker: the server stops serving when it is set, rather
+    /// than accepting lines no worker will process.
+    pub failed: tokio::sync::watch::Sender<Option<String>>,
 }
 
 /// One worker's TCP source.
@@ -125,8 +128,15 @@ pub(crate) fn key_name(line: &[u8], range: std::ops::Range<usize>) -> std::borro
 /// Runs one worker; see the module documentation.
 pub(crate) fn drive(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Option<WorkerOutput>, String> {
     let result = drive_inner(worker, shared);
-    if result.is_err() {
+    if let Err(e) = &result {
         shared.order.abort();
+        shared.failed.send_if_modified(|failed| {
+            let first = failed.is_none();
+            if first {
+                *failed = Some(e.clone());
+            }
+            first
+        });
     }
     result
 }

@@ -365,3 +365,72 @@ fn a_failed_run_leaves_no_outputs_that_look_complete() {
         .any(|f| f.ends_with(".parquet")));
     assert!(!tmp.path().join(".out.partial").exists());
 }
+
+/// `sluice generate services` rejects a graph outside 20–50 services (exit 2), writes the log
+/// and its truth, regenerates the shipped sample byte for byte, and a spec reads the log.
+#[test]
+fn generate_services_writes_a_log_and_its_truth() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = sluice(
+        &[
+            "generate",
+            "services",
+            "--services",
+            "19",
+            "--out",
+            "x.parquet",
+            "--quiet",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--services must be in 20..=50"), "{}", text(&out));
+    // The sample's command, as the README gives it.
+    let out = sluice(
+        &[
+            "generate",
+            "services",
+            "--services",
+            "30",
+            "--order",
+            "2",
+            "--events",
+            "50000",
+            "--seed",
+            "42",
+            "--out",
+            "interactions.parquet",
+            "--quiet",
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("wrote 50000 events"), "{}", text(&out));
+    for file in ["interactions.parquet", "interactions.parquet.truth.json"] {
+        let shipped = std::fs::read(repo().join("data/services_sample").join(file)).unwrap();
+        assert!(
+            std::fs::read(tmp.path().join(file)).unwrap() == shipped,
+            "{file} differs from the shipped sample"
+        );
+    }
+    let spec = r#"
+[pipeline]
+name = "services"
+[sources.calls]
+path = "interactions.parquet"
+time_field = "time"
+type_field = "kind"
+[[aggregates]]
+name = "per_pair"
+source = "calls"
+window = { tumbling = "1h" }
+group_by = ["source", "target"]
+emit = "final"
+measures.calls = "count()"
+measures.bytes = "sum(bytes)"
+"#;
+    std::fs::write(tmp.path().join("s.toml"), spec).unwrap();
+    let run = sluice(&["run", "s.toml", "--out", "out", "--quiet"], tmp.path());
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(tmp.path().join("out/per_pair").exists());
+}

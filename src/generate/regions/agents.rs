@@ -13,6 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
 use super::model::{observe, Counts, Truth, AR, METRICS, SIGMA};
+use crate::generate::timed::Timed;
 
 pub const MISSING: f64 = 0.01;
 pub const DELAYED: f64 = 0.01;
@@ -58,35 +59,12 @@ struct Agent {
     reports: u64,
 }
 
-/// A sample waiting for its arrival time.
-struct Pending {
-    arrival: i64,
-    seq: u64,
-    sample: Sample,
-}
-
-impl PartialEq for Pending {
-    fn eq(&self, other: &Self) -> bool {
-        (self.arrival, self.seq) == (other.arrival, other.seq)
-    }
-}
-impl Eq for Pending {}
-impl PartialOrd for Pending {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Pending {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.arrival, self.seq).cmp(&(other.arrival, other.seq))
-    }
-}
-
 /// The written samples of every region, in arrival order.
 pub struct Agents<'a> {
     truth: &'a Truth,
     agents: Vec<Agent>,
-    pending: BinaryHeap<Reverse<Pending>>,
+    /// Samples waiting for their arrival time.
+    pending: BinaryHeap<Reverse<Timed<Sample>>>,
     seq: u64,
     pub counts: Counts,
 }
@@ -170,10 +148,10 @@ impl<'a> Agents<'a> {
 
     fn push(&mut self, arrival: i64, sample: Sample) {
         self.seq += 1;
-        self.pending.push(Reverse(Pending {
-            arrival,
+        self.pending.push(Reverse(Timed {
+            time: arrival,
             seq: self.seq,
-            sample,
+            item: sample,
         }));
     }
 }
@@ -188,13 +166,13 @@ impl Iterator for Agents<'_> {
                 .filter(|&r| self.agents[r].next < end)
                 .min_by_key(|&r| (self.agents[r].next, r));
             let ready = self.pending.peek().is_some_and(|Reverse(p)| match due {
-                Some(r) => p.arrival <= self.agents[r].next,
+                Some(r) => p.time <= self.agents[r].next,
                 None => true,
             });
             if ready {
                 let Reverse(p) = self.pending.pop().expect("peeked");
                 self.counts.samples += 1;
-                return Some(p.sample);
+                return Some(p.item);
             }
             self.report(due?);
         }

@@ -63,21 +63,36 @@ pub struct Events<'a> {
     pub users_per_region: u64,
 }
 
+/// The arrival weight of each minute from the start (the last one may be shorter): the total
+/// arrival rate of all regions at the minute's middle, `Σ_r load(r, t) × capacity_rps(r)`,
+/// times its length in ms. The events are spread over minutes in proportion to it.
+pub fn minute_weights(truth: &Truth) -> Vec<f64> {
+    let regions = truth.regions.len();
+    let total = |t: i64| -> f64 {
+        (0..regions)
+            .map(|r| truth.load(r, t) * truth.regions[r].capacity_rps)
+            .sum()
+    };
+    let mut weights = Vec::new();
+    let mut t = truth.start_ms;
+    while t < truth.end_ms {
+        let len = STEP_MS.min(truth.end_ms - t);
+        weights.push(total(t + len / 2) * len as f64);
+        t += len;
+    }
+    weights
+}
+
+/// The requests the events are a uniform sample of: the sum of [`minute_weights`] over the
+/// span, in requests (rate in requests/s times length in s).
+pub fn total_requests(truth: &Truth) -> f64 {
+    minute_weights(truth).iter().sum::<f64>() / 1000.0
+}
+
 impl<'a> Events<'a> {
     pub fn new(truth: &'a Truth, seed: u64, n: usize) -> Events<'a> {
         let regions = truth.regions.len();
-        let total = |t: i64| -> f64 {
-            (0..regions)
-                .map(|r| truth.load(r, t) * truth.regions[r].capacity_rps)
-                .sum()
-        };
-        let mut weights = Vec::new();
-        let mut t = truth.start_ms;
-        while t < truth.end_ms {
-            let len = STEP_MS.min(truth.end_ms - t);
-            weights.push(total(t + len / 2) * len as f64);
-            t += len;
-        }
+        let weights = minute_weights(truth);
         let users_per_region = (n as u64 / 20 / regions as u64).max(10);
         Events {
             truth,

@@ -9,6 +9,7 @@
 //! | `FILE` | the `E` events, in event-time order |
 //! | `DIR/load_samples.EXT` | the load agents' samples, in arrival order |
 //! | `DIR/regions.EXT` | one row per region |
+//! | `DIR/completions.EXT` | the regions' acknowledgements of the events they store, in time order ([`completions`]) |
 //! | `FILE.truth.json` | the noise-free model, the noise, the spikes, the outage (below) |
 //!
 //! `N` regions (default 3, 2 to 24) run from 2024-03-04T00:00:00Z (a Monday) for `D` (default
@@ -56,6 +57,9 @@
 //! | `queue_length` | `Float64` | mean requests waiting |
 //! | `latency_ms` | `Float64` | mean time in the system |
 //!
+//! `completions` columns: `time` (`Timestamp(ms, UTC)`), `event_id` (`Int64`), `region`
+//! (`Utf8`), `status` (`completed` or `failed`).
+//!
 //! `regions` columns: `region`, `updated_at` (the start), `utc_offset_minutes` (`Int64`),
 //! `capacity_rps` (`Float64`). In NDJSON and CSV, times are RFC 3339 text and a null is an
 //! absent key or an empty field.
@@ -68,18 +72,19 @@
 //! `{kind: "queue", scale}` or `{kind: "latency", scale}`), `spikes` (`region`, `start_ms`,
 //! `end_ms`, `start`, `end`, `magnitude`), `outage` (`region`, `start_ms`, `end_ms`, `start`,
 //! `end`, `residual`) and `counts` (`events`, `samples`, `missing`, `duplicated`, `delayed`,
-//! `garbage`). [`model::Truth::noise_free`] recomputes the noise-free value of any region and
+//! `garbage`, `completions`, `completions_failed`, `completions_unknown_event`,
+//! `completions_unknown_region`). [`model::Truth::noise_free`] recomputes the noise-free value of any region and
 //! metric at any time from it.
 //!
 //! Determinism: parameters, each agent, and the events draw from their own seeded streams, so
 //! the same seed, `N`, `E` and `D` give byte-identical files.
 
 pub mod agents;
+pub mod completions;
 pub mod events;
 pub mod model;
 #[cfg(test)]
 mod tests;
-pub mod write;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -87,12 +92,13 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::learning::START_MS;
+use super::write::{Format, RowSink};
 use super::{progress_bar, GenerateConfig, GenerateError, GenerateSummary};
 use crate::value::Value;
 use agents::{Agents, Reading};
+use completions::Completions;
 use events::{EventRow, Events, KINDS};
 use model::{Truth, METRICS};
-use write::{Format, RowSink};
 
 pub const DEFAULT_REGIONS: usize = 3;
 pub const MAX_REGIONS: usize = 24;
@@ -139,6 +145,16 @@ pub fn region_schema() -> SchemaRef {
     ]))
 }
 
+/// The columns of `completions`.
+pub fn completion_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("time", time_type(), false),
+        Field::new("event_id", DataType::Int64, false),
+        Field::new("region", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+    ]))
+}
+
 /// The scenario's truth for `config` (its parameters; counts are filled in by [`generate`]).
 pub fn truth(config: &GenerateConfig) -> Truth {
     let regions = config.regions.unwrap_or(DEFAULT_REGIONS);
@@ -175,17 +191,29 @@ pub(crate) fn generate(config: &GenerateConfig) -> Result<GenerateSummary, Gener
     let bar = progress_bar(config.events, config.progress);
 
     let mut sink = RowSink::create(&config.out, event_schema())?;
+    let completions_path = dir.join(format!("completions.{}", format.extension()));
+    let mut acks = RowSink::create(&completions_path, completion_schema())?;
+    let mut completion_counts = model::Counts::default();
     let mut by_type = KINDS.map(|k| (k.0, 0usize));
     let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
     let mut events = Events::new(&truth, config.seed, config.events);
+    let mut completions = Completions::new(&truth, config.seed);
     let users = events.users_per_region as usize * truth.regions.len();
     for e in events.by_ref() {
         by_type.iter_mut().find(|(k, _)| *k == e.kind).expect("a known type").1 += 1;
         (min_time, max_time) = (min_time.min(e.time), max_time.max(e.time));
         sink.push(event_row(&truth, &e))?;
+        for c in completions.ready(Some(e.time), &mut completion_counts) {
+            acks.push(c.row())?;
+        }
+        completions.event(&e);
         bar.inc(1);
     }
+    for c in completions.ready(None, &mut completion_counts) {
+        acks.push(c.row())?;
+    }
     let written = sink.finish()?.rows;
+    let acks = acks.finish()?;
     bar.finish_and_clear();
 
     let samples_path = dir.join(format!("load_samples.{}", format.extension()));
@@ -201,8 +229,14 @@ pub(crate) fn generate(config: &GenerateConfig) -> Result<GenerateSummary, Gener
         sink.push(row)?;
     }
     let samples = sink.finish()?;
-    truth.counts = agents.counts.clone();
-    truth.counts.events = written;
+    truth.counts = model::Counts {
+        events: written,
+        completions: completion_counts.completions,
+        completions_failed: completion_counts.completions_failed,
+        completions_unknown_event: completion_counts.completions_unknown_event,
+        completions_unknown_region: completion_counts.completions_unknown_region,
+        ..agents.counts.clone()
+    };
 
     let regions_path = dir.join(format!("regions.{}", format.extension()));
     let mut sink = RowSink::create(&regions_path, region_schema())?;
@@ -216,13 +250,7 @@ pub(crate) fn generate(config: &GenerateConfig) -> Result<GenerateSummary, Gener
     }
     let regions = sink.finish()?;
 
-    let truth_path = super::evolving::truth_path(&config.out);
-    let mut json = serde_json::to_vec_pretty(&truth).expect("the truth serializes");
-    json.push(b'\n');
-    std::fs::write(&truth_path, json).map_err(|source| GenerateError::Io {
-        path: truth_path.clone(),
-        source,
-    })?;
+    let truth_path = super::write_truth_file(&config.out, &truth)?;
     let mut by_type = by_type.to_vec();
     by_type.sort();
     let summary = GenerateSummary {
@@ -234,7 +262,7 @@ pub(crate) fn generate(config: &GenerateConfig) -> Result<GenerateSummary, Gener
         min_time: if written == 0 { 0 } else { min_time },
         max_time: if written == 0 { 0 } else { max_time },
         by_type,
-        context: vec![samples, regions],
+        context: vec![samples, regions, acks],
     };
     tracing::info!(?summary, path = %config.out.display(), truth = %truth_path.display(), "generated regions log");
     Ok(summary)
@@ -242,12 +270,5 @@ pub(crate) fn generate(config: &GenerateConfig) -> Result<GenerateSummary, Gener
 
 /// Reads a truth file written by [`generate`].
 pub fn read_truth(path: &Path) -> Result<Truth, GenerateError> {
-    let text = std::fs::read_to_string(path).map_err(|source| GenerateError::Io {
-        path: path.into(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| GenerateError::Truth {
-        path: path.into(),
-        message: e.to_string(),
-    })
+    super::read_truth_file(path, "regions")
 }

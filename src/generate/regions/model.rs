@@ -150,6 +150,16 @@ pub struct Counts {
     pub delayed: usize,
     /// Metric values replaced by garbage (`NaN`, `n/a`, `ERR`; NaN in Parquet).
     pub garbage: usize,
+    /// Rows of `completions` ([`super::completions`]), failed attempts among them, and rows
+    /// naming an event or a region that does not exist.
+    #[serde(default)]
+    pub completions: usize,
+    #[serde(default)]
+    pub completions_failed: usize,
+    #[serde(default)]
+    pub completions_unknown_event: usize,
+    #[serde(default)]
+    pub completions_unknown_region: usize,
 }
 
 /// `x` rounded to 9 decimals: the truth's parameters are exactly what its JSON says (a

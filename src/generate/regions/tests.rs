@@ -37,6 +37,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
         dir.join("e.ndjson.truth.json"),
         dir.join("ctx/load_samples.ndjson"),
         dir.join("ctx/regions.ndjson"),
+        dir.join("ctx/completions.ndjson"),
     ];
     out.sort();
     out
@@ -246,7 +247,7 @@ fn events_follow_the_load_and_samples_have_defects() {
             ys.push(per_hour.get(&(h, r)).copied().unwrap_or(0.0));
         }
     }
-    let corr = correlation(&xs, &ys);
+    let corr = crate::eval::metrics::pearson(&xs, &ys);
     assert!(corr > 0.9, "hourly events vs load: {corr}");
     let c = &truth.counts;
     assert!(
@@ -280,15 +281,6 @@ fn events_follow_the_load_and_samples_have_defects() {
     };
     assert!(gaps.iter().all(|g| *g >= 15_000), "reports at least 15 s apart");
     assert!(gaps.iter().filter(|g| **g > 60_000).count() as f64 <= 0.03 * gaps.len() as f64);
-}
-
-fn correlation(x: &[f64], y: &[f64]) -> f64 {
-    let n = x.len() as f64;
-    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
-    let cov: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
-    let vx: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
-    let vy: f64 = y.iter().map(|b| (b - my).powi(2)).sum();
-    cov / (vx * vy).sqrt()
 }
 
 /// The CSV samples read through the CSV source: `NaN` garbage is a float, `n/a` and `ERR` are
@@ -363,4 +355,97 @@ fn options_are_checked() {
         ..GenerateConfig::new("learning", 10, 1, &dir.path().join("l.ndjson"))
     };
     assert!(generate_with(&c).unwrap_err().to_string().contains("--regions"));
+}
+
+#[test]
+fn every_copy_is_acknowledged_in_time_order_and_failures_are_retried() {
+    use super::completions::{Completions, ATTEMPTS, REPLICAS, UNKNOWN_REGION_NAME};
+    let dir = tempfile::tempdir().unwrap();
+    generate_with(&config(dir.path(), "e.ndjson", 9, 20_000, 7)).unwrap();
+    let truth = read_truth(&dir.path().join("e.ndjson.truth.json")).unwrap();
+    let placement = Completions::new(&truth, 0);
+    // Each event's copies: where it was served, then the ring's next regions from its shard.
+    let mut expected: BTreeMap<i64, (i64, Vec<String>)> = BTreeMap::new();
+    for line in std::fs::read_to_string(dir.path().join("e.ndjson")).unwrap().lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        let row = super::events::EventRow {
+            time: crate::value::parse_time(e["event_time"].as_str().unwrap()).unwrap(),
+            kind: "api_call",
+            id: e["event_id"].as_i64().unwrap(),
+            region: truth.region(e["region"].as_str().unwrap()).unwrap(),
+            home: 0,
+            user_id: e["user_id"].as_i64().unwrap(),
+            device_id: 0,
+            priority: None,
+            complexity: None,
+            payload_bytes: 0,
+        };
+        let targets: Vec<String> = placement
+            .targets(&row)
+            .iter()
+            .map(|r| truth.regions[*r].name.clone())
+            .collect();
+        assert_eq!(targets.len(), REPLICAS);
+        assert_eq!(targets[0], truth.regions[row.region].name, "the serving region first");
+        expected.insert(row.id, (row.time, targets));
+    }
+    // (event, region) → statuses in order.
+    let mut acks: BTreeMap<(i64, String), Vec<bool>> = BTreeMap::new();
+    let (mut last, mut rows, mut unknown_event, mut unknown_region) = (i64::MIN, 0, 0, 0);
+    for line in std::fs::read_to_string(dir.path().join("ctx/completions.ndjson"))
+        .unwrap()
+        .lines()
+    {
+        let c: serde_json::Value = serde_json::from_str(line).unwrap();
+        let t = crate::value::parse_time(c["time"].as_str().unwrap()).unwrap();
+        assert!(t >= last, "completions are in time order");
+        last = t;
+        rows += 1;
+        let (id, region) = (
+            c["event_id"].as_i64().unwrap(),
+            c["region"].as_str().unwrap().to_string(),
+        );
+        let Some((time, targets)) = expected.get(&id) else {
+            unknown_event += 1;
+            continue;
+        };
+        if region == UNKNOWN_REGION_NAME {
+            unknown_region += 1;
+            continue;
+        }
+        assert!(t > *time, "acknowledged after the event");
+        assert!(
+            targets.contains(&region),
+            "event {id}: {region} is not one of {targets:?}"
+        );
+        acks.entry((id, region)).or_default().push(c["status"] == "completed");
+    }
+    let c = &truth.counts;
+    assert_eq!(rows, c.completions);
+    assert_eq!(
+        (unknown_event, unknown_region),
+        (c.completions_unknown_event, c.completions_unknown_region)
+    );
+    assert!(
+        unknown_event > 0 && unknown_region > 0 && c.completions_failed > 0,
+        "{c:?}"
+    );
+    assert_eq!(acks.len(), expected.len() * REPLICAS, "every copy is acknowledged");
+    let mut failed_for_good = 0;
+    for ((id, region), statuses) in &acks {
+        // Attempts stop at the first success or after the last one.
+        let first_ok = statuses.iter().position(|ok| *ok);
+        assert!(statuses.len() <= ATTEMPTS as usize, "{id} {region}: {statuses:?}");
+        match first_ok {
+            Some(k) => assert_eq!(k + 1, statuses.len(), "{id} {region}: {statuses:?}"),
+            None => {
+                assert_eq!(statuses.len(), ATTEMPTS as usize);
+                failed_for_good += 1;
+            }
+        }
+    }
+    // Failures concentrate in the outage: far more than the 0.2% elsewhere.
+    let failed = acks.values().filter(|s| !s[0]).count();
+    assert!(failed as f64 > 0.002 * acks.len() as f64, "{failed} of {}", acks.len());
+    assert!(failed_for_good < failed, "most failures are retried successfully");
 }

@@ -1,8 +1,8 @@
-//! One table of the scenario written as Parquet (zstd), NDJSON or CSV by its file's extension, from
-//! rows of [`Value`]s in the order of its schema's columns. Times are `Timestamp(ms, UTC)` in
-//! Parquet and RFC 3339 text in NDJSON and CSV; floats are written with a decimal point
-//! (`40.0`), so CSV type inference reads a float column as floats. A null is a Parquet null,
-//! an absent NDJSON key and an empty CSV field.
+//! One table of a scenario (`regions`, `services`) written as Parquet (zstd), NDJSON or CSV by
+//! its file's extension, from rows of [`Value`]s in the order of its schema's columns. Times are
+//! `Timestamp(ms, UTC)` in Parquet and RFC 3339 text in NDJSON and CSV; floats are written with
+//! a decimal point (`40.0`), so CSV type inference reads a float column as floats. A null is a
+//! Parquet null, an absent NDJSON key and an empty CSV field.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use arrow::datatypes::SchemaRef;
 use parquet::basic::{Compression, ZstdLevel};
 
-use super::super::{ContextFile, GenerateError};
+use super::{ContextFile, GenerateError};
 use crate::format::{rows_to_batch_with_schema, ParquetSink, ROW_GROUP_ROWS};
 use crate::value::{format_time, Value};
 
-/// The file formats this scenario writes, by extension.
+/// The file formats these scenarios write, by extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Parquet,
@@ -31,7 +31,7 @@ impl Format {
             Some("ndjson") => Ok(Format::Ndjson),
             Some("csv") => Ok(Format::Csv),
             _ => Err(GenerateError::Usage(format!(
-                "{}: unknown output format; `regions` writes .parquet, .ndjson or .csv",
+                "{}: unknown output format; this scenario writes .parquet, .ndjson or .csv",
                 path.display()
             ))),
         }
