@@ -27,7 +27,9 @@
 //! that other work on a shared machine does not count against sluice. The wall-clock figure is
 //! printed beside it. Without `/proc`, CPU time is taken to be wall time. The model layer feeds
 //! the series round-robin, as a dataflow does, so each update finds its series' state out of
-//! cache; part 3 feeds one series at a time, so its update is the in-cache cost.
+//! cache; part 3 feeds one series at a time, so its update is the in-cache cost. The allocator
+//! is tuned as the `sluice` binary tunes it (`run::tune_allocator`: freed memory is kept, not
+//! returned to the OS).
 //!
 //! Results print as a Markdown table and are written to `bench-data/forecast-results.md`.
 
@@ -267,6 +269,8 @@ refit_every = "1d"
 }
 
 fn main() {
+    // The allocator as the `sluice` binary sets it, so that part 2 measures what `sluice run` does.
+    sluice::run::tune_allocator();
     let n_series = env("SLUICE_BENCH_FORECAST_SERIES", 1_000);
     let days = env("SLUICE_BENCH_FORECAST_DAYS", 2);
     let warmup = WARMUP_DAYS * DAY;
