@@ -331,7 +331,7 @@ fn parse_input(s: &str) -> Result<(String, PathBuf), String> {
 }
 
 fn main() -> ExitCode {
-    tune_allocator();
+    sluice::run::tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -363,16 +363,6 @@ fn main() -> ExitCode {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct UsageError(String);
-
-/// Keeps freed memory in mimalloc's arenas instead of handing it back to the OS after 10 ms:
-/// decoding and exchanging batches frees and reallocates the same amount over and over, and
-/// returning it made the kernel zero fresh pages for a quarter of the run time. An explicit
-/// `MIMALLOC_PURGE_DELAY` wins. mimalloc reads the option on first use, after this runs.
-fn tune_allocator() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        std::env::set_var("MIMALLOC_PURGE_DELAY", "-1");
-    }
-}
 
 fn execute(cli: Cli) -> anyhow::Result<()> {
     let progress = !cli.quiet;

@@ -117,6 +117,17 @@ pub(crate) struct WorkerOutput {
     pub(crate) counters: BTreeMap<(String, String), i64>,
 }
 
+/// Keeps freed memory in mimalloc's arenas instead of handing it back to the OS after 10 ms:
+/// decoding and exchanging batches frees and reallocates the same amount over and over, and
+/// returning it made the kernel zero fresh pages for a quarter of the run time. An explicit
+/// `MIMALLOC_PURGE_DELAY` wins. mimalloc reads the option on first use, so the binary (and each
+/// bench that measures a run, to measure what the binary does) calls this first in `main`.
+pub fn tune_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        std::env::set_var("MIMALLOC_PURGE_DELAY", "-1");
+    }
+}
+
 /// Runs `plan` to completion.
 pub fn run(plan: &Plan, config: &RunConfig) -> Result<RunSummary, RunError> {
     let started = Instant::now();

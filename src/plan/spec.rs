@@ -461,6 +461,10 @@ pub struct ForecastSpec {
     /// Time between refits (default: the primary period, or 50 steps).
     #[serde(default)]
     pub refit_every: Option<S<String>>,
+    /// Every this many refits, `ets` and `mstl` search their ETS form (default 4); the refits
+    /// in between keep it and its smoothing parameters.
+    #[serde(default)]
+    pub search_every: Option<S<i64>>,
     /// Gaps of at most this many steps are interpolated; longer ones carry the last value.
     #[serde(default)]
     pub max_interpolate: Option<S<i64>>,

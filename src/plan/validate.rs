@@ -932,6 +932,17 @@ impl Cx<'_> {
             None => primary.unwrap_or(50),
         };
         let mut config = ForecastConfig::new(horizon as usize, periods, window, refit_every);
+        if let Some(k) = &f.search_every {
+            if !(1..=1_000_000).contains(k.get_ref()) {
+                return Err(self.error(
+                    k.span(),
+                    &key("search_every"),
+                    format!("must be between 1 and 1000000 refits (got {})", k.get_ref()),
+                    Some("1 searches at every refit".into()),
+                ));
+            }
+            config.search_every = *k.get_ref() as usize;
+        }
         if f.periods.is_some() {
             // Periods given (possibly none): no detection.
             config.detect_periods = 0;

@@ -27,7 +27,7 @@ use differential_dataflow::{AsCollection, VecCollection};
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::generic::{Operator, OutputBuilderSession};
 use timely::dataflow::operators::vec::Partition;
 
 use crate::dead_letter::DeadLetter;
@@ -38,6 +38,9 @@ use crate::plan::{Emit, ForecastPlan, Port};
 use crate::render::pending::Pending;
 use crate::render::{Coll, StageOut};
 use crate::value::{format_time, stable_hash, Value};
+
+/// The forecast operator's output updates: rows, their time and their difference.
+type ForecastUpdates = Vec<(ForecastOut, u64, isize)>;
 
 /// One sample of one series.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -121,6 +124,15 @@ pub fn stage<'s>(
             _ => None,
         })],
     }
+}
+
+/// A new series' forecaster. Its refit phase is the hash of the series key and metric (the
+/// one that sends its samples to a worker), so that series refit, and search, at different
+/// steps, the same ones on every worker and in every run.
+pub fn series_forecaster(plan: &ForecastPlan, key: &[Value], metric: u32) -> SeriesForecaster {
+    SeriesForecaster::new(plan.config.clone())
+        .expect("validation checked the forecast's settings")
+        .with_phase(stable_hash(&(key, metric)))
 }
 
 fn letter(plan: &ForecastPlan, reason: &str, detail: String, time: i64, record: String) -> DeadLetter {
@@ -252,93 +264,104 @@ fn forecast<'s>(
         PreOut::Dead(d) => stable_hash(&d.record),
     });
     samples
-        .unary_frontier::<CapacityContainerBuilder<Vec<(ForecastOut, u64, isize)>>, _, _, _>(
-            exchange,
-            &name,
-            move |_, _| {
-                let mut pending: Pending<(PreOut, isize)> = Pending::default();
-                let mut series: BTreeMap<SeriesKey, Series> = BTreeMap::new();
-                // Open bins by end, so closing them does not visit every series.
-                let mut opens: BTreeMap<i64, BTreeSet<SeriesKey>> = BTreeMap::new();
-                move |(input, frontier), output| {
-                    input.for_each_stamp(|cap, data| pending.absorb(&cap, data, |p, r| (p, r)));
-                    let (ready, limit) = pending.ready(frontier);
-                    let mut out: Vec<(ForecastOut, u64, isize)> = Vec::new();
-                    for (time, updates) in ready {
-                        // Bins that end by `time` close before samples at `time` arrive.
-                        close(&plan, &mut series, &mut opens, Some(time as i64), &mut out);
-                        let mut batch: Vec<(Sample, isize)> = Vec::new();
-                        for (p, r) in updates {
-                            match p {
-                                PreOut::Dead(d) => out.push((ForecastOut::Dead(d), time, r)),
-                                PreOut::Sample(s) => batch.push((s, r)),
-                            }
+        .unary_frontier::<CapacityContainerBuilder<ForecastUpdates>, _, _, _>(exchange, &name, move |_, _| {
+            let mut pending: Pending<(PreOut, isize)> = Pending::default();
+            let mut series: BTreeMap<SeriesKey, Series> = BTreeMap::new();
+            // Open bins by end, so closing them does not visit every series.
+            let mut opens: BTreeMap<i64, BTreeSet<SeriesKey>> = BTreeMap::new();
+            // Output made but not sent yet, reused from one timestamp to the next.
+            let mut out: ForecastUpdates = Vec::new();
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, data| pending.absorb(&cap, data, |p, r| (p, r)));
+                let (ready, limit) = pending.ready(frontier);
+                for (time, updates) in ready {
+                    // Each timestamp's output is sent before the next one's is made, so `out`
+                    // holds one timestamp's rows, not a whole file's.
+                    give(&mut out, output, &pending.caps);
+                    // Bins that end by `time` close before samples at `time` arrive.
+                    close(&plan, &mut series, &mut opens, Some(time as i64), &mut out);
+                    let mut batch: Vec<(Sample, isize)> = Vec::new();
+                    for (p, r) in updates {
+                        match p {
+                            PreOut::Dead(d) => out.push((ForecastOut::Dead(d), time, r)),
+                            PreOut::Sample(s) => batch.push((s, r)),
                         }
-                        batch.sort_by(|(a, _), (b, _)| {
-                            (&a.key, a.metric, a.time)
-                                .cmp(&(&b.key, b.metric, b.time))
-                                .then(a.value.total_cmp(&b.value))
+                    }
+                    batch.sort_by(|(a, _), (b, _)| {
+                        (&a.key, a.metric, a.time)
+                            .cmp(&(&b.key, b.metric, b.time))
+                            .then(a.value.total_cmp(&b.value))
+                    });
+                    for (sample, copies) in batch {
+                        let id = (sample.key.clone(), sample.metric);
+                        let s = series.entry(id.clone()).or_insert_with(|| Series {
+                            resampler: Resampler::new(plan.step_ms as i64, plan.aggregation, plan.gap),
+                            model: series_forecaster(&plan, &id.0, id.1),
+                            open_end: None,
+                            shown: Vec::new(),
                         });
-                        for (sample, copies) in batch {
-                            let id = (sample.key.clone(), sample.metric);
-                            let s = series.entry(id.clone()).or_insert_with(|| Series {
-                                resampler: Resampler::new(plan.step_ms as i64, plan.aggregation, plan.gap),
-                                model: SeriesForecaster::new(plan.config.clone())
-                                    .expect("validation checked the forecast's settings"),
-                                open_end: None,
-                                shown: Vec::new(),
-                            });
-                            for _ in 0..copies {
-                                let mut bins = Vec::new();
-                                if let Err(reason) = s.resampler.push(sample.time, sample.value, &mut bins) {
-                                    let (metric, _) = &plan.values[sample.metric as usize];
-                                    let detail = format!("`{metric}` = {}: {reason}", sample.value);
-                                    let record = if sample.record.is_empty() {
-                                        format!("{{\"{metric}\":{}}}", sample.value)
-                                    } else {
-                                        sample.record.clone()
-                                    };
-                                    let d = letter(&plan, reason.code(), detail, sample.time, record);
-                                    out.push((ForecastOut::Dead(d), time, 1));
-                                }
-                                // Bins close only by the frontier (see `close`), except past a
-                                // gap inside one timestamp; those are stamped now.
-                                emit(&plan, &id, s, bins, time, &mut out);
+                        for _ in 0..copies {
+                            let mut bins = Vec::new();
+                            if let Err(reason) = s.resampler.push(sample.time, sample.value, &mut bins) {
+                                let (metric, _) = &plan.values[sample.metric as usize];
+                                let detail = format!("`{metric}` = {}: {reason}", sample.value);
+                                let record = if sample.record.is_empty() {
+                                    format!("{{\"{metric}\":{}}}", sample.value)
+                                } else {
+                                    sample.record.clone()
+                                };
+                                let d = letter(&plan, reason.code(), detail, sample.time, record);
+                                out.push((ForecastOut::Dead(d), time, 1));
                             }
-                            let step = plan.step_ms as i64;
-                            let end = (sample.time.div_euclid(step) + 1) * step;
-                            if s.open_end != Some(end) {
-                                if let Some(old) = s.open_end.replace(end) {
-                                    if let Some(set) = opens.get_mut(&old) {
-                                        set.remove(&id);
-                                    }
+                            // Bins close only by the frontier (see `close`), except past a
+                            // gap inside one timestamp; those are stamped now.
+                            emit(&plan, &id, s, bins, time, &mut out);
+                        }
+                        let step = plan.step_ms as i64;
+                        let end = (sample.time.div_euclid(step) + 1) * step;
+                        if s.open_end != Some(end) {
+                            if let Some(old) = s.open_end.replace(end) {
+                                if let Some(set) = opens.get_mut(&old) {
+                                    set.remove(&id);
                                 }
-                                opens.entry(end).or_default().insert(id);
                             }
+                            opens.entry(end).or_default().insert(id);
                         }
                     }
-                    close(&plan, &mut series, &mut opens, limit.map(|l| l as i64), &mut out);
-                    if !out.is_empty() {
-                        let mut by_time: BTreeMap<u64, Vec<(ForecastOut, u64, isize)>> = BTreeMap::new();
-                        for update in out {
-                            by_time.entry(update.1).or_default().push(update);
-                        }
-                        for (t, updates) in by_time {
-                            let cap = pending.caps.delayed(&t);
-                            output.session(&cap).give_iterator(updates.into_iter());
-                        }
-                    }
-                    opens.retain(|_, set| !set.is_empty());
-                    let mut hold = pending.next_time();
-                    if let Some(end) = opens.keys().next() {
-                        let end = *end as u64;
-                        hold = Some(hold.map_or(end, |h| h.min(end)));
-                    }
-                    pending.caps.downgrade(hold.iter());
                 }
-            },
-        )
+                close(&plan, &mut series, &mut opens, limit.map(|l| l as i64), &mut out);
+                give(&mut out, output, &pending.caps);
+                opens.retain(|_, set| !set.is_empty());
+                let mut hold = pending.next_time();
+                if let Some(end) = opens.keys().next() {
+                    let end = *end as u64;
+                    hold = Some(hold.map_or(end, |h| h.min(end)));
+                }
+                pending.caps.downgrade(hold.iter());
+            }
+        })
         .as_collection()
+}
+
+/// Sends `out`, one session per time, and empties it (keeping its capacity).
+fn give(
+    out: &mut ForecastUpdates,
+    output: &mut OutputBuilderSession<'_, u64, CapacityContainerBuilder<ForecastUpdates>>,
+    caps: &timely::dataflow::operators::CapabilitySet<u64>,
+) {
+    // Stamps arrive in order (bins close by their end, then a timestamp's samples), but a
+    // stable sort keeps that from being an assumption; it is linear on sorted input.
+    out.sort_by_key(|u| u.1);
+    let mut updates = out.drain(..).peekable();
+    while let Some(first) = updates.next() {
+        let time = first.1;
+        let cap = caps.delayed(&time);
+        let mut session = output.session(&cap);
+        session.give(first);
+        while let Some(update) = updates.next_if(|u| u.1 == time) {
+            session.give(update);
+        }
+    }
 }
 
 /// Closes the open bins that end at or before `until` (every one when `None`: the input ended),
@@ -348,7 +371,7 @@ fn close(
     series: &mut BTreeMap<SeriesKey, Series>,
     opens: &mut BTreeMap<i64, BTreeSet<SeriesKey>>,
     until: Option<i64>,
-    out: &mut Vec<(ForecastOut, u64, isize)>,
+    out: &mut ForecastUpdates,
 ) {
     let ends: Vec<i64> = opens
         .keys()
@@ -370,14 +393,7 @@ fn close(
 }
 
 /// Feeds closed bins to the series' models and writes what they give, stamped `at`.
-fn emit(
-    plan: &ForecastPlan,
-    id: &SeriesKey,
-    s: &mut Series,
-    bins: Vec<Bin>,
-    at: u64,
-    out: &mut Vec<(ForecastOut, u64, isize)>,
-) {
+fn emit(plan: &ForecastPlan, id: &SeriesKey, s: &mut Series, bins: Vec<Bin>, at: u64, out: &mut ForecastUpdates) {
     let Some(last) = bins.last().map(|b| b.time) else {
         return;
     };

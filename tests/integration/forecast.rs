@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
 use proptest::prelude::*;
-use sluice::model::forecast::{Aggregation, GapRule, Obs, Resampled, SeriesForecaster};
+use sluice::model::forecast::{Aggregation, GapRule, Obs, Resampled};
+use sluice::render::forecast::series_forecaster;
 use sluice::value::Value;
 
 use crate::util::{accumulate, plan_text, run_collect, sluice};
@@ -59,6 +60,7 @@ horizon = 3
 models = ["ets", "ar"]
 training_window = "40m"
 refit_every = "10m"
+search_every = 2
 emit = "{emit}"
 "#,
         dir = dir.display()
@@ -80,7 +82,7 @@ fn oracle(samples: &[(i64, usize, f64)], plan: &sluice::plan::ForecastPlan, at: 
             continue;
         }
         let resampled = Resampled::from_samples(&seen, STEP, Aggregation::Mean, GapRule::default());
-        let mut model = SeriesForecaster::new(plan.config.clone()).unwrap();
+        let mut model = series_forecaster(plan, &[Value::str(region)], 0);
         for (v, flag) in resampled.values.iter().zip(&resampled.flags) {
             model
                 .observe(Obs {
@@ -293,5 +295,24 @@ fn unknown_keys_are_dead_letters_with_their_reason() {
             .unwrap_err()
             .to_string();
         assert!(error.contains(key) && error.contains(message), "{error}");
+    }
+}
+
+/// `search_every` is a positive number of refits; anything else is a spec error naming the key.
+#[test]
+fn search_every_must_be_positive() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = spec(dir.path(), "updates");
+    let plan = plan_text(&base, dir.path());
+    assert_eq!(plan.forecasts().next().unwrap().config.search_every, 2);
+    for bad in ["0", "-3"] {
+        let text = base.replace("search_every = 2", &format!("search_every = {bad}"));
+        let error = sluice::plan::plan_str(&text, std::path::Path::new("test.toml"), dir.path(), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`forecasts[0].search_every`") && error.contains("between 1 and"),
+            "{error}"
+        );
     }
 }

@@ -217,19 +217,19 @@ impl Forecaster for ArModel {
         }
     }
 
-    fn forecast(&self, horizon: usize, future_x: &[f64]) -> Option<Vec<Point>> {
-        let c = self.fit.as_ref()?;
+    fn forecast_into(&self, future_x: &[f64], out: &mut [Point]) -> bool {
+        let Some(c) = &self.fit else { return false };
         let k = self.cfg.exog;
         let back = |d: usize| self.recent[self.recent.len() - 1 - d];
-        let mut path = vec![0.0; horizon];
-        let mut out = Vec::with_capacity(horizon);
-        for h in 1..=horizon {
-            let x = future_x.get((h - 1) * k..h * k).unwrap_or(&self.last_x);
-            path[h - 1] = self.predict(c, h, &back, &path, x);
-            let sigma = c.sigma_h.get(h - 1).or(c.sigma_h.last()).copied().unwrap_or(f64::NAN);
-            out.push(Point::from_sigma(path[h - 1], sigma));
+        let mut path = vec![0.0; out.len()];
+        for (i, p) in out.iter_mut().enumerate() {
+            let h = i + 1;
+            let x = future_x.get(i * k..h * k).unwrap_or(&self.last_x);
+            path[i] = self.predict(c, h, &back, &path, x);
+            let sigma = c.sigma_h.get(i).or(c.sigma_h.last()).copied().unwrap_or(f64::NAN);
+            *p = Point::from_sigma(path[i], sigma);
         }
-        Some(out)
+        true
     }
 }
 

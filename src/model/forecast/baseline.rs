@@ -46,14 +46,13 @@ impl Forecaster for Naive {
         self.last = Some(y);
     }
 
-    fn forecast(&self, horizon: usize, _future_x: &[f64]) -> Option<Vec<Point>> {
-        let last = self.last?;
+    fn forecast_into(&self, _future_x: &[f64], out: &mut [Point]) -> bool {
+        let Some(last) = self.last else { return false };
         let sigma = self.sigma.unwrap_or(f64::NAN);
-        Some(
-            (1..=horizon)
-                .map(|h| Point::from_sigma(last, sigma * (h as f64).sqrt()))
-                .collect(),
-        )
+        for (i, p) in out.iter_mut().enumerate() {
+            *p = Point::from_sigma(last, sigma * ((i + 1) as f64).sqrt());
+        }
+        true
     }
 }
 
@@ -116,20 +115,16 @@ impl Forecaster for SeasonalNaive {
         }
     }
 
-    fn forecast(&self, horizon: usize, _future_x: &[f64]) -> Option<Vec<Point>> {
-        let m = self.period?;
-        if self.recent.len() < m {
-            return None;
-        }
+    fn forecast_into(&self, _future_x: &[f64], out: &mut [Point]) -> bool {
+        let Some(m) = self.period.filter(|&m| self.recent.len() >= m) else {
+            return false;
+        };
         let sigma = self.sigma.unwrap_or(f64::NAN);
-        Some(
-            (1..=horizon)
-                .map(|h| {
-                    let k = (h - 1) / m;
-                    Point::from_sigma(self.recent[(h - 1) % m], sigma * ((k + 1) as f64).sqrt())
-                })
-                .collect(),
-        )
+        for (i, p) in out.iter_mut().enumerate() {
+            let k = i / m;
+            *p = Point::from_sigma(self.recent[i % m], sigma * ((k + 1) as f64).sqrt());
+        }
+        true
     }
 }
 

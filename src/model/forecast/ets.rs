@@ -21,9 +21,8 @@
 //! variance formulas), read at the refit and reused until the next one (they depend on the
 //! parameters and the residual variance, not on the state).
 
-use augurs_core::{Fit, Predict};
-use augurs_ets::model::TrendComponent;
-use augurs_ets::AutoETS;
+use augurs_core::Predict;
+use augurs_ets::model::{ErrorComponent, Model, ModelType, SeasonalComponent, TrendComponent, Unfit};
 use serde::{Deserialize, Serialize};
 
 use super::{FitError, Z95};
@@ -37,6 +36,38 @@ pub enum EtsForm {
     Trend,
     /// AAdN: level and damped trend.
     DampedTrend,
+}
+
+impl EtsForm {
+    /// AutoETS's candidates for `AZN`, in its order (an AICc tie goes to the first).
+    pub const SEARCH: [EtsForm; 3] = [EtsForm::Level, EtsForm::DampedTrend, EtsForm::Trend];
+
+    /// The form as an unfitted augurs model. `nmse` (the horizons of the AMSE criterion) is 1:
+    /// the likelihood criterion never reads the other horizons, so the fit is the one AutoETS
+    /// makes (with its default of 3) without computing two forecasts per sample it discards.
+    fn unfit(self) -> Unfit {
+        let trend = match self {
+            EtsForm::Level => TrendComponent::None,
+            EtsForm::Trend | EtsForm::DampedTrend => TrendComponent::Additive,
+        };
+        Unfit::new(ModelType {
+            error: ErrorComponent::Additive,
+            trend,
+            season: SeasonalComponent::None,
+        })
+        .damped(self == EtsForm::DampedTrend)
+        .nmse(1)
+    }
+
+    /// Parameters augurs counts for the form: its states and the smoothing parameters it
+    /// optimises (`α`; `β`; `φ`).
+    fn n_params(self) -> usize {
+        match self {
+            EtsForm::Level => 2,
+            EtsForm::Trend => 4,
+            EtsForm::DampedTrend => 5,
+        }
+    }
 }
 
 /// An ETS model's parameters and current state.
@@ -63,22 +94,37 @@ impl EtsState {
     /// Samples AutoETS needs (it refuses `n ≤ 6`).
     pub const MIN_SAMPLES: usize = 8;
 
-    /// Fit AutoETS (`AZN`) on `y` and read the model back; `sigma_h` covers `horizon` steps.
-    pub fn fit(y: &[f64], horizon: usize) -> Result<EtsState, FitError> {
-        let auto = AutoETS::new(1, "AZN").map_err(numerical)?;
-        EtsState::fit_with(&auto, y, horizon)
-    }
-
-    /// Fit with a configured search (tests fix the parameters through it).
-    pub fn fit_with(auto: &AutoETS, y: &[f64], horizon: usize) -> Result<EtsState, FitError> {
+    fn check_len(y: &[f64]) -> Result<(), FitError> {
         if y.len() < Self::MIN_SAMPLES {
             return Err(FitError::TooShort {
                 have: y.len(),
                 need: Self::MIN_SAMPLES,
             });
         }
-        let fitted = auto.fit(y).map_err(numerical)?;
-        let model = fitted.model();
+        Ok(())
+    }
+
+    /// AutoETS `AZN` on `y`, read back; `sigma_h` covers `horizon` steps. The search is
+    /// AutoETS's own, run form by form: each form of [`EtsForm::SEARCH`] is fitted by augurs
+    /// (Nelder–Mead on the likelihood), a form that fails or has a NaN AICc is skipped, and the
+    /// lowest AICc wins. A test checks that it picks the model `AutoETS::new(1, "AZN")` picks.
+    pub fn fit(y: &[f64], horizon: usize) -> Result<EtsState, FitError> {
+        Self::check_len(y)?;
+        let mut best: Option<Model> = None;
+        for form in EtsForm::SEARCH {
+            let Ok(model) = form.unfit().fit(y) else { continue };
+            let aicc = model.aicc();
+            if !aicc.is_nan() && best.as_ref().is_none_or(|b| aicc < b.aicc()) {
+                best = Some(model);
+            }
+        }
+        let model = best.ok_or_else(|| numerical("no model found"))?;
+        EtsState::from_model(&model, y, horizon)
+    }
+
+    /// Read back a model augurs fitted on `y` (tests fix the form through `AutoETS`).
+    pub fn from_model(model: &Model, y: &[f64], horizon: usize) -> Result<EtsState, FitError> {
+        Self::check_len(y)?;
         let form = match (model.model_type().trend, model.damped()) {
             (TrendComponent::None, _) => EtsForm::Level,
             (TrendComponent::Additive, false) => EtsForm::Trend,
@@ -86,13 +132,13 @@ impl EtsState {
             (TrendComponent::Multiplicative, _) => return Err(numerical("multiplicative trend")),
         };
         let hh = horizon.max(3);
-        let out = fitted.predict(hh, 0.95).map_err(numerical)?;
+        let out = model.predict(hh, 0.95).map_err(numerical)?;
         let f = &out.point;
         let intervals = out.intervals.as_ref().ok_or_else(|| numerical("no intervals"))?;
         let sigma_h: Vec<f64> = (0..horizon.max(1))
             .map(|i| (intervals.upper[i] - intervals.lower[i]) / (2.0 * Z95))
             .collect();
-        let fitted_in = fitted.predict_in_sample(None).map_err(numerical)?.point;
+        let fitted_in = model.predict_in_sample(None).map_err(numerical)?.point;
         if fitted_in.len() != y.len() {
             return Err(numerical("in-sample forecasts do not match the window"));
         }
@@ -169,6 +215,52 @@ impl EtsState {
         Ok(s)
     }
 
+    /// Refit on `y` keeping this model's form and smoothing parameters (`α`, `β`, `φ`): only the
+    /// states are re-estimated. The initial state is the one that minimises the sum of squared
+    /// one-step errors (the likelihood augurs maximises, at fixed parameters); the errors are
+    /// linear in it, so least squares finds it exactly. The recursions then run over `y` and
+    /// `σ_h` follows from the residual variance by augurs' formulas ([`sigmas`]). O(`y.len()`).
+    pub fn refit_kept(&self, y: &[f64], horizon: usize) -> Result<EtsState, FitError> {
+        Self::check_len(y)?;
+        let (alpha, beta, phi) = (self.alpha, self.beta, self.phi);
+        // Three recursions at once: on `y` from the state (0, 0), and on zeros from (1, 0) and
+        // from (0, 1). The errors from (l0, b0) on `y` are c + l0·u + b0·v.
+        let (mut c, mut u, mut v) = ([0.0f64; 2], [1.0f64, 0.0], [0.0f64, 1.0]);
+        let step = |s: &mut [f64; 2], y: f64| -> f64 {
+            let yhat = s[0] + phi * s[1];
+            let e = y - yhat;
+            s[0] = yhat + alpha * e;
+            s[1] = phi * s[1] + beta * e;
+            e
+        };
+        // Least squares of −c on u, v.
+        let mut ls = LeastSquares2::default();
+        for &y in y {
+            let (ec, eu, ev) = (step(&mut c, y), step(&mut u, 0.0), step(&mut v, 0.0));
+            ls.add(eu, ev, -ec);
+        }
+        let both = (self.form != EtsForm::Level)
+            .then(|| ls.solve(1e-12 * ls.s11 * ls.s22))
+            .flatten();
+        let (l0, b0) = both.unwrap_or((ls.s1r / ls.s11, 0.0));
+        let mut state = [l0, b0];
+        let sse: f64 = y.iter().map(|&y| step(&mut state, y).powi(2)).sum();
+        let df = y.len() as f64 - self.form.n_params() as f64 - 2.0;
+        let s = EtsState {
+            form: self.form,
+            alpha,
+            beta,
+            phi,
+            level: state[0],
+            slope: state[1],
+            sigma_h: sigmas(self.form, alpha, beta, phi, sse / df, horizon.max(1)),
+        };
+        if ![s.level, s.slope].iter().chain(&s.sigma_h).all(|v| v.is_finite()) {
+            return Err(numerical("non-finite states"));
+        }
+        Ok(s)
+    }
+
     /// One new sample.
     pub fn observe(&mut self, y: f64) {
         let yhat = self.level + self.phi * self.slope;
@@ -197,6 +289,64 @@ impl EtsState {
     }
 }
 
+/// `σ_h`, `h = 1..=horizon`, of an additive-error ETS form with residual variance `sigma2`:
+/// the closed forms of Hyndman et al. (2008, class 1) as augurs computes its intervals.
+pub fn sigmas(form: EtsForm, alpha: f64, beta: f64, phi: f64, sigma2: f64, horizon: usize) -> Vec<f64> {
+    (1..=horizon)
+        .map(|h| {
+            let s = h as f64;
+            let factor = match form {
+                EtsForm::Level => 1.0 + (s - 1.0) * alpha * alpha,
+                EtsForm::Trend => {
+                    let exp1 = alpha * alpha + alpha * beta * s + beta * beta * s * (2.0 * s - 1.0) / 6.0;
+                    1.0 + (s - 1.0) * exp1
+                }
+                EtsForm::DampedTrend => {
+                    let phi_s = phi.powi(h as i32);
+                    let (phi2, one_minus) = (phi * phi, (1.0 - phi).powi(2));
+                    let exp2 = beta * phi * s / one_minus;
+                    let exp3 = 2.0 * alpha * (1.0 - phi) + beta * phi;
+                    let exp4 = beta * phi * (1.0 - phi_s) / (one_minus * (1.0 - phi2));
+                    let exp5 = 2.0 * alpha * (1.0 - phi2) + beta * phi * (1.0 + 2.0 * phi - phi_s);
+                    1.0 + alpha * alpha * (s - 1.0) + exp2 * exp3 - exp4 * exp5
+                }
+            };
+            (factor * sigma2).sqrt()
+        })
+        .collect()
+}
+
+/// The normal equations of a least-squares fit of `r` on two regressors `x1`, `x2`.
+#[derive(Default)]
+struct LeastSquares2 {
+    s11: f64,
+    s12: f64,
+    s22: f64,
+    s1r: f64,
+    s2r: f64,
+}
+
+impl LeastSquares2 {
+    fn add(&mut self, x1: f64, x2: f64, r: f64) {
+        self.s11 += x1 * x1;
+        self.s12 += x1 * x2;
+        self.s22 += x2 * x2;
+        self.s1r += x1 * r;
+        self.s2r += x2 * r;
+    }
+
+    /// The two coefficients, or `None` when the determinant is at most `min_det` in size.
+    fn solve(&self, min_det: f64) -> Option<(f64, f64)> {
+        let det = self.s11 * self.s22 - self.s12 * self.s12;
+        if det.abs() <= min_det {
+            return None;
+        }
+        let c1 = (self.s1r * self.s22 - self.s2r * self.s12) / det;
+        let c2 = (self.s2r * self.s11 - self.s1r * self.s12) / det;
+        Some((c1, c2))
+    }
+}
+
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(a, b)| a * b).sum()
 }
@@ -205,21 +355,13 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 /// `(α, β, residual sum of squares)` with `α = −c2/φ`, `β = (c1 − α)/φ`.
 fn smoothing_solve(d: &[f64], e: &[f64], phi: f64) -> (f64, f64, f64) {
     let n = d.len().min(e.len());
-    let (mut s11, mut s12, mut s22, mut s1r, mut s2r) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let mut ls = LeastSquares2::default();
     for t in 0..n.saturating_sub(1) {
-        let (x1, x2, r) = (e[t + 1], e[t], d[t + 1] - phi * d[t]);
-        s11 += x1 * x1;
-        s12 += x1 * x2;
-        s22 += x2 * x2;
-        s1r += x1 * r;
-        s2r += x2 * r;
+        ls.add(e[t + 1], e[t], d[t + 1] - phi * d[t]);
     }
-    let det = s11 * s22 - s12 * s12;
-    if det.abs() <= 1e-300 {
+    let Some((c1, c2)) = ls.solve(1e-300) else {
         return (f64::NAN, f64::NAN, f64::INFINITY);
-    }
-    let c1 = (s1r * s22 - s2r * s12) / det;
-    let c2 = (s2r * s11 - s1r * s12) / det;
+    };
     let mut rss = 0.0;
     for t in 0..n.saturating_sub(1) {
         let r = d[t + 1] - phi * d[t] - c1 * e[t + 1] - c2 * e[t];
@@ -232,6 +374,8 @@ fn smoothing_solve(d: &[f64], e: &[f64], phi: f64) -> (f64, f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use augurs_core::Fit;
+    use augurs_ets::AutoETS;
 
     /// A deterministic pseudo-random sequence (tests must not depend on `rand` versions).
     fn noise(n: usize, seed: u64) -> Vec<f64> {
@@ -289,7 +433,7 @@ mod tests {
             auto = auto.damped(d).unwrap();
         }
         let (alpha, beta, phi) = augurs_params(&auto, y);
-        let s = EtsState::fit_with(&auto, y, 4).unwrap();
+        let s = EtsState::from_model(auto.fit(y).unwrap().model(), y, 4).unwrap();
         assert_eq!(s.form, form);
         assert!((s.alpha - alpha).abs() < 1e-7, "{spec} alpha {} vs {alpha}", s.alpha);
         if form != EtsForm::Level {
@@ -321,6 +465,122 @@ mod tests {
             .map(|(t, e)| 50.0 * (1.0 - (-(t as f64) / 80.0).exp()) + 0.3 * e)
             .collect();
         assert_read_back("AAN", Some(true), &curve, EtsForm::DampedTrend);
+    }
+
+    /// Series of each shape the search meets: flat noise, a random walk, a trend, a curve.
+    fn shapes() -> Vec<Vec<f64>> {
+        let e = noise(400, 11);
+        let walk: Vec<f64> = e
+            .iter()
+            .scan(5.0, |l, e| {
+                *l += e;
+                Some(*l)
+            })
+            .collect();
+        vec![
+            e.iter().map(|e| 10.0 + e).collect(),
+            walk.clone(),
+            walk.iter().enumerate().map(|(t, v)| v + 0.2 * t as f64).collect(),
+            e.iter()
+                .enumerate()
+                .map(|(t, e)| 50.0 * (1.0 - (-(t as f64) / 90.0).exp()) + 0.3 * e)
+                .collect(),
+        ]
+    }
+
+    #[test]
+    fn the_search_is_autoets() {
+        let mut forms = Vec::new();
+        for y in shapes() {
+            let auto = AutoETS::new(1, "AZN").unwrap().fit(&y).unwrap();
+            let theirs = EtsState::from_model(auto.model(), &y, 6).unwrap();
+            let ours = EtsState::fit(&y, 6).unwrap();
+            assert_eq!(ours, theirs);
+            forms.push(ours.form);
+        }
+        // The shapes exercise more than one form.
+        forms.dedup();
+        assert!(forms.len() > 1, "{forms:?}");
+    }
+
+    #[test]
+    fn sigmas_are_augurs_intervals() {
+        let y = &shapes()[3];
+        for (spec, damped) in [("AZN", None), ("AAN", Some(false)), ("AAN", Some(true))] {
+            let mut auto = AutoETS::new(1, spec).unwrap();
+            if let Some(d) = damped {
+                auto = auto.damped(d).unwrap();
+            }
+            let fitted = auto.fit(y).unwrap();
+            let s = EtsState::from_model(fitted.model(), y, 8).unwrap();
+            let fit_in = fitted.predict_in_sample(None).unwrap().point;
+            let sse: f64 = y.iter().zip(&fit_in).map(|(y, f)| (y - f).powi(2)).sum();
+            let df = y.len() as f64 - s.form.n_params() as f64 - 2.0;
+            let ours = sigmas(s.form, s.alpha, s.beta, s.phi, sse / df, 8);
+            for (h, (a, b)) in ours.iter().zip(&s.sigma_h).enumerate() {
+                assert!((a - b).abs() < 1e-6 * b, "{:?} h={}: {a} vs {b}", s.form, h + 1);
+            }
+        }
+    }
+
+    #[test]
+    fn a_kept_refit_on_the_fitted_window_forecasts_as_the_fit() {
+        for y in shapes() {
+            let s = EtsState::fit(&y, 6).unwrap();
+            let kept = s.refit_kept(&y, 6).unwrap();
+            assert_eq!(
+                (kept.form, kept.alpha, kept.beta, kept.phi),
+                (s.form, s.alpha, s.beta, s.phi)
+            );
+            // augurs' initial state is a Nelder–Mead estimate, the kept refit's the exact least
+            // squares one: the two agree to a small fraction of the error σ.
+            for h in 1..=6 {
+                let tolerance = 0.02 * s.sigma(1);
+                assert!((kept.mean(h) - s.mean(h)).abs() < tolerance, "{:?} h={h}", s.form);
+                assert!((kept.sigma(h) / s.sigma(h) - 1.0).abs() < 0.01, "{:?} h={h}", s.form);
+            }
+        }
+    }
+
+    #[test]
+    fn a_kept_refit_recovers_an_exact_series() {
+        // Samples that follow the model with no error: the least-squares initial state fits
+        // them exactly, whatever α, β, φ, and the forecast continues them.
+        let line: Vec<f64> = (0..40).map(|t| 7.0 - 0.25 * t as f64).collect();
+        let trend = EtsState {
+            form: EtsForm::Trend,
+            alpha: 0.4,
+            beta: 0.1,
+            phi: 1.0,
+            level: 0.0,
+            slope: 0.0,
+            sigma_h: Vec::new(),
+        };
+        let kept = trend.refit_kept(&line, 3).unwrap();
+        for h in 1..=3 {
+            assert!((kept.mean(h) - (7.0 - 0.25 * (39 + h) as f64)).abs() < 1e-9);
+        }
+        // A damped slope: y(t) = l + φ·b(t−1) with b(t) = φ·b(t−1), from l = 3, b = 2, φ = 0.9.
+        let damped = EtsState {
+            form: EtsForm::DampedTrend,
+            phi: 0.9,
+            ..trend.clone()
+        };
+        let (mut l, mut b, mut y) = (3.0, 2.0, Vec::new());
+        for _ in 0..30 {
+            b *= 0.9;
+            l += b;
+            y.push(l);
+        }
+        let kept = damped.refit_kept(&y, 2).unwrap();
+        assert!(
+            (kept.mean(1) - (l + 0.9 * b)).abs() < 1e-9,
+            "{} vs {}",
+            kept.mean(1),
+            l + 0.9 * b
+        );
+        assert!((kept.mean(2) - (l + 0.9 * b + 0.81 * b)).abs() < 1e-9);
+        assert!(EtsState::fit(&[1.0; 4], 3).is_err() && trend.refit_kept(&[1.0; 4], 3).is_err());
     }
 
     #[test]

@@ -37,7 +37,7 @@ mod oracle_tests;
 use serde::{Deserialize, Serialize};
 
 pub use ensemble::{
-    ConfigError, Fallback, ForecastConfig, Issued, Member, Obs, ObserveError, RealizedError, Selection,
+    ConfigError, Fallback, ForecastConfig, Issued, Member, Obs, ObserveError, RealizedError, Refit, Selection,
     SeriesForecaster, Step, Used,
 };
 pub use series::{Aggregation, GapRule, Resampled, Resampler, SampleFlag};
@@ -161,12 +161,26 @@ pub trait Forecaster {
     fn min_samples(&self, periods: &[usize]) -> usize;
     /// Fit on `window` (oldest first) with the seasonal `periods` in force (first = primary).
     fn refit(&mut self, window: Window<'_>, periods: &[usize]) -> Result<(), FitError>;
+    /// A refit between searches: like [`refit`](Forecaster::refit), but a model that searches
+    /// its structure at a refit keeps what its current fit found (`ets` and `mstl`: the ETS
+    /// form and smoothing parameters) and re-estimates the rest. Without a current fit it
+    /// searches. The other models refit fully.
+    fn refit_kept(&mut self, window: Window<'_>, periods: &[usize]) -> Result<(), FitError> {
+        self.refit(window, periods)
+    }
     /// Take one new sample and its regressors.
     fn observe(&mut self, y: f64, x: &[f64]);
+    /// The forecast for the next `out.len()` samples, written into `out`; `false` (and `out`
+    /// left as it was) when the model cannot forecast yet. `future_x` holds the regressors of
+    /// the target samples, row-major; when it is shorter the last known regressors are carried
+    /// forward.
+    fn forecast_into(&self, future_x: &[f64], out: &mut [Point]) -> bool;
     /// The forecast for the next `horizon` samples, or `None` when the model cannot forecast
-    /// yet. `future_x` holds the regressors of the target samples, row-major; when it is shorter
-    /// the last known regressors are carried forward.
-    fn forecast(&self, horizon: usize, future_x: &[f64]) -> Option<Vec<Point>>;
+    /// yet (see [`forecast_into`](Forecaster::forecast_into)).
+    fn forecast(&self, horizon: usize, future_x: &[f64]) -> Option<Vec<Point>> {
+        let mut out = vec![Point::from_sigma(f64::NAN, f64::NAN); horizon];
+        self.forecast_into(future_x, &mut out).then_some(out)
+    }
 }
 
 /// Every model behind one enum, so that per-series state is `Clone`, comparable and
@@ -201,6 +215,23 @@ impl AnyModel {
         }
     }
 
+    /// Whether refitting `self` on a window gives the fit that refitting `other` on it gives:
+    /// `ets` and `mstl` removing the same periods (one period, or none) with equal current fits.
+    pub fn refits_like(&self, other: &AnyModel, periods: &[usize]) -> bool {
+        match (self, other) {
+            (AnyModel::Ets(a), AnyModel::Ets(b)) => a.refits_like(b, periods),
+            _ => false,
+        }
+    }
+
+    /// Take `other`'s fit, when [`refits_like`](AnyModel::refits_like) held before `other`
+    /// was refitted: the fit `self` would have made.
+    pub fn adopt_fit(&mut self, other: &AnyModel) {
+        if let (AnyModel::Ets(a), AnyModel::Ets(b)) = (self, other) {
+            a.adopt_fit(b);
+        }
+    }
+
     fn inner(&self) -> &dyn Forecaster {
         match self {
             AnyModel::Naive(m) => m,
@@ -230,10 +261,13 @@ impl Forecaster for AnyModel {
     fn refit(&mut self, window: Window<'_>, periods: &[usize]) -> Result<(), FitError> {
         self.inner_mut().refit(window, periods)
     }
+    fn refit_kept(&mut self, window: Window<'_>, periods: &[usize]) -> Result<(), FitError> {
+        self.inner_mut().refit_kept(window, periods)
+    }
     fn observe(&mut self, y: f64, x: &[f64]) {
         self.inner_mut().observe(y, x)
     }
-    fn forecast(&self, horizon: usize, future_x: &[f64]) -> Option<Vec<Point>> {
-        self.inner().forecast(horizon, future_x)
+    fn forecast_into(&self, future_x: &[f64], out: &mut [Point]) -> bool {
+        self.inner().forecast_into(future_x, out)
     }
 }

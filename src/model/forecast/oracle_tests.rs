@@ -2,17 +2,15 @@
 //! window, O(1) model updates, refits on the schedule, running error sums) equals, after every
 //! sample, a recomputation from scratch over the same samples: each model refitted fresh on the
 //! window of its last successful scheduled refit and run forward over the samples since, every
-//! past forecast re-issued to recompute the errors, the weights and the ensemble.
+//! past forecast re-issued to recompute the errors, the weights and the ensemble. A refit
+//! between searches starts from the model as its previous refit left it (it keeps that fit's
+//! ETS form and parameters), not from the model the samples since have updated.
 
 use proptest::prelude::*;
 
 use super::decompose::detect_periods;
 use super::ensemble::{blend, selection_weights};
 use super::*;
-
-fn scheduled(t: usize, every: usize) -> bool {
-    t.is_multiple_of(every) || (t < every && t.is_power_of_two())
-}
 
 struct Reference {
     /// Per origin `o = 1..=n` (index `o − 1`).
@@ -23,8 +21,9 @@ struct Reference {
 
 /// The state of every model after each sample, recomputed from the fits.
 #[allow(clippy::needless_range_loop)] // `t` indexes several tables
-fn reference(cfg: &ForecastConfig, y: &[f64], x: &[f64], imputed: &[bool]) -> Reference {
+fn reference(cfg: &ForecastConfig, phase: u64, y: &[f64], x: &[f64], imputed: &[bool]) -> Reference {
     let (n, k, h_max) = (y.len(), cfg.exog, cfg.horizon);
+    let due = |t: usize| SeriesForecaster::schedule(cfg, phase, t as u64);
     let settings = cfg.settings();
     let start = |t: usize| t - t.min(cfg.window);
     let window = |t: usize| Window {
@@ -36,7 +35,7 @@ fn reference(cfg: &ForecastConfig, y: &[f64], x: &[f64], imputed: &[bool]) -> Re
     let (mut periods_at, mut scale_at) = (vec![cfg.periods.clone()], vec![f64::NAN]);
     for t in 1..=n {
         let (mut p, mut s) = (periods_at[t - 1].clone(), scale_at[t - 1]);
-        if scheduled(t, cfg.refit_every) {
+        if due(t).is_some() {
             let w = window(t).y;
             if cfg.periods.is_empty() {
                 p = detect_periods(w, cfg.detect_periods);
@@ -59,11 +58,23 @@ fn reference(cfg: &ForecastConfig, y: &[f64], x: &[f64], imputed: &[bool]) -> Re
         for t in 1..=n {
             let fresh = AnyModel::new(kind, &settings);
             let early = fits.is_empty() && t - start(t) == fresh.min_samples(&periods_at[t]);
-            if scheduled(t, cfg.refit_every) || early {
-                let mut m = fresh;
-                if m.refit(window(t), &periods_at[t]).is_ok() {
-                    fits.push((t, m));
+            let result = match due(t) {
+                Some(Refit::Keep) => {
+                    let mut m = fits.last().map_or(fresh, |(_, m)| m.clone());
+                    m.refit_kept(window(t), &periods_at[t]).map(|()| m)
                 }
+                Some(Refit::Search) => {
+                    let mut m = fresh;
+                    m.refit(window(t), &periods_at[t]).map(|()| m)
+                }
+                None if early => {
+                    let mut m = fresh;
+                    m.refit(window(t), &periods_at[t]).map(|()| m)
+                }
+                None => continue,
+            };
+            if let Ok(m) = result {
+                fits.push((t, m));
             }
         }
         let per_origin = (1..=n)
@@ -115,15 +126,14 @@ fn reference(cfg: &ForecastConfig, y: &[f64], x: &[f64], imputed: &[bool]) -> Re
                     weights[kinds[i] as usize] = 1.0;
                 }
             } else {
-                for (i, w) in selection_weights(cfg.selection, &scores) {
-                    weights[i] = w;
-                }
+                selection_weights(cfg.selection, &scores, &mut weights);
             }
             let model_used = kinds.iter().any(|k| !k.is_baseline() && weights[*k as usize] > 0.0);
             let preferred = kinds.iter().position(|k| !k.is_baseline());
             fb.push(!model_used && preferred.is_some_and(|i| score(i).is_none()));
             let column: Vec<Option<Vec<Point>>> = forecasts.iter().map(|f| f[o - 1].clone()).collect();
-            points.push(blend(&weights, kinds.iter().copied(), &column, h));
+            let members = kinds.iter().copied().zip(column.iter().map(|f| f.as_deref()));
+            points.push(blend(&weights, members, h));
             used.push(Used {
                 weights,
                 fallback: None,
@@ -155,9 +165,9 @@ fn same_points(a: &[Point], b: &[Point]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(a, b)| bits(a) == bits(b))
 }
 
-fn check(cfg: ForecastConfig, y: Vec<f64>, x: Vec<f64>, imputed: Vec<bool>) -> Result<(), TestCaseError> {
-    let reference = reference(&cfg, &y, &x, &imputed);
-    let mut f = SeriesForecaster::new(cfg.clone()).unwrap();
+fn check(cfg: ForecastConfig, phase: u64, y: Vec<f64>, x: Vec<f64>, imputed: Vec<bool>) -> Result<(), TestCaseError> {
+    let reference = reference(&cfg, phase, &y, &x, &imputed);
+    let mut f = SeriesForecaster::new(cfg.clone()).unwrap().with_phase(phase);
     let k = cfg.exog;
     for t in 1..=y.len() {
         let obs = Obs {
@@ -224,7 +234,7 @@ fn config() -> impl Strategy<Value = ForecastConfig> {
         3usize..=20,
         proptest::sample::subsequence(vec![ModelKind::Ets, ModelKind::Mstl, ModelKind::Ar], 0..=3),
         0usize..=1,
-        (1usize..=10, 0.0f64..1.0),
+        (1usize..=10, 0.0f64..1.0, 1usize..=3),
         prop_oneof![
             Just(Selection::Best),
             Just(Selection::InverseError {
@@ -238,8 +248,9 @@ fn config() -> impl Strategy<Value = ForecastConfig> {
         ],
     )
         .prop_map(
-            |(horizon, periods, window, refit_every, models, exog, (error_window, min), selection)| {
+            |(horizon, periods, window, refit_every, models, exog, (error_window, min, search_every), selection)| {
                 let mut cfg = ForecastConfig::new(horizon, periods, window, refit_every);
+                cfg.search_every = search_every;
                 cfg.models = models;
                 cfg.exog = exog;
                 cfg.error_window = error_window;
@@ -278,8 +289,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
-    fn incremental_equals_from_scratch(cfg in config(), (y, x, imputed) in samples()) {
+    fn incremental_equals_from_scratch(cfg in config(), phase in 0u64..256, (y, x, imputed) in samples()) {
         let x = if cfg.exog == 0 { Vec::new() } else { x };
-        check(cfg, y, x, imputed)?;
+        check(cfg, phase, y, x, imputed)?;
     }
 }

@@ -12,6 +12,12 @@
 //! own MSTL + AutoETS forecaster does). The forecast is `ETS(h) + seasonal(h)`; the interval is
 //! the ETS interval shifted by the seasonal value (the seasonal profile is taken as known, so
 //! intervals are slightly narrow right after a change of pattern).
+//!
+//! A refit decomposes the window again. A full refit ([`Forecaster::refit`]) then runs the
+//! AutoETS search on the adjusted window; a refit between searches
+//! ([`Forecaster::refit_kept`]) keeps the ETS form and `α`, `β`, `φ` and re-estimates only the
+//! states ([`EtsState::refit_kept`], O(window)). It searches anyway when there is no fit yet or
+//! when the periods it removes changed.
 
 use serde::{Deserialize, Serialize};
 
@@ -54,22 +60,23 @@ impl SmoothingModel {
     pub fn ets(&self) -> Option<&EtsState> {
         self.fit.as_ref().map(|f| &f.ets)
     }
-}
 
-impl Forecaster for SmoothingModel {
-    fn kind(&self) -> ModelKind {
-        if self.all_periods {
-            ModelKind::Mstl
-        } else {
-            ModelKind::Ets
-        }
+    /// Whether a refit of `self` gives the fit a refit of `other` gives on the same window: they
+    /// remove the same periods, at least one, and hold equal fits (`ets` and `mstl` with one
+    /// period).
+    pub fn refits_like(&self, other: &SmoothingModel, periods: &[usize]) -> bool {
+        let used = self.used(periods);
+        !used.is_empty() && used == other.used(periods) && self.horizon == other.horizon && self.fit == other.fit
     }
 
-    fn min_samples(&self, periods: &[usize]) -> usize {
-        Seasonal::min_samples(self.used(periods)).max(EtsState::MIN_SAMPLES)
+    /// Take `other`'s fit (see [`refits_like`](Self::refits_like)).
+    pub fn adopt_fit(&mut self, other: &SmoothingModel) {
+        self.fit.clone_from(&other.fit);
     }
 
-    fn refit(&mut self, window: Window<'_>, periods: &[usize]) -> Result<(), FitError> {
+    /// Decompose the window and fit the ETS part: a search, or with the current fit's form and
+    /// parameters kept (`keep`) when it removed the same periods.
+    fn fit_window(&mut self, window: Window<'_>, periods: &[usize], keep: bool) -> Result<(), FitError> {
         let used = self.used(periods);
         if self.all_periods && used.is_empty() {
             return Err(FitError::NoPeriod);
@@ -87,9 +94,41 @@ impl Forecaster for SmoothingModel {
             let (s, adjusted) = Seasonal::fit(window.y, used)?;
             (Some(s), adjusted)
         };
-        let ets = EtsState::fit(&adjusted, self.horizon)?;
+        let kept = self
+            .fit
+            .as_ref()
+            .filter(|f| keep && f.seasonal.as_ref().map_or(&[][..], |s| s.periods()) == used);
+        let ets = match kept {
+            Some(f) => f
+                .ets
+                .refit_kept(&adjusted, self.horizon)
+                .or_else(|_| EtsState::fit(&adjusted, self.horizon))?,
+            None => EtsState::fit(&adjusted, self.horizon)?,
+        };
         self.fit = Some(Fitted { seasonal, ets });
         Ok(())
+    }
+}
+
+impl Forecaster for SmoothingModel {
+    fn kind(&self) -> ModelKind {
+        if self.all_periods {
+            ModelKind::Mstl
+        } else {
+            ModelKind::Ets
+        }
+    }
+
+    fn min_samples(&self, periods: &[usize]) -> usize {
+        Seasonal::min_samples(self.used(periods)).max(EtsState::MIN_SAMPLES)
+    }
+
+    fn refit(&mut self, window: Window<'_>, periods: &[usize]) -> Result<(), FitError> {
+        self.fit_window(window, periods, false)
+    }
+
+    fn refit_kept(&mut self, window: Window<'_>, periods: &[usize]) -> Result<(), FitError> {
+        self.fit_window(window, periods, true)
     }
 
     fn observe(&mut self, y: f64, _x: &[f64]) {
@@ -103,16 +142,14 @@ impl Forecaster for SmoothingModel {
         }
     }
 
-    fn forecast(&self, horizon: usize, _future_x: &[f64]) -> Option<Vec<Point>> {
-        let fit = self.fit.as_ref()?;
-        Some(
-            (1..=horizon)
-                .map(|h| {
-                    let s = fit.seasonal.as_ref().map_or(0.0, |s| s.ahead(h));
-                    Point::from_sigma(fit.ets.mean(h) + s, fit.ets.sigma(h))
-                })
-                .collect(),
-        )
+    fn forecast_into(&self, _future_x: &[f64], out: &mut [Point]) -> bool {
+        let Some(fit) = &self.fit else { return false };
+        for (i, p) in out.iter_mut().enumerate() {
+            let h = i + 1;
+            let s = fit.seasonal.as_ref().map_or(0.0, |s| s.ahead(h));
+            *p = Point::from_sigma(fit.ets.mean(h) + s, fit.ets.sigma(h));
+        }
+        true
     }
 }
 

@@ -30,6 +30,10 @@ pub struct ForecastConfig {
     pub window: usize,
     /// Samples between refits.
     pub refit_every: usize,
+    /// Every `search_every`-th refit searches the ETS form of `ets` and `mstl` (AutoETS); the
+    /// refits in between keep the form and smoothing parameters (1: every refit searches).
+    /// Default: the refits in a training window, so that each search sees a new window.
+    pub search_every: usize,
     /// Models asked for; the baselines are always added.
     pub models: Vec<ModelKind>,
     /// Exogenous regressors per sample (used by `ar`).
@@ -61,6 +65,7 @@ impl ForecastConfig {
             detect_periods: 2,
             window,
             refit_every,
+            search_every: (window / refit_every.max(1)).max(1),
             models: vec![ModelKind::Ets, ModelKind::Mstl, ModelKind::Ar],
             exog: 0,
             error_window: 96,
@@ -92,6 +97,9 @@ impl ForecastConfig {
         }
         if self.refit_every == 0 {
             return bad("refit_every", "must be at least 1", &self.refit_every);
+        }
+        if self.search_every == 0 {
+            return bad("search_every", "must be at least 1", &self.search_every);
         }
         if self.error_window == 0 {
             return bad("error_window", "must be at least 1", &self.error_window);

@@ -10,9 +10,17 @@
 //! 4. every model forecasts `1..=horizon` and the ensemble combines them
 //!    ([`SeriesForecaster::issued`]).
 //!
-//! Refit schedule, by sample count `n`: every `refit_every` samples, plus at `n = 2, 4, 8, …`
-//! below `refit_every`, plus, for a model never fitted, when the window first holds the samples
-//! it needs. It depends on nothing but `n`, so replays and workers agree.
+//! Refit schedule, by sample count `n` and the series' phase `p` (0 unless set with
+//! [`SeriesForecaster::with_phase`]; a dataflow hashes the series key), with `E = refit_every`:
+//! when `n + (p mod E)` is a multiple `r·E` of `E`, plus at `n = 2, 4, 8, …` below `E`, plus,
+//! for a model never fitted, when the window first holds the samples it needs. While the
+//! window is filling (`n ≤ window`) every refit searches (AutoETS chooses the form of `ets` and
+//! `mstl`); after that, a scheduled refit searches when `r + ⌊p / E⌋` is a multiple of
+//! `search_every`, and the others keep the form ([`Forecaster::refit_kept`]). Different phases
+//! spread the refits, and the searches among them, evenly over time instead of running every
+//! series' at the same sample. `ets` and `mstl` that remove the same single period hold the
+//! same fit: it is computed once and copied. The schedule depends on nothing but `n` and `p`,
+//! so replays and workers agree.
 //!
 //! Ensemble, per horizon `h`: a model is *eligible* once it forecasts and has at least
 //! `min_errors` realized `h`-step errors; its score is its mean absolute `h`-step error over
@@ -31,41 +39,14 @@ use serde::{Deserialize, Serialize};
 
 use super::decompose::detect_periods;
 use super::{AnyModel, FitError, Forecaster, ModelKind, Point, Window};
+use rings::{ErrorRings, Pending};
 
 mod config;
 mod output;
+mod rings;
 
 pub use config::{ConfigError, ForecastConfig, Selection};
 pub use output::{Fallback, Issued, Member, Obs, ObserveError, RealizedError, Step, Used};
-
-/// Absolute errors of the last `cap` forecasts in fixed point, with their exact sum.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-struct ErrorRing {
-    values: VecDeque<i128>,
-    sum: i128,
-}
-
-const FRACTION: f64 = 4_294_967_296.0; // 2^32
-const MAX_ERROR: f64 = 1e20;
-
-impl ErrorRing {
-    fn push(&mut self, abs_error: f64, cap: usize) {
-        let v = (abs_error.min(MAX_ERROR) * FRACTION).round() as i128;
-        self.values.push_back(v);
-        self.sum += v;
-        if self.values.len() > cap {
-            self.sum -= self.values.pop_front().unwrap_or(0);
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.values.len()
-    }
-
-    fn mean(&self) -> f64 {
-        self.sum as f64 / FRACTION / self.values.len() as f64
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Slot {
@@ -73,9 +54,15 @@ struct Slot {
     fitted: bool,
     last_refit: Option<Result<(), FitError>>,
     /// Forecasts issued after each of the last `horizon` samples, oldest first.
-    pending: VecDeque<Option<Vec<Point>>>,
-    /// Per horizon.
-    errors: Vec<ErrorRing>,
+    pending: Pending,
+    errors: ErrorRings,
+}
+
+/// Which refit is due: a full one, or one between searches ([`Forecaster::refit_kept`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Refit {
+    Search,
+    Keep,
 }
 
 /// One series' forecasting state. Cloneable and serializable; `observe` costs
@@ -83,13 +70,15 @@ struct Slot {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SeriesForecaster {
     cfg: ForecastConfig,
+    /// Shifts the refit and search schedule (see [`SeriesForecaster::schedule`]).
+    phase: u64,
     n: u64,
     window_y: VecDeque<f64>,
     window_x: VecDeque<f64>,
     periods: Vec<usize>,
     slots: Vec<Slot>,
     /// The ensemble's pending forecasts, as for a slot.
-    pending: VecDeque<Vec<Point>>,
+    pending: Pending,
     scale: f64,
     issued: Issued,
 }
@@ -105,18 +94,20 @@ impl SeriesForecaster {
                 model: AnyModel::new(kind, &settings),
                 fitted: false,
                 last_refit: None,
-                pending: VecDeque::new(),
-                errors: vec![ErrorRing::default(); cfg.horizon],
+                pending: Pending::new(cfg.horizon),
+                errors: ErrorRings::new(cfg.horizon, cfg.error_window),
             })
             .collect();
+        let pending = Pending::new(cfg.horizon);
         Ok(SeriesForecaster {
             periods: cfg.periods.clone(),
+            phase: 0,
             cfg,
             n: 0,
             window_y: VecDeque::new(),
             window_x: VecDeque::new(),
             slots,
-            pending: VecDeque::new(),
+            pending,
             scale: f64::NAN,
             issued: Issued {
                 origin: 0,
@@ -125,6 +116,14 @@ impl SeriesForecaster {
                 models: Vec::new(),
             },
         })
+    }
+
+    /// The same, with its refit schedule shifted by `phase` (see the module doc), so that
+    /// series with different phases refit, and search, at different samples. A dataflow
+    /// derives it from the series key, so it is the same on every worker.
+    pub fn with_phase(mut self, phase: u64) -> SeriesForecaster {
+        self.phase = phase;
+        self
     }
 
     pub fn config(&self) -> &ForecastConfig {
@@ -192,58 +191,63 @@ impl SeriesForecaster {
 
     /// Turn the pending forecasts that target the new sample into errors.
     fn realize(&mut self, obs: Obs<'_>, out: &mut Vec<RealizedError>) {
-        let h_max = self.cfg.horizon;
+        if obs.imputed {
+            return;
+        }
         let n = self.n;
-        let mut record = |member, pending_len: usize, i: usize, points: &[Point]| {
-            // The i-th pending forecast (oldest first) was issued after sample
-            // n - (pending_len - 1 - i); the new sample is n + 1.
-            let h = pending_len - i;
-            let origin = n + 1 - h as u64;
-            let e = RealizedError {
+        // The i-th pending forecast (oldest first) of `len` was issued after sample
+        // n - (len - 1 - i), `len - i` samples before the new one, n + 1.
+        let realized = |member, len: usize, i: usize, points: &[Point]| {
+            let h = len - i;
+            RealizedError {
                 member,
                 horizon: h,
-                origin,
+                origin: n + 1 - h as u64,
                 forecast: points[h - 1],
                 actual: obs.y,
-            };
-            out.push(e);
-            e
+            }
         };
         for slot in &mut self.slots {
-            let len = slot.pending.len();
-            for (i, p) in slot.pending.iter().enumerate() {
-                if let (Some(points), false) = (p, obs.imputed) {
-                    let e = record(Member::Model(slot.model.kind()), len, i, points);
-                    slot.errors[e.horizon - 1].push(e.error().abs(), self.cfg.error_window);
+            let (len, member) = (slot.pending.len(), Member::Model(slot.model.kind()));
+            for i in 0..len {
+                if let Some(points) = slot.pending.get(i) {
+                    let e = realized(member, len, i, points);
+                    slot.errors.push(e.horizon, e.error().abs());
+                    out.push(e);
                 }
-            }
-            while slot.pending.len() >= h_max {
-                slot.pending.pop_front();
             }
         }
         let len = self.pending.len();
-        if !obs.imputed {
-            for (i, points) in self.pending.iter().enumerate() {
-                record(Member::Ensemble, len, i, points);
+        for i in 0..len {
+            if let Some(points) = self.pending.get(i) {
+                out.push(realized(Member::Ensemble, len, i, points));
             }
-        }
-        while self.pending.len() >= h_max {
-            self.pending.pop_front();
         }
     }
 
+    /// The refit due after sample `n` of a series with phase `phase`, if any, and whether it
+    /// searches (see the module doc).
+    pub fn schedule(cfg: &ForecastConfig, phase: u64, n: u64) -> Option<Refit> {
+        let every = cfg.refit_every as u64;
+        let shifted = n + phase % every;
+        if !(shifted.is_multiple_of(every) || (n < every && n.is_power_of_two())) {
+            return None;
+        }
+        let turn = shifted / every + phase / every;
+        let search = n <= cfg.window as u64 || turn.is_multiple_of(cfg.search_every as u64);
+        Some(if search { Refit::Search } else { Refit::Keep })
+    }
+
     fn refit(&mut self, report: &mut Vec<(ModelKind, Result<(), FitError>)>) {
-        let n = self.n;
-        let every = self.cfg.refit_every as u64;
-        let scheduled = n.is_multiple_of(every) || (n < every && n.is_power_of_two());
+        let scheduled = Self::schedule(&self.cfg, self.phase, self.n);
         let have = self.window_y.len();
-        if !scheduled && self.slots.iter().all(|s| s.fitted) {
+        if scheduled.is_none() && self.slots.iter().all(|s| s.fitted) {
             return;
         }
         let due: Vec<bool> = self
             .slots
             .iter()
-            .map(|s| scheduled || (!s.fitted && have == s.model.min_samples(&self.periods)))
+            .map(|s| scheduled.is_some() || (!s.fitted && have == s.model.min_samples(&self.periods)))
             .collect();
         if !due.iter().any(|&d| d) {
             return;
@@ -251,7 +255,7 @@ impl SeriesForecaster {
         let y = self.window_y.make_contiguous();
         let x = self.window_x.make_contiguous();
         let window = Window { y, x, k: self.cfg.exog };
-        if scheduled {
+        if scheduled.is_some() {
             if self.cfg.periods.is_empty() {
                 self.periods = detect_periods(y, self.cfg.detect_periods);
             }
@@ -262,54 +266,89 @@ impl SeriesForecaster {
                 f64::NAN
             };
         }
-        for (slot, due) in self.slots.iter_mut().zip(due) {
-            if due {
-                let result = slot.model.refit(window, &self.periods);
-                slot.fitted |= result.is_ok();
-                slot.last_refit = Some(result.clone());
-                report.push((slot.model.kind(), result));
+        // A due model that refits like an earlier due one (`ets` and `mstl` removing the same
+        // single period) takes its fit instead of computing it again.
+        let twin: Vec<Option<usize>> = (0..self.slots.len())
+            .map(|j| {
+                (0..j)
+                    .find(|&i| due[i] && due[j] && self.slots[j].model.refits_like(&self.slots[i].model, &self.periods))
+            })
+            .collect();
+        for j in 0..self.slots.len() {
+            if !due[j] {
+                continue;
             }
+            let result = match twin[j] {
+                Some(i) => {
+                    let (before, rest) = self.slots.split_at_mut(j);
+                    rest[0].model.adopt_fit(&before[i].model);
+                    before[i].last_refit.clone().unwrap_or(Ok(()))
+                }
+                None => {
+                    let model = &mut self.slots[j].model;
+                    match scheduled {
+                        Some(Refit::Keep) => model.refit_kept(window, &self.periods),
+                        _ => model.refit(window, &self.periods),
+                    }
+                }
+            };
+            let slot = &mut self.slots[j];
+            slot.fitted |= result.is_ok();
+            slot.last_refit = Some(result.clone());
+            report.push((slot.model.kind(), result));
         }
     }
 
+    /// Every model forecasts into the issued forecast's buffers, the ensemble combines them,
+    /// and each forecast joins its member's pending ones. Allocates only the first time a
+    /// model forecasts.
     fn issue(&mut self, future_x: &[f64]) {
         let h_max = self.cfg.horizon;
-        let forecasts: Vec<Option<Vec<Point>>> = self.slots.iter().map(|s| s.model.forecast(h_max, future_x)).collect();
-        let mut points = Vec::with_capacity(h_max);
-        let mut used = Vec::with_capacity(h_max);
+        let mut issued = std::mem::replace(
+            &mut self.issued,
+            Issued {
+                origin: 0,
+                points: Vec::new(),
+                used: Vec::new(),
+                models: Vec::new(),
+            },
+        );
+        issued.origin = self.n;
+        if issued.models.len() != self.slots.len() {
+            issued.models = self.slots.iter().map(|s| (s.model.kind(), None)).collect();
+        }
+        for (slot, (_, forecast)) in self.slots.iter().zip(&mut issued.models) {
+            let buffer = forecast.get_or_insert_with(|| vec![Point::from_sigma(f64::NAN, f64::NAN); h_max]);
+            if !slot.model.forecast_into(future_x, buffer) {
+                *forecast = None;
+            }
+        }
+        issued.points.clear();
+        issued.used.clear();
         for h in 1..=h_max {
-            let u = self.combine(h, &forecasts);
-            points.push(blend(
-                &u.weights,
-                self.slots.iter().map(|s| s.model.kind()),
-                &forecasts,
-                h,
-            ));
-            used.push(u);
+            let u = self.combine(h, &issued.models);
+            let members = issued.models.iter().map(|(kind, f)| (*kind, f.as_deref()));
+            issued.points.push(blend(&u.weights, members, h));
+            issued.used.push(u);
         }
-        for (slot, f) in self.slots.iter_mut().zip(&forecasts) {
-            slot.pending.push_back(f.clone());
+        for (slot, (_, f)) in self.slots.iter_mut().zip(&issued.models) {
+            slot.pending.push(f.as_deref());
         }
-        self.pending.push_back(points.clone());
-        let models = self.slots.iter().map(|s| s.model.kind()).zip(forecasts).collect();
-        self.issued = Issued {
-            origin: self.n,
-            points,
-            used,
-            models,
-        };
+        self.pending.push(Some(&issued.points));
+        self.issued = issued;
     }
 
-    /// The weights at horizon `h`.
-    fn combine(&self, h: usize, forecasts: &[Option<Vec<Point>>]) -> Used {
+    /// The weights at horizon `h`, given each slot's forecast.
+    fn combine(&self, h: usize, forecasts: &[(ModelKind, Option<Vec<Point>>)]) -> Used {
         let mut weights = [0.0; 5];
-        let eligible = |s: &Slot, f: &Option<Vec<Point>>| f.is_some() && s.errors[h - 1].len() >= self.cfg.min_errors;
+        let eligible =
+            |s: &Slot, f: &(ModelKind, Option<Vec<Point>>)| f.1.is_some() && s.errors.len(h) >= self.cfg.min_errors;
         // At most one score per model kind, on the stack (this runs for every horizon of every
         // sample).
         let mut buffer = [(0usize, 0.0f64); ModelKind::ALL.len()];
         let mut n = 0;
         for (s, _) in self.slots.iter().zip(forecasts).filter(|(s, f)| eligible(s, f)) {
-            buffer[n] = (s.model.kind() as usize, s.errors[h - 1].mean());
+            buffer[n] = (s.model.kind() as usize, s.errors.mean(h));
             n += 1;
         }
         let scores = &buffer[..n];
@@ -317,15 +356,13 @@ impl SeriesForecaster {
             // Seasonal naive stands in, or naive while a season has not been seen.
             let index = |kind: ModelKind| {
                 let mut pairs = self.slots.iter().zip(forecasts);
-                pairs.position(|(s, f)| s.model.kind() == kind && f.is_some())
+                pairs.position(|(s, f)| s.model.kind() == kind && f.1.is_some())
             };
             if let Some(i) = index(ModelKind::SeasonalNaive).or(index(ModelKind::Naive)) {
                 weights[self.slots[i].model.kind() as usize] = 1.0;
             }
         } else {
-            for (i, w) in selection_weights(self.cfg.selection, scores) {
-                weights[i] = w;
-            }
+            selection_weights(self.cfg.selection, scores, &mut weights);
         }
         // Only baselines in use: say why the first model asked for is not, unless it lost on
         // its errors.
@@ -338,19 +375,19 @@ impl SeriesForecaster {
             .zip(forecasts)
             .find(|(s, _)| !s.model.kind().is_baseline());
         let fallback = match preferred {
-            Some((slot, f)) if !models_used && !eligible(slot, f) => Some(self.not_ready(h, slot, f)),
+            Some((slot, f)) if !models_used && !eligible(slot, f) => Some(self.not_ready(h, slot, f.1.is_some())),
             _ => None,
         };
         Used { weights, fallback }
     }
 
     /// Why `slot`'s model cannot be used at horizon `h` yet.
-    fn not_ready(&self, h: usize, slot: &Slot, forecast: &Option<Vec<Point>>) -> Fallback {
+    fn not_ready(&self, h: usize, slot: &Slot, forecasts: bool) -> Fallback {
         let have = self.window_y.len();
         let need = slot.model.min_samples(&self.periods);
-        if forecast.is_some() {
+        if forecasts {
             Fallback::WarmingUp {
-                have: slot.errors[h - 1].len(),
+                have: slot.errors.len(h),
                 need: self.cfg.min_errors,
             }
         } else if need == usize::MAX || matches!(slot.last_refit, Some(Err(FitError::NoPeriod))) {
@@ -365,49 +402,54 @@ impl SeriesForecaster {
     }
 }
 
-/// The weights of the scored models `(index in ModelKind::ALL, score)`, as `(index, weight)`
-/// summing to 1. Ties in [`Selection::Best`] go to the first model.
-pub fn selection_weights(selection: Selection, scores: &[(usize, f64)]) -> Vec<(usize, f64)> {
+/// The weights of the scored models `(index in ModelKind::ALL, score)`, summing to 1, written
+/// at their indices into `weights` (the others are left as they are). Ties in
+/// [`Selection::Best`] go to the first model.
+pub fn selection_weights(selection: Selection, scores: &[(usize, f64)], weights: &mut [f64; 5]) {
     let best = scores.iter().map(|s| s.1).fold(f64::INFINITY, f64::min);
     match selection {
-        Selection::Best => scores
-            .iter()
-            .find(|s| s.1 == best)
-            .map(|s| (s.0, 1.0))
-            .into_iter()
-            .collect(),
+        Selection::Best => {
+            if let Some(s) = scores.iter().find(|s| s.1 == best) {
+                weights[s.0] = 1.0;
+            }
+        }
         Selection::InverseError { .. } if best == 0.0 => {
-            let zero: Vec<usize> = scores.iter().filter(|s| s.1 == 0.0).map(|s| s.0).collect();
-            zero.iter().map(|&i| (i, 1.0 / zero.len() as f64)).collect()
+            let zero = scores.iter().filter(|s| s.1 == 0.0).count();
+            for s in scores.iter().filter(|s| s.1 == 0.0) {
+                weights[s.0] = 1.0 / zero as f64;
+            }
         }
         Selection::InverseError { power, within } => {
-            let mut weights: Vec<(usize, f64)> = scores
-                .iter()
-                .filter(|s| s.1 <= within * best)
-                .map(|s| (s.0, (best / s.1).powf(power)))
-                .collect();
-            let total: f64 = weights.iter().map(|r| r.1).sum();
-            for w in &mut weights {
-                w.1 /= total;
+            // `power` is usually 2 (the default) or 1: a product instead of `powf`.
+            let weight = |score: f64| {
+                let r = best / score;
+                match power {
+                    1.0 => r,
+                    2.0 => r * r,
+                    _ => r.powf(power),
+                }
+            };
+            let kept = || scores.iter().filter(|s| s.1 <= within * best);
+            let total: f64 = kept().map(|s| weight(s.1)).sum();
+            for s in kept() {
+                weights[s.0] = weight(s.1) / total;
             }
-            weights
         }
     }
 }
 
-/// The weighted mean of the members' points at horizon `h` (`kinds` names each forecast); a
-/// bound averages the members with a finite bound (NaN when none has one).
-pub(crate) fn blend(
+/// The weighted mean of the members' points at horizon `h` (`members`: each model's kind and
+/// forecast); a bound averages the members with a finite bound (NaN when none has one).
+pub(crate) fn blend<'a>(
     weights: &[f64; 5],
-    kinds: impl Iterator<Item = ModelKind>,
-    forecasts: &[Option<Vec<Point>>],
+    members: impl Iterator<Item = (ModelKind, Option<&'a [Point]>)>,
     h: usize,
 ) -> Point {
     let mut acc = [0.0f64; 5];
     let mut wsum = [0.0f64; 5];
-    for (kind, f) in kinds.zip(forecasts) {
+    for (kind, f) in members {
         let w = weights[kind as usize];
-        let Some(f) = f.as_ref().filter(|_| w > 0.0) else {
+        let Some(f) = f.filter(|_| w > 0.0) else {
             continue;
         };
         let p = f[h - 1];

@@ -46,8 +46,13 @@ fn inverse_error_weights_on_hand_computed_errors() {
 #[test]
 fn selection_weights_rules() {
     let scores = [(0, 2.0), (2, 1.0), (4, 4.0)];
-    assert_eq!(selection_weights(Selection::Best, &scores), vec![(2, 1.0)]);
-    let w = selection_weights(
+    let weights = |selection, scores: &[(usize, f64)]| {
+        let mut w = [0.0; 5];
+        selection_weights(selection, scores, &mut w);
+        w
+    };
+    assert_eq!(weights(Selection::Best, &scores), [0.0, 0.0, 1.0, 0.0, 0.0]);
+    let w = weights(
         Selection::InverseError {
             power: 2.0,
             within: 2.0,
@@ -55,16 +60,16 @@ fn selection_weights_rules() {
         &scores,
     );
     // (1/2)² and 1 → 0.2 and 0.8; the third is beyond 2 × best.
-    assert_eq!(w.len(), 2);
-    assert!((w[0].1 - 0.2).abs() < 1e-12 && (w[1].1 - 0.8).abs() < 1e-12);
-    let zero = selection_weights(
+    assert!((w[0] - 0.2).abs() < 1e-12 && (w[2] - 0.8).abs() < 1e-12);
+    assert_eq!((w[1], w[3], w[4]), (0.0, 0.0, 0.0));
+    let zero = weights(
         Selection::InverseError {
             power: 1.0,
             within: 9.0,
         },
         &[(0, 0.0), (1, 0.0), (3, 1.0)],
     );
-    assert_eq!(zero, vec![(0, 0.5), (1, 0.5)]);
+    assert_eq!(zero, [0.5, 0.5, 0.0, 0.0, 0.0]);
 }
 
 #[test]
@@ -161,4 +166,54 @@ fn config_validation_names_the_field() {
         e.to_string(),
         "`min_errors` must be between 1 and error_window (got 97)"
     );
+}
+
+#[test]
+fn refit_schedule_phases_and_searches() {
+    // Refits every 10 samples over a window of 30, a search every third refit.
+    let mut cfg = ForecastConfig::new(1, vec![], 30, 10);
+    cfg.search_every = 3;
+    let at = |cfg: &ForecastConfig, phase: u64| -> Vec<(u64, Refit)> {
+        (1..=100)
+            .filter_map(|n| SeriesForecaster::schedule(cfg, phase, n).map(|r| (n, r)))
+            .collect()
+    };
+    use Refit::{Keep as K, Search as S};
+    // Phase 0: 1, 2, 4, 8 (below the interval), then every 10; all search while n ≤ 30, then
+    // refits 3, 6, 9 (n = 30, 60, 90) do.
+    assert_eq!(
+        at(&cfg, 0),
+        vec![
+            (1, S),
+            (2, S),
+            (4, S),
+            (8, S),
+            (10, S),
+            (20, S),
+            (30, S),
+            (40, K),
+            (50, K),
+            (60, S),
+            (70, K),
+            (80, K),
+            (90, S),
+            (100, K)
+        ]
+    );
+    // Phase 14: shifted by 4 samples (14 mod 10), and by one refit (⌊14 / 10⌋) in the search turn.
+    let shifted: Vec<(u64, Refit)> = at(&cfg, 14).into_iter().filter(|(n, _)| *n > 30).collect();
+    assert_eq!(
+        shifted,
+        vec![(36, K), (46, S), (56, K), (66, K), (76, S), (86, K), (96, K)]
+    );
+    // Over many phases, a third of the refits after the window filled search, at any time.
+    let searches = (0..300u64)
+        .filter(|&p| (41..=50).any(|n| SeriesForecaster::schedule(&cfg, p, n) == Some(S)))
+        .count();
+    assert_eq!(searches, 100);
+    // `search_every = 1`: every refit searches.
+    cfg.search_every = 1;
+    assert!(at(&cfg, 7).iter().all(|(_, r)| *r == S));
+    cfg.search_every = 0;
+    assert_eq!(cfg.validate().unwrap_err().field, "search_every");
 }
