@@ -90,7 +90,7 @@ pub fn stage<'s>(events: EventsOf<'s>, plan: &ServicesPlan, fields: (&str, &str)
     let (time_field, type_field) = (fields.0.to_string(), fields.1.to_string());
     let p = plan.clone();
     let parsed = events.map(move |e| {
-        parse(&p, &e).map_err(|(reason, detail)| DeadLetter {
+        parse(&p, &e).map_err(|(reason, detail)| Box::new(DeadLetter {
             stage: stage_name.clone(),
             reason: reason.into(),
             detail,
@@ -98,9 +98,9 @@ pub fn stage<'s>(events: EventsOf<'s>, plan: &ServicesPlan, fields: (&str, &str)
             record: e.to_json(&time_field, &type_field).to_string(),
             event_time: Some(e.time),
             original: None,
-        })
+        }))
     });
-    let rejected = parsed.clone().flat_map(|r| r.err());
+    let rejected = parsed.clone().flat_map(|r| r.err().map(|d| *d));
     let interactions = parsed.flat_map(|r| r.ok());
     let mut model = ServiceState::new(plan.clone());
     let out = interactions
