@@ -90,15 +90,17 @@ pub fn stage<'s>(events: EventsOf<'s>, plan: &ServicesPlan, fields: (&str, &str)
     let (time_field, type_field) = (fields.0.to_string(), fields.1.to_string());
     let p = plan.clone();
     let parsed = events.map(move |e| {
-        parse(&p, &e).map_err(|(reason, detail)| Box::new(DeadLetter {
-            stage: stage_name.clone(),
-            reason: reason.into(),
-            detail,
-            location: format!("{} row at {}", e.kind, format_time(e.time)),
-            record: e.to_json(&time_field, &type_field).to_string(),
-            event_time: Some(e.time),
-            original: None,
-        }))
+        parse(&p, &e).map_err(|(reason, detail)| {
+            Box::new(DeadLetter {
+                stage: stage_name.clone(),
+                reason: reason.into(),
+                detail,
+                location: format!("{} row at {}", e.kind, format_time(e.time)),
+                record: e.to_json(&time_field, &type_field).to_string(),
+                event_time: Some(e.time),
+                original: None,
+            })
+        })
     });
     let rejected = parsed.clone().flat_map(|r| r.err().map(|d| *d));
     let interactions = parsed.flat_map(|r| r.ok());
