@@ -223,10 +223,9 @@ fn the_goal_holds_on_a_million_row_log() {
     }
 }
 
-/// The long scenario of the README (`--events 2000000 --seed 42`):
-/// `cargo test --release --lib eval::markov_tests::long_scenario -- --ignored --nocapture`.
+/// The long scenario of the README (`--events 2000000 --seed 42`), a few seconds in release:
+/// `cargo test --release --lib eval::markov_tests::long_scenario -- --nocapture` prints its figures.
 #[test]
-#[ignore = "the long scenario takes about a minute; the README gives its figures"]
 fn long_scenario() {
     for (order, c) in goal(2_000_000, 42) {
         assert!(c.excess() < 0.03, "order {order}: {c:?}");
