@@ -40,6 +40,26 @@ pub struct Original {
 pub const DEFAULT_RECORD_BYTES: usize = 4096;
 
 impl DeadLetter {
+    /// A row `e` of a stream a stage read, rejected for `reason`: located by its type and
+    /// time, its record the event as JSON with the stream's time and type field names.
+    pub fn of_event(
+        stage: &str,
+        reason: &str,
+        detail: String,
+        e: &crate::event::Event,
+        (time_field, type_field): (&str, &str),
+    ) -> DeadLetter {
+        DeadLetter {
+            stage: stage.to_string(),
+            reason: reason.into(),
+            detail,
+            location: format!("{} row at {}", e.kind, crate::value::format_time(e.time)),
+            record: e.to_json(time_field, type_field).to_string(),
+            event_time: Some(e.time),
+            original: None,
+        }
+    }
+
     /// Keeps at most `limit` bytes of the record (at a character boundary), noting the whole
     /// record's length and hash.
     pub fn clip(mut self, limit: usize) -> DeadLetter {

@@ -328,15 +328,13 @@ pub fn stage<'s>(
     let letter = {
         let stage_name = stage_name.clone();
         move |reason: &str, detail: String, e: &Event, time_field: &str, type_field: &str| {
-            Box::new(DeadLetter {
-                stage: stage_name.clone(),
-                reason: reason.into(),
+            Box::new(DeadLetter::of_event(
+                &stage_name,
+                reason,
                 detail,
-                location: format!("{} row at {}", e.kind, format_time(e.time)),
-                record: e.to_json(time_field, type_field).to_string(),
-                event_time: Some(e.time),
-                original: None,
-            })
+                e,
+                (time_field, type_field),
+            ))
         }
     };
     let event_id = Sym::new(crate::plan::router::DECISION_FIELDS[0]);
@@ -395,14 +393,8 @@ pub fn stage<'s>(
     let placement = placement.inner.map(|(row, t, r)| ((row, r), t, r)).broadcast();
     let name = plan.router.clone();
     let mut replicas = Replicas::new(plan.clone());
-    let letter_of = move |reason: &str, detail: String, e: &Event| DeadLetter {
-        stage: stage_name.clone(),
-        reason: reason.into(),
-        detail,
-        location: format!("{} row at {}", e.kind, format_time(e.time)),
-        record: e.to_json(&time_field, &type_field).to_string(),
-        event_time: Some(e.time),
-        original: None,
+    let letter_of = move |reason: &str, detail: String, e: &Event| {
+        DeadLetter::of_event(&stage_name, reason, detail, e, (&time_field, &type_field))
     };
     let out = items
         .inner

@@ -31,7 +31,7 @@ use crate::plan::services::{ServicesPlan, OUTPUTS};
 use crate::plan::Port;
 use crate::render::pending::Pending;
 use crate::render::{Coll, EventsOf, StageOut};
-use crate::value::{format_time, Value};
+use crate::value::Value;
 use state::{Interaction, Kind, Out, ServiceState};
 
 /// Reads one interaction row; `Err((reason, detail))` for a row the model cannot use.
@@ -91,15 +91,13 @@ pub fn stage<'s>(events: EventsOf<'s>, plan: &ServicesPlan, fields: (&str, &str)
     let p = plan.clone();
     let parsed = events.map(move |e| {
         parse(&p, &e).map_err(|(reason, detail)| {
-            Box::new(DeadLetter {
-                stage: stage_name.clone(),
-                reason: reason.into(),
+            Box::new(DeadLetter::of_event(
+                &stage_name,
+                reason,
                 detail,
-                location: format!("{} row at {}", e.kind, format_time(e.time)),
-                record: e.to_json(&time_field, &type_field).to_string(),
-                event_time: Some(e.time),
-                original: None,
-            })
+                &e,
+                (&time_field, &type_field),
+            ))
         })
     });
     let rejected = parsed.clone().flat_map(|r| r.err().map(|d| *d));

@@ -667,10 +667,7 @@ impl ServiceState {
         let Some(pair) = self.pairs.get(&(a, b)) else {
             return 0.0;
         };
-        let markov = 1.0 - (-pair.hazard.max(0.0)).exp();
-        let resonance = self.score(pair, time);
-        let background = self.plan.pipes.resonance_weight * resonance;
-        (1.0 - (1.0 - markov) * (1.0 - background)).clamp(0.0, 1.0)
+        pipe_probability(pair.hazard, self.score(pair, time), self.plan.pipes.resonance_weight)
     }
 
     fn score(&self, pair: &Pair, time: i64) -> f64 {
@@ -898,12 +895,16 @@ impl ServiceState {
         let window_ms = self.plan.resonance_window_ms as f64;
         for key in std::mem::take(&mut self.dirty) {
             let (a, b) = key;
-            let probability = self.probability(a, b, time);
             let Some(pair) = self.pairs.get(&key) else { continue };
             let c = pair.window.components(window_ms);
             let has_window = !pair.window.items.is_empty();
             let base = if has_window { base_score(&c, &cfg) } else { 0.0 };
             let feedback = pair.feedback.offset_at(time, &cfg);
+            let probability = pipe_probability(
+                pair.hazard,
+                (base + feedback).clamp(0.0, 1.0),
+                self.plan.pipes.resonance_weight,
+            );
             let resonance = (has_window || feedback.abs() > 1e-9).then(|| {
                 vec![
                     Value::str(&self.names[a as usize]),
@@ -972,6 +973,13 @@ impl ServiceState {
             }
         }
     }
+}
+
+/// The pipe probability of a pair from its sequences' hazard
+/// `Σ −ln(1 − qᵢ)` and its resonance score (see `model::pipes::interaction_probability`).
+fn pipe_probability(hazard: f64, resonance: f64, resonance_weight: f64) -> f64 {
+    let markov = 1.0 - (-hazard.max(0.0)).exp();
+    (1.0 - (1.0 - markov) * (1.0 - resonance_weight * resonance)).clamp(0.0, 1.0)
 }
 
 /// The filters and transforms of the rules that match `a → b`, in spec order.
