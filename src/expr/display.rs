@@ -132,6 +132,20 @@ impl fmt::Display for Expr {
                 }
                 f.write_str(")")
             }
+            Expr::Extract { text, pattern, group } => {
+                write!(f, "regexp_extract({text}, ")?;
+                write_str_literal(f, pattern.as_str())?;
+                write!(f, ", {group})")
+            }
+            Expr::FormatTime { time, format, zone } => {
+                write!(f, "format_time({time}, ")?;
+                write_str_literal(f, format.as_str())?;
+                if let Some(zone) = zone {
+                    f.write_str(", ")?;
+                    write_str_literal(f, zone.as_str())?;
+                }
+                f.write_str(")")
+            }
         }
     }
 }
@@ -205,7 +219,7 @@ fn write_path(f: &mut fmt::Formatter<'_>, path: &FieldPath) -> fmt::Result {
 mod tests {
     use proptest::prelude::*;
 
-    use super::super::{parse, BinaryOp, Buckets, Expr, Func, Pattern, TimePart, UnaryOp, Zone};
+    use super::super::{parse, BinaryOp, Buckets, Expr, Func, Pattern, TimeFormat, TimePart, UnaryOp, Zone};
     use crate::event::{FieldPath, Step};
     use crate::value::{Sym, Value};
 
@@ -409,6 +423,26 @@ mod tests {
                     zone()
                 )
                     .prop_map(|(part, time, zone)| Expr::TimePart { part, time, zone }),
+                (
+                    boxed(),
+                    prop::sample::select(vec!["a(b)?", "^x(.*)$", "(\\d+)-(\\d+)", "it's"]),
+                    0usize..2
+                )
+                    .prop_map(|(text, p, group)| Expr::Extract {
+                        text,
+                        pattern: Pattern::new(p).unwrap(),
+                        group: group.min(Pattern::new(p).unwrap().regex.captures_len() - 1),
+                    }),
+                (
+                    boxed(),
+                    prop::sample::select(vec!["%H:%M", "%Y-%m-%d", "it's %A", "%%"]),
+                    zone()
+                )
+                    .prop_map(|(time, f, zone)| Expr::FormatTime {
+                        time,
+                        format: TimeFormat::new(f).unwrap(),
+                        zone
+                    }),
             ]
         })
     }

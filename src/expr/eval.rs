@@ -219,6 +219,12 @@ impl Expr {
             Expr::TimePart { part, time, zone } => {
                 return super::time::eval(*part, operand(time, event)?.view(), zone.as_ref())
             }
+            Expr::Extract { text, pattern, group } => {
+                return super::func::extract(operand(text, event)?, pattern, *group)
+            }
+            Expr::FormatTime { time, format, zone } => {
+                return super::time::eval_format(format, operand(time, event)?.view(), zone.as_ref())
+            }
         })
     }
 }

@@ -104,7 +104,7 @@ pub use bucket::Buckets;
 pub use eval::EvalError;
 pub use func::{Func, Pattern};
 pub use parse::{parse, ParseError};
-pub use time::{TimePart, Zone};
+pub use time::{TimeFormat, TimePart, Zone};
 
 /// A parsed expression. Children are boxed; see the module docs for the language.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -149,6 +149,20 @@ pub enum Expr {
     TimePart {
         part: TimePart,
         time: Box<Expr>,
+        zone: Option<Zone>,
+    },
+    /// `regexp_extract(text, 'pattern', group)`: the text of capture `group` (0: the whole
+    /// match) of the first match, or null when nothing matches or the group took no part.
+    Extract {
+        text: Box<Expr>,
+        pattern: Pattern,
+        group: usize,
+    },
+    /// `format_time(time, 'format', 'zone')`: the local time formatted with strftime codes; no
+    /// zone means UTC.
+    FormatTime {
+        time: Box<Expr>,
+        format: TimeFormat,
         zone: Option<Zone>,
     },
 }
@@ -282,7 +296,9 @@ impl Expr {
             | Expr::IsNull { expr: e, .. }
             | Expr::Matches(e, _)
             | Expr::Bucket(e, _)
-            | Expr::TimePart { time: e, .. } => vec![e],
+            | Expr::TimePart { time: e, .. }
+            | Expr::Extract { text: e, .. }
+            | Expr::FormatTime { time: e, .. } => vec![e],
             Expr::Binary(_, l, r) => vec![l, r],
             Expr::In { expr, list, .. } => std::iter::once(&**expr).chain(list).collect(),
             Expr::Between { expr, low, high, .. } => vec![expr, low, high],
@@ -302,7 +318,9 @@ impl Expr {
             | Expr::IsNull { expr: e, .. }
             | Expr::Matches(e, _)
             | Expr::Bucket(e, _)
-            | Expr::TimePart { time: e, .. } => e.visit_fields_mut(f),
+            | Expr::TimePart { time: e, .. }
+            | Expr::Extract { text: e, .. }
+            | Expr::FormatTime { time: e, .. } => e.visit_fields_mut(f),
             Expr::Binary(_, l, r) => {
                 l.visit_fields_mut(f);
                 r.visit_fields_mut(f);

@@ -2,8 +2,9 @@
 //! `day_of_week(t, 'Europe/Paris')`. The zone is resolved when parsing ([`Zone`]); evaluation
 //! only looks up the zone's UTC offset at that instant.
 
-use std::fmt;
+use std::fmt::{self, Write};
 
+use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, Datelike, NaiveDateTime, Offset, TimeZone, Timelike};
 use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -69,41 +70,140 @@ impl<'de> Deserialize<'de> for Zone {
     }
 }
 
+/// A strftime format (`'%Y-%m-%d %H:%M'`) checked at parse time. Compares, prints and
+/// serializes as its source.
+#[derive(Clone)]
+pub struct TimeFormat {
+    source: String,
+    items: Vec<Item<'static>>,
+}
+
+impl TimeFormat {
+    /// The format, or why chrono cannot read it.
+    pub fn new(source: &str) -> Result<TimeFormat, String> {
+        let items = StrftimeItems::new(source)
+            .parse_to_owned()
+            .map_err(|_| format!("invalid time format '{source}': use strftime codes such as '%Y-%m-%d %H:%M'"))?;
+        Ok(TimeFormat {
+            source: source.to_owned(),
+            items,
+        })
+    }
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+}
+impl PartialEq for TimeFormat {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+impl fmt::Debug for TimeFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TimeFormat({:?})", self.source)
+    }
+}
+impl Serialize for TimeFormat {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.source)
+    }
+}
+impl<'de> Deserialize<'de> for TimeFormat {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        TimeFormat::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The zone argument `args[i]` of `name`, if given: a string literal naming an IANA zone.
+fn zone_arg(name: &str, args: &[Expr], i: usize) -> Result<Option<Zone>, (Option<usize>, String)> {
+    match args.get(i) {
+        None => Ok(None),
+        Some(Expr::Literal(Value::Str(s))) => Ok(Some(Zone::new(s).ok_or_else(|| {
+            let message = format!("unknown time zone '{s}': use an IANA name such as 'Europe/Paris' or 'UTC'");
+            (Some(i), message)
+        })?)),
+        Some(_) => {
+            let message = format!("the time zone of `{name}` must be a string literal, e.g. 'Europe/Paris'");
+            Err((Some(i), message))
+        }
+    }
+}
+
 /// Checks a call of `part`'s function and builds it (see [`super::func::build_call`]).
 pub(super) fn build(part: TimePart, mut args: Vec<Expr>) -> Result<Expr, (Option<usize>, String)> {
     let name = part.name();
     if args.is_empty() || args.len() > 2 {
         return Err(arity_error(name, "1 or 2 arguments (time, 'time zone')", args.len()));
     }
-    let zone = match args.get(1) {
-        None => None,
-        Some(Expr::Literal(Value::Str(s))) => Some(Zone::new(s).ok_or_else(|| {
-            let message = format!("unknown time zone '{s}': use an IANA name such as 'Europe/Paris' or 'UTC'");
-            (Some(1), message)
-        })?),
-        Some(_) => {
-            let message = format!("the time zone of `{name}` must be a string literal, e.g. 'Europe/Paris'");
-            return Err((Some(1), message));
-        }
-    };
+    let zone = zone_arg(name, &args, 1)?;
     args.truncate(1);
     let time = Box::new(args.swap_remove(0));
     Ok(Expr::TimePart { part, time, zone })
 }
 
+/// Checks a call of `format_time(time, 'format', 'zone')` and builds it.
+pub(super) fn build_format(mut args: Vec<Expr>) -> Result<Expr, (Option<usize>, String)> {
+    const NAME: &str = "format_time";
+    if !(2..=3).contains(&args.len()) {
+        return Err(arity_error(
+            NAME,
+            "2 or 3 arguments (time, 'format', 'time zone')",
+            args.len(),
+        ));
+    }
+    let Expr::Literal(Value::Str(source)) = &args[1] else {
+        return Err((
+            Some(1),
+            format!("the format of `{NAME}` must be a string literal, e.g. '%H:%M'"),
+        ));
+    };
+    let format = TimeFormat::new(source).map_err(|m| (Some(1), m))?;
+    let zone = zone_arg(NAME, &args, 2)?;
+    args.truncate(1);
+    let time = Box::new(args.swap_remove(0));
+    Ok(Expr::FormatTime { time, format, zone })
+}
+
+/// The epoch milliseconds of `t` for `name`: null stays null, anything but a timestamp or an int
+/// is an error.
+fn millis(name: &str, t: V) -> Res<Option<i64>> {
+    match t {
+        V::Null => Ok(None),
+        V::Time(ms) | V::Int(ms) => Ok(Some(ms)),
+        other => fail(format!(
+            "{name}() needs a timestamp or epoch milliseconds, found {}",
+            other.kind()
+        )),
+    }
+}
+
+/// Formats the time `t` with `format` in `zone` (UTC when `None`).
+pub(super) fn eval_format(format: &TimeFormat, t: V, zone: Option<&Zone>) -> Res<Val<'static>> {
+    let Some(ms) = millis("format_time", t)? else {
+        return Ok(Val::Null);
+    };
+    let utc = DateTime::from_timestamp_millis(ms).filter(|_| local_time(ms, zone).is_some());
+    let Some(utc) = utc else {
+        return fail(format!("format_time(): time {ms} is out of range"));
+    };
+    let items = format.items.iter();
+    let mut text = String::new();
+    let written = match zone {
+        None => write!(text, "{}", utc.format_with_items(items)),
+        Some(zone) => write!(text, "{}", utc.with_timezone(&zone.tz).format_with_items(items)),
+    };
+    if written.is_err() {
+        return fail(format!("format_time(): '{}' cannot format time {ms}", format.as_str()));
+    }
+    Ok(Val::Own(Box::new(Value::Str(text.into()))))
+}
+
 /// Evaluates `part` of the time `t` (a timestamp or int epoch milliseconds) in `zone` (UTC when
 /// `None`).
 pub(super) fn eval(part: TimePart, t: V, zone: Option<&Zone>) -> Res<Val<'static>> {
-    let ms = match t {
-        V::Null => return Ok(Val::Null),
-        V::Time(ms) | V::Int(ms) => ms,
-        other => {
-            let kind = other.kind();
-            return fail(format!(
-                "{}() needs a timestamp or epoch milliseconds, found {kind}",
-                part.name()
-            ));
-        }
+    let Some(ms) = millis(part.name(), t)? else {
+        return Ok(Val::Null);
     };
     let Some(local) = local_time(ms, zone) else {
         return fail(format!("{}(): time {ms} is out of range", part.name()));
@@ -176,6 +276,54 @@ mod tests {
                 "error: hour_of_day(): time 9223372036854775807 is out of range",
             ),
             ("day_of_week(min, 'Europe/Paris')", "error: out of range"),
+        ]);
+    }
+
+    #[test]
+    fn format_time_in_a_zone() {
+        check(&[
+            ("format_time(ts, '%H:%M')", "'22:13'"),
+            ("format_time(ts, '%Y-%m-%d %H:%M:%S')", "'2023-11-14 22:13:20'"),
+            ("format_time(ts, '%H:%M', 'Europe/Paris')", "'23:13'"),
+            (
+                "format_time(ts, '%A %H:%M %z', 'Asia/Kolkata')",
+                "'Wednesday 03:43 +0530'",
+            ),
+            (
+                "format_time(ts, '%Y-%m-%dT%H:%M:%S%.3f%:z')",
+                "'2023-11-14T22:13:20.000+00:00'",
+            ),
+            ("format_time(1719835200000, '%H %Z', 'Europe/Paris')", "'14 CEST'"),
+            ("format_time(0, '%Y')", "'1970'"),
+            ("format_time(-1, '%Y-%m-%d %H:%M:%S%.3f')", "'1969-12-31 23:59:59.999'"),
+            ("format_time(ts, 'literal %% only')", "'literal % only'"),
+            ("format_time(n, '%H')", "null"),
+            (
+                "format_time(s, '%H')",
+                "error: format_time() needs a timestamp or epoch milliseconds, found string",
+            ),
+            (
+                "format_time(max, '%H')",
+                "error: format_time(): time 9223372036854775807 is out of range",
+            ),
+        ]);
+        check_errors(&[
+            (
+                "format_time(ts)",
+                1,
+                "`format_time` takes 2 or 3 arguments (time, 'format', 'time zone')",
+            ),
+            (
+                "format_time(ts, f)",
+                17,
+                "the format of `format_time` must be a string literal",
+            ),
+            ("format_time(ts, '%Q')", 17, "invalid time format '%Q'"),
+            (
+                "format_time(ts, '%H', 'Mars/Base')",
+                23,
+                "unknown time zone 'Mars/Base'",
+            ),
         ]);
     }
 
