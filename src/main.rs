@@ -67,10 +67,11 @@ enum Command {
         sluice generate evolving --events 20000 --out events.ndjson   (also writes events.ndjson.truth.json)\n  \
         sluice generate uploads --events 20000 --out uploads.parquet --context ctx/ --ranges 500   (geo, profiles, sensors, prices)\n  \
         sluice generate regions --regions 3 --events 20000 --span 3d --out events.csv --context ctx/   (load_samples, regions; events.csv.truth.json)\n  \
-        sluice generate services --services 30 --order 2 --events 50000 --out calls.parquet   (also writes calls.parquet.truth.json)"
+        sluice generate services --services 30 --order 2 --events 50000 --out calls.parquet   (also writes calls.parquet.truth.json)
+        sluice generate nexmark --events 10000000 --out nexmark/   (person, auction and bid .parquet)"
     )]
     Generate {
-        /// Scenario: learning, evolving, uploads, regions or services.
+        /// Scenario: learning, evolving, uploads, regions, services or nexmark (--out DIR: person, auction and bid tables).
         scenario: String,
         #[arg(long, default_value_t = 100_000)]
         events: usize,

@@ -32,6 +32,8 @@
 //!   bursts and regime changes; `FILE.truth.json` holds the chain of each regime, its entropy
 //!   rate, the change times, the edges' parameters and the bursts. `.parquet`, `.ndjson` or
 //!   `.csv`, by FILE's extension.
+//! - `nexmark` (see [`nexmark`]): the Nexmark benchmark's person, auction and bid streams from
+//!   the reference generator, written to the directory `--out DIR` as three Parquet files.
 //!
 //! Context tables: with [`GenerateConfig::context`] (`--context DIR`), `learning` also writes
 //! `DIR/profiles.parquet` and `DIR/items.parquet` ([`learning_context`]) and `uploads` writes
@@ -46,6 +48,7 @@ pub mod learning;
 pub mod learning_context;
 #[cfg(test)]
 mod learning_context_tests;
+pub mod nexmark;
 pub mod regions;
 pub mod schema;
 pub mod services;
@@ -70,7 +73,7 @@ use schema::{TIME_FIELD, TYPE_FIELD};
 pub use table::ContextFile;
 
 /// The scenarios [`generate`] knows.
-pub const SCENARIOS: &[&str] = &["learning", "evolving", "uploads", "regions", "services"];
+pub const SCENARIOS: &[&str] = &["learning", "evolving", "uploads", "regions", "services", "nexmark"];
 
 /// The lateness bound the summary counts late rows against: a row is late when its event time is
 /// more than this behind the maximum event time of the rows before it.
@@ -153,7 +156,7 @@ impl GenerateConfig {
             });
         }
         let unsupported = |option: &str| GenerateError::Usage(format!("{option} does not apply to `{scenario}`"));
-        if self.context.is_some() && (scenario == "evolving" || scenario == "services") {
+        if self.context.is_some() && matches!(scenario, "evolving" | "services" | "nexmark") {
             return Err(unsupported("--context"));
         }
         if scenario != "uploads" {
@@ -288,6 +291,7 @@ pub fn generate_with(config: &GenerateConfig) -> Result<GenerateSummary, Generat
         "evolving" => evolving::generate(config.events, config.seed, &config.out, config.progress),
         "regions" => regions::generate(config),
         "services" => services::generate(config),
+        "nexmark" => nexmark::generate(config),
         _ => uploads::generate(config),
     }
 }
