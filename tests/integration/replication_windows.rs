@@ -15,10 +15,11 @@ use crate::replication::{
 };
 use crate::util::{plan_text, run_collect};
 
-const WINDOW_MS: i64 = 60_000;
+/// Five minutes: a few events of each shard per window.
+const WINDOW_MS: i64 = 300_000;
 
 fn window_spec(dir: &Path) -> String {
-    spec(dir, "granularity = \"shard_window\"\nwindow = \"1m\"")
+    spec(dir, "granularity = \"shard_window\"\nwindow = \"5m\"")
 }
 
 /// The oracle's view of one run.
@@ -206,8 +207,11 @@ fn check(s: &Scenario, dir: &Path) -> Net {
             "{workers} workers: last rows"
         );
         assert!(outputs["decisions_replication_tasks"].is_empty(), "every window closed");
-        // Records and tasks at several ticks on the way.
-        for at in [END_MS / 4, END_MS / 2, END_MS - 1, END_MS + RETAIN_MS / 2] {
+        // Records and tasks every 30 s on the way, and just before and at a window's close.
+        let ticks = (0..END_MS + 2 * RETAIN_MS)
+            .step_by(30_000)
+            .chain([WINDOW_MS + RETAIN_MS - 1]);
+        for at in ticks {
             let records = net(&c["decisions_replication"], Some(at as u64));
             assert_eq!(records, oracle.records(at), "{workers} workers: records at {at}");
             let mut tasks = BTreeSet::new();

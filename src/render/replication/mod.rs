@@ -35,7 +35,7 @@
 //! With `granularity = "shard_window"` the same per-event state is kept (a region has an
 //! event's copy or not), but an event closes with its window, `retain` after the window's end,
 //! and instead of rows each event sends its **facts** (counted, keyed by shard and window
-//! start) to [`windows`], which sums them into one record per shard and window:
+//! start) to `windows`, which sums them into one record per shard and window:
 //!
 //! ```text
 //!  decisions ───┬─(by event id)─► Replication ──(facts, by shard and window)──► Windows ──► records
