@@ -35,13 +35,15 @@ pub(super) fn start(time: i64, window_ms: u64) -> i64 {
 
 type Key = (u64, i64);
 
+/// Region → (reason, missing, since): a window's tasks.
+type Tasks = BTreeMap<String, (Reason, isize, i64)>;
+
 /// One shard and window: its facts with their counts, and what it last emitted.
 #[derive(Default)]
 struct Window {
     facts: BTreeMap<Fact, isize>,
     row: Option<Vec<Value>>,
-    /// Region → (reason, missing, since).
-    tasks: BTreeMap<String, (Reason, isize, i64)>,
+    tasks: Tasks,
 }
 
 impl Window {
@@ -50,12 +52,7 @@ impl Window {
     }
 
     /// Its row and tasks as of `tick` (`None` without events).
-    fn summary(
-        &self,
-        key: Key,
-        window_ms: u64,
-        tick: i64,
-    ) -> Option<(Vec<Value>, BTreeMap<String, (Reason, isize, i64)>)> {
+    fn summary(&self, key: Key, window_ms: u64, tick: i64) -> Option<(Vec<Value>, Tasks)> {
         let events = self.count(&Fact::Event);
         if events <= 0 {
             return None;
