@@ -353,12 +353,12 @@ pub(super) fn outputs(plan: &Plan, aggregates: &[usize], forecasts: &[usize], ro
             out.push(OutputPlan {
                 from: vec![(j, Port::Main)],
                 changelog: true,
-                ..OutputPlan::new(&p.records_output(), &super::router::REPLICATION_COLUMNS)
+                ..OutputPlan::new(&p.records_output(), p.record_columns())
             });
             out.push(OutputPlan {
                 from: vec![(j, Port::Tasks)],
                 changelog: true,
-                ..OutputPlan::new(&p.tasks_output(), &super::router::TASK_COLUMNS)
+                ..OutputPlan::new(&p.tasks_output(), p.task_columns())
             });
         }
     }

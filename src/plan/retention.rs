@@ -91,12 +91,12 @@ pub fn retention(plan: &Plan) -> Retention {
                 horizons[plan.root_source(context)] = FOREVER;
             }
         }
-        // Replication records stay open for `retain` after their event: the events and
-        // completions of that span rebuild them.
+        // Replication records stay open for `retain` after their event (or their window's
+        // end): the events and completions of that span rebuild them.
         if let StageKind::Replication(r) = &stage.kind {
             for input in &stage.inputs {
                 let h = &mut horizons[plan.root_source(input)];
-                *h = (*h).max(r.retain_ms);
+                *h = (*h).max(r.retain_ms + r.window_ms());
             }
         }
     }

@@ -53,10 +53,47 @@ pub struct ReplicationPlan {
     pub id: Accessor,
     pub region: Accessor,
     pub status: Accessor,
+    /// How long a record stays open after its event (or its window's end).
     pub retain_ms: u64,
+    /// One record per event, or per shard and tumbling window.
+    pub granularity: Granularity,
+}
+
+/// What one replication record covers (`granularity` in the spec).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    /// One record per routed event (`event`, the default).
+    Event,
+    /// One record per shard and tumbling event-time window of `window_ms` (`shard_window`).
+    ShardWindow { window_ms: u64 },
 }
 
 impl ReplicationPlan {
+    /// The window of a `shard_window` record (0 for `event`).
+    pub fn window_ms(&self) -> u64 {
+        match self.granularity {
+            Granularity::Event => 0,
+            Granularity::ShardWindow { window_ms } => window_ms,
+        }
+    }
+
+    /// The columns of `NAME_replication`.
+    pub fn record_columns(&self) -> &'static [&'static str] {
+        match self.granularity {
+            Granularity::Event => &REPLICATION_COLUMNS,
+            Granularity::ShardWindow { .. } => &WINDOW_REPLICATION_COLUMNS,
+        }
+    }
+
+    /// The columns of `NAME_replication_tasks`.
+    pub fn task_columns(&self) -> &'static [&'static str] {
+        match self.granularity {
+            Granularity::Event => &TASK_COLUMNS,
+            Granularity::ShardWindow { .. } => &WINDOW_TASK_COLUMNS,
+        }
+    }
+
     pub fn records_output(&self) -> String {
         format!("{}_replication", self.router)
     }
@@ -85,6 +122,27 @@ pub const REPLICATION_COLUMNS: [&str; 10] = [
 
 /// Columns of `NAME_replication_tasks`: the copies still to make.
 pub const TASK_COLUMNS: [&str; 5] = ["event_id", "shard_id", "region", "reason", "since"];
+
+/// Columns of `NAME_replication` with `granularity = "shard_window"`: one row per shard and
+/// window, revised as it changes. `regions` lists `{region, status, completed, failed}`.
+pub const WINDOW_REPLICATION_COLUMNS: [&str; 12] = [
+    "shard_id",
+    "window_start",
+    "window_end",
+    "events",
+    "home",
+    "targets",
+    "completed",
+    "failed",
+    "pending",
+    "regions",
+    "state",
+    "migrations",
+];
+
+/// Columns of `NAME_replication_tasks` with `granularity = "shard_window"`: per shard, window
+/// and region, the events it still lacks.
+pub const WINDOW_TASK_COLUMNS: [&str; 6] = ["shard_id", "window_start", "region", "reason", "missing", "since"];
 
 /// Shard migration: every `interval`, the shards' event rates over it and the regions'
 /// `metric` go through [`crate::model::migration::Migrator`].

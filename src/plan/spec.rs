@@ -139,6 +139,12 @@ pub struct ReplicationSpec {
     /// (default `1h`).
     #[serde(default)]
     pub retain: Option<S<String>>,
+    /// One record per `event` (the default) or per `shard_window`.
+    #[serde(default)]
+    pub granularity: Option<S<String>>,
+    /// The tumbling window of `shard_window` records (required there, refused for `event`).
+    #[serde(default)]
+    pub window: Option<S<String>>,
 }
 
 /// `[routers.migration]`.

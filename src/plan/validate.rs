@@ -1573,6 +1573,7 @@ impl Cx<'_> {
             Some(d) => self.duration(d, &key("retain"))?,
             None => 3_600_000,
         };
+        let granularity = self.granularity(spec, &key)?;
         Ok(super::router::ReplicationPlan {
             router: router.name.clone(),
             router_stage: stage,
@@ -1581,7 +1582,54 @@ impl Cx<'_> {
             region,
             status,
             retain_ms,
+            granularity,
         })
+    }
+
+    /// A replication's `granularity` and `window`: a window is required for `shard_window`
+    /// and refused for `event`.
+    fn granularity(
+        &self,
+        spec: &S<super::spec::ReplicationSpec>,
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<super::router::Granularity, SpecError> {
+        use super::router::Granularity;
+        let rs = spec.get_ref();
+        let names = ["event", "shard_window"].map(String::from);
+        match (rs.granularity.as_ref().map(|g| (g, g.get_ref().as_str())), &rs.window) {
+            (None | Some((_, "event")), None) => Ok(Granularity::Event),
+            (None | Some((_, "event")), Some(w)) => Err(self.error(
+                w.span(),
+                &key("window"),
+                "`window` applies only to `granularity = \"shard_window\"`".into(),
+                Some("remove `window`, or add `granularity = \"shard_window\"`".into()),
+            )),
+            (Some((_, "shard_window")), Some(w)) => {
+                let window_ms = self.duration(w, &key("window"))?;
+                if window_ms == 0 {
+                    return Err(self.error(w.span(), &key("window"), "the window is empty".into(), None));
+                }
+                Ok(Granularity::ShardWindow { window_ms })
+            }
+            (Some((g, "shard_window")), None) => Err(self.error(
+                g.span(),
+                &key("window"),
+                "`granularity = \"shard_window\"` needs a `window`".into(),
+                Some("add `window = \"5m\"` (a tumbling window of event time)".into()),
+            )),
+            (Some((g, other)), _) => {
+                let help = match closest(other, names.clone()) {
+                    Some(near) => format!("did you mean `{near}`? ({})", one_of(&names)),
+                    None => one_of(&names),
+                };
+                Err(self.error(
+                    g.span(),
+                    &key("granularity"),
+                    format!("unknown granularity `{other}`"),
+                    Some(help),
+                ))
+            }
+        }
     }
 
     fn source_index(&self, name: &S<String>, key: &str, sources: &[SourcePlan]) -> Result<usize, SpecError> {

@@ -18,6 +18,7 @@ mod notebooks;
 mod numbers;
 mod oracle;
 mod replication;
+mod replication_windows;
 mod retracting;
 mod routing;
 mod routing_eval;

@@ -10,19 +10,19 @@ use sluice::value::{format_time, Value};
 
 use crate::util::{payload_field as field, plan_text, run_collect};
 
-const RETAIN_MS: i64 = 300_000;
-const END_MS: i64 = 1_200_000;
+pub(crate) const RETAIN_MS: i64 = 300_000;
+pub(crate) const END_MS: i64 = 1_200_000;
 
 /// Events `(time, user)`, completions `(time, event index or unknown, region, completed)`.
 #[derive(Clone, Debug)]
-struct Scenario {
-    events: Vec<(i64, u8)>,
-    acks: Vec<(i64, Option<usize>, usize, bool)>,
+pub(crate) struct Scenario {
+    pub events: Vec<(i64, u8)>,
+    pub acks: Vec<(i64, Option<usize>, usize, bool)>,
 }
 
 const REGIONS: [&str; 4] = ["a", "b", "c", "zz"];
 
-fn scenario() -> impl Strategy<Value = Scenario> {
+pub(crate) fn scenario() -> impl Strategy<Value = Scenario> {
     let events = prop::collection::vec((0i64..END_MS, 0u8..24), 1..40);
     let acks = prop::collection::vec(
         (
@@ -37,7 +37,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
 }
 
 /// Three regions; `a` is far hotter than the others for the whole run, so shards move off it.
-fn write(dir: &std::path::Path, s: &Scenario) {
+pub(crate) fn write(dir: &std::path::Path, s: &Scenario) {
     let mut f = std::fs::File::create(dir.join("regions.ndjson")).unwrap();
     for r in ["a", "b", "c"] {
         writeln!(f, r#"{{"ts":0,"region":"{r}","capacity":100.0}}"#).unwrap();
@@ -80,7 +80,8 @@ fn write(dir: &std::path::Path, s: &Scenario) {
     }
 }
 
-fn spec(dir: &std::path::Path) -> String {
+/// The spec, with `extra` lines in `[routers.replication]`.
+pub(crate) fn spec(dir: &std::path::Path, extra: &str) -> String {
     format!(
         r#"
 [pipeline]
@@ -125,6 +126,7 @@ id = "event"
 region_field = "where"
 factor = 2
 retain = "{retain}ms"
+{extra}
 "#,
         dir = dir.display(),
         retain = RETAIN_MS
@@ -132,9 +134,9 @@ retain = "{retain}ms"
 }
 
 /// The run's outputs, consolidated: rows with their net count, by output.
-type Net = BTreeMap<String, BTreeMap<Vec<Value>, i64>>;
+pub(crate) type Net = BTreeMap<String, BTreeMap<Vec<Value>, i64>>;
 
-fn net(updates: &[(Vec<Value>, u64, isize)], until: Option<u64>) -> BTreeMap<Vec<Value>, i64> {
+pub(crate) fn net(updates: &[(Vec<Value>, u64, isize)], until: Option<u64>) -> BTreeMap<Vec<Value>, i64> {
     let mut out: BTreeMap<Vec<Value>, i64> = BTreeMap::new();
     for (row, t, d) in updates {
         if until.is_none_or(|u| *t <= u) {
@@ -145,7 +147,7 @@ fn net(updates: &[(Vec<Value>, u64, isize)], until: Option<u64>) -> BTreeMap<Vec
     out
 }
 
-fn strings(v: &Value) -> Vec<String> {
+pub(crate) fn strings(v: &Value) -> Vec<String> {
     match v {
         Value::List(items) => items
             .iter()
@@ -159,7 +161,7 @@ fn strings(v: &Value) -> Vec<String> {
 }
 
 /// The placement as of `before`: rows at times before it.
-fn targets_before(placement: &[(i64, i64, Vec<String>, isize)], shard: i64, before: i64) -> Vec<String> {
+pub(crate) fn targets_before(placement: &[(i64, i64, Vec<String>, isize)], shard: i64, before: i64) -> Vec<String> {
     let mut current: BTreeMap<Vec<String>, isize> = BTreeMap::new();
     for (t, s, targets, d) in placement {
         if *s == shard && *t < before {
@@ -171,9 +173,93 @@ fn targets_before(placement: &[(i64, i64, Vec<String>, isize)], shard: i64, befo
     current.into_keys().next().unwrap_or_default()
 }
 
+/// What a run routed and placed, and the completions as written.
+pub(crate) struct Observed {
+    /// Placement rows over time: (time, shard, targets, diff).
+    pub placement: Vec<(i64, i64, Vec<String>, isize)>,
+    /// Events: id → (time, shard).
+    pub events: BTreeMap<i64, (i64, i64)>,
+    /// Completions: (time, id, region, ok).
+    pub acks: Vec<(i64, i64, String, bool)>,
+}
+
+pub(crate) fn observed(c: &BTreeMap<String, sluice::run::Updates>, dir: &std::path::Path) -> Observed {
+    // Placement rows over time: (time, shard, targets, diff).
+    let placement: Vec<(i64, i64, Vec<String>, isize)> = c["decisions_placement"]
+        .iter()
+        .map(|(row, t, d)| {
+            let Value::Int(shard) = row[0] else { panic!("{row:?}") };
+            (*t as i64, shard, strings(&row[2]), *d)
+        })
+        .collect();
+    // Events: id → (time, shard).
+    let mut events: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for (row, _, _) in &c["decisions"] {
+        let p = row.last().unwrap();
+        let (Value::Int(id), Value::Int(shard)) = (field(p, "event_id"), field(p, "shard_id")) else {
+            panic!("{p:?}")
+        };
+        let Value::Time(t) = row[0] else { panic!("{row:?}") };
+        events.insert(id, (t, shard));
+    }
+    // Completions as written: (time, id, region, ok).
+    let acks: Vec<(i64, i64, String, bool)> = std::fs::read_to_string(dir.join("completions.ndjson"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            Some((
+                v["ts"].as_i64()?,
+                v["event"].as_i64()?,
+                v["where"].as_str()?.to_string(),
+                match v["status"].as_str()? {
+                    "completed" => true,
+                    "failed" => false,
+                    _ => return None,
+                },
+            ))
+        })
+        .collect();
+    Observed {
+        placement,
+        events,
+        acks,
+    }
+}
+
+/// Home changes of `shard` before `before`: `TIME from → to`.
+pub(crate) fn history(placement: &[(i64, i64, Vec<String>, isize)], shard: i64, before: i64) -> Vec<Value> {
+    let mut history = Vec::new();
+    let mut times: BTreeSet<i64> = placement.iter().filter(|p| p.1 == shard).map(|p| p.0).collect();
+    times.retain(|t| *t < before);
+    let mut home: Option<String> = None;
+    for t in times {
+        let now = targets_before(placement, shard, t + 1).first().cloned();
+        if let (Some(from), Some(to)) = (&home, &now) {
+            if from != to {
+                history.push(Value::str(&format!("{} {from} → {to}", format_time(t))));
+            }
+        }
+        home = now.or(home);
+    }
+    history
+}
+
+/// The replication stage's dead letters: count by reason.
+pub(crate) fn dead_letters(c: &BTreeMap<String, sluice::run::Updates>) -> BTreeMap<String, usize> {
+    c["dead_letters"].iter().fold(BTreeMap::new(), |mut m, (row, _, d)| {
+        if let (Value::Str(stage), Value::Str(reason)) = (&row[0], &row[1]) {
+            if stage.starts_with("replication:") {
+                *m.entry(reason.to_string()).or_default() += *d as usize;
+            }
+        }
+        m
+    })
+}
+
 fn check(s: &Scenario, dir: &std::path::Path) -> Net {
     write(dir, s);
-    let plan = plan_text(&spec(dir), dir);
+    let plan = plan_text(&spec(dir, ""), dir);
     let mut first: Option<Net> = None;
     for workers in [1, 2, 4] {
         let summary = run_collect(&plan, workers);
@@ -186,43 +272,12 @@ fn check(s: &Scenario, dir: &std::path::Path) -> Net {
         .iter()
         .map(|n| (n.to_string(), net(&c[*n], None)))
         .collect();
-        // Placement rows over time: (time, shard, targets, diff).
-        let placement: Vec<(i64, i64, Vec<String>, isize)> = c["decisions_placement"]
-            .iter()
-            .map(|(row, t, d)| {
-                let Value::Int(shard) = row[0] else { panic!("{row:?}") };
-                (*t as i64, shard, strings(&row[2]), *d)
-            })
-            .collect();
-        // Events: id → (time, shard).
-        let mut events: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
-        for (row, _, _) in &c["decisions"] {
-            let p = row.last().unwrap();
-            let (Value::Int(id), Value::Int(shard)) = (field(p, "event_id"), field(p, "shard_id")) else {
-                panic!("{p:?}")
-            };
-            let Value::Time(t) = row[0] else { panic!("{row:?}") };
-            events.insert(id, (t, shard));
-        }
+        let Observed {
+            placement,
+            events,
+            acks,
+        } = observed(c, dir);
         assert_eq!(events.len(), 240 + s.events.len(), "every event is routed");
-        // Completions as written: (time, id, region, ok).
-        let acks: Vec<(i64, i64, String, bool)> = std::fs::read_to_string(dir.join("completions.ndjson"))
-            .unwrap()
-            .lines()
-            .filter_map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                Some((
-                    v["ts"].as_i64()?,
-                    v["event"].as_i64()?,
-                    v["where"].as_str()?.to_string(),
-                    match v["status"].as_str()? {
-                        "completed" => true,
-                        "failed" => false,
-                        _ => return None,
-                    },
-                ))
-            })
-            .collect();
         let usable = |id: i64, at: i64, region: &str| -> bool {
             region != "zz" && events.get(&id).is_some_and(|(t, _)| *t <= at && at < t + RETAIN_MS + 1)
         };
@@ -258,20 +313,7 @@ fn check(s: &Scenario, dir: &std::path::Path) -> Net {
                 .map(|r| Value::str(r))
                 .collect();
             let done = !targets.is_empty() && targets.iter().all(|r| st.get(r) == Some(&true));
-            // Home changes of the shard before it closed.
-            let mut history = Vec::new();
-            let mut times: BTreeSet<i64> = placement.iter().filter(|p| p.1 == *shard).map(|p| p.0).collect();
-            times.retain(|t| *t < closes);
-            let mut home: Option<String> = None;
-            for t in times {
-                let now = targets_before(&placement, *shard, t + 1).first().cloned();
-                if let (Some(from), Some(to)) = (&home, &now) {
-                    if from != to {
-                        history.push(Value::str(&format!("{} {from} → {to}", format_time(t))));
-                    }
-                }
-                home = now.or(home);
-            }
+            let history = history(&placement, *shard, closes);
             let row = vec![
                 Value::Int(*id),
                 Value::Time(*time),
@@ -324,14 +366,7 @@ fn check(s: &Scenario, dir: &std::path::Path) -> Net {
         assert_eq!(tasks, want, "{workers} workers: tasks at {mid}");
 
         // Dead letters: unknown regions, unknown events, rows without an id or a status.
-        let dead: BTreeMap<String, usize> = c["dead_letters"].iter().fold(BTreeMap::new(), |mut m, (row, _, d)| {
-            if let (Value::Str(stage), Value::Str(reason)) = (&row[0], &row[1]) {
-                if stage.starts_with("replication:") {
-                    *m.entry(reason.to_string()).or_default() += *d as usize;
-                }
-            }
-            m
-        });
+        let dead = dead_letters(c);
         let unknown_region = acks.iter().filter(|a| a.2 == "zz").count();
         let unknown_event = acks.iter().filter(|a| a.2 != "zz" && !usable(a.1, a.0, &a.2)).count();
         let mut want: BTreeMap<String, usize> = BTreeMap::new();

@@ -31,6 +31,19 @@
 //! (`invalid_completion`), for an event that is not open here (`unknown_event`: never routed,
 //! routed later than the completion, or closed), or from a region no placement has named
 //! (`unknown_region`); decisions without an event id (`no_event_id`).
+//!
+//! With `granularity = "shard_window"` the same per-event state is kept (a region has an
+//! event's copy or not), but an event closes with its window, `retain` after the window's end,
+//! and instead of rows each event sends its **facts** (counted, keyed by shard and window
+//! start) to `windows`, which sums them into one record per shard and window:
+//!
+//! ```text
+//!  decisions ───┬─(by event id)─► Replication ──(facts, by shard and window)──► Windows ──► records
+//!  completions ─┘                    ▲     └──► dead letters                       └──────► tasks
+//!  placement (broadcast) ────────────┘
+//! ```
+
+mod windows;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -43,7 +56,7 @@ use timely::dataflow::operators::CapabilitySet;
 
 use crate::dead_letter::DeadLetter;
 use crate::event::Event;
-use crate::plan::router::ReplicationPlan;
+use crate::plan::router::{Granularity, ReplicationPlan};
 use crate::plan::Port;
 use crate::render::pending::Paired;
 use crate::render::{Coll, EventsOf, RowsOf, StageOut};
@@ -71,6 +84,72 @@ enum Out {
     Record(Vec<Value>),
     Task(Vec<Value>),
     Dead(DeadLetter),
+    /// One fact of an event, for the record of its shard and window (`shard_window`).
+    Fact((u64, i64), Fact),
+}
+
+/// Why a region is asked for a copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+enum Reason {
+    /// A target since the event was routed.
+    Copy,
+    /// A target since a placement change after the event was routed.
+    Migration,
+    /// Its latest acknowledgement failed.
+    Retry,
+}
+
+impl Reason {
+    fn name(self) -> &'static str {
+        match self {
+            Reason::Copy => "copy",
+            Reason::Migration => "migration",
+            Reason::Retry => "retry",
+        }
+    }
+}
+
+/// What one event adds to the record of its shard and window: each is counted over the
+/// window's events.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+enum Fact {
+    /// The event (counted: the window's events).
+    Event,
+    /// Its record closed.
+    Closed,
+    /// Its shard's current targets and home changes (the same for every open event of a
+    /// shard).
+    Shard(Value, Value),
+    /// A region completed its copy.
+    Completed(String),
+    /// A region's latest acknowledgement failed.
+    Failed(String),
+    /// A region is asked for its copy, and why.
+    Task(String, Reason),
+}
+
+/// The facts of an event whose row (`REPLICATION_COLUMNS`) and tasks are these.
+fn facts(row: &[Value], tasks: &BTreeMap<String, (Reason, i64)>, closed: bool) -> BTreeSet<Fact> {
+    let mut out = BTreeSet::from([Fact::Event, Fact::Shard(row[4].clone(), row[9].clone())]);
+    if closed {
+        out.insert(Fact::Closed);
+    }
+    let regions = |v: &Value| -> Vec<String> {
+        match v {
+            Value::List(items) => items
+                .iter()
+                .filter_map(|r| match r {
+                    Value::Str(s) => Some(s.to_string()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    out.extend(regions(&row[5]).into_iter().map(Fact::Completed));
+    out.extend(regions(&row[6]).into_iter().map(Fact::Failed));
+    out.extend(tasks.iter().map(|(r, (reason, _))| Fact::Task(r.clone(), *reason)));
+    out
 }
 
 /// One shard as the placement has it.
@@ -92,7 +171,7 @@ struct Record {
     /// Region → (completed, time of its latest acknowledgement).
     acks: BTreeMap<String, (bool, i64)>,
     /// Region → (reason, since): the tasks it has.
-    tasks: BTreeMap<String, (&'static str, i64)>,
+    tasks: BTreeMap<String, (Reason, i64)>,
     /// Its row as last emitted.
     row: Option<Vec<Value>>,
 }
@@ -167,7 +246,14 @@ impl Replicas {
         if self.records.contains_key(&id) {
             return None;
         }
-        let closes = (time.saturating_add(self.plan.retain_ms as i64).max(0) as u64)
+        // An event's last instant, or its window's.
+        let last = match self.plan.granularity {
+            Granularity::Event => time,
+            Granularity::ShardWindow { window_ms } => {
+                windows::start(time, window_ms).saturating_add(window_ms as i64 - 1)
+            }
+        };
+        let closes = (last.saturating_add(self.plan.retain_ms as i64).max(0) as u64)
             .max(tick)
             .saturating_add(1);
         let entry = self.shards.entry(shard).or_default();
@@ -235,24 +321,18 @@ impl Replicas {
             Value::str(state),
             Value::List(shard.map(|s| s.history.clone()).unwrap_or_default().into()),
         ];
-        if record.row.as_ref() != Some(&row) {
-            if let Some(old) = record.row.replace(row.clone()) {
-                out.push((Out::Record(old), -1));
-            }
-            out.push((Out::Record(row), 1));
-        }
         // Tasks: every target not completed, unless the record closed.
-        let mut tasks: BTreeMap<String, (&'static str, i64)> = BTreeMap::new();
+        let mut tasks: BTreeMap<String, (Reason, i64)> = BTreeMap::new();
         if !closed {
             for region in &targets {
                 let task = match record.acks.get(region) {
                     Some((true, _)) => continue,
-                    Some((false, at)) => ("retry", *at),
+                    Some((false, at)) => (Reason::Retry, *at),
                     None => {
                         let reason = if record.first.contains(region) {
-                            "copy"
+                            Reason::Copy
                         } else {
-                            "migration"
+                            Reason::Migration
                         };
                         match record.tasks.get(region) {
                             Some(&(r, since)) if r == reason => (r, since),
@@ -263,25 +343,52 @@ impl Replicas {
                 tasks.insert(region.clone(), task);
             }
         }
-        let task_row = |region: &str, (reason, since): (&str, i64)| {
-            vec![
-                id.clone(),
-                Value::Int(record.shard as i64),
-                Value::str(region),
-                Value::str(reason),
-                Value::Time(since),
-            ]
-        };
-        for (region, task) in &record.tasks {
-            if tasks.get(region) != Some(task) {
-                out.push((Out::Task(task_row(region, *task)), -1));
+        match self.plan.granularity {
+            Granularity::Event => {
+                if record.row.as_ref() != Some(&row) {
+                    if let Some(old) = record.row.take() {
+                        out.push((Out::Record(old), -1));
+                    }
+                    out.push((Out::Record(row.clone()), 1));
+                }
+                let task_row = |region: &str, (reason, since): (Reason, i64)| {
+                    vec![
+                        id.clone(),
+                        Value::Int(record.shard as i64),
+                        Value::str(region),
+                        Value::str(reason.name()),
+                        Value::Time(since),
+                    ]
+                };
+                for (region, task) in &record.tasks {
+                    if tasks.get(region) != Some(task) {
+                        out.push((Out::Task(task_row(region, *task)), -1));
+                    }
+                }
+                for (region, task) in &tasks {
+                    if record.tasks.get(region) != Some(task) {
+                        out.push((Out::Task(task_row(region, *task)), 1));
+                    }
+                }
+            }
+            Granularity::ShardWindow { window_ms } => {
+                // A record is refreshed with `closed` once, as it closes.
+                let before = record
+                    .row
+                    .as_ref()
+                    .map(|old| facts(old, &record.tasks, false))
+                    .unwrap_or_default();
+                let after = facts(&row, &tasks, closed);
+                let key = (record.shard, windows::start(record.time, window_ms));
+                for fact in before.difference(&after) {
+                    out.push((Out::Fact(key, fact.clone()), -1));
+                }
+                for fact in after.difference(&before) {
+                    out.push((Out::Fact(key, fact.clone()), 1));
+                }
             }
         }
-        for (region, task) in &tasks {
-            if record.tasks.get(region) != Some(task) {
-                out.push((Out::Task(task_row(region, *task)), 1));
-            }
-        }
+        record.row = Some(row);
         record.tasks = tasks;
     }
 
@@ -392,6 +499,7 @@ pub fn stage<'s>(
     let by_id = Exchange::new(|((item, _), _, _): &((Item, isize), u64, isize)| stable_hash(item.id()));
     let placement = placement.inner.map(|(row, t, r)| ((row, r), t, r)).broadcast();
     let name = plan.router.clone();
+    let op_name = name.clone();
     let mut replicas = Replicas::new(plan.clone());
     let letter_of = move |reason: &str, detail: String, e: &Event| {
         DeadLetter::of_event(&stage_name, reason, detail, e, (&time_field, &type_field))
@@ -403,7 +511,7 @@ pub fn stage<'s>(
             placement,
             by_id,
             Pipeline,
-            &format!("Replication({name})"),
+            &format!("Replication({op_name})"),
             move |_, _| {
                 let mut pending: Paired<(Item, isize), (Vec<Value>, isize)> = Paired::default();
                 // Capabilities for the times open records close.
@@ -469,14 +577,25 @@ pub fn stage<'s>(
             },
         )
         .as_collection();
+    let rows = match plan.granularity {
+        Granularity::Event => out.clone(),
+        Granularity::ShardWindow { window_ms } => windows::stage(
+            out.clone().flat_map(|o| match o {
+                Out::Fact(key, fact) => Some((key, fact)),
+                _ => None,
+            }),
+            &name,
+            window_ms,
+        ),
+    };
     StageOut {
-        main: Coll::Rows(out.clone().flat_map(|o| match o {
+        main: Coll::Rows(rows.clone().flat_map(|o| match o {
             Out::Record(row) => Some(row),
             _ => None,
         })),
         ports: vec![(
             Port::Tasks,
-            Coll::Rows(out.clone().flat_map(|o| match o {
+            Coll::Rows(rows.flat_map(|o| match o {
                 Out::Task(row) => Some(row),
                 _ => None,
             })),
