@@ -87,6 +87,9 @@ pub enum Out {
     PipeEvent(Vec<Value>),
 }
 
+/// `P(next | history)` by symbol, shared between a call's scoring and a sequence's predictions.
+type Distribution = Rc<Vec<(Id, f64)>>;
+
 /// Rows out, each with its time and diff.
 pub type Emitted = Vec<(u64, Out, isize)>;
 
@@ -233,7 +236,7 @@ pub struct ServiceState {
     context_labels: FxHashMap<Vec<Token<Id>>, Value>,
     /// The next-service distributions computed under the current model, by history; cleared
     /// when the model changes (`epoch`).
-    distributions: FxHashMap<Vec<Token<Id>>, Rc<Vec<(Id, f64)>>>,
+    distributions: FxHashMap<Vec<Token<Id>>, Distribution>,
     /// Changes whenever the counts, the order, the discount or the vocabulary may have.
     epoch: u64,
     /// The epoch and vocabulary size `distributions` were computed under.
@@ -459,7 +462,7 @@ impl ServiceState {
     }
 
     /// `P(· | history)` under `model`, by symbol (computed once per history and model).
-    fn distribution(&mut self, model: &KneserNey<'_, Id>, history: &[Token<Id>]) -> Rc<Vec<(Id, f64)>> {
+    fn distribution(&mut self, model: &KneserNey<'_, Id>, history: &[Token<Id>]) -> Distribution {
         let of = (self.epoch, model.vocabulary().len());
         if self.distributions_of != of {
             self.distributions.clear();
