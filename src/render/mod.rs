@@ -197,7 +197,7 @@ pub fn render(
             let letters = differential_dataflow::collection::concatenate(scope, dead.clone())
                 .map(move |d| d.clip(limit))
                 .probe_with(&probe);
-            sink::sink(letters, output.clone(), env, DeadLetter::row)
+            sink::sink(letters, output.clone(), env, |d: DeadLetter| d.row())
         } else {
             let parts: Vec<Coll<'_>> = output.from.iter().map(|(i, port)| outs[*i].port(port)).collect();
             sink_parts(plan, output, parts, scope, &probe, env)
@@ -257,9 +257,9 @@ fn sink_parts<'s>(
                 _ => Vec::new(),
             };
             let has_type = !plan.fields_of(&StageRef::Stage(output.from[0].0)).1.is_empty();
-            let to_row = move |e: &Event| {
+            let to_row = move |e: Event| {
                 // The sort key: the `order_by` values, then a marker so that the prefix is never empty.
-                let mut row: Vec<Value> = order_by.iter().map(|a| a.get(e).unwrap_or(Value::Null)).collect();
+                let mut row: Vec<Value> = order_by.iter().map(|a| a.get(&e).unwrap_or(Value::Null)).collect();
                 row.push(Value::Null);
                 row.push(Value::Time(e.time));
                 if has_type {
@@ -275,14 +275,16 @@ fn sink_parts<'s>(
                 Coll::Windows(w) => Some(w),
                 _ => None,
             });
-            sink::sink(concatenate(scope, rows).probe_with(probe), spec, env, window_row_values)
+            sink::sink(concatenate(scope, rows).probe_with(probe), spec, env, |w| {
+                window_row_values(&w)
+            })
         }
         Some(Coll::Counters(_)) => {
             let counters = parts.into_iter().filter_map(|p| match p {
                 Coll::Counters(c) => Some(c),
                 _ => None,
             });
-            let to_row = |c: &Counter| vec![Value::str(c.metric.as_str()), Value::str(c.label.as_str())];
+            let to_row = |c: Counter| vec![Value::str(c.metric.as_str()), Value::str(c.label.as_str())];
             sink::sink(concatenate(scope, counters).probe_with(probe), spec, env, to_row)
         }
         Some(Coll::Rows(_)) | None => {
@@ -290,7 +292,7 @@ fn sink_parts<'s>(
                 Coll::Rows(r) => Some(r),
                 _ => None,
             });
-            sink::sink(concatenate(scope, rows).probe_with(probe), spec, env, Vec::clone)
+            sink::sink(concatenate(scope, rows).probe_with(probe), spec, env, |row| row)
         }
     }
 }

@@ -79,12 +79,13 @@ pub struct SinkEnv {
     pub state: Option<Arc<dyn crate::render::snapshot::StateStore>>,
 }
 
-/// Attaches a sink to `collection`; `to_row` turns a record into the output's columns.
+/// Attaches a sink to `collection`; `to_row` turns a record into the output's columns (taking
+/// it, so that a record that already is a row is not copied).
 pub fn sink<'s, D>(
     collection: VecCollection<'s, u64, D, isize>,
     spec: OutputPlan,
     env: &SinkEnv,
-    to_row: impl Fn(&D) -> Vec<Value> + 'static,
+    to_row: impl Fn(D) -> Vec<Value> + 'static,
 ) -> Rc<RefCell<SinkResult>>
 where
     D: timely::ExchangeData + Clone,
@@ -175,7 +176,7 @@ where
                         if t < skip_before {
                             continue;
                         }
-                        let row = to_row(&d);
+                        let row = to_row(d);
                         if view.is_some() {
                             live_batch.push((row[writer.sort_prefix..].to_vec(), t, r));
                         }

@@ -19,6 +19,8 @@ pub mod state;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
+
 use differential_dataflow::AsCollection;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
@@ -36,10 +38,10 @@ use state::{Interaction, Kind, Out, ServiceState};
 
 /// Reads one interaction row; `Err((reason, detail))` for a row the model cannot use.
 pub fn parse(plan: &ServicesPlan, e: &Event) -> Result<Interaction, (&'static str, String)> {
-    let text = |v: Option<Value>, what: &str| -> Result<String, (&'static str, String)> {
+    let text = |v: Option<Value>, what: &str| -> Result<Arc<str>, (&'static str, String)> {
         match v {
-            Some(Value::Str(s)) if !s.is_empty() => Ok(s.to_string()),
-            Some(Value::Int(i)) if what == "sequence id" => Ok(i.to_string()),
+            Some(Value::Str(s)) if !s.is_empty() => Ok(s),
+            Some(Value::Int(i)) if what == "sequence id" => Ok(i.to_string().into()),
             None | Some(Value::Null) if what == "sequence id" => Err(("missing_id", "no sequence id".into())),
             other => Err((
                 "invalid_interaction",
@@ -126,15 +128,12 @@ pub fn stage<'s>(events: EventsOf<'s>, plan: &ServicesPlan, fields: (&str, &str)
                     }
                     model.fire_before(limit.map(|l| l as i64), &mut out);
                     out.sort_by_key(|(t, _, _)| *t);
-                    let mut i = 0;
-                    while i < out.len() {
-                        let t = out[i].0;
+                    let mut rows = out.into_iter().peekable();
+                    while let Some(&(t, _, _)) = rows.peek() {
                         let cap = pending.caps.delayed(&t);
                         let mut session = output.session(&cap);
-                        while i < out.len() && out[i].0 == t {
-                            let (t, o, d) = out[i].clone();
+                        while let Some((t, o, d)) = rows.next_if(|(u, _, _)| *u == t) {
                             session.give((o, t, d));
-                            i += 1;
                         }
                     }
                     let hold = [pending.next_time(), model.next_timer()].into_iter().flatten().min();

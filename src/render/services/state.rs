@@ -18,7 +18,12 @@
 //! 4. Rows of the pairs and contexts that changed are revised (changelogs), transitions every
 //!    `transitions_every`.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use crate::model::markov::{Discount, KneserNey, Ngrams, Token};
 use crate::model::pipes::{configure, within_horizon};
@@ -55,9 +60,9 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Interaction {
     pub time: i64,
-    pub sequence: String,
-    pub source: String,
-    pub target: String,
+    pub sequence: Arc<str>,
+    pub source: Arc<str>,
+    pub target: Arc<str>,
     pub kind: Kind,
     pub bytes: u64,
     /// Milliseconds, as bits of a non-negative `f64` (so that the row is `Ord`).
@@ -82,6 +87,9 @@ pub enum Out {
     PipeEvent(Vec<Value>),
 }
 
+/// `P(next | history)` by symbol, shared between a call's scoring and a sequence's predictions.
+type Distribution = Rc<Vec<(Id, f64)>>;
+
 /// Rows out, each with its time and diff.
 pub type Emitted = Vec<(u64, Out, isize)>;
 
@@ -93,7 +101,9 @@ enum Timer {
 
 /// An active sequence.
 struct Sequence {
-    name: String,
+    name: Arc<str>,
+    /// `name` as a row value.
+    label: Value,
     /// Its tokens so far, the last `order` of them (`Start` padded).
     history: Vec<Token<Id>>,
     last_ms: i64,
@@ -119,10 +129,13 @@ struct Window {
     errors: u64,
     /// Latency bits → count, of completed and failed calls.
     latencies: BTreeMap<u64, u64>,
+    /// The components of the current items, once computed (cleared when they change).
+    cached: Cell<Option<Components>>,
 }
 
 impl Window {
     fn push(&mut self, time: i64, kind: Kind, bytes: u64, latency: f64) {
+        self.cached.set(None);
         self.apply(kind, bytes, latency, 1);
         self.items.push_back((time, kind, bytes, latency));
     }
@@ -159,14 +172,20 @@ impl Window {
             }
             self.items.pop_front();
             self.apply(kind, bytes, latency, -1);
+            self.cached.set(None);
             any = true;
         }
         any
     }
 
     fn components(&self, window_ms: f64) -> Components {
+        if let Some(c) = self.cached.get() {
+            return c;
+        }
         let latencies: Vec<(f64, u64)> = self.latencies.iter().map(|(b, n)| (f64::from_bits(*b), *n)).collect();
-        Components::from_window(window_ms, self.calls, self.bytes, &latencies, self.errors)
+        let c = Components::from_window(window_ms, self.calls, self.bytes, &latencies, self.errors);
+        self.cached.set(Some(c));
+        c
     }
 }
 
@@ -200,13 +219,30 @@ struct Pair {
     sharing: u32,
     pipe: Option<Pipe>,
     resonance_row: Option<Vec<Value>>,
+    /// Whether the window or the feedback changed since `resonance_row` was made.
+    resonance_stale: bool,
+    /// The filters and transforms of the rules that match the pair, once looked up.
+    rules: Option<(Value, Value)>,
 }
 
 /// The stage's whole state (one instance, on one worker).
 pub struct ServiceState {
     plan: ServicesPlan,
     names: Vec<String>,
+    /// Each name as a row value (shared, not copied, by every row that names it).
+    labels: Vec<Value>,
     ids: HashMap<String, Id>,
+    /// Each context's name (`^ a`) as a row value, once made.
+    context_labels: FxHashMap<Vec<Token<Id>>, Value>,
+    /// The next-service distributions computed under the current model, by history; cleared
+    /// when the model changes (`epoch`).
+    distributions: FxHashMap<Vec<Token<Id>>, Distribution>,
+    /// Changes whenever the counts, the order, the discount or the vocabulary may have.
+    epoch: u64,
+    /// The epoch and vocabulary size `distributions` were computed under.
+    distributions_of: (u64, usize),
+    /// `(time, pair)` of each item of the pairs' resonance windows, in time order.
+    expiries: VecDeque<(i64, (Id, Id))>,
     /// The top-order counts of the window.
     counts: Ngrams<Id>,
     /// `(time, context, next)` of each counted hop, in time order.
@@ -219,7 +255,7 @@ pub struct ServiceState {
     next_transitions: i64,
     transitions: BTreeMap<(Vec<Token<Id>>, Id), Vec<Value>>,
     sequences: HashMap<u64, Sequence>,
-    sequence_keys: HashMap<String, u64>,
+    sequence_keys: HashMap<Arc<str>, u64>,
     next_sequence: u64,
     pairs: BTreeMap<(Id, Id), Pair>,
     timers: BTreeSet<(i64, Timer)>,
@@ -270,7 +306,13 @@ impl ServiceState {
         ServiceState {
             counts: Ngrams::new(plan.max_order),
             names: vec!["$".into()],
+            labels: vec![Value::str("$")],
             ids: HashMap::from([("$".to_string(), END)]),
+            context_labels: FxHashMap::default(),
+            distributions: FxHashMap::default(),
+            epoch: 0,
+            distributions_of: (0, 0),
+            expiries: VecDeque::new(),
             window: VecDeque::new(),
             pending: Vec::new(),
             order: plan.order.unwrap_or(plan.max_order),
@@ -297,6 +339,7 @@ impl ServiceState {
         }
         let id = self.names.len() as Id;
         self.names.push(name.to_string());
+        self.labels.push(Value::str(name));
         self.ids.insert(name.to_string(), id);
         id
     }
@@ -378,11 +421,13 @@ impl ServiceState {
         for (time, context, next) in std::mem::take(&mut self.pending) {
             self.counts.add(&context, &next, 1).expect("adding never fails");
             self.window.push_back((time, context, next));
+            self.epoch += 1;
         }
         let from = t.saturating_sub(self.plan.window_ms as i64);
         while self.window.front().is_some_and(|(time, _, _)| *time < from) {
             let (_, context, next) = self.window.pop_front().expect("checked");
             self.counts.add(&context, &next, -1).expect("a counted hop leaves once");
+            self.epoch += 1;
         }
         if let Some(every) = self.plan.reselect_every_ms {
             if t >= self.next_selection {
@@ -394,12 +439,51 @@ impl ServiceState {
             self.next_transitions = t.saturating_add(self.plan.transitions_every_ms as i64);
             self.publish_transitions(tick, out);
         }
+        // Only the pairs with items before the window's start have any to drop.
         let from = t.saturating_sub(self.plan.resonance_window_ms as i64);
-        for (key, pair) in self.pairs.iter_mut() {
-            if pair.window.evict(from) {
-                self.dirty.insert(*key);
+        while self.expiries.front().is_some_and(|(time, _)| *time < from) {
+            let (_, key) = self.expiries.pop_front().expect("checked");
+            if let Some(pair) = self.pairs.get_mut(&key) {
+                if pair.window.evict(from) {
+                    pair.resonance_stale = true;
+                    self.dirty.insert(key);
+                }
             }
         }
+    }
+
+    /// Puts an item into the resonance window of `a → b`.
+    fn push_window(&mut self, a: Id, b: Id, time: i64, kind: Kind, bytes: u64, latency: f64) {
+        let pair = self.pairs.entry((a, b)).or_default();
+        pair.window.push(time, kind, bytes, latency);
+        pair.resonance_stale = true;
+        self.expiries.push_back((time, (a, b)));
+        self.dirty.insert((a, b));
+    }
+
+    /// `P(· | history)` under `model`, by symbol (computed once per history and model).
+    fn distribution(&mut self, model: &KneserNey<'_, Id>, history: &[Token<Id>]) -> Distribution {
+        let of = (self.epoch, model.vocabulary().len());
+        if self.distributions_of != of {
+            self.distributions.clear();
+            self.distributions_of = of;
+        }
+        if let Some(d) = self.distributions.get(history) {
+            return Rc::clone(d);
+        }
+        let d = Rc::new(model.distribution(history));
+        self.distributions.insert(history.to_vec(), Rc::clone(&d));
+        d
+    }
+
+    /// The name of `context` as a row value.
+    fn context_label(&mut self, context: &[Token<Id>]) -> Value {
+        if let Some(v) = self.context_labels.get(context) {
+            return v.clone();
+        }
+        let v = Value::str(&context_name(&self.names, context));
+        self.context_labels.insert(context.to_vec(), v.clone());
+        v
     }
 
     /// Chooses the order and discount by the log-loss of the newest `held_out` share of the
@@ -445,6 +529,7 @@ impl ServiceState {
             .expect("at least one candidate");
         self.order = best.0;
         self.discount = best.1;
+        self.epoch += 1;
         for (order, discount, bits) in scored {
             let chosen = order == best.0 && discount == best.1;
             let row = vec![
@@ -462,18 +547,22 @@ impl ServiceState {
     /// probability under the current model.
     fn publish_transitions(&mut self, tick: u64, out: &mut Emitted) {
         let vocabulary: Vec<Id> = (0..self.names.len() as Id).collect();
-        let model = KneserNey::new(&self.counts, self.order, self.discount, vocabulary)
-            .expect("orders and discounts are checked when planned");
+        let counts = std::mem::replace(&mut self.counts, Ngrams::new(0));
         let mut now = BTreeMap::new();
-        for (context, next, count) in self.counts.counts() {
-            let row = vec![
-                Value::str(&context_name(&self.names, &context)),
-                Value::str(&self.names[next as usize]),
-                Value::Int(count as i64),
-                Value::float(model.probability(&context, &next)),
-            ];
-            now.insert((context, next), row);
+        {
+            let model = KneserNey::new(&counts, self.order, self.discount, vocabulary)
+                .expect("orders and discounts are checked when planned");
+            for (context, next, count) in counts.counts() {
+                let row = vec![
+                    self.context_label(&context),
+                    self.labels[next as usize].clone(),
+                    Value::Int(count as i64),
+                    Value::float(model.probability(&context, &next)),
+                ];
+                now.insert((context, next), row);
+            }
         }
+        self.counts = counts;
         for (key, row) in &self.transitions {
             if now.get(key) != Some(row) {
                 out.push((tick, Out::Transition(row.clone()), -1));
@@ -494,9 +583,8 @@ impl ServiceState {
             Kind::PipeCreated => {}
             Kind::Transmitted => self.hop(&item, a, b, model, tick, out),
             Kind::Processed | Kind::Error => {
-                let pair = self.pairs.entry((a, b)).or_default();
-                pair.window.push(item.time, item.kind, item.bytes, item.latency_ms());
-                self.dirty.insert((a, b));
+                self.push_window(a, b, item.time, item.kind, item.bytes, item.latency_ms());
+                let pair = self.pairs.get_mut(&(a, b)).expect("pushed above");
                 let feedback_calls = self.plan.feedback_calls;
                 let mut due = false;
                 if let Some(pipe) = &mut pair.pipe {
@@ -529,6 +617,7 @@ impl ServiceState {
                     k,
                     Sequence {
                         name: item.sequence.clone(),
+                        label: Value::Str(item.sequence.clone()),
                         history,
                         last_ms: time,
                         shares: Vec::new(),
@@ -549,9 +638,10 @@ impl ServiceState {
             self.mean_gap_ms += 0.05 * (gap - self.mean_gap_ms);
         }
         let context = seq.history.clone();
+        let label = seq.label.clone();
 
         // Score the hop, given that the sequence goes on (see `Chain::entropy_rate_bits`).
-        let dist = model.distribution(&context);
+        let dist = self.distribution(model, &context);
         let end = dist.iter().find(|(s, _)| *s == END).map_or(0.0, |d| d.1);
         let p = dist.iter().find(|(s, _)| *s == b).map_or(0.0, |d| d.1);
         let top1 = dist
@@ -561,21 +651,19 @@ impl ServiceState {
             .map(|(s, _)| *s);
         let row = vec![
             Value::Time(time),
-            Value::str(&item.sequence),
-            Value::str(&context_name(&self.names, &context[self.plan.max_order - self.order..])),
-            Value::str(&self.names[b as usize]),
+            label.clone(),
+            self.context_label(&context[self.plan.max_order - self.order..]),
+            self.labels[b as usize].clone(),
             Value::float(if end < 1.0 { p / (1.0 - end) } else { p }),
-            top1.map_or(Value::Null, |s| Value::str(&self.names[s as usize])),
+            top1.map_or(Value::Null, |s| self.labels[s as usize].clone()),
             Value::Int(self.order as i64),
         ];
         out.push((tick, Out::Hop(row), 1));
-        self.pending.push((time, context.clone(), b));
+        self.pending.push((time, context, b));
 
         // The pipe of the pair.
-        self.use_pipe(a, b, time, &item.sequence, item.bytes, tick, out);
-        let pair = self.pairs.entry((a, b)).or_default();
-        pair.window.push(time, Kind::Transmitted, item.bytes, item.latency_ms());
-        self.dirty.insert((a, b));
+        self.use_pipe(a, b, time, &label, item.bytes, tick, out);
+        self.push_window(a, b, time, Kind::Transmitted, item.bytes, item.latency_ms());
 
         // The sequence moves to `b`.
         self.leave(key);
@@ -609,9 +697,10 @@ impl ServiceState {
     /// A sequence at its (new) current service: its predictions, its shares of that service's
     /// pipe probabilities, and the pipes they call for.
     fn arrive(&mut self, key: u64, model: &KneserNey<'_, Id>, time: i64, tick: u64, out: &mut Emitted) {
+        let history = self.sequences[&key].history.clone();
+        let mut dist = self.distribution(model, &history).as_ref().clone();
         let seq = self.sequences.get_mut(&key).expect("arrives while active");
         let at = seq.current().expect("a sequence is at a service");
-        let mut dist = model.distribution(&seq.history);
         dist.sort_by(|x, y| y.1.total_cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
         let mut rows = Vec::new();
         for (rank, (s, p)) in dist
@@ -621,9 +710,9 @@ impl ServiceState {
             .enumerate()
         {
             rows.push(vec![
-                Value::str(&seq.name),
-                Value::str(&self.names[at as usize]),
-                Value::str(&self.names[*s as usize]),
+                seq.label.clone(),
+                self.labels[at as usize].clone(),
+                self.labels[*s as usize].clone(),
                 Value::float(*p),
                 Value::Int(rank as i64 + 1),
             ]);
@@ -687,7 +776,7 @@ impl ServiceState {
         time: i64,
         reason: &'static str,
         probability: Option<f64>,
-        sequence: Option<&str>,
+        sequence: Option<&Value>,
         tick: u64,
         out: &mut Emitted,
     ) {
@@ -731,7 +820,7 @@ impl ServiceState {
         b: Id,
         event: &str,
         reason: Option<&str>,
-        sequence: Option<&str>,
+        sequence: Option<&Value>,
         probability: Option<f64>,
         lead_ms: Option<i64>,
         idle_ms: Option<i64>,
@@ -739,11 +828,11 @@ impl ServiceState {
     ) -> Vec<Value> {
         vec![
             Value::Time(time),
-            Value::str(&self.names[a as usize]),
-            Value::str(&self.names[b as usize]),
+            self.labels[a as usize].clone(),
+            self.labels[b as usize].clone(),
             Value::str(event),
             reason.map_or(Value::Null, Value::str),
-            sequence.map_or(Value::Null, Value::str),
+            sequence.cloned().unwrap_or(Value::Null),
             opt(probability),
             lead_ms.map_or(Value::Null, Value::Int),
             idle_ms.map_or(Value::Null, Value::Int),
@@ -753,7 +842,7 @@ impl ServiceState {
 
     /// A call `a → b`: it uses the pair's pipe, or misses and opens one on demand.
     #[allow(clippy::too_many_arguments)]
-    fn use_pipe(&mut self, a: Id, b: Id, time: i64, sequence: &str, bytes: u64, tick: u64, out: &mut Emitted) {
+    fn use_pipe(&mut self, a: Id, b: Id, time: i64, sequence: &Value, bytes: u64, tick: u64, out: &mut Emitted) {
         let idle = self.plan.idle_timeout_ms as i64;
         let pair = self.pairs.entry((a, b)).or_default();
         let Some(pipe) = &mut pair.pipe else {
@@ -841,6 +930,7 @@ impl ServiceState {
             offset: adjust(now, perf, &cfg) - base,
             at_ms: time,
         };
+        pair.resonance_stale = true;
         self.dirty.insert((a, b));
     }
 
@@ -888,88 +978,93 @@ impl ServiceState {
         }
     }
 
-    /// Revises the resonance and pipe rows of the pairs that changed, at `time`.
+    /// Revises the resonance and pipe rows of the pairs that changed, at `time`. A pair whose
+    /// window and feedback did not change (its hazard did) keeps its resonance row unless its
+    /// feedback offset decays; one without a pipe then has nothing to revise.
     fn flush_pairs(&mut self, time: i64, out: &mut Emitted) {
         let tick = time.max(0) as u64;
         let cfg = self.plan.resonance;
         let window_ms = self.plan.resonance_window_ms as f64;
         for key in std::mem::take(&mut self.dirty) {
             let (a, b) = key;
-            let Some(pair) = self.pairs.get(&key) else { continue };
+            let Some(pair) = self.pairs.get_mut(&key) else { continue };
+            let revise_resonance = pair.resonance_stale || pair.feedback.offset != 0.0;
+            if !revise_resonance && pair.pipe.is_none() {
+                continue;
+            }
             let c = pair.window.components(window_ms);
             let has_window = !pair.window.items.is_empty();
             let base = if has_window { base_score(&c, &cfg) } else { 0.0 };
             let feedback = pair.feedback.offset_at(time, &cfg);
+            if revise_resonance {
+                pair.resonance_stale = false;
+                let resonance = (has_window || feedback.abs() > 1e-9).then(|| {
+                    vec![
+                        self.labels[a as usize].clone(),
+                        self.labels[b as usize].clone(),
+                        Value::float((base + feedback).clamp(0.0, 1.0)),
+                        Value::float(base),
+                        Value::float(feedback),
+                        Value::float(c.calls_per_s),
+                        Value::float(c.bytes_per_s),
+                        opt(c.latency_p50_ms),
+                        opt(c.latency_p95_ms),
+                        opt(c.error_rate),
+                    ]
+                });
+                if pair.resonance_row != resonance {
+                    if let Some(old) = pair.resonance_row.take() {
+                        out.push((tick, Out::Resonance(old), -1));
+                    }
+                    if let Some(new) = &resonance {
+                        out.push((tick, Out::Resonance(new.clone()), 1));
+                    }
+                    pair.resonance_row = resonance;
+                }
+            }
+            let Some(pipe) = &mut pair.pipe else { continue };
             let probability = pipe_probability(
                 pair.hazard,
                 (base + feedback).clamp(0.0, 1.0),
                 self.plan.pipes.resonance_weight,
             );
-            let resonance = (has_window || feedback.abs() > 1e-9).then(|| {
-                vec![
-                    Value::str(&self.names[a as usize]),
-                    Value::str(&self.names[b as usize]),
-                    Value::float((base + feedback).clamp(0.0, 1.0)),
-                    Value::float(base),
-                    Value::float(feedback),
-                    Value::float(c.calls_per_s),
-                    Value::float(c.bytes_per_s),
-                    opt(c.latency_p50_ms),
-                    opt(c.latency_p95_ms),
-                    opt(c.error_rate),
-                ]
-            });
-            let pipe_row = pair.pipe.as_ref().map(|pipe| {
-                let rate = c.calls_per_s + pair.hazard.max(0.0) * 1000.0 / self.plan.horizon_ms.max(1) as f64;
-                let payload = if c.calls_per_s > 0.0 {
-                    c.bytes_per_s / c.calls_per_s
+            let rate = c.calls_per_s + pair.hazard.max(0.0) * 1000.0 / self.plan.horizon_ms.max(1) as f64;
+            let payload = if c.calls_per_s > 0.0 {
+                c.bytes_per_s / c.calls_per_s
+            } else {
+                0.0
+            };
+            let settings = configure(rate, payload, &self.plan.pipes);
+            let (filters, transforms) = pair
+                .rules
+                .get_or_insert_with(|| rules_for(&self.plan.rules, &self.names[a as usize], &self.names[b as usize]))
+                .clone();
+            let pipe_row = vec![
+                self.labels[a as usize].clone(),
+                self.labels[b as usize].clone(),
+                Value::str(if pipe.uses == 0 { "created" } else { "used" }),
+                Value::str(pipe.reason),
+                Value::Time(pipe.created_ms),
+                if pipe.uses == 0 {
+                    Value::Null
                 } else {
-                    0.0
-                };
-                let settings = configure(rate, payload, &self.plan.pipes);
-                let (filters, transforms) =
-                    rules_for(&self.plan.rules, &self.names[a as usize], &self.names[b as usize]);
-                vec![
-                    Value::str(&self.names[a as usize]),
-                    Value::str(&self.names[b as usize]),
-                    Value::str(if pipe.uses == 0 { "created" } else { "used" }),
-                    Value::str(pipe.reason),
-                    Value::Time(pipe.created_ms),
-                    if pipe.uses == 0 {
-                        Value::Null
-                    } else {
-                        Value::Time(pipe.last_used_ms)
-                    },
-                    Value::Int(pipe.uses as i64),
-                    Value::float(probability),
-                    Value::float(self.threshold),
-                    Value::Int(i64::from(settings.batch_size)),
-                    Value::float(settings.linger_ms),
-                    Value::str(settings.compression.name()),
-                    filters,
-                    transforms,
-                ]
-            });
-            let pair = self.pairs.get_mut(&key).expect("found above");
-            if pair.resonance_row != resonance {
-                if let Some(old) = pair.resonance_row.take() {
-                    out.push((tick, Out::Resonance(old), -1));
+                    Value::Time(pipe.last_used_ms)
+                },
+                Value::Int(pipe.uses as i64),
+                Value::float(probability),
+                Value::float(self.threshold),
+                Value::Int(i64::from(settings.batch_size)),
+                Value::float(settings.linger_ms),
+                Value::str(settings.compression.name()),
+                filters,
+                transforms,
+            ];
+            if pipe.row.as_ref() != Some(&pipe_row) {
+                if let Some(old) = pipe.row.take() {
+                    out.push((tick, Out::Pipe(old), -1));
                 }
-                if let Some(new) = &resonance {
-                    out.push((tick, Out::Resonance(new.clone()), 1));
-                }
-                pair.resonance_row = resonance;
-            }
-            if let Some(pipe) = &mut pair.pipe {
-                if pipe.row != pipe_row {
-                    if let Some(old) = pipe.row.take() {
-                        out.push((tick, Out::Pipe(old), -1));
-                    }
-                    if let Some(new) = &pipe_row {
-                        out.push((tick, Out::Pipe(new.clone()), 1));
-                    }
-                    pipe.row = pipe_row;
-                }
+                out.push((tick, Out::Pipe(pipe_row.clone()), 1));
+                pipe.row = Some(pipe_row);
             }
         }
     }
