@@ -766,6 +766,7 @@ fn run_config(args: &RunArgs, progress: bool) -> anyhow::Result<RunConfig> {
         addresses,
         out_dir: args.out.clone(),
         collect: false,
+        collect_only: None,
         progress: progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
     })
 }

@@ -29,6 +29,8 @@ pub struct RunConfig {
     pub out_dir: Option<PathBuf>,
     /// Keep every output update in memory and return it (tests).
     pub collect: bool,
+    /// With `collect`, keep only these outputs (`sluice eval`: what its evaluators read).
+    pub collect_only: Option<Vec<String>>,
     pub progress: bool,
 }
 
@@ -41,6 +43,7 @@ impl Default for RunConfig {
             addresses: Vec::new(),
             out_dir: None,
             collect: false,
+            collect_only: None,
             progress: false,
         }
     }
@@ -337,6 +340,7 @@ fn drive(
         let env = crate::render::sink::SinkEnv {
             out_dir: config.out_dir.clone(),
             collect: config.collect,
+            collect_only: config.collect_only.clone(),
             ..Default::default()
         };
         render(plan, scope, registries, &env)

@@ -188,8 +188,12 @@ pub fn evaluate(plan: &Plan, config: &RunConfig, options: &EvalOptions) -> Resul
             plan.name
         )));
     }
+    // Only what the evaluators read is kept in memory (a long run's other outputs can be
+    // larger than the memory).
+    let reads: Vec<String> = evaluators.iter().flat_map(|e| e.reads()).collect();
     let config = RunConfig {
         collect: true,
+        collect_only: Some(reads),
         ..config.clone()
     };
     let summary = crate::run::run(plan, &config)?;

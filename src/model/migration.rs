@@ -12,6 +12,16 @@
 //!   nor leaves the receiving region hotter than the source: big shards first, so few moves fix
 //!   the imbalance, and nothing overshoots into the opposite imbalance.
 //! - A moved shard stays put for `cooldown`, and at most `max_moves` shards move per evaluation.
+//! - **A move waits for its effect.** A region that shed or took a shard is neither source nor
+//!   receiver again until `region_cooldown` has passed *and* its load is dated after the move
+//!   (a sample taken, or a forecast issued, after it): migration does not act twice on a load
+//!   that has not seen its last move.
+//! - **The receiver's routed rate is bounded.** A move is refused when it would put the
+//!   receiver's routed event rate per capacity (the rates of the shards it holds) above the
+//!   mean, `Σ rate / Σ capacity`, by more than `imbalance`. The router knows every shard's rate,
+//!   so this holds even when the load signal does not answer to the moves (a replay, or agents
+//!   whose load follows another routing): the receivers fill up, in the router's own terms, and
+//!   migration stops.
 //!
 //! **Load model.** A region's load (utilization, percent) is taken as proportional to the event
 //! rate it serves over its capacity: moving `x` events/s moves `x × load(h)/rate(h)` points off
@@ -29,6 +39,27 @@ pub struct MigrationConfig {
     pub sustain_ms: i64,
     pub max_moves: usize,
     pub cooldown_ms: i64,
+    /// A region that shed or took a shard sits out this long (and until a later load value).
+    pub region_cooldown_ms: i64,
+}
+
+/// Each region's routed load: its event rate per capacity as a percentage of the mean,
+/// `100 × (rate(r) / capacity(r)) / (Σ rate / Σ capacity)`, so that 100 is a balanced region.
+/// All 0 when nothing is routed; a region without capacity counts for 0.
+pub fn routed_loads(rates: &[f64], capacities: &[f64]) -> Vec<f64> {
+    let total_rate: f64 = rates.iter().map(|r| r.max(0.0)).sum();
+    let total_capacity: f64 = capacities.iter().filter(|c| **c > 0.0).sum();
+    rates
+        .iter()
+        .zip(capacities)
+        .map(|(r, c)| {
+            if total_rate > 0.0 && *c > 0.0 {
+                100.0 * (r.max(0.0) / c) / (total_rate / total_capacity)
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 /// One region as an evaluation sees it.
@@ -38,6 +69,8 @@ pub struct RegionState {
     pub load: f64,
     /// Capacity, in events per second (any unit shared by all regions).
     pub capacity: f64,
+    /// When `load` was measured (ms): a sample's time, a forecast's issue, an interval's end.
+    pub as_of: i64,
 }
 
 /// One shard: the region that holds it and its event rate.
@@ -59,11 +92,12 @@ pub struct Move {
 }
 
 /// The state that makes decisions sticky: since when each region is hot, and when each shard
-/// last moved.
+/// and each region last moved.
 #[derive(Debug, Clone, Default)]
 pub struct Migrator {
     hot_since: BTreeMap<usize, i64>,
     moved_at: BTreeMap<u64, i64>,
+    region_moved_at: BTreeMap<usize, i64>,
 }
 
 impl Migrator {
@@ -95,16 +129,23 @@ impl Migrator {
         }
         self.hot_since.retain(|r, _| *r < n);
         self.moved_at.retain(|_, t| now - *t < config.cooldown_ms);
+        // A region sits out until its cool-down has passed and its load is dated after its move.
+        self.region_moved_at
+            .retain(|r, t| *r < n && (now - *t < config.region_cooldown_ms || regions[*r].as_of <= *t));
+        let settled: Vec<bool> = (0..n).map(|r| !self.region_moved_at.contains_key(&r)).collect();
 
         let mut loads: Vec<f64> = regions.iter().map(|r| r.load).collect();
         let mut rates = vec![0.0; n];
         for s in shards.iter().filter(|s| s.region < n) {
             rates[s.region] += s.rate.max(0.0);
         }
+        // The receivers' bound on routed events per capacity.
+        let total_capacity: f64 = regions.iter().map(|r| r.capacity).filter(|c| *c > 0.0).sum();
+        let rate_bound = rates.iter().sum::<f64>() / total_capacity * (1.0 + config.imbalance);
         let mut sources: Vec<usize> = self
             .hot_since
             .iter()
-            .filter(|(_, since)| now - **since >= config.sustain_ms)
+            .filter(|(r, since)| now - **since >= config.sustain_ms && settled[**r])
             .map(|(r, _)| *r)
             .collect();
         sources.sort_by(|a, b| loads[*b].total_cmp(&loads[*a]).then(a.cmp(b)));
@@ -124,14 +165,16 @@ impl Migrator {
             candidates.sort_by(|a, b| b.rate.total_cmp(&a.rate).then(a.id.cmp(&b.id)));
             while moves.len() < config.max_moves && loads[h] > release {
                 let cold = (0..n)
-                    .filter(|r| *r != h && !self.hot_since.contains_key(r) && regions[*r].capacity > 0.0)
+                    .filter(|r| *r != h && !self.hot_since.contains_key(r) && regions[*r].capacity > 0.0 && settled[*r])
                     .min_by(|a, b| loads[*a].total_cmp(&loads[*b]).then(a.cmp(b)));
                 let Some(c) = cold else { break };
                 let excess = loads[h] - release;
                 let fits = |s: &&Shard| {
                     let off = s.rate * cost;
                     let on = off * regions[h].capacity / regions[c].capacity;
-                    off <= excess && loads[c] + on <= loads[h] - off
+                    off <= excess
+                        && loads[c] + on <= loads[h] - off
+                        && (rates[c] + s.rate) / regions[c].capacity <= rate_bound
                 };
                 let Some(at) = candidates.iter().position(|s| !placed.contains_key(&s.id) && fits(s)) else {
                     break;
@@ -146,6 +189,8 @@ impl Migrator {
                 rates[c] += s.rate;
                 placed.insert(s.id, c);
                 self.moved_at.insert(s.id, now);
+                self.region_moved_at.insert(h, now);
+                self.region_moved_at.insert(c, now);
                 moves.push(Move {
                     shard: s.id,
                     from: h,
@@ -169,6 +214,7 @@ mod tests {
         sustain_ms: 300_000,
         max_moves: 8,
         cooldown_ms: 900_000,
+        region_cooldown_ms: 0,
     };
 
     fn regions(loads: &[f64]) -> Vec<RegionState> {
@@ -177,6 +223,7 @@ mod tests {
             .map(|l| RegionState {
                 load: *l,
                 capacity: 100.0,
+                as_of: i64::MAX,
             })
             .collect()
     }
@@ -297,14 +344,90 @@ mod tests {
             RegionState {
                 load: 80.0,
                 capacity: 100.0,
+                as_of: 0,
             },
             RegionState {
                 load: 20.0,
                 capacity: 50.0,
+                as_of: 0,
             },
         ];
         let moves = m.evaluate(0, &config, &small, &all);
         assert_eq!(moves.len(), 1);
         assert_eq!((moves[0].from_load, moves[0].to_load), ((80.0, 60.0), (20.0, 60.0)));
+    }
+
+    fn dated(loads: &[f64], as_of: i64) -> Vec<RegionState> {
+        loads
+            .iter()
+            .map(|l| RegionState {
+                load: *l,
+                capacity: 100.0,
+                as_of,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_move_that_would_overfill_the_receivers_routed_rate_is_refused() {
+        let config = MigrationConfig {
+            sustain_ms: 0,
+            ..CONFIG
+        };
+        // By cpu, region 0 (90) should shed 26 more points after a first move. But region 1
+        // already routes 12 events/s: the mean is 22 / 200 = 0.11 per unit of capacity, the
+        // bound 0.132. A first shard makes 0.13; a second would make 0.14.
+        let all = [shards(0, &[1.0; 10], 0), shards(1, &[12.0], 100)].concat();
+        let mut m = Migrator::default();
+        let moves = m.evaluate(0, &config, &regions(&[90.0, 10.0]), &all);
+        assert_eq!(moves.len(), 1);
+        assert_eq!((moves[0].from_load, moves[0].to_load), ((90.0, 81.0), (10.0, 19.0)));
+        // With a receiver that routes less, the same cpu moves three (the fourth would shed
+        // more than the excess left).
+        let all = [shards(0, &[1.0; 10], 0), shards(1, &[2.0], 100)].concat();
+        let mut m = Migrator::default();
+        assert_eq!(m.evaluate(0, &config, &regions(&[90.0, 10.0]), &all).len(), 3);
+    }
+
+    #[test]
+    fn a_region_that_moved_waits_for_its_cooldown_and_a_later_load() {
+        let config = MigrationConfig {
+            sustain_ms: 0,
+            max_moves: 1,
+            region_cooldown_ms: 600_000,
+            ..CONFIG
+        };
+        let all = [shards(0, &[1.0; 10], 0), shards(2, &[1.0; 10], 100)].concat();
+        let mut m = Migrator::default();
+        let loads = [90.0, 10.0, 50.0];
+        assert_eq!(m.evaluate(0, &config, &dated(&loads, 0), &all).len(), 1);
+        // Within the cool-down nothing moves, though the load is fresh and still hot.
+        assert!(m.evaluate(300_000, &config, &dated(&loads, 300_000), &all).is_empty());
+        // After it, a load dated at the move (not after it) still holds both regions.
+        assert!(m.evaluate(600_000, &config, &dated(&loads, 0), &all).is_empty());
+        // A load dated after the move releases them.
+        assert_eq!(m.evaluate(600_000, &config, &dated(&loads, 1), &all).len(), 1);
+        // The receiver sits out too: with two hot regions, the second sheds to region 2, not
+        // to region 1, the coolest, whose load is still dated at the first move.
+        let config = MigrationConfig {
+            region_cooldown_ms: 0,
+            ..config
+        };
+        let all = [shards(0, &[1.0; 10], 0), shards(3, &[1.0; 10], 300)].concat();
+        let mut m = Migrator::default();
+        let hot = [90.0, 10.0, 20.0, 90.0];
+        let first = m.evaluate(0, &config, &dated(&hot, 0), &all);
+        assert_eq!((first[0].from, first[0].to), (0, 1));
+        let next = m.evaluate(1, &config, &dated(&hot, 0), &all);
+        assert_eq!((next[0].from, next[0].to), (3, 2));
+    }
+
+    #[test]
+    fn routed_loads_are_rates_per_capacity_against_the_mean() {
+        assert_eq!(routed_loads(&[30.0, 10.0], &[100.0, 100.0]), [150.0, 50.0]);
+        assert_eq!(routed_loads(&[30.0, 15.0], &[200.0, 100.0]), [100.0, 100.0]);
+        // A region without capacity counts for nothing; nothing routed is all 0.
+        assert_eq!(routed_loads(&[10.0, 0.0, 0.0], &[100.0, 100.0, 0.0]), [200.0, 0.0, 0.0]);
+        assert_eq!(routed_loads(&[0.0, 0.0], &[100.0, 100.0]), [0.0, 0.0]);
     }
 }

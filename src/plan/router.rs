@@ -144,16 +144,30 @@ pub const WINDOW_REPLICATION_COLUMNS: [&str; 12] = [
 /// and region, the events it still lacks.
 pub const WINDOW_TASK_COLUMNS: [&str; 6] = ["shard_id", "window_start", "region", "reason", "missing", "since"];
 
-/// Shard migration: every `interval`, the shards' event rates over it and the regions'
-/// `metric` go through [`crate::model::migration::Migrator`].
+/// Shard migration: every `interval`, the shards' event rates over the trailing `window` and
+/// the regions' load go through [`crate::model::migration::Migrator`].
 #[derive(Debug, Clone, Serialize)]
 pub struct MigrationPlan {
     pub interval_ms: u64,
-    /// Index into [`ROUTER_METRICS`].
+    /// The shards' rates are their events over this trailing window (a multiple of
+    /// `interval_ms`, at least one interval).
+    pub window_ms: u64,
+    /// Index into [`ROUTER_METRICS`] (for observed and forecast load).
     pub metric: usize,
-    /// Compare forecast loads (the router's forecast) rather than observed ones.
-    pub forecast: bool,
+    pub load: MigrationLoad,
     pub config: crate::model::migration::MigrationConfig,
+}
+
+/// The load migration compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum MigrationLoad {
+    /// The latest sample of `metric`.
+    Observed,
+    /// The router's forecast of `metric` (else the sample).
+    Forecast,
+    /// The router's own routed event rate per capacity over `window`, as a percentage of the
+    /// mean ([`crate::model::migration::routed_loads`]).
+    Routed,
 }
 
 /// Columns of `NAME_migrations`.

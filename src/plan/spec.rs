@@ -157,9 +157,13 @@ pub struct MigrationSpec {
     /// The load metric compared (default `cpu`).
     #[serde(default)]
     pub metric: Option<S<String>>,
-    /// `forecast` (default when the router has a forecast) or `observed`.
+    /// `forecast` (default when the router has a forecast), `observed` or `routed`.
     #[serde(default)]
     pub load: Option<S<String>>,
+    /// The shards' rates (and the routed load) are over this trailing window, a multiple of
+    /// `interval` (default: `interval`).
+    #[serde(default)]
+    pub window: Option<S<String>>,
     /// Hot above `mean × (1 + imbalance)` (default 0.2).
     #[serde(default)]
     pub imbalance: Option<f64>,
@@ -175,6 +179,10 @@ pub struct MigrationSpec {
     /// A moved shard stays put this long (default `15m`).
     #[serde(default)]
     pub cooldown: Option<S<String>>,
+    /// A region that shed or took a shard sits out this long, and until its load is dated
+    /// after the move (default: `interval`).
+    #[serde(default)]
+    pub region_cooldown: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

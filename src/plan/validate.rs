@@ -1467,7 +1467,17 @@ impl Cx<'_> {
                     sustain_ms: dur(&ms.sustain, "sustain", 300_000)? as i64,
                     max_moves: ms.max_moves.unwrap_or(8),
                     cooldown_ms: dur(&ms.cooldown, "cooldown", 900_000)? as i64,
+                    region_cooldown_ms: dur(&ms.region_cooldown, "region_cooldown", interval_ms)? as i64,
                 };
+                let window_ms = dur(&ms.window, "window", interval_ms)?;
+                if interval_ms > 0 && (window_ms < interval_ms || window_ms % interval_ms != 0) {
+                    return Err(self.error(
+                        ms.window.as_ref().map_or(m.span(), |w| w.span()),
+                        &k("window"),
+                        "the window must be a whole number of intervals".into(),
+                        None,
+                    ));
+                }
                 let valid = interval_ms > 0
                     && config.imbalance.is_finite()
                     && config.imbalance > 0.0
@@ -1481,9 +1491,11 @@ impl Cx<'_> {
                         None,
                     ));
                 }
-                let forecast = match ms.load.as_ref().map(|l| (l, l.get_ref().as_str())) {
-                    None => forecast.is_some(),
-                    Some((_, "observed")) => false,
+                use super::router::MigrationLoad;
+                let load = match ms.load.as_ref().map(|l| (l, l.get_ref().as_str())) {
+                    None if forecast.is_some() => MigrationLoad::Forecast,
+                    None | Some((_, "observed")) => MigrationLoad::Observed,
+                    Some((_, "routed")) => MigrationLoad::Routed,
                     Some((l, "forecast")) if forecast.is_none() => {
                         return Err(self.error(
                             l.span(),
@@ -1492,20 +1504,21 @@ impl Cx<'_> {
                             None,
                         ))
                     }
-                    Some((_, "forecast")) => true,
+                    Some((_, "forecast")) => MigrationLoad::Forecast,
                     Some((l, other)) => {
                         return Err(self.error(
                             l.span(),
                             &k("load"),
                             format!("unknown load `{other}`"),
-                            Some("one of `forecast`, `observed`".into()),
+                            Some("one of `forecast`, `observed`, `routed`".into()),
                         ))
                     }
                 };
                 Some(super::router::MigrationPlan {
                     interval_ms,
+                    window_ms,
                     metric,
-                    forecast,
+                    load,
                     config,
                 })
             }

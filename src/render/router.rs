@@ -34,7 +34,8 @@
 //!   the event's time replaces the observed value.
 //!
 //! The shard's home region comes from the placement (`model::placement`) over the available
-//! regions, weighted by capacity, rebuilt when they change. Scores come from
+//! regions, weighted by capacity, rebuilt when they change (which undoes the migrations made
+//! on the old placement). Scores come from
 //! `model::routing::decide`.
 //!
 //! Dead letters (`router:NAME`): load samples and region rows of no known region or with a
@@ -52,9 +53,9 @@ use timely::dataflow::operators::vec::{Broadcast, Map};
 
 use crate::dead_letter::DeadLetter;
 use crate::event::Event;
-use crate::model::placement::{Algorithm, PlacementSpec, Placer, Region};
+use crate::model::placement::{shard_homes, PlacementSpec, Placer};
 use crate::model::routing::{decide, RegionLoad};
-use crate::plan::router::{RouterPlan, ROUTER_METRICS};
+use crate::plan::router::{MigrationLoad, RouterPlan, ROUTER_METRICS};
 use crate::render::pending::Paired;
 use crate::render::{Coll, EventsOf, RowsOf, StageOut, WindowsOf};
 use crate::value::{format_time, Sym, Value};
@@ -102,8 +103,8 @@ struct Regional {
     plan: RouterPlan,
     /// Capacity per region, from the latest `regions` row.
     capacity: BTreeMap<String, f64>,
-    /// Latest observed value per region and metric index.
-    observed: BTreeMap<String, [Option<f64>; 4]>,
+    /// Latest observed value per region and metric index, with its sample's time.
+    observed: BTreeMap<String, [Option<(f64, i64)>; 4]>,
     predicted: BTreeMap<String, [Predictions; 4]>,
     /// The available regions (by name) and every shard's home index among them; rebuilt when
     /// `capacity` changes.
@@ -116,10 +117,12 @@ struct Regional {
     placement_changed: bool,
     said: Vec<Vec<Value>>,
     /// Shard migration: its state, the shards it moved (to a region by name), the rates of the
-    /// interval that ends at `.0`, and the moves not yet emitted.
+    /// interval that ends at `.0`, the earlier intervals of the trailing window, and the moves
+    /// not yet emitted.
     migrator: crate::model::migration::Migrator,
     moved: BTreeMap<u64, String>,
     rates: Option<(i64, Vec<(u64, i64)>)>,
+    window: std::collections::VecDeque<(i64, Vec<(u64, i64)>)>,
     migrations: Vec<Vec<Value>>,
 }
 
@@ -137,6 +140,7 @@ impl Regional {
             migrator: Default::default(),
             moved: BTreeMap::new(),
             rates: None,
+            window: Default::default(),
             migrations: Vec::new(),
         }
     }
@@ -148,25 +152,17 @@ impl Regional {
         }
         let (end, counts) = self.rates.take().expect("checked");
         let Some(m) = self.plan.migration.clone() else { return };
+        // The trailing window: this interval and the earlier ones that end within it.
+        self.window.retain(|(e, _)| *e > end - m.window_ms as i64);
+        self.window.push_back((end, counts));
+        let mut per_shard: BTreeMap<u64, i64> = BTreeMap::new();
+        for (shard, count) in self.window.iter().flat_map(|(_, c)| c) {
+            *per_shard.entry(*shard).or_default() += count;
+        }
+        let first = self.window.front().map_or(end, |(e, _)| *e);
+        let seconds = ((end - first) as f64 + m.interval_ms as f64) / 1000.0;
         let (names, homes) = self.placement().clone();
-        let loads = self.loads_from(&names, end, m.forecast);
-        let metric = |l: &RegionLoad| [l.cpu, l.memory, l.queue_length, l.latency_ms][m.metric];
-        // Every available region needs a load to compare.
-        let Some(states) = names
-            .iter()
-            .zip(&loads)
-            .map(|(n, l)| {
-                metric(l).map(|load| crate::model::migration::RegionState {
-                    load,
-                    capacity: self.capacity[n],
-                })
-            })
-            .collect::<Option<Vec<_>>>()
-        else {
-            return;
-        };
-        let seconds = m.interval_ms as f64 / 1000.0;
-        let shards: Vec<crate::model::migration::Shard> = counts
+        let shards: Vec<crate::model::migration::Shard> = per_shard
             .iter()
             .filter_map(|(shard, count)| {
                 let region = self.home(&names, &homes, *shard as i64)?;
@@ -177,13 +173,52 @@ impl Regional {
                 })
             })
             .collect();
+        let capacities: Vec<f64> = names.iter().map(|n| self.capacity[n]).collect();
+        let states: Vec<crate::model::migration::RegionState> = if m.load == MigrationLoad::Routed {
+            let mut rates = vec![0.0; names.len()];
+            for s in &shards {
+                rates[s.region] += s.rate;
+            }
+            crate::model::migration::routed_loads(&rates, &capacities)
+                .into_iter()
+                .zip(&capacities)
+                .map(|(load, capacity)| crate::model::migration::RegionState {
+                    load,
+                    capacity: *capacity,
+                    as_of: end,
+                })
+                .collect()
+        } else {
+            // Every available region needs a load to compare.
+            let forecast = m.load == MigrationLoad::Forecast;
+            let Some(states) = names
+                .iter()
+                .zip(&capacities)
+                .map(|(n, capacity)| {
+                    self.value_at(n, m.metric, end, forecast).map(|(load, as_of)| {
+                        crate::model::migration::RegionState {
+                            load,
+                            capacity: *capacity,
+                            as_of,
+                        }
+                    })
+                })
+                .collect::<Option<Vec<_>>>()
+            else {
+                return;
+            };
+            states
+        };
         let mean = states.iter().map(|s| s.load).sum::<f64>() / states.len().max(1) as f64;
         for mv in self.migrator.evaluate(end, &m.config, &states, &shards) {
             self.moved.insert(mv.shard, names[mv.to].clone());
             self.placement_changed = true;
             let reason = format!(
                 "{} {:.1} > mean {:.1} × {:.2} for {} s",
-                ROUTER_METRICS[m.metric],
+                match m.load {
+                    MigrationLoad::Routed => "routed",
+                    _ => ROUTER_METRICS[m.metric],
+                },
                 mv.from_load.0,
                 mean,
                 1.0 + m.config.imbalance,
@@ -249,8 +284,11 @@ impl Regional {
                         )
                     })?;
                 if self.capacity.insert(region, capacity) != Some(capacity) {
+                    // A new placement: the migrations that corrected the old one are undone
+                    // (a shard moved onto a region in outage goes back to the ring).
                     self.placement = None;
                     self.placement_changed = true;
+                    self.moved.clear();
                 }
                 Ok(())
             }
@@ -265,7 +303,7 @@ impl Regional {
                         None | Some(Value::Null) => {}
                         Some(v) => match v.as_f64().filter(|x| x.is_finite()) {
                             Some(x) => {
-                                self.observed.entry(region.clone()).or_default()[m] = Some(x);
+                                self.observed.entry(region.clone()).or_default()[m] = Some((x, e.time));
                             }
                             None => bad.push(*metric),
                         },
@@ -342,42 +380,20 @@ impl Regional {
     /// The available regions and each shard's home among them.
     fn placement(&mut self) -> &(Vec<String>, Vec<u32>) {
         if self.placement.is_none() {
-            let available: Vec<(&String, f64)> = self
+            let regions: Vec<(String, f64)> = self
                 .capacity
                 .iter()
                 .filter(|(_, c)| **c > 0.0)
-                .map(|(n, c)| (n, *c))
+                .map(|(n, c)| (n.clone(), *c))
                 .collect();
-            let names: Vec<String> = available.iter().map(|(n, _)| (*n).clone()).collect();
-            let mut homes = Vec::new();
-            self.placer = None;
-            if !available.is_empty() {
-                let algorithm: Algorithm = self.plan.algorithm.parse().expect("validated");
-                let mean = available.iter().map(|(_, c)| c).sum::<f64>() / available.len() as f64;
-                let regions = available
-                    .iter()
-                    .map(|(n, c)| Region::new((*n).clone(), if algorithm == Algorithm::Jump { 1.0 } else { c / mean }))
-                    .collect();
-                let spec = PlacementSpec {
-                    algorithm,
-                    vnodes: self.plan.vnodes,
-                    epsilon: self.plan.epsilon,
-                };
-                // Weights are positive and finite, names distinct: only a ring with too many
-                // points can fail, and then every shard keeps region order.
-                match Placer::new(&spec, regions) {
-                    Ok(placer) => {
-                        let keys: Vec<u64> = (0..self.plan.shards).collect();
-                        let assignment = placer.assign(&keys);
-                        homes = keys
-                            .iter()
-                            .map(|k| assignment.region_of(*k).unwrap_or(0) as u32)
-                            .collect();
-                        self.placer = Some(placer);
-                    }
-                    Err(_) => homes = (0..self.plan.shards).map(|k| (k % names.len() as u64) as u32).collect(),
-                }
-            }
+            let names: Vec<String> = regions.iter().map(|(n, _)| n.clone()).collect();
+            let spec = PlacementSpec {
+                algorithm: self.plan.algorithm.parse().expect("validated"),
+                vnodes: self.plan.vnodes,
+                epsilon: self.plan.epsilon,
+            };
+            let (homes, placer) = shard_homes(&spec, &regions, self.plan.shards);
+            self.placer = placer;
             self.placement = Some((names, homes));
         }
         self.placement.as_ref().expect("just built")
@@ -449,21 +465,7 @@ impl Regional {
         names
             .iter()
             .map(|name| {
-                let value = |m: usize| -> Option<f64> {
-                    let predicted = self
-                        .predicted
-                        .get(name.as_str())
-                        .filter(|_| forecast)
-                        .and_then(|series| {
-                            let series = &series[m];
-                            let ((target, _), _) = series.range((time, 0)..).next()?;
-                            series
-                                .range((*target, 0)..=(*target, u64::MAX))
-                                .next_back()
-                                .map(|(_, (v, _))| *v)
-                        });
-                    predicted.or_else(|| self.observed.get(name.as_str()).and_then(|o| o[m]))
-                };
+                let value = |m: usize| self.value_at(name, m, time, forecast).map(|(v, _)| v);
                 RegionLoad {
                     cpu: value(0),
                     memory: value(1),
@@ -473,6 +475,21 @@ impl Regional {
                 }
             })
             .collect()
+    }
+
+    /// Region `name`'s metric `m` as of `time`, and when it was measured: the latest prediction
+    /// for the first target at or after `time` (with `forecast`) and its issue tick, else the
+    /// latest sample and its time.
+    fn value_at(&self, name: &str, m: usize, time: i64, forecast: bool) -> Option<(f64, i64)> {
+        let predicted = self.predicted.get(name).filter(|_| forecast).and_then(|series| {
+            let series = &series[m];
+            let ((target, _), _) = series.range((time, 0)..).next()?;
+            series
+                .range((*target, 0)..=(*target, u64::MAX))
+                .next_back()
+                .map(|((_, issued), (v, _))| (*v, *issued as i64))
+        });
+        predicted.or_else(|| self.observed.get(name).and_then(|o| o[m]))
     }
 
     /// The decision for `event`, or why there is none.
@@ -801,28 +818,41 @@ mod tests {
             .unwrap();
     }
 
+    /// A router over regions `a` and `b` (capacity 100) that migrates on `load` every minute,
+    /// one shard at a time, with no sustain and no cool-downs.
+    fn migrating(load: MigrationLoad, window_ms: u64) -> Regional {
+        let mut p = plan();
+        p.migration = Some(crate::plan::router::MigrationPlan {
+            interval_ms: 60_000,
+            window_ms,
+            metric: 0,
+            load,
+            config: crate::model::migration::MigrationConfig {
+                imbalance: 0.2,
+                hysteresis: 0.1,
+                sustain_ms: 0,
+                max_moves: 1,
+                cooldown_ms: 0,
+                region_cooldown_ms: 0,
+            },
+        });
+        let mut r = Regional::new(p);
+        for name in ["a", "b"] {
+            let row = row(0, &[("region", Value::str(name)), ("capacity", Value::float(100.0))]);
+            r.apply(&Ctx::Region(row), 1).unwrap();
+        }
+        r
+    }
+
     #[test]
     fn migration_compares_forecast_or_observed_load_as_planned() {
-        use crate::model::migration::MigrationConfig;
         for (forecast, hot) in [(false, "a"), (true, "b")] {
-            let mut p = plan();
-            p.migration = Some(crate::plan::router::MigrationPlan {
-                interval_ms: 60_000,
-                metric: 0,
-                forecast,
-                config: MigrationConfig {
-                    imbalance: 0.2,
-                    hysteresis: 0.1,
-                    sustain_ms: 0,
-                    max_moves: 1,
-                    cooldown_ms: 0,
-                },
-            });
-            let mut r = Regional::new(p);
-            for name in ["a", "b"] {
-                let row = row(0, &[("region", Value::str(name)), ("capacity", Value::float(100.0))]);
-                r.apply(&Ctx::Region(row), 1).unwrap();
-            }
+            let load = if forecast {
+                MigrationLoad::Forecast
+            } else {
+                MigrationLoad::Observed
+            };
+            let mut r = migrating(load, 60_000);
             // Observed: a hot, b cold. Forecast for the next step: the other way round.
             for (name, observed, predicted) in [("a", 90.0, 20.0), ("b", 20.0, 90.0)] {
                 let sample = row(1, &[("region", Value::str(name)), ("cpu", Value::float(observed))]);
@@ -830,13 +860,45 @@ mod tests {
                 r.apply(&Ctx::Forecast(1, forecast_row(name, "cpu", 60_000, predicted)), 1)
                     .unwrap();
             }
+            // The hot region's shards send 10 events, the other's 1 (so it has routed room).
+            let (names, homes) = r.placement().clone();
             for shard in 0..16 {
-                r.apply(&Ctx::Rates(60_000, shard, 10), 1).unwrap();
+                let count = if names[homes[shard] as usize] == hot { 10 } else { 1 };
+                r.apply(&Ctx::Rates(60_000, shard as u64, count), 1).unwrap();
             }
             r.settle(i64::MAX);
             assert_eq!(r.migrations.len(), 1, "forecast {forecast}");
             assert_eq!(r.migrations[0][2], Value::str(hot), "forecast {forecast}");
         }
+    }
+
+    #[test]
+    fn routed_load_moves_shards_off_the_region_that_routes_the_most_per_capacity() {
+        let mut r = migrating(MigrationLoad::Routed, 120_000);
+        // Equal cpu: observed load would move nothing. Routed: a's shards send 4 events per
+        // interval each, b's 1.
+        for name in ["a", "b"] {
+            let sample = row(1, &[("region", Value::str(name)), ("cpu", Value::float(50.0))]);
+            r.apply(&Ctx::Load(sample), 1).unwrap();
+        }
+        let (names, homes) = r.placement().clone();
+        let a = names.iter().position(|n| n == "a").unwrap() as u32;
+        let count = |shard: usize| if homes[shard] == a { 4 } else { 1 };
+        for end in [60_000, 120_000] {
+            for shard in 0..16 {
+                r.apply(&Ctx::Rates(end, shard as u64, count(shard)), 1).unwrap();
+            }
+        }
+        r.settle(i64::MAX);
+        assert_eq!(r.migrations.len(), 1);
+        let m = &r.migrations[0];
+        assert_eq!((&m[2], &m[3]), (&Value::str("a"), &Value::str("b")));
+        assert!(m[4].to_string().starts_with("routed"), "{}", m[4]);
+        // Over the two-interval window, a routes 4 per shard against 1: its load against the
+        // mean is 100 × (4 n_a / (4 n_a + n_b)) × 2 (equal capacities).
+        let n_a = homes.iter().filter(|h| **h == a).count() as f64;
+        let expected = 100.0 * 4.0 * n_a / (4.0 * n_a + (16.0 - n_a)) * 2.0;
+        assert_eq!(m[5], Value::float(expected));
     }
 
     #[test]
@@ -861,7 +923,7 @@ mod tests {
         assert_eq!(r.apply(&Ctx::Load(sample), 1).unwrap_err().0, "non_numeric");
         assert_eq!(
             r.observed.get("eu").and_then(|o| o[1]),
-            Some(3.0),
+            Some((3.0, 5)),
             "the other metrics were used"
         );
         // No metadata: a dead letter.

@@ -69,6 +69,8 @@ pub struct SinkEnv {
     pub out_dir: Option<PathBuf>,
     /// Keep every update in [`SinkResult::collected`] (tests).
     pub collect: bool,
+    /// With `collect`, only the outputs named here.
+    pub collect_only: Option<Vec<String>>,
     /// Live views of the outputs (`sluice serve --http`), kept by worker 0's sinks.
     pub live: Option<Arc<crate::serve::live::LiveViews>>,
     /// Checkpoints (`sluice serve --wal --out`): outputs are written up to their frontier when
@@ -91,7 +93,7 @@ where
     D: timely::ExchangeData + Clone,
 {
     let result = Rc::new(RefCell::new(SinkResult {
-        collecting: env.collect,
+        collecting: env.collect && env.collect_only.as_ref().is_none_or(|o| o.contains(&spec.name)),
         ..SinkResult::default()
     }));
     let shared = Rc::clone(&result);

@@ -154,6 +154,7 @@ fn drive_inner(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<O
     let env = SinkEnv {
         out_dir: shared.out_dir.clone(),
         collect: false,
+        collect_only: None,
         live: shared.live.clone(),
         checkpoints: shared.checkpoints.clone(),
         state: shared

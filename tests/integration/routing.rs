@@ -293,6 +293,16 @@ fn a_router_needs_metadata_and_known_names() {
             "max_boost = 1.0 }\n[routers.migration]\nmetric = \"disk\"",
             "unknown metric `disk`",
         ),
+        (
+            "max_boost = 1.0 }",
+            "max_boost = 1.0 }\n[routers.migration]\ninterval = \"2m\"\nwindow = \"3m\"",
+            "the window must be a whole number of intervals",
+        ),
+        (
+            "max_boost = 1.0 }",
+            "max_boost = 1.0 }\n[routers.migration]\nload = \"cpu\"",
+            "one of `forecast`, `observed`, `routed`",
+        ),
     ] {
         let text = base.replace(from, to);
         assert_ne!(text, base, "{from}");

@@ -164,6 +164,40 @@ pub fn scenario_of(truth: &Truth, events: usize) -> Result<Scenario, String> {
     })
 }
 
+/// Every shard's home (an index into the scenario's regions) in the router's placement over
+/// the regions' nominal capacities: the router's homes before any capacity change or migration.
+pub fn nominal_homes(plan: &RouterPlan, scenario: &Scenario) -> Vec<usize> {
+    use crate::model::placement::{shard_homes, PlacementSpec};
+    let Ok(algorithm) = plan.algorithm.parse() else {
+        return Vec::new();
+    };
+    // The router orders regions by name.
+    let mut regions: Vec<(String, f64)> = scenario
+        .regions
+        .iter()
+        .filter(|r| r.capacity_rps > 0.0)
+        .map(|r| (r.name.clone(), r.capacity_rps))
+        .collect();
+    regions.sort_by(|a, b| a.0.cmp(&b.0));
+    let spec = PlacementSpec {
+        algorithm,
+        vnodes: plan.vnodes,
+        epsilon: plan.epsilon,
+    };
+    let index: Vec<usize> = regions
+        .iter()
+        .map(|(n, _)| {
+            scenario
+                .regions
+                .iter()
+                .position(|r| r.name == *n)
+                .expect("from the scenario")
+        })
+        .collect();
+    let (homes, _) = shard_homes(&spec, &regions, plan.shards);
+    homes.into_iter().map(|h| index[h as usize]).collect()
+}
+
 fn field<'a>(payload: &'a Value, name: &str) -> Option<&'a Value> {
     payload.field(Sym::new(name))
 }
@@ -319,7 +353,15 @@ impl Evaluator for RoutingEvaluator {
             Ok(s) => s,
             Err(why) => return skipped(format!("{}: {why}", path.display())),
         };
-        let (events, unusable) = routed_events(rows, &scenario);
+        let (mut events, unusable) = routed_events(rows, &scenario);
+        // Hashing's homes: the placement over the nominal capacities, whatever the `regions`
+        // input said later (so no migration is left to undo).
+        let nominal = nominal_homes(&self.plan, &scenario);
+        for e in &mut events {
+            if let Some(home) = usize::try_from(e.shard).ok().and_then(|s| nominal.get(s)) {
+                e.home = *home;
+            }
+        }
         if events.is_empty() {
             return skipped(format!("no decisions to replay ({} rows of `{name}`)", rows.len()));
         }
@@ -336,7 +378,7 @@ impl Evaluator for RoutingEvaluator {
         };
         let sims: Vec<Simulation> = POLICIES
             .iter()
-            .map(|p| simulate::simulate(*p, &scenario, &events, &moves, &config))
+            .map(|p| simulate::simulate(*p, &scenario, &events, &[], &config))
             .collect();
         let scored = |t: i64| from.is_none_or(|f| t >= f) && until.is_none_or(|u| t < u);
         let in_period = |period: &str, t: i64| match period {

@@ -334,8 +334,12 @@ fn the_evaluation_reports_goals_policies_latency_and_windows() {
     let names: Vec<String> = truth.regions.iter().map(|r| r.name.clone()).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     // Everything stays home on the shard's region, as hashing would.
-    let e = events(0, truth.end_ms, 5000, 30, 2, |i| i % 2);
+    let mut e = events(0, truth.end_ms, 5000, 30, 2, |i| i % 2);
     truth.counts.events = e.len();
+    let nominal = super::nominal_homes(&router_plan(), &scenario_of(&truth, e.len()).unwrap());
+    for ev in &mut e {
+        (ev.home, ev.chosen) = (nominal[ev.shard as usize], nominal[ev.shard as usize]);
+    }
     let rows: Vec<Vec<Value>> = e.iter().map(|ev| decision_row(ev, &names)).collect();
     let mut outputs = BTreeMap::new();
     outputs.insert("decisions".to_string(), rows);

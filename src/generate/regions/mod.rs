@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `FILE` | the `E` events, in event-time order |
 //! | `DIR/load_samples.EXT` | the load agents' samples, in arrival order |
-//! | `DIR/regions.EXT` | one row per region |
+//! | `DIR/regions.EXT` | one row per region, and the outage's capacity ([`model::capacity_rows`]) |
 //! | `DIR/completions.EXT` | the regions' acknowledgements of the events they store, in time order ([`completions`]) |
 //! | `FILE.truth.json` | the noise-free model, the noise, the spikes, the outage (below) |
 //!
@@ -60,8 +60,10 @@
 //! `completions` columns: `time` (`Timestamp(ms, UTC)`), `event_id` (`Int64`), `region`
 //! (`Utf8`), `status` (`completed` or `failed`).
 //!
-//! `regions` columns: `region`, `updated_at` (the start), `utc_offset_minutes` (`Int64`),
-//! `capacity_rps` (`Float64`). In NDJSON and CSV, times are RFC 3339 text and a null is an
+//! `regions` columns: `region`, `updated_at`, `utc_offset_minutes` (`Int64`), `capacity_rps`
+//! (`Float64`): every region at the start, then the region in outage at the outage's start with
+//! `capacity_rps × residual` and at its end with its capacity again, as a control plane
+//! publishes what a region can do. In NDJSON and CSV, times are RFC 3339 text and a null is an
 //! absent key or an empty field.
 //!
 //! **`FILE.truth.json`** is [`model::Truth`]: `scenario`, `seed`, `start_ms`/`start`,
@@ -240,12 +242,13 @@ pub(crate) fn generate(config: &GenerateConfig) -> Result<GenerateSummary, Gener
 
     let regions_path = dir.join(format!("regions.{}", format.extension()));
     let mut sink = RowSink::create(&regions_path, region_schema())?;
-    for r in &truth.regions {
+    for (r, at, capacity) in model::capacity_rows(&truth) {
+        let region = &truth.regions[r];
         sink.push(vec![
-            Value::str(&r.name),
-            Value::Time(truth.start_ms),
-            Value::Int(i64::from(r.utc_offset_minutes)),
-            Value::float(r.capacity_rps),
+            Value::str(&region.name),
+            Value::Time(at),
+            Value::Int(i64::from(region.utc_offset_minutes)),
+            Value::float(capacity),
         ])?;
     }
     let regions = sink.finish()?;

@@ -192,6 +192,26 @@ impl Components {
     }
 }
 
+/// The rows of `regions` as `(region index, time, capacity_rps)`, in time order: every region's
+/// capacity at the start, then the region in outage at `capacity_rps × residual` from the
+/// outage's start and at its capacity again from its end (when the end is within the span).
+pub fn capacity_rows(truth: &Truth) -> Vec<(usize, i64, f64)> {
+    let mut rows: Vec<(usize, i64, f64)> = truth
+        .regions
+        .iter()
+        .enumerate()
+        .map(|(r, region)| (r, truth.start_ms, region.capacity_rps))
+        .collect();
+    if let Some(o) = truth.region(&truth.outage.region) {
+        let capacity = truth.regions[o].capacity_rps;
+        rows.push((o, truth.outage.start_ms, capacity * truth.outage.residual));
+        if truth.outage.end_ms < truth.end_ms {
+            rows.push((o, truth.outage.end_ms, capacity));
+        }
+    }
+    rows
+}
+
 impl Truth {
     /// Draws the parameters of `regions` regions over `start_ms..end_ms` from `seed`.
     pub fn draw(seed: u64, regions: usize, start_ms: i64, end_ms: i64) -> Truth {

@@ -209,6 +209,21 @@ fn one_outage_moves_load_to_the_other_regions() {
     let stayed = served.get(&truth.outage.region).copied().unwrap_or(0);
     let total: i32 = served.values().sum();
     assert!(total > 50 && stayed * 10 < total, "{served:?}");
+    // The regions file publishes the outage's capacity, then the nominal one again.
+    let rows: Vec<(String, i64, f64)> = std::fs::read_to_string(dir.path().join("ctx/regions.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            let time = crate::value::parse_time(row["updated_at"].as_str().unwrap()).unwrap();
+            let region = row["region"].as_str().unwrap().to_string();
+            (region, time, row["capacity_rps"].as_f64().unwrap())
+        })
+        .collect();
+    let nominal = truth.regions[o].capacity_rps;
+    let name = truth.outage.region.clone();
+    assert_eq!(rows.len(), truth.regions.len() + 2);
+    assert_eq!(rows[3..], [(name.clone(), start, nominal * 0.01), (name, end, nominal)]);
 }
 
 /// The events are exactly `E`, follow the regions' load hour by hour, and have the documented

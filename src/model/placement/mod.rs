@@ -261,6 +261,42 @@ impl Placer {
     }
 }
 
+/// Every shard `0..shards`'s home (an index into `regions`) when `regions` (name and capacity,
+/// each > 0) are weighted by their capacity over the mean (`jump` ignores weights), and the
+/// placer. A placer that cannot be built (a ring with too many points) puts shard `k` in region
+/// `k mod n` and is `None`; no region gives no homes.
+pub fn shard_homes(spec: &PlacementSpec, regions: &[(String, f64)], shards: u64) -> (Vec<u32>, Option<Placer>) {
+    if regions.is_empty() {
+        return (Vec::new(), None);
+    }
+    let mean = regions.iter().map(|(_, c)| c).sum::<f64>() / regions.len() as f64;
+    let weighted = regions
+        .iter()
+        .map(|(n, c)| {
+            Region::new(
+                n.clone(),
+                if spec.algorithm == Algorithm::Jump {
+                    1.0
+                } else {
+                    c / mean
+                },
+            )
+        })
+        .collect();
+    match Placer::new(spec, weighted) {
+        Ok(placer) => {
+            let keys: Vec<u64> = (0..shards).collect();
+            let assignment = placer.assign(&keys);
+            let homes = keys
+                .iter()
+                .map(|k| assignment.region_of(*k).unwrap_or(0) as u32)
+                .collect();
+            (homes, Some(placer))
+        }
+        Err(_) => ((0..shards).map(|k| (k % regions.len() as u64) as u32).collect(), None),
+    }
+}
+
 /// Keys and the region index each is placed in, sorted by key, with per-region loads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assignment {
