@@ -369,23 +369,45 @@ fn check(s: &Scenario, dir: &std::path::Path) -> Net {
         let dead = dead_letters(c);
         let unknown_region = acks.iter().filter(|a| a.2 == "zz").count();
         let unknown_event = acks.iter().filter(|a| a.2 != "zz" && !usable(a.1, a.0, &a.2)).count();
-        let mut want: BTreeMap<String, usize> = BTreeMap::new();
-        for (reason, n) in [
-            ("unknown_region", unknown_region),
-            ("unknown_event", unknown_event),
-            ("invalid_completion", 2),
-        ] {
-            if n > 0 {
-                want.insert(reason.to_string(), n);
-            }
-        }
-        assert_eq!(dead, want, "{workers} workers: dead letters");
-        match &first {
-            None => first = Some(outputs),
-            Some(f) => assert_eq!(f, &outputs, "{workers} workers"),
-        }
+        assert_eq!(
+            dead,
+            expected_dead_letters(unknown_region, unknown_event),
+            "{workers} workers: dead letters"
+        );
+        same_for_every_worker_count(&mut first, outputs, workers);
     }
     first.unwrap()
+}
+
+/// The dead letters every scenario expects: its unknown regions and events, and the two rows
+/// without an id or a status that [`write`] adds.
+pub(crate) fn expected_dead_letters(unknown_region: usize, unknown_event: usize) -> BTreeMap<String, usize> {
+    [
+        ("unknown_region", unknown_region),
+        ("unknown_event", unknown_event),
+        ("invalid_completion", 2),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(reason, n)| (reason.to_string(), n))
+    .collect()
+}
+
+/// Keeps the first worker count's outputs and checks every later one against them.
+pub(crate) fn same_for_every_worker_count(first: &mut Option<Net>, outputs: Net, workers: usize) {
+    match first {
+        None => *first = Some(outputs),
+        Some(f) => assert_eq!(f, &outputs, "{workers} workers"),
+    }
+}
+
+/// One event per user at 100 s; every region acknowledges half of them at once.
+pub(crate) fn half_acknowledged() -> Scenario {
+    let events: Vec<(i64, u8)> = (0..24).map(|u| (100_000, u)).collect();
+    let acks: Vec<(i64, Option<usize>, usize, bool)> = (0..24)
+        .flat_map(|e| (0..3).map(move |r| (100_001, Some(e), r, (e + r) % 2 == 0)))
+        .collect();
+    Scenario { events, acks }
 }
 
 proptest! {
@@ -404,12 +426,7 @@ proptest! {
 #[test]
 fn a_migration_asks_only_the_regions_that_lack_the_event() {
     let dir = tempfile::tempdir().unwrap();
-    // One event per user at 100 s; every region acknowledges half of them at once.
-    let events: Vec<(i64, u8)> = (0..24).map(|u| (100_000, u)).collect();
-    let acks: Vec<(i64, Option<usize>, usize, bool)> = (0..24)
-        .flat_map(|e| (0..3).map(move |r| (100_001, Some(e), r, (e + r) % 2 == 0)))
-        .collect();
-    let s = Scenario { events, acks };
+    let s = half_acknowledged();
     let outputs = check(&s, dir.path());
     let placement = &outputs["decisions_placement"];
     assert!(placement.len() == 32, "one current row per shard: {}", placement.len());

@@ -10,8 +10,8 @@ use proptest::prelude::*;
 use sluice::value::{Sym, Value};
 
 use crate::replication::{
-    dead_letters, history, net, observed, scenario, spec, targets_before, write, Net, Observed, Scenario, END_MS,
-    RETAIN_MS,
+    dead_letters, expected_dead_letters, half_acknowledged, history, net, observed, same_for_every_worker_count,
+    scenario, spec, targets_before, write, Net, Observed, Scenario, END_MS, RETAIN_MS,
 };
 use crate::util::{plan_text, run_collect};
 
@@ -240,21 +240,12 @@ fn check(s: &Scenario, dir: &Path) -> Net {
             .iter()
             .filter(|a| a.2 != "zz" && !oracle.usable(a.1, a.0, &a.2))
             .count();
-        let mut want: BTreeMap<String, usize> = BTreeMap::new();
-        for (reason, n) in [
-            ("unknown_region", unknown_region),
-            ("unknown_event", unknown_event),
-            ("invalid_completion", 2),
-        ] {
-            if n > 0 {
-                want.insert(reason.to_string(), n);
-            }
-        }
-        assert_eq!(dead_letters(c), want, "{workers} workers: dead letters");
-        match &first {
-            None => first = Some(outputs),
-            Some(f) => assert_eq!(f, &outputs, "{workers} workers"),
-        }
+        assert_eq!(
+            dead_letters(c),
+            expected_dead_letters(unknown_region, unknown_event),
+            "{workers} workers: dead letters"
+        );
+        same_for_every_worker_count(&mut first, outputs, workers);
     }
     first.unwrap()
 }
@@ -275,11 +266,7 @@ proptest! {
 #[test]
 fn a_migration_asks_a_window_only_for_missing_events() {
     let dir = tempfile::tempdir().unwrap();
-    let events: Vec<(i64, u8)> = (0..24).map(|u| (100_000, u)).collect();
-    let acks: Vec<(i64, Option<usize>, usize, bool)> = (0..24)
-        .flat_map(|e| (0..3).map(move |r| (100_001, Some(e), r, (e + r) % 2 == 0)))
-        .collect();
-    let outputs = check(&Scenario { events, acks }, dir.path());
+    let outputs = check(&half_acknowledged(), dir.path());
     let records = &outputs["decisions_replication"];
     assert!(
         records
