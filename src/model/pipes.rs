@@ -2,19 +2,25 @@
 //! and a pipe's configuration from the predicted traffic. No timely.
 //!
 //! **Probability within `H`.** For a pair `a → b`, every active sequence whose current service
-//! is `a` may call `b` next, with the Markov model's probability `pᵢ = P(b | contextᵢ)`. Its
-//! next call comes after an exponential gap of mean `g` (the mean time between a sequence's
-//! calls, learned from history), so it falls within `H` with probability `1 − e^(−H/g)`.
-//! Sequences are independent, and pairs also see calls from sequences not yet at `a`, which
-//! the resonance score `R` stands for, weighted by `β` (`resonance_weight`):
+//! is `a` may call `b` next, with the Markov model's probability `pᵢ = P(b | contextᵢ)`; it
+//! ends instead with probability `eᵢ = P($ | contextᵢ)`. The gaps between a sequence's calls
+//! follow the survival function `S(s) = P(gap > s)` of the gaps seen so far ([`GapSurvival`]).
+//! A sequence silent for `sᵢ` since its last call is less likely to go on at all, and its next
+//! call falls within `H` with the probability of a gap in `(sᵢ, sᵢ + H]`:
 //!
 //! ```text
-//! qᵢ = pᵢ · (1 − e^(−H/g))
+//! qᵢ = pᵢ · (S(sᵢ) − S(sᵢ + H)) / (eᵢ + (1 − eᵢ) · S(sᵢ))
 //! P_markov = 1 − Πᵢ (1 − qᵢ)
 //! P = 1 − (1 − P_markov) · (1 − β · R)
 //! ```
 //!
-//! `P` is at least `P_markov` and at least `β · R`, and stays in `[0, 1]`.
+//! `qᵢ` is Bayes' rule: of a sequence silent for `s`, the share that goes on is
+//! `(1 − e) S(s) / (e + (1 − e) S(s))`, and of those, `(S(s) − S(s + H)) / S(s)` call within
+//! `H`, to `b` with probability `p / (1 − e)`. At `s = 0` it is `p · (1 − S(H))`. Without the
+//! silence, a sequence that ended at `a` would count at full weight until `sequence_timeout`.
+//! Sequences are independent, and pairs also see calls from sequences not yet at `a`, which
+//! the resonance score `R` stands for, weighted by `β` (`resonance_weight`). `P` is at least
+//! `P_markov` and at least `β · R`, and stays in `[0, 1]`.
 //!
 //! **Configuration.** From the predicted call rate `λ` (calls per second) and payload size:
 //!
@@ -141,16 +147,94 @@ pub fn configure(calls_per_s: f64, payload_bytes: f64, cfg: &PipeConfig) -> Pipe
     }
 }
 
-/// `p · (1 − e^(−H/g))`: the probability that a sequence whose next call goes to the target
-/// with probability `p` makes that call within `horizon_ms`, its calls `mean_gap_ms` apart on
-/// average (certain within any horizon when the gap is 0).
-pub fn within_horizon(p: f64, horizon_ms: f64, mean_gap_ms: f64) -> f64 {
-    let reach = if mean_gap_ms > 0.0 {
-        1.0 - (-horizon_ms.max(0.0) / mean_gap_ms).exp()
-    } else {
-        1.0
-    };
-    (p * reach).clamp(0.0, 1.0)
+/// The survival function `S(s) = P(gap > s)` of the gaps between a sequence's calls, from the
+/// gaps seen: a histogram with four buckets per doubling (1 ms to about 4 hours), read with
+/// linear interpolation within a bucket. When it holds 2²⁰ gaps, every count is halved, so
+/// old gaps fade. Before any gap is seen, gaps are taken as exponential with mean `prior_ms`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GapSurvival {
+    counts: Vec<u64>,
+    total: u64,
+    prior_ms: f64,
+}
+
+const GAP_BUCKETS: usize = 96;
+const GAP_HALVE_AT: u64 = 1 << 20;
+
+/// Bucket 0 holds gaps below 1 ms; bucket `k ≥ 1` holds `[2^((k−1)/4), 2^(k/4))` ms, the last
+/// one everything above.
+fn gap_bucket(ms: f64) -> usize {
+    if ms < 1.0 {
+        return 0;
+    }
+    ((4.0 * ms.log2()).floor() as usize + 1).min(GAP_BUCKETS - 1)
+}
+
+fn gap_bounds(k: usize) -> (f64, f64) {
+    match k {
+        0 => (0.0, 1.0),
+        k => (((k as f64 - 1.0) / 4.0).exp2(), (k as f64 / 4.0).exp2()),
+    }
+}
+
+impl GapSurvival {
+    pub fn new(prior_ms: f64) -> GapSurvival {
+        GapSurvival {
+            counts: vec![0; GAP_BUCKETS],
+            total: 0,
+            prior_ms: prior_ms.max(1.0),
+        }
+    }
+
+    /// Counts one gap (negative and non-finite gaps are ignored).
+    pub fn add(&mut self, gap_ms: f64) {
+        if !(gap_ms.is_finite() && gap_ms >= 0.0) {
+            return;
+        }
+        self.counts[gap_bucket(gap_ms)] += 1;
+        self.total += 1;
+        if self.total >= GAP_HALVE_AT {
+            for c in &mut self.counts {
+                *c /= 2;
+            }
+            self.total = self.counts.iter().sum();
+        }
+    }
+
+    /// `P(gap > s)`.
+    pub fn survival(&self, s_ms: f64) -> f64 {
+        if s_ms <= 0.0 {
+            return 1.0;
+        }
+        if self.total == 0 {
+            return (-s_ms / self.prior_ms).exp();
+        }
+        let k = gap_bucket(s_ms);
+        let above: u64 = self.counts[k + 1..].iter().sum();
+        let (lo, hi) = gap_bounds(k);
+        let inside = if k == GAP_BUCKETS - 1 {
+            // The last bucket is open: its gaps count as above any `s` in it.
+            1.0
+        } else {
+            ((hi - s_ms) / (hi - lo)).clamp(0.0, 1.0)
+        };
+        (above as f64 + inside * self.counts[k] as f64) / self.total as f64
+    }
+}
+
+/// `qᵢ = p · (S(s) − S(s + H)) / (e + (1 − e) S(s))`: the probability that a sequence silent for
+/// `silent_ms`, which calls the target next with probability `p` and ends with probability
+/// `end`, calls it within `horizon_ms` (see the module docs). 0 when it has surely ended.
+pub fn within_horizon(p: f64, end: f64, silent_ms: f64, horizon_ms: f64, gaps: &GapSurvival) -> f64 {
+    let s = silent_ms.max(0.0);
+    let alive = gaps.survival(s);
+    let soon = alive - gaps.survival(s + horizon_ms.max(0.0));
+    let end = end.clamp(0.0, 1.0);
+    let denominator = end + (1.0 - end) * alive;
+    if denominator <= 0.0 || soon <= 0.0 {
+        return 0.0;
+    }
+    (p * soon / denominator).clamp(0.0, 1.0)
 }
 
 /// `P = 1 − (1 − P_markov)(1 − β R)`, `P_markov = 1 − Π (1 − qᵢ)` over the active sequences'
@@ -161,9 +245,172 @@ pub fn interaction_probability(q: &[f64], resonance: f64, cfg: &PipeConfig) -> f
     (1.0 - none * (1.0 - background)).clamp(0.0, 1.0)
 }
 
+/// The adaptive threshold: the lowest probability at which the pipes that would have been
+/// created reach `target` precision, by the outcomes of the latest candidates.
+///
+/// `outcomes` are `(probability, used)`: a candidate is a pair without a pipe whose
+/// probability reached `floor`, and it was used when the pair was called before a pipe created
+/// then would have been torn down. Every pair's candidates count, whether or not a pipe was
+/// created, so the threshold learns from the pipes it did not create as well as from those it
+/// did (a threshold learnt from its own pipes alone could never come down once it rose).
+///
+/// With the outcomes sorted by probability, highest first, a threshold at the `k`th
+/// probability creates the top `k` of them. Their precision counts only when its Wilson
+/// lower bound at `z` = [`CALIBRATION_Z`] reaches `target`: a handful of lucky hits does not
+/// set the threshold, and picking the best of many `k` does not overstate the precision of
+/// the pipes it will create. The threshold is the `k`th probability for the largest such `k`
+/// (the threshold that creates the most pipes at the target precision), never below `floor`.
+/// When no `k` qualifies, it is just above the highest probability: no pipe until the
+/// candidates show one would be used often enough. Ties in probability are taken together.
+pub fn calibrated_threshold(outcomes: &[(f64, bool)], target: f64, floor: f64) -> f64 {
+    let mut sorted: Vec<(f64, bool)> = outcomes.iter().copied().filter(|(p, _)| p.is_finite()).collect();
+    sorted.sort_by(|x, y| y.0.total_cmp(&x.0));
+    let mut best = None;
+    let mut used = 0usize;
+    for (k, (p, u)) in sorted.iter().enumerate() {
+        used += usize::from(*u);
+        // A threshold at `p` also creates every later candidate with the same probability.
+        if sorted.get(k + 1).is_some_and(|next| next.0 == *p) {
+            continue;
+        }
+        if wilson_lower(used, k + 1, CALIBRATION_Z) >= target {
+            best = Some(*p);
+        }
+    }
+    match (best, sorted.first()) {
+        (Some(p), _) => p.max(floor),
+        (None, Some((top, _))) => next_above(*top).max(floor),
+        (None, None) => floor,
+    }
+}
+
+/// The one-sided confidence of the adaptive threshold's precision estimate, as a normal
+/// quantile: `z = 1` is about 84%.
+pub const CALIBRATION_Z: f64 = 1.0;
+
+/// The Wilson score interval's lower bound of a proportion of `hits` in `n` trials at `z`.
+pub fn wilson_lower(hits: usize, n: usize, z: f64) -> f64 {
+    if n == 0 {
+        return 0.0;
+    }
+    let n = n as f64;
+    let p = hits as f64 / n;
+    let z2 = z * z;
+    let centre = p + z2 / (2.0 * n);
+    let spread = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    ((centre - spread) / (1.0 + z2 / n)).max(0.0)
+}
+
+/// The smallest `f64` above `x` (for `x` in `[0, 1]`).
+fn next_above(x: f64) -> f64 {
+    f64::from_bits(x.max(0.0).to_bits() + 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_calibrated_threshold_creates_the_most_pipes_at_the_target() {
+        // Highest first: 0.95 ✓, 0.9 ✓, 0.85 ✓, 0.8 ✓, 0.7 ✗, 0.6 ✓, 0.5 ✗, 0.4 ✗.
+        let o = [
+            (0.5, false),
+            (0.95, true),
+            (0.7, false),
+            (0.9, true),
+            (0.4, false),
+            (0.85, true),
+            (0.6, true),
+            (0.8, true),
+        ];
+        // Wilson lower bounds (z = 1) of the top k: 4 of 4: 0.8; 5 of 6: 0.637; 5 of 7: 0.526.
+        assert_eq!(calibrated_threshold(&o, 0.8, 0.05), 0.8);
+        assert_eq!(calibrated_threshold(&o, 0.7, 0.05), 0.8);
+        assert_eq!(calibrated_threshold(&o, 0.63, 0.05), 0.6);
+        assert_eq!(calibrated_threshold(&o, 0.5, 0.05), 0.5);
+        // Never below the floor.
+        assert_eq!(calibrated_threshold(&o, 0.63, 0.65), 0.65);
+    }
+
+    #[test]
+    fn wilson_bounds_match_known_values() {
+        // All hits: n / (n + 1) at z = 1.
+        assert!((wilson_lower(9, 9, 1.0) - 0.9).abs() < 1e-12);
+        // 19 of 20 at z = 1.96 (the usual 95% interval): 0.7639.
+        assert!((wilson_lower(19, 20, 1.96) - 0.763_869).abs() < 1e-5);
+        // Half of 100 at z = 1: 0.45025.
+        assert!((wilson_lower(50, 100, 1.0) - 0.450_248).abs() < 1e-5);
+        assert_eq!(wilson_lower(0, 0, 1.0), 0.0);
+    }
+
+    #[test]
+    fn the_calibrated_threshold_waits_for_evidence() {
+        // No outcomes: the floor. Too few hits for the target: just above the highest.
+        assert_eq!(calibrated_threshold(&[], 0.9, 0.05), 0.05);
+        let t = calibrated_threshold(&[(0.7, true), (0.6, false)], 0.9, 0.05);
+        assert!(t > 0.7 && t < 0.7 + 1e-12, "{t}");
+        // Ten hits of ten: a lower bound of 10 / 11 reaches 0.9; eight (8 / 9) do not.
+        let hits: Vec<(f64, bool)> = (0..10).map(|i| (0.5 + i as f64 / 100.0, true)).collect();
+        assert_eq!(calibrated_threshold(&hits, 0.9, 0.05), 0.5);
+        assert!(calibrated_threshold(&hits[..8], 0.9, 0.05) > 0.57);
+    }
+
+    #[test]
+    fn tied_probabilities_are_created_together() {
+        // Three at 0.8 (two used) after three hits at 0.9: a threshold at 0.8 creates all six.
+        let o = [
+            (0.9, true),
+            (0.9, true),
+            (0.9, true),
+            (0.8, true),
+            (0.8, false),
+            (0.8, true),
+        ];
+        // 3 of 3: 0.75; 5 of 6: 0.637.
+        assert_eq!(calibrated_threshold(&o, 0.74, 0.05), 0.9);
+        assert_eq!(calibrated_threshold(&o, 0.6, 0.05), 0.8);
+    }
+
+    #[test]
+    fn gap_survival_follows_the_gaps_seen() {
+        let mut g = GapSurvival::new(1000.0);
+        // Gaps of 10 ms (bucket [9.51, 11.31)) and 100 ms (bucket [95.1, 113.1)), half each.
+        for _ in 0..500 {
+            g.add(10.0);
+            g.add(100.0);
+        }
+        g.add(-5.0);
+        g.add(f64::NAN);
+        assert_eq!(g.survival(0.0), 1.0);
+        assert_eq!(g.survival(5.0), 1.0);
+        assert_eq!(g.survival(50.0), 0.5);
+        assert_eq!(g.survival(200.0), 0.0);
+        // Within a bucket, linearly: halfway through the 10 ms bucket, half its gaps are above.
+        let (lo, hi) = gap_bounds(gap_bucket(10.0));
+        assert!((g.survival((lo + hi) / 2.0) - 0.75).abs() < 1e-12);
+        // A sequence at the 10 ms mark cannot call within 1 ms unless it goes on to 100 ms.
+        assert!(within_horizon(1.0, 0.0, 60.0, 10.0, &g) == 0.0);
+        assert!((within_horizon(1.0, 0.0, 60.0, 100.0, &g) - 1.0).abs() < 1e-12);
+        // With a chance of ending, 60 ms of silence is evidence of the end: 0.5 · 0.5 /
+        // (0.5 + 0.5 · 0.5) = 1/3.
+        assert!((within_horizon(0.5, 0.5, 60.0, 100.0, &g) - 1.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn old_gaps_fade() {
+        let mut g = GapSurvival::new(1.0);
+        for _ in 0..GAP_HALVE_AT - 1 {
+            g.add(10.0);
+        }
+        assert_eq!(g.survival(50.0), 0.0);
+        g.add(1000.0);
+        // Halved: 2¹⁹ − 1 gaps of 10 ms and none of 1000 ms (halves round down).
+        assert_eq!(g.total, (1 << 19) - 1);
+        for _ in 0..(1 << 19) {
+            g.add(1000.0);
+        }
+        assert!((g.survival(50.0) - 0.5).abs() < 1e-6);
+    }
 
     #[test]
     fn batching_follows_the_rate() {
@@ -202,12 +449,20 @@ mod tests {
     #[test]
     fn probability_within_the_horizon() {
         let cfg = PipeConfig::default();
-        // One sequence at the source, P(b | context) = 0.6, calls 100 ms apart, H = 100 ms:
-        // q = 0.6 · (1 − e⁻¹) = 0.3793.
-        let q = within_horizon(0.6, 100.0, 100.0);
+        // No gap seen yet: exponential gaps of mean 100 ms. A sequence just arrived
+        // (s = 0), P(b | context) = 0.6, H = 100 ms: q = 0.6 · (1 − e⁻¹) = 0.3793.
+        let prior = GapSurvival::new(100.0);
+        let q = within_horizon(0.6, 0.2, 0.0, 100.0, &prior);
         assert!((q - 0.6 * (1.0 - (-1.0f64).exp())).abs() < 1e-12);
-        assert_eq!(within_horizon(0.6, 100.0, 0.0), 0.6);
-        assert_eq!(within_horizon(0.6, 0.0, 100.0), 0.0);
+        assert_eq!(within_horizon(0.6, 0.2, 0.0, 0.0, &prior), 0.0);
+        // Exponential gaps are memoryless, but the silence makes an end likelier: at s = 100,
+        // S = e⁻¹, q = 0.6 · (e⁻¹ − e⁻²) / (0.2 + 0.8 e⁻¹).
+        let e1 = (-1.0f64).exp();
+        let late = within_horizon(0.6, 0.2, 100.0, 100.0, &prior);
+        assert!((late - 0.6 * (e1 - e1 * e1) / (0.2 + 0.8 * e1)).abs() < 1e-12);
+        assert!(late < q);
+        // A sequence that cannot end keeps its chance: 0.6 · (1 − e⁻¹) again.
+        assert!((within_horizon(0.6, 0.0, 100.0, 100.0, &prior) - q).abs() < 1e-12);
         // Two such sequences: 1 − (1 − q)²; with resonance 0.4 and β = ½: 1 − (1 − q)² · 0.8.
         let p = interaction_probability(&[q, q], 0.4, &cfg);
         assert!((p - (1.0 - (1.0 - q).powi(2) * 0.8)).abs() < 1e-12);

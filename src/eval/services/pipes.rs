@@ -5,6 +5,7 @@
 //! |---|---|
 //! | precision | predicted pipes (created with reason `predicted`) used at least once ÷ predicted pipes used or torn down; pipes still open and unused at the end are left out (*pending*: they may still be used) |
 //! | recall | hops that found a pipe (`used`) ÷ hops that looked for one (`used` + `miss`) |
+//! | predicted openings | first uses of predicted pipes ÷ those and the demand creations: of the calls that found no pipe kept open by earlier traffic, the share a prediction served |
 //! | lead | on the first use of a predicted pipe, its time − the pipe's creation |
 //! | idle | on `torn_down`, the time since the pipe's last use (or its creation when never used) |
 //! | wasted | idle time of the torn-down predicted pipes that were never used (their whole life) |
@@ -133,6 +134,12 @@ impl PipeStats {
         self.used as f64 / (self.used + self.miss) as f64
     }
 
+    /// Pipe openings that a prediction made in time: the first calls that found a predicted
+    /// pipe ÷ those and the calls that opened one on demand (NaN without any).
+    pub fn openings_predicted(&self) -> f64 {
+        self.predicted_used as f64 / (self.predicted_used + self.created_demand) as f64
+    }
+
     /// The median lead time (the mean of the middle two for an even count; NaN without any).
     pub fn median_lead_ms(&self) -> f64 {
         let mut l = self.leads_ms.clone();
@@ -205,8 +212,9 @@ pub fn replay(events: &[PipeEvent], from: Option<i64>, until: Option<i64>) -> Pi
                     Open {
                         created: e.time,
                         predicted: e.predicted,
-                        uses: 0,
-                        last_used: None,
+                        // The missed call that opens a pipe on demand is its first use.
+                        uses: i64::from(!e.predicted),
+                        last_used: (!e.predicted).then_some(e.time),
                         scored: scoped,
                     },
                 );

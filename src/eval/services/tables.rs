@@ -39,7 +39,7 @@ pub const ADAPTATION_COLUMNS: [&str; 12] = [
     "adaptation_hops",
     "adaptation_ms",
 ];
-pub const PIPE_COLUMNS: [&str; 15] = [
+pub const PIPE_COLUMNS: [&str; 16] = [
     "source",
     "target",
     "created_predicted",
@@ -51,6 +51,7 @@ pub const PIPE_COLUMNS: [&str; 15] = [
     "predicted_unused",
     "pending",
     "precision",
+    "openings_predicted",
     "median_lead_ms",
     "torn_down",
     "idle_s",
@@ -317,6 +318,7 @@ fn pipe_row(source: &str, target: &str, s: &PipeStats) -> Vec<Value> {
         n(s.predicted_unused),
         n(s.pending),
         num(s.precision()),
+        num(s.openings_predicted()),
         num(s.median_lead_ms()),
         n(s.torn_down),
         num(s.idle_ms as f64 / 1000.0),
@@ -474,6 +476,15 @@ pub fn evaluate(
                 baseline: "",
                 baseline_value: f64::NAN,
                 met: recall.is_finite().then_some(recall >= RECALL_GOAL),
+            });
+            goals.push(Goal {
+                id: "pipe_openings",
+                goal: "calls that found no pipe kept open by earlier traffic and were served by a predicted one",
+                target: "reported",
+                value: a.openings_predicted(),
+                baseline: "",
+                baseline_value: f64::NAN,
+                met: None,
             });
             goals.push(Goal {
                 id: "pipe_lead",

@@ -370,7 +370,7 @@ fn pipes_by_hand() {
         event(50, "B", "C", "miss", None, [None, None, None]),
         event(50, "B", "C", "created", Some("demand"), [None, None, None]),
         event(60, "B", "C", "used", None, [None, None, None]),
-        event(360, "B", "C", "torn_down", None, [None, Some(300), Some(1)]),
+        event(360, "B", "C", "torn_down", None, [None, Some(300), Some(2)]),
         event(400, "A", "B", "created", Some("predicted"), [None, None, None]),
         event(400, "A", "B", "used", None, [Some(0), None, None]),
         event(900, "A", "D", "created", Some("predicted"), [None, None, None]),
@@ -387,6 +387,8 @@ fn pipes_by_hand() {
     assert_eq!(a.recall(), 0.8);
     assert_eq!((a.predicted_used, a.predicted_unused, a.pending), (2, 1, 1));
     assert_eq!(a.precision(), 2.0 / 3.0);
+    // Two first uses of predicted pipes, one demand opening.
+    assert_eq!(a.openings_predicted(), 2.0 / 3.0);
     assert_eq!(a.leads_ms, [40, 0]);
     assert_eq!(a.median_lead_ms(), 20.0);
     assert_eq!((a.torn_down, a.idle_ms, a.wasted_ms), (3, 900, 300));

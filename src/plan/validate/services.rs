@@ -163,7 +163,7 @@ impl Cx<'_> {
         };
         let precision_window = pipes_spec
             .and_then(|p| p.precision_window.as_ref())
-            .map_or(50, |w| *w.get_ref())
+            .map_or(200, |w| *w.get_ref())
             .max(1);
         let rules = s
             .rules

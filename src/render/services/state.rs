@@ -26,7 +26,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use crate::model::markov::{Discount, KneserNey, Ngrams, Token};
-use crate::model::pipes::{configure, within_horizon};
+use crate::model::pipes::{calibrated_threshold, configure, within_horizon, GapSurvival};
 use crate::model::resonance::{adjust, base_score, performance, Components, Feedback};
 use crate::plan::services::{PipeRule, ServicesPlan};
 use crate::value::Value;
@@ -97,6 +97,7 @@ pub type Emitted = Vec<(u64, Out, isize)>;
 enum Timer {
     Sequence(u64),
     Pipe(Id, Id),
+    Candidate(Id, Id),
 }
 
 /// An active sequence.
@@ -107,8 +108,10 @@ struct Sequence {
     /// Its tokens so far, the last `order` of them (`Start` padded).
     history: Vec<Token<Id>>,
     last_ms: i64,
-    /// Its within-horizon probabilities `q` towards each target of its current service.
+    /// Its next-service probabilities `p` from its current service (those of at least
+    /// `MIN_SHARE`), and its probability of ending there.
     shares: Vec<(Id, f64)>,
+    end: f64,
     /// Its prediction rows as emitted.
     predictions: Vec<Vec<Value>>,
 }
@@ -214,10 +217,12 @@ struct Pipe {
 struct Pair {
     window: Window,
     feedback: Feedback,
-    /// `Σ −ln(1 − qᵢ)` over the active sequences at the source, and how many.
-    hazard: f64,
-    sharing: u32,
     pipe: Option<Pipe>,
+    /// Whether the pair has been called: only such pairs get predicted pipes.
+    called: bool,
+    /// With `target_precision`: the pair's pending candidate, `(since, highest probability)`,
+    /// while it has no pipe (see `model::pipes::calibrated_threshold`).
+    candidate: Option<(i64, f64)>,
     resonance_row: Option<Vec<Value>>,
     /// Whether the window or the feedback changed since `resonance_row` was made.
     resonance_stale: bool,
@@ -259,11 +264,13 @@ pub struct ServiceState {
     next_sequence: u64,
     pairs: BTreeMap<(Id, Id), Pair>,
     timers: BTreeSet<(i64, Timer)>,
-    /// Mean time between a sequence's calls (exponentially weighted).
-    mean_gap_ms: f64,
+    /// The gaps between a sequence's calls.
+    gaps: GapSurvival,
+    /// The active sequences by current service.
+    at_service: FxHashMap<Id, BTreeSet<u64>>,
     threshold: f64,
-    /// Whether each of the latest predicted pipes was used (for the adaptive threshold).
-    outcomes: VecDeque<bool>,
+    /// The latest candidates' `(probability, used)`, for the adaptive threshold.
+    outcomes: VecDeque<(f64, bool)>,
     /// Pairs whose resonance or pipe row may have changed.
     dirty: BTreeSet<(Id, Id)>,
 }
@@ -294,10 +301,8 @@ fn shifted(history: &[Token<Id>], s: Id) -> Vec<Token<Id>> {
     h
 }
 
-/// How far the adaptive threshold moves per resolved predicted pipe, and the band above the
-/// target precision in which it stays.
-const THRESHOLD_STEP: f64 = 0.01;
-const THRESHOLD_BAND: f64 = 0.03;
+/// The resolved candidates the adaptive threshold waits for before it moves.
+const CALIBRATION_MIN: usize = 10;
 /// Shares below this are not kept (a sequence's calls to unlikely targets).
 const MIN_SHARE: f64 = 1e-4;
 
@@ -325,7 +330,8 @@ impl ServiceState {
             next_sequence: 0,
             pairs: BTreeMap::new(),
             timers: BTreeSet::new(),
-            mean_gap_ms: plan.horizon_ms as f64,
+            gaps: GapSurvival::new(plan.horizon_ms as f64),
+            at_service: FxHashMap::default(),
             threshold: plan.threshold,
             outcomes: VecDeque::new(),
             dirty: BTreeSet::new(),
@@ -372,6 +378,16 @@ impl ServiceState {
                     .is_some_and(|s| s.last_ms + self.plan.sequence_timeout_ms as i64 == at)
                 {
                     self.expire(key, at, out);
+                }
+            }
+            Timer::Candidate(a, b) => {
+                let due = self
+                    .pairs
+                    .get(&(a, b))
+                    .and_then(|p| p.candidate)
+                    .map(|(since, _)| since + self.plan.idle_timeout_ms as i64);
+                if due == Some(at) {
+                    self.resolve(a, b, false);
                 }
             }
             Timer::Pipe(a, b) => {
@@ -605,8 +621,9 @@ impl ServiceState {
     /// A call `a → b` of a sequence.
     fn hop(&mut self, item: &Interaction, a: Id, b: Id, model: &KneserNey<'_, Id>, tick: u64, out: &mut Emitted) {
         let time = item.time;
-        let key = match self.sequence_keys.get(&item.sequence) {
-            Some(k) => *k,
+        let known = self.sequence_keys.get(&item.sequence).copied();
+        let key = match known {
+            Some(k) => k,
             None => {
                 let k = self.next_sequence;
                 self.next_sequence += 1;
@@ -621,6 +638,7 @@ impl ServiceState {
                         history,
                         last_ms: time,
                         shares: Vec::new(),
+                        end: 0.0,
                         predictions: Vec::new(),
                     },
                 );
@@ -633,9 +651,8 @@ impl ServiceState {
         if seq.current() != Some(a) {
             seq.history = shifted(&seq.history, a);
         }
-        let gap = (time - seq.last_ms) as f64;
-        if gap > 0.0 {
-            self.mean_gap_ms += 0.05 * (gap - self.mean_gap_ms);
+        if known.is_some() {
+            self.gaps.add((time - seq.last_ms) as f64);
         }
         let context = seq.history.clone();
         let label = seq.label.clone();
@@ -675,20 +692,17 @@ impl ServiceState {
         self.arrive(key, model, time, tick, out);
     }
 
-    /// Removes a sequence's shares from the pipe probabilities of its current service.
+    /// Removes a sequence from the pipe probabilities of its current service.
     fn leave(&mut self, key: u64) {
         let Some(seq) = self.sequences.get_mut(&key) else {
             return;
         };
         let Some(at) = seq.current() else { return };
-        for (x, q) in std::mem::take(&mut seq.shares) {
-            if let Some(pair) = self.pairs.get_mut(&(at, x)) {
-                pair.sharing = pair.sharing.saturating_sub(1);
-                pair.hazard = if pair.sharing == 0 {
-                    0.0
-                } else {
-                    pair.hazard + (1.0 - q).ln()
-                };
+        if let Some(keys) = self.at_service.get_mut(&at) {
+            keys.remove(&key);
+        }
+        for (x, _) in std::mem::take(&mut seq.shares) {
+            if self.pairs.contains_key(&(at, x)) {
                 self.dirty.insert((at, x));
             }
         }
@@ -724,25 +738,26 @@ impl ServiceState {
             out.push((tick, Out::Prediction(row.clone()), 1));
         }
         seq.predictions = rows;
-        let shares: Vec<(Id, f64)> = dist
+        seq.end = dist.iter().find(|(s, _)| *s == END).map_or(0.0, |d| d.1);
+        seq.shares = dist
             .iter()
-            .filter(|(s, _)| *s != END && *s != at)
-            .map(|(s, p)| {
-                (
-                    *s,
-                    within_horizon(*p, self.plan.horizon_ms as f64, self.mean_gap_ms).min(0.999_999),
-                )
-            })
-            .filter(|(_, q)| *q >= MIN_SHARE)
+            .filter(|(s, p)| *s != END && *s != at && *p >= MIN_SHARE)
+            .copied()
             .collect();
-        seq.shares = shares.clone();
-        for (x, q) in shares {
-            let pair = self.pairs.entry((at, x)).or_default();
-            pair.sharing += 1;
-            pair.hazard -= (1.0 - q).ln();
+        let targets: Vec<Id> = seq.shares.iter().map(|(x, _)| *x).collect();
+        self.at_service.entry(at).or_default().insert(key);
+        let markov = self.markov_probabilities(at, time);
+        for x in targets {
             self.dirty.insert((at, x));
-            if pair.pipe.is_none() {
-                let p = self.probability(at, x, time);
+            let pair = self.pairs.entry((at, x)).or_default();
+            if pair.called && pair.pipe.is_none() {
+                let pair = &self.pairs[&(at, x)];
+                let p = pipe_probability(
+                    markov[x as usize],
+                    self.score(pair, time),
+                    self.plan.pipes.resonance_weight,
+                );
+                self.candidate(at, x, p, time);
                 if p >= self.threshold {
                     self.create(at, x, time, "predicted", Some(p), None, tick, out);
                 }
@@ -750,13 +765,18 @@ impl ServiceState {
         }
     }
 
-    /// The probability that `a → b` is called within the horizon, from the active sequences
-    /// at `a` and the pair's resonance (see `model::pipes`).
-    fn probability(&self, a: Id, b: Id, time: i64) -> f64 {
-        let Some(pair) = self.pairs.get(&(a, b)) else {
-            return 0.0;
-        };
-        pipe_probability(pair.hazard, self.score(pair, time), self.plan.pipes.resonance_weight)
+    /// `P_markov` of every pair from `a` at `time`, by target: `1 − Π (1 − qᵢ)` over the active
+    /// sequences at `a`, each `qᵢ` discounted by its silence (see `model::pipes`).
+    fn markov_probabilities(&self, a: Id, time: i64) -> Vec<f64> {
+        markov_probabilities(
+            &self.at_service,
+            &self.sequences,
+            &self.gaps,
+            self.names.len(),
+            self.plan.horizon_ms,
+            a,
+            time,
+        )
     }
 
     fn score(&self, pair: &Pair, time: i64) -> f64 {
@@ -844,7 +864,9 @@ impl ServiceState {
     #[allow(clippy::too_many_arguments)]
     fn use_pipe(&mut self, a: Id, b: Id, time: i64, sequence: &Value, bytes: u64, tick: u64, out: &mut Emitted) {
         let idle = self.plan.idle_timeout_ms as i64;
+        self.resolve(a, b, true);
         let pair = self.pairs.entry((a, b)).or_default();
+        pair.called = true;
         let Some(pipe) = &mut pair.pipe else {
             let row = self.event_row(time, a, b, "miss", None, Some(sequence), None, None, None, None);
             out.push((tick, Out::PipeEvent(row), 1));
@@ -866,32 +888,44 @@ impl ServiceState {
         pipe.carried.bytes += bytes;
         self.timers.insert((time + idle, Timer::Pipe(a, b)));
         self.dirty.insert((a, b));
-        if first {
-            self.resolve(true);
-        }
         let row = self.event_row(time, a, b, "used", None, Some(sequence), None, lead, None, None);
         out.push((tick, Out::PipeEvent(row), 1));
     }
 
-    /// A predicted pipe was used (or torn down unused): the adaptive threshold follows the
-    /// precision of the latest ones.
-    fn resolve(&mut self, used: bool) {
+    /// With `target_precision`: a pair without a pipe whose probability `p` reaches
+    /// `min_threshold` becomes a candidate, or raises its pending candidate's probability.
+    fn candidate(&mut self, a: Id, b: Id, p: f64, time: i64) {
+        if self.plan.target_precision.is_none() || p < self.plan.min_threshold {
+            return;
+        }
+        let pair = self.pairs.get_mut(&(a, b)).expect("a candidate's pair exists");
+        match &mut pair.candidate {
+            Some((_, highest)) => *highest = highest.max(p),
+            None => {
+                pair.candidate = Some((time, p));
+                self.timers
+                    .insert((time + self.plan.idle_timeout_ms as i64, Timer::Candidate(a, b)));
+            }
+        }
+    }
+
+    /// A pair's pending candidate is resolved: called before `idle_timeout` (used), or not.
+    /// The adaptive threshold is recalibrated on the latest `precision_window` outcomes.
+    fn resolve(&mut self, a: Id, b: Id, used: bool) {
         let Some(target) = self.plan.target_precision else {
             return;
         };
-        self.outcomes.push_back(used);
+        let Some((_, p)) = self.pairs.get_mut(&(a, b)).and_then(|pair| pair.candidate.take()) else {
+            return;
+        };
+        self.outcomes.push_back((p, used));
         if self.outcomes.len() > self.plan.precision_window {
             self.outcomes.pop_front();
         }
-        if self.outcomes.len() < self.plan.precision_window.min(10) {
+        if self.outcomes.len() < self.plan.precision_window.min(CALIBRATION_MIN) {
             return;
         }
-        let precision = self.outcomes.iter().filter(|u| **u).count() as f64 / self.outcomes.len() as f64;
-        if precision < target {
-            self.threshold = (self.threshold + THRESHOLD_STEP).min(0.99);
-        } else if precision > target + THRESHOLD_BAND {
-            self.threshold = (self.threshold - THRESHOLD_STEP).max(self.plan.min_threshold);
-        }
+        self.threshold = calibrated_threshold(self.outcomes.make_contiguous(), target, self.plan.min_threshold);
     }
 
     /// Feedback from what the pair's pipe carried since the last: the pipe's performance moves
@@ -959,9 +993,6 @@ impl ServiceState {
         if let Some(old) = pipe.row {
             out.push((tick, Out::Pipe(old), -1));
         }
-        if pipe.reason == "predicted" && pipe.uses == 0 {
-            self.resolve(false);
-        }
         self.dirty.insert((a, b));
     }
 
@@ -985,6 +1016,7 @@ impl ServiceState {
         let tick = time.max(0) as u64;
         let cfg = self.plan.resonance;
         let window_ms = self.plan.resonance_window_ms as f64;
+        let mut markov_by_source: FxHashMap<Id, Vec<f64>> = FxHashMap::default();
         for key in std::mem::take(&mut self.dirty) {
             let (a, b) = key;
             let Some(pair) = self.pairs.get_mut(&key) else { continue };
@@ -1023,12 +1055,24 @@ impl ServiceState {
                 }
             }
             let Some(pipe) = &mut pair.pipe else { continue };
+            let markov = markov_by_source.entry(a).or_insert_with(|| {
+                markov_probabilities(
+                    &self.at_service,
+                    &self.sequences,
+                    &self.gaps,
+                    self.names.len(),
+                    self.plan.horizon_ms,
+                    a,
+                    time,
+                )
+            })[b as usize];
             let probability = pipe_probability(
-                pair.hazard,
+                markov,
                 (base + feedback).clamp(0.0, 1.0),
                 self.plan.pipes.resonance_weight,
             );
-            let rate = c.calls_per_s + pair.hazard.max(0.0) * 1000.0 / self.plan.horizon_ms.max(1) as f64;
+            // Expected calls within the horizon from the sequences at `a`, per second.
+            let rate = c.calls_per_s - (1.0 - markov).max(1e-12).ln() * 1000.0 / self.plan.horizon_ms.max(1) as f64;
             let payload = if c.calls_per_s > 0.0 {
                 c.bytes_per_s / c.calls_per_s
             } else {
@@ -1070,10 +1114,31 @@ impl ServiceState {
     }
 }
 
-/// The pipe probability of a pair from its sequences' hazard
-/// `Σ −ln(1 − qᵢ)` and its resonance score (see `model::pipes::interaction_probability`).
-fn pipe_probability(hazard: f64, resonance: f64, resonance_weight: f64) -> f64 {
-    let markov = 1.0 - (-hazard.max(0.0)).exp();
+/// `P_markov` of every pair from `a` at `time`, by target (see `ServiceState::markov_probabilities`).
+fn markov_probabilities(
+    at_service: &FxHashMap<Id, BTreeSet<u64>>,
+    sequences: &HashMap<u64, Sequence>,
+    gaps: &GapSurvival,
+    names: usize,
+    horizon_ms: u64,
+    a: Id,
+    time: i64,
+) -> Vec<f64> {
+    let mut none = vec![1.0; names];
+    for key in at_service.get(&a).into_iter().flatten() {
+        let seq = &sequences[key];
+        let silent = (time - seq.last_ms) as f64;
+        for (x, p) in &seq.shares {
+            let q = within_horizon(*p, seq.end, silent, horizon_ms as f64, gaps);
+            none[*x as usize] *= 1.0 - q.min(0.999_999);
+        }
+    }
+    none.into_iter().map(|n| 1.0 - n).collect()
+}
+
+/// The pipe probability of a pair from its sequences' `P_markov` and its resonance score (see
+/// `model::pipes::interaction_probability`).
+fn pipe_probability(markov: f64, resonance: f64, resonance_weight: f64) -> f64 {
     (1.0 - (1.0 - markov) * (1.0 - resonance_weight * resonance)).clamp(0.0, 1.0)
 }
 

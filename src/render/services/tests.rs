@@ -203,3 +203,34 @@ fn the_threshold_rises_while_predicted_pipes_go_unused() {
     let last = *thresholds.last().unwrap();
     assert!(last > 0.3, "the threshold stayed at {last}");
 }
+
+#[test]
+fn the_threshold_comes_down_when_pipes_it_did_not_create_would_have_been_used() {
+    let mut p = plan();
+    p.target_precision = Some(0.9);
+    p.threshold = 0.999;
+    p.idle_timeout_ms = 500;
+    let mut s = ServiceState::new(p);
+    // `a` always calls `b` 5 ms after it is called: once the model has learnt it, every
+    // sequence at `a` is a good candidate. No pipe is predicted at 0.999 at first, and the
+    // demand pipes are torn down between sequences, so only the candidates can show it.
+    let mut items = Vec::new();
+    for i in 0..100 {
+        let t = i * 3_000;
+        items.push(call(t, &format!("s{i}"), "g", "a"));
+        items.push(call(t + 5, &format!("s{i}"), "a", "b"));
+    }
+    let out = run(&mut s, items);
+    let predicted = out
+        .iter()
+        .filter(|(_, o, d)| {
+            *d > 0 && matches!(o, Out::PipeEvent(r) if r[3] == Value::str("created") && r[4] == Value::str("predicted"))
+        })
+        .count();
+    assert!(predicted > 50, "{predicted} predicted pipes");
+    let used_first = out
+        .iter()
+        .filter(|(_, o, _)| matches!(o, Out::PipeEvent(r) if r[7].as_f64().is_some()))
+        .count();
+    assert_eq!(used_first, predicted, "every predicted pipe is used");
+}
