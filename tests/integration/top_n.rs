@@ -514,3 +514,90 @@ with_ties = true
         }
     }
 }
+
+/// Bids (time, bidder, auction, price) with distinct times, in time order.
+fn bidder_bids() -> impl Strategy<Value = Vec<(i64, i64, i64, i64)>> {
+    prop::collection::btree_set(0i64..1_800_000, 1..120).prop_flat_map(|times| {
+        let n = times.len();
+        (
+            Just(times.into_iter().collect::<Vec<_>>()),
+            prop::collection::vec((0i64..5, 0i64..3, 1i64..10), n),
+        )
+            .prop_map(|(times, rest)| times.into_iter().zip(rest).map(|(t, (b, a, p))| (t, b, a, p)).collect())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// Over the latest bid per bidder (`keep = "last"`, a retracting input): when a bidder's
+    /// newer bid retracts a top row, the next row moves up. At every time, against the top of
+    /// the from-scratch latest bids.
+    #[test]
+    fn top_n_over_retracting_events_promotes_the_next_row(bids in bidder_bids(), ties in any::<bool>()) {
+        const TTL: i64 = 300_000;
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = std::fs::File::create(dir.path().join("bids.ndjson")).unwrap();
+        for (t, b, a, p) in &bids {
+            writeln!(f, r#"{{"ts":{t},"type":"bid","bidder":{b},"auction":{a},"price":{p}}}"#).unwrap();
+        }
+        drop(f);
+        let spec = format!(
+            "{head}\n[dedup.bids.bid]\nkey = [\"bidder\"]\nttl = \"5m\"\nkeep = \"last\"\n\
+             [[top_n]]\nname = \"best\"\nsource = \"bids\"\npartition_by = [\"auction\"]\norder_by = [\"price desc\"]\nn = 2\nwith_ties = {ties}\n",
+            head = head(dir.path())
+        );
+        let plan = plan_text(&spec, dir.path());
+        let oracle = |until: u64| -> BTreeMap<(i64, i64, i64), isize> {
+            // The latest bid of each bidder's run of bids less than the TTL apart.
+            let mut held: BTreeMap<i64, (i64, i64, i64)> = BTreeMap::new();
+            let mut kept: BTreeSet<(i64, i64, i64)> = BTreeSet::new();
+            for (t, b, a, p) in &bids {
+                if (t - t % 1000) as u64 > until {
+                    continue;
+                }
+                if let Some(last) = held.get(b) {
+                    if *t < last.0 + TTL {
+                        kept.remove(last);
+                    }
+                }
+                held.insert(*b, (*t, *a, *p));
+                kept.insert((*t, *a, *p));
+            }
+            let mut per: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
+            for (t, a, p) in kept {
+                per.entry(a).or_default().push((-p, t));
+            }
+            let mut out = BTreeMap::new();
+            for (a, mut rows) in per {
+                rows.sort();
+                for (place, (neg, t)) in rows.iter().enumerate() {
+                    let keep = if ties { rows.iter().filter(|(c, _)| c < neg).count() < 2 } else { place < 2 };
+                    if keep {
+                        out.insert((a, -neg, *t), 1);
+                    }
+                }
+            }
+            out
+        };
+        let mut first: Option<Updates> = None;
+        for workers in [1, 2, 4] {
+            let summary = run_collect(&plan, workers);
+            let mut updates = summary.collected["best"].clone();
+            updates.sort();
+            let times: BTreeSet<u64> = bids.iter().map(|b| (b.0 - b.0 % 1000) as u64).collect();
+            for t in times {
+                let mut got: BTreeMap<(i64, i64, i64), isize> = BTreeMap::new();
+                for (row, d) in accumulate(&updates, t) {
+                    let p = &row[row.len() - 1];
+                    *got.entry((int(&field(p, "auction")), int(&field(p, "price")), int(&row[0]))).or_default() += d;
+                }
+                prop_assert_eq!(got, oracle(t), "at {} with {} workers", t, workers);
+            }
+            match &first {
+                None => first = Some(updates),
+                Some(f) => prop_assert_eq!(f, &updates, "{} workers differ from 1", workers),
+            }
+        }
+    }
+}
