@@ -579,7 +579,7 @@ fn derive_monotonic(
             &key,
             format!("`{}` never retracts events, so its closed windows never change", a.source.get_ref()),
             Some(
-                "only aggregates downstream of a `mode = \"continuous\"` join or of an aggregate that revises its rows take this key"
+                "only aggregates downstream of a `mode = \"continuous\"` join, a `keep = \"last\"` dedup, a top-N or an aggregate that revises its rows take this key"
                     .into(),
             ),
         )),

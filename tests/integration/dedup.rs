@@ -142,7 +142,10 @@ fn dedup_without_aggregates_reads_its_keys() {
 /// `keep = "last"` from scratch: the on-time events in event-time order; per key, runs of
 /// occurrences less than the TTL apart. Returns, for the events up to tick `until`, the events
 /// held (each run's latest, as `(key, time)`), and the duplicates `(key, time, run start)`.
-fn naive_last(events: &[(i64, i64, bool)], until: i64) -> (BTreeSet<(i64, i64)>, BTreeSet<(i64, i64, i64)>) {
+/// Held events `(key, time)` and duplicates `(key, time, run start)`.
+type LastRuns = (BTreeSet<(i64, i64)>, BTreeSet<(i64, i64, i64)>);
+
+fn naive_last(events: &[(i64, i64, bool)], until: i64) -> LastRuns {
     let mut max = i64::MIN;
     let mut on_time: Vec<(i64, i64, bool)> = Vec::new();
     for e in events {
