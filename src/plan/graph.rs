@@ -326,17 +326,7 @@ pub(super) fn outputs(
         });
     }
     for &i in routers {
-        let (time_field, type_field) = plan.fields_of(&StageRef::Stage(i));
-        let mut columns = vec![time_field, "_payload"];
-        if !type_field.is_empty() {
-            columns.insert(1, type_field);
-        }
-        out.push(OutputPlan {
-            from: vec![(i, Port::Main)],
-            sort_prefix: 1,
-            flatten: true,
-            ..OutputPlan::new(&plan.stages[i].name, &columns)
-        });
+        out.push(events_output(plan, i, false));
         if let StageKind::Router(r) = &plan.stages[i].kind {
             if r.migration.is_some() {
                 let name = format!("{}_migrations", r.name);
@@ -386,20 +376,8 @@ pub(super) fn outputs(
         });
     }
     for &i in top_n {
-        // The rows of its input, as events: time (and type) columns, then the payload's fields.
-        let stage = StageRef::Stage(i);
-        let (time_field, type_field) = plan.fields_of(&stage);
-        let mut columns = vec![time_field, "_payload"];
-        if !type_field.is_empty() {
-            columns.insert(1, type_field);
-        }
-        out.push(OutputPlan {
-            from: vec![(i, Port::Main)],
-            sort_prefix: 1,
-            flatten: true,
-            changelog: plan.retracts(&stage),
-            ..OutputPlan::new(&plan.stages[i].name, &columns)
-        });
+        // The rows of its input, as events.
+        out.push(events_output(plan, i, plan.retracts(&StageRef::Stage(i))));
     }
     for &i in forecasts {
         let StageKind::Forecast(f) = &plan.stages[i].kind else {
@@ -433,6 +411,23 @@ pub(super) fn outputs(
         ..OutputPlan::new(crate::DEAD_LETTERS, &[])
     });
     out
+}
+
+/// The output of stage `i`'s events, named after the stage: time (and type) columns, then the
+/// payload's fields.
+fn events_output(plan: &Plan, i: usize, changelog: bool) -> OutputPlan {
+    let (time_field, type_field) = plan.fields_of(&StageRef::Stage(i));
+    let mut columns = vec![time_field, "_payload"];
+    if !type_field.is_empty() {
+        columns.insert(1, type_field);
+    }
+    OutputPlan {
+        from: vec![(i, Port::Main)],
+        sort_prefix: 1,
+        flatten: true,
+        changelog,
+        ..OutputPlan::new(&plan.stages[i].name, &columns)
+    }
 }
 
 #[cfg(test)]

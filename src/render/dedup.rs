@@ -227,13 +227,8 @@ pub fn render<'s>(
                         |first: &HashMap<Key, i64>| -> Saved { first.iter().map(|(k, t)| (k.clone(), *t)).collect() };
                     apply_with_snapshots(&mut state, limit, &mut first, &mut apply, save);
                     // Release keys whose TTL the frontier has passed.
-                    let released: Vec<i64> = expiry
-                        .keys()
-                        .copied()
-                        .take_while(|e| limit.is_none_or(|l| *e <= l as i64))
-                        .collect();
-                    for end in released {
-                        for key in expiry.remove(&end).expect("listed above") {
+                    for (end, keys) in crate::render::pending::due(&mut expiry, limit) {
+                        for key in keys {
                             let ttl = ttl_of(&plan, key.0);
                             if first.get(&key).is_some_and(|t0| *t0 + ttl == end) {
                                 first.remove(&key);

@@ -258,13 +258,8 @@ fn render<'s>(
                     }
                 }
                 // Drop windowed partitions no update can reach any more.
-                let dropped: Vec<i64> = release
-                    .keys()
-                    .copied()
-                    .take_while(|r| limit.is_none_or(|l| *r <= l as i64))
-                    .collect();
-                for at in dropped {
-                    for key in release.remove(&at).expect("listed above") {
+                for (at, keys) in crate::render::pending::due(&mut release, limit) {
+                    for key in keys {
                         if released_at.get(&key) == Some(&at) {
                             released_at.remove(&key);
                             state.remove(&key);

@@ -76,6 +76,11 @@ measures.top = "max(price)"
     )
 }
 
+/// The payload fields `names` of an output row (its last value), as integers.
+fn ints<const N: usize>(row: &[Value], names: [&str; N]) -> [i64; N] {
+    names.map(|n| int(&field(&row[row.len() - 1], n)))
+}
+
 fn int(v: &Value) -> i64 {
     match v {
         Value::Int(i) => *i,
@@ -172,6 +177,16 @@ fn check_windowed(bids: Vec<(i64, i64, i64)>, emit: &str, n: u64, with_ties: boo
     Ok(())
 }
 
+/// A top of bids accumulated to `t`: `(auction, price, time)` with multiplicities.
+fn best_rows(updates: &Updates, t: u64) -> BTreeMap<(i64, i64, i64), isize> {
+    let mut got = BTreeMap::new();
+    for (row, d) in accumulate(updates, t) {
+        let [auction, price] = ints(&row, ["auction", "price"]);
+        *got.entry((auction, price, int(&row[0]))).or_default() += d;
+    }
+    got
+}
+
 /// The two highest-priced bids per auction over all time (price desc, then time): from the
 /// source's events, an insert-only input with partitions that never close.
 fn check_events(bids: Vec<(i64, i64, i64)>, with_ties: bool) -> Result<(), TestCaseError> {
@@ -220,13 +235,7 @@ with_ties = {with_ties}
         updates.sort();
         let times: BTreeSet<u64> = bids.iter().map(|(t, _, _)| (t - t % 1000) as u64).collect();
         for t in times {
-            let mut got: BTreeMap<(i64, i64, i64), isize> = BTreeMap::new();
-            for (row, d) in accumulate(&updates, t) {
-                let p = &row[row.len() - 1];
-                *got.entry((int(&field(p, "auction")), int(&field(p, "price")), int(&row[0])))
-                    .or_default() += d;
-            }
-            prop_assert_eq!(got, oracle(t), "at {} with {} workers", t, workers);
+            prop_assert_eq!(best_rows(&updates, t), oracle(t), "at {} with {} workers", t, workers);
         }
         match &first {
             None => first = Some(updates),
@@ -286,12 +295,8 @@ fn ties_are_broken_by_the_documented_rule() {
             let got: Vec<(i64, i64, i64)> = accumulate(&summary.collected["hottest"], u64::MAX / 4)
                 .keys()
                 .map(|row| {
-                    let p = &row[row.len() - 1];
-                    (
-                        int(&field(p, "auction")),
-                        int(&field(p, "bids")),
-                        int(&field(p, "rank")),
-                    )
+                    let [auction, bids, rank] = ints(row, ["auction", "bids", "rank"]);
+                    (auction, bids, rank)
                 })
                 .collect();
             assert_eq!(got, expected, "n = {n}, with_ties = {ties}, {workers} workers");
@@ -333,46 +338,60 @@ fn top_n_specs_are_validated() {
         &[],
     )
     .unwrap();
-    let e = error(&good.replace("\"bids desc\"", "\"bidz desc\""));
-    assert!(
-        e.contains("`top_n[0].order_by[0]`")
-            && e.contains("no field `bidz` in output `per_auction`")
-            && e.contains("did you mean `bids`?"),
-        "{e}"
-    );
-    let e = error(&good.replace("[\"window_start\", \"window_end\"]", "[\"window_strat\"]"));
-    assert!(
-        e.contains("`top_n[0].partition_by[0]`") && e.contains("did you mean `window_start`?"),
-        "{e}"
-    );
-    let e = error(&good.replace("n = 1", "n = 0"));
-    assert!(e.contains("`top_n[0].n`") && e.contains("at least 1"), "{e}");
-    let e = error(&good.replace("order_by = [\"bids desc\"]\n", ""));
-    assert!(
-        e.contains("`top_n[0].order_by`") && e.contains("needs an `order_by`"),
-        "{e}"
-    );
-    let e = error(&good.replace("\"bids desc\"", "\"bids downward\""));
-    assert!(e.contains("unknown direction `downward`"), "{e}");
-    let e = error(&good.replace("rank = \"rank\"", "rank = \"top\""));
-    assert!(
-        e.contains("`top_n[0].rank`") && e.contains("already have a column `top`"),
-        "{e}"
-    );
-    let e = error(&good.replace("source = \"per_auction\"", "source = \"per_auktion\""));
-    assert!(
-        e.contains("no source or output named `per_auktion`") && e.contains("`per_auction`"),
-        "{e}"
-    );
-    // A cycle through the top-N: the aggregate reads the top-N, which reads the aggregate.
-    let e = error(&good.replace("source = \"bids\"\nwindow", "source = \"hottest\"\nwindow"));
-    assert!(
-        e.contains("cycle") && e.contains("`per_auction` reads `hottest` reads `per_auction`"),
-        "{e}"
-    );
-    // The same name twice.
-    let e = error(&good.replace("name = \"hottest\"", "name = \"per_auction\""));
-    assert!(e.contains("already used"), "{e}");
+    // (replace, by, what the error says)
+    let cases: [(&str, &str, &[&str]); 9] = [
+        (
+            "\"bids desc\"",
+            "\"bidz desc\"",
+            &[
+                "`top_n[0].order_by[0]`",
+                "no field `bidz` in output `per_auction`",
+                "did you mean `bids`?",
+            ],
+        ),
+        (
+            "[\"window_start\", \"window_end\"]",
+            "[\"window_strat\"]",
+            &["`top_n[0].partition_by[0]`", "did you mean `window_start`?"],
+        ),
+        ("n = 1", "n = 0", &["`top_n[0].n`", "at least 1"]),
+        (
+            "order_by = [\"bids desc\"]\n",
+            "",
+            &["`top_n[0].order_by`", "needs an `order_by`"],
+        ),
+        (
+            "\"bids desc\"",
+            "\"bids downward\"",
+            &["`top_n[0].order_by[0]`", "unknown direction `downward`"],
+        ),
+        (
+            "rank = \"rank\"",
+            "rank = \"top\"",
+            &["`top_n[0].rank`", "already have a column `top`"],
+        ),
+        (
+            "source = \"per_auction\"",
+            "source = \"per_auktion\"",
+            &["no source or output named `per_auktion`", "`per_auction`"],
+        ),
+        // A cycle through the top-N: the aggregate reads the top-N, which reads the aggregate.
+        (
+            "source = \"bids\"\nwindow",
+            "source = \"hottest\"\nwindow",
+            &["cycle", "`per_auction` reads `hottest` reads `per_auction`"],
+        ),
+        (
+            "name = \"hottest\"",
+            "name = \"per_auction\"",
+            &["`top_n[0].name`", "already used"],
+        ),
+    ];
+    for (from, to, says) in cases {
+        assert!(good.contains(from), "{from}");
+        let e = error(&good.replace(from, to));
+        assert!(says.iter().all(|s| e.contains(s)), "{from} → {to}: {e}");
+    }
 }
 
 /// A top-N's rows are events for later stages: an aggregate of the winners per hour.
@@ -499,12 +518,8 @@ with_ties = true
         let got: BTreeSet<(i64, i64, i64)> = end
             .keys()
             .map(|row| {
-                let p = &row[row.len() - 1];
-                (
-                    int(&field(p, "window_start")),
-                    int(&field(p, "auction")),
-                    int(&field(p, "num")),
-                )
+                let [start, auction, num] = ints(row, ["window_start", "auction", "num"]);
+                (start, auction, num)
             })
             .collect();
         assert_eq!(got, expected, "{workers} workers");
@@ -587,12 +602,7 @@ proptest! {
             updates.sort();
             let times: BTreeSet<u64> = bids.iter().map(|b| (b.0 - b.0 % 1000) as u64).collect();
             for t in times {
-                let mut got: BTreeMap<(i64, i64, i64), isize> = BTreeMap::new();
-                for (row, d) in accumulate(&updates, t) {
-                    let p = &row[row.len() - 1];
-                    *got.entry((int(&field(p, "auction")), int(&field(p, "price")), int(&row[0]))).or_default() += d;
-                }
-                prop_assert_eq!(got, oracle(t), "at {} with {} workers", t, workers);
+                prop_assert_eq!(best_rows(&updates, t), oracle(t), "at {} with {} workers", t, workers);
             }
             match &first {
                 None => first = Some(updates),
