@@ -70,6 +70,8 @@ pub enum StageKind {
     /// Service-interaction models: Markov transitions, resonance and predictive pipes
     /// (`render::services`). Input: an interaction log.
     Services(Box<super::services::ServicesPlan>),
+    /// The first `n` rows per partition (`render::top_n`). Input: events or an output's rows.
+    TopN(Box<super::top_n::TopNPlan>),
 }
 
 impl StageKind {
@@ -84,6 +86,7 @@ impl StageKind {
             StageKind::Router(_) => "router",
             StageKind::Replication(_) => "replication",
             StageKind::Services(_) => "services",
+            StageKind::TopN(_) => "top_n",
         }
     }
 }
@@ -210,21 +213,29 @@ pub fn topological_order(n: usize, deps: impl Fn(usize) -> Vec<usize>) -> Result
 }
 
 /// The source whose events `input` carries, through schema, dedup and enrichment stages;
-/// `None` when it carries an aggregate's rows.
+/// `None` when it carries an aggregate's rows or a top-N's (whose fields are the ones of what
+/// it reads, plus its rank).
 pub fn reads_events_of(plan: &Plan, input: &StageRef) -> Option<usize> {
     match input {
         StageRef::Source(i) => Some(*i),
         StageRef::Stage(i) | StageRef::Route { stage: i, .. } => match &plan.stages[*i].kind {
-            StageKind::Aggregate(_) | StageKind::Forecast(_) => None,
+            StageKind::Aggregate(_) | StageKind::Forecast(_) | StageKind::TopN(_) => None,
             _ => reads_events_of(plan, &plan.stages[*i].inputs[0]),
         },
     }
 }
 
 /// The plan's outputs, in the order summaries print them: schema outputs, duplicates, enriched
-/// and routed events, blocked events, rule statistics, counters, aggregates and forecasts (in
-/// spec order: `aggregates` and `forecasts` hold their stages), dead letters.
-pub(super) fn outputs(plan: &Plan, aggregates: &[usize], forecasts: &[usize], routers: &[usize]) -> Vec<OutputPlan> {
+/// and routed events, blocked events, rule statistics, counters, aggregates, top-N outputs and
+/// forecasts (in spec order: `aggregates`, `top_n` and `forecasts` hold their stages), dead
+/// letters.
+pub(super) fn outputs(
+    plan: &Plan,
+    aggregates: &[usize],
+    top_n: &[usize],
+    forecasts: &[usize],
+    routers: &[usize],
+) -> Vec<OutputPlan> {
     let stages_of = |f: fn(&StageKind) -> bool| -> Vec<usize> {
         (0..plan.stages.len()).filter(|i| f(&plan.stages[*i].kind)).collect()
     };
@@ -315,17 +326,7 @@ pub(super) fn outputs(plan: &Plan, aggregates: &[usize], forecasts: &[usize], ro
         });
     }
     for &i in routers {
-        let (time_field, type_field) = plan.fields_of(&StageRef::Stage(i));
-        let mut columns = vec![time_field, "_payload"];
-        if !type_field.is_empty() {
-            columns.insert(1, type_field);
-        }
-        out.push(OutputPlan {
-            from: vec![(i, Port::Main)],
-            sort_prefix: 1,
-            flatten: true,
-            ..OutputPlan::new(&plan.stages[i].name, &columns)
-        });
+        out.push(events_output(plan, i, false));
         if let StageKind::Router(r) = &plan.stages[i].kind {
             if r.migration.is_some() {
                 let name = format!("{}_migrations", r.name);
@@ -374,6 +375,10 @@ pub(super) fn outputs(plan: &Plan, aggregates: &[usize], forecasts: &[usize], ro
             ..OutputPlan::new(&a.name, &[])
         });
     }
+    for &i in top_n {
+        // The rows of its input, as events.
+        out.push(events_output(plan, i, plan.retracts(&StageRef::Stage(i))));
+    }
     for &i in forecasts {
         let StageKind::Forecast(f) = &plan.stages[i].kind else {
             unreachable!("listed as a forecast")
@@ -406,6 +411,23 @@ pub(super) fn outputs(plan: &Plan, aggregates: &[usize], forecasts: &[usize], ro
         ..OutputPlan::new(crate::DEAD_LETTERS, &[])
     });
     out
+}
+
+/// The output of stage `i`'s events, named after the stage: time (and type) columns, then the
+/// payload's fields.
+fn events_output(plan: &Plan, i: usize, changelog: bool) -> OutputPlan {
+    let (time_field, type_field) = plan.fields_of(&StageRef::Stage(i));
+    let mut columns = vec![time_field, "_payload"];
+    if !type_field.is_empty() {
+        columns.insert(1, type_field);
+    }
+    OutputPlan {
+        from: vec![(i, Port::Main)],
+        sort_prefix: 1,
+        flatten: true,
+        changelog,
+        ..OutputPlan::new(&plan.stages[i].name, &columns)
+    }
 }
 
 #[cfg(test)]

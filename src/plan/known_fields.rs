@@ -69,7 +69,10 @@ pub fn check(spec: &SpecFile, plan: &Plan, text: &str, file: &Path, probe: &dyn 
     let mut rows: Vec<Option<FieldTree>> = vec![None; plan.stages.len()];
     for (s, stage) in plan.stages.iter().enumerate() {
         let Some(input) = stage.inputs.first() else { continue };
-        if !matches!(stage.kind, StageKind::Aggregate(_) | StageKind::Forecast(_)) {
+        if !matches!(
+            stage.kind,
+            StageKind::Aggregate(_) | StageKind::Forecast(_) | StageKind::TopN(_)
+        ) {
             continue;
         }
         let root = &plan.sources[plan.root_source(input)];
@@ -97,6 +100,29 @@ pub fn check(spec: &SpecFile, plan: &Plan, text: &str, file: &Path, probe: &dyn 
                     checker.aggregate(spec, k, agg, &scope);
                 }
                 rows[s] = Some(row_tree(agg));
+            }
+            StageKind::TopN(top) => {
+                if let Some((k, x)) = spec
+                    .top_n
+                    .iter()
+                    .enumerate()
+                    .find(|(_, x)| x.get_ref().name.get_ref() == &top.name)
+                {
+                    for (j, field) in x.get_ref().partition_by.iter().enumerate() {
+                        let at = format!("top_n[{k}].partition_by[{j}]");
+                        checker.path(&scope, field.span(), field.get_ref(), &at);
+                    }
+                    for (j, (written, key)) in x.get_ref().order_by.iter().zip(&top.order_by).enumerate() {
+                        let at = format!("top_n[{k}].order_by[{j}]");
+                        checker.path(&scope, written.span(), &key.field, &at);
+                    }
+                }
+                // Its rows are the rows it reads, with the rank.
+                let mut tree = scope.tree.clone();
+                if let Some(rank) = &top.rank {
+                    tree.insert(rank, FieldTree::scalar());
+                }
+                rows[s] = Some(tree);
             }
             StageKind::Forecast(f) => {
                 let written = spec

@@ -16,6 +16,7 @@ pub mod retention;
 pub mod router;
 pub mod services;
 pub mod spec;
+pub mod top_n;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ pub use crate::model::window::WindowPlan;
 pub use graph::{OutputPlan, Port, Stage, StageKind, StageRef, WINDOW_TIME};
 pub use metadata::MetadataPlan;
 pub use router::RouterPlan;
+pub use top_n::TopNPlan;
 pub use validate::{plan_file_with, plan_str};
 
 /// Outputs of schema stages (shared by every source with one).
@@ -267,6 +269,25 @@ pub struct DedupRule {
     pub event_type: String,
     pub key: Vec<Accessor>,
     pub ttl_ms: u64,
+    pub keep: Keep,
+}
+
+/// Which occurrence of a key a dedup rule keeps (see `render::dedup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Keep {
+    /// The first occurrence passes; later ones within the TTL of it are duplicates. Insert-only.
+    First,
+    /// The output holds the latest occurrence of a run of occurrences less than the TTL apart:
+    /// each newer one retracts the one held. A retracting changelog.
+    Last,
+}
+
+impl DedupPlan {
+    /// Whether the stage retracts events it emitted (a `keep = "last"` rule).
+    pub fn retracts(&self) -> bool {
+        self.rules.iter().any(|r| r.keep == Keep::Last)
+    }
 }
 
 /// A schema registry's compatibility mode (checked by `crate::schema::compat`).
@@ -555,7 +576,12 @@ impl Plan {
                 let stage = &self.stages[*i];
                 let upstream = stage.inputs.first().is_some_and(|r| self.retracts(r));
                 match &stage.kind {
-                    StageKind::Schema(_) | StageKind::Dedup(_) | StageKind::Metadata(_) => upstream,
+                    StageKind::Schema(_) | StageKind::Metadata(_) => upstream,
+                    StageKind::Dedup(d) => upstream || d.retracts(),
+                    // A row displaced by a better one is retracted; but over windowed
+                    // partitions of an insert-only input, every row of a partition arrives at
+                    // one time, and the top is emitted once.
+                    StageKind::TopN(t) => upstream || t.release_lag_ms.is_none(),
                     // Each decision is made once, as of its event's time.
                     StageKind::Router(_) => false,
                     // Records and tasks are revised as completions and migrations arrive.

@@ -78,6 +78,9 @@ pub fn retention(plan: &Plan) -> Retention {
             }
             // A forecast's model state is not snapshotted: its source's records are kept.
             StageKind::Forecast(_) => *h = FOREVER,
+            // Nor is a top-N's. Windowed partitions change only within the upstream windows'
+            // reach; other partitions depend on the whole log.
+            StageKind::TopN(t) if t.release_lag_ms.is_none() => *h = FOREVER,
             _ => {}
         }
         // A router's regional state (latest samples, regions, forecasts) is not snapshotted
@@ -115,10 +118,15 @@ pub fn retention(plan: &Plan) -> Retention {
             horizons[j.context] = horizons[j.context].max(own[e.source]);
         }
     }
+    // A `keep = "last"` dedup's held events are not snapshotted: its source's records are kept.
+    for d in plan.dedups().filter(|d| d.retracts()) {
+        horizons[d.source] = FOREVER;
+    }
     let mut stateful = vec![false; n];
     // Sources whose events reach a stateful stage (their windows need them past it).
     let mut reach = vec![false; n];
-    for s in plan.schemas().map(|s| s.source).chain(plan.dedups().map(|d| d.source)) {
+    let snapshotted = plan.dedups().filter(|d| !d.retracts()).map(|d| d.source);
+    for s in plan.schemas().map(|s| s.source).chain(snapshotted) {
         stateful[s] = true;
         reach[s] = true;
     }

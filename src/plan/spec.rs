@@ -22,6 +22,9 @@ pub struct SpecFile {
     /// Load forecasts over a source or an output (`[[forecasts]]`).
     #[serde(default)]
     pub forecasts: Vec<S<ForecastSpec>>,
+    /// The first `n` rows per partition of a source or an output (`[[top_n]]`).
+    #[serde(default)]
+    pub top_n: Vec<S<TopNSpec>>,
     /// Schema inference, registry and conformance, per source name.
     ///
     /// Tables that sub-tables or dotted keys create implicitly (`[schemas.events.pin]` without
@@ -310,8 +313,12 @@ pub struct RuleSpec {
 pub struct DedupSpec {
     /// Idempotency key: one or more field paths.
     pub key: Vec<S<String>>,
-    /// How long after a key's first occurrence later ones are duplicates.
+    /// How long after a key's first occurrence (`first`) or last occurrence (`last`) later
+    /// ones are duplicates.
     pub ttl: S<String>,
+    /// Which occurrence of a key within the TTL the output holds: `first` (default) or `last`.
+    #[serde(default)]
+    pub keep: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -437,6 +444,33 @@ pub struct AggregateSpec {
     /// keeps accepting revisions (default: the window's size).
     #[serde(default)]
     pub retain_after_close: Option<S<String>>,
+}
+
+/// `[[top_n]]`: per partition, the first `n` rows of a source or an output in `order_by`
+/// order, maintained as a changelog.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopNSpec {
+    /// The output.
+    pub name: S<String>,
+    /// A source (after its stages) or an output: an aggregate, another top-N, an enriched
+    /// output, a route destination.
+    pub source: S<String>,
+    /// Field paths whose values make a partition; none: one partition.
+    #[serde(default)]
+    pub partition_by: Vec<S<String>>,
+    /// `"FIELD"`, `"FIELD asc"` or `"FIELD desc"`, most significant first.
+    #[serde(default)]
+    pub order_by: Vec<S<String>>,
+    /// Rows kept per partition (1 is argmax / argmin).
+    pub n: S<i64>,
+    /// Keep every row tied with the `n`-th (SQL `RANK() <= n`); default false
+    /// (`ROW_NUMBER() <= n`).
+    #[serde(default)]
+    pub with_ties: Option<S<bool>>,
+    /// A field added to each row holding its 1-based rank.
+    #[serde(default)]
+    pub rank: Option<S<String>>,
 }
 
 /// `[[forecasts]]`: per series (key fields × value fields), the current forecast of the next

@@ -21,8 +21,8 @@ use super::spec::{
 };
 use super::{
     AggregatePlan, DedupPlan, DedupRule, Emit, EnrichPlan, Fields, ForecastPlan, Format, Func, JoinMode, JoinPlan,
-    Matching, MeasurePlan, MetadataPlan, Plan, RouterPlan, RuleAction, RulePlan, SchemaPlan, SourceLimits, SourcePlan,
-    Stage, StageKind, StageRef, WindowPlan,
+    Keep, Matching, MeasurePlan, MetadataPlan, Plan, RouterPlan, RuleAction, RulePlan, SchemaPlan, SourceLimits,
+    SourcePlan, Stage, StageKind, StageRef, WindowPlan,
 };
 
 /// Reads and plans a spec file, and checks every field it names against its sources' schemas,
@@ -107,7 +107,13 @@ fn plan_spec(
         sources.push(cx.source(name, source, base, overridden)?);
     }
 
-    let aggregate_names: Vec<&String> = spec.aggregates.iter().map(|a| a.get_ref().name.get_ref()).collect();
+    // The outputs stages read by name: aggregates, then top-N stages.
+    let aggregate_names: Vec<&String> = spec
+        .aggregates
+        .iter()
+        .map(|a| a.get_ref().name.get_ref())
+        .chain(spec.top_n.iter().map(|t| t.get_ref().name.get_ref()))
+        .collect();
     let mut schemas = Vec::new();
     for (name, stage) in &spec.schemas {
         schemas.push(cx.schema(name, stage, &sources, base)?);
@@ -225,60 +231,82 @@ fn plan_spec(
         streams.push((source.name.clone(), chain[i].clone()));
     }
 
-    // Aggregates read a source, an enriched output, a route destination or another aggregate;
-    // they are planned after what they read.
+    // Aggregates and top-N stages read a source, an enriched output, a route destination or
+    // each other's outputs; they are planned after what they read. Node `i < A` is aggregate
+    // `i`, node `A + j` is top-N `j`.
+    let a_len = spec.aggregates.len();
+    let node_source = |i: usize| -> &S<String> {
+        match i.checked_sub(a_len) {
+            None => &spec.aggregates[i].get_ref().source,
+            Some(j) => &spec.top_n[j].get_ref().source,
+        }
+    };
+    let node_key = |i: usize| match i.checked_sub(a_len) {
+        None => format!("aggregates[{i}]"),
+        Some(j) => format!("top_n[{j}]"),
+    };
     let reads = |i: usize| -> Vec<usize> {
-        let source = spec.aggregates[i].get_ref().source.get_ref();
+        let source = node_source(i).get_ref();
         aggregate_names.iter().position(|n| *n == source).into_iter().collect()
     };
-    let order = super::graph::topological_order(spec.aggregates.len(), reads).map_err(|cycle| {
-        let first = spec.aggregates[cycle[0]].get_ref();
+    let order = super::graph::topological_order(aggregate_names.len(), reads).map_err(|cycle| {
         let chain: Vec<String> = cycle.iter().map(|i| format!("`{}`", aggregate_names[*i])).collect();
         cx.error(
-            first.source.span(),
-            &format!("aggregates[{}].source", cycle[0]),
-            format!("aggregates read each other in a cycle: {}", chain.join(" reads ")),
+            node_source(cycle[0]).span(),
+            &format!("{}.source", node_key(cycle[0])),
+            format!("stages read each other in a cycle: {}", chain.join(" reads ")),
             None,
         )
     })?;
-    let mut aggregate_stage: Vec<usize> = vec![0; spec.aggregates.len()];
+    let mut node_stage: Vec<usize> = vec![0; aggregate_names.len()];
     for i in order {
-        let a = &spec.aggregates[i];
         let planned: Vec<(&String, usize)> = aggregate_names
             .iter()
             .copied()
-            .zip(aggregate_stage.iter().copied())
+            .zip(node_stage.iter().copied())
             .collect();
-        let input = cx.stream(
-            &a.get_ref().source,
-            &format!("aggregates[{i}].source"),
-            &streams,
-            &planned,
-        )?;
-        let fields = plan.fields_of(&input);
-        let mut agg = cx.aggregate(i, a, fields, plan.root_source(&input), tick_ms)?;
-        agg.input_lag_ms = plan.lag_of(&input);
-        derive_monotonic(&cx, a, i, &mut agg, plan.retracts(&input))?;
-        let taken = aggregate_names.iter().take(i).any(|n| **n == agg.name)
-            || agg.name == crate::DEAD_LETTERS
-            || streams.iter().any(|(n, _)| *n == agg.name);
-        if taken || plan_names_output(&agg.name) {
-            let why = if plan.sources.iter().any(|s| s.name == agg.name) {
-                format!("`{}` is a source's name, and stages read outputs by name", agg.name)
+        let input = cx.stream(node_source(i), &format!("{}.source", node_key(i)), &streams, &planned)?;
+        let (name, name_span, kind) = match i.checked_sub(a_len) {
+            None => {
+                let a = &spec.aggregates[i];
+                let fields = plan.fields_of(&input);
+                let mut agg = cx.aggregate(i, a, fields, plan.root_source(&input), tick_ms)?;
+                agg.input_lag_ms = plan.lag_of(&input);
+                derive_monotonic(&cx, a, i, &mut agg, plan.retracts(&input))?;
+                (agg.name.clone(), a.get_ref().name.span(), StageKind::Aggregate(agg))
+            }
+            Some(j) => {
+                let t = &spec.top_n[j];
+                let top = cx.top_n(j, t, &plan, &input)?;
+                (
+                    top.name.clone(),
+                    t.get_ref().name.span(),
+                    StageKind::TopN(Box::new(top)),
+                )
+            }
+        };
+        let taken = aggregate_names.iter().take(i).any(|n| **n == name)
+            || name == crate::DEAD_LETTERS
+            || streams.iter().any(|(n, _)| *n == name);
+        if taken || plan_names_output(&name) {
+            let why = if plan.sources.iter().any(|s| s.name == name) {
+                format!("`{name}` is a source's name, and stages read outputs by name")
             } else if taken {
-                format!("output name `{}` is already used", agg.name)
+                format!("output name `{name}` is already used")
             } else {
-                format!("`{}` is the name of an output the plan makes itself", agg.name)
+                format!("`{name}` is the name of an output the plan makes itself")
             };
-            return Err(cx.error(a.get_ref().name.span(), &format!("aggregates[{i}].name"), why, None));
+            return Err(cx.error(name_span, &format!("{}.name", node_key(i)), why, None));
         }
         plan.stages.push(Stage {
-            name: agg.name.clone(),
+            name,
             inputs: vec![input],
-            kind: StageKind::Aggregate(agg),
+            kind,
         });
-        aggregate_stage[i] = plan.stages.len() - 1;
+        node_stage[i] = plan.stages.len() - 1;
     }
+    let mut aggregate_stage: Vec<usize> = node_stage[..a_len].to_vec();
+    let top_n_stage: Vec<usize> = node_stage[a_len..].to_vec();
     // Forecasts read a source, an enriched output, a route destination or an aggregate.
     let mut forecast_stage = Vec::new();
     for (i, f) in spec.forecasts.iter().enumerate() {
@@ -287,7 +315,7 @@ fn plan_spec(
         let planned: Vec<(&String, usize)> = aggregate_names
             .iter()
             .copied()
-            .zip(aggregate_stage.iter().copied())
+            .zip(node_stage.iter().copied())
             .collect();
         let input = cx.stream(&f.get_ref().source, &key("source"), &streams, &planned)?;
         if plan.retracts(&input) {
@@ -469,7 +497,8 @@ fn plan_spec(
             kind: StageKind::Services(Box::new(services)),
         });
     }
-    plan.outputs = super::graph::outputs(&plan, &aggregate_stage, &forecast_stage, &router_stage);
+    plan.outputs = super::graph::outputs(&plan, &aggregate_stage, &top_n_stage, &forecast_stage, &router_stage);
+    check_keep_last(&cx, &spec, &plan)?;
 
     // Projection pushdown: each source decodes only the payload fields some stage reads; a
     // schema stage reads them all.
@@ -488,6 +517,11 @@ fn plan_spec(
                     s.kind,
                     StageKind::Router(_) | StageKind::Replication(_) | StageKind::Services(_)
                 ) && s.inputs.iter().any(|i| plan.root_source(i) == index)
+            })
+            // A top-N's output carries every field of the events it reads.
+            || plan.stages.iter().any(|s| {
+                matches!(s.kind, StageKind::TopN(_))
+                    && super::graph::reads_events_of(&plan, &s.inputs[0]) == Some(index)
             })
         {
             // Enriched outputs carry every field; context rows attach every field by default.
@@ -545,7 +579,7 @@ fn derive_monotonic(
             &key,
             format!("`{}` never retracts events, so its closed windows never change", a.source.get_ref()),
             Some(
-                "only aggregates downstream of a `mode = \"continuous\"` join or of an aggregate that revises its rows take this key"
+                "only aggregates downstream of a `mode = \"continuous\"` join, a `keep = \"last\"` dedup, a top-N or an aggregate that revises its rows take this key"
                     .into(),
             ),
         )),
@@ -559,6 +593,69 @@ fn derive_monotonic(
             Ok(())
         }
     }
+}
+
+/// Refuses `keep = "last"` dedup rules whose retractions would reach an operator that reads
+/// its input as insert-only: an as-of join of the source, a join whose context is the source,
+/// and routers, replication and services stages reading its events.
+fn check_keep_last(cx: &Cx, spec: &SpecFile, plan: &Plan) -> Result<(), SpecError> {
+    for d in plan.dedups().filter(|d| d.retracts()) {
+        let source = &plan.sources[d.source].name;
+        let at = spec
+            .dedup
+            .iter()
+            .filter(|(name, _)| name.get_ref() == source)
+            .flat_map(|(_, rules)| rules.iter())
+            .find_map(|(event_type, r)| {
+                let k = r.keep.as_ref().filter(|k| k.get_ref() == "last")?;
+                Some((k.span(), format!("dedup.{source}.{}.keep", event_type.get_ref())))
+            })
+            .expect("a retracting dedup plan has a `keep = \"last\"` rule");
+        let refuse = |why: String| {
+            cx.error(
+                at.0.clone(),
+                &at.1,
+                format!("`keep = \"last\"` retracts events it emitted, but {why}"),
+                Some("keep the first occurrence (`keep = \"first\"`), or read the source elsewhere".into()),
+            )
+        };
+        for e in plan.enrichments() {
+            if e.source == d.source {
+                if let Some(j) = e.joins.iter().find(|j| j.mode == JoinMode::AsOf) {
+                    return Err(refuse(format!(
+                        "the as-of join `{}` of `enrich.{source}` emits each event once, as of its time (use `mode = \"continuous\"`)",
+                        j.alias
+                    )));
+                }
+            }
+            if let Some(j) = e.joins.iter().find(|j| j.context == d.source) {
+                return Err(refuse(format!(
+                    "`{source}` is the context of join `{}`, which reads its rows as insert-only",
+                    j.alias
+                )));
+            }
+        }
+        for stage in &plan.stages {
+            let kind = stage.kind.name();
+            if !matches!(
+                stage.kind,
+                StageKind::Router(_) | StageKind::Replication(_) | StageKind::Services(_)
+            ) {
+                continue;
+            }
+            if stage
+                .inputs
+                .iter()
+                .any(|i| super::graph::reads_events_of(plan, i) == Some(d.source) && plan.retracts(i))
+            {
+                return Err(refuse(format!(
+                    "the {kind} stage `{}` reads the events of `{source}` as insert-only",
+                    stage.name
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn plan_names_output(name: &str) -> bool {
@@ -1073,6 +1170,123 @@ impl Cx<'_> {
         })
     }
 
+    /// Plans top-N stage `i`, reading `input` (already planned in `plan`).
+    fn top_n(
+        &self,
+        i: usize,
+        spec: &S<super::spec::TopNSpec>,
+        plan: &Plan,
+        input: &StageRef,
+    ) -> Result<super::TopNPlan, SpecError> {
+        use super::top_n::{parse_order_key, OrderKey, WINDOW_COLUMNS};
+        let t = spec.get_ref();
+        let key = |k: &str| format!("top_n[{i}].{k}");
+        let name = t.name.get_ref().clone();
+        if !valid_output_name(&name) {
+            return Err(self.error(
+                t.name.span(),
+                &key("name"),
+                format!("`{name}` is not a valid output name"),
+                Some("letters, digits, `_` and `-` (it becomes a folder name)".into()),
+            ));
+        }
+        let (time_field, type_field) = plan.fields_of(input);
+        let mut partition_by = Vec::new();
+        for (j, p) in t.partition_by.iter().enumerate() {
+            let path = FieldPath::parse(p.get_ref())
+                .map_err(|e| self.error(p.span(), &key(&format!("partition_by[{j}]")), e.to_string(), None))?;
+            partition_by.push((p.get_ref().clone(), Accessor::bind(path, time_field, type_field)));
+        }
+        if t.order_by.is_empty() {
+            return Err(self.error(
+                spec.span(),
+                &key("order_by"),
+                "a top-N needs an `order_by`: without an order, no row comes first".into(),
+                Some("for example `order_by = [\"bids desc\"]` (`asc` is the default)".into()),
+            ));
+        }
+        let mut order_by = Vec::new();
+        for (j, o) in t.order_by.iter().enumerate() {
+            let (path, field, desc) = parse_order_key(o.get_ref()).map_err(|e| {
+                self.error(
+                    o.span(),
+                    &key(&format!("order_by[{j}]")),
+                    e.to_string(),
+                    Some("`\"FIELD\"`, `\"FIELD asc\"` or `\"FIELD desc\"`".into()),
+                )
+            })?;
+            order_by.push(OrderKey {
+                field,
+                accessor: Accessor::bind(path, time_field, type_field),
+                desc,
+            });
+        }
+        let n = *t.n.get_ref();
+        if n < 1 {
+            return Err(self.error(
+                t.n.span(),
+                &key("n"),
+                format!("`n = {n}` keeps no rows; it must be at least 1"),
+                Some("`n = 1` keeps the first row of each partition (argmax with `desc`)".into()),
+            ));
+        }
+        let rank = match &t.rank {
+            None => None,
+            Some(r) => {
+                let column = r.get_ref();
+                if !valid_field_name(column) || column == time_field || column == type_field {
+                    return Err(self.error(
+                        r.span(),
+                        &key("rank"),
+                        format!("`{column}` cannot name the rank field"),
+                        Some("a top-level field name that is not the time or type field".into()),
+                    ));
+                }
+                let columns = self.columns_of(plan, input);
+                if columns.iter().any(|c| c == column) {
+                    return Err(self.error(
+                        r.span(),
+                        &key("rank"),
+                        format!("the rows already have a column `{column}`"),
+                        Some("choose another name for the rank".into()),
+                    ));
+                }
+                Some(column.clone())
+            }
+        };
+        // Partitions of an aggregate's rows by window hold one window each: every row has the
+        // window's time, and nothing reaches it `lag` after that.
+        let windowed = time_field == super::WINDOW_TIME
+            && t.partition_by
+                .iter()
+                .any(|p| WINDOW_COLUMNS.contains(&p.get_ref().as_str()));
+        Ok(super::TopNPlan {
+            name,
+            partition_by,
+            order_by,
+            n: n as u64,
+            with_ties: t.with_ties.as_ref().is_some_and(|w| *w.get_ref()),
+            rank,
+            monotonic: !plan.retracts(input),
+            release_lag_ms: windowed.then(|| plan.lag_of(input)),
+        })
+    }
+
+    /// The columns of the rows `input` carries, when they are known without reading files (an
+    /// aggregate's or a top-N's); none otherwise.
+    fn columns_of(&self, plan: &Plan, input: &StageRef) -> Vec<String> {
+        let StageRef::Stage(j) = input else { return Vec::new() };
+        match &plan.stages[*j].kind {
+            StageKind::Aggregate(a) => a.columns(),
+            StageKind::TopN(t) => {
+                let mut columns = self.columns_of(plan, &plan.stages[*j].inputs[0]);
+                columns.extend(t.rank.clone());
+                columns
+            }
+            _ => Vec::new(),
+        }
+    }
+
     fn schema(
         &self,
         stage: &S<String>,
@@ -1203,10 +1417,23 @@ impl Cx<'_> {
             if ttl_ms == 0 {
                 return Err(self.error(r.ttl.span(), &key("ttl"), "the TTL must be positive".into(), None));
             }
+            let keep = match r.keep.as_ref().map(|k| (k, k.get_ref().as_str())) {
+                None | Some((_, "first")) => Keep::First,
+                Some((_, "last")) => Keep::Last,
+                Some((k, other)) => {
+                    return Err(self.error(
+                        k.span(),
+                        &key("keep"),
+                        format!("unknown `keep` value `{other}`"),
+                        Some("one of `first` (the default), `last`".into()),
+                    ))
+                }
+            };
             out.push(DedupRule {
                 event_type: event_type.get_ref().clone(),
                 key: fields,
                 ttl_ms,
+                keep,
             });
         }
         Ok(DedupPlan { source, rules: out })

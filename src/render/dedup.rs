@@ -7,18 +7,26 @@
 //!               └── types without a rule ──────────────────────┘  └─► duplicates
 //! ```
 //!
-//! For an event type with a rule (idempotency key fields and a TTL), the first occurrence of a
-//! key passes, and so does every later occurrence whose event time is at least the TTL after the
-//! occurrence that passed last. Any other occurrence is a duplicate: it goes to `duplicates`
-//! with its key and the first occurrence's time. "First" is in event-time order, ties broken by
-//! the events' total order, so the decision does not depend on arrival order within the allowed
-//! lateness, on batching or on the number of workers. A key's state is released once the
-//! frontier passes its first occurrence plus the TTL: memory follows the keys seen within one
-//! TTL, not the length of the log.
+//! For an event type with a rule (idempotency key fields, a TTL and which occurrence to keep):
+//! - `keep = "first"`: the first occurrence of a key passes, and so does every later
+//!   occurrence whose event time is at least the TTL after the occurrence that passed last. Any
+//!   other occurrence is a duplicate: it goes to `duplicates` with its key and the passed
+//!   occurrence's time (`first_time`). The output is insert-only.
+//! - `keep = "last"`: a key's occurrences less than the TTL apart form a run; the output holds
+//!   each run's latest occurrence. A newer occurrence less than the TTL after the held one
+//!   retracts it (`(held, t, -1)`, `(newer, t, +1)` at the newer one's time `t`), and the held
+//!   one goes to `duplicates` with the run's first time. The output is a retracting changelog.
+//!
+//! "First", "latest" and "newer" are in event-time order, ties broken by the events' total
+//! order, so the decision does not depend on arrival order within the allowed lateness, on
+//! batching or on the number of workers. A key's state is released once the frontier passes
+//! its passed (first) or held (last) occurrence plus the TTL: memory follows the keys seen
+//! within one TTL, not the length of the log.
 //!
 //! Served with checkpoints ([`crate::render::snapshot`]), the last-passed map of a tcp source is
 //! saved at each snapshot's frontier, per worker by key, and restored after a restart (the TTLs
-//! follow from the times saved).
+//! follow from the times saved). A stage with a `keep = "last"` rule is not snapshotted: its
+//! source's records are kept and replayed (see `crate::plan::retention`).
 
 use std::collections::BTreeMap;
 
@@ -30,7 +38,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 
 use crate::event::{Accessor, Event};
-use crate::plan::DedupPlan;
+use crate::plan::{DedupPlan, Keep};
 use crate::render::pending::Pending;
 use crate::render::snapshot::{apply_with_snapshots, state_name, OperatorState, StateStore};
 use crate::render::window::stable_hash;
@@ -135,6 +143,8 @@ pub fn render<'s>(
                 // (type, key) → time of the occurrence that passed last.
                 let mut first: HashMap<Key, i64> = HashMap::default();
                 let mut expiry: BTreeMap<i64, Vec<Key>> = BTreeMap::new();
+                // `keep = "last"`: (type, key) → the start of its run and the occurrence held.
+                let mut held: HashMap<Key, (i64, Event)> = HashMap::default();
                 let mut state = store.map(|(store, name)| {
                     let activator = scope.worker().sync_activator_for(info.address.to_vec());
                     let mut state = OperatorState::register(&store, &name, scope.index(), scope.peers(), activator);
@@ -161,6 +171,7 @@ pub fn render<'s>(
                     let limit = frontier.frontier().iter().min().copied();
                     let mut apply = |until: Option<u64>, first: &mut HashMap<Key, i64>| {
                         for (time, mut events) in pending.ready_until(until) {
+                            // Event-time order, ties by the events' total order.
                             events.sort();
                             let cap = pending.caps.delayed(&time);
                             let mut session = output.session(&cap);
@@ -172,17 +183,36 @@ pub fn render<'s>(
                                     .expect("ruled type");
                                 let key = (event.kind, key_of(&rule.key, &event));
                                 let ttl = rule.ttl_ms as i64;
+                                let duplicate = |of: &Event, first_time: i64| {
+                                    let key_json = Value::List(key.1.clone().into()).to_json().to_string();
+                                    let row = vec![
+                                        Value::str(of.kind.as_str()),
+                                        Value::str(&key_json),
+                                        Value::Time(of.time),
+                                        Value::Time(first_time),
+                                        Value::str(&of.to_json(&time_field, &type_field).to_string()),
+                                    ];
+                                    DedupOut::Duplicate(row)
+                                };
+                                if rule.keep == Keep::Last {
+                                    // The held occurrence gives way to a newer one less than the
+                                    // TTL after it, and becomes a duplicate.
+                                    let run_start = match held.remove(&key) {
+                                        Some((start, last)) if event.time < last.time + ttl => {
+                                            session.give((duplicate(&last, start), time, 1));
+                                            session.give((DedupOut::Unique(last), time, -1));
+                                            start
+                                        }
+                                        _ => event.time,
+                                    };
+                                    expiry.entry(event.time + ttl).or_default().push(key.clone());
+                                    session.give((DedupOut::Unique(event.clone()), time, 1));
+                                    held.insert(key, (run_start, event));
+                                    continue;
+                                }
                                 match first.get(&key) {
                                     Some(&t0) if event.time < t0 + ttl => {
-                                        let key_json = Value::List(key.1.clone().into()).to_json().to_string();
-                                        let row = vec![
-                                            Value::str(event.kind.as_str()),
-                                            Value::str(&key_json),
-                                            Value::Time(event.time),
-                                            Value::Time(t0),
-                                            Value::str(&event.to_json(&time_field, &type_field).to_string()),
-                                        ];
-                                        session.give((DedupOut::Duplicate(row), time, 1));
+                                        session.give((duplicate(&event, t0), time, 1));
                                     }
                                     _ => {
                                         first.insert(key.clone(), event.time);
@@ -197,15 +227,14 @@ pub fn render<'s>(
                         |first: &HashMap<Key, i64>| -> Saved { first.iter().map(|(k, t)| (k.clone(), *t)).collect() };
                     apply_with_snapshots(&mut state, limit, &mut first, &mut apply, save);
                     // Release keys whose TTL the frontier has passed.
-                    let released: Vec<i64> = expiry
-                        .keys()
-                        .copied()
-                        .take_while(|e| limit.is_none_or(|l| *e <= l as i64))
-                        .collect();
-                    for end in released {
-                        for key in expiry.remove(&end).expect("listed above") {
-                            if first.get(&key).is_some_and(|t0| *t0 + ttl_of(&plan, key.0) == end) {
+                    for (end, keys) in crate::render::pending::due(&mut expiry, limit) {
+                        for key in keys {
+                            let ttl = ttl_of(&plan, key.0);
+                            if first.get(&key).is_some_and(|t0| *t0 + ttl == end) {
                                 first.remove(&key);
+                            }
+                            if held.get(&key).is_some_and(|(_, last)| last.time + ttl == end) {
+                                held.remove(&key);
                             }
                         }
                     }

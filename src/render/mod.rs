@@ -26,6 +26,7 @@ pub mod schema;
 pub mod services;
 pub mod sink;
 pub mod snapshot;
+pub mod top_n;
 pub mod window;
 
 use std::cell::RefCell;
@@ -140,7 +141,8 @@ pub fn render(
             }
             StageKind::Dedup(p) => {
                 let name = &plan.sources[p.source].name;
-                dedup::stage(input, p, name, fields, store(tcp(p.source)))
+                // A `keep = "last"` stage's held events are not snapshotted (see `plan::retention`).
+                dedup::stage(input, p, name, fields, store(tcp(p.source) && !p.retracts()))
             }
             StageKind::Metadata(p) => metadata::stage(input, p, &plan.sources[p.source].name, fields),
             StageKind::Enrich(p) => {
@@ -183,6 +185,7 @@ pub fn render(
                 replication::stage(input, completions, placement, p, plan.fields_of(&stage.inputs[1]))
             }
             StageKind::Services(p) => services::stage(input, p, fields),
+            StageKind::TopN(p) => top_n::stage(input, p, fields),
         };
         dead.extend(out.errs.iter().cloned());
         outs.push(out);

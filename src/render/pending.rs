@@ -146,3 +146,17 @@ impl<E, R> Paired<E, R> {
             .min()
     }
 }
+
+/// Removes and returns, in time order, the entries of a release schedule (things to drop by
+/// the time they become unreachable) at times the frontier `limit` has reached (all when
+/// `None`: the input is exhausted).
+pub fn due<V>(schedule: &mut BTreeMap<i64, V>, limit: Option<u64>) -> Vec<(i64, V)> {
+    let due = match limit {
+        None => std::mem::take(schedule),
+        Some(l) => {
+            let kept = schedule.split_off(&(l as i64).saturating_add(1));
+            std::mem::replace(schedule, kept)
+        }
+    };
+    due.into_iter().collect()
+}

@@ -364,13 +364,8 @@ fn window_reduce<'s>(
                         close(&mut open, limit, &state, &funcs, size, &mut pending, output);
                     }
                     // Drop the state of windows no change can reach any more.
-                    let dropped: Vec<i64> = release
-                        .keys()
-                        .copied()
-                        .take_while(|r| limit.is_none_or(|l| *r <= l as i64))
-                        .collect();
-                    for at in dropped {
-                        for key in release.remove(&at).expect("key listed above") {
+                    for (_, keys) in crate::render::pending::due(&mut release, limit) {
+                        for key in keys {
                             state.remove(&key);
                         }
                     }

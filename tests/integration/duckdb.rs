@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use crate::util::{repo, sluice};
 
 /// The venv's python, with DuckDB installed (set up once: the tests run in parallel).
-fn python() -> &'static str {
+pub fn python() -> &'static str {
     static PYTHON: OnceLock<String> = OnceLock::new();
     PYTHON.get_or_init(|| {
         let setup = Command::new("bash")

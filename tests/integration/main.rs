@@ -37,4 +37,5 @@ mod serve_snapshots;
 mod serve_util;
 mod services;
 mod stream_contexts;
+mod top_n;
 mod util;
