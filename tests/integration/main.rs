@@ -14,6 +14,7 @@ mod forecast;
 mod fuzz;
 mod golden;
 mod metadata;
+mod nexmark;
 mod notebooks;
 mod numbers;
 mod oracle;
