@@ -83,6 +83,9 @@ pub fn render<'s>(
     VecCollection<'s, u64, WindowRow, isize>,
     VecCollection<'s, u64, DeadLetter, isize>,
 ) {
+    if let Some(gap) = plan.session_gap_ms {
+        return crate::render::session::render(events, plan, gap, fields);
+    }
     let funcs: Vec<Func> = plan.measures.iter().map(|m| m.func).collect();
     let (partials, dead) = pre_aggregate(events, plan, &funcs, fields);
     let rows = window_reduce(partials, plan, funcs);
@@ -240,7 +243,7 @@ fn pre_aggregate<'s>(
 /// Evaluates the aggregate's filter and the measures' arguments for `event` into `args`
 /// (left empty when the event does not pass the filter). `Some(Null)` marks a measure whose own
 /// filter rejected the event; `None` is `count()`.
-fn contribution(
+pub(crate) fn contribution(
     plan: &AggregatePlan,
     funcs: &[Func],
     event: &Event,
@@ -276,7 +279,7 @@ fn contribution(
     Ok(())
 }
 
-fn add_event(state: &mut AggState, funcs: &[Func], args: &[Option<Value>], weight: i64) {
+pub(crate) fn add_event(state: &mut AggState, funcs: &[Func], args: &[Option<Value>], weight: i64) {
     state.events += weight;
     for ((m, f), arg) in state.measures.iter_mut().zip(funcs).zip(args) {
         m.add(*f, arg.as_ref(), weight)
