@@ -45,16 +45,13 @@ use crate::model::aggregate::AggState;
 use crate::model::session::Sessions;
 use crate::plan::{AggregatePlan, Emit, Func};
 use crate::render::pending::Pending;
-use crate::render::window::{add_event, contribution, stable_hash, WindowRow};
-use crate::value::{format_time, Value};
+use crate::render::window::{
+    add_event, aggregate_letter, batch_out, contribution, group_of, split_pre, stable_hash, PreOut, WindowRow,
+};
+use crate::value::Value;
 
 /// A group's events at one event time, at one timestamp.
 type Partial = ((Vec<Value>, i64), u64, AggState);
-
-enum PreOut {
-    Partial(Partial),
-    Dead(DeadLetter, u64, isize),
-}
 
 /// Renders a session-window aggregate with gap `gap_ms` over `events`.
 /// `fields` names the source's time and type fields, for the records of dead letters.
@@ -82,14 +79,13 @@ fn pre_session<'s>(
     timely::dataflow::StreamVec<'s, u64, Partial>,
     VecCollection<'s, u64, DeadLetter, isize>,
 ) {
-    use timely::dataflow::operators::core::OkErr;
     let plan = plan.clone();
     let funcs = funcs.to_vec();
     let (time_field, type_field) = (fields.0.to_string(), fields.1.to_string());
     let name = format!("PreSession({})", plan.name);
     let out = events
         .inner
-        .unary::<CapacityContainerBuilder<Vec<PreOut>>, _, _, _>(Pipeline, &name, move |_, _| {
+        .unary::<CapacityContainerBuilder<Vec<PreOut<Partial>>>, _, _, _>(Pipeline, &name, move |_, _| {
             let mut acc: HashMap<((Vec<Value>, i64), u64), AggState> = HashMap::default();
             let mut args: Vec<Option<Value>> = Vec::with_capacity(funcs.len());
             move |input, output| {
@@ -99,15 +95,8 @@ fn pre_session<'s>(
                         for (event, time, diff) in batch.drain(..) {
                             if let Err((reason, detail)) = contribution(&plan, &funcs, &event, &mut args) {
                                 if diff > 0 {
-                                    let letter = DeadLetter {
-                                        stage: format!("aggregate:{}", plan.name),
-                                        reason: reason.to_string(),
-                                        detail,
-                                        location: format!("{} event at {}", event.kind, format_time(event.time)),
-                                        record: event.to_json(&time_field, &type_field).to_string(),
-                                        event_time: Some(event.time),
-                                        original: None,
-                                    };
+                                    let letter =
+                                        aggregate_letter(&plan, &event, (&time_field, &type_field), reason, detail);
                                     dead.push(PreOut::Dead(letter, time, diff));
                                 }
                                 continue;
@@ -115,34 +104,18 @@ fn pre_session<'s>(
                             if args.is_empty() {
                                 continue; // filtered out
                             }
-                            let group: Vec<Value> = plan
-                                .group_by
-                                .iter()
-                                .map(|(_, a)| a.get(&event).unwrap_or(Value::Null))
-                                .collect();
+                            let group = group_of(&plan, &event);
                             let state = acc
                                 .entry(((group, event.time), time))
                                 .or_insert_with(|| AggState::empty(&funcs, plan.monotonic));
                             add_event(state, &funcs, &args, diff as i64);
                         }
                     }
-                    let mut session = output.session(&cap);
-                    session.give_iterator(dead.into_iter());
-                    session.give_iterator(
-                        acc.drain()
-                            .filter(|(_, s)| !s.is_zero())
-                            .map(|((k, t), s)| PreOut::Partial((k, t, s))),
-                    );
+                    output.session(&cap).give_iterator(batch_out(dead, &mut acc));
                 });
             }
         });
-    // The `Err` side carries a whole dead letter by design: it is the dead-letter collection.
-    #[allow(clippy::result_large_err)]
-    let (partials, dead) = out.ok_err(|x| match x {
-        PreOut::Partial(p) => Ok(p),
-        PreOut::Dead(d, t, n) => Err((d, t, n)),
-    });
-    (partials, dead.as_collection())
+    split_pre(out)
 }
 
 /// A session's row: its group, `[first, last + gap)` and measures (`None` when it is empty).
@@ -221,15 +194,8 @@ fn session_reduce<'s>(
                                 *diffs.entry(r).or_default() += 1;
                             }
                         }
-                        let out: Vec<(WindowRow, u64, isize)> = diffs
-                            .into_iter()
-                            .filter(|(_, d)| *d != 0)
-                            .map(|(r, d)| (r, time, d))
-                            .collect();
-                        if !out.is_empty() {
-                            let cap = pending.caps.delayed(&time);
-                            output.session(&cap).give_iterator(out.into_iter());
-                        }
+                        let out = diffs.into_iter().filter(|(_, d)| *d != 0).map(|(r, d)| (r, time, d));
+                        give(&mut pending, output, time, out.collect());
                     }
                     close(
                         &mut closing,
@@ -294,10 +260,20 @@ fn close(
                 state.remove(&group);
             }
         }
-        if !out.is_empty() {
-            out.sort();
-            let cap = pending.caps.delayed(&(at as u64));
-            output.session(&cap).give_iterator(out.into_iter());
-        }
+        out.sort();
+        give(pending, output, at as u64, out);
+    }
+}
+
+/// Emits `out` (sorted), if any, with a capability for `time`.
+fn give(
+    pending: &mut Pending<((Vec<Value>, i64), AggState)>,
+    output: &mut RowOutput<'_>,
+    time: u64,
+    out: Vec<(WindowRow, u64, isize)>,
+) {
+    if !out.is_empty() {
+        let cap = pending.caps.delayed(&time);
+        output.session(&cap).give_iterator(out.into_iter());
     }
 }

@@ -22,7 +22,9 @@ const LATENESS: i64 = 30_000;
 /// Events `(time, user, price)` in log order: per user, steps around the gap, then the users'
 /// events interleaved and locally shuffled (some arrive late, some bridge two sessions).
 fn events() -> impl Strategy<Value = Vec<(i64, i64, i64)>> {
-    let user = prop::collection::vec((0i64..2 * GAP + 5_000, 1i64..50), 1..25);
+    // Steps of exactly the gap (a new session) and just under it (the same one) are the edges.
+    let step = prop_oneof![8 => 0i64..2 * GAP + 5_000, 1 => Just(GAP), 1 => Just(GAP - 1)];
+    let user = prop::collection::vec((step, 1i64..50), 1..25);
     prop::collection::vec(user, 1..4)
         .prop_map(|users| {
             let mut all = Vec::new();
@@ -233,7 +235,8 @@ fn sessions_grow_in_event_time_order() {
 #[test]
 fn a_bridging_event_merges_two_sessions() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), &[(100, 1, 1), (900, 1, 2), (2_000, 1, 4), (500, 1, 3)]);
+    // 100 and 600 are 500 ms apart, more than the 300 ms gap; 350 is within it of both.
+    write(dir.path(), &[(100, 1, 1), (600, 1, 2), (2_000, 1, 4), (350, 1, 3)]);
     let text = spec(dir.path(), "final").replace("session = \"10s\"", "session = \"300ms\"");
     let plan = plan_text(&text, dir.path());
     let mut got: Vec<(u64, isize, Row)> = run_collect(&plan, 1).collected["per_session"]
@@ -243,10 +246,7 @@ fn a_bridging_event_merges_two_sessions() {
     got.sort();
     assert_eq!(
         got,
-        vec![
-            (1_200, 1, (1, 100, 1_200, 3, 6, 3)),
-            (2_300, 1, (1, 2_000, 2_300, 1, 4, 4))
-        ]
+        vec![(900, 1, (1, 100, 900, 3, 6, 3)), (2_300, 1, (1, 2_000, 2_300, 1, 4, 4))]
     );
 }
 
@@ -307,16 +307,7 @@ fn session_specs_are_validated() {
 #[test]
 fn nexmark_q11_bid_sessions_equal_duckdb() {
     let dir = tempfile::tempdir().unwrap();
-    let generated = crate::util::sluice(
-        &["generate", "nexmark", "--events", "100000", "--out", "nexmark"],
-        dir.path(),
-    );
-    assert!(
-        generated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&generated.stderr)
-    );
-    let bid = dir.path().join("nexmark/bid.parquet");
+    let bid = crate::duckdb::nexmark_bids(dir.path());
     let spec = format!(
         r#"
 [pipeline]
@@ -345,19 +336,9 @@ measures.bid_count = "count()"
          select bidder, min(t), max(t) + 10000, count(*) from g group by bidder, sid order by all",
         bid = bid.display()
     );
-    let script = format!("import duckdb\nfor r in duckdb.sql({sql:?}).fetchall(): print(*r)");
-    let out = std::process::Command::new(crate::duckdb::python())
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let expected: Vec<(i64, i64, i64, i64)> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: Vec<i64> = l.split_whitespace().map(|x| x.parse().unwrap()).collect();
-            (v[0], v[1], v[2], v[3])
-        })
+    let expected: Vec<(i64, i64, i64, i64)> = crate::duckdb::int_rows(&sql)
+        .into_iter()
+        .map(|v| (v[0], v[1], v[2], v[3]))
         .collect();
     assert!(expected.len() > 100, "{} sessions", expected.len());
     assert!(expected.iter().any(|s| s.3 > 1), "some session holds several bids");
