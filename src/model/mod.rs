@@ -11,4 +11,5 @@ pub mod placement;
 pub mod queueing;
 pub mod resonance;
 pub mod routing;
+pub mod session;
 pub mod window;

@@ -428,7 +428,11 @@ pub struct AggregatePlan {
     /// Index into [`Plan::sources`].
     pub source: usize,
     pub filter: Option<Expr>,
+    /// For session windows, `size_ms == slide_ms ==` the gap (see `session_gap_ms`).
     pub window: WindowPlan,
+    /// Session windows with this gap (ms): per group, events less than the gap apart form one
+    /// session `[first, last + gap)` (see [`crate::model::session`]). `None`: fixed windows.
+    pub session_gap_ms: Option<u64>,
     /// Output column name and where its value comes from.
     pub group_by: Vec<(String, Accessor)>,
     pub measures: Vec<MeasurePlan>,

@@ -72,6 +72,9 @@ pub fn retention(plan: &Plan) -> Retention {
             // there (`input_lag_ms` later over another aggregate's rows), and revisions from a
             // retracting input until `retain_ms` later. Over another aggregate, `t` first
             // reaches the rows of the windows before it.
+            // A session lasts as long as its events keep coming less than the gap apart: its
+            // rows depend on the whole log (its state is not snapshotted either).
+            StageKind::Aggregate(a) if a.session_gap_ms.is_some() => *h = FOREVER,
             StageKind::Aggregate(a) => {
                 let reach = windows_before(plan, input) + a.window.size_ms + a.input_lag_ms + a.retain_ms;
                 *h = (*h).max(reach);

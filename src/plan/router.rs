@@ -230,6 +230,7 @@ pub fn counts_plan(name: &str, source: usize, window_ms: u64) -> super::Aggregat
             size_ms: window_ms,
             slide_ms: window_ms,
         },
+        session_gap_ms: None,
         group_by: vec![("chosen".into(), Accessor::Payload(FieldPath::field("chosen")))],
         measures: vec![MeasurePlan {
             name: "events".into(),

@@ -533,6 +533,9 @@ pub struct WindowSpec {
     pub size: Option<S<String>>,
     #[serde(default)]
     pub slide: Option<S<String>>,
+    /// Session windows: per group, events less than this gap apart form one session.
+    #[serde(default)]
+    pub session: Option<S<String>>,
 }
 
 /// `[[services]]`: a Markov model of the services each sequence calls next, resonance scores

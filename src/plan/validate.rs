@@ -584,6 +584,16 @@ fn derive_monotonic(
             ),
         )),
         (false, None) => Ok(()),
+        // A retraction can split a session; session windows read insert-only inputs only.
+        (true, _) if agg.session_gap_ms.is_some() => Err(cx.error(
+            a.window.span(),
+            &format!("aggregates[{i}].window.session"),
+            format!(
+                "`{}` can retract events (a continuous join, a `keep = \"last\"` dedup, a top-N or revised rows upstream), and session windows read insert-only inputs",
+                a.source.get_ref()
+            ),
+            Some("read an insert-only input: `final` rows of an aggregate, or the events before a continuous join".into()),
+        )),
         (true, r) => {
             agg.monotonic = false;
             agg.retain_ms = match r {
@@ -1129,7 +1139,19 @@ impl Cx<'_> {
             Some(f) => Some(bind(self.expr(f, &key("where"), 0, f.get_ref())?)),
             None => None,
         };
-        let window = self.window(&a.window, &key("window"), tick_ms)?;
+        let (window, session_gap_ms) = match &a.window.get_ref().session {
+            Some(gap) => {
+                let gap = self.session(&a.window, gap, &key("window"))?;
+                (
+                    WindowPlan {
+                        size_ms: gap,
+                        slide_ms: gap,
+                    },
+                    Some(gap),
+                )
+            }
+            None => (self.window(&a.window, &key("window"), tick_ms)?, None),
+        };
         let mut group_by = Vec::new();
         for (j, g) in a.group_by.iter().enumerate() {
             let path = FieldPath::parse(g.get_ref())
@@ -1160,6 +1182,7 @@ impl Cx<'_> {
             source,
             filter,
             window,
+            session_gap_ms,
             group_by,
             measures,
             emit,
@@ -2215,9 +2238,40 @@ impl Cx<'_> {
         Ok(RulePlan { id, when, action })
     }
 
+    /// The gap of a session window `{ session = "10m" }`: positive, and alone in the table.
+    fn session(&self, w: &S<WindowSpec>, gap: &S<String>, key: &str) -> Result<u64, SpecError> {
+        let spec = w.get_ref();
+        let others = [
+            ("tumbling", &spec.tumbling),
+            ("size", &spec.size),
+            ("slide", &spec.slide),
+        ];
+        if let Some((name, _)) = others.iter().find(|(_, v)| v.is_some()) {
+            return Err(self.error(
+                w.span(),
+                key,
+                format!("a session window takes only `session`, not `{name}`"),
+                Some("`{ session = \"10m\" }` (the gap), or a fixed window without `session`".into()),
+            ));
+        }
+        let gap_key = format!("{key}.session");
+        let ms = self.duration(gap, &gap_key)?;
+        if ms == 0 {
+            return Err(self.error(
+                gap.span(),
+                &gap_key,
+                "the session gap must be positive".into(),
+                Some("a duration such as `10s` or `30m`: events closer than it form one session".into()),
+            ));
+        }
+        Ok(ms)
+    }
+
     fn window(&self, w: &S<WindowSpec>, key: &str, tick_ms: u64) -> Result<WindowPlan, SpecError> {
         let spec = w.get_ref();
-        let help = || Some("`{ tumbling = \"1h\" }` or `{ size = \"10m\", slide = \"1m\" }`".to_string());
+        let help = || {
+            Some("`{ tumbling = \"1h\" }`, `{ size = \"10m\", slide = \"1m\" }` or `{ session = \"10m\" }`".to_string())
+        };
         let (size, slide) = match (&spec.tumbling, &spec.size, &spec.slide) {
             (Some(t), None, None) => {
                 let size = self.duration(t, &format!("{key}.tumbling"))?;
@@ -2235,7 +2289,7 @@ impl Cx<'_> {
                 return Err(self.error(
                     w.span(),
                     key,
-                    "a window needs `tumbling`, or `size` and an optional `slide`".into(),
+                    "a window needs `tumbling`, `size` and an optional `slide`, or `session`".into(),
                     help(),
                 ))
             }

@@ -24,6 +24,7 @@ pub mod router;
 pub mod rules;
 pub mod schema;
 pub mod services;
+pub mod session;
 pub mod sink;
 pub mod snapshot;
 pub mod top_n;

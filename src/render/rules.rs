@@ -70,6 +70,7 @@ pub fn stats_plan(stage: &EnrichPlan) -> crate::plan::AggregatePlan {
             size_ms: stage.rule_stats_window_ms,
             slide_ms: stage.rule_stats_window_ms,
         },
+        session_gap_ms: None,
         group_by: vec![("rule_id".into(), field("rule_id")), ("action".into(), field("action"))],
         measures: vec![
             count_where("matches", "match"),

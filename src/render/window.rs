@@ -83,6 +83,9 @@ pub fn render<'s>(
     VecCollection<'s, u64, WindowRow, isize>,
     VecCollection<'s, u64, DeadLetter, isize>,
 ) {
+    if let Some(gap) = plan.session_gap_ms {
+        return crate::render::session::render(events, plan, gap, fields);
+    }
     let funcs: Vec<Func> = plan.measures.iter().map(|m| m.func).collect();
     let (partials, dead) = pre_aggregate(events, plan, &funcs, fields);
     let rows = window_reduce(partials, plan, funcs);
@@ -120,9 +123,66 @@ pub fn rows_as_events<'s>(
     })
 }
 
-enum PreOut {
-    Partial(Partial),
+/// A pre-aggregation's output: a partial state `P`, or a dead letter with its time and count.
+pub(crate) enum PreOut<P> {
+    Partial(P),
     Dead(DeadLetter, u64, isize),
+}
+
+/// A dead letter of aggregate `plan` for `event`; `fields` are its time and type field names.
+pub(crate) fn aggregate_letter(
+    plan: &AggregatePlan,
+    event: &Event,
+    fields: (&str, &str),
+    reason: &str,
+    detail: String,
+) -> DeadLetter {
+    DeadLetter {
+        stage: format!("aggregate:{}", plan.name),
+        reason: reason.to_string(),
+        detail,
+        location: format!("{} event at {}", event.kind, format_time(event.time)),
+        record: event.to_json(fields.0, fields.1).to_string(),
+        event_time: Some(event.time),
+        original: None,
+    }
+}
+
+/// The group-by values of `event` (null where a path is missing).
+pub(crate) fn group_of(plan: &AggregatePlan, event: &Event) -> Vec<Value> {
+    plan.group_by
+        .iter()
+        .map(|(_, a)| a.get(event).unwrap_or(Value::Null))
+        .collect()
+}
+
+/// A batch's output: its dead letters, then the non-zero partial states of `acc` (drained).
+pub(crate) fn batch_out<K: Eq + std::hash::Hash>(
+    dead: Vec<PreOut<(K, u64, AggState)>>,
+    acc: &mut HashMap<(K, u64), AggState>,
+) -> impl Iterator<Item = PreOut<(K, u64, AggState)>> + '_ {
+    dead.into_iter().chain(
+        acc.drain()
+            .filter(|(_, s)| !s.is_zero())
+            .map(|((k, t), s)| PreOut::Partial((k, t, s))),
+    )
+}
+
+/// Splits a pre-aggregation's output into its partial states and the dead-letter collection.
+pub(crate) fn split_pre<'s, P: Clone + 'static>(
+    out: timely::dataflow::StreamVec<'s, u64, PreOut<P>>,
+) -> (
+    timely::dataflow::StreamVec<'s, u64, P>,
+    VecCollection<'s, u64, DeadLetter, isize>,
+) {
+    use timely::dataflow::operators::core::OkErr;
+    // The `Err` side carries a whole dead letter by design: it is the dead-letter collection.
+    #[allow(clippy::result_large_err)]
+    let (partials, dead) = out.ok_err(|x| match x {
+        PreOut::Partial(p) => Ok(p),
+        PreOut::Dead(d, t, n) => Err((d, t, n)),
+    });
+    (partials, dead.as_collection())
 }
 
 fn pre_aggregate<'s>(
@@ -134,14 +194,13 @@ fn pre_aggregate<'s>(
     timely::dataflow::StreamVec<'s, u64, Partial>,
     VecCollection<'s, u64, DeadLetter, isize>,
 ) {
-    use timely::dataflow::operators::core::OkErr;
     let plan = plan.clone();
     let funcs = funcs.to_vec();
     let (time_field, type_field) = (fields.0.to_string(), fields.1.to_string());
     let name = format!("PreAggregate({})", plan.name);
     let out = events
         .inner
-        .unary::<CapacityContainerBuilder<Vec<PreOut>>, _, _, _>(Pipeline, &name, move |_, _| {
+        .unary::<CapacityContainerBuilder<Vec<PreOut<Partial>>>, _, _, _>(Pipeline, &name, move |_, _| {
             let mut acc: HashMap<(WindowKey, u64), AggState> = HashMap::default();
             let emit = plan.emit;
             let (size, retain) = (plan.window.size_ms as i64, plan.retain_ms as i64);
@@ -155,15 +214,8 @@ fn pre_aggregate<'s>(
                     for batch in data {
                         for (event, time, diff) in batch.drain(..) {
                             let letter = |reason: &str, detail: String| {
-                                let letter = DeadLetter {
-                                    stage: format!("aggregate:{}", plan.name),
-                                    reason: reason.to_string(),
-                                    detail,
-                                    location: format!("{} event at {}", event.kind, format_time(event.time)),
-                                    record: event.to_json(&time_field, &type_field).to_string(),
-                                    event_time: Some(event.time),
-                                    original: None,
-                                };
+                                let letter =
+                                    aggregate_letter(&plan, &event, (&time_field, &type_field), reason, detail);
                                 // One letter per event: an update of multiplicity 2 is two events.
                                 PreOut::Dead(letter, time, diff.abs())
                             };
@@ -178,11 +230,7 @@ fn pre_aggregate<'s>(
                             if args.is_empty() {
                                 continue; // filtered out
                             }
-                            let group: Vec<Value> = plan
-                                .group_by
-                                .iter()
-                                .map(|(_, a)| a.get(&event).unwrap_or(Value::Null))
-                                .collect();
+                            let group = group_of(&plan, &event);
                             for start in window_starts(plan.window, event.time) {
                                 let end = start + size;
                                 let close = end + lag;
@@ -218,29 +266,17 @@ fn pre_aggregate<'s>(
                             }
                         }
                     }
-                    let mut session = output.session(&cap);
-                    session.give_iterator(dead.into_iter());
-                    session.give_iterator(
-                        acc.drain()
-                            .filter(|(_, s)| !s.is_zero())
-                            .map(|((k, t), s)| PreOut::Partial((k, t, s))),
-                    );
+                    output.session(&cap).give_iterator(batch_out(dead, &mut acc));
                 });
             }
         });
-    // The `Err` side carries a whole dead letter by design: it is the dead-letter collection.
-    #[allow(clippy::result_large_err)]
-    let (partials, dead) = out.ok_err(|x| match x {
-        PreOut::Partial(p) => Ok(p),
-        PreOut::Dead(d, t, n) => Err((d, t, n)),
-    });
-    (partials, dead.as_collection())
+    split_pre(out)
 }
 
 /// Evaluates the aggregate's filter and the measures' arguments for `event` into `args`
 /// (left empty when the event does not pass the filter). `Some(Null)` marks a measure whose own
 /// filter rejected the event; `None` is `count()`.
-fn contribution(
+pub(crate) fn contribution(
     plan: &AggregatePlan,
     funcs: &[Func],
     event: &Event,
@@ -276,7 +312,7 @@ fn contribution(
     Ok(())
 }
 
-fn add_event(state: &mut AggState, funcs: &[Func], args: &[Option<Value>], weight: i64) {
+pub(crate) fn add_event(state: &mut AggState, funcs: &[Func], args: &[Option<Value>], weight: i64) {
     state.events += weight;
     for ((m, f), arg) in state.measures.iter_mut().zip(funcs).zip(args) {
         m.add(*f, arg.as_ref(), weight)

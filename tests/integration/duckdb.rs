@@ -30,6 +30,29 @@ pub fn python() -> &'static str {
     })
 }
 
+/// Runs `sluice generate nexmark --events 100000` into `dir/nexmark`; the bid file's path.
+pub fn nexmark_bids(dir: &Path) -> PathBuf {
+    let generated = sluice(&["generate", "nexmark", "--events", "100000", "--out", "nexmark"], dir);
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    dir.join("nexmark/bid.parquet")
+}
+
+/// The rows of DuckDB query `sql`, each as integers.
+pub fn int_rows(sql: &str) -> Vec<Vec<i64>> {
+    let script = format!("import duckdb\nfor r in duckdb.sql({sql:?}).fetchall(): print(*r)");
+    let out = Command::new(python()).args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect())
+        .collect()
+}
+
 /// Runs the shipped spec `dataflows/NAME.toml` on 2 workers into `dir/out`.
 fn run_spec(name: &str, dir: &Path) -> PathBuf {
     let spec = repo().join(format!("dataflows/{name}.toml"));

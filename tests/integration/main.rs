@@ -37,6 +37,7 @@ mod serve_partitions;
 mod serve_snapshots;
 mod serve_util;
 mod services;
+mod session;
 mod stream_contexts;
 mod top_n;
 mod util;

@@ -445,16 +445,7 @@ fn stages_read_a_top_n_and_windowed_tops_over_final_rows_are_insert_only() {
 #[test]
 fn nexmark_q5_hottest_auctions_equal_duckdb() {
     let dir = tempfile::tempdir().unwrap();
-    let generated = crate::util::sluice(
-        &["generate", "nexmark", "--events", "100000", "--out", "nexmark"],
-        dir.path(),
-    );
-    assert!(
-        generated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&generated.stderr)
-    );
-    let bid = dir.path().join("nexmark/bid.parquet");
+    let bid = crate::duckdb::nexmark_bids(dir.path());
     let spec = format!(
         r#"
 [pipeline]
@@ -491,19 +482,9 @@ with_ties = true
          select ws, auction, n from c join m using (ws) where n = mx order by all",
         bid = bid.display()
     );
-    let script = format!("import duckdb\nfor r in duckdb.sql({sql:?}).fetchall(): print(*r)");
-    let out = std::process::Command::new(crate::duckdb::python())
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let expected: BTreeSet<(i64, i64, i64)> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: Vec<i64> = l.split_whitespace().map(|x| x.parse().unwrap()).collect();
-            (v[0], v[1], v[2])
-        })
+    let expected: BTreeSet<(i64, i64, i64)> = crate::duckdb::int_rows(&sql)
+        .into_iter()
+        .map(|v| (v[0], v[1], v[2]))
         .collect();
     assert!(expected.len() > 40, "{} windows' winners", expected.len());
     let mut first = None;
