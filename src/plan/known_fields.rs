@@ -236,7 +236,7 @@ fn event_root(source: &SourcePlan, payload: &FieldTree, rules: bool) -> FieldTre
 }
 
 /// The object a join attaches under its alias (see `render::enrich::context_row`).
-fn attached(join: &JoinPlan, context: &SourcePlan, payload: &FieldTree) -> FieldTree {
+fn attached(join: &JoinPlan, payload: &FieldTree) -> FieldTree {
     let key_heads: Vec<String> = join
         .context_key
         .iter()
@@ -267,7 +267,9 @@ fn attached(join: &JoinPlan, context: &SourcePlan, payload: &FieldTree) -> Field
             }
         }
     }
-    object.insert(&context.time_field, FieldTree::scalar());
+    if let Some(name) = &join.time_as {
+        object.insert(name, FieldTree::scalar());
+    }
     object
 }
 
@@ -378,7 +380,7 @@ impl Checker<'_> {
                 if let (Some(text), Some(expr)) = (&j.when, &join.when) {
                     self.expr(&events, text, expr, &key(&format!("join[{k}].when")));
                 }
-                root.insert(&join.alias, attached(join, context, &payloads[join.context]));
+                root.insert(&join.alias, attached(join, &payloads[join.context]));
             }
             for ((field, text), (_, expr)) in e.derive.iter().zip(&stage.derive) {
                 let scope = Scope {
@@ -454,8 +456,8 @@ impl Checker<'_> {
         if let (Some(text), Some(expr)) = (&a.filter, &agg.filter) {
             self.expr(scope, text, expr, &key("where"));
         }
-        for (g, field) in a.group_by.iter().enumerate() {
-            self.path(scope, field.span(), field.get_ref(), &key(&format!("group_by[{g}]")));
+        for (at, _, field) in a.group_by.entries() {
+            self.path(scope, field.span(), field.get_ref(), &key(&format!("group_by{at}")));
         }
         for ((column, text), measure) in a.measures.iter().zip(&agg.measures) {
             for expr in measure.arg.iter().chain(measure.filter.iter()) {

@@ -206,6 +206,8 @@ pub struct JoinPlan {
     pub context_key: Vec<Accessor>,
     /// Top-level context fields to attach; `None` attaches every payload field but the key.
     pub fields: Option<Vec<String>>,
+    /// The name the context row's time is attached under, if at all.
+    pub time_as: Option<String>,
     pub mode: JoinMode,
     pub matching: Matching,
     /// Context rows older than this at the event's time are not attached (a miss).

@@ -260,9 +260,13 @@ pub struct JoinSpec {
     /// Field of the event that receives the context row (an object); default: the context's name.
     #[serde(default, rename = "as")]
     pub alias: Option<S<String>>,
-    /// Context fields to attach (default: all but the key and time).
+    /// Context fields to attach, exactly (default: all but the key, plus the row's time).
     #[serde(default)]
     pub fields: Option<Vec<S<String>>>,
+    /// Also attach the context row's time under this name (default: not with `fields`; the
+    /// context's time field name without).
+    #[serde(default)]
+    pub time_as: Option<S<String>>,
     /// `as_of` (default) or `continuous`.
     #[serde(default)]
     pub mode: Option<S<String>>,
@@ -424,6 +428,66 @@ pub enum PathList {
     Many(Vec<String>),
 }
 
+/// An aggregate's `group_by`: field paths (`["user_id", "device.os"]`, each column named after
+/// its path) or output column → field path (`{ os = "device.os" }`), in order.
+#[derive(Debug)]
+pub enum GroupBy {
+    Paths(Vec<S<String>>),
+    Named(IndexMap<String, S<String>>),
+}
+
+/// By hand rather than `untagged`, which buffers the value and loses the spans.
+impl<'de> Deserialize<'de> for GroupBy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = GroupBy;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of field paths, or a table of column = \"field path\"")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<GroupBy, A::Error> {
+                let mut paths = Vec::new();
+                while let Some(p) = seq.next_element()? {
+                    paths.push(p);
+                }
+                Ok(GroupBy::Paths(paths))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<GroupBy, A::Error> {
+                let mut named = IndexMap::new();
+                while let Some((column, path)) = map.next_entry::<String, S<String>>()? {
+                    named.insert(column, path);
+                }
+                Ok(GroupBy::Named(named))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl Default for GroupBy {
+    fn default() -> Self {
+        GroupBy::Paths(Vec::new())
+    }
+}
+
+impl GroupBy {
+    /// Each group column: its key within `group_by` (`[0]` or `.os`), its alias if named, and
+    /// the field path.
+    pub fn entries(&self) -> Vec<(String, Option<&str>, &S<String>)> {
+        match self {
+            GroupBy::Paths(paths) => paths
+                .iter()
+                .enumerate()
+                .map(|(j, p)| (format!("[{j}]"), None, p))
+                .collect(),
+            GroupBy::Named(named) => named
+                .iter()
+                .map(|(alias, p)| (format!(".{alias}"), Some(alias.as_str()), p))
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AggregateSpec {
@@ -434,7 +498,7 @@ pub struct AggregateSpec {
     pub filter: Option<S<String>>,
     pub window: S<WindowSpec>,
     #[serde(default)]
-    pub group_by: Vec<S<String>>,
+    pub group_by: GroupBy,
     /// Output column name → `fn(arg) [where condition]`, in order.
     pub measures: IndexMap<String, S<String>>,
     /// `updates` (default) or `final`.

@@ -1153,10 +1153,29 @@ impl Cx<'_> {
             None => (self.window(&a.window, &key("window"), tick_ms)?, None),
         };
         let mut group_by = Vec::new();
-        for (j, g) in a.group_by.iter().enumerate() {
-            let path = FieldPath::parse(g.get_ref())
-                .map_err(|e| self.error(g.span(), &key(&format!("group_by[{j}]")), e.to_string(), None))?;
-            let column = g.get_ref().clone();
+        for (at, alias, g) in a.group_by.entries() {
+            let gkey = key(&format!("group_by{at}"));
+            let path = FieldPath::parse(g.get_ref()).map_err(|e| self.error(g.span(), &gkey, e.to_string(), None))?;
+            let column = match alias {
+                Some(alias) if valid_field_name(alias) => alias.to_string(),
+                Some(alias) => {
+                    return Err(self.error(
+                        g.span(),
+                        &gkey,
+                        format!("`{alias}` is not a column name"),
+                        Some("letters, digits, `_` and `$`, not starting with a digit".into()),
+                    ))
+                }
+                None => group_column(g.get_ref()),
+            };
+            if group_by.iter().any(|(c, _): &(String, Accessor)| *c == column) {
+                return Err(self.error(
+                    g.span(),
+                    &gkey,
+                    format!("group column `{column}` is defined twice"),
+                    Some("name the columns: `group_by = { name = \"field.path\", ... }`".into()),
+                ));
+            }
             group_by.push((column, Accessor::bind(path, time_field, type_field)));
         }
         let mut measures = Vec::new();
@@ -2098,6 +2117,22 @@ impl Cx<'_> {
                     .collect::<Result<Vec<_>, _>>()?,
             ),
         };
+        let time_as = match &j.time_as {
+            Some(t) => {
+                let name = self.field_name(t, &key("time_as"))?;
+                if fields.as_ref().is_some_and(|f| f.contains(&name)) {
+                    return Err(self.error(
+                        t.span(),
+                        &key("time_as"),
+                        format!("`{name}` is also one of the join's `fields`"),
+                        Some("name the row's time differently".into()),
+                    ));
+                }
+                Some(name)
+            }
+            None if fields.is_none() => Some(ctx.time_field.clone()),
+            None => None,
+        };
         let max_age_ms = match &j.max_age {
             Some(a) => Some(self.duration(a, &key("max_age"))?),
             None => None,
@@ -2123,6 +2158,7 @@ impl Cx<'_> {
             event_key,
             context_key,
             fields,
+            time_as,
             mode,
             matching,
             max_age_ms,
@@ -2435,4 +2471,19 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
     (line, column)
+}
+
+/// The output column of a `group_by` path written without a name: the path with every `.` and
+/// index bracket made `_` (`device.os` → `device_os`, `topics[0]` → `topics_0`), so that SQL
+/// reads it unquoted.
+pub fn group_column(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        match c {
+            '.' | '[' => out.push('_'),
+            ']' => {}
+            c => out.push(c),
+        }
+    }
+    out
 }

@@ -30,7 +30,7 @@ use timely::dataflow::operators::generic::Operator;
 
 use super::enrich::{context_row, join_state, key_of, Counter, JoinOut, Updates};
 use crate::event::{Accessor, Event};
-use crate::plan::{JoinPlan, Matching, SourcePlan};
+use crate::plan::{JoinPlan, Matching};
 use crate::render::pending::Paired;
 use crate::render::snapshot::{apply_with_snapshots, StateStore};
 use crate::render::window::stable_hash;
@@ -165,7 +165,6 @@ pub fn render<'s>(
     events: VecCollection<'s, u64, Event, isize>,
     context: VecCollection<'s, u64, Event, isize>,
     join: &JoinPlan,
-    context_source: &SourcePlan,
     store: Option<(std::sync::Arc<dyn StateStore>, String)>,
 ) -> VecCollection<'s, u64, JoinOut, isize> {
     assert_eq!(
@@ -181,7 +180,7 @@ pub fn render<'s>(
         hit: JoinOut::Count(Counter::new("context_hits", &join.alias)),
         miss: JoinOut::Count(Counter::new("context_misses", &join.alias)),
     };
-    let (join, context_source) = (join.clone(), context_source.clone());
+    let join = join.clone();
     let scope = events.inner.scope();
     events
         .inner
@@ -215,7 +214,7 @@ pub fn render<'s>(
                                 .iter()
                                 .filter_map(|row| {
                                     let key = key_of(&join.context_key, row)?;
-                                    Some((key, (row.time, context_row(&join, &context_source, row))))
+                                    Some((key, (row.time, context_row(&join, row))))
                                 })
                                 .collect();
                             let out = view.tick(&names, &join.event_key, rows, events);

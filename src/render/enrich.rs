@@ -86,8 +86,9 @@ pub fn applies(join: &JoinPlan, event: &Event) -> bool {
         && join.when.as_ref().is_none_or(|w| w.is_true(event).unwrap_or(false))
 }
 
-/// The object a context row attaches: the chosen fields (or all but the key) and its time.
-pub fn context_row(join: &JoinPlan, context: &SourcePlan, row: &Event) -> Value {
+/// The object a context row attaches: the chosen fields (or all but the key) and, under
+/// `time_as`, its time.
+pub fn context_row(join: &JoinPlan, row: &Event) -> Value {
     let key_heads: Vec<Sym> = join
         .context_key
         .iter()
@@ -111,7 +112,9 @@ pub fn context_row(join: &JoinPlan, context: &SourcePlan, row: &Event) -> Value 
             .cloned()
             .collect(),
     };
-    fields.push((Sym::new(&context.time_field), Value::Time(row.time)));
+    if let Some(name) = &join.time_as {
+        fields.push((Sym::new(name), Value::Time(row.time)));
+    }
     Value::object(fields)
 }
 
@@ -217,7 +220,7 @@ pub fn render<'s>(
     let store = store.map(|(s, name)| (std::sync::Arc::clone(s), name));
     let joined = match join.mode {
         JoinMode::AsOf => as_of(events, context, join, context_source, store),
-        JoinMode::Continuous => super::continuous::render(events, context, join, context_source, store),
+        JoinMode::Continuous => super::continuous::render(events, context, join, store),
     };
     match passthrough {
         Some(p) => p.map(JoinOut::Event).concat(joined),
@@ -450,7 +453,7 @@ where
                             let [mut hits, mut misses, mut stales, mut rejections] = [0isize; 4];
                             let mut dead = Vec::new();
                             let mut apply_row = |index: &mut I, row: Event| {
-                                let value = context_row(&join, &context, &row);
+                                let value = context_row(&join, &row);
                                 let result = index.apply(&row, value);
                                 if let (Err((reason, detail)), true) = (result, report_dead) {
                                     dead.push(DeadLetter {

@@ -352,3 +352,43 @@ fn rules_allow_block_route_transform_in_order() {
         assert_eq!(counter(&summary, "rule_failures", "rapid"), 1);
     }
 }
+
+/// The keys of the object a join attached to the event with id 0.
+fn attached_keys(spec: &str, dir: &Path) -> Vec<String> {
+    let summary = run_collect(&plan_text(spec, dir), 1);
+    let got = enriched(&summary, "enriched", "c");
+    let Some(Value::Object(fields)) = got.values().next().cloned().flatten() else {
+        panic!("{got:?}")
+    };
+    fields.iter().map(|(k, _)| k.as_str().to_string()).collect()
+}
+
+/// `fields` attaches exactly what it lists; without it, every field but the key and the row's
+/// time; `time_as` adds the time under its name, and may not repeat a listed field.
+#[test]
+fn a_join_attaches_exactly_its_fields_and_the_time_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(dir.path(), &[(1_000, 7)], &[(0, 7, 1)]);
+    let on = "on = { k = \"key\" }\n";
+    let mut all = attached_keys(&join_spec(dir.path(), on), dir.path());
+    all.sort();
+    assert_eq!(all, ["ts", "v"]);
+    let listed = join_spec(dir.path(), &format!("{on}fields = [\"v\"]"));
+    assert_eq!(attached_keys(&listed, dir.path()), ["v"]);
+    let timed = join_spec(dir.path(), &format!("{on}fields = [\"v\"]\ntime_as = \"seen\""));
+    let mut keys = attached_keys(&timed, dir.path());
+    keys.sort();
+    assert_eq!(keys, ["seen", "v"]);
+    let renamed = join_spec(dir.path(), &format!("{on}time_as = \"seen\""));
+    let mut keys = attached_keys(&renamed, dir.path());
+    keys.sort();
+    assert_eq!(keys, ["seen", "v"]);
+    let clash = join_spec(dir.path(), &format!("{on}fields = [\"v\"]\ntime_as = \"v\""));
+    let e = sluice::plan::plan_str(&clash, Path::new("test.toml"), dir.path(), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("time_as") && e.contains("also one of the join's `fields`"),
+        "{e}"
+    );
+}

@@ -204,10 +204,7 @@ fn fields_added_by_joins_derive_and_transforms_are_known_in_stage_order() {
         &out,
         &position(&spec, "profile.streak_days"),
         "aggregates[0].group_by[0]",
-        &[
-            "no field `streak_days` in `profile`",
-            "`language`, `subscription`, `updated_at`",
-        ],
+        &["no field `streak_days` in `profile`", "`language`, `subscription`"],
     );
     // A derived field cannot read one derived after it.
     let bad = enrich("fast = \"slow\"\nslow = \"response_time_ms > 1000\"");
@@ -417,4 +414,43 @@ fn tcp_sources_are_open_unless_closed_with_a_schema() {
         tmp.path(),
     );
     assert_rejected(&out, "t.toml:", "aggregates[0].group_by[0]", &["no field `anything`"]);
+}
+
+/// A `group_by` path names its column with `.` and indexes made `_`; a table names them; two
+/// columns of one name are an error.
+#[test]
+fn group_columns_have_sql_names_or_the_names_given() {
+    let tmp = tempfile::tempdir().unwrap();
+    let join = format!(
+        "\n[sources.profiles]\npath = \"{}\"\ntime_field = \"updated_at\"\n\n[[enrich.events.join]]\n\
+         context = \"profiles\"\nas = \"profile\"\non = {{ user_id = \"user_id\" }}\nfields = [\"subscription\"]\n",
+        profiles()
+    );
+    let columns = |spec: &str| -> Vec<String> {
+        let plan = crate::util::plan_text(spec, tmp.path());
+        let out = plan.outputs.iter().find(|o| o.name == "a").expect("output a");
+        out.columns.clone()
+    };
+    let spec = parquet_spec(&join, "\"profile.subscription\", \"user_id\"", "count()");
+    assert_eq!(columns(&spec)[..3], ["profile_subscription", "user_id", "window_start"]);
+    let named = spec.replace(
+        "group_by = [\"profile.subscription\", \"user_id\"]",
+        "group_by = { tier = \"profile.subscription\", user = \"user_id\" }",
+    );
+    assert_eq!(columns(&named)[..3], ["tier", "user", "window_start"]);
+    // A misspelt path under a name is found, and its key says which column.
+    let out = sluice_on(
+        tmp.path(),
+        "check",
+        &named.replace("user = \"user_id\" }", "user = \"usr_id\" }"),
+    );
+    assert_rejected(&out, "t.toml:", "aggregates[0].group_by.user", &["no field `usr_id`"]);
+    let twice = parquet_spec(&join, "\"user_id\", \"user_id\"", "count()");
+    let out = sluice_on(tmp.path(), "check", &twice);
+    assert_rejected(
+        &out,
+        "t.toml:",
+        "aggregates[0].group_by[1]",
+        &["group column `user_id` is defined twice"],
+    );
 }
