@@ -26,10 +26,10 @@ use crate::serve::checkpoint::{Ack, Checkpoints, OutputMark};
 use crate::format::arrow_write::{rows_to_batch, rows_to_batch_with_schema, ParquetSink};
 use crate::value::Value;
 
-pub const FLUSH_ROWS: usize = 1 << 20;
+pub const FLUSH_ROWS: usize = 1 << 18;
 /// Buffered bytes (as [`row_bytes`] estimates them) that also make a part: outputs of large
 /// rows (dead letters of long lines, wide enriched events) stream to disk instead of piling up.
-pub const FLUSH_BYTES: usize = 64 << 20;
+pub const FLUSH_BYTES: usize = 16 << 20;
 
 /// An estimate of the memory a row holds: a fixed size per value plus string contents,
 /// counted through lists and objects.
