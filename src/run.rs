@@ -123,11 +123,16 @@ pub(crate) struct WorkerOutput {
 /// Keeps freed memory in mimalloc's arenas instead of handing it back to the OS after 10 ms:
 /// decoding and exchanging batches frees and reallocates the same amount over and over, and
 /// returning it made the kernel zero fresh pages for a quarter of the run time. An explicit
-/// `MIMALLOC_PURGE_DELAY` wins. mimalloc reads the option on first use, so the binary (and each
+/// `MIMALLOC_PURGE_DELAY` wins. The option is set through mimalloc's API: setting the
+/// environment variable from `main` came too late, as the runtime's allocations before `main`
+/// had already read it (`MIMALLOC_SHOW_STATS=1` showed gigabytes purged). The binary (and each
 /// bench that measures a run, to measure what the binary does) calls this first in `main`.
 pub fn tune_allocator() {
+    /// `mi_option_purge_delay` in mimalloc's `mi_option_e` (v2 and v3).
+    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        std::env::set_var("MIMALLOC_PURGE_DELAY", "-1");
+        // SAFETY: `mi_option_set` only stores an integer option; any value is valid for it.
+        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, -1) };
     }
 }
 
@@ -386,6 +391,21 @@ pub(crate) fn read_splits(
     for (i, split) in layout.splits.iter().enumerate().filter(|(i, _)| i % peers == index) {
         watermark.start_split(prefix[i]);
         advance(inputs, &watermark, tick_ms);
+        // Flow control (after moving this worker's own input to split `i`'s start): split `i` waits until every worker has fed the source up to where the
+        // reader of split `i - 1` started, so no worker reads more than about two splits ahead
+        // of the slowest, and the operators downstream do not buffer the leader's events.
+        // Readers of earlier splits never wait on later ones, so this cannot deadlock.
+        if i > 0 && peers > 1 {
+            let mut before = Watermark::new(source.allowed_lateness_ms);
+            before.start_split(prefix[i - 1]);
+            let wm = before.current();
+            if wm > 0 {
+                let target = (wm - wm.rem_euclid(tick_ms)) as u64;
+                while inputs.fed.less_than(&target) {
+                    worker.step_or_park(Some(std::time::Duration::from_millis(1)));
+                }
+            }
+        }
         let mut push = |chunk: &mut Vec<Decoded>| {
             let n = chunk.len() as u64;
             for decoded in chunk.drain(..) {

@@ -86,6 +86,9 @@ impl<'s> StageOut<'s> {
 pub struct SourceInputs {
     pub events: InputSession<u64, Event, isize>,
     pub dead: InputSession<u64, DeadLetter, isize>,
+    /// The source's events as every worker has fed them: its frontier is the slowest worker's
+    /// input time, which readers use for flow control (`run::read_splits`).
+    pub fed: ProbeHandle<u64>,
 }
 
 /// A rendered dataflow: its inputs, a probe on every output, and the sinks' results.
@@ -120,9 +123,14 @@ pub fn render(
         let mut ev = InputSession::new();
         let mut dl = InputSession::new();
         // The probe also consumes the events, so a source that no stage reads does not pile up.
-        sources.push(ev.to_collection(scope).probe_with(&probe));
+        let fed = ProbeHandle::new();
+        sources.push(ev.to_collection(scope).probe_with(&probe).probe_with(&fed));
         dead.push(dl.to_collection(scope));
-        inputs.push(SourceInputs { events: ev, dead: dl });
+        inputs.push(SourceInputs {
+            events: ev,
+            dead: dl,
+            fed,
+        });
     }
 
     // Operators whose state depends on a tcp source save it for checkpoints (`sluice serve`):
