@@ -89,6 +89,12 @@ pub fn retention(plan: &Plan) -> Retention {
         // A router's regional state (latest samples, regions, forecasts) is not snapshotted
         // either: the records of the sources it reads besides its events are kept.
         // A services stage's model, sequences and pipes depend on the whole log.
+        // A join's state is not snapshotted either: the records of both sides are kept.
+        if let StageKind::Join(_) = &stage.kind {
+            for input in &stage.inputs {
+                horizons[plan.root_source(input)] = FOREVER;
+            }
+        }
         if let StageKind::Services(_) = &stage.kind {
             horizons[plan.root_source(&stage.inputs[0])] = FOREVER;
         }
