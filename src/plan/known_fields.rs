@@ -70,21 +70,20 @@ pub fn check(spec: &SpecFile, plan: &Plan, text: &str, file: &Path, probe: &dyn 
     for (s, stage) in plan.stages.iter().enumerate() {
         let Some(input) = stage.inputs.first() else { continue };
         if let StageKind::Join(join) = &stage.kind {
-            let scopes: Vec<Option<Scope>> = stage
-                .inputs
-                .iter()
-                .map(|input| input_scope(plan, input, &roots, &rows))
-                .collect();
-            if let (Some(left), Some(right)) = (&scopes[0], &scopes[1]) {
+            let made = {
+                let left = input_scope(plan, &stage.inputs[0], &roots, &rows);
+                let right = input_scope(plan, &stage.inputs[1], &roots, &rows);
                 let written = spec
                     .joins
                     .iter()
                     .enumerate()
                     .find(|(_, x)| x.get_ref().name.get_ref() == &join.name);
-                if let Some((k, x)) = written {
-                    rows[s] = Some(checker.join(k, x, join, left, right));
+                match (left, right, written) {
+                    (Some(left), Some(right), Some((k, x))) => Some(checker.join(k, x, join, &left, &right)),
+                    _ => None,
                 }
-            }
+            };
+            rows[s] = Some(made.unwrap_or_else(FieldTree::open));
             continue;
         }
         if !matches!(

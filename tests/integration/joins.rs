@@ -37,7 +37,7 @@ fn write(dir: &std::path::Path, left: &[(i64, i64, i64)], right: &[(i64, i64, i6
     }
     // A file with no rows has no schema: a placeholder row no key matches, far ahead.
     if left.is_empty() {
-        writeln!(f, r#"{{"ts":500000,"type":"l","k":-1,"a":0,"u":0}}"#).unwrap();
+        writeln!(f, r#"{{"ts":500000,"type":"l","k":-1,"a":0,"u":500000}}"#).unwrap();
     }
     let mut f = std::fs::File::create(dir.join("right.ndjson")).unwrap();
     for (t, k, b) in right {
@@ -374,12 +374,12 @@ fn join_specs_are_validated() {
     let cases: [(&str, &str, &[&str]); 11] = [
         (
             "on = { k = \"k\" }",
-            "on = { k = \"kk\" }",
+            "on = { k = \"kk\" }\nright_prefix = \"r_\"",
             &["`joins[0].on.k`", "no field `kk` in source `right`", "did you mean `k`?"],
         ),
         (
             "on = { k = \"k\" }",
-            "on = { kay = \"k\" }",
+            "on = { kay = \"k\" }\nright_prefix = \"r_\"",
             &["`joins[0].on.kay`", "no field `kay` in source `left`"],
         ),
         (
@@ -441,7 +441,9 @@ fn join_specs_are_validated() {
     std::fs::write(dir.path().join("right.ndjson"), "{\"ts\":0,\"rtype\":\"r\",\"k\":1,\"b\":1}\n").unwrap();
     let e = error(&same_time);
     assert!(e.contains("two columns `ts`") && e.contains("`joins[0].right`"), "{e}");
-    let prefixed = same_time.replace("on = { k = \"k\" }", "on = { k = \"k\" }\nright_prefix = \"r_\"");
+    let prefixed = same_time
+        .replace("on = { k = \"k\" }", "on = { k = \"k\" }\nright_prefix = \"r_\"")
+        .replace("a != b", "a != r_b");
     let path = dir.path().join("p.toml");
     std::fs::write(&path, prefixed).unwrap();
     sluice::source::plan_file(&path, &[]).unwrap();

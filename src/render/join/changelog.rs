@@ -11,7 +11,6 @@
 //!  left ───────────────────────────────────────────── minus semijoin ─────┴─► unmatched ──┘
 //! ```
 
-use differential_dataflow::operators::arrange::ArrangeByKey;
 use differential_dataflow::VecCollection;
 
 use super::{key_of, JoinOut, Shape};

@@ -22,8 +22,6 @@
 pub mod changelog;
 pub mod timed;
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::dead_letter::DeadLetter;
@@ -160,9 +158,4 @@ impl Shape {
             }
         })
     }
-}
-
-/// Adds `(item, diff)` to a consolidating map.
-pub(crate) fn add<K: Ord>(map: &mut BTreeMap<K, isize>, item: K, diff: isize) {
-    *map.entry(item).or_default() += diff;
 }
