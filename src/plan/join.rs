@@ -160,6 +160,51 @@ pub fn parse_field_entry(text: &str) -> Result<(crate::event::FieldPath, String,
 mod tests {
     use super::*;
 
+    fn plan(time: JoinTime) -> BinaryJoinPlan {
+        BinaryJoinPlan {
+            name: "j".into(),
+            kind: JoinKind::Inner,
+            time,
+            on: Vec::new(),
+            left_key: Vec::new(),
+            right_key: Vec::new(),
+            left_columns: Columns::Listed(Vec::new()),
+            right_columns: Columns::Listed(Vec::new()),
+            left_fields: ("t".into(), String::new()),
+            right_fields: ("t".into(), String::new()),
+            filter: None,
+            left_lag_ms: 5,
+            right_lag_ms: 1,
+        }
+    }
+
+    #[test]
+    fn lags_follow_the_time_condition_and_only_changelogs_always_retract() {
+        let after = plan(JoinTime::Interval {
+            before_ms: 3,
+            upper: Upper::After(100),
+        });
+        // A pair comes with its right row, up to `after` (plus its lag) past the left's time;
+        // an unmatched left row one millisecond after that.
+        assert_eq!(after.lag_ms(), 102);
+        let until = plan(JoinTime::Interval {
+            before_ms: 0,
+            upper: Upper::Column {
+                field: "expires".into(),
+                accessor: Accessor::Payload(crate::event::FieldPath::field("expires")),
+            },
+        });
+        assert_eq!(until.lag_ms(), UNBOUNDED_LAG_MS);
+        let window = plan(JoinTime::Window(WindowPlan {
+            size_ms: 1_000,
+            slide_ms: 500,
+        }));
+        assert_eq!(window.lag_ms(), 1_006);
+        let changelog = plan(JoinTime::Changelog);
+        assert_eq!(changelog.lag_ms(), 5);
+        assert!(changelog.retracts(false) && !after.retracts(false) && window.retracts(true));
+    }
+
     #[test]
     fn field_entries_take_an_alias() {
         let (p, c, n) = parse_field_entry("date_time as bid_time").unwrap();

@@ -261,6 +261,28 @@ ttl = "1h"
     }
 
     #[test]
+    fn a_join_stage_keeps_both_sides_records() {
+        let p = plan(
+            r#"
+[[joins]]
+name = "j"
+left = "events"
+right = "plans"
+on = { plan_id = "id" }
+window = { tumbling = "1m" }
+"#,
+        );
+        let r = retention(&p);
+        // Its state is not snapshotted: both sources are replayed from the log.
+        let expect = vec![
+            row("events", FOREVER, false),
+            row("plans", FOREVER, false),
+            row("profiles", 0, false),
+        ];
+        assert_eq!(by_name(&p, &r), expect);
+    }
+
+    #[test]
     fn a_continuous_join_makes_both_sides_state_and_revisions_reach_the_context() {
         let p = plan(
             r#"
