@@ -208,7 +208,10 @@ mod tests {
     #[test]
     fn field_entries_take_an_alias() {
         let (p, c, n) = parse_field_entry("date_time as bid_time").unwrap();
-        assert_eq!((p.to_string(), c.as_str(), n.as_str()), ("date_time".into(), "date_time", "bid_time"));
+        assert_eq!(
+            (p.to_string(), c.as_str(), n.as_str()),
+            ("date_time".into(), "date_time", "bid_time")
+        );
         let (_, c, n) = parse_field_entry(" price ").unwrap();
         assert_eq!((c.as_str(), n.as_str()), ("price", "price"));
         assert_eq!(parse_field_entry(""), Err(FieldEntryError::Empty));

@@ -26,7 +26,10 @@ use super::graph::reads_events_of;
 use super::hints::{closest, value_span};
 use super::spec::{SpecFile, S};
 use super::validate::line_col;
-use super::{AggregatePlan, BinaryJoinPlan, Fields, Format, JoinPlan, Plan, RuleAction, SourcePlan, StageKind, StageRef, WINDOW_TIME};
+use super::{
+    AggregatePlan, BinaryJoinPlan, Fields, Format, JoinPlan, Plan, RuleAction, SourcePlan, StageKind, StageRef,
+    WINDOW_TIME,
+};
 use crate::error::{PlanError, SpecError};
 use crate::event::{Accessor, FieldPath, Step};
 use crate::expr::Expr;
@@ -578,7 +581,11 @@ impl Checker<'_> {
         // right's; each name once.
         let (lt, ly) = (join.left_fields.0.as_str(), join.left_fields.1.as_str());
         let mut tree = FieldTree::default();
-        let mut taken: Vec<String> = [lt, ly].iter().filter(|f| !f.is_empty()).map(|f| f.to_string()).collect();
+        let mut taken: Vec<String> = [lt, ly]
+            .iter()
+            .filter(|f| !f.is_empty())
+            .map(|f| f.to_string())
+            .collect();
         for f in &taken {
             tree.insert(f, FieldTree::scalar());
         }
@@ -607,7 +614,11 @@ impl Checker<'_> {
                     .as_ref()
                     .and_then(|f| f.iter().find(|e| e.get_ref().ends_with(name.as_str())))
                     .map_or(x.right.span(), |e| e.span());
-                let k2 = if x.right_fields.is_some() { "right_fields" } else { "right" };
+                let k2 = if x.right_fields.is_some() {
+                    "right_fields"
+                } else {
+                    "right"
+                };
                 self.clash(span, &key(k2), name, "the left's or the window's", "the right's");
             }
             tree.insert(name, t.clone());
@@ -629,7 +640,11 @@ impl Checker<'_> {
     /// Reports an output column that two parts of a join would both write.
     fn clash(&mut self, span: Range<usize>, key: &str, column: &str, first: &str, second: &str) {
         let (line, column_at) = line_col(self.text, span.start);
-        if self.first.as_ref().is_some_and(|f| (f.line, f.column) <= (line, column_at)) {
+        if self
+            .first
+            .as_ref()
+            .is_some_and(|f| (f.line, f.column) <= (line, column_at))
+        {
             return;
         }
         self.first = Some(SpecError {

@@ -30,9 +30,9 @@ use crate::expr::Expr;
 pub use crate::model::aggregate::Func;
 pub use crate::model::window::WindowPlan;
 pub use graph::{OutputPlan, Port, Stage, StageKind, StageRef, WINDOW_TIME};
+pub use join::BinaryJoinPlan;
 pub use metadata::MetadataPlan;
 pub use router::RouterPlan;
-pub use join::BinaryJoinPlan;
 pub use top_n::TopNPlan;
 pub use validate::{plan_file_with, plan_str};
 

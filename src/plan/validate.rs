@@ -248,7 +248,10 @@ fn plan_spec(
         } else {
             let k = i - a_len - t_len;
             let j = spec.joins[k].get_ref();
-            vec![(&j.left, format!("joins[{k}].left")), (&j.right, format!("joins[{k}].right"))]
+            vec![
+                (&j.left, format!("joins[{k}].left")),
+                (&j.right, format!("joins[{k}].right")),
+            ]
         }
     };
     let node_key = |i: usize| {
@@ -271,10 +274,7 @@ fn plan_spec(
         // The read of the first node that leads around the cycle.
         let next = aggregate_names[cycle[1]];
         let reads = node_reads(cycle[0]);
-        let (source, key) = reads
-            .iter()
-            .find(|(s, _)| s.get_ref() == next)
-            .unwrap_or(&reads[0]);
+        let (source, key) = reads.iter().find(|(s, _)| s.get_ref() == next).unwrap_or(&reads[0]);
         cx.error(
             source.span(),
             key,

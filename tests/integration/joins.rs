@@ -20,6 +20,9 @@ use crate::util::{accumulate, payload_field as field, plan_text, run_collect};
 
 const TICK: i64 = 1_000;
 
+/// Rows `(time, key, value)`.
+type Rows = Vec<(i64, i64, i64)>;
+
 /// Rows `(time, key, value)`, in time order.
 fn rows() -> impl Strategy<Value = Vec<(i64, i64, i64)>> {
     prop::collection::vec((0i64..120_000, 0i64..4, 0i64..5), 0..40).prop_map(|mut e| {
@@ -48,9 +51,17 @@ fn write(dir: &std::path::Path, left: &[(i64, i64, i64)], right: &[(i64, i64, i6
     }
 }
 
-fn with_placeholders(left: &[(i64, i64, i64)], right: &[(i64, i64, i64)]) -> (Vec<(i64, i64, i64)>, Vec<(i64, i64, i64)>) {
-    let l = if left.is_empty() { vec![(500_000, -1, 0)] } else { left.to_vec() };
-    let r = if right.is_empty() { vec![(500_000, -2, 0)] } else { right.to_vec() };
+fn with_placeholders(left: &[(i64, i64, i64)], right: &[(i64, i64, i64)]) -> (Rows, Rows) {
+    let l = if left.is_empty() {
+        vec![(500_000, -1, 0)]
+    } else {
+        left.to_vec()
+    };
+    let r = if right.is_empty() {
+        vec![(500_000, -2, 0)]
+    } else {
+        right.to_vec()
+    };
     (l, r)
 }
 
@@ -175,7 +186,12 @@ fn check_changelog(
         let mut times: Vec<i64> = left.iter().chain(&right).map(|r| tick(r.0)).collect();
         times.dedup();
         for t in times {
-            prop_assert_eq!(at(&updates, t as u64), changelog_oracle(&left, &right, outer, filter, t), "at {}", t);
+            prop_assert_eq!(
+                at(&updates, t as u64),
+                changelog_oracle(&left, &right, outer, filter, t),
+                "at {}",
+                t
+            );
         }
         prop_assert_eq!(summary.dead_letters.values().sum::<i64>(), 0);
         match &first {
@@ -279,7 +295,10 @@ fn check_timed(
         join.push_str("where = \"a != b\"\n");
     }
     let plan = plan_text(&spec(dir.path(), &join), dir.path());
-    prop_assert!(!plan.output("j").unwrap().changelog, "insert-only over insert-only inputs");
+    prop_assert!(
+        !plan.output("j").unwrap().changelog,
+        "insert-only over insert-only inputs"
+    );
     let expected = timed_oracle(&left, &right, timed, outer, filter);
     for workers in [1, 2, 4] {
         let summary = run_collect(&plan, workers);
@@ -326,7 +345,11 @@ proptest! {
 fn an_aggregate_over_a_changelog_join_reads_retractions() {
     let dir = tempfile::tempdir().unwrap();
     // The right row of key 1 comes after the left row's window has closed.
-    write(dir.path(), &[(1_000, 1, 2), (2_000, 2, 3)], &[(3_000, 2, 1), (70_000, 1, 4)]);
+    write(
+        dir.path(),
+        &[(1_000, 1, 2), (2_000, 2, 3)],
+        &[(3_000, 2, 1), (70_000, 1, 4)],
+    );
     let text = spec(dir.path(), "kind = \"left\"\n")
         + r#"
 [[aggregates]]
@@ -438,7 +461,11 @@ fn join_specs_are_validated() {
     }
     // Without a prefix, two sources' time fields named alike clash.
     let same_time = good.replace("time_field = \"rt\"", "time_field = \"ts\"");
-    std::fs::write(dir.path().join("right.ndjson"), "{\"ts\":0,\"rtype\":\"r\",\"k\":1,\"b\":1}\n").unwrap();
+    std::fs::write(
+        dir.path().join("right.ndjson"),
+        "{\"ts\":0,\"rtype\":\"r\",\"k\":1,\"b\":1}\n",
+    )
+    .unwrap();
     let e = error(&same_time);
     assert!(e.contains("two columns `ts`") && e.contains("`joins[0].right`"), "{e}");
     let prefixed = same_time

@@ -40,7 +40,7 @@ pub fn render<'s>(
         Some(match shape.passes(&row) {
             Ok(true) => Ok((l.clone(), row)),
             Ok(false) => Err(None),
-            Err(letter) => Err(Some(letter)),
+            Err(letter) => Err(Some(*letter)),
         })
     });
     let rows = pairs.clone().flat_map(|p| match p {
@@ -56,10 +56,7 @@ pub fn render<'s>(
         .flat_map(|p| p.ok().map(|(l, _)| l))
         .threshold_named(&format!("JoinMatched({name})"), |_, c: &isize| isize::from(*c > 0));
     let all = left.map(|e| (e, ()));
-    let with_match = all
-        .clone()
-        .semijoin(matched)
-        .map(|(e, ())| e);
+    let with_match = all.clone().semijoin(matched).map(|(e, ())| e);
     let shape = Shape::new(plan);
     let unmatched = all
         .map(|(e, ())| e)

@@ -141,13 +141,13 @@ impl Shape {
 
     /// Whether the joined `row` passes `where`: `Err` with its dead letter when the condition
     /// fails to evaluate.
-    pub fn passes(&self, row: &Event) -> Result<bool, DeadLetter> {
+    pub fn passes(&self, row: &Event) -> Result<bool, Box<DeadLetter>> {
         let Some(filter) = &self.plan.filter else {
             return Ok(true);
         };
         filter.is_true(row).map_err(|e| {
             let (lt, ly) = &self.plan.left_fields;
-            DeadLetter {
+            Box::new(DeadLetter {
                 stage: format!("join:{}", self.plan.name),
                 reason: "eval_error".to_string(),
                 detail: format!("where: {e}"),
@@ -155,7 +155,7 @@ impl Shape {
                 record: row.to_json(lt, ly).to_string(),
                 event_time: Some(row.time),
                 original: None,
-            }
+            })
         })
     }
 }

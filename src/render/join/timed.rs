@@ -114,7 +114,11 @@ impl Bounds {
 }
 
 /// Renders an interval or window join of `left` and `right`.
-pub fn render<'s>(left: EventsOf<'s>, right: EventsOf<'s>, plan: &BinaryJoinPlan) -> VecCollection<'s, u64, JoinOut, isize> {
+pub fn render<'s>(
+    left: EventsOf<'s>,
+    right: EventsOf<'s>,
+    plan: &BinaryJoinPlan,
+) -> VecCollection<'s, u64, JoinOut, isize> {
     let window = match plan.time {
         JoinTime::Window(w) => Some(w),
         _ => None,
@@ -198,7 +202,7 @@ pub fn render<'s>(left: EventsOf<'s>, right: EventsOf<'s>, plan: &BinaryJoinPlan
                                                 out.push((JoinOut::Row(row), time, diff * rd));
                                             }
                                             Ok(false) => {}
-                                            Err(letter) => out.push((JoinOut::Dead(letter), time, 1)),
+                                            Err(letter) => out.push((JoinOut::Dead(*letter), time, 1)),
                                         }
                                     }
                                     due_at = (bound.saturating_add(bounds.right_lag + 1)).max(time as i64);
@@ -222,7 +226,7 @@ pub fn render<'s>(left: EventsOf<'s>, right: EventsOf<'s>, plan: &BinaryJoinPlan
                                                 out.push((JoinOut::Row(row), time, diff * l.diff));
                                             }
                                             Ok(false) => {}
-                                            Err(letter) => out.push((JoinOut::Dead(letter), time, 1)),
+                                            Err(letter) => out.push((JoinOut::Dead(*letter), time, 1)),
                                         }
                                     }
                                     let bound = bounds.right_bound(&event, start);
