@@ -72,6 +72,8 @@ pub enum StageKind {
     Services(Box<super::services::ServicesPlan>),
     /// The first `n` rows per partition (`render::top_n`). Input: events or an output's rows.
     TopN(Box<super::top_n::TopNPlan>),
+    /// Two inputs joined on equal keys (`render::join`). Inputs: the left, then the right.
+    Join(Box<super::join::BinaryJoinPlan>),
 }
 
 impl StageKind {
@@ -87,6 +89,7 @@ impl StageKind {
             StageKind::Replication(_) => "replication",
             StageKind::Services(_) => "services",
             StageKind::TopN(_) => "top_n",
+            StageKind::Join(_) => "join",
         }
     }
 }
@@ -213,26 +216,27 @@ pub fn topological_order(n: usize, deps: impl Fn(usize) -> Vec<usize>) -> Result
 }
 
 /// The source whose events `input` carries, through schema, dedup and enrichment stages;
-/// `None` when it carries an aggregate's rows or a top-N's (whose fields are the ones of what
-/// it reads, plus its rank).
+/// `None` when it carries an aggregate's rows, a top-N's (whose fields are the ones of what
+/// it reads, plus its rank) or a join's.
 pub fn reads_events_of(plan: &Plan, input: &StageRef) -> Option<usize> {
     match input {
         StageRef::Source(i) => Some(*i),
         StageRef::Stage(i) | StageRef::Route { stage: i, .. } => match &plan.stages[*i].kind {
-            StageKind::Aggregate(_) | StageKind::Forecast(_) | StageKind::TopN(_) => None,
+            StageKind::Aggregate(_) | StageKind::Forecast(_) | StageKind::TopN(_) | StageKind::Join(_) => None,
             _ => reads_events_of(plan, &plan.stages[*i].inputs[0]),
         },
     }
 }
 
 /// The plan's outputs, in the order summaries print them: schema outputs, duplicates, enriched
-/// and routed events, blocked events, rule statistics, counters, aggregates, top-N outputs and
-/// forecasts (in spec order: `aggregates`, `top_n` and `forecasts` hold their stages), dead
-/// letters.
+/// and routed events, blocked events, rule statistics, counters, aggregates, top-N outputs,
+/// joins and forecasts (in spec order: `aggregates`, `top_n`, `joins` and `forecasts` hold
+/// their stages), dead letters.
 pub(super) fn outputs(
     plan: &Plan,
     aggregates: &[usize],
     top_n: &[usize],
+    joins: &[usize],
     forecasts: &[usize],
     routers: &[usize],
 ) -> Vec<OutputPlan> {
@@ -377,6 +381,10 @@ pub(super) fn outputs(
     }
     for &i in top_n {
         // The rows of its input, as events.
+        out.push(events_output(plan, i, plan.retracts(&StageRef::Stage(i))));
+    }
+    for &i in joins {
+        // Joined rows, as events with the left's time and type.
         out.push(events_output(plan, i, plan.retracts(&StageRef::Stage(i))));
     }
     for &i in forecasts {

@@ -26,7 +26,10 @@ use super::graph::reads_events_of;
 use super::hints::{closest, value_span};
 use super::spec::{SpecFile, S};
 use super::validate::line_col;
-use super::{AggregatePlan, Fields, Format, JoinPlan, Plan, RuleAction, SourcePlan, StageKind, StageRef, WINDOW_TIME};
+use super::{
+    AggregatePlan, BinaryJoinPlan, Fields, Format, JoinPlan, Plan, RuleAction, SourcePlan, StageKind, StageRef,
+    WINDOW_TIME,
+};
 use crate::error::{PlanError, SpecError};
 use crate::event::{Accessor, FieldPath, Step};
 use crate::expr::Expr;
@@ -69,6 +72,23 @@ pub fn check(spec: &SpecFile, plan: &Plan, text: &str, file: &Path, probe: &dyn 
     let mut rows: Vec<Option<FieldTree>> = vec![None; plan.stages.len()];
     for (s, stage) in plan.stages.iter().enumerate() {
         let Some(input) = stage.inputs.first() else { continue };
+        if let StageKind::Join(join) = &stage.kind {
+            let made = {
+                let left = input_scope(plan, &stage.inputs[0], &roots, &rows);
+                let right = input_scope(plan, &stage.inputs[1], &roots, &rows);
+                let written = spec
+                    .joins
+                    .iter()
+                    .enumerate()
+                    .find(|(_, x)| x.get_ref().name.get_ref() == &join.name);
+                match (left, right, written) {
+                    (Some(left), Some(right), Some((k, x))) => Some(checker.join(k, x, join, &left, &right)),
+                    _ => None,
+                }
+            };
+            rows[s] = Some(made.unwrap_or_else(FieldTree::open));
+            continue;
+        }
         if !matches!(
             stage.kind,
             StageKind::Aggregate(_) | StageKind::Forecast(_) | StageKind::TopN(_)
@@ -146,6 +166,66 @@ pub fn check(spec: &SpecFile, plan: &Plan, text: &str, file: &Path, probe: &dyn 
     match checker.first {
         Some(e) => Err(e.into()),
         None => Ok(()),
+    }
+}
+
+/// The fields `input` carries, for checking what a stage reads from it: a source's events as
+/// its stages leave them, or an earlier stage's rows (`None` when not known).
+fn input_scope<'a>(
+    plan: &'a Plan,
+    input: &StageRef,
+    roots: &'a [FieldTree],
+    rows: &'a [Option<FieldTree>],
+) -> Option<Scope<'a>> {
+    let root = &plan.sources[plan.root_source(input)];
+    let (tree, label) = match (reads_events_of(plan, input), input) {
+        (Some(i), _) => (&roots[i], format!("source `{}`", plan.sources[i].name)),
+        (None, StageRef::Stage(j)) => (rows[*j].as_ref()?, format!("output `{}`", plan.stages[*j].name)),
+        (None, _) => return None,
+    };
+    Some(Scope {
+        tree,
+        source: root,
+        sampled: reads_events_of(plan, input).is_some() && sampled(root),
+        label,
+    })
+}
+
+/// The columns one side of a join gives its rows, with their fields: the listed ones, or every
+/// field of `tree` (renamed and skipped as `columns` says), with the right's time and type.
+fn side_columns(
+    columns: &super::join::Columns,
+    tree: &FieldTree,
+    right_fields: Option<(&str, &str)>,
+) -> Vec<(String, FieldTree)> {
+    match columns {
+        super::join::Columns::Listed(list) => list
+            .iter()
+            .map(|(name, accessor)| {
+                let t = match accessor {
+                    Accessor::Payload(p) => tree.resolve(p).ok().flatten().cloned(),
+                    _ => None,
+                };
+                (name.clone(), t.unwrap_or_else(FieldTree::scalar))
+            })
+            .collect(),
+        super::join::Columns::All { prefix, skip } => {
+            let mut out: Vec<(String, FieldTree)> = tree
+                .fields
+                .iter()
+                .filter(|(name, _)| !skip.contains(name))
+                // The rules' fields stay the left's (`render::join` does not copy the right's).
+                .filter(|(name, _)| right_fields.is_none() || !RULE_FIELDS.contains(&name.as_str()))
+                .map(|(name, t)| (format!("{prefix}{name}"), t.clone()))
+                .collect();
+            for f in right_fields.into_iter().flat_map(|(t, y)| [t, y]) {
+                let name = format!("{prefix}{f}");
+                if !f.is_empty() && !out.iter().any(|(n, _)| *n == name) {
+                    out.push((name, FieldTree::scalar()));
+                }
+            }
+            out
+        }
     }
 }
 
@@ -464,6 +544,122 @@ impl Checker<'_> {
                 self.expr(scope, text, expr, &key(&format!("measures.{column}")));
             }
         }
+    }
+
+    /// Checks join `k`'s references against its sides' fields, and that no output column is
+    /// written by both sides; returns the fields of its rows.
+    fn join(
+        &mut self,
+        k: usize,
+        spec: &S<super::spec::BinaryJoinSpec>,
+        join: &BinaryJoinPlan,
+        left: &Scope,
+        right: &Scope,
+    ) -> FieldTree {
+        let x = spec.get_ref();
+        let key = |k2: &str| format!("joins[{k}].{k2}");
+        for (l, r) in x.on.get_ref() {
+            // The left key is a TOML key: found by its text within the table.
+            let at = find_word(&self.text[x.on.span()], l).map_or(x.on.span(), |o| {
+                let start = x.on.span().start + o;
+                start..start + l.len()
+            });
+            self.path(left, at, l, &key(&format!("on.{l}")));
+            self.path(right, r.span(), r.get_ref(), &key(&format!("on.{l}")));
+        }
+        if let (Some(iv), super::join::JoinTime::Interval { .. }) = (&x.interval, &join.time) {
+            if let Some(u) = &iv.get_ref().until {
+                self.path(left, u.span(), u.get_ref(), &key("interval.until"));
+            }
+        }
+        for (side, entries, scope) in [("left", &x.left_fields, left), ("right", &x.right_fields, right)] {
+            for (n, e) in entries.iter().flatten().enumerate() {
+                if let Ok((_, column, _)) = super::join::parse_field_entry(e.get_ref()) {
+                    self.path(scope, e.span(), &column, &key(&format!("{side}_fields[{n}]")));
+                }
+            }
+        }
+        // The output's columns: the left's time and type, its columns, the window's, then the
+        // right's; each name once.
+        let (lt, ly) = (join.left_fields.0.as_str(), join.left_fields.1.as_str());
+        let mut tree = FieldTree::default();
+        let mut taken: Vec<String> = [lt, ly]
+            .iter()
+            .filter(|f| !f.is_empty())
+            .map(|f| f.to_string())
+            .collect();
+        for f in &taken {
+            tree.insert(f, FieldTree::scalar());
+        }
+        for (name, t) in side_columns(&join.left_columns, left.tree, None) {
+            if name != lt && name != ly {
+                taken.push(name.clone());
+                tree.insert(&name, t);
+            }
+        }
+        if let super::join::JoinTime::Window(_) = join.time {
+            for w in ["window_start", "window_end"] {
+                if taken.iter().any(|t| t == w) {
+                    let span = x.window.as_ref().map_or(x.name.span(), |w| w.span());
+                    self.clash(span, &key("window"), w, "the left's", "the window join's");
+                }
+                taken.push(w.to_string());
+                tree.insert(w, FieldTree::scalar());
+            }
+        }
+        let (rt, ry) = (join.right_fields.0.as_str(), join.right_fields.1.as_str());
+        let right_names = side_columns(&join.right_columns, right.tree, Some((rt, ry)));
+        for (name, t) in &right_names {
+            if taken.contains(name) {
+                let span = x
+                    .right_fields
+                    .as_ref()
+                    .and_then(|f| f.iter().find(|e| e.get_ref().ends_with(name.as_str())))
+                    .map_or(x.right.span(), |e| e.span());
+                let k2 = if x.right_fields.is_some() {
+                    "right_fields"
+                } else {
+                    "right"
+                };
+                self.clash(span, &key(k2), name, "the left's or the window's", "the right's");
+            }
+            tree.insert(name, t.clone());
+        }
+        tree.open |= left.tree.open && matches!(join.left_columns, super::join::Columns::All { .. });
+        tree.open |= right.tree.open && matches!(join.right_columns, super::join::Columns::All { .. });
+        let out_scope = Scope {
+            tree: &tree,
+            source: left.source,
+            sampled: false,
+            label: format!("the rows of join `{}`", join.name),
+        };
+        if let (Some(text), Some(expr)) = (&x.filter, &join.filter) {
+            self.expr(&out_scope, text, expr, &key("where"));
+        }
+        tree
+    }
+
+    /// Reports an output column that two parts of a join would both write.
+    fn clash(&mut self, span: Range<usize>, key: &str, column: &str, first: &str, second: &str) {
+        let (line, column_at) = line_col(self.text, span.start);
+        if self
+            .first
+            .as_ref()
+            .is_some_and(|f| (f.line, f.column) <= (line, column_at))
+        {
+            return;
+        }
+        self.first = Some(SpecError {
+            file: self.file.to_path_buf(),
+            line,
+            column: column_at,
+            key: key.to_string(),
+            message: format!("the joined rows would have two columns `{column}`: {first} and {second}"),
+            help: Some(
+                "name the right's columns apart: `right_prefix = \"r_\"`, or list them with an alias, `right_fields = [\"COLUMN as NAME\"]`"
+                    .into(),
+            ),
+        });
     }
 
     /// Checks a field path written as a whole string value (`group_by`, keys, `order_by`).

@@ -10,6 +10,7 @@ pub mod duration;
 pub mod field_tree;
 pub mod graph;
 mod hints;
+pub mod join;
 pub mod known_fields;
 pub mod metadata;
 pub mod retention;
@@ -29,6 +30,7 @@ use crate::expr::Expr;
 pub use crate::model::aggregate::Func;
 pub use crate::model::window::WindowPlan;
 pub use graph::{OutputPlan, Port, Stage, StageKind, StageRef, WINDOW_TIME};
+pub use join::BinaryJoinPlan;
 pub use metadata::MetadataPlan;
 pub use router::RouterPlan;
 pub use top_n::TopNPlan;
@@ -588,6 +590,9 @@ impl Plan {
                     // partitions of an insert-only input, every row of a partition arrives at
                     // one time, and the top is emitted once.
                     StageKind::TopN(t) => upstream || t.release_lag_ms.is_none(),
+                    // A changelog join revises its rows; the timed joins emit each pair (and
+                    // each unmatched left row) once.
+                    StageKind::Join(j) => j.retracts(stage.inputs.iter().any(|r| self.retracts(r))),
                     // Each decision is made once, as of its event's time.
                     StageKind::Router(_) => false,
                     // Records and tasks are revised as completions and migrations arrive.
@@ -632,6 +637,7 @@ impl Plan {
                 StageKind::Aggregate(a) => a.input_lag_ms + a.retain_ms + 1,
                 // Stages do not read forecasts (validation refuses it).
                 StageKind::Forecast(_) => 0,
+                StageKind::Join(j) => j.lag_ms(),
                 _ => self.lag_of(&self.stages[*i].inputs[0]),
             },
         }

@@ -89,6 +89,12 @@ pub fn retention(plan: &Plan) -> Retention {
         // A router's regional state (latest samples, regions, forecasts) is not snapshotted
         // either: the records of the sources it reads besides its events are kept.
         // A services stage's model, sequences and pipes depend on the whole log.
+        // A join's state is not snapshotted either: the records of both sides are kept.
+        if let StageKind::Join(_) = &stage.kind {
+            for input in &stage.inputs {
+                horizons[plan.root_source(input)] = FOREVER;
+            }
+        }
         if let StageKind::Services(_) = &stage.kind {
             horizons[plan.root_source(&stage.inputs[0])] = FOREVER;
         }
@@ -251,6 +257,28 @@ ttl = "1h"
         let r = retention(&p);
         // The TTL is state, not a horizon.
         let expect = vec![row("events", 0, true), row("plans", 0, false), row("profiles", 0, true)];
+        assert_eq!(by_name(&p, &r), expect);
+    }
+
+    #[test]
+    fn a_join_stage_keeps_both_sides_records() {
+        let p = plan(
+            r#"
+[[joins]]
+name = "j"
+left = "events"
+right = "plans"
+on = { plan_id = "id" }
+window = { tumbling = "1m" }
+"#,
+        );
+        let r = retention(&p);
+        // Its state is not snapshotted: both sources are replayed from the log.
+        let expect = vec![
+            row("events", FOREVER, false),
+            row("plans", FOREVER, false),
+            row("profiles", 0, false),
+        ];
         assert_eq!(by_name(&p, &r), expect);
     }
 

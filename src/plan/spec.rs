@@ -25,6 +25,9 @@ pub struct SpecFile {
     /// The first `n` rows per partition of a source or an output (`[[top_n]]`).
     #[serde(default)]
     pub top_n: Vec<S<TopNSpec>>,
+    /// Joins of two sources or outputs (`[[joins]]`).
+    #[serde(default)]
+    pub joins: Vec<S<BinaryJoinSpec>>,
     /// Schema inference, registry and conformance, per source name.
     ///
     /// Tables that sub-tables or dotted keys create implicitly (`[schemas.events.pin]` without
@@ -535,6 +538,54 @@ pub struct TopNSpec {
     /// A field added to each row holding its 1-based rank.
     #[serde(default)]
     pub rank: Option<S<String>>,
+}
+
+/// `[[joins]]`: two sources or outputs joined on equal keys: a changelog join, an interval
+/// join or a window join (see `plan::join`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BinaryJoinSpec {
+    /// The output.
+    pub name: S<String>,
+    /// A source (after its stages) or an output, on each side.
+    pub left: S<String>,
+    pub right: S<String>,
+    /// Key columns: `{ left_column = "right_column", ... }`.
+    pub on: S<IndexMap<String, S<String>>>,
+    /// `"inner"` (default) or `"left"`.
+    #[serde(default)]
+    pub kind: Option<S<String>>,
+    /// An interval join: `{ before = D, after = D }` or `{ before = D, until = "LEFT_COLUMN" }`.
+    #[serde(default)]
+    pub interval: Option<S<IntervalSpec>>,
+    /// A window join: `{ tumbling = D }` or `{ size = D, slide = D }`.
+    #[serde(default)]
+    pub window: Option<S<WindowSpec>>,
+    /// A condition over the joined row, part of the match.
+    #[serde(default, rename = "where")]
+    pub filter: Option<S<String>>,
+    /// The left's columns to keep, `"COLUMN"` or `"COLUMN as NAME"` (default: all).
+    #[serde(default)]
+    pub left_fields: Option<Vec<S<String>>>,
+    /// The right's columns to keep, likewise (default: all but keys named as the left's).
+    #[serde(default)]
+    pub right_fields: Option<Vec<S<String>>>,
+    /// A prefix for the names of the right's columns (default none).
+    #[serde(default)]
+    pub right_prefix: Option<S<String>>,
+}
+
+/// `interval = { ... }` of a join: the right row's time within `[left.time - before,
+/// left.time + after]`, or `[left.time - before, left.UNTIL]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntervalSpec {
+    #[serde(default)]
+    pub before: Option<S<String>>,
+    #[serde(default)]
+    pub after: Option<S<String>>,
+    #[serde(default)]
+    pub until: Option<S<String>>,
 }
 
 /// `[[forecasts]]`: per series (key fields × value fields), the current forecast of the next

@@ -1,6 +1,7 @@
 //! Validation: a [`SpecFile`] becomes a [`Plan`], or a [`SpecError`] that names the file, line
 //! and key at fault and, where the valid values form a short list, suggests them.
 
+mod join;
 mod services;
 
 use std::collections::BTreeSet;
@@ -113,6 +114,7 @@ fn plan_spec(
         .iter()
         .map(|a| a.get_ref().name.get_ref())
         .chain(spec.top_n.iter().map(|t| t.get_ref().name.get_ref()))
+        .chain(spec.joins.iter().map(|j| j.get_ref().name.get_ref()))
         .collect();
     let mut schemas = Vec::new();
     for (name, stage) in &spec.schemas {
@@ -231,29 +233,51 @@ fn plan_spec(
         streams.push((source.name.clone(), chain[i].clone()));
     }
 
-    // Aggregates and top-N stages read a source, an enriched output, a route destination or
-    // each other's outputs; they are planned after what they read. Node `i < A` is aggregate
-    // `i`, node `A + j` is top-N `j`.
+    // Aggregates, top-N stages and joins read a source, an enriched output, a route
+    // destination or each other's outputs; they are planned after what they read. Node `i < A`
+    // is aggregate `i`, node `A + j` is top-N `j`, node `A + T + k` is join `k`.
     let a_len = spec.aggregates.len();
-    let node_source = |i: usize| -> &S<String> {
-        match i.checked_sub(a_len) {
-            None => &spec.aggregates[i].get_ref().source,
-            Some(j) => &spec.top_n[j].get_ref().source,
+    let t_len = spec.top_n.len();
+    // What node `i` reads, each with its key.
+    let node_reads = |i: usize| -> Vec<(&S<String>, String)> {
+        if i < a_len {
+            vec![(&spec.aggregates[i].get_ref().source, format!("aggregates[{i}].source"))]
+        } else if i < a_len + t_len {
+            let j = i - a_len;
+            vec![(&spec.top_n[j].get_ref().source, format!("top_n[{j}].source"))]
+        } else {
+            let k = i - a_len - t_len;
+            let j = spec.joins[k].get_ref();
+            vec![
+                (&j.left, format!("joins[{k}].left")),
+                (&j.right, format!("joins[{k}].right")),
+            ]
         }
     };
-    let node_key = |i: usize| match i.checked_sub(a_len) {
-        None => format!("aggregates[{i}]"),
-        Some(j) => format!("top_n[{j}]"),
+    let node_key = |i: usize| {
+        if i < a_len {
+            format!("aggregates[{i}]")
+        } else if i < a_len + t_len {
+            format!("top_n[{}]", i - a_len)
+        } else {
+            format!("joins[{}]", i - a_len - t_len)
+        }
     };
     let reads = |i: usize| -> Vec<usize> {
-        let source = node_source(i).get_ref();
-        aggregate_names.iter().position(|n| *n == source).into_iter().collect()
+        node_reads(i)
+            .iter()
+            .filter_map(|(source, _)| aggregate_names.iter().position(|n| *n == source.get_ref()))
+            .collect()
     };
     let order = super::graph::topological_order(aggregate_names.len(), reads).map_err(|cycle| {
         let chain: Vec<String> = cycle.iter().map(|i| format!("`{}`", aggregate_names[*i])).collect();
+        // The read of the first node that leads around the cycle.
+        let next = aggregate_names[cycle[1]];
+        let reads = node_reads(cycle[0]);
+        let (source, key) = reads.iter().find(|(s, _)| s.get_ref() == next).unwrap_or(&reads[0]);
         cx.error(
-            node_source(cycle[0]).span(),
-            &format!("{}.source", node_key(cycle[0])),
+            source.span(),
+            key,
             format!("stages read each other in a cycle: {}", chain.join(" reads ")),
             None,
         )
@@ -265,25 +289,36 @@ fn plan_spec(
             .copied()
             .zip(node_stage.iter().copied())
             .collect();
-        let input = cx.stream(node_source(i), &format!("{}.source", node_key(i)), &streams, &planned)?;
-        let (name, name_span, kind) = match i.checked_sub(a_len) {
-            None => {
-                let a = &spec.aggregates[i];
-                let fields = plan.fields_of(&input);
-                let mut agg = cx.aggregate(i, a, fields, plan.root_source(&input), tick_ms)?;
-                agg.input_lag_ms = plan.lag_of(&input);
-                derive_monotonic(&cx, a, i, &mut agg, plan.retracts(&input))?;
-                (agg.name.clone(), a.get_ref().name.span(), StageKind::Aggregate(agg))
-            }
-            Some(j) => {
-                let t = &spec.top_n[j];
-                let top = cx.top_n(j, t, &plan, &input)?;
-                (
-                    top.name.clone(),
-                    t.get_ref().name.span(),
-                    StageKind::TopN(Box::new(top)),
-                )
-            }
+        let mut inputs = Vec::new();
+        for (source, key) in node_reads(i) {
+            inputs.push(cx.stream(source, &key, &streams, &planned)?);
+        }
+        let input = inputs[0].clone();
+        let (name, name_span, kind) = if i < a_len {
+            let a = &spec.aggregates[i];
+            let fields = plan.fields_of(&input);
+            let mut agg = cx.aggregate(i, a, fields, plan.root_source(&input), tick_ms)?;
+            agg.input_lag_ms = plan.lag_of(&input);
+            derive_monotonic(&cx, a, i, &mut agg, plan.retracts(&input))?;
+            (agg.name.clone(), a.get_ref().name.span(), StageKind::Aggregate(agg))
+        } else if i < a_len + t_len {
+            let j = i - a_len;
+            let t = &spec.top_n[j];
+            let top = cx.top_n(j, t, &plan, &input)?;
+            (
+                top.name.clone(),
+                t.get_ref().name.span(),
+                StageKind::TopN(Box::new(top)),
+            )
+        } else {
+            let k = i - a_len - t_len;
+            let j = &spec.joins[k];
+            let join = cx.binary_join(k, j, &plan, &inputs, tick_ms)?;
+            (
+                join.name.clone(),
+                j.get_ref().name.span(),
+                StageKind::Join(Box::new(join)),
+            )
         };
         let taken = aggregate_names.iter().take(i).any(|n| **n == name)
             || name == crate::DEAD_LETTERS
@@ -298,15 +333,12 @@ fn plan_spec(
             };
             return Err(cx.error(name_span, &format!("{}.name", node_key(i)), why, None));
         }
-        plan.stages.push(Stage {
-            name,
-            inputs: vec![input],
-            kind,
-        });
+        plan.stages.push(Stage { name, inputs, kind });
         node_stage[i] = plan.stages.len() - 1;
     }
     let mut aggregate_stage: Vec<usize> = node_stage[..a_len].to_vec();
-    let top_n_stage: Vec<usize> = node_stage[a_len..].to_vec();
+    let top_n_stage: Vec<usize> = node_stage[a_len..a_len + t_len].to_vec();
+    let join_stage: Vec<usize> = node_stage[a_len + t_len..].to_vec();
     // Forecasts read a source, an enriched output, a route destination or an aggregate.
     let mut forecast_stage = Vec::new();
     for (i, f) in spec.forecasts.iter().enumerate() {
@@ -497,7 +529,14 @@ fn plan_spec(
             kind: StageKind::Services(Box::new(services)),
         });
     }
-    plan.outputs = super::graph::outputs(&plan, &aggregate_stage, &top_n_stage, &forecast_stage, &router_stage);
+    plan.outputs = super::graph::outputs(
+        &plan,
+        &aggregate_stage,
+        &top_n_stage,
+        &join_stage,
+        &forecast_stage,
+        &router_stage,
+    );
     check_keep_last(&cx, &spec, &plan)?;
 
     // Projection pushdown: each source decodes only the payload fields some stage reads; a
@@ -518,10 +557,15 @@ fn plan_spec(
                     StageKind::Router(_) | StageKind::Replication(_) | StageKind::Services(_)
                 ) && s.inputs.iter().any(|i| plan.root_source(i) == index)
             })
-            // A top-N's output carries every field of the events it reads.
-            || plan.stages.iter().any(|s| {
-                matches!(s.kind, StageKind::TopN(_))
-                    && super::graph::reads_events_of(&plan, &s.inputs[0]) == Some(index)
+            // A top-N's output carries every field of the events it reads; a join's, those
+            // of both sides.
+            || plan.stages.iter().any(|s| match s.kind {
+                StageKind::TopN(_) => super::graph::reads_events_of(&plan, &s.inputs[0]) == Some(index),
+                StageKind::Join(_) => s
+                    .inputs
+                    .iter()
+                    .any(|i| super::graph::reads_events_of(&plan, i) == Some(index)),
+                _ => false,
             })
         {
             // Enriched outputs carry every field; context rows attach every field by default.

@@ -17,6 +17,7 @@ pub mod continuous;
 pub mod dedup;
 pub mod enrich;
 pub mod forecast;
+pub mod join;
 pub mod metadata;
 pub mod pending;
 pub mod replication;
@@ -195,6 +196,8 @@ pub fn render(
             }
             StageKind::Services(p) => services::stage(input, p, fields),
             StageKind::TopN(p) => top_n::stage(input, p, fields),
+            // Not snapshotted: `plan::retention` keeps both sides' records.
+            StageKind::Join(p) => join::stage(input, events(&stage.inputs[1]), p),
         };
         dead.extend(out.errs.iter().cloned());
         outs.push(out);

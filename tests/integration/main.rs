@@ -13,6 +13,7 @@ mod fields;
 mod forecast;
 mod fuzz;
 mod golden;
+mod joins;
 mod metadata;
 mod nexmark;
 mod notebooks;
