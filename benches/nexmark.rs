@@ -60,7 +60,7 @@ struct Measured {
 /// The best run (by CPU) of `spec` over the files in `data`, outputs written to `out`.
 fn sluice_best(spec: &Path, data: &Path, workers: usize, out: &Path) -> Measured {
     let text = std::fs::read_to_string(spec).unwrap();
-    let inputs: Vec<(String, PathBuf)> = ["person", "auction", "bid"]
+    let inputs: Vec<(String, PathBuf)> = ["person", "auction", "bid", "side_input"]
         .iter()
         .filter(|t| text.contains(&format!("[sources.{t}]")))
         .map(|t| (t.to_string(), data.join(format!("{t}.parquet"))))

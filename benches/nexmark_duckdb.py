@@ -20,7 +20,7 @@ def main():
     for _ in range(int(runs)):
         con = duckdb.connect()
         con.execute(f"SET threads = {int(threads)}")
-        for table in ("person", "auction", "bid"):
+        for table in ("person", "auction", "bid", "side_input"):
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{data}/{table}.parquet')")
         start = time.perf_counter()
         con.execute(f"COPY ({sql}) TO '{out}' (FORMAT parquet)")

@@ -391,11 +391,15 @@ pub(crate) fn read_splits(
     for (i, split) in layout.splits.iter().enumerate().filter(|(i, _)| i % peers == index) {
         watermark.start_split(prefix[i]);
         advance(inputs, &watermark, tick_ms);
-        // Flow control (after moving this worker's own input to split `i`'s start): split `i` waits until every worker has fed the source up to where the
+        // Flow control: split `i` waits until every worker has fed the source up to where the
         // reader of split `i - 1` started, so no worker reads more than about two splits ahead
         // of the slowest, and the operators downstream do not buffer the leader's events.
-        // Readers of earlier splits never wait on later ones, so this cannot deadlock.
+        // Readers of earlier splits never wait on later ones, so this cannot deadlock, provided
+        // this worker's own input is at split `i`'s start first: advanced above, and flushed
+        // here, as an input session only moves its frontier when flushed.
         if i > 0 && peers > 1 {
+            inputs.events.flush();
+            inputs.dead.flush();
             let mut before = Watermark::new(source.allowed_lateness_ms);
             before.start_split(prefix[i - 1]);
             let wm = before.current();

@@ -31,7 +31,7 @@ def normalised(con, relation, columns, types):
 def main():
     data, out, sql_file, name = sys.argv[1:5]
     con = duckdb.connect()
-    for table in ("person", "auction", "bid"):
+    for table in ("person", "auction", "bid", "side_input"):
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{data}/{table}.parquet')")
     sql = open(sql_file).read()
     con.execute(f"CREATE TABLE expected AS {sql}")

@@ -13,6 +13,9 @@
 //!   every Nexmark implementation starts with.
 //! - **Columns** are the reference's field names (`date_time` as the time column, a timestamp
 //!   in milliseconds, `expires` too); ids, prices and bids are `Int64`.
+//! - **Side input.** `DIR/side_input.parquet` is the table query 13 joins bids with: keys 0 to
+//!   9,999, each with its decimal text as `value` (the reference loads such a file at start-up),
+//!   all dated at the base time, before every event.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -32,6 +35,9 @@ pub const BASE_TIME_MS: u64 = 1_767_225_600_000;
 /// The three tables, in the order written.
 pub const TABLES: [&str; 3] = ["person", "auction", "bid"];
 
+/// The side input's keys: `0..SIDE_INPUT_KEYS` (query 13 joins on `auction % 10000`).
+pub const SIDE_INPUT_KEYS: i64 = 10_000;
+
 fn time_type() -> DataType {
     DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
 }
@@ -42,6 +48,7 @@ pub fn schema(table: &str) -> SchemaRef {
     let text = |name: &str| Field::new(name, DataType::Utf8, false);
     let time = |name: &str| Field::new(name, time_type(), false);
     let fields = match table {
+        "side_input" => vec![int("key"), text("value"), time("date_time")],
         "person" => vec![
             int("id"),
             text("name"),
@@ -166,12 +173,18 @@ pub(crate) fn generate(config: &GenerateConfig) -> Result<GenerateSummary, Gener
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let mut context: Vec<ContextFile> = Vec::with_capacity(TABLES.len());
+    let mut context: Vec<ContextFile> = Vec::with_capacity(TABLES.len() + 1);
     for sink in sinks {
         context.push(sink.finish()?);
     }
+    let mut side = RowSink::create(&dir.join("side_input.parquet"), schema("side_input"))?;
+    for key in 0..SIDE_INPUT_KEYS {
+        side.push(vec![Value::Int(key), Value::str(&key.to_string()), time(BASE_TIME_MS)])?;
+    }
+    let side = side.finish()?;
     let by_type: Vec<(&'static str, usize)> = TABLES.iter().zip(&context).map(|(t, f)| (*t, f.rows)).collect();
     let written = context.iter().map(|f| f.rows).sum();
+    context.push(side);
     let summary = GenerateSummary {
         events: written,
         late,
@@ -250,9 +263,11 @@ mod tests {
         let summary = super::super::generate_with(&GenerateConfig::new("nexmark", 1_000, 1, &out)).unwrap();
         assert_eq!(summary.events, 1_000);
         assert_eq!(summary.by_type, vec![("person", 20), ("auction", 60), ("bid", 920)]);
-        for table in TABLES {
+        for table in TABLES.iter().chain(&["side_input"]) {
             assert!(out.join(format!("{table}.parquet")).exists());
         }
         assert_eq!(summary.late, 0);
+        let side = summary.context.last().unwrap();
+        assert_eq!(side.rows, SIDE_INPUT_KEYS as usize);
     }
 }

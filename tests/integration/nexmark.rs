@@ -36,7 +36,7 @@ fn every_nexmark_query_equals_duckdb_with_1_2_and_4_workers() {
         let sql = queries_dir.join(format!("{q}.sql"));
         assert!(sql.exists(), "{q}.toml has no {q}.sql to check it against");
         let text = std::fs::read_to_string(&spec).unwrap();
-        let inputs: Vec<String> = ["person", "auction", "bid"]
+        let inputs: Vec<String> = ["person", "auction", "bid", "side_input"]
             .iter()
             .filter(|t| text.contains(&format!("[sources.{t}]")))
             .flat_map(|t| {
