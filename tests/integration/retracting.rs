@@ -67,9 +67,11 @@ fn tick(t: i64) -> i64 {
 
 /// An enriched event: its time and, when its user had a profile, (tier, score, profile time):
 /// the attached row carries the context's time field too.
-type Enriched = (i64, Option<(&'static str, i64, i64)>);
+type Enriched = (i64, Option<(&'static str, i64)>);
 
-/// The consolidated enriched view at time `at`: every event with its user's latest profile.
+/// The consolidated enriched view at time `at`: every event with its user's latest profile, as
+/// the join attaches it (its `fields`, not its time: a new profile row with the same values
+/// changes no event).
 fn view(case: &Case, at: i64) -> BTreeMap<Enriched, i64> {
     let mut out = BTreeMap::new();
     for &(time, user) in case.events.iter().filter(|(t, _)| tick(*t) <= at) {
@@ -78,7 +80,7 @@ fn view(case: &Case, at: i64) -> BTreeMap<Enriched, i64> {
             .iter()
             .filter(|p| p.user == user && tick(p.time) <= at)
             .max_by_key(|p| p.time)
-            .map(|p| (p.tier, p.score, p.time));
+            .map(|p| (p.tier, p.score));
         *out.entry((time, profile)).or_insert(0) += 1;
     }
     out
@@ -115,11 +117,8 @@ fn expected(case: &Case, at: i64, w: &Shape) -> BTreeSet<Vec<Value>> {
         let v = views.entry(tick(as_of)).or_insert_with(|| view(case, as_of));
         for ((time, profile), n) in v.iter() {
             if *time >= start && *time < end {
-                let group = profile.map_or(Value::Null, |(tier, _, _)| Value::str(tier));
-                groups
-                    .entry((group, start))
-                    .or_default()
-                    .push((profile.map(|(t, s, _)| (t, s)), *n));
+                let group = profile.map_or(Value::Null, |(tier, _)| Value::str(tier));
+                groups.entry((group, start)).or_default().push((*profile, *n));
             }
         }
     }
