@@ -332,7 +332,6 @@ fn parse_input(s: &str) -> Result<(String, PathBuf), String> {
 }
 
 fn main() -> ExitCode {
-    sluice::run::tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -344,6 +343,11 @@ fn main() -> ExitCode {
             };
         }
     };
+    // Batch commands keep freed memory for reuse; a server keeps mimalloc's default, which
+    // hands idle memory back to the OS (its RSS is bounded by tests/integration/serve_memory.rs).
+    if !matches!(cli.command, Command::Serve(_)) {
+        sluice::run::tune_allocator();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)

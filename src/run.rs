@@ -125,8 +125,9 @@ pub(crate) struct WorkerOutput {
 /// returning it made the kernel zero fresh pages for a quarter of the run time. An explicit
 /// `MIMALLOC_PURGE_DELAY` wins. The option is set through mimalloc's API: setting the
 /// environment variable from `main` came too late, as the runtime's allocations before `main`
-/// had already read it (`MIMALLOC_SHOW_STATS=1` showed gigabytes purged). The binary (and each
-/// bench that measures a run, to measure what the binary does) calls this first in `main`.
+/// had already read it (`MIMALLOC_SHOW_STATS=1` showed gigabytes purged). The binary calls this
+/// for its batch commands (not `serve`, a long-lived process that should hand idle memory
+/// back), and so does each bench that measures a run, to measure what the binary does.
 pub fn tune_allocator() {
     /// `mi_option_purge_delay` in mimalloc's `mi_option_e` (v2 and v3).
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
