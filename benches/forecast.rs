@@ -8,8 +8,9 @@
 //! `models = ["ets", "mstl", "ar"]`: a training window of four periods (4 days, 1,152 steps),
 //! refits every period (daily), an AutoETS search every 4th refit (`search_every`), the two
 //! baselines besides the three models, inverse-error ensemble. (`dataflows/regional_load.toml`
-//! adds a weekly period, a 14-day window and 6-hour refits.) With one period, `mstl` removes
-//! the same season as `ets`: the two share one fit. Each series has its own refit phase, as a
+//! adds a weekly period, a 14-day window and 6-hour refits.) With one period, a search of `ets`
+//! fits AutoETS with and without the season and keeps the lower AICc; `mstl` always removes the
+//! season and takes `ets`'s fit when `ets` kept it. Each series has its own refit phase, as a
 //! dataflow derives from the series key, so refits and searches spread over the steps. It
 //! measures:
 //! 1. the model layer: one `SeriesForecaster` per series, fed step by step across all series on

@@ -5,6 +5,7 @@
 #   tests/setup-python.sh              duckdb only (the oracle tests and benchmarks)
 #   tests/setup-python.sh --notebooks  also notebooks/requirements.txt (pandas, matplotlib,
 #                                      nbclient, ...) into the same venv
+#   tests/setup-python.sh --pathway    also Pathway and pandas (benches/pathway_compare.py)
 #
 # Everything but the python path goes to stderr, so callers can use `$(tests/setup-python.sh)`.
 set -euo pipefail
@@ -17,10 +18,12 @@ if command -v flock >/dev/null; then
   flock 9
 fi
 notebooks=0
+pathway=0
 for arg in "$@"; do
   case "$arg" in
     --notebooks) notebooks=1 ;;
-    *) echo "usage: $0 [--notebooks]" >&2; exit 2 ;;
+    --pathway) pathway=1 ;;
+    *) echo "usage: $0 [--notebooks] [--pathway]" >&2; exit 2 ;;
   esac
 done
 if [ ! -x "$venv/bin/python" ]; then
@@ -40,5 +43,8 @@ if [ "$notebooks" = 1 ]; then
     "$venv/bin/pip" install --quiet -r "$reqs" >&2
     echo "$want" >"$stamp"
   fi
+fi
+if [ "$pathway" = 1 ] && ! "$venv/bin/python" -c "import pathway, pandas, pyarrow" 2>/dev/null; then
+  "$venv/bin/pip" install --quiet "pathway>=0.33,<1" "pandas>=2.2" "pyarrow>=15" >&2
 fi
 echo "$venv/bin/python"

@@ -138,13 +138,18 @@ fn short_series_use_baselines_and_say_why() {
     let mut settings = settings();
     settings.start = 30;
     let ev = rolling_origin(&[EvalSeries::values(s.name, &s.y)], &settings).unwrap();
-    // The smoothing models need two cycles of their periods: they do not forecast.
-    for m in [ModelKind::Ets, ModelKind::Mstl] {
-        assert!(
-            ev.errors.iter().all(|e| e.member != Member::Model(m)),
-            "{m} forecast on 40 samples"
-        );
-    }
+    // `mstl` needs two cycles of its periods: it does not forecast. `ets` starts as plain
+    // AutoETS at 8 samples and considers the season once it has two cycles.
+    assert!(
+        ev.errors.iter().all(|e| e.member != Member::Model(ModelKind::Mstl)),
+        "mstl forecast on 40 samples"
+    );
+    let ets = ev.errors.iter().filter(|e| e.member == Member::Model(ModelKind::Ets));
+    assert_eq!(
+        ets.map(|e| e.origin).min(),
+        Some(settings.start),
+        "ets scored from the start"
+    );
     // `ar` starts with its non-seasonal lags once it has 33 samples (3 lags, 30 rows).
     let ar: Vec<usize> = ev
         .errors
@@ -154,12 +159,14 @@ fn short_series_use_baselines_and_say_why() {
         .collect();
     assert_eq!(ar.iter().min(), Some(&33), "{ar:?}");
     assert!(ev.rows(s.name, Member::Ensemble).all(|r| r.mase.is_finite()));
-    let mut f = crate::model::forecast::SeriesForecaster::new(settings.forecast.clone()).unwrap();
+    let mut forecast = settings.forecast.clone();
+    forecast.models = vec![ModelKind::Mstl];
+    let mut f = crate::model::forecast::SeriesForecaster::new(forecast).unwrap();
     for &y in &s.y {
         f.observe(crate::model::forecast::Obs::value(y)).unwrap();
     }
     assert_eq!(
         f.issued().used[0].to_string().split(" (").nth(1),
-        Some("too short: 40 < 48)")
+        Some("too short: 40 < 336)")
     );
 }

@@ -134,6 +134,29 @@ impl ArModel {
     }
 }
 
+/// Whether the recursion `x(t) = Σ a_L·x(t−L)` is explosive: its response to a unit impulse,
+/// followed for eight times the largest lag (at least 256 steps), still exceeds 100 over the
+/// last largest lag. A
+/// stationary fit decays, a unit root (naive, seasonal naive, or both: growth linear in the
+/// number of cycles) stays within about 9; a root outside the unit circle grows geometrically.
+/// Least squares finds such roots on windows dominated by a few bursts, and a recursive
+/// forecast from them runs away within the horizon.
+fn explosive(lags: &[usize], coefficients: &[f64]) -> bool {
+    let max_lag = lags.last().copied().unwrap_or(1);
+    let steps = (8 * max_lag).max(256) + max_lag;
+    let mut x = vec![0.0f64; steps];
+    x[0] = 1.0;
+    for t in 1..steps {
+        x[t] = lags
+            .iter()
+            .zip(coefficients)
+            .filter(|(&l, _)| l <= t)
+            .map(|(&l, a)| a * x[t - l])
+            .sum();
+    }
+    x[steps - max_lag..].iter().any(|v| !v.is_finite() || v.abs() > 100.0)
+}
+
 fn numerical(message: impl ToString) -> FitError {
     FitError::Numerical {
         model: "ar".into(),
@@ -184,6 +207,9 @@ impl Forecaster for ArModel {
         };
         if !c.intercept.is_finite() || !params.iter().all(|v| v.is_finite()) {
             return Err(numerical("non-finite coefficients"));
+        }
+        if explosive(&lags, &c.lags) {
+            return Err(numerical("explosive fit: its forecasts would grow without bound"));
         }
         self.lags = lags;
         // σ_h from recursive in-sample forecasts at the last origins.
@@ -320,6 +346,27 @@ mod tests {
                 y[50 + h]
             );
         }
+    }
+
+    #[test]
+    fn explosive_fits_are_refused() {
+        // Unit roots are not explosive: naive, seasonal naive, and both at once (growth
+        // linear in the cycles); stationary fits decay.
+        assert!(!explosive(&[1], &[1.0]));
+        assert!(!explosive(&[1, 24, 25], &[1.0, 1.0, -1.0]));
+        assert!(!explosive(&[1, 2], &[0.5, 0.3]));
+        assert!(!explosive(&[1, 2], &[-1.0, 0.0]));
+        // Roots outside the unit circle are.
+        assert!(explosive(&[1], &[1.05]));
+        assert!(explosive(&[1, 2], &[1.5, -0.2]));
+        assert!(explosive(&[1, 24], &[0.5, 1.5]));
+        // A window that grows by 5% a step fits a = 1.05: refused, and the model does not
+        // forecast (a previous fit would have stayed).
+        let y: Vec<f64> = (0..200).map(|t| 1.05f64.powi(t) + 0.01 * (t % 3) as f64).collect();
+        let mut m = ArModel::new(ArConfig { order: 1, exog: 0 }, 3);
+        let e = m.refit(Window::values(&y), &[]).unwrap_err();
+        assert!(e.to_string().contains("explosive"), "{e}");
+        assert!(m.forecast(3, &[]).is_none());
     }
 
     #[test]

@@ -109,6 +109,13 @@ impl EtsState {
     /// (Nelder–Mead on the likelihood), a form that fails or has a NaN AICc is skipped, and the
     /// lowest AICc wins. A test checks that it picks the model `AutoETS::new(1, "AZN")` picks.
     pub fn fit(y: &[f64], horizon: usize) -> Result<EtsState, FitError> {
+        Self::fit_scored(y, horizon).map(|(s, _)| s)
+    }
+
+    /// [`fit`](Self::fit), with what the winning form's AICc is made of (`−2 log L` of `y`
+    /// under it, its parameters), so that [`Criterion::aicc`] can count more parameters: those
+    /// of a seasonal profile removed beforehand.
+    pub fn fit_scored(y: &[f64], horizon: usize) -> Result<(EtsState, Criterion), FitError> {
         Self::check_len(y)?;
         let mut best: Option<Model> = None;
         for form in EtsForm::SEARCH {
@@ -119,7 +126,14 @@ impl EtsState {
             }
         }
         let model = best.ok_or_else(|| numerical("no model found"))?;
-        EtsState::from_model(&model, y, horizon)
+        let state = EtsState::from_model(&model, y, horizon)?;
+        let k = state.form.n_params();
+        let criterion = Criterion {
+            minus_two_log_l: -2.0 * model.log_likelihood(),
+            params: k,
+            n: y.len(),
+        };
+        Ok((state, criterion))
     }
 
     /// Read back a model augurs fitted on `y` (tests fix the form through `AutoETS`).
@@ -287,6 +301,31 @@ impl EtsState {
         let i = h.clamp(1, self.sigma_h.len().max(1)) - 1;
         self.sigma_h.get(i).copied().unwrap_or(f64::NAN)
     }
+}
+
+/// What an information criterion needs of a fit: `−2 log L`, the parameters, the samples.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Criterion {
+    pub minus_two_log_l: f64,
+    pub params: usize,
+    pub n: usize,
+}
+
+impl Criterion {
+    /// AICc with `extra` parameters besides the fit's own (infinite when the samples cannot
+    /// carry them).
+    pub fn aicc(&self, extra: usize) -> f64 {
+        self.minus_two_log_l + aicc_penalty(self.params + extra, self.n)
+    }
+}
+
+/// AICc's penalty for `k` parameters on `n` samples: `2k + 2k(k+1)/(n−k−1)`.
+fn aicc_penalty(k: usize, n: usize) -> f64 {
+    if n <= k + 1 {
+        return f64::INFINITY;
+    }
+    let k = k as f64;
+    2.0 * k + 2.0 * k * (k + 1.0) / (n as f64 - k - 1.0)
 }
 
 /// `σ_h`, `h = 1..=horizon`, of an additive-error ETS form with residual variance `sigma2`:

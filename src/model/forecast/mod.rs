@@ -217,18 +217,26 @@ impl AnyModel {
 
     /// Whether refitting `self` on a window gives the fit that refitting `other` on it gives:
     /// `ets` and `mstl` removing the same periods (one period, or none) with equal current fits.
-    pub fn refits_like(&self, other: &AnyModel, periods: &[usize]) -> bool {
+    pub fn refits_like(&self, other: &AnyModel, periods: &[usize], search: bool) -> bool {
         match (self, other) {
-            (AnyModel::Ets(a), AnyModel::Ets(b)) => a.refits_like(b, periods),
+            (AnyModel::Ets(a), AnyModel::Ets(b)) => a.refits_like(b, periods, search),
             _ => false,
         }
     }
 
     /// Take `other`'s fit, when [`refits_like`](AnyModel::refits_like) held before `other`
     /// was refitted: the fit `self` would have made.
-    pub fn adopt_fit(&mut self, other: &AnyModel) {
-        if let (AnyModel::Ets(a), AnyModel::Ets(b)) = (self, other) {
-            a.adopt_fit(b);
+    pub fn adopt_fit(&mut self, other: &mut AnyModel) -> bool {
+        match (self, other) {
+            (AnyModel::Ets(a), AnyModel::Ets(b)) => a.adopt_fit(b),
+            _ => false,
+        }
+    }
+
+    /// Forget what a refit left for another model to take ([`adopt_fit`](AnyModel::adopt_fit)).
+    pub fn drop_candidate(&mut self) {
+        if let AnyModel::Ets(m) = self {
+            m.drop_candidate();
         }
     }
 

@@ -72,7 +72,7 @@ impl ForecastConfig {
             min_errors: 12,
             selection: Selection::InverseError {
                 power: 2.0,
-                within: 1.5,
+                within: 1.2,
             },
             ar_order: 3,
         }

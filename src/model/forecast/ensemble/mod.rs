@@ -267,23 +267,30 @@ impl SeriesForecaster {
             };
         }
         // A due model that refits like an earlier due one (`ets` and `mstl` removing the same
-        // single period) takes its fit instead of computing it again.
+        // single period) takes its fit instead of computing it again: the fit itself, or, when a
+        // search of `ets` chose no season, the seasonal fit it made and set aside.
+        let search = scheduled == Some(Refit::Search);
         let twin: Vec<Option<usize>> = (0..self.slots.len())
             .map(|j| {
-                (0..j)
-                    .find(|&i| due[i] && due[j] && self.slots[j].model.refits_like(&self.slots[i].model, &self.periods))
+                (0..j).find(|&i| {
+                    due[i]
+                        && due[j]
+                        && self.slots[j]
+                            .model
+                            .refits_like(&self.slots[i].model, &self.periods, search)
+                })
             })
             .collect();
         for j in 0..self.slots.len() {
             if !due[j] {
                 continue;
             }
-            let result = match twin[j] {
-                Some(i) => {
-                    let (before, rest) = self.slots.split_at_mut(j);
-                    rest[0].model.adopt_fit(&before[i].model);
-                    before[i].last_refit.clone().unwrap_or(Ok(()))
-                }
+            let adopted = twin[j].filter(|&i| {
+                let (before, rest) = self.slots.split_at_mut(j);
+                rest[0].model.adopt_fit(&mut before[i].model)
+            });
+            let result = match adopted {
+                Some(i) => self.slots[i].last_refit.clone().unwrap_or(Ok(())),
                 None => {
                     let model = &mut self.slots[j].model;
                     match scheduled {
@@ -296,6 +303,9 @@ impl SeriesForecaster {
             slot.fitted |= result.is_ok();
             slot.last_refit = Some(result.clone());
             report.push((slot.model.kind(), result));
+        }
+        for slot in &mut self.slots {
+            slot.model.drop_candidate();
         }
     }
 

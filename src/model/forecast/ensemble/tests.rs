@@ -103,7 +103,7 @@ fn realized_errors_name_origin_and_horizon() {
 #[test]
 fn short_series_fall_back_to_a_named_baseline() {
     let mut cfg = ForecastConfig::new(3, vec![24], 500, 24);
-    cfg.models = vec![ModelKind::Ets];
+    cfg.models = vec![ModelKind::Mstl];
     let mut f = SeriesForecaster::new(cfg).unwrap();
     feed(&mut f, &[5.0; 10]);
     assert_eq!(f.issued().used[0].to_string(), "naive (too short: 10 < 48)");
@@ -112,13 +112,13 @@ fn short_series_fall_back_to_a_named_baseline() {
     assert_eq!(f.issued().used[0].to_string(), "naive (too short: 30 < 48)");
     let steps = feed(&mut f, &[5.0; 18]);
     // At 48 samples the model is fitted (first time it can be) and warms up.
-    assert!(steps[17].refits.iter().any(|(k, r)| *k == ModelKind::Ets && r.is_ok()));
+    assert!(steps[17].refits.iter().any(|(k, r)| *k == ModelKind::Mstl && r.is_ok()));
     assert_eq!(
         f.issued().used[0].to_string(),
         "naive 0.50 + seasonal_naive 0.50 (warming up: 0 < 12 errors)"
     );
     feed(&mut f, &[5.0; 12]);
-    // `ets` is eligible now: any label, but no fallback reason.
+    // `mstl` is eligible now: any label, but no fallback reason.
     assert_eq!(f.issued().used[0].fallback, None);
 }
 
