@@ -14,6 +14,8 @@
 //! Each timing is the best of three runs. Results print as a Markdown table and are written to
 //! `bench-data/results.md`.
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -164,12 +166,7 @@ fn main() {
     // 2. Window query against DuckDB.
     let window_plan = plan(&path, WINDOW_QUERY);
     let ours = best(|| sluice_run(&window_plan));
-    let setup = Command::new("bash")
-        .arg(repo().join("tests/setup-python.sh"))
-        .output()
-        .unwrap();
-    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
-    let python = PathBuf::from(String::from_utf8(setup.stdout).unwrap().trim());
+    let python = common::venv_python();
     let script = repo().join("benches/duckdb_window.py");
     let duck = Command::new(&python)
         .arg(&script)

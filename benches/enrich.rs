@@ -23,6 +23,8 @@
 //! Timings are the best of the runs, peak memory the largest max RSS (GNU time). Results print as
 //! a Markdown table and are written to `bench-data/enrich-results.md`.
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -70,16 +72,6 @@ fn data(events: usize) -> (PathBuf, PathBuf) {
         check(&out, "sluice generate");
     }
     (log, context)
-}
-
-/// The venv's python, with DuckDB.
-fn python() -> PathBuf {
-    let setup = Command::new("bash")
-        .arg(repo().join("tests/setup-python.sh"))
-        .output()
-        .unwrap();
-    check(&setup, "setup-python.sh");
-    PathBuf::from(String::from_utf8(setup.stdout).unwrap().trim())
 }
 
 /// Runs `program args` under GNU time: wall time, max RSS in KiB, and stdout.
@@ -192,7 +184,7 @@ fn main() {
     let events = env_or("SLUICE_BENCH_EVENTS", 10_000_000);
     let runs = env_or("SLUICE_BENCH_RUNS", 3);
     let (log, context) = data(events);
-    let python = python();
+    let python = common::venv_python();
     let script = repo().join("benches/duckdb_enrich.py");
     let script = script.to_str().unwrap();
     let specs = tempfile::tempdir().unwrap();

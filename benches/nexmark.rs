@@ -16,6 +16,8 @@
 //!
 //! Results print as a Markdown table and go to `bench-data/nexmark-results.md`.
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -98,11 +100,7 @@ fn sluice_best(spec: &Path, data: &Path, workers: usize, out: &Path) -> Measured
 
 /// DuckDB's best wall seconds for `sql` with `threads`, or `None` when DuckDB is missing.
 fn duckdb_wall(data: &Path, sql: &Path, threads: usize, out: &Path) -> Option<f64> {
-    let setup = Command::new("bash")
-        .arg(repo().join("tests/setup-python.sh"))
-        .output()
-        .ok()?;
-    let python = String::from_utf8(setup.stdout).ok()?.trim().to_string();
+    let python = common::try_venv_python().ok()?;
     let run = Command::new(python)
         .arg(repo().join("benches/nexmark_duckdb.py"))
         .arg(data)

@@ -15,6 +15,8 @@
 //!
 //! Results print as a Markdown table and go to `bench-data/pipeline-results.md`.
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -85,12 +87,7 @@ fn events_read(summary: &str) -> f64 {
 
 fn main() {
     let n = env("SLUICE_BENCH_PIPELINE_EVENTS", 10_000_000);
-    let setup = Command::new("bash")
-        .arg(repo().join("tests/setup-python.sh"))
-        .output()
-        .unwrap();
-    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
-    let python = PathBuf::from(String::from_utf8(setup.stdout).unwrap().trim());
+    let python = common::venv_python();
     let script = repo().join("benches/duckdb_pipeline.py");
     let spec = repo().join("dataflows/learning_analytics.toml");
     let sluice = Path::new(env!("CARGO_BIN_EXE_sluice"));
