@@ -22,7 +22,8 @@
 //! - Records are applied in log order (watermarks are decided in that order whatever the number
 //!   of workers), so replaying the log reproduces the run it records.
 //! - Memory is bounded by configuration: `(max_connections + max_pending_connections) × (64 KiB +
-//!   max_line_bytes)` of connection buffers, `queue_bytes` of queued lines, `max_field_names` interned names.
+//!   max_line_bytes)` of connection buffers, `queue_bytes` of queued lines, a log write group of at
+//!   most 8 MiB, `max_field_names` interned names.
 
 pub mod checkpoint;
 pub mod frame;

@@ -137,6 +137,16 @@ pub(crate) enum ToSequencer {
     Partition(Record),
 }
 
+impl ToSequencer {
+    /// Bytes this message adds to the log's write buffer, about.
+    fn weight(&self) -> usize {
+        match self {
+            ToSequencer::Batch(inbound) => inbound.batch.weight(),
+            ToSequencer::Partition(_) => 64,
+        }
+    }
+}
+
 /// A record decided in a group commit, in log order.
 enum Logged {
     Batch(Inbound),
@@ -166,6 +176,10 @@ pub(crate) fn wall_ms() -> i64 {
 
 /// Most batches committed as one group.
 const MAX_GROUP: usize = 1024;
+
+/// Most bytes of batches committed as one group (one past it is taken): the log's write buffer
+/// holds a group, so this, not the queue budget, bounds it.
+const MAX_GROUP_BYTES: usize = 8 << 20;
 
 pub(crate) struct Sequencer {
     pub wal: Option<Wal>,
@@ -389,20 +403,29 @@ impl Sequencer {
         }
         let mut group: Vec<ToSequencer> = Vec::new();
         loop {
+            let mut bytes = 0;
             match tokio::time::timeout(tick, rx.recv()).await {
-                Ok(Some(first)) => group.push(first),
+                Ok(Some(first)) => {
+                    bytes += first.weight();
+                    group.push(first);
+                }
                 Ok(None) => break,
                 Err(_) => {}
             }
-            while group.len() < MAX_GROUP {
+            while group.len() < MAX_GROUP && bytes < MAX_GROUP_BYTES {
                 match rx.try_recv() {
-                    Ok(more) => group.push(more),
+                    Ok(more) => {
+                        bytes += more.weight();
+                        group.push(more);
+                    }
                     Err(_) => break,
                 }
             }
             // Behind (more queued, or connections waiting for the byte budget): lines that are
             // still on their way must not make their partition look idle.
-            let behind = group.len() == MAX_GROUP || ServeState::get(&self.state.queued_bytes) > self.backlog_bytes;
+            let behind = group.len() == MAX_GROUP
+                || bytes >= MAX_GROUP_BYTES
+                || ServeState::get(&self.state.queued_bytes) > self.backlog_bytes;
             self.commit(&mut group)?;
             if !behind {
                 self.idle_advances()?;
