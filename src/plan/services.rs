@@ -45,6 +45,11 @@ pub struct ServicesPlan {
     pub discount: Option<Discount>,
     /// The counts' sliding event-time window.
     pub window_ms: u64,
+    /// Longer windows, each with its own counts, order and discount, in increasing order; the
+    /// hop probabilities mix all windows' models by fixed share (`model::markov::mixture`).
+    pub long_windows_ms: Vec<u64>,
+    /// The share of the mixture's weight spread evenly after each hop, in `[0, 1)`.
+    pub mix_share: f64,
     /// How often the order and discount are chosen again (`None`: never).
     pub reselect_every_ms: Option<u64>,
     /// The newest share of the window's hops held out to choose them.
@@ -79,7 +84,7 @@ pub const OUTPUTS: [(&str, &[&str], bool); 7] = [
     ),
     (
         "selection",
-        &["time", "order", "discount", "bits_per_hop", "chosen"],
+        &["time", "window_ms", "order", "discount", "bits_per_hop", "chosen"],
         false,
     ),
     ("transitions", &["context", "next", "count", "probability"], true),

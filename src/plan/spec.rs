@@ -688,6 +688,14 @@ pub struct ServicesSpec {
     /// The counts' sliding window (default `30m`).
     #[serde(default)]
     pub window: Option<S<String>>,
+    /// Longer windows whose models are mixed with `window`'s by recent log-loss (default one,
+    /// six times `window`; `[]` for none).
+    #[serde(default)]
+    pub long_windows: Option<Vec<S<String>>>,
+    /// The fixed share of the mixture's weight spread over all windows after each hop (default
+    /// 0.001).
+    #[serde(default)]
+    pub mix_share: Option<S<f64>>,
     /// How often the order and discount are chosen again (default `5m`; `off`: never).
     #[serde(default)]
     pub reselect_every: Option<S<String>>,

@@ -212,3 +212,59 @@ fn the_shipped_spec_reads_the_sample_and_dead_letters_its_defects() {
         truth["counts"]["by_kind"]["data_transmitted"].as_u64().unwrap()
     );
 }
+
+#[test]
+fn long_windows_and_the_mix_share_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("calls.ndjson"), "").unwrap();
+    let plan = |text: &str| {
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, text).unwrap();
+        sluice::source::plan_file(&path, &[])
+    };
+    let good = spec().replace(
+        "window = \"20s\"\n",
+        "window = \"20s\"\nlong_windows = [\"2m\", \"10m\"]\n",
+    );
+    let services = |p: sluice::plan::Plan| {
+        p.stages
+            .into_iter()
+            .find_map(|s| match s.kind {
+                sluice::plan::graph::StageKind::Services(s) => Some(*s),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let s = services(plan(&good).unwrap());
+    assert_eq!(s.long_windows_ms, vec![120_000, 600_000]);
+    assert_eq!(s.mix_share, 0.001);
+    // By default one long window, six times `window`; `[]` turns the mixture off.
+    assert_eq!(services(plan(spec()).unwrap()).long_windows_ms, vec![120_000]);
+    let off = spec().replace("window = \"20s\"\n", "window = \"20s\"\nlong_windows = []\n");
+    assert!(services(plan(&off).unwrap()).long_windows_ms.is_empty());
+    let cases: Vec<(String, &[&str])> = vec![
+        (
+            good.replace("[\"2m\", \"10m\"]", "[\"10m\", \"2m\"]"),
+            &["t.toml:", "`services[0].long_windows[1]`", "not longer than"],
+        ),
+        (
+            good.replace("[\"2m\", \"10m\"]", "[\"20s\"]"),
+            &["`services[0].long_windows[0]`", "not longer than"],
+        ),
+        (
+            good.replace(
+                "long_windows = [\"2m\", \"10m\"]",
+                "long_windows = [\"2m\"]\nmix_share = 0.7",
+            ),
+            &["`services[0].mix_share`", "0.7 is not in [0, 0.5]"],
+        ),
+        (
+            good.replace("long_windows", "long_window"),
+            &["unknown field `long_window`", "long_windows"],
+        ),
+    ];
+    for (text, says) in cases {
+        let e = plan(&text).unwrap_err().to_string();
+        assert!(says.iter().all(|s| e.contains(s)), "{e}");
+    }
+}

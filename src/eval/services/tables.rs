@@ -346,27 +346,50 @@ fn resonance_rows(a: &Agreement) -> Vec<Vec<Value>> {
         .collect()
 }
 
-/// The selection output's summary line: re-selections and the last choice.
+/// The selection output's summary line: re-selections and the last choice of each window.
 fn selection_line(rows: &[Vec<Value>]) -> Option<String> {
-    let mut chosen: Vec<(i64, i64, String, f64)> = rows
+    let mut chosen: Vec<(i64, i64, i64, String, f64)> = rows
         .iter()
-        .filter(|r| r.get(4) == Some(&Value::Bool(true)))
-        .filter_map(
-            |r| match (r.first(), r.get(1), r.get(2), r.get(3).and_then(Value::as_f64)) {
-                (Some(Value::Time(t) | Value::Int(t)), Some(Value::Int(k)), Some(Value::Str(d)), Some(b)) => {
-                    Some((*t, *k, d.to_string(), b))
-                }
+        .filter(|r| r.get(5) == Some(&Value::Bool(true)))
+        .filter_map(|r| {
+            match (
+                r.first(),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4).and_then(Value::as_f64),
+            ) {
+                (
+                    Some(Value::Time(t) | Value::Int(t)),
+                    Some(Value::Int(w)),
+                    Some(Value::Int(k)),
+                    Some(Value::Str(d)),
+                    Some(b),
+                ) => Some((*w, *t, *k, d.to_string(), b)),
                 _ => None,
-            },
-        )
+            }
+        })
         .collect();
-    chosen.sort_by_key(|a| a.0);
-    let (t, k, d, b) = chosen.last()?;
+    chosen.sort_by_key(|a| (a.0, a.1));
+    let mut windows: Vec<String> = Vec::new();
+    for (i, (w, t, k, d, b)) in chosen.iter().enumerate() {
+        if chosen.get(i + 1).is_some_and(|next| next.0 == *w) {
+            continue;
+        }
+        windows.push(format!(
+            "window {}: last at {}, order {k}, discount {d}, {b:.4} bits/hop held out",
+            crate::plan::duration::format_duration(*w as u64),
+            format_time(*t)
+        ));
+    }
+    if windows.is_empty() {
+        return None;
+    }
     Some(format!(
-        "{} re-selections ({} candidate rows); last at {}: order {k}, discount {d}, {b:.4} bits/hop held out",
+        "{} re-selections ({} candidate rows); {}",
         chosen.len(),
         rows.len(),
-        format_time(*t)
+        windows.join("; ")
     ))
 }
 

@@ -7,6 +7,8 @@
 //! - [`kneser_ney`]: [`KneserNey`], smoothed probabilities from the current counts:
 //!   `probability`, `distribution`, `top_k`, `log_loss`.
 //! - [`select`]: the order and discount chosen by held-out log-loss.
+//! - [`mixture`]: [`mixture::FixedShare`], models over windows of different lengths mixed by
+//!   their recent log-loss.
 //! - [`chain`]: a *known* order-K chain with an end: entropy rate, Bayes accuracy (the
 //!   generator's hidden chain and the evaluation's truth).
 //!
@@ -51,6 +53,7 @@
 pub mod chain;
 pub mod counts;
 pub mod kneser_ney;
+pub mod mixture;
 pub mod select;
 #[cfg(test)]
 mod tests;

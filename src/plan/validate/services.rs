@@ -90,6 +90,29 @@ impl Cx<'_> {
             other => Some(duration(other, "reselect_every", 300_000)?),
         };
         let held_out = in_range(s.held_out.as_ref(), "held_out", 0.2, 0.0, 0.5, true)?;
+        let window_ms = duration(&s.window, "window", 1_800_000)?;
+        let mut long_windows_ms = Vec::new();
+        if s.long_windows.is_none() {
+            long_windows_ms.push(window_ms.saturating_mul(6));
+        }
+        for (j, w) in s.long_windows.iter().flatten().enumerate() {
+            let ms = duration(&Some(w.clone()), &format!("long_windows[{j}]"), 0)?;
+            let shorter = long_windows_ms.last().copied().unwrap_or(window_ms);
+            if ms <= shorter {
+                return Err(self.error(
+                    w.span(),
+                    &key(&format!("long_windows[{j}]")),
+                    format!(
+                        "long window {} is not longer than the window before it ({} ms)",
+                        w.get_ref(),
+                        shorter
+                    ),
+                    None,
+                ));
+            }
+            long_windows_ms.push(ms);
+        }
+        let mix_share = in_range(s.mix_share.as_ref(), "mix_share", 0.001, 0.0, 0.5, false)?;
         let top_k = s.top_k.as_ref().map_or(3, |k| *k.get_ref());
         if !(1..=50).contains(&top_k) {
             let span = s.top_k.as_ref().map_or(spec.span(), |k| k.span());
@@ -189,7 +212,9 @@ impl Cx<'_> {
             max_order,
             order,
             discount,
-            window_ms: duration(&s.window, "window", 1_800_000)?,
+            window_ms,
+            long_windows_ms,
+            mix_share,
             reselect_every_ms,
             held_out,
             transitions_every_ms: duration(&s.transitions_every, "transitions_every", 60_000)?,

@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
+use crate::model::markov::mixture::{mix_distributions, FixedShare};
 use crate::model::markov::{Discount, KneserNey, Ngrams, Token};
 use crate::model::pipes::{calibrated_threshold, configure, within_horizon, GapSurvival};
 use crate::model::resonance::{adjust, base_score, performance, Components, Feedback};
@@ -230,6 +231,19 @@ struct Pair {
     rules: Option<(Value, Value)>,
 }
 
+/// One window's model: the counts of the hops in `[t − window, t)`, and the order and discount
+/// chosen for them.
+struct Windowed {
+    window_ms: u64,
+    counts: Ngrams<Id>,
+    /// The leading hops of the state's `window` that are older than this window (counted out).
+    skip: usize,
+    order: usize,
+    discount: Discount,
+    /// When the order and discount are next chosen again.
+    next_selection: i64,
+}
+
 /// The stage's whole state (one instance, on one worker).
 pub struct ServiceState {
     plan: ServicesPlan,
@@ -239,24 +253,23 @@ pub struct ServiceState {
     ids: HashMap<String, Id>,
     /// Each context's name (`^ a`) as a row value, once made.
     context_labels: FxHashMap<Vec<Token<Id>>, Value>,
-    /// The next-service distributions computed under the current model, by history; cleared
-    /// when the model changes (`epoch`).
-    distributions: FxHashMap<Vec<Token<Id>>, Distribution>,
+    /// The next-service distributions computed under each window's current model, by history;
+    /// cleared when a model changes (`epoch`).
+    distributions: Vec<FxHashMap<Vec<Token<Id>>, Distribution>>,
     /// Changes whenever the counts, the order, the discount or the vocabulary may have.
     epoch: u64,
     /// The epoch and vocabulary size `distributions` were computed under.
     distributions_of: (u64, usize),
     /// `(time, pair)` of each item of the pairs' resonance windows, in time order.
     expiries: VecDeque<(i64, (Id, Id))>,
-    /// The top-order counts of the window.
-    counts: Ngrams<Id>,
-    /// `(time, context, next)` of each counted hop, in time order.
+    /// The window's model, then the long windows' (shortest first).
+    models: Vec<Windowed>,
+    /// The mixture's weights of the models, by the service a context ends at (the caller).
+    mixes: FxHashMap<Id, FixedShare>,
+    /// `(time, context, next)` of each hop the longest window counts, in time order.
     window: VecDeque<(i64, Vec<Token<Id>>, Id)>,
     /// Hops (and ends) not yet counted: they join when the next tick starts.
     pending: Vec<(i64, Vec<Token<Id>>, Id)>,
-    order: usize,
-    discount: Discount,
-    next_selection: i64,
     next_transitions: i64,
     transitions: BTreeMap<(Vec<Token<Id>>, Id), Vec<Value>>,
     sequences: HashMap<u64, Sequence>,
@@ -308,21 +321,30 @@ const MIN_SHARE: f64 = 1e-4;
 
 impl ServiceState {
     pub fn new(plan: ServicesPlan) -> ServiceState {
+        let windows = std::iter::once(plan.window_ms).chain(plan.long_windows_ms.iter().copied());
+        let models: Vec<Windowed> = windows
+            .map(|window_ms| Windowed {
+                window_ms,
+                counts: Ngrams::new(plan.max_order),
+                skip: 0,
+                order: plan.order.unwrap_or(plan.max_order),
+                discount: plan.discount.unwrap_or(Discount::Estimated),
+                next_selection: i64::MIN,
+            })
+            .collect();
         ServiceState {
-            counts: Ngrams::new(plan.max_order),
+            distributions: models.iter().map(|_| FxHashMap::default()).collect(),
+            models,
+            mixes: FxHashMap::default(),
             names: vec!["$".into()],
             labels: vec![Value::str("$")],
             ids: HashMap::from([("$".to_string(), END)]),
             context_labels: FxHashMap::default(),
-            distributions: FxHashMap::default(),
             epoch: 0,
             distributions_of: (0, 0),
             expiries: VecDeque::new(),
             window: VecDeque::new(),
             pending: Vec::new(),
-            order: plan.order.unwrap_or(plan.max_order),
-            discount: plan.discount.unwrap_or(Discount::Estimated),
-            next_selection: i64::MIN,
             next_transitions: i64::MIN,
             transitions: BTreeMap::new(),
             sequences: HashMap::new(),
@@ -414,19 +436,31 @@ impl ServiceState {
             self.id(&item.source);
             self.id(&item.target);
         }
-        let counts = std::mem::replace(&mut self.counts, Ngrams::new(0));
+        let counts: Vec<Ngrams<Id>> = self
+            .models
+            .iter_mut()
+            .map(|m| std::mem::replace(&mut m.counts, Ngrams::new(0)))
+            .collect();
         {
             let vocabulary: Vec<Id> = (0..self.names.len() as Id).collect();
-            let model = KneserNey::new(&counts, self.order, self.discount, vocabulary)
-                .expect("orders and discounts are checked when planned");
+            let models: Vec<KneserNey<'_, Id>> = counts
+                .iter()
+                .zip(&self.models)
+                .map(|(c, m)| {
+                    KneserNey::new(c, m.order, m.discount, vocabulary.iter().copied())
+                        .expect("orders and discounts are checked when planned")
+                })
+                .collect();
             for item in items {
                 while self.timers.first().is_some_and(|(at, _)| *at <= item.time) {
                     self.fire_one(out);
                 }
-                self.apply(item, &model, tick, out);
+                self.apply(item, &models, tick, out);
             }
         }
-        self.counts = counts;
+        for (m, c) in self.models.iter_mut().zip(counts) {
+            m.counts = c;
+        }
         self.flush_pairs(t, out);
     }
 
@@ -435,20 +469,39 @@ impl ServiceState {
     fn start_tick(&mut self, t: i64, out: &mut Emitted) {
         let tick = t.max(0) as u64;
         for (time, context, next) in std::mem::take(&mut self.pending) {
-            self.counts.add(&context, &next, 1).expect("adding never fails");
+            for m in &mut self.models {
+                m.counts.add(&context, &next, 1).expect("adding never fails");
+            }
             self.window.push_back((time, context, next));
             self.epoch += 1;
         }
-        let from = t.saturating_sub(self.plan.window_ms as i64);
-        while self.window.front().is_some_and(|(time, _, _)| *time < from) {
-            let (_, context, next) = self.window.pop_front().expect("checked");
-            self.counts.add(&context, &next, -1).expect("a counted hop leaves once");
-            self.epoch += 1;
+        // Each window counts out the hops before its start; the deque keeps the longest's.
+        for m in &mut self.models {
+            let from = t.saturating_sub(m.window_ms as i64);
+            while let Some((time, context, next)) = self.window.get(m.skip) {
+                if *time >= from {
+                    break;
+                }
+                m.counts.add(context, next, -1).expect("a counted hop leaves once");
+                m.skip += 1;
+                self.epoch += 1;
+            }
+        }
+        let gone = self.models.iter().map(|m| m.skip).min().expect("at least one window");
+        self.window.drain(..gone);
+        for m in &mut self.models {
+            m.skip -= gone;
         }
         if let Some(every) = self.plan.reselect_every_ms {
-            if t >= self.next_selection {
-                self.next_selection = t.saturating_add(every as i64);
-                self.reselect(t, out);
+            // A window `r` times as long as the first is re-chosen `r` times less often: its
+            // counts change that much more slowly.
+            for i in 0..self.models.len() {
+                let m = &mut self.models[i];
+                if t >= m.next_selection {
+                    let ratio = m.window_ms / self.plan.window_ms;
+                    m.next_selection = t.saturating_add(every.saturating_mul(ratio) as i64);
+                    self.reselect(i, t, out);
+                }
             }
         }
         if t >= self.next_transitions {
@@ -477,19 +530,38 @@ impl ServiceState {
         self.dirty.insert((a, b));
     }
 
-    /// `P(· | history)` under `model`, by symbol (computed once per history and model).
-    fn distribution(&mut self, model: &KneserNey<'_, Id>, history: &[Token<Id>]) -> Distribution {
+    /// `P(· | history)` under window `i`'s `model`, by symbol (computed once per history and
+    /// model).
+    fn distribution(&mut self, i: usize, model: &KneserNey<'_, Id>, history: &[Token<Id>]) -> Distribution {
         let of = (self.epoch, model.vocabulary().len());
         if self.distributions_of != of {
-            self.distributions.clear();
+            self.distributions.iter_mut().for_each(FxHashMap::clear);
             self.distributions_of = of;
         }
-        if let Some(d) = self.distributions.get(history) {
+        if let Some(d) = self.distributions[i].get(history) {
             return Rc::clone(d);
         }
         let d = Rc::new(model.distribution(history));
-        self.distributions.insert(history.to_vec(), Rc::clone(&d));
+        self.distributions[i].insert(history.to_vec(), Rc::clone(&d));
         d
+    }
+
+    /// Every window's `P(· | history)`, and the mixture's weights for it (those of the
+    /// service the history ends at).
+    fn distributions(&mut self, models: &[KneserNey<'_, Id>], history: &[Token<Id>]) -> (Vec<Distribution>, Vec<f64>) {
+        let dists = models
+            .iter()
+            .enumerate()
+            .map(|(i, m)| self.distribution(i, m, history))
+            .collect();
+        let weights = match history.last() {
+            Some(Token::Sym(s)) if models.len() > 1 => self.mixes.get(s).map_or_else(
+                || vec![1.0 / models.len() as f64; models.len()],
+                |m| m.weights().to_vec(),
+            ),
+            _ => vec![1.0 / models.len() as f64; models.len()],
+        };
+        (dists, weights)
     }
 
     /// The name of `context` as a row value.
@@ -505,14 +577,15 @@ impl ServiceState {
     /// Chooses the order and discount by the log-loss of the newest `held_out` share of the
     /// window's hops under the counts of the rest (every order up to the counts' and every
     /// discount of the grid; ties go to the lower order, then the earlier discount).
-    fn reselect(&mut self, t: i64, out: &mut Emitted) {
-        let n = self.window.len();
+    fn reselect(&mut self, i: usize, t: i64, out: &mut Emitted) {
+        let skip = self.models[i].skip;
+        let n = self.window.len() - skip;
         let held = ((n as f64) * self.plan.held_out).round() as usize;
         if held == 0 || held == n {
             return;
         }
         let mut train = Ngrams::new(self.plan.max_order);
-        for (_, context, next) in self.window.iter().take(n - held) {
+        for (_, context, next) in self.window.iter().skip(skip).take(n - held) {
             train.add(context, next, 1).expect("adding never fails");
         }
         let vocabulary: Vec<Id> = (0..self.names.len() as Id).collect();
@@ -532,7 +605,7 @@ impl ServiceState {
                 let bits: f64 = self
                     .window
                     .iter()
-                    .skip(n - held)
+                    .skip(skip + n - held)
                     .map(|(_, context, next)| -model.probability(context, next).max(f64::MIN_POSITIVE).log2())
                     .sum();
                 scored.push((order, discount, bits / held as f64));
@@ -543,13 +616,15 @@ impl ServiceState {
             .copied()
             .reduce(|best, c| if c.2 < best.2 { c } else { best })
             .expect("at least one candidate");
-        self.order = best.0;
-        self.discount = best.1;
+        let window_ms = self.models[i].window_ms;
+        self.models[i].order = best.0;
+        self.models[i].discount = best.1;
         self.epoch += 1;
         for (order, discount, bits) in scored {
             let chosen = order == best.0 && discount == best.1;
             let row = vec![
                 Value::Time(t),
+                Value::Int(window_ms as i64),
                 Value::Int(order as i64),
                 Value::str(&discount.to_string()),
                 Value::float(bits),
@@ -563,10 +638,11 @@ impl ServiceState {
     /// probability under the current model.
     fn publish_transitions(&mut self, tick: u64, out: &mut Emitted) {
         let vocabulary: Vec<Id> = (0..self.names.len() as Id).collect();
-        let counts = std::mem::replace(&mut self.counts, Ngrams::new(0));
+        let (order, discount) = (self.models[0].order, self.models[0].discount);
+        let counts = std::mem::replace(&mut self.models[0].counts, Ngrams::new(0));
         let mut now = BTreeMap::new();
         {
-            let model = KneserNey::new(&counts, self.order, self.discount, vocabulary)
+            let model = KneserNey::new(&counts, order, discount, vocabulary)
                 .expect("orders and discounts are checked when planned");
             for (context, next, count) in counts.counts() {
                 let row = vec![
@@ -578,7 +654,7 @@ impl ServiceState {
                 now.insert((context, next), row);
             }
         }
-        self.counts = counts;
+        self.models[0].counts = counts;
         for (key, row) in &self.transitions {
             if now.get(key) != Some(row) {
                 out.push((tick, Out::Transition(row.clone()), -1));
@@ -592,12 +668,12 @@ impl ServiceState {
         self.transitions = now;
     }
 
-    fn apply(&mut self, item: Interaction, model: &KneserNey<'_, Id>, tick: u64, out: &mut Emitted) {
+    fn apply(&mut self, item: Interaction, models: &[KneserNey<'_, Id>], tick: u64, out: &mut Emitted) {
         let a = self.id(&item.source);
         let b = self.id(&item.target);
         match item.kind {
             Kind::PipeCreated => {}
-            Kind::Transmitted => self.hop(&item, a, b, model, tick, out),
+            Kind::Transmitted => self.hop(&item, a, b, models, tick, out),
             Kind::Processed | Kind::Error => {
                 self.push_window(a, b, item.time, item.kind, item.bytes, item.latency_ms());
                 let pair = self.pairs.get_mut(&(a, b)).expect("pushed above");
@@ -619,7 +695,7 @@ impl ServiceState {
     }
 
     /// A call `a → b` of a sequence.
-    fn hop(&mut self, item: &Interaction, a: Id, b: Id, model: &KneserNey<'_, Id>, tick: u64, out: &mut Emitted) {
+    fn hop(&mut self, item: &Interaction, a: Id, b: Id, models: &[KneserNey<'_, Id>], tick: u64, out: &mut Emitted) {
         let time = item.time;
         let known = self.sequence_keys.get(&item.sequence).copied();
         let key = match known {
@@ -657,23 +733,49 @@ impl ServiceState {
         let context = seq.history.clone();
         let label = seq.label.clone();
 
-        // Score the hop, given that the sequence goes on (see `Chain::entropy_rate_bits`).
-        let dist = self.distribution(model, &context);
-        let end = dist.iter().find(|(s, _)| *s == END).map_or(0.0, |d| d.1);
-        let p = dist.iter().find(|(s, _)| *s == b).map_or(0.0, |d| d.1);
-        let top1 = dist
+        // Score the hop, given that the sequence goes on (see `Chain::entropy_rate_bits`): each
+        // window's model conditioned on going on, mixed by the caller's weights, which then
+        // learn from the hop.
+        let (dists, weights) = self.distributions(models, &context);
+        let conditional: Vec<Vec<(Id, f64)>> = dists
             .iter()
-            .filter(|(s, _)| *s != END)
+            .map(|d| {
+                let end = d.iter().find(|(s, _)| *s == END).map_or(0.0, |d| d.1);
+                d.iter()
+                    .filter(|(s, _)| *s != END)
+                    .map(|(s, p)| (*s, if end < 1.0 { p / (1.0 - end) } else { *p }))
+                    .collect()
+            })
+            .collect();
+        let of = |d: &[(Id, f64)], x: Id| d.iter().find(|(s, _)| *s == x).map_or(0.0, |d| d.1);
+        let ps: Vec<f64> = conditional.iter().map(|d| of(d, b)).collect();
+        let p: f64 = weights.iter().zip(&ps).map(|(w, p)| w * p).sum();
+        let mixed = if models.len() == 1 {
+            conditional.into_iter().next().expect("one model")
+        } else {
+            let refs: Vec<&[(Id, f64)]> = conditional.iter().map(Vec::as_slice).collect();
+            let mixed = mix_distributions(&weights, &refs);
+            let share = self.plan.mix_share;
+            let n = models.len();
+            self.mixes
+                .entry(a)
+                .or_insert_with(|| FixedShare::new(n, share))
+                .update(&ps);
+            mixed
+        };
+        let top1 = mixed
+            .iter()
             .max_by(|x, y| x.1.total_cmp(&y.1).then_with(|| y.0.cmp(&x.0)))
             .map(|(s, _)| *s);
+        let order = self.models[0].order;
         let row = vec![
             Value::Time(time),
             label.clone(),
-            self.context_label(&context[self.plan.max_order - self.order..]),
+            self.context_label(&context[self.plan.max_order - order..]),
             self.labels[b as usize].clone(),
-            Value::float(if end < 1.0 { p / (1.0 - end) } else { p }),
+            Value::float(p),
             top1.map_or(Value::Null, |s| self.labels[s as usize].clone()),
-            Value::Int(self.order as i64),
+            Value::Int(order as i64),
         ];
         out.push((tick, Out::Hop(row), 1));
         self.pending.push((time, context, b));
@@ -689,7 +791,7 @@ impl ServiceState {
         seq.last_ms = time;
         self.timers
             .insert((time + self.plan.sequence_timeout_ms as i64, Timer::Sequence(key)));
-        self.arrive(key, model, time, tick, out);
+        self.arrive(key, models, time, tick, out);
     }
 
     /// Removes a sequence from the pipe probabilities of its current service.
@@ -710,9 +812,15 @@ impl ServiceState {
 
     /// A sequence at its (new) current service: its predictions, its shares of that service's
     /// pipe probabilities, and the pipes they call for.
-    fn arrive(&mut self, key: u64, model: &KneserNey<'_, Id>, time: i64, tick: u64, out: &mut Emitted) {
+    fn arrive(&mut self, key: u64, models: &[KneserNey<'_, Id>], time: i64, tick: u64, out: &mut Emitted) {
         let history = self.sequences[&key].history.clone();
-        let mut dist = self.distribution(model, &history).as_ref().clone();
+        let (dists, weights) = self.distributions(models, &history);
+        let mut dist = if dists.len() == 1 {
+            dists[0].as_ref().clone()
+        } else {
+            let refs: Vec<&[(Id, f64)]> = dists.iter().map(|d| d.as_slice()).collect();
+            mix_distributions(&weights, &refs)
+        };
         let seq = self.sequences.get_mut(&key).expect("arrives while active");
         let at = seq.current().expect("a sequence is at a service");
         dist.sort_by(|x, y| y.1.total_cmp(&x.1).then_with(|| x.0.cmp(&y.0)));

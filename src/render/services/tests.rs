@@ -20,6 +20,8 @@ fn plan() -> ServicesPlan {
         order: Some(1),
         discount: Some(crate::model::markov::Discount::Fixed(0.5)),
         window_ms: 3_600_000,
+        long_windows_ms: Vec::new(),
+        mix_share: 0.001,
         reselect_every_ms: None,
         held_out: 0.2,
         transitions_every_ms: 60_000,
@@ -233,4 +235,102 @@ fn the_threshold_comes_down_when_pipes_it_did_not_create_would_have_been_used() 
         .filter(|(_, o, _)| matches!(o, Out::PipeEvent(r) if r[7].as_f64().is_some()))
         .count();
     assert_eq!(used_first, predicted, "every predicted pipe is used");
+}
+
+/// The mixture over windows against a from-scratch oracle: each hop's probability equals the
+/// fixed-share mixture, under the caller's weights so far, of Kneser–Ney models counted anew
+/// from the hops in each window, each conditioned on the sequence going on.
+#[test]
+fn mixed_windows_match_a_from_scratch_oracle() {
+    use crate::model::markov::mixture::FixedShare;
+    use crate::model::markov::{Discount, KneserNey, Ngrams, Token};
+    use rand::{Rng, SeedableRng};
+    use std::collections::{BTreeSet, HashMap};
+
+    let mut p = plan();
+    p.window_ms = 10_000;
+    p.long_windows_ms = vec![40_000, 120_000];
+    p.mix_share = 0.01;
+    p.sequence_timeout_ms = 1 << 40;
+    let windows = [10_000i64, 40_000, 120_000];
+    let discount = Discount::Fixed(0.5);
+    for seed in 0..4u64 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let services = ["a", "b", "c", "d", "e"];
+        // Chains of calls; the preferred next service changes half-way (a regime change).
+        let mut items = Vec::new();
+        let mut at: Vec<usize> = Vec::new();
+        let mut t = 0i64;
+        for i in 0..400 {
+            t += rng.random_range(1..1_500);
+            let k = rng.random_range(0..=at.len());
+            if k == at.len() {
+                at.push(rng.random_range(0..services.len()));
+            }
+            let a = at[k];
+            let shift = if i < 200 { 1 } else { 3 };
+            let b = if rng.random_bool(0.7) {
+                (a + shift) % services.len()
+            } else {
+                rng.random_range(0..services.len())
+            };
+            items.push(call(t, &format!("s{k}"), services[a], services[b]));
+            at[k] = b;
+        }
+        let mut s = ServiceState::new(p.clone());
+        let out = run(&mut s, items.clone());
+        let got: Vec<f64> = out
+            .iter()
+            .filter_map(|(_, o, _)| match o {
+                Out::Hop(r) => r[4].as_f64(),
+                _ => None,
+            })
+            .collect();
+
+        // The oracle.
+        let mut seen: BTreeSet<String> = BTreeSet::from(["$".to_string()]);
+        let mut history: HashMap<String, Vec<Token<String>>> = HashMap::new();
+        let mut counted: Vec<(i64, Vec<Token<String>>, String)> = Vec::new();
+        let mut mixes: HashMap<String, FixedShare> = HashMap::new();
+        let mut want = Vec::new();
+        for item in &items {
+            let (a, b) = (item.source.to_string(), item.target.to_string());
+            seen.insert(a.clone());
+            seen.insert(b.clone());
+            let h = history
+                .entry(item.sequence.to_string())
+                .or_insert_with(|| vec![Token::Start, Token::Sym(a.clone())]);
+            let context = h.clone();
+            let ps: Vec<f64> = windows
+                .iter()
+                .map(|w| {
+                    let mut counts = Ngrams::new(2);
+                    for (time, c, n) in &counted {
+                        if *time >= item.time - w && *time < item.time {
+                            counts.add(c, n, 1).unwrap();
+                        }
+                    }
+                    let model = KneserNey::new(&counts, 1, discount, seen.iter().cloned()).unwrap();
+                    let end = model.probability(&context, &"$".to_string());
+                    model.probability(&context, &b) / (1.0 - end)
+                })
+                .collect();
+            let mix = mixes
+                .entry(a.clone())
+                .or_insert_with(|| FixedShare::new(windows.len(), 0.01));
+            want.push(mix.mix(&ps));
+            mix.update(&ps);
+            counted.push((item.time, context, b.clone()));
+            *h = vec![h[1].clone(), Token::Sym(b)];
+        }
+        assert_eq!(got.len(), want.len());
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() < 1e-9, "seed {seed}, hop {i}: {g} vs the oracle's {w}");
+        }
+        // The weights learnt: some caller's favour one window.
+        assert!(
+            mixes.values().any(|m| m.weights().iter().any(|w| *w > 0.5)),
+            "seed {seed}"
+        );
+    }
 }
