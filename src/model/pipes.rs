@@ -284,6 +284,80 @@ pub fn calibrated_threshold(outcomes: &[(f64, bool)], target: f64, floor: f64) -
     }
 }
 
+/// The adaptive threshold's window of outcomes (`(probability, used)`, oldest first): at least
+/// `min_window` of the latest, and older ones while fewer than [`CALIBRATION_TOP`] of them are
+/// at or above the threshold, up to [`CALIBRATION_MAX_FACTOR`] × `min_window` in all.
+///
+/// The precision that sets the threshold is estimated from the candidates at or above it. When
+/// those are 2% of all candidates, a window of 200 holds about four: the Wilson bound then
+/// qualifies a low threshold only after a lucky run, the threshold drops exactly then, and the
+/// pipes it creates fall short of the target (the winner's curse). A window that keeps enough
+/// candidates above the threshold estimates it as well wherever the threshold sits.
+#[derive(Debug, Clone, Default)]
+pub struct Outcomes {
+    window: std::collections::VecDeque<(f64, bool)>,
+    /// How many of `window` are at or above `threshold`.
+    above: usize,
+    threshold: f64,
+}
+
+impl Outcomes {
+    /// An empty window counting outcomes against `threshold`.
+    pub fn new(threshold: f64) -> Outcomes {
+        Outcomes {
+            threshold,
+            ..Outcomes::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.window.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.window.is_empty()
+    }
+
+    /// How many outcomes are at or above the threshold last set.
+    pub fn above(&self) -> usize {
+        self.above
+    }
+
+    /// Adds the newest outcome and forgets the oldest ones the window no longer needs.
+    pub fn push(&mut self, outcome: (f64, bool), min_window: usize) {
+        self.window.push_back(outcome);
+        self.above += usize::from(outcome.0 >= self.threshold);
+        let max = min_window.saturating_mul(CALIBRATION_MAX_FACTOR);
+        while self.window.len() > min_window.max(1) {
+            let oldest_above = usize::from(self.window[0].0 >= self.threshold);
+            if self.window.len() <= max && self.above - oldest_above < CALIBRATION_TOP {
+                break;
+            }
+            self.above -= oldest_above;
+            self.window.pop_front();
+        }
+    }
+
+    /// Sets the threshold the window counts outcomes against.
+    pub fn set_threshold(&mut self, threshold: f64) {
+        self.threshold = threshold;
+        self.above = self.window.iter().filter(|(p, _)| *p >= threshold).count();
+    }
+
+    /// The outcomes, oldest first.
+    pub fn as_slice(&mut self) -> &[(f64, bool)] {
+        self.window.make_contiguous()
+    }
+}
+
+/// The outcomes at or above the threshold that the adaptive threshold's window keeps: with
+/// 300, the standard error of a precision near 0.9 is about 0.017, a sixth of the distance
+/// from a 0.9 target to 1.
+pub const CALIBRATION_TOP: usize = 300;
+
+/// The adaptive threshold's window holds at most this many times `precision_window` outcomes.
+pub const CALIBRATION_MAX_FACTOR: usize = 50;
+
 /// The one-sided confidence of the adaptive threshold's precision estimate, as a normal
 /// quantile: `z = 1` is about 84%.
 pub const CALIBRATION_Z: f64 = 1.0;
@@ -309,6 +383,36 @@ fn next_above(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_outcome_window_keeps_enough_outcomes_above_the_threshold() {
+        // 5% of the candidates are at 0.9, the rest at 0.3; the threshold is 0.8.
+        let stream = |i: usize| (if i.is_multiple_of(20) { 0.9 } else { 0.3 }, i.is_multiple_of(3));
+        let mut w = Outcomes::new(0.8);
+        for i in 0..40_000 {
+            w.push(stream(i), 200);
+        }
+        // 300 above the threshold need 6,000 outcomes (under the cap of 50 × 200).
+        assert_eq!(w.above(), CALIBRATION_TOP);
+        assert_eq!(w.len(), 6_000);
+        // With a low threshold, every outcome is above it: the window is the latest 300.
+        w.set_threshold(0.2);
+        w.push(stream(40_000), 200);
+        assert_eq!(w.len(), CALIBRATION_TOP);
+        // Never fewer than `min_window`, and never more than the cap.
+        let mut w = Outcomes::new(0.95);
+        for i in 0..100_000 {
+            w.push(stream(i), 200);
+        }
+        assert_eq!((w.len(), w.above()), (200 * CALIBRATION_MAX_FACTOR, 0));
+        let mut w = Outcomes::new(0.0);
+        for i in 0..1_000 {
+            w.push(stream(i), 500);
+        }
+        assert_eq!(w.len(), 500);
+        // The window is the latest outcomes, oldest first.
+        assert_eq!(w.as_slice().last(), Some(&stream(999)));
+    }
 
     #[test]
     fn the_calibrated_threshold_creates_the_most_pipes_at_the_target() {

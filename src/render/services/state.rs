@@ -27,7 +27,7 @@ use rustc_hash::FxHashMap;
 
 use crate::model::markov::mixture::{mix_distributions, FixedShare};
 use crate::model::markov::{Discount, KneserNey, Ngrams, Token};
-use crate::model::pipes::{calibrated_threshold, configure, within_horizon, GapSurvival};
+use crate::model::pipes::{calibrated_threshold, configure, within_horizon, GapSurvival, Outcomes};
 use crate::model::resonance::{adjust, base_score, performance, Components, Feedback};
 use crate::plan::services::{PipeRule, ServicesPlan};
 use crate::value::Value;
@@ -283,7 +283,9 @@ pub struct ServiceState {
     at_service: FxHashMap<Id, BTreeSet<u64>>,
     threshold: f64,
     /// The latest candidates' `(probability, used)`, for the adaptive threshold.
-    outcomes: VecDeque<(f64, bool)>,
+    outcomes: Outcomes,
+    /// Outcomes resolved since the threshold was last recalibrated.
+    since_calibration: usize,
     /// Pairs whose resonance or pipe row may have changed.
     dirty: BTreeSet<(Id, Id)>,
 }
@@ -355,7 +357,8 @@ impl ServiceState {
             gaps: GapSurvival::new(plan.horizon_ms as f64),
             at_service: FxHashMap::default(),
             threshold: plan.threshold,
-            outcomes: VecDeque::new(),
+            outcomes: Outcomes::new(plan.threshold),
+            since_calibration: 0,
             dirty: BTreeSet::new(),
             plan,
         }
@@ -1018,7 +1021,9 @@ impl ServiceState {
     }
 
     /// A pair's pending candidate is resolved: called before `idle_timeout` (used), or not.
-    /// The adaptive threshold is recalibrated on the latest `precision_window` outcomes.
+    /// The adaptive threshold is recalibrated on the window of outcomes (see
+    /// `model::pipes::Outcomes`): after every outcome while the window holds
+    /// `precision_window`, every `len / precision_window` outcomes when it holds more.
     fn resolve(&mut self, a: Id, b: Id, used: bool) {
         let Some(target) = self.plan.target_precision else {
             return;
@@ -1026,14 +1031,18 @@ impl ServiceState {
         let Some((_, p)) = self.pairs.get_mut(&(a, b)).and_then(|pair| pair.candidate.take()) else {
             return;
         };
-        self.outcomes.push_back((p, used));
-        if self.outcomes.len() > self.plan.precision_window {
-            self.outcomes.pop_front();
-        }
-        if self.outcomes.len() < self.plan.precision_window.min(CALIBRATION_MIN) {
+        let window = self.plan.precision_window;
+        self.outcomes.push((p, used), window);
+        if self.outcomes.len() < window.min(CALIBRATION_MIN) {
             return;
         }
-        self.threshold = calibrated_threshold(self.outcomes.make_contiguous(), target, self.plan.min_threshold);
+        self.since_calibration += 1;
+        if self.since_calibration < self.outcomes.len() / window.max(1) {
+            return;
+        }
+        self.since_calibration = 0;
+        self.threshold = calibrated_threshold(self.outcomes.as_slice(), target, self.plan.min_threshold);
+        self.outcomes.set_threshold(self.threshold);
     }
 
     /// Feedback from what the pair's pipe carried since the last: the pipe's performance moves
