@@ -318,6 +318,11 @@ impl Outcomes {
         self.window.is_empty()
     }
 
+    /// The threshold pipes are created at: the spec's, then the last one calibrated.
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+
     /// How many outcomes are at or above the threshold last set.
     pub fn above(&self) -> usize {
         self.above

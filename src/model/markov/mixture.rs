@@ -51,11 +51,6 @@ impl FixedShare {
         self.weights.iter().zip(probabilities).map(|(w, p)| w * p).sum()
     }
 
-    /// Mixes whole distributions under the current weights (see [`mix_distributions`]).
-    pub fn mix_distributions<S: Ord + Copy>(&self, distributions: &[&[(S, f64)]]) -> Vec<(S, f64)> {
-        mix_distributions(&self.weights, distributions)
-    }
-
     /// The loss and share updates after an outcome the models gave `probabilities`. An outcome
     /// every model deemed impossible leaves the weights as they were (before the share).
     pub fn update(&mut self, probabilities: &[f64]) {
@@ -152,7 +147,7 @@ mod tests {
         m.update(&[0.2, 0.6]);
         let d0 = [(0u32, 0.5), (1, 0.5)];
         let d1 = [(1u32, 0.25), (2, 0.75)];
-        let mixed = m.mix_distributions(&[&d0, &d1]);
+        let mixed = mix_distributions(m.weights(), &[&d0, &d1]);
         assert_eq!(mixed.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![0, 1, 2]);
         assert!(close(mixed.iter().map(|(_, p)| p).sum::<f64>(), 1.0));
         let w = m.weights();

@@ -281,8 +281,7 @@ pub struct ServiceState {
     gaps: GapSurvival,
     /// The active sequences by current service.
     at_service: FxHashMap<Id, BTreeSet<u64>>,
-    threshold: f64,
-    /// The latest candidates' `(probability, used)`, for the adaptive threshold.
+    /// The latest candidates' `(probability, used)` and the creation threshold they set.
     outcomes: Outcomes,
     /// Outcomes resolved since the threshold was last recalibrated.
     since_calibration: usize,
@@ -356,7 +355,6 @@ impl ServiceState {
             timers: BTreeSet::new(),
             gaps: GapSurvival::new(plan.horizon_ms as f64),
             at_service: FxHashMap::default(),
-            threshold: plan.threshold,
             outcomes: Outcomes::new(plan.threshold),
             since_calibration: 0,
             dirty: BTreeSet::new(),
@@ -557,12 +555,11 @@ impl ServiceState {
             .enumerate()
             .map(|(i, m)| self.distribution(i, m, history))
             .collect();
+        // A caller's weights exist once it has called under a mixture; before, they are even.
+        let even = || vec![1.0 / models.len() as f64; models.len()];
         let weights = match history.last() {
-            Some(Token::Sym(s)) if models.len() > 1 => self.mixes.get(s).map_or_else(
-                || vec![1.0 / models.len() as f64; models.len()],
-                |m| m.weights().to_vec(),
-            ),
-            _ => vec![1.0 / models.len() as f64; models.len()],
+            Some(Token::Sym(s)) => self.mixes.get(s).map_or_else(even, |m| m.weights().to_vec()),
+            Some(Token::Start) | None => even(),
         };
         (dists, weights)
     }
@@ -869,7 +866,7 @@ impl ServiceState {
                     self.plan.pipes.resonance_weight,
                 );
                 self.candidate(at, x, p, time);
-                if p >= self.threshold {
+                if p >= self.outcomes.threshold() {
                     self.create(at, x, time, "predicted", Some(p), None, tick, out);
                 }
             }
@@ -1041,8 +1038,8 @@ impl ServiceState {
             return;
         }
         self.since_calibration = 0;
-        self.threshold = calibrated_threshold(self.outcomes.as_slice(), target, self.plan.min_threshold);
-        self.outcomes.set_threshold(self.threshold);
+        let threshold = calibrated_threshold(self.outcomes.as_slice(), target, self.plan.min_threshold);
+        self.outcomes.set_threshold(threshold);
     }
 
     /// Feedback from what the pair's pipe carried since the last: the pipe's performance moves
@@ -1213,7 +1210,7 @@ impl ServiceState {
                 },
                 Value::Int(pipe.uses as i64),
                 Value::float(probability),
-                Value::float(self.threshold),
+                Value::float(self.outcomes.threshold()),
                 Value::Int(i64::from(settings.batch_size)),
                 Value::float(settings.linger_ms),
                 Value::str(settings.compression.name()),
