@@ -20,7 +20,8 @@
 //! "First", "latest" and "newer" are in event-time order, ties broken by the events' total
 //! order, so the decision does not depend on arrival order within the allowed lateness, on
 //! batching or on the number of workers. A key's state is released once the frontier passes
-//! its passed (first) or held (last) occurrence plus the TTL: memory follows the keys seen
+//! its passed (first) or held (last) occurrence plus the TTL (in one-second buckets, see
+//! [`EXPIRY_BUCKET_MS`]): memory follows the keys seen
 //! within one TTL, not the length of the log.
 //!
 //! Served with checkpoints ([`crate::render::snapshot`]), the last-passed map of a tcp source is
@@ -55,12 +56,29 @@ pub enum DedupOut {
 pub use crate::plan::DUPLICATE_COLUMNS;
 
 /// The key of `event` under `rule`'s fields (missing fields are null).
-fn key_of(fields: &[Accessor], event: &Event) -> Vec<Value> {
+fn key_of(fields: &[Accessor], event: &Event) -> Box<[Value]> {
     fields.iter().map(|a| a.get(event).unwrap_or(Value::Null)).collect()
 }
 
 /// A key of the last-passed map: event type and key values.
-type Key = (Sym, Vec<Value>);
+type Key = (Sym, Box<[Value]>);
+
+/// Width of the release schedule's buckets. Keys are released in the first frontier past the
+/// end of their end's bucket, at most this much later than their end: a schedule entry per
+/// bucket, not per distinct end, holds about a day of keys in a few hundred bytes each less
+/// (see "Memory" in the README). When a key is released does not change any decision: an
+/// occurrence at or past the end passes whether or not its key is still held.
+const EXPIRY_BUCKET_MS: i64 = 1_000;
+
+/// The release schedule: each key with its end (the time it passed plus the TTL), by the
+/// last millisecond of the end's bucket.
+type Expiry = BTreeMap<i64, Vec<(i64, Key)>>;
+
+/// Schedules `key`'s release at `end`.
+fn schedule(expiry: &mut Expiry, end: i64, key: Key) {
+    let bucket = end.div_euclid(EXPIRY_BUCKET_MS) * EXPIRY_BUCKET_MS + (EXPIRY_BUCKET_MS - 1);
+    expiry.entry(bucket).or_default().push((end, key));
+}
 
 /// What a worker's dedup operator saves: each key it owns with the time of the occurrence that
 /// passed last.
@@ -142,7 +160,7 @@ pub fn render<'s>(
                 let mut pending: Pending<Event> = Pending::default();
                 // (type, key) → time of the occurrence that passed last.
                 let mut first: HashMap<Key, i64> = HashMap::default();
-                let mut expiry: BTreeMap<i64, Vec<Key>> = BTreeMap::new();
+                let mut expiry: Expiry = BTreeMap::new();
                 // `keep = "last"`: (type, key) → the start of its run and the occurrence held.
                 let mut held: HashMap<Key, (i64, Event)> = HashMap::default();
                 let mut state = store.map(|(store, name)| {
@@ -151,7 +169,7 @@ pub fn render<'s>(
                     for saved in state.restore::<Saved>(false) {
                         for (key, t0) in saved {
                             if state.owns(stable_hash(&key)) {
-                                expiry.entry(t0 + ttl_of(&plan, key.0)).or_default().push(key.clone());
+                                schedule(&mut expiry, t0 + ttl_of(&plan, key.0), key.clone());
                                 first.insert(key, t0);
                             }
                         }
@@ -184,7 +202,7 @@ pub fn render<'s>(
                                 let key = (event.kind, key_of(&rule.key, &event));
                                 let ttl = rule.ttl_ms as i64;
                                 let duplicate = |of: &Event, first_time: i64| {
-                                    let key_json = Value::List(key.1.clone().into()).to_json().to_string();
+                                    let key_json = Value::List(key.1.iter().cloned().collect()).to_json().to_string();
                                     let row = vec![
                                         Value::str(of.kind.as_str()),
                                         Value::str(&key_json),
@@ -205,7 +223,7 @@ pub fn render<'s>(
                                         }
                                         _ => event.time,
                                     };
-                                    expiry.entry(event.time + ttl).or_default().push(key.clone());
+                                    schedule(&mut expiry, event.time + ttl, key.clone());
                                     session.give((DedupOut::Unique(event.clone()), time, 1));
                                     held.insert(key, (run_start, event));
                                     continue;
@@ -216,7 +234,7 @@ pub fn render<'s>(
                                     }
                                     _ => {
                                         first.insert(key.clone(), event.time);
-                                        expiry.entry(event.time + ttl).or_default().push(key);
+                                        schedule(&mut expiry, event.time + ttl, key);
                                         session.give((DedupOut::Unique(event), time, 1));
                                     }
                                 }
@@ -227,8 +245,8 @@ pub fn render<'s>(
                         |first: &HashMap<Key, i64>| -> Saved { first.iter().map(|(k, t)| (k.clone(), *t)).collect() };
                     apply_with_snapshots(&mut state, limit, &mut first, &mut apply, save);
                     // Release keys whose TTL the frontier has passed.
-                    for (end, keys) in crate::render::pending::due(&mut expiry, limit) {
-                        for key in keys {
+                    for (_, keys) in crate::render::pending::due(&mut expiry, limit) {
+                        for (end, key) in keys {
                             let ttl = ttl_of(&plan, key.0);
                             if first.get(&key).is_some_and(|t0| *t0 + ttl == end) {
                                 first.remove(&key);

@@ -2,7 +2,10 @@
 //!
 //! Every update is routed to worker 0, buffered, and written as `part-NNNNN.parquet` whenever
 //! the buffer holds [`FLUSH_ROWS`] rows or about [`FLUSH_BYTES`] bytes, and once more when the
-//! input is exhausted. Each part is
+//! input is exhausted. The sinks of a run also share a budget: while their buffers and the parts
+//! still being written hold more than [`SINKS_BUDGET_BYTES`], a sink with at least
+//! [`MIN_PART_BYTES`] buffered writes a part, so a spec with many outputs holds about the budget,
+//! not a full buffer per output, and parts stay large when memory allows. Each part is
 //! sorted by `(time, row)`. Changelog outputs carry `time` (the update's event-time tick) and
 //! `diff` columns; insert-only outputs (final windows, dead letters) do not. Later parts keep the
 //! first part's schema, so DuckDB's `read_parquet('DIR/NAME/*.parquet')` reads them as one table.
@@ -16,6 +19,7 @@ use std::rc::Rc;
 
 use arrow::datatypes::SchemaRef;
 use differential_dataflow::VecCollection;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use timely::dataflow::channels::pact::Exchange;
@@ -30,6 +34,11 @@ pub const FLUSH_ROWS: usize = 1 << 18;
 /// Buffered bytes (as [`row_bytes`] estimates them) that also make a part: outputs of large
 /// rows (dead letters of long lines, wide enriched events) stream to disk instead of piling up.
 pub const FLUSH_BYTES: usize = 16 << 20;
+/// Bytes (as [`row_bytes`] estimates them) that the sinks of a run may hold together, in their
+/// buffers and in parts handed to their writer threads, before they write smaller parts.
+pub const SINKS_BUDGET_BYTES: usize = 32 << 20;
+/// The smallest part a sink writes because of the shared budget.
+pub const MIN_PART_BYTES: usize = 4 << 20;
 
 /// An estimate of the memory a row holds: a fixed size per value plus string contents,
 /// counted through lists and objects.
@@ -79,6 +88,8 @@ pub struct SinkEnv {
     /// Where stateful operators save their state for checkpoints, and find it after a restart
     /// (the same checkpoints, through [`crate::render::snapshot::StateStore`]).
     pub state: Option<Arc<dyn crate::render::snapshot::StateStore>>,
+    /// The bytes the sinks hold together (see [`SINKS_BUDGET_BYTES`]).
+    pub buffered: Arc<AtomicUsize>,
 }
 
 /// Attaches a sink to `collection`; `to_row` turns a record into the output's columns (taking
@@ -167,7 +178,7 @@ where
             Err(e) => result.borrow_mut().error = Some(e),
         }
     }
-    let mut writer = PartWriter::new(files, next);
+    let mut writer = PartWriter::new(files, next, Arc::clone(&env.buffered));
     builder.build(move |_capabilities| {
         move |frontiers| {
             let frontier = &frontiers[0];
@@ -201,8 +212,7 @@ where
                             ));
                         }
                         if collect_rows(&writer, &mut res, &row, t, r) {
-                            writer.bytes += row_bytes(&row);
-                            writer.buffer.push((row, t, r));
+                            writer.push((row, t, r));
                         }
                     }
                 }
@@ -251,15 +261,17 @@ where
                 }
                 return;
             }
-            let full = writer.buffer.len() >= FLUSH_ROWS || writer.bytes >= FLUSH_BYTES;
+            let full = writer.full();
             if let (Some(id), Some(limit)) = (asked, limit) {
                 split_flush(&mut writer, &mut res, limit);
                 answer(&mut writer, &mut res, &checkpoint, id, limit.max(skip_before), None);
                 answered = id;
             } else if (full || (done && (!writer.buffer.is_empty() || res.parts == 0))) && res.error.is_none() {
                 match (gated, limit) {
-                    // Gated outputs write only the times the frontier has passed, keeping the rest.
-                    (true, Some(limit)) => split_flush(&mut writer, &mut res, limit),
+                    // Gated outputs write only the times the frontier has passed, keeping the rest;
+                    // once written up to a frontier, nothing more is ready until it moves.
+                    (true, Some(limit)) if writer.split_at != Some(limit) => split_flush(&mut writer, &mut res, limit),
+                    (true, Some(_)) => {}
                     _ => match writer.flush() {
                         Ok(true) => res.parts += 1,
                         Ok(false) => {}
@@ -291,6 +303,10 @@ fn split_flush(writer: &mut PartWriter, res: &mut SinkResult, limit: u64) {
     let (ready, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut writer.buffer)
         .into_iter()
         .partition(|u| u.1 < limit);
+    writer.split_at = Some(limit);
+    let kept_bytes: usize = kept.iter().map(|(row, _, _)| row_bytes(row)).sum();
+    // The ready rows' bytes go with them; the kept rows' stay counted.
+    writer.bytes -= kept_bytes.min(writer.bytes);
     writer.buffer = ready;
     if !writer.buffer.is_empty() {
         match writer.flush() {
@@ -299,7 +315,9 @@ fn split_flush(writer: &mut PartWriter, res: &mut SinkResult, limit: u64) {
             Err(e) => res.error = Some(e),
         }
     }
-    writer.bytes = kept.iter().map(|(row, _, _)| row_bytes(row)).sum();
+    let left = std::mem::take(&mut writer.bytes);
+    writer.release(left);
+    writer.bytes = kept_bytes;
     writer.buffer = kept;
 }
 
@@ -373,8 +391,12 @@ type Update = (Vec<Value>, u64, isize);
 struct PartWriter {
     sort_prefix: usize,
     buffer: Vec<Update>,
-    /// [`row_bytes`] of `buffer`.
+    /// [`row_bytes`] of `buffer`, also counted in `buffered`.
     bytes: usize,
+    /// The bytes every sink of the run holds (see [`SINKS_BUDGET_BYTES`]).
+    buffered: Arc<AtomicUsize>,
+    /// The frontier of the last split flush: every update before it is written.
+    split_at: Option<u64>,
     /// The next part's number.
     next: usize,
     files: Option<Background>,
@@ -391,23 +413,33 @@ enum Job {
     Write {
         index: usize,
         rows: Vec<Update>,
+        /// Their [`row_bytes`], counted in the shared budget until the part is written.
+        bytes: usize,
     },
     /// Once the parts before are on disk: fsync the folder, then answer the checkpoint.
     Ack(Arc<Checkpoints>, usize, Ack),
 }
 
+impl Drop for PartWriter {
+    /// A buffer never written leaves the shared budget with the writer.
+    fn drop(&mut self) {
+        self.release(self.bytes);
+    }
+}
+
 impl PartWriter {
     /// Writes through `files` on a thread when there is an output folder.
-    fn new(files: PartFiles, next: usize) -> PartWriter {
+    fn new(files: PartFiles, next: usize, buffered: Arc<AtomicUsize>) -> PartWriter {
         let sort_prefix = files.spec.sort_prefix;
         let files = files.dir.is_some().then(|| {
             let error = Arc::new(std::sync::Mutex::new(None));
             // Two parts in flight at most: a slow disk slows the sink, not memory.
             let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(2);
             let failed = Arc::clone(&error);
+            let written = Arc::clone(&buffered);
             let thread = std::thread::Builder::new()
                 .name(format!("sluice-sink-{}", files.spec.name))
-                .spawn(move || write_parts(files, rx, &failed))
+                .spawn(move || write_parts(files, rx, &failed, &written))
                 .expect("a sink thread starts");
             Background {
                 tx: Some(tx),
@@ -419,26 +451,57 @@ impl PartWriter {
             sort_prefix,
             buffer: Vec::new(),
             bytes: 0,
+            buffered,
+            split_at: None,
             next,
             files,
         }
     }
 
+    /// Buffers an update.
+    fn push(&mut self, update: Update) {
+        let bytes = row_bytes(&update.0);
+        self.bytes += bytes;
+        self.buffered.fetch_add(bytes, Ordering::Relaxed);
+        self.buffer.push(update);
+    }
+
+    /// Whether the buffer should become a part: it is full, or the sinks together are over
+    /// their budget and this one holds at least a minimum part.
+    fn full(&self) -> bool {
+        self.buffer.len() >= FLUSH_ROWS
+            || self.bytes >= FLUSH_BYTES
+            || (self.bytes >= MIN_PART_BYTES && self.buffered.load(Ordering::Relaxed) >= SINKS_BUDGET_BYTES)
+    }
+
+    /// Takes `bytes` off the shared budget.
+    fn release(&self, bytes: usize) {
+        self.buffered.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
     /// Hands the buffer over as the next part; `Ok(false)` when there is no output folder.
     fn flush(&mut self) -> Result<bool, String> {
         let rows = std::mem::take(&mut self.buffer);
-        self.bytes = 0;
+        let bytes = std::mem::take(&mut self.bytes);
         let Some(files) = &self.files else {
+            self.release(bytes);
             return Ok(false);
         };
         if let Some(e) = self.error() {
+            self.release(bytes);
             return Err(e);
         }
         let index = self.next;
         self.next += 1;
-        let tx = files.tx.as_ref().ok_or("the output is closed")?;
-        tx.send(Job::Write { index, rows })
-            .map_err(|_| "the output's writer stopped".to_string())?;
+        let Some(tx) = files.tx.as_ref() else {
+            self.release(bytes);
+            return Err("the output is closed".into());
+        };
+        // The writer thread takes the part's bytes off the budget once it is written.
+        if tx.send(Job::Write { index, rows, bytes }).is_err() {
+            self.release(bytes);
+            return Err("the output's writer stopped".to_string());
+        }
         Ok(true)
     }
 
@@ -472,22 +535,31 @@ impl PartWriter {
 }
 
 /// The writer thread: parts in order, then checkpoint answers.
-fn write_parts(mut files: PartFiles, rx: std::sync::mpsc::Receiver<Job>, error: &std::sync::Mutex<Option<String>>) {
+fn write_parts(
+    mut files: PartFiles,
+    rx: std::sync::mpsc::Receiver<Job>,
+    error: &std::sync::Mutex<Option<String>>,
+    buffered: &AtomicUsize,
+) {
     let failed = |e: String| {
         let mut slot = error.lock().unwrap_or_else(|e| e.into_inner());
         slot.get_or_insert(e);
     };
     for job in rx {
         if error.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+            if let Job::Write { bytes, .. } = job {
+                buffered.fetch_sub(bytes, Ordering::Relaxed);
+            }
             continue;
         }
         match job {
-            Job::Write { index, rows } => {
+            Job::Write { index, rows, bytes } => {
                 files.next = index;
                 files.buffer = rows;
                 if let Err(e) = files.flush() {
                     failed(e);
                 }
+                buffered.fetch_sub(bytes, Ordering::Relaxed);
             }
             Job::Ack(checkpoints, slot, ack) => match files.sync_folder() {
                 Ok(()) => checkpoints.ack(slot, ack),
@@ -673,5 +745,89 @@ impl PartFiles {
         }
         self.next += 1;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer of output `name`, writing under `dir` (none: nothing is written), sharing
+    /// `buffered`.
+    fn writer(name: &str, dir: Option<PathBuf>, buffered: &Arc<AtomicUsize>) -> PartWriter {
+        let files = PartFiles {
+            next: 0,
+            spec: OutputPlan::new(name, &["text"]),
+            dir,
+            schema: None,
+            buffer: Vec::new(),
+            durable: false,
+        };
+        PartWriter::new(files, 0, Arc::clone(buffered))
+    }
+
+    /// An update of about `bytes` bytes.
+    fn update(bytes: usize) -> Update {
+        (vec![Value::str(&"x".repeat(bytes - 24))], 0, 1)
+    }
+
+    #[test]
+    fn a_sink_writes_a_smaller_part_only_when_the_sinks_together_are_over_budget() {
+        let buffered = Arc::new(AtomicUsize::new(0));
+        let (mut a, mut b) = (writer("a", None, &buffered), writer("b", None, &buffered));
+        a.push(update(MIN_PART_BYTES));
+        assert_eq!(buffered.load(Ordering::Relaxed), MIN_PART_BYTES);
+        assert!(!a.full(), "a minimum part alone, under budget, waits for a full buffer");
+        // The other sink fills the rest of the budget: `a` now holds enough to write.
+        b.push(update(SINKS_BUDGET_BYTES - MIN_PART_BYTES));
+        assert!(a.full() && b.full());
+        // Below the minimum part, a sink keeps buffering whatever the budget.
+        let mut c = writer("c", None, &buffered);
+        c.push(update(MIN_PART_BYTES / 2));
+        assert!(!c.full());
+        // Writing (here: dropping, as there is no folder) gives the bytes back.
+        assert!(!a.flush().unwrap());
+        assert_eq!(
+            buffered.load(Ordering::Relaxed),
+            SINKS_BUDGET_BYTES - MIN_PART_BYTES / 2
+        );
+        drop(b);
+        drop(c);
+        assert_eq!(
+            buffered.load(Ordering::Relaxed),
+            0,
+            "a dropped buffer leaves the budget"
+        );
+    }
+
+    #[test]
+    fn a_written_part_leaves_the_budget_once_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let buffered = Arc::new(AtomicUsize::new(0));
+        let mut w = writer("out", Some(dir.path().to_path_buf()), &buffered);
+        for _ in 0..3 {
+            w.push(update(1000));
+        }
+        assert!(w.flush().unwrap());
+        assert_eq!(w.bytes, 0);
+        assert!(w.finish().is_none());
+        assert_eq!(buffered.load(Ordering::Relaxed), 0);
+        assert!(dir.path().join("out/part-00000.parquet").exists());
+    }
+
+    #[test]
+    fn a_split_flush_keeps_the_bytes_of_the_rows_it_keeps() {
+        let buffered = Arc::new(AtomicUsize::new(0));
+        let mut w = writer("gated", None, &buffered);
+        let mut res = SinkResult::default();
+        for t in 0..4u64 {
+            let (row, _, r) = update(1000);
+            w.push((row, t * 10, r));
+        }
+        split_flush(&mut w, &mut res, 20);
+        assert_eq!(w.buffer.len(), 2);
+        assert_eq!(w.bytes, 2000);
+        assert_eq!(buffered.load(Ordering::Relaxed), 2000);
+        assert_eq!(w.split_at, Some(20));
     }
 }

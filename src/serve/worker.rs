@@ -161,6 +161,7 @@ fn drive_inner(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<O
             .snapshots
             .clone()
             .map(|s| s as Arc<dyn crate::render::snapshot::StateStore>),
+        buffered: Default::default(),
     };
     let mut rendered = worker.dataflow::<u64, _, _>(|scope| render(plan, scope, &shared.registries, &env));
     if let (Some(c), 0) = (&shared.checkpoints, index) {
