@@ -378,6 +378,14 @@ fn drive(
     collect_outputs(&rendered, config.collect, index)
 }
 
+/// Worker steps after each decoded chunk of a file source. A step schedules each operator
+/// once, so a chunk crosses only part of a chain of stages and exchanges per step; stepping
+/// again lets it reach the stages that hold it (dedup, joins, windows) before the next chunk is
+/// read, instead of queueing in channels. On the default spec over 1M events, 3 steps instead of
+/// 1 lowered the peak RSS from 754 to 696 MiB with one worker (6 steps: 679) and the CPU time
+/// by 4%.
+const STEPS_PER_CHUNK: usize = 3;
+
 /// Reads this worker's splits of one file source into its inputs (split `i` is read by worker
 /// `i % peers`), advancing them with the watermark; `lateness` counts on-time and late events,
 /// and `progress` gets the records read.
@@ -449,7 +457,9 @@ pub(crate) fn read_splits(
             advance(inputs, &watermark, tick_ms);
             inputs.events.flush();
             inputs.dead.flush();
-            worker.step();
+            for _ in 0..STEPS_PER_CHUNK {
+                worker.step();
+            }
             progress(n);
         };
         reader.read(split, &mut push).map_err(|e| e.to_string())?;
