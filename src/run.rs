@@ -120,12 +120,13 @@ pub(crate) struct WorkerOutput {
     pub(crate) counters: BTreeMap<(String, String), i64>,
 }
 
-/// Keeps freed memory in mimalloc's arenas for [`PURGE_DELAY_MS`] instead of mimalloc's 10 ms
-/// before handing it back to the OS: decoding and exchanging batches frees and reallocates the
-/// same amount over and over, and returning it after 10 ms made the kernel zero fresh pages for
-/// a quarter of the run time. Keeping it for good instead held about 100 MiB more at the peak
-/// of the default spec on 1M events (about 900 MiB against 800 MiB at 1 s, for the same CPU
-/// time; 250 ms gave 750 MiB and 3% more CPU). An explicit `MIMALLOC_PURGE_DELAY` wins. The option is set through mimalloc's API: setting the
+/// Keeps freed memory in mimalloc's arenas instead of handing it back to the OS after 10 ms:
+/// decoding and exchanging batches frees and reallocates the same amount over and over, and
+/// returning it made the kernel zero fresh pages for a quarter of the run time. Handing it back
+/// after 1 s instead lowered the default spec's peak on 1M events by about 100 MiB (900 to
+/// 800 MiB) for the same CPU time, but cost Nexmark q5 15% of its rate (408K to 350K events/s
+/// per core), so memory is kept. An explicit `MIMALLOC_PURGE_DELAY` wins. The option is set
+/// through mimalloc's API: setting the
 /// environment variable from `main` came too late, as the runtime's allocations before `main`
 /// had already read it (`MIMALLOC_SHOW_STATS=1` showed gigabytes purged). The binary calls this
 /// for its batch commands (not `serve`, a long-lived process that should hand idle memory
@@ -139,8 +140,9 @@ pub fn tune_allocator() {
     }
 }
 
-/// How long batch commands keep freed memory before handing it back (see [`tune_allocator`]).
-pub const PURGE_DELAY_MS: std::os::raw::c_long = 1_000;
+/// How long batch commands keep freed memory before handing it back (see [`tune_allocator`]):
+/// for good.
+pub const PURGE_DELAY_MS: std::os::raw::c_long = -1;
 
 /// Runs `plan` to completion.
 pub fn run(plan: &Plan, config: &RunConfig) -> Result<RunSummary, RunError> {
