@@ -315,8 +315,7 @@ fn split_flush(writer: &mut PartWriter, res: &mut SinkResult, limit: u64) {
             Err(e) => res.error = Some(e),
         }
     }
-    let left = std::mem::take(&mut writer.bytes);
-    writer.release(left);
+    // `flush` handed the ready rows' bytes to the writer thread (or released them).
     writer.bytes = kept_bytes;
     writer.buffer = kept;
 }
