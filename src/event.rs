@@ -56,6 +56,29 @@ impl Event {
         }
     }
 
+    /// This event with several top-level fields set (added or replaced) in one rebuild of the
+    /// payload; a name given twice keeps its last value.
+    pub fn with_fields(&self, mut set: Vec<(Sym, Value)>) -> Event {
+        let set = crate::value::sort_fields(&mut set);
+        let mut fields: Vec<(Sym, Value)> = Vec::with_capacity(self.payload.len() + set.len());
+        let mut set = set.into_iter().peekable();
+        for (k, v) in self.payload.iter() {
+            while let Some(new) = set.next_if(|(name, _)| name < k) {
+                fields.push(new);
+            }
+            match set.next_if(|(name, _)| name == k) {
+                Some(new) => fields.push(new),
+                None => fields.push((*k, v.clone())),
+            }
+        }
+        fields.extend(set);
+        Event {
+            time: self.time,
+            kind: self.kind,
+            payload: fields.into(),
+        }
+    }
+
     /// This event without top-level field `name`.
     pub fn without_field(&self, name: Sym) -> Event {
         Event {
@@ -229,6 +252,29 @@ impl fmt::Debug for FieldPath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_fields_equals_one_with_field_per_field() {
+        // Names before, between, equal to and after the payload's, in any order, some twice.
+        let names = ["a", "c", "e", "b", "f", "0", "c"];
+        let base = Event::new(
+            7,
+            Sym::new("k"),
+            vec![
+                (Sym::new("b"), Value::Int(1)),
+                (Sym::new("d"), Value::Int(2)),
+                (Sym::new("e"), Value::Int(3)),
+            ],
+        );
+        for mask in 0u32..(1 << names.len()) {
+            let set: Vec<(Sym, Value)> = (0..names.len())
+                .filter(|i| mask & (1 << i) != 0)
+                .map(|i| (Sym::new(names[i]), Value::Int(10 + i as i64)))
+                .collect();
+            let one_by_one = set.iter().fold(base.clone(), |e, (k, v)| e.with_field(*k, v.clone()));
+            assert_eq!(base.with_fields(set.clone()), one_by_one, "{set:?}");
+        }
+    }
 
     #[test]
     fn paths_parse_and_print() {

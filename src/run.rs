@@ -475,14 +475,39 @@ pub(crate) fn read_splits(
     Ok(())
 }
 
-/// The order in which a worker reads file sources: context sources of joins first, so that
-/// as-of joins release events as they arrive instead of holding them until the context is read.
+/// The order in which a worker reads file sources: the sources behind a stage's state inputs
+/// first (the contexts of enrichment joins; a router's load samples, regions and forecast), so
+/// that the stage releases events as they arrive instead of holding them until its state is
+/// read. Then the others, in the spec's order.
 pub(crate) fn read_order(plan: &Plan) -> Vec<usize> {
-    let contexts: Vec<usize> = plan
+    use crate::plan::{StageKind, StageRef};
+    let mut state: Vec<StageRef> = plan
         .enrichments()
-        .flat_map(|e| e.joins.iter().map(|j| j.context))
+        .flat_map(|e| e.joins.iter().map(|j| StageRef::Source(j.context)))
         .collect();
-    let (mut first, rest): (Vec<usize>, Vec<usize>) = (0..plan.sources.len()).partition(|i| contexts.contains(i));
+    for stage in &plan.stages {
+        if let StageKind::Router(router) = &stage.kind {
+            let rates = router.rates_input;
+            state.extend(
+                (1..stage.inputs.len())
+                    .filter(|k| Some(*k) != rates)
+                    .map(|k| stage.inputs[k].clone()),
+            );
+        }
+    }
+    // The sources behind those inputs, through the stages that compute them.
+    let mut first = Vec::new();
+    while let Some(input) = state.pop() {
+        match input {
+            StageRef::Source(i) if !first.contains(&i) => first.push(i),
+            StageRef::Source(_) => {}
+            StageRef::Stage(k) | StageRef::Route { stage: k, .. } => {
+                state.extend(plan.stages[k].inputs.iter().cloned())
+            }
+        }
+    }
+    first.sort_unstable();
+    let rest: Vec<usize> = (0..plan.sources.len()).filter(|i| !first.contains(i)).collect();
     first.extend(rest);
     first
 }
@@ -620,5 +645,34 @@ pub(crate) fn advance_to(inputs: &mut SourceInputs, wm: i64, tick_ms: i64) {
     if tick > *inputs.events.time() {
         inputs.events.advance_to(tick);
         inputs.dead.advance_to(tick);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// The names of the sources of the spec `file` in the order a worker reads them.
+    fn order(file: &str) -> Vec<String> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows");
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let plan = crate::plan::plan_str(&text, Path::new(file), &dir, &[]).unwrap();
+        read_order(&plan)
+            .into_iter()
+            .map(|i| plan.sources[i].name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn state_sources_are_read_before_the_events_that_need_them() {
+        // A router's load samples and regions (and the forecast's source) before its events;
+        // the completions feed no state, and the rest keep the plan's order.
+        assert_eq!(
+            order("regional_routing.toml"),
+            ["load", "regions", "completions", "events"]
+        );
+        // Enrichment contexts before the events they join.
+        assert_eq!(order("learning_analytics.toml"), ["items", "profiles", "events"]);
     }
 }

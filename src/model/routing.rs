@@ -85,6 +85,14 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason.
+    pub const ALL: [Reason; 4] = [
+        Reason::Home,
+        Reason::HomeHot,
+        Reason::BetterScore,
+        Reason::HomeUnavailable,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Home => "home",

@@ -81,11 +81,15 @@ pub fn decide(plan: &MetadataPlan, event: &Event) -> Result<Decided, Reject> {
         Err(e) => return Err(format!("shard_key failed: {e}")),
     };
     let shard = stable_hash(&key) % plan.shards;
-    let out = event
-        .with_field(Sym::new("priority"), Value::Int(ranked[0]))
-        .with_field(Sym::new("complexity"), Value::Int(ranked[1]))
-        .with_field(Sym::new("shard_key"), key)
-        .with_field(Sym::new("shard_id"), Value::Int(shard as i64));
+    static NAMES: std::sync::OnceLock<[Sym; 4]> = std::sync::OnceLock::new();
+    let [priority, complexity, shard_key, shard_id] =
+        *NAMES.get_or_init(|| ["priority", "complexity", "shard_key", "shard_id"].map(Sym::new));
+    let out = event.with_fields(vec![
+        (priority, Value::Int(ranked[0])),
+        (complexity, Value::Int(ranked[1])),
+        (shard_key, key),
+        (shard_id, Value::Int(shard as i64)),
+    ]);
     Ok((out, counted))
 }
 

@@ -54,7 +54,7 @@ use timely::dataflow::operators::vec::{Broadcast, Map};
 use crate::dead_letter::DeadLetter;
 use crate::event::Event;
 use crate::model::placement::{shard_homes, PlacementSpec, Placer};
-use crate::model::routing::{decide, RegionLoad};
+use crate::model::routing::{decide, Reason, RegionLoad};
 use crate::plan::router::{MigrationLoad, RouterPlan, ROUTER_METRICS};
 use crate::render::pending::Paired;
 use crate::render::{Coll, EventsOf, RowsOf, StageOut, WindowsOf};
@@ -103,12 +103,21 @@ struct Regional {
     plan: RouterPlan,
     /// Capacity per region, from the latest `regions` row.
     capacity: BTreeMap<String, f64>,
+    /// Each region's index into `observed` and `predicted`, given on first sight.
+    ids: BTreeMap<String, usize>,
     /// Latest observed value per region and metric index, with its sample's time.
-    observed: BTreeMap<String, [Option<(f64, i64)>; 4]>,
-    predicted: BTreeMap<String, [Predictions; 4]>,
+    observed: Vec<[Option<(f64, i64)>; 4]>,
+    predicted: Vec<[Predictions; 4]>,
     /// The available regions (by name) and every shard's home index among them; rebuilt when
     /// `capacity` changes.
     placement: Option<(Vec<String>, Vec<u32>)>,
+    /// For each of the placement's regions, its index and its name as a value.
+    placed: Vec<(usize, Value)>,
+    /// Field names and values each decision uses, made once.
+    syms: Syms,
+    /// The placement's loads as events in `(lo, hi]` see them, until the state changes: with
+    /// forecasts every 1–5 minutes, a dense stream's events share them.
+    loads: Option<(i64, i64, Vec<RegionLoad>)>,
     /// The placer behind `placement`, for replicas (`None` when no region is available or the
     /// ring could not be built).
     placer: Option<Placer>,
@@ -128,12 +137,17 @@ struct Regional {
 
 impl Regional {
     fn new(plan: RouterPlan) -> Regional {
+        let syms = Syms::new(&plan);
         Regional {
             plan,
             capacity: BTreeMap::new(),
-            observed: BTreeMap::new(),
-            predicted: BTreeMap::new(),
+            ids: BTreeMap::new(),
+            observed: Vec::new(),
+            predicted: Vec::new(),
             placement: None,
+            placed: Vec::new(),
+            syms,
+            loads: None,
             placer: None,
             placement_changed: true,
             said: Vec::new(),
@@ -258,8 +272,9 @@ impl Regional {
         // Migration sees the state as of its interval's end: nothing later.
         if !matches!(ctx, Ctx::Rates(..)) {
             self.settle(ctx.time() - 1);
+            self.loads = None;
         }
-        let region_field = Sym::new(&self.plan.region_field);
+        let region_field = self.syms.region_field;
         let region_of = |e: &Event| match crate::value::lookup(&e.payload, region_field) {
             Some(Value::Str(s)) => Ok(s.to_string()),
             other => Err((
@@ -274,7 +289,7 @@ impl Regional {
         match ctx {
             Ctx::Region(e) => {
                 let region = region_of(e)?;
-                let capacity = crate::value::lookup(&e.payload, Sym::new(&self.plan.capacity_field))
+                let capacity = crate::value::lookup(&e.payload, self.syms.capacity_field)
                     .and_then(Value::as_f64)
                     .filter(|c| c.is_finite())
                     .ok_or_else(|| {
@@ -283,6 +298,7 @@ impl Regional {
                             format!("`{}` is not a finite number", self.plan.capacity_field),
                         )
                     })?;
+                self.id(&region);
                 if self.capacity.insert(region, capacity) != Some(capacity) {
                     // A new placement: the migrations that corrected the old one are undone
                     // (a shard moved onto a region in outage goes back to the ring).
@@ -297,13 +313,14 @@ impl Regional {
                 if !self.capacity.contains_key(&region) {
                     return Err(("unknown_region", format!("no `regions` row names `{region}` yet")));
                 }
+                let id = self.id(&region);
                 let mut bad = Vec::new();
                 for (m, metric) in ROUTER_METRICS.iter().enumerate() {
-                    match crate::value::lookup(&e.payload, Sym::new(metric)) {
+                    match crate::value::lookup(&e.payload, self.syms.metrics[m]) {
                         None | Some(Value::Null) => {}
                         Some(v) => match v.as_f64().filter(|x| x.is_finite()) {
                             Some(x) => {
-                                self.observed.entry(region.clone()).or_default()[m] = Some((x, e.time));
+                                self.observed[id][m] = Some((x, e.time));
                             }
                             None => bad.push(*metric),
                         },
@@ -346,7 +363,8 @@ impl Regional {
                 let (Value::Time(target), Some(value)) = (&row[keys + 1], row[keys + 3].as_f64()) else {
                     return Ok(());
                 };
-                let series = &mut self.predicted.entry(region).or_default()[m];
+                let id = self.id(&region);
+                let series = &mut self.predicted[id][m];
                 let at = (*target, *tick);
                 match series.get_mut(&at) {
                     Some(entry) => {
@@ -369,7 +387,8 @@ impl Regional {
     /// Drops forecasts for targets before `time` except the latest (no later event can use
     /// them).
     fn forget_before(&mut self, time: i64) {
-        for series in self.predicted.values_mut().flat_map(|s| s.iter_mut()) {
+        self.loads = None;
+        for series in self.predicted.iter_mut().flat_map(|s| s.iter_mut()) {
             let keep = series.range(..(time, 0)).next_back().map(|(k, _)| *k);
             if let Some(first) = keep {
                 *series = series.split_off(&first);
@@ -394,6 +413,7 @@ impl Regional {
             };
             let (homes, placer) = shard_homes(&spec, &regions, self.plan.shards);
             self.placer = placer;
+            self.placed = names.iter().map(|n| (self.ids[n], Value::str(n))).collect();
             self.placement = Some((names, homes));
         }
         self.placement.as_ref().expect("just built")
@@ -454,75 +474,120 @@ impl Regional {
         out
     }
 
-    /// The load of each available region as an event at `time` sees it: the latest prediction
-    /// for the first target at or after `time`, else the latest observed value.
+    /// The load of each of the regions `names` as an event at `time` sees it: the latest
+    /// prediction for the first target at or after `time`, else the latest observed value.
+    #[cfg(test)]
     fn loads(&self, names: &[String], time: i64) -> Vec<RegionLoad> {
-        self.loads_from(names, time, true)
+        self.loads_of(names.iter().map(|n| self.ids.get(n).copied()), time, true)
     }
 
-    /// [`Regional::loads`], from the observed values only when `forecast` is false.
-    fn loads_from(&self, names: &[String], time: i64, forecast: bool) -> Vec<RegionLoad> {
-        names
-            .iter()
-            .map(|name| {
-                let value = |m: usize| self.value_at(name, m, time, forecast).map(|(v, _)| v);
-                RegionLoad {
-                    cpu: value(0),
-                    memory: value(1),
-                    queue_length: value(2),
-                    latency_ms: value(3),
-                    available: true,
-                }
-            })
-            .collect()
+    /// The load of each region (by index; `None`: a region with no state) as an event at `time`
+    /// sees it: the latest prediction for the first target at or after `time` (with
+    /// `forecast`), else the latest observed value.
+    fn loads_of(&self, ids: impl Iterator<Item = Option<usize>>, time: i64, forecast: bool) -> Vec<RegionLoad> {
+        ids.map(|id| {
+            let value = |m: usize| id.and_then(|id| self.value_of(id, m, time, forecast)).map(|(v, _)| v);
+            RegionLoad {
+                cpu: value(0),
+                memory: value(1),
+                queue_length: value(2),
+                latency_ms: value(3),
+                available: true,
+            }
+        })
+        .collect()
     }
 
     /// Region `name`'s metric `m` as of `time`, and when it was measured: the latest prediction
     /// for the first target at or after `time` (with `forecast`) and its issue tick, else the
     /// latest sample and its time.
     fn value_at(&self, name: &str, m: usize, time: i64, forecast: bool) -> Option<(f64, i64)> {
-        let predicted = self.predicted.get(name).filter(|_| forecast).and_then(|series| {
+        self.value_of(*self.ids.get(name)?, m, time, forecast)
+    }
+
+    /// [`Regional::value_at`] of the region with index `id`.
+    fn value_of(&self, id: usize, m: usize, time: i64, forecast: bool) -> Option<(f64, i64)> {
+        let predicted = Some(&self.predicted[id]).filter(|_| forecast).and_then(|series| {
             let series = &series[m];
-            let ((target, _), _) = series.range((time, 0)..).next()?;
-            series
-                .range((*target, 0)..=(*target, u64::MAX))
-                .next_back()
-                .map(|((_, issued), (v, _))| (*v, *issued as i64))
+            // The latest issue of the first target at or after `time`.
+            let rows = series.range((time, 0)..);
+            let (&(target, _), _) = rows.clone().next()?;
+            let ((_, issued), (v, _)) = rows.take_while(|((t, _), _)| *t == target).last()?;
+            Some((*v, *issued as i64))
         });
-        predicted.or_else(|| self.observed.get(name).and_then(|o| o[m]))
+        predicted.or_else(|| self.observed[id][m])
+    }
+
+    /// Brings `loads` up to date for an event at `time`: the placement's regions' loads with
+    /// forecasts, and the span of times that read the same forecast rows (between the targets
+    /// around `time`).
+    fn refresh_loads(&mut self, time: i64) {
+        if self.loads.as_ref().is_some_and(|(lo, hi, _)| *lo < time && time <= *hi) {
+            return;
+        }
+        let (mut lo, mut hi) = (i64::MIN, i64::MAX);
+        for (id, _) in &self.placed {
+            for series in &self.predicted[*id] {
+                // An event at `t` reads the first target at or after `t`: `hi` for every `t` in
+                // `(lo, hi]`, the targets next to `time`.
+                if let Some(((before, _), _)) = series.range(..(time, 0)).next_back() {
+                    lo = lo.max(*before);
+                }
+                if let Some(((after, _), _)) = series.range((time, 0)..).next() {
+                    hi = hi.min(*after);
+                }
+            }
+        }
+        let loads = self.loads_of(self.placed.iter().map(|(id, _)| Some(*id)), time, true);
+        self.loads = Some((lo, hi, loads));
+    }
+
+    /// The index of region `name`, given on first sight.
+    fn id(&mut self, name: &str) -> usize {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = self.ids.len();
+        self.ids.insert(name.to_string(), id);
+        self.observed.push(Default::default());
+        self.predicted.push(Default::default());
+        id
     }
 
     /// The decision for `event`, or why there is none.
     fn route(&mut self, event: &Event) -> Result<Event, (&'static str, String)> {
         self.settle(event.time);
-        let get = |name: &str| {
-            crate::value::lookup(&event.payload, Sym::new(name))
+        let syms = &self.syms;
+        let get = |name: Sym| {
+            crate::value::lookup(&event.payload, name)
                 .cloned()
                 .unwrap_or(Value::Null)
         };
-        let int = |name: &str| match get(name) {
+        let int = |name: Sym| match get(name) {
             Value::Int(i) => Ok(i),
             other => Err((
                 "invalid_metadata",
                 format!("`{name}` is {}, not an integer", other.kind_name()),
             )),
         };
-        let (priority, complexity, shard) = (int("priority")?, int("complexity")?, int("shard_id")?);
+        let (priority, complexity, shard) = (int(syms.priority)?, int(syms.complexity)?, int(syms.shard_id)?);
+        let shard_key = get(syms.shard_key);
         self.placement();
+        self.refresh_loads(event.time);
         let (names, homes) = self.placement.as_ref().expect("just built");
         if names.is_empty() {
             return Err(("no_region", "no region is available".into()));
         }
         let home = self.home(names, homes, shard);
-        let loads = self.loads(names, event.time);
+        let loads = &self.loads.as_ref().expect("just refreshed").2;
         let plan = &self.plan;
-        let d = decide(&loads, home, priority, complexity, &plan.weights, &plan.health)
+        let d = decide(loads, home, priority, complexity, &plan.weights, &plan.health)
             .ok_or(("no_region", "no region is available".to_string()))?;
         let id = plan.id.as_ref().and_then(|a| a.get(event)).unwrap_or(Value::Null);
-        let name = |i: usize| Value::str(&names[i]);
-        let fields = [
+        let name = |i: usize| self.placed[i].1.clone();
+        let mut fields = [
             id,
-            get("shard_key"),
+            shard_key,
             Value::Int(shard),
             Value::Int(priority),
             Value::Int(complexity),
@@ -534,20 +599,58 @@ impl Regional {
             Value::float(d.chosen.affinity),
             d.runner_up.map_or(Value::Null, |r| name(r.region)),
             d.runner_up.map_or(Value::Null, |r| Value::float(r.total)),
-            Value::str(d.reason.as_str()),
+            self.syms.reason(d.reason),
             Value::float(d.boost),
             Value::float(d.yield_),
         ];
-        let mut payload: Vec<(Sym, Value)> = crate::plan::router::DECISION_FIELDS
-            .iter()
-            .map(|f| Sym::new(f))
-            .zip(fields)
+        let payload: Vec<(Sym, Value)> = (self.syms.decision.iter())
+            .map(|(i, sym)| (*sym, std::mem::replace(&mut fields[*i], Value::Null)))
             .collect();
         Ok(Event {
             time: event.time,
             kind: event.kind,
-            payload: crate::value::sort_fields(&mut payload).into(),
+            payload: payload.into(),
         })
+    }
+}
+
+/// The names a router reads and writes, interned once, and its reasons as values.
+struct Syms {
+    region_field: Sym,
+    capacity_field: Sym,
+    metrics: [Sym; 4],
+    priority: Sym,
+    complexity: Sym,
+    shard_id: Sym,
+    shard_key: Sym,
+    /// `DECISION_FIELDS` in the payload's order: (index in `DECISION_FIELDS`, name).
+    decision: Vec<(usize, Sym)>,
+    reasons: [Value; 4],
+}
+
+impl Syms {
+    fn new(plan: &RouterPlan) -> Syms {
+        let mut decision: Vec<(usize, Sym)> = crate::plan::router::DECISION_FIELDS
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (i, Sym::new(f)))
+            .collect();
+        decision.sort_by_key(|(_, sym)| *sym);
+        Syms {
+            region_field: Sym::new(&plan.region_field),
+            capacity_field: Sym::new(&plan.capacity_field),
+            metrics: ROUTER_METRICS.map(Sym::new),
+            priority: Sym::new("priority"),
+            complexity: Sym::new("complexity"),
+            shard_id: Sym::new("shard_id"),
+            shard_key: Sym::new("shard_key"),
+            decision,
+            reasons: Reason::ALL.map(|r| Value::str(r.as_str())),
+        }
+    }
+
+    fn reason(&self, reason: Reason) -> Value {
+        self.reasons[Reason::ALL.iter().position(|r| *r == reason).expect("every reason")].clone()
     }
 }
 
@@ -922,7 +1025,7 @@ mod tests {
         );
         assert_eq!(r.apply(&Ctx::Load(sample), 1).unwrap_err().0, "non_numeric");
         assert_eq!(
-            r.observed.get("eu").and_then(|o| o[1]),
+            r.ids.get("eu").and_then(|&i| r.observed[i][1]),
             Some((3.0, 5)),
             "the other metrics were used"
         );
