@@ -27,6 +27,11 @@ use sluice::generate::{generate_with, GenerateConfig};
 use sluice::plan::plan_str;
 use sluice::run::{run, RunConfig};
 
+/// The allocator the `sluice` binary uses, so the runs measured in process are the runs users
+/// make.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
 }

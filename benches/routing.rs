@@ -29,6 +29,11 @@ use sluice::model::routing::{decide, Health, RegionLoad, Weights};
 use sluice::plan::plan_str;
 use sluice::run::{run, RunConfig};
 
+/// The allocator the `sluice` binary uses, so the runs measured in process are the runs users
+/// make.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const REGIONS: usize = 8;
 const DAY_MS: u64 = 86_400_000;
 const HOUR_MS: u64 = 3_600_000;
@@ -171,6 +176,7 @@ fn timed(text: &str, dir: &Path, base: &Path, workers: usize, out: Option<&Path>
 
 fn main() {
     let n = env("SLUICE_BENCH_ROUTING_EVENTS", 500_000);
+    sluice::run::tune_allocator();
     let scenario = |span_ms: u64| {
         let dir = tempfile::tempdir().unwrap();
         let config = GenerateConfig {
