@@ -872,6 +872,34 @@ mod tests {
     }
 
     #[test]
+    fn cached_loads_equal_fresh_loads_at_every_time() {
+        let mut r = Regional::new(plan());
+        for (name, c) in [("eu", 100.0), ("us", 50.0)] {
+            let row = row(0, &[("region", Value::str(name)), ("capacity", Value::float(c))]);
+            r.apply(&Ctx::Region(row), 1).unwrap();
+        }
+        let names = r.placement().0.clone();
+        let sample = row(5, &[("region", Value::str("us")), ("cpu", Value::float(40.0))]);
+        r.apply(&Ctx::Load(sample), 1).unwrap();
+        // Targets of different series at different steps, so the cache's spans are cut by both.
+        for (region, metric, target, v) in [
+            ("eu", "cpu", 60, 70.0),
+            ("eu", "cpu", 120, 75.0),
+            ("us", "cpu", 90, 20.0),
+            ("us", "memory", 150, 30.0),
+        ] {
+            r.apply(&Ctx::Forecast(1, forecast_row(region, metric, target, v)), 1)
+                .unwrap();
+        }
+        // Times in increasing order, as a tick's events come, across and on every target.
+        for time in [0, 59, 60, 61, 89, 90, 91, 119, 120, 121, 149, 150, 151, 400] {
+            r.refresh_loads(time);
+            let cached = r.loads.as_ref().unwrap().2.clone();
+            assert_eq!(cached, r.loads(&names, time), "at {time}");
+        }
+    }
+
+    #[test]
     fn predictions_replace_observations_and_follow_retractions() {
         let mut r = Regional::new(plan());
         let region =
