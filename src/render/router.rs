@@ -478,15 +478,15 @@ impl Regional {
     /// prediction for the first target at or after `time`, else the latest observed value.
     #[cfg(test)]
     fn loads(&self, names: &[String], time: i64) -> Vec<RegionLoad> {
-        self.loads_of(names.iter().map(|n| self.ids.get(n).copied()), time, true)
+        self.loads_of(names.iter().map(|n| self.ids.get(n).copied()), time)
     }
 
     /// The load of each region (by index; `None`: a region with no state) as an event at `time`
-    /// sees it: the latest prediction for the first target at or after `time` (with
-    /// `forecast`), else the latest observed value.
-    fn loads_of(&self, ids: impl Iterator<Item = Option<usize>>, time: i64, forecast: bool) -> Vec<RegionLoad> {
+    /// sees it: the latest prediction for the first target at or after `time`, else the latest
+    /// observed value.
+    fn loads_of(&self, ids: impl Iterator<Item = Option<usize>>, time: i64) -> Vec<RegionLoad> {
         ids.map(|id| {
-            let value = |m: usize| id.and_then(|id| self.value_of(id, m, time, forecast)).map(|(v, _)| v);
+            let value = |m: usize| id.and_then(|id| self.value_of(id, m, time, true)).map(|(v, _)| v);
             RegionLoad {
                 cpu: value(0),
                 memory: value(1),
@@ -538,7 +538,7 @@ impl Regional {
                 }
             }
         }
-        let loads = self.loads_of(self.placed.iter().map(|(id, _)| Some(*id)), time, true);
+        let loads = self.loads_of(self.placed.iter().map(|(id, _)| Some(*id)), time);
         self.loads = Some((lo, hi, loads));
     }
 
