@@ -132,11 +132,13 @@ fn headroom(load: &RegionLoad, queue_half: f64) -> f64 {
         load.memory.map(|m| 1.0 - m / 100.0),
         load.queue_length.map(|q| queue_half / (queue_half + q.max(0.0))),
     ];
-    let known: Vec<f64> = parts.into_iter().flatten().filter(|x| x.is_finite()).collect();
-    if known.is_empty() {
+    let (sum, known) = (parts.into_iter().flatten())
+        .filter(|x| x.is_finite())
+        .fold((0.0, 0usize), |(sum, n), x| (sum + x, n + 1));
+    if known == 0 {
         return 0.0;
     }
-    (known.iter().sum::<f64>() / known.len() as f64).clamp(0.0, 1.0)
+    (sum / known as f64).clamp(0.0, 1.0)
 }
 
 /// Scores every available region for an event of `priority` (1–10) and `complexity` (1–5)
@@ -160,34 +162,38 @@ pub fn decide(
         + home_load
             .and_then(|l| l.latency_ms)
             .map_or(0.0, |lat| (lat / goal - 1.0).clamp(0.0, health.max_boost));
-    let mut scores: Vec<Score> = regions
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| l.available)
-        .map(|(r, l)| {
-            let ell = l
-                .latency_ms
-                .filter(|x| x.is_finite())
-                .map_or(0.0, |lat| goal / (goal + lat.max(0.0)));
-            let latency = weights.latency * boost * urgency * ell;
-            let headroom = weights.headroom * weight * headroom(l, health.queue_half);
-            let affinity = if Some(r) == home {
-                weights.affinity * yield_
-            } else {
-                0.0
-            };
-            Score {
-                region: r,
-                total: latency + headroom + affinity,
-                latency,
-                headroom,
-                affinity,
-            }
-        })
-        .collect();
-    // Highest score first; ties to the lower index (the sort is stable).
-    scores.sort_by(|a, b| b.total.total_cmp(&a.total));
-    let chosen = *scores.first()?;
+    let scores = regions.iter().enumerate().filter(|(_, l)| l.available).map(|(r, l)| {
+        let ell = l
+            .latency_ms
+            .filter(|x| x.is_finite())
+            .map_or(0.0, |lat| goal / (goal + lat.max(0.0)));
+        let latency = weights.latency * boost * urgency * ell;
+        let headroom = weights.headroom * weight * headroom(l, health.queue_half);
+        let affinity = if Some(r) == home {
+            weights.affinity * yield_
+        } else {
+            0.0
+        };
+        Score {
+            region: r,
+            total: latency + headroom + affinity,
+            latency,
+            headroom,
+            affinity,
+        }
+    });
+    // The two highest scores, in one pass with no allocation (a decision is made per event);
+    // ties go to the lower index, as a stable sort by descending score would order them.
+    let (mut chosen, mut runner_up): (Option<Score>, Option<Score>) = (None, None);
+    for score in scores {
+        let beats = |other: &Option<Score>| other.is_none_or(|o| score.total.total_cmp(&o.total).is_gt());
+        if beats(&chosen) {
+            runner_up = chosen.replace(score);
+        } else if beats(&runner_up) {
+            runner_up = Some(score);
+        }
+    }
+    let chosen = chosen?;
     let reason = match home_load {
         None => Reason::HomeUnavailable,
         Some(_) if Some(chosen.region) == home => Reason::Home,
@@ -196,7 +202,7 @@ pub fn decide(
     };
     Some(Decision {
         chosen,
-        runner_up: scores.get(1).copied(),
+        runner_up,
         reason,
         boost,
         yield_,
@@ -311,5 +317,45 @@ mod tests {
                 .region,
             1
         );
+    }
+
+    proptest::proptest! {
+        /// The winner and runner-up are the first two of a stable sort of every available
+        /// region's score, highest first: ties (here frequent, loads on a coarse grid) go to
+        /// the lower index.
+        #[test]
+        fn winner_and_runner_up_are_the_top_two_of_a_stable_sort(
+            loads in proptest::collection::vec((0u8..4, 0u8..3, proptest::bool::weighted(0.8)), 1..9),
+            home in proptest::option::of(0usize..9),
+            priority in 1i64..=10,
+            complexity in 1i64..=5,
+        ) {
+            let regions: Vec<RegionLoad> = loads
+                .iter()
+                .map(|&(cpu, latency, available)| RegionLoad {
+                    available,
+                    ..load(f64::from(cpu) * 25.0, f64::from(latency) * 50.0)
+                })
+                .collect();
+            let d = decide(&regions, home, priority, complexity, &WEIGHTS, &HEALTH);
+            let every: Vec<usize> = (0..regions.len()).filter(|&r| regions[r].available).collect();
+            // Each region scored alone (as the only other region than itself, its score does
+            // not depend on the others), then ordered by a stable sort.
+            let mut scored: Vec<(usize, f64)> = every
+                .iter()
+                .map(|&r| {
+                    let mut alone = regions.clone();
+                    for (i, l) in alone.iter_mut().enumerate() {
+                        l.available = i == r || (Some(i) == home && regions[i].available);
+                    }
+                    let d = decide(&alone, home, priority, complexity, &WEIGHTS, &HEALTH).unwrap();
+                    let s = [Some(d.chosen), d.runner_up].into_iter().flatten().find(|s| s.region == r).unwrap();
+                    (r, s.total)
+                })
+                .collect();
+            scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+            proptest::prop_assert_eq!(d.map(|d| d.chosen.region), scored.first().map(|s| s.0));
+            proptest::prop_assert_eq!(d.and_then(|d| d.runner_up).map(|s| s.region), scored.get(1).map(|s| s.0));
+        }
     }
 }

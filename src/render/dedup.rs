@@ -98,22 +98,20 @@ pub fn stage<'s>(
     use crate::render::Coll;
     let out = render(events, plan, fields, store.map(|s| (s, source)));
     let counter = crate::render::enrich::Counter::new("events_deduplicated", source);
+    let [unique, duplicates] = crate::render::split_into(out, |o| match o {
+        DedupOut::Unique(_) => 0,
+        DedupOut::Duplicate(_) => 1,
+    });
     crate::render::StageOut {
-        main: Coll::Events(out.clone().flat_map(|o| match o {
+        main: Coll::Events(unique.flat_map(|o| match o {
             DedupOut::Unique(e) => Some(e),
             DedupOut::Duplicate(_) => None,
         })),
         ports: vec![
-            (
-                Port::Counters,
-                Coll::Counters(out.clone().flat_map(move |o| match o {
-                    DedupOut::Duplicate(_) => Some(counter),
-                    DedupOut::Unique(_) => None,
-                })),
-            ),
+            (Port::Counters, Coll::Counters(duplicates.clone().map(move |_| counter))),
             (
                 Port::Duplicates,
-                Coll::Rows(out.flat_map(|o| match o {
+                Coll::Rows(duplicates.flat_map(|o| match o {
                     DedupOut::Duplicate(row) => Some(row),
                     DedupOut::Unique(_) => None,
                 })),

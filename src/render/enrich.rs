@@ -143,31 +143,49 @@ pub fn stage<'s>(
         let name = crate::render::snapshot::state_name(&["join", &source.name, &join.alias]);
         let store = state.filter(|_| served).map(|s| (s, name));
         let out = render(stream, context, join, &whole.sources[join.context], store);
-        stream = out.clone().flat_map(|o| match o {
+        let [events, counts, dead] = crate::render::split_into(out, |o| match o {
+            JoinOut::Event(_) => 0,
+            JoinOut::Count(_) => 1,
+            JoinOut::Dead(_) => 2,
+        });
+        stream = events.flat_map(|o| match o {
             JoinOut::Event(e) => Some(e),
             _ => None,
         });
-        counters.push(out.clone().flat_map(|o| match o {
+        counters.push(counts.flat_map(|o| match o {
             JoinOut::Count(c) => Some(c),
             _ => None,
         }));
-        errs.push(out.flat_map(|o| match o {
+        errs.push(dead.flat_map(|o| match o {
             JoinOut::Dead(d) => Some(d),
             _ => None,
         }));
     }
     let out = rules::render(stream, plan, &source.name, fields);
-    counters.push(out.clone().flat_map(|o| match o {
+    // Parts: passed events, counts, stats, blocked rows, then one per route destination.
+    let destinations: Vec<&str> = plan.destinations().collect();
+    let part_of: Vec<Sym> = destinations.iter().map(|d| Sym::new(d)).collect();
+    let mut parts = crate::render::split(out, 4 + destinations.len(), move |o| match o {
+        rules::RuleOut::Event(_) => 0,
+        rules::RuleOut::Count(_) => 1,
+        rules::RuleOut::Stat(_) => 2,
+        rules::RuleOut::Blocked(_) => 3,
+        rules::RuleOut::Routed(dest, _) => 4 + part_of.iter().position(|d| d == dest).expect("a planned destination"),
+    })
+    .into_iter();
+    let mut part = || parts.next().expect("a part per kind and destination");
+    let (passed, counts, stats, blocked) = (part(), part(), part(), part());
+    counters.push(counts.flat_map(|o| match o {
         rules::RuleOut::Count(c) => Some(c),
         _ => None,
     }));
-    let stat_events = out.clone().flat_map(|o| match o {
+    let stat_events = stats.flat_map(|o| match o {
         rules::RuleOut::Stat(e) => Some(e),
         _ => None,
     });
     let (stats, rejected) = window::render(stat_events, &rules::stats_plan(plan), ("time", "type"));
     errs.push(rejected);
-    let scope = out.inner.scope();
+    let scope = passed.inner.scope();
     let mut ports = vec![
         (
             Port::Counters,
@@ -175,23 +193,22 @@ pub fn stage<'s>(
         ),
         (
             Port::Blocked,
-            Coll::Rows(out.clone().flat_map(|o| match o {
+            Coll::Rows(blocked.flat_map(|o| match o {
                 rules::RuleOut::Blocked(row) => Some(row),
                 _ => None,
             })),
         ),
         (Port::RuleStats, Coll::Windows(stats)),
     ];
-    for d in plan.destinations() {
-        let wanted = Sym::new(d);
-        let routed = out.clone().flat_map(move |o| match o {
-            rules::RuleOut::Routed(dest, e) if dest == wanted => Some(e),
+    for d in destinations {
+        let routed = part().flat_map(|o| match o {
+            rules::RuleOut::Routed(_, e) => Some(e),
             _ => None,
         });
         ports.push((Port::Route(d.to_string()), Coll::Events(routed)));
     }
     crate::render::StageOut {
-        main: Coll::Events(out.flat_map(|o| match o {
+        main: Coll::Events(passed.flat_map(|o| match o {
             rules::RuleOut::Event(e) => Some(e),
             _ => None,
         })),

@@ -182,41 +182,43 @@ pub fn stage<'s>(
     let stage = format!("metadata:{source}");
     let (time_field, type_field) = (fields.0.to_string(), fields.1.to_string());
     let out = events.flat_map(move |event| {
-        let mut out = Vec::new();
-        match decide(&plan, &event) {
-            Ok((event, counted)) => {
-                out.extend(
-                    counted
-                        .into_iter()
-                        .map(|(field, applied)| MetaOut::Count(Counter::new(applied.metric(), field))),
-                );
-                out.push(MetaOut::Event(event));
-            }
-            Err(detail) => out.push(MetaOut::Dead(DeadLetter {
-                stage: stage.clone(),
-                reason: "invalid_metadata".into(),
-                detail,
-                location: format!("{} event at {}", event.kind, format_time(event.time)),
-                record: event.to_json(&time_field, &type_field).to_string(),
-                event_time: Some(event.time),
-                original: None,
-            })),
-        }
-        out
+        let (counted, last) = match decide(&plan, &event) {
+            Ok((event, counted)) => (counted, MetaOut::Event(event)),
+            Err(detail) => (
+                Vec::new(),
+                MetaOut::Dead(DeadLetter {
+                    stage: stage.clone(),
+                    reason: "invalid_metadata".into(),
+                    detail,
+                    location: format!("{} event at {}", event.kind, format_time(event.time)),
+                    record: event.to_json(&time_field, &type_field).to_string(),
+                    event_time: Some(event.time),
+                    original: None,
+                }),
+            ),
+        };
+        (counted.into_iter())
+            .map(|(field, applied)| MetaOut::Count(Counter::new(applied.metric(), field)))
+            .chain(std::iter::once(last))
+    });
+    let [events, counts, dead] = crate::render::split_into(out, |o| match o {
+        MetaOut::Event(_) => 0,
+        MetaOut::Count(_) => 1,
+        MetaOut::Dead(_) => 2,
     });
     StageOut {
-        main: Coll::Events(out.clone().flat_map(|o| match o {
+        main: Coll::Events(events.flat_map(|o| match o {
             MetaOut::Event(e) => Some(e),
             _ => None,
         })),
         ports: vec![(
             Port::Counters,
-            Coll::Counters(out.clone().flat_map(|o| match o {
+            Coll::Counters(counts.flat_map(|o| match o {
                 MetaOut::Count(c) => Some(c),
                 _ => None,
             })),
         )],
-        errs: vec![out.flat_map(|o| match o {
+        errs: vec![dead.flat_map(|o| match o {
             MetaOut::Dead(d) => Some(d),
             _ => None,
         })],

@@ -99,6 +99,35 @@ pub struct Rendered {
     pub sinks: Vec<(String, Rc<RefCell<SinkResult>>)>,
 }
 
+/// A stage's tagged output split by `part` into `n` collections, each record moved into the
+/// one its `part` names (timely's `partition`). Stages with several kinds of output (events,
+/// counters, dead letters, …) read them out of their parts with `flat_map`: a stream read by
+/// several `flat_map`s would clone every batch once for each reader but the last.
+pub fn split<'s, O: Clone + 'static>(
+    out: VecCollection<'s, u64, O, isize>,
+    n: usize,
+    part: impl Fn(&O) -> usize + 'static,
+) -> Vec<VecCollection<'s, u64, O, isize>> {
+    use differential_dataflow::AsCollection;
+    use timely::dataflow::operators::vec::Partition;
+    (out.inner)
+        .partition(n as u64, move |(o, t, r)| (part(&o) as u64, (o, t, r)))
+        .into_iter()
+        .map(|stream| stream.as_collection())
+        .collect()
+}
+
+/// [`split`] into a fixed number of parts.
+pub fn split_into<'s, O: Clone + 'static, const N: usize>(
+    out: VecCollection<'s, u64, O, isize>,
+    part: impl Fn(&O) -> usize + 'static,
+) -> [VecCollection<'s, u64, O, isize>; N] {
+    let parts = split(out, N, part);
+    parts
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("`split` makes `N` parts"))
+}
+
 /// An aggregate output row's columns (without `time` and `diff`).
 pub fn window_row_values(row: &WindowRow) -> Vec<Value> {
     let mut values = row.group.clone();
@@ -272,13 +301,22 @@ fn sink_parts<'s>(
                 _ => Vec::new(),
             };
             let has_type = !plan.fields_of(&StageRef::Stage(output.from[0].0)).1.is_empty();
+            // Each type's name as a value, made once: an event's row shares it.
+            let kinds: RefCell<rustc_hash::FxHashMap<crate::value::Sym, Value>> = RefCell::default();
             let to_row = move |e: Event| {
                 // The sort key: the `order_by` values, then a marker so that the prefix is never empty.
-                let mut row: Vec<Value> = order_by.iter().map(|a| a.get(&e).unwrap_or(Value::Null)).collect();
+                let mut row: Vec<Value> = Vec::with_capacity(order_by.len() + 4);
+                row.extend(order_by.iter().map(|a| a.get(&e).unwrap_or(Value::Null)));
                 row.push(Value::Null);
                 row.push(Value::Time(e.time));
                 if has_type {
-                    row.push(Value::str(e.kind.as_str()));
+                    let mut kinds = kinds.borrow_mut();
+                    row.push(
+                        kinds
+                            .entry(e.kind)
+                            .or_insert_with(|| Value::str(e.kind.as_str()))
+                            .clone(),
+                    );
                 }
                 row.push(e.payload_value());
                 row

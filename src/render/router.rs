@@ -603,13 +603,14 @@ impl Regional {
             Value::float(d.boost),
             Value::float(d.yield_),
         ];
-        let payload: Vec<(Sym, Value)> = (self.syms.decision.iter())
+        // Collected straight into the shared payload: one allocation, no copy.
+        let payload: std::sync::Arc<[(Sym, Value)]> = (self.syms.decision.iter())
             .map(|(i, sym)| (*sym, std::mem::replace(&mut fields[*i], Value::Null)))
             .collect();
         Ok(Event {
             time: event.time,
             kind: event.kind,
-            payload: payload.into(),
+            payload,
         })
     }
 }
@@ -718,7 +719,9 @@ pub fn stage<'s>(inputs: Inputs<'s>, plan: &RouterPlan, fields: [(&str, &str); 3
                         .copied();
                     for (time, mut updates, mut events) in pending.ready_until(limit) {
                         updates.sort_by(|a, b| (a.0.time(), a).cmp(&(b.0.time(), b)));
-                        events.sort();
+                        // Decisions read only the regional state, so events of one time need no
+                        // order among themselves; the updates before each are applied by time.
+                        events.sort_by_key(|(e, _)| e.time);
                         let cap = pending.events.caps.delayed(&time);
                         let mut session = output.session(&cap);
                         let letter =
@@ -788,28 +791,34 @@ pub fn stage<'s>(inputs: Inputs<'s>, plan: &RouterPlan, fields: [(&str, &str); 3
             },
         )
         .as_collection();
+    let [decisions, migrations, placement, dead] = crate::render::split_into(out, |o| match o {
+        RouterOut::Decision(_) => 0,
+        RouterOut::Migration(_) => 1,
+        RouterOut::Placement(_) => 2,
+        RouterOut::Dead(_) => 3,
+    });
     StageOut {
-        main: Coll::Events(out.clone().flat_map(|o| match o {
+        main: Coll::Events(decisions.flat_map(|o| match o {
             RouterOut::Decision(e) => Some(e),
             _ => None,
         })),
         ports: vec![
             (
                 crate::plan::Port::Migrations,
-                Coll::Rows(out.clone().flat_map(|o| match o {
+                Coll::Rows(migrations.flat_map(|o| match o {
                     RouterOut::Migration(row) => Some(row),
                     _ => None,
                 })),
             ),
             (
                 crate::plan::Port::Placement,
-                Coll::Rows(out.clone().flat_map(|o| match o {
+                Coll::Rows(placement.flat_map(|o| match o {
                     RouterOut::Placement(row) => Some(row),
                     _ => None,
                 })),
             ),
         ],
-        errs: vec![out.flat_map(|o| match o {
+        errs: vec![dead.flat_map(|o| match o {
             RouterOut::Dead(d) => Some(d),
             _ => None,
         })],

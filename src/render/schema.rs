@@ -123,8 +123,18 @@ pub fn stage<'s>(
     use crate::render::Coll;
     let out = render(events, plan, source, registry, store);
     let (time_field, type_field) = (source.time_field.clone(), source.type_field.clone());
-    let rows = |f: fn(SchemaOut) -> Option<Vec<Value>>| Coll::Rows(out.clone().flat_map(f));
-    let quarantined = out.clone().flat_map(move |o| match o {
+    let [conformed, quarantined, dead, inferred, versions, changes] = crate::render::split_into(out, |o| match o {
+        SchemaOut::Conformed(_) => 0,
+        SchemaOut::Quarantined(_) => 1,
+        SchemaOut::Dead(_) => 2,
+        SchemaOut::Inferred(_) => 3,
+        SchemaOut::Version(_) => 4,
+        SchemaOut::Change(_) => 5,
+    });
+    let rows = |part: VecCollection<'s, u64, SchemaOut, isize>, f: fn(SchemaOut) -> Option<Vec<Value>>| {
+        Coll::Rows(part.flat_map(f))
+    };
+    let quarantined = quarantined.flat_map(move |o| match o {
         SchemaOut::Quarantined(e) => Some(vec![
             Value::Time(e.time),
             Value::str(e.kind.as_str()),
@@ -133,35 +143,35 @@ pub fn stage<'s>(
         _ => None,
     });
     crate::render::StageOut {
-        main: Coll::Events(out.clone().flat_map(|o| match o {
+        main: Coll::Events(conformed.flat_map(|o| match o {
             SchemaOut::Conformed(e) => Some(e),
             _ => None,
         })),
         ports: vec![
             (
                 Port::Inferred,
-                rows(|o| match o {
+                rows(inferred, |o| match o {
                     SchemaOut::Inferred(r) => Some(r),
                     _ => None,
                 }),
             ),
             (
                 Port::Versions,
-                rows(|o| match o {
+                rows(versions, |o| match o {
                     SchemaOut::Version(r) => Some(r),
                     _ => None,
                 }),
             ),
             (
                 Port::Changes,
-                rows(|o| match o {
+                rows(changes, |o| match o {
                     SchemaOut::Change(r) => Some(r),
                     _ => None,
                 }),
             ),
             (Port::Quarantine, Coll::Rows(quarantined)),
         ],
-        errs: vec![out.flat_map(|o| match o {
+        errs: vec![dead.flat_map(|o| match o {
             SchemaOut::Dead(d) => Some(d),
             _ => None,
         })],

@@ -159,13 +159,17 @@ pub fn stage<'s>(
     fields: (&str, &str),
 ) -> crate::render::StageOut<'s> {
     let out = render(events, plan, fields);
+    let [rows, dead] = crate::render::split_into(out, |o| match o {
+        TopOut::Row(_) => 0,
+        TopOut::Dead(_) => 1,
+    });
     crate::render::StageOut {
-        main: crate::render::Coll::Events(out.clone().flat_map(|o| match o {
+        main: crate::render::Coll::Events(rows.flat_map(|o| match o {
             TopOut::Row(e) => Some(e),
             TopOut::Dead(_) => None,
         })),
         ports: Vec::new(),
-        errs: vec![out.flat_map(|o| match o {
+        errs: vec![dead.flat_map(|o| match o {
             TopOut::Dead(d) => Some(d),
             TopOut::Row(_) => None,
         })],

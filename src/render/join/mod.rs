@@ -47,13 +47,17 @@ pub fn stage<'s>(
         JoinTime::Changelog => changelog::render(left, right, plan),
         _ => timed::render(left, right, plan),
     };
+    let [rows, dead] = crate::render::split_into(out, |o| match o {
+        JoinOut::Row(_) => 0,
+        JoinOut::Dead(_) => 1,
+    });
     crate::render::StageOut {
-        main: crate::render::Coll::Events(out.clone().flat_map(|o| match o {
+        main: crate::render::Coll::Events(rows.flat_map(|o| match o {
             JoinOut::Row(e) => Some(e),
             JoinOut::Dead(_) => None,
         })),
         ports: Vec::new(),
-        errs: vec![out.flat_map(|o| match o {
+        errs: vec![dead.flat_map(|o| match o {
             JoinOut::Dead(d) => Some(d),
             JoinOut::Row(_) => None,
         })],

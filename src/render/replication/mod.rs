@@ -494,8 +494,11 @@ pub fn stage<'s>(
         Ok(Item::Ack(id, region, ok, e))
     });
     let items = decided.concat(acked);
-    let rejected = items.clone().flat_map(|r| r.err().map(|dead| *dead));
-    let items = items.flat_map(|r| r.ok());
+    let [items, rejected] = crate::render::split_into(items, |r| usize::from(r.is_err()));
+    let (items, rejected) = (
+        items.flat_map(|r| r.ok()),
+        rejected.flat_map(|r| r.err().map(|dead| *dead)),
+    );
     let by_id = Exchange::new(|((item, _), _, _): &((Item, isize), u64, isize)| stable_hash(item.id()));
     let placement = placement.inner.map(|(row, t, r)| ((row, r), t, r)).broadcast();
     let name = plan.router.clone();
@@ -577,32 +580,39 @@ pub fn stage<'s>(
             },
         )
         .as_collection();
-    let rows = match plan.granularity {
-        Granularity::Event => out.clone(),
-        Granularity::ShardWindow { window_ms } => windows::stage(
-            out.clone().flat_map(|o| match o {
+    let by_kind = |o: &Out| match o {
+        Out::Record(_) => 0,
+        Out::Task(_) => 1,
+        Out::Dead(_) => 2,
+        Out::Fact(..) => 3,
+    };
+    let [records, tasks, dead, facts] = crate::render::split_into(out, by_kind);
+    let (records, tasks) = match plan.granularity {
+        Granularity::Event => (records, tasks),
+        Granularity::ShardWindow { window_ms } => {
+            let facts = facts.flat_map(|o| match o {
                 Out::Fact(key, fact) => Some((key, fact)),
                 _ => None,
-            }),
-            &name,
-            window_ms,
-        ),
+            });
+            let [records, tasks, _, _] = crate::render::split_into(windows::stage(facts, &name, window_ms), by_kind);
+            (records, tasks)
+        }
     };
     StageOut {
-        main: Coll::Rows(rows.clone().flat_map(|o| match o {
+        main: Coll::Rows(records.flat_map(|o| match o {
             Out::Record(row) => Some(row),
             _ => None,
         })),
         ports: vec![(
             Port::Tasks,
-            Coll::Rows(rows.flat_map(|o| match o {
+            Coll::Rows(tasks.flat_map(|o| match o {
                 Out::Task(row) => Some(row),
                 _ => None,
             })),
         )],
         errs: vec![
             rejected,
-            out.flat_map(|o| match o {
+            dead.flat_map(|o| match o {
                 Out::Dead(d) => Some(d),
                 _ => None,
             }),

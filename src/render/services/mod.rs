@@ -102,8 +102,11 @@ pub fn stage<'s>(events: EventsOf<'s>, plan: &ServicesPlan, fields: (&str, &str)
             ))
         })
     });
-    let rejected = parsed.clone().flat_map(|r| r.err().map(|d| *d));
-    let interactions = parsed.flat_map(|r| r.ok());
+    let [interactions, rejected] = crate::render::split_into(parsed, |r| usize::from(r.is_err()));
+    let (interactions, rejected) = (
+        interactions.flat_map(|r| r.ok()),
+        rejected.flat_map(|r| r.err().map(|d| *d)),
+    );
     let mut model = ServiceState::new(plan.clone());
     let out = interactions
         .inner
