@@ -184,6 +184,24 @@ struct Replicas {
     records: HashMap<Value, Record>,
     /// `(closing time, id)` of every open record, to close them in order.
     closing: BTreeSet<(u64, Value)>,
+    /// Region names, states and reasons as values, made once and shared by every row.
+    names: Names,
+}
+
+/// Strings as [`Value`]s, each made once: a record's row is rebuilt at every revision, and its
+/// regions would otherwise be copied into fresh strings each time.
+#[derive(Default)]
+struct Names(HashMap<String, Value>);
+
+impl Names {
+    fn get(&mut self, name: &str) -> Value {
+        if let Some(v) = self.0.get(name) {
+            return v.clone();
+        }
+        let v = Value::str(name);
+        self.0.insert(name.to_string(), v.clone());
+        v
+    }
 }
 
 impl Replicas {
@@ -194,6 +212,7 @@ impl Replicas {
             regions: BTreeSet::new(),
             records: HashMap::new(),
             closing: BTreeSet::new(),
+            names: Names::default(),
         }
     }
 
@@ -295,14 +314,24 @@ impl Replicas {
     /// The row of record `id` and its tasks as of `tick`, updating what it remembers; `closed`
     /// for its last row.
     fn refresh(&mut self, id: &Value, tick: i64, closed: bool, out: &mut Vec<(Out, isize)>) {
-        let Some(record) = self.records.get_mut(id) else { return };
-        let shard = self.shards.get(&record.shard);
-        let targets: Vec<String> = shard.map(|s| s.targets.clone()).unwrap_or_default();
+        let Replicas {
+            records,
+            shards,
+            names,
+            plan,
+            ..
+        } = self;
+        let Some(record) = records.get_mut(id) else { return };
+        let shard = shards.get(&record.shard);
+        let targets: &[String] = shard.map_or(&[], |s| &s.targets);
         let status = |region: &str| record.acks.get(region).map(|(ok, _)| *ok);
-        let list = |regions: Vec<&String>| Value::List(regions.into_iter().map(|r| Value::str(r)).collect());
-        let completed: Vec<&String> = record.acks.iter().filter(|(_, (ok, _))| *ok).map(|(r, _)| r).collect();
-        let failed: Vec<&String> = record.acks.iter().filter(|(_, (ok, _))| !*ok).map(|(r, _)| r).collect();
-        let pending: Vec<&String> = targets.iter().filter(|r| status(r).is_none()).collect();
+        let mut list = |regions: &mut dyn Iterator<Item = &String>| {
+            Value::List(regions.map(|r| names.get(r)).collect::<Vec<_>>().into())
+        };
+        let completed = list(&mut record.acks.iter().filter(|(_, (ok, _))| *ok).map(|(r, _)| r));
+        let failed = list(&mut record.acks.iter().filter(|(_, (ok, _))| !*ok).map(|(r, _)| r));
+        let pending = list(&mut targets.iter().filter(|r| status(r).is_none()));
+        let all = list(&mut targets.iter());
         let done = !targets.is_empty() && targets.iter().all(|r| status(r) == Some(true));
         let state = match (done, closed) {
             (true, _) => "complete",
@@ -313,18 +342,18 @@ impl Replicas {
             id.clone(),
             Value::Time(record.time),
             Value::Int(record.shard as i64),
-            targets.first().map_or(Value::Null, |h| Value::str(h)),
-            list(targets.iter().collect()),
-            list(completed),
-            list(failed),
-            list(pending),
-            Value::str(state),
+            targets.first().map_or(Value::Null, |h| names.get(h)),
+            all,
+            completed,
+            failed,
+            pending,
+            names.get(state),
             Value::List(shard.map(|s| s.history.clone()).unwrap_or_default().into()),
         ];
         // Tasks: every target not completed, unless the record closed.
         let mut tasks: BTreeMap<String, (Reason, i64)> = BTreeMap::new();
         if !closed {
-            for region in &targets {
+            for region in targets {
                 let task = match record.acks.get(region) {
                     Some((true, _)) => continue,
                     Some((false, at)) => (Reason::Retry, *at),
@@ -343,7 +372,7 @@ impl Replicas {
                 tasks.insert(region.clone(), task);
             }
         }
-        match self.plan.granularity {
+        match plan.granularity {
             Granularity::Event => {
                 if record.row.as_ref() != Some(&row) {
                     if let Some(old) = record.row.take() {
@@ -351,12 +380,12 @@ impl Replicas {
                     }
                     out.push((Out::Record(row.clone()), 1));
                 }
-                let task_row = |region: &str, (reason, since): (Reason, i64)| {
+                let mut task_row = |region: &str, (reason, since): (Reason, i64)| {
                     vec![
                         id.clone(),
                         Value::Int(record.shard as i64),
-                        Value::str(region),
-                        Value::str(reason.name()),
+                        names.get(region),
+                        names.get(reason.name()),
                         Value::Time(since),
                     ]
                 };
