@@ -14,8 +14,10 @@ use crate::render::{render, SourceInputs};
 use crate::schema::registry::Registry;
 use crate::schema::Schema;
 use crate::source::lateness::Lateness;
-use crate::source::{self, Decoded, Layout, Watermark};
+use crate::source::{Decoded, Layout, Watermark};
 use crate::value::{format_time, Value};
+
+mod feeds;
 
 /// How to run: validated once from the command line (or a test), then used everywhere.
 #[derive(Clone, Debug)]
@@ -360,15 +362,25 @@ fn drive(
     });
     let tick_ms = plan.tick_ms as i64;
 
-    for i in read_order(plan) {
-        let (source, layout, inputs) = (&plan.sources[i], &layouts[i], &mut rendered.inputs[i]);
-        let mut late = Lateness::default();
-        read_splits(worker, source, layout, inputs, tick_ms, &mut late, &mut |n| {
+    let mut late: Vec<Lateness> = plan.sources.iter().map(|_| Lateness::default()).collect();
+    for group in read_order(plan) {
+        let feeds = (rendered.inputs.iter_mut().zip(&mut late).enumerate())
+            .filter(|(i, _)| group.contains(i))
+            .map(|(i, (inputs, lateness))| feeds::Feed {
+                source: &plan.sources[i],
+                layout: &layouts[i],
+                inputs,
+                lateness,
+            })
+            .collect();
+        feeds::read(worker, feeds, tick_ms, &mut |n| {
             read.fetch_add(n, Ordering::Relaxed);
             bar.inc(n);
         })?;
-        if let Ok(mut all) = lateness.lock() {
-            all[i].merge(&late);
+    }
+    if let Ok(mut all) = lateness.lock() {
+        for (all, late) in all.iter_mut().zip(&late) {
+            all.merge(late);
         }
     }
     let probe = rendered.probe.clone();
@@ -400,86 +412,21 @@ pub(crate) fn read_splits(
     lateness: &mut Lateness,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(), String> {
-    let (index, peers) = (worker.index(), worker.peers());
-    let prefix = layout.prefix_max();
-    let mut reader = source::reader(source, layout);
-    let mut watermark = Watermark::new(source.allowed_lateness_ms);
-    for (i, split) in layout.splits.iter().enumerate().filter(|(i, _)| i % peers == index) {
-        watermark.start_split(prefix[i]);
-        advance(inputs, &watermark, tick_ms);
-        // Flow control: split `i` waits until every worker has fed the source up to where the
-        // reader of split `i - 1` started, so no worker reads more than about two splits ahead
-        // of the slowest, and the operators downstream do not buffer the leader's events.
-        // Readers of earlier splits never wait on later ones, so this cannot deadlock, provided
-        // this worker's own input is at split `i`'s start first: advanced above, and flushed
-        // here, as an input session only moves its frontier when flushed.
-        if i > 0 && peers > 1 {
-            inputs.events.flush();
-            inputs.dead.flush();
-            let mut before = Watermark::new(source.allowed_lateness_ms);
-            before.start_split(prefix[i - 1]);
-            let wm = before.current();
-            if wm > 0 {
-                let target = (wm - wm.rem_euclid(tick_ms)) as u64;
-                while inputs.fed.less_than(&target) {
-                    worker.step_or_park(Some(std::time::Duration::from_millis(1)));
-                }
-            }
-        }
-        let mut push = |chunk: &mut Vec<Decoded>| {
-            let n = chunk.len() as u64;
-            for decoded in chunk.drain(..) {
-                let decoded = match decoded {
-                    Decoded::Event(event, pos) if split.is_future(pos) => {
-                        let detail = format!(
-                            "event time {} is more than max_future {} ahead of both the largest earlier event time and the next event's",
-                            format_time(event.time),
-                            crate::plan::duration::format_duration(source.limits.max_future_ms)
-                        );
-                        let letter = future_letter(source, &event, detail, layout.location(split, pos));
-                        Decoded::Bad(Box::new(letter))
-                    }
-                    decoded => decoded,
-                };
-                // How far the event is behind the largest time before it (see `source::lateness`).
-                let behind = match (&decoded, watermark.max_seen()) {
-                    (Decoded::Event(e, _), Some(max)) => max.saturating_sub(e.time).max(0) as u64,
-                    _ => 0,
-                };
-                match admit(inputs, &mut watermark, decoded, tick_ms, source, |pos| {
-                    layout.location(split, pos)
-                })
-                .as_deref()
-                {
-                    None => lateness.on_time(),
-                    Some("late") => lateness.late(behind),
-                    Some(_) => {}
-                }
-            }
-            advance(inputs, &watermark, tick_ms);
-            inputs.events.flush();
-            inputs.dead.flush();
-            for _ in 0..STEPS_PER_CHUNK {
-                worker.step();
-            }
-            progress(n);
-        };
-        reader.read(split, &mut push).map_err(|e| e.to_string())?;
-    }
-    // A file has no more records: this worker's part of the source is complete, so operators
-    // waiting on it (an as-of join on its context) need not wait for the other sources.
-    inputs.events.advance_to(u64::MAX);
-    inputs.dead.advance_to(u64::MAX);
-    inputs.events.flush();
-    inputs.dead.flush();
-    Ok(())
+    let feed = feeds::Feed {
+        source,
+        layout,
+        inputs,
+        lateness,
+    };
+    feeds::read(worker, vec![feed], tick_ms, progress)
 }
 
-/// The order in which a worker reads file sources: the sources behind a stage's state inputs
-/// first (the contexts of enrichment joins; a router's load samples, regions and forecast), so
-/// that the stage releases events as they arrive instead of holding them until its state is
-/// read. Then the others, in the spec's order.
-pub(crate) fn read_order(plan: &Plan) -> Vec<usize> {
+/// The order in which a worker reads file sources, as groups read one after the other, the
+/// sources of a group together in event-time order (see `feeds`): the sources behind a stage's
+/// state inputs first (the contexts of enrichment joins; a router's load samples, regions and
+/// forecast), so that the stage releases events as they arrive instead of holding them until
+/// its state is read. Then the others.
+pub(crate) fn read_order(plan: &Plan) -> Vec<Vec<usize>> {
     use crate::plan::{StageKind, StageRef};
     let mut state: Vec<StageRef> = plan
         .enrichments()
@@ -508,8 +455,7 @@ pub(crate) fn read_order(plan: &Plan) -> Vec<usize> {
     }
     first.sort_unstable();
     let rest: Vec<usize> = (0..plan.sources.len()).filter(|i| !first.contains(i)).collect();
-    first.extend(rest);
-    first
+    [first, rest].into_iter().filter(|g| !g.is_empty()).collect()
 }
 
 /// Worker 0's totals of every sink once the dataflow is complete (`None` on other workers).
@@ -653,26 +599,29 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    /// The names of the sources of the spec `file` in the order a worker reads them.
-    fn order(file: &str) -> Vec<String> {
+    /// The names of the sources of the spec `file` in the groups a worker reads them in.
+    fn order(file: &str) -> Vec<Vec<String>> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows");
         let text = std::fs::read_to_string(dir.join(file)).unwrap();
         let plan = crate::plan::plan_str(&text, Path::new(file), &dir, &[]).unwrap();
         read_order(&plan)
             .into_iter()
-            .map(|i| plan.sources[i].name.clone())
+            .map(|group| group.into_iter().map(|i| plan.sources[i].name.clone()).collect())
             .collect()
     }
 
     #[test]
     fn state_sources_are_read_before_the_events_that_need_them() {
         // A router's load samples and regions (and the forecast's source) before its events;
-        // the completions feed no state, and the rest keep the plan's order.
+        // the completions feed no state, and are read with the events.
         assert_eq!(
             order("regional_routing.toml"),
-            ["load", "regions", "completions", "events"]
+            [vec!["load", "regions"], vec!["completions", "events"]]
         );
         // Enrichment contexts before the events they join.
-        assert_eq!(order("learning_analytics.toml"), ["items", "profiles", "events"]);
+        assert_eq!(
+            order("learning_analytics.toml"),
+            [vec!["items", "profiles"], vec!["events"]]
+        );
     }
 }

@@ -22,6 +22,7 @@
 //! - The operator holds capabilities for pending times and for the earliest open bin's end.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 
 use differential_dataflow::{AsCollection, VecCollection};
 use serde::{Deserialize, Serialize};
@@ -415,12 +416,14 @@ fn emit(plan: &ForecastPlan, id: &SeriesKey, s: &mut Series, bins: Vec<Bin>, at:
             }
         };
         let scale = s.model.scale();
+        let metric = name_value(&plan.values[id.1 as usize].0);
         for e in step_errors {
             let h = e.horizon as i64;
-            let mut row = id.0.clone();
+            let mut row = Vec::with_capacity(id.0.len() + 13);
+            row.extend_from_slice(&id.0);
             row.extend([
-                Value::str(&plan.values[id.1 as usize].0),
-                Value::str(e.member.name()),
+                metric.clone(),
+                name_value(e.member.name()),
                 Value::Int(h),
                 Value::Time(bin.time - h * step + step),
                 Value::Time(bin.time),
@@ -456,7 +459,8 @@ fn emit(plan: &ForecastPlan, id: &SeriesKey, s: &mut Series, bins: Vec<Bin>, at:
 /// The rows of a series' current forecast, issued after the bin at `last`.
 fn rows(plan: &ForecastPlan, id: &SeriesKey, issued: &Issued, last: i64) -> Vec<Vec<Value>> {
     let step = plan.step_ms as i64;
-    let metric = Value::str(&plan.values[id.1 as usize].0);
+    let metric = name_value(&plan.values[id.1 as usize].0);
+    let mut used_name = String::new();
     issued
         .points
         .iter()
@@ -464,7 +468,10 @@ fn rows(plan: &ForecastPlan, id: &SeriesKey, issued: &Issued, last: i64) -> Vec<
         .enumerate()
         .map(|(i, (p, used))| {
             let h = i as i64 + 1;
-            let mut row = id.0.clone();
+            used_name.clear();
+            write!(used_name, "{used}").expect("writing to a string");
+            let mut row = Vec::with_capacity(id.0.len() + 10);
+            row.extend_from_slice(&id.0);
             row.extend([
                 metric.clone(),
                 Value::Time(last + h * step),
@@ -474,12 +481,32 @@ fn rows(plan: &ForecastPlan, id: &SeriesKey, issued: &Issued, last: i64) -> Vec<
                 number(p.hi80),
                 number(p.lo95),
                 number(p.hi95),
-                Value::str(&used.to_string()),
+                name_value(&used_name),
                 Value::Time(last + step),
             ]);
             row
         })
         .collect()
+}
+
+/// `name` (a metric, a model, the models behind a forecast) as a value, made once per worker
+/// thread and shared by the rows that name it: every sample makes dozens of rows. The cache is
+/// emptied past 4,096 names, as the mixes of weights it keeps are unbounded.
+fn name_value(name: &str) -> Value {
+    thread_local! {
+        static NAMES: std::cell::RefCell<rustc_hash::FxHashMap<String, Value>> = Default::default();
+    }
+    NAMES.with_borrow_mut(|names| {
+        if let Some(v) = names.get(name) {
+            return v.clone();
+        }
+        if names.len() >= 4096 {
+            names.clear();
+        }
+        let v = Value::str(name);
+        names.insert(name.to_string(), v.clone());
+        v
+    })
 }
 
 /// A float column's value; NaN (a bound not known yet) is null.
