@@ -608,9 +608,56 @@ pub fn stable_hash<H: std::hash::Hash>(x: &H) -> u64 {
     h.finish()
 }
 
+/// Strings as [`Value::Str`]s, each made once and then shared: for rows rebuilt often that name
+/// the same few strings (regions, states, models). At most `cap` strings are kept; past it the
+/// cache starts over, for callers whose strings are not bounded.
+pub struct StrValues {
+    values: rustc_hash::FxHashMap<String, Value>,
+    cap: usize,
+}
+
+impl StrValues {
+    pub fn new(cap: usize) -> StrValues {
+        StrValues {
+            values: Default::default(),
+            cap,
+        }
+    }
+
+    /// `s` as a value, shared with earlier calls for the same string.
+    pub fn get(&mut self, s: &str) -> Value {
+        if let Some(v) = self.values.get(s) {
+            return v.clone();
+        }
+        if self.values.len() >= self.cap {
+            self.values.clear();
+        }
+        let v = Value::str(s);
+        self.values.insert(s.to_string(), v.clone());
+        v
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn str_values_share_one_value_per_string_up_to_their_cap() {
+        let ptr = |v: &Value| match v {
+            Value::Str(s) => Arc::as_ptr(s) as *const u8,
+            _ => unreachable!(),
+        };
+        let mut values = StrValues::new(2);
+        let (a, b) = (values.get("eu-west"), values.get("eu-west"));
+        assert_eq!((&a, ptr(&a)), (&Value::str("eu-west"), ptr(&b)));
+        values.get("us-east");
+        // A third string starts the cache over: "eu-west" is made again.
+        values.get("ap-south");
+        let c = values.get("eu-west");
+        assert_eq!(c, a);
+        assert_ne!(ptr(&c), ptr(&a));
+    }
 
     #[test]
     fn value_is_small() {

@@ -490,23 +490,14 @@ fn rows(plan: &ForecastPlan, id: &SeriesKey, issued: &Issued, last: i64) -> Vec<
 }
 
 /// `name` (a metric, a model, the models behind a forecast) as a value, made once per worker
-/// thread and shared by the rows that name it: every sample makes dozens of rows. The cache is
-/// emptied past 4,096 names, as the mixes of weights it keeps are unbounded.
+/// thread and shared by the rows that name it: every sample makes dozens of rows. At most 4,096
+/// names are kept, as the mixes of weights are unbounded.
 fn name_value(name: &str) -> Value {
     thread_local! {
-        static NAMES: std::cell::RefCell<rustc_hash::FxHashMap<String, Value>> = Default::default();
+        static NAMES: std::cell::RefCell<crate::value::StrValues> =
+            std::cell::RefCell::new(crate::value::StrValues::new(4096));
     }
-    NAMES.with_borrow_mut(|names| {
-        if let Some(v) = names.get(name) {
-            return v.clone();
-        }
-        if names.len() >= 4096 {
-            names.clear();
-        }
-        let v = Value::str(name);
-        names.insert(name.to_string(), v.clone());
-        v
-    })
+    NAMES.with_borrow_mut(|names| names.get(name))
 }
 
 /// A float column's value; NaN (a bound not known yet) is null.

@@ -184,24 +184,9 @@ struct Replicas {
     records: HashMap<Value, Record>,
     /// `(closing time, id)` of every open record, to close them in order.
     closing: BTreeSet<(u64, Value)>,
-    /// Region names, states and reasons as values, made once and shared by every row.
-    names: Names,
-}
-
-/// Strings as [`Value`]s, each made once: a record's row is rebuilt at every revision, and its
-/// regions would otherwise be copied into fresh strings each time.
-#[derive(Default)]
-struct Names(HashMap<String, Value>);
-
-impl Names {
-    fn get(&mut self, name: &str) -> Value {
-        if let Some(v) = self.0.get(name) {
-            return v.clone();
-        }
-        let v = Value::str(name);
-        self.0.insert(name.to_string(), v.clone());
-        v
-    }
+    /// Region names, states and reasons as values, made once and shared by every row (a
+    /// record's row is rebuilt at every revision).
+    names: crate::value::StrValues,
 }
 
 impl Replicas {
@@ -212,7 +197,7 @@ impl Replicas {
             regions: BTreeSet::new(),
             records: HashMap::new(),
             closing: BTreeSet::new(),
-            names: Names::default(),
+            names: crate::value::StrValues::new(usize::MAX),
         }
     }
 
