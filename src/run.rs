@@ -155,7 +155,10 @@ pub fn run(plan: &Plan, config: &RunConfig) -> Result<RunSummary, RunError> {
             tcp.name, tcp.name
         )));
     }
-    let layouts: Vec<Layout> = plan.sources.iter().map(Layout::discover).collect::<Result<_, _>>()?;
+    let peers = config.workers * config.processes;
+    let layouts: Vec<Layout> = (plan.sources.iter())
+        .map(|s| Layout::discover_for(s, peers))
+        .collect::<Result<_, _>>()?;
     crate::source::ranges::check(plan, &layouts)?;
     let total_rows: usize = layouts.iter().map(Layout::total_rows).sum();
     let registries: Vec<Registry> = plan.schemas().map(load_registry).collect::<Result<_, _>>()?;

@@ -22,8 +22,10 @@ use differential_dataflow::VecCollection;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use timely::dataflow::channels::pact::Exchange;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::Operator;
 
 use crate::serve::checkpoint::{Ack, Checkpoints, OutputMark};
 
@@ -93,7 +95,9 @@ pub struct SinkEnv {
 }
 
 /// Attaches a sink to `collection`; `to_row` turns a record into the output's columns (taking
-/// it, so that a record that already is a row is not copied).
+/// it, so that a record that already is a row is not copied). Every worker turns its own
+/// records into rows (`SinkRows(NAME)`), so worker 0 receives rows ready to count and write
+/// rather than formatting every worker's output itself.
 pub fn sink<'s, D>(
     collection: VecCollection<'s, u64, D, isize>,
     spec: OutputPlan,
@@ -101,16 +105,41 @@ pub fn sink<'s, D>(
     to_row: impl Fn(D) -> Vec<Value> + 'static,
 ) -> Rc<RefCell<SinkResult>>
 where
-    D: timely::ExchangeData + Clone,
+    D: Clone + 'static,
 {
+    let rows = collection
+        .inner
+        .unary::<CapacityContainerBuilder<Vec<(Vec<Value>, u64, isize)>>, _, _, _>(
+            Pipeline,
+            &format!("SinkRows({})", spec.name),
+            move |_, _| {
+                move |input, output| {
+                    input.for_each_stamp(|cap, data| {
+                        let rows = data
+                            .flat_map(|batch| batch.drain(..))
+                            .map(|(d, t, r)| (to_row(d), t, r));
+                        output.session(&cap).give_iterator(rows);
+                    });
+                }
+            },
+        );
+    sink_rows(rows, spec, env)
+}
+
+/// The sink itself: rows to worker 0, counted, viewed, and written.
+fn sink_rows<'s>(
+    rows: timely::dataflow::StreamVec<'s, u64, (Vec<Value>, u64, isize)>,
+    spec: OutputPlan,
+    env: &SinkEnv,
+) -> Rc<RefCell<SinkResult>> {
     let result = Rc::new(RefCell::new(SinkResult {
         collecting: env.collect && env.collect_only.as_ref().is_none_or(|o| o.contains(&spec.name)),
         ..SinkResult::default()
     }));
     let shared = Rc::clone(&result);
-    let scope = collection.inner.scope();
+    let scope = rows.scope();
     let mut builder = OperatorBuilder::new(format!("Sink({})", spec.name), scope);
-    let mut input = builder.new_input(collection.inner, Exchange::new(|_: &(D, u64, isize)| 0));
+    let mut input = builder.new_input(rows, Exchange::new(|_: &(Vec<Value>, u64, isize)| 0));
     // Only worker 0 receives updates, so only it writes files and takes part in checkpoints.
     let first = scope.index() == 0;
     let dir = env.out_dir.clone().filter(|_| first);
@@ -185,11 +214,10 @@ where
             let mut res = shared.borrow_mut();
             input.for_each_stamp(|_, data| {
                 for batch in data {
-                    for (d, t, r) in batch.drain(..) {
+                    for (row, t, r) in batch.drain(..) {
                         if t < skip_before {
                             continue;
                         }
-                        let row = to_row(d);
                         if view.is_some() {
                             live_batch.push((row[writer.sort_prefix..].to_vec(), t, r));
                         }

@@ -153,6 +153,7 @@ fn decode(
     let give = |piece: Piece| pieces.send(piece).is_ok() && go.recv().is_ok();
     let mut reader = source::reader(source, layout);
     let splits = layout.splits.iter().enumerate().filter(|(i, _)| i % peers == index);
+    reader.prepare(&splits.clone().map(|(_, s)| s).collect::<Vec<_>>());
     for (i, split) in splits {
         if !give(Piece::Split(i)) {
             return;

@@ -67,6 +67,12 @@ pub struct Split {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Unit {
     RowGroup(usize),
+    /// Rows `start..start + len` of row group `rg` (see [`Layout::discover_for`]).
+    Rows {
+        rg: usize,
+        start: usize,
+        len: usize,
+    },
     /// Bytes `start..end` of an NDJSON or CSV file, whose first line is `first_line` (1-based).
     Bytes {
         start: u64,
@@ -92,9 +98,19 @@ pub struct Layout {
 impl Layout {
     /// Expands directories (sorted, by extension of the format) and computes the splits.
     pub fn discover(plan: &SourcePlan) -> Result<Layout, SourceError> {
+        Layout::discover_for(plan, 1)
+    }
+
+    /// The layout for `peers` workers. With more than one, a Parquet row group larger than
+    /// [`parquet::SPLIT_ROWS`] becomes several splits of that many rows, so that the workers,
+    /// which take splits in turn, read nearby event times: whole row groups (often 64K rows or
+    /// more) put a worker a row group ahead of the others, and every stage that waits for the
+    /// frontier holds that row group's events meanwhile. The watermark and the future-time
+    /// decisions are the same either way (both follow the log's order, not the splits).
+    pub fn discover_for(plan: &SourcePlan, peers: usize) -> Result<Layout, SourceError> {
         let files = expand(plan)?;
         let splits = match plan.format {
-            Format::Parquet => parquet::splits(plan, &files)?,
+            Format::Parquet => parquet::splits(plan, &files, (peers > 1).then_some(parquet::SPLIT_ROWS))?,
             Format::Ndjson => ndjson::splits(plan, &files)?,
             Format::Csv => csv::splits(plan, &files)?,
             // Lines arrive over TCP (`crate::serve`), not from splits.
@@ -118,7 +134,7 @@ impl Layout {
     pub fn location(&self, split: &Split, pos: u64) -> String {
         let file = self.files[split.file].display();
         match split.unit {
-            Unit::RowGroup(rg) => format!("{file}#rg{rg}:row{pos}"),
+            Unit::RowGroup(rg) | Unit::Rows { rg, .. } => format!("{file}#rg{rg}:row{pos}"),
             Unit::Bytes { .. } => format!("{file}:{pos}"),
         }
     }
@@ -220,6 +236,9 @@ impl Watermark {
 
 /// Reads splits of one source on one worker.
 pub trait SplitReader {
+    /// The splits this worker will read, in order, before it reads any: a reader may then read
+    /// several of them in one pass (the row ranges of one Parquet row group).
+    fn prepare(&mut self, _splits: &[&Split]) {}
     /// Decodes `split`, calling `out` with chunks of decoded records in log order.
     fn read(&mut self, split: &Split, out: &mut dyn FnMut(&mut Vec<Decoded>)) -> Result<(), SourceError>;
 }
@@ -253,5 +272,25 @@ mod tests {
         w.start_split(Some(200));
         assert!(w.observe(150));
         assert!(!w.observe(190));
+    }
+}
+
+/// A source of `format` over `paths` for tests: time in `ts` (milliseconds), type in `type`,
+/// every field read, closed fields, no lateness.
+#[cfg(test)]
+pub(crate) fn test_plan(format: Format, paths: Vec<PathBuf>) -> SourcePlan {
+    SourcePlan {
+        name: "s".into(),
+        format,
+        paths,
+        time_field: "ts".into(),
+        type_field: "type".into(),
+        fixed_type: None,
+        time_unit_ms: 1.0,
+        allowed_lateness_ms: 0,
+        projection: None,
+        limits: Default::default(),
+        fields: crate::plan::Fields::Closed,
+        csv: Default::default(),
     }
 }

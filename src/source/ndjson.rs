@@ -430,18 +430,8 @@ mod tests {
 
     fn plan() -> SourcePlan {
         SourcePlan {
-            name: "s".into(),
-            format: crate::plan::Format::Ndjson,
-            paths: Vec::new(),
-            time_field: "ts".into(),
-            type_field: "type".into(),
-            fixed_type: None,
-            time_unit_ms: 1.0,
-            allowed_lateness_ms: 0,
-            projection: None,
-            limits: Default::default(),
-            csv: Default::default(),
             fields: crate::plan::Fields::Open,
+            ..crate::source::test_plan(crate::plan::Format::Ndjson, Vec::new())
         }
     }
 

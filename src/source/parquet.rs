@@ -5,6 +5,8 @@
 //! structs become objects, lists become lists. Only the columns some stage reads are decoded
 //! (projection pushdown). Row groups are the splits; each split's maximum event time comes from
 //! the column statistics, or from reading just the time column where statistics are missing.
+//! Read by several workers, a large row group is split into row ranges of [`SPLIT_ROWS`], whose
+//! maxima come from the time column (see [`super::Layout::discover_for`]).
 //!
 //! Pages that carry a CRC-32 checksum are verified as they are read (the parquet crate's `crc`
 //! feature): a mismatch is an error naming the file and row group, which fails the run. A
@@ -16,7 +18,10 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelector,
+};
 use parquet::arrow::ProjectionMask;
 use parquet::file::statistics::Statistics;
 
@@ -29,6 +34,11 @@ use crate::plan::SourcePlan;
 use crate::value::{Sym, Value};
 
 const BATCH_ROWS: usize = 8192;
+
+/// The rows of a split when a source is read by several workers
+/// ([`super::Layout::discover_for`]): a batch's worth, so that workers taking splits in turn stay
+/// a few thousand events apart.
+pub const SPLIT_ROWS: usize = BATCH_ROWS;
 
 /// A read error of row group `rg`, saying so when a page checksum did not match.
 fn read_error(path: &Path, rg: usize, e: impl std::fmt::Display) -> SourceError {
@@ -62,7 +72,7 @@ fn column_index(schema: &SchemaRef, name: &str, path: &Path, what: &str) -> Resu
 /// Row groups of every file, in order, with their maximum admitted event time and far-future
 /// rows (see [`super::future`]). The column statistics decide a row group when no time in its
 /// range can be too far ahead; otherwise its time column is read.
-pub fn splits(plan: &SourcePlan, files: &[PathBuf]) -> Result<Vec<Split>, SourceError> {
+pub fn splits(plan: &SourcePlan, files: &[PathBuf], split_rows: Option<usize>) -> Result<Vec<Split>, SourceError> {
     let mut out = Vec::new();
     let mut future = FutureFilter::new(plan.limits.max_future_ms);
     for (fi, path) in files.iter().enumerate() {
@@ -80,7 +90,19 @@ pub fn splits(plan: &SourcePlan, files: &[PathBuf]) -> Result<Vec<Split>, Source
             .position(|c| c.path().string() == plan.time_field);
         for (rg, rg_meta) in meta.metadata().row_groups().iter().enumerate() {
             let s = out.len();
-            out.push(Split::new(fi, Unit::RowGroup(rg), rg_meta.num_rows() as usize));
+            let rows = rg_meta.num_rows() as usize;
+            if let Some(n) = split_rows.filter(|&n| rows > n) {
+                // Row ranges of `n` rows; each one's times decide its maximum and future rows.
+                for start in (0..rows).step_by(n) {
+                    let len = n.min(rows - start);
+                    out.push(Split::new(fi, Unit::Rows { rg, start, len }, len));
+                }
+                scan_times(plan, &file, &meta, rg, tcol, path, &mut |row, t| {
+                    future.push(&mut out, s + row as usize / n, row, t)
+                })?;
+                continue;
+            }
+            out.push(Split::new(fi, Unit::RowGroup(rg), rows));
             let range = leaf.and_then(|l| rg_meta.column(l).statistics()).and_then(|st| {
                 Some((
                     stats_time(st, &dtype, plan.time_unit_ms, true)?,
@@ -161,6 +183,17 @@ pub struct ParquetReader {
     types: TypeCache,
     /// Shared by every event without payload fields, so they cost no allocation.
     empty: Arc<[(Sym, Value)]>,
+    /// The row ranges this worker will read, by file and row group ([`SplitReader::prepare`]).
+    ranges: std::collections::HashMap<(usize, usize), Vec<(usize, usize)>>,
+    /// A row group being read range by range: its file and row group, its reader over every
+    /// range of [`ParquetReader::ranges`], and rows read but not yet handed out.
+    cursor: Option<Cursor>,
+}
+
+struct Cursor {
+    at: (usize, usize),
+    batches: ParquetRecordBatchReader,
+    left: Option<RecordBatch>,
 }
 
 impl ParquetReader {
@@ -171,20 +204,23 @@ impl ParquetReader {
             opened: files.iter().map(|_| None).collect(),
             types: TypeCache::default(),
             empty: Arc::from(Vec::new()),
+            ranges: Default::default(),
+            cursor: None,
         }
     }
-}
 
-impl SplitReader for ParquetReader {
-    fn read(&mut self, split: &Split, out: &mut dyn FnMut(&mut Vec<Decoded>)) -> Result<(), SourceError> {
-        let Unit::RowGroup(rg) = split.unit else {
-            unreachable!("parquet splits are row groups")
-        };
-        let path = self.files[split.file].clone();
-        if self.opened[split.file].is_none() {
-            self.opened[split.file] = Some(load(&path)?);
+    /// A reader of row group `rg` of file `fi`, over `rows` (`(start, len)` in order) or all of it.
+    fn open(
+        &mut self,
+        fi: usize,
+        rg: usize,
+        rows: Option<&[(usize, usize)]>,
+    ) -> Result<ParquetRecordBatchReader, SourceError> {
+        let path = self.files[fi].clone();
+        if self.opened[fi].is_none() {
+            self.opened[fi] = Some(load(&path)?);
         }
-        let (file, meta) = self.opened[split.file].as_ref().expect("opened above");
+        let (file, meta) = self.opened[fi].as_ref().expect("opened above");
         let schema = meta.schema().clone();
         let wanted = |name: &str| {
             name == self.plan.time_field
@@ -200,20 +236,133 @@ impl SplitReader for ParquetReader {
             .collect();
         let mask = ProjectionMask::roots(meta.parquet_schema(), roots);
         let file = file.try_clone().map_err(|e| SourceError::read(&path, e))?;
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
+        let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
             .with_row_groups(vec![rg])
             .with_projection(mask)
-            .with_batch_size(BATCH_ROWS)
-            .build()
-            .map_err(|e| read_error(&path, rg, e))?;
-        let mut first_row = 0usize;
+            .with_batch_size(BATCH_ROWS);
+        if let Some(rows) = rows {
+            let mut selection = Vec::with_capacity(rows.len() * 2);
+            let mut at = 0;
+            for &(start, len) in rows {
+                selection.push(RowSelector::skip(start - at));
+                selection.push(RowSelector::select(len));
+                at = start + len;
+            }
+            builder = builder.with_row_selection(RowSelection::from(selection));
+        }
+        builder.build().map_err(|e| read_error(&path, rg, e))
+    }
+
+    /// The next `len` rows of the cursor over row group `rg` of file `fi` (opened over every range
+    /// this worker reads of it, so its pages are decompressed once), in batches.
+    fn next_rows(
+        &mut self,
+        fi: usize,
+        rg: usize,
+        (start, len): (usize, usize),
+        each: &mut dyn FnMut(&mut Self, RecordBatch, usize),
+    ) -> Result<(), SourceError> {
+        if self.cursor.as_ref().is_none_or(|c| c.at != (fi, rg)) {
+            let rows = self.ranges.get(&(fi, rg)).cloned();
+            // A range this worker was not told of (no `prepare`) is read alone.
+            let rows = rows
+                .filter(|r| r.contains(&(start, len)))
+                .unwrap_or_else(|| vec![(start, len)]);
+            let skip = rows
+                .iter()
+                .take_while(|r| **r != (start, len))
+                .map(|r| r.1)
+                .sum::<usize>();
+            let batches = self.open(fi, rg, Some(&rows))?;
+            self.cursor = Some(Cursor {
+                at: (fi, rg),
+                batches,
+                left: None,
+            });
+            // Ranges before this one, when the worker starts in the middle (it never does in
+            // order, but a reader must not hand out the wrong rows if it did).
+            if skip > 0 {
+                self.take(fi, rg, skip, &mut |_, _, _| {})?;
+            }
+        }
+        self.take(fi, rg, len, &mut |reader, batch, offset| {
+            each(reader, batch, start + offset)
+        })
+    }
+
+    /// Hands out the cursor's next `n` rows as batches with their offset among the `n`.
+    fn take(
+        &mut self,
+        fi: usize,
+        rg: usize,
+        n: usize,
+        each: &mut dyn FnMut(&mut Self, RecordBatch, usize),
+    ) -> Result<(), SourceError> {
+        let mut done = 0;
+        while done < n {
+            let cursor = self.cursor.as_mut().expect("opened by next_rows");
+            let batch = match cursor.left.take() {
+                Some(b) => b,
+                None => match cursor.batches.next() {
+                    Some(b) => b.map_err(|e| read_error(&self.files[fi], rg, e))?,
+                    None => {
+                        return Err(SourceError::read(
+                            &self.files[fi],
+                            format!("row group {rg}: ended {} rows early", n - done),
+                        ))
+                    }
+                },
+            };
+            let batch = if batch.num_rows() > n - done {
+                let rest = batch.slice(n - done, batch.num_rows() - (n - done));
+                self.cursor.as_mut().expect("above").left = Some(rest);
+                batch.slice(0, n - done)
+            } else {
+                batch
+            };
+            let rows = batch.num_rows();
+            each(self, batch, done);
+            done += rows;
+        }
+        Ok(())
+    }
+}
+
+impl SplitReader for ParquetReader {
+    fn prepare(&mut self, splits: &[&Split]) {
+        self.ranges.clear();
+        for split in splits {
+            if let Unit::Rows { rg, start, len } = split.unit {
+                self.ranges.entry((split.file, rg)).or_default().push((start, len));
+            }
+        }
+    }
+
+    fn read(&mut self, split: &Split, out: &mut dyn FnMut(&mut Vec<Decoded>)) -> Result<(), SourceError> {
+        let path = self.files[split.file].clone();
         let mut decoded = Vec::with_capacity(BATCH_ROWS);
-        for batch in reader {
-            let batch = batch.map_err(|e| read_error(&path, rg, e))?;
-            self.decode(&batch, &path, rg, first_row, &mut decoded);
-            first_row += batch.num_rows();
-            out(&mut decoded);
-            decoded.clear();
+        match split.unit {
+            Unit::RowGroup(rg) => {
+                self.cursor = None;
+                let reader = self.open(split.file, rg, None)?;
+                let mut first_row = 0usize;
+                for batch in reader {
+                    let batch = batch.map_err(|e| read_error(&path, rg, e))?;
+                    self.decode(&batch, &path, rg, first_row, &mut decoded);
+                    first_row += batch.num_rows();
+                    out(&mut decoded);
+                    decoded.clear();
+                }
+            }
+            // Positions are rows of the row group, as dead letters and future rows name them.
+            Unit::Rows { rg, start, len } => {
+                self.next_rows(split.file, rg, (start, len), &mut |r, batch, first_row| {
+                    r.decode(&batch, &path, rg, first_row, &mut decoded);
+                    out(&mut decoded);
+                    decoded.clear();
+                })?
+            }
+            Unit::Bytes { .. } => unreachable!("parquet splits are row groups or their rows"),
         }
         Ok(())
     }
@@ -293,6 +442,103 @@ impl ParquetReader {
                     })));
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::arrow_write::rows_to_batch;
+    use crate::plan::Format;
+    use crate::source::{reader, Layout};
+
+    const ROWS: usize = 2 * SPLIT_ROWS + 1000;
+
+    /// One row group of `ROWS` events, times rising with a little disorder, a far-future spike
+    /// and a few rows without a time.
+    fn log(dir: &Path) -> SourcePlan {
+        let rows: Vec<Vec<Value>> = (0..ROWS as i64)
+            .map(|i| {
+                let t = match i {
+                    5_000 => Value::Time(i * 1000 + 400 * 86_400_000),
+                    _ if i % 997 == 0 => Value::Null,
+                    _ => Value::Time(i * 1000 - (i % 7) * 3000),
+                };
+                vec![t, Value::str(if i % 3 == 0 { "a" } else { "b" }), Value::Int(i)]
+            })
+            .collect();
+        let columns = ["ts", "type", "n"].map(String::from);
+        let batch = rows_to_batch(&columns, &rows).unwrap();
+        let path = dir.join("e.parquet");
+        let mut sink = crate::format::ParquetSink::open(&path, batch.schema()).unwrap();
+        sink.write(&batch).unwrap();
+        sink.close().unwrap();
+        crate::source::test_plan(Format::Parquet, vec![path])
+    }
+
+    /// What worker `index` of `peers` reads of `layout`: `position time type n` or `position reason`.
+    fn read(plan: &SourcePlan, layout: &Layout, index: usize, peers: usize) -> Vec<(u64, String)> {
+        let mut r = reader(plan, layout);
+        let mine: Vec<&Split> = layout.splits.iter().skip(index).step_by(peers).collect();
+        r.prepare(&mine);
+        let mut out = Vec::new();
+        for split in mine {
+            r.read(split, &mut |chunk| {
+                for d in chunk.drain(..) {
+                    out.push(match d {
+                        Decoded::Event(e, pos) => (pos, format!("{} {} {:?}", e.time, e.kind, e.payload)),
+                        Decoded::Bad(l) => (l.location.rsplit("row").next().unwrap().parse().unwrap(), l.reason),
+                    });
+                }
+            })
+            .unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn row_ranges_of_a_row_group_read_what_the_row_group_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = log(dir.path());
+        let whole = Layout::discover_for(&plan, 1).unwrap();
+        assert_eq!(whole.splits.len(), 1);
+        let want = read(&plan, &whole, 0, 1);
+        assert_eq!(want.len(), ROWS);
+        for peers in [2, 3] {
+            let ranges = Layout::discover_for(&plan, peers).unwrap();
+            let units: Vec<Unit> = ranges.splits.iter().map(|s| s.unit.clone()).collect();
+            assert_eq!(
+                units,
+                vec![
+                    Unit::Rows {
+                        rg: 0,
+                        start: 0,
+                        len: SPLIT_ROWS
+                    },
+                    Unit::Rows {
+                        rg: 0,
+                        start: SPLIT_ROWS,
+                        len: SPLIT_ROWS
+                    },
+                    Unit::Rows {
+                        rg: 0,
+                        start: 2 * SPLIT_ROWS,
+                        len: 1000
+                    },
+                ]
+            );
+            // The same future rows and maximum, split by range.
+            let future: Vec<u64> = ranges.splits.iter().flat_map(|s| s.future.clone()).collect();
+            assert_eq!(future, whole.splits[0].future);
+            assert_eq!(future, vec![5_000]);
+            let max = ranges.splits.iter().map(|s| s.max_time).max().flatten();
+            assert_eq!(max, whole.splits[0].max_time);
+            assert_eq!(ranges.splits[0].max_time, Some(8_190_000));
+            // Every worker's rows, with the row group's positions, make up the whole.
+            let mut got: Vec<(u64, String)> = (0..peers).flat_map(|i| read(&plan, &ranges, i, peers)).collect();
+            got.sort_by_key(|g| g.0);
+            assert_eq!(got, want, "{peers} workers");
         }
     }
 }

@@ -2,23 +2,13 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::plan::csv::{CsvOptions, CsvType};
-use crate::plan::{Fields, Format};
+use crate::plan::Format;
 use crate::source::{reader, Layout};
 
 fn plan(paths: Vec<PathBuf>, csv: CsvOptions) -> SourcePlan {
     SourcePlan {
-        name: "s".into(),
-        format: Format::Csv,
-        paths,
-        time_field: "ts".into(),
-        type_field: "type".into(),
-        fixed_type: None,
-        time_unit_ms: 1.0,
-        allowed_lateness_ms: 0,
-        projection: None,
-        limits: Default::default(),
-        fields: Fields::Closed,
         csv,
+        ..crate::source::test_plan(Format::Csv, paths)
     }
 }
 
