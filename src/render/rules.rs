@@ -130,6 +130,19 @@ pub fn render<'s>(
         .iter()
         .map(|(f, _)| (Sym::new(f), Counter::new("derive_failures", f)))
         .collect();
+    // Derived values are set on the event together, in one rebuild of its payload, except
+    // before a derivation that reads a field derived before it.
+    let reads_derived: Vec<bool> = plan
+        .derive
+        .iter()
+        .enumerate()
+        .map(|(i, (_, expr))| {
+            expr.fields().iter().any(|acc| match acc {
+                crate::event::Accessor::Payload(path) => derived[..i].iter().any(|(f, _)| path.head() == Some(*f)),
+                _ => false,
+            })
+        })
+        .collect();
     events.flat_map(move |event| {
         let mut out = vec![RuleOut::Count(names.processed)];
         if aliases
@@ -139,12 +152,19 @@ pub fn render<'s>(
             out.push(RuleOut::Count(names.enriched));
         }
         let mut event = event;
-        for ((_, expr), (field, failures)) in plan.derive.iter().zip(&derived) {
+        let mut set: Vec<(Sym, Value)> = Vec::new();
+        for (((_, expr), (field, failures)), reads) in plan.derive.iter().zip(&derived).zip(&reads_derived) {
+            if *reads && !set.is_empty() {
+                event = event.with_fields(std::mem::take(&mut set));
+            }
             match expr.eval(&event) {
                 Ok(Value::Null) => {}
-                Ok(v) => event = event.with_field(*field, v),
+                Ok(v) => set.push((*field, v)),
                 Err(_) => out.push(RuleOut::Count(*failures)),
             }
+        }
+        if !set.is_empty() {
+            event = event.with_fields(set);
         }
         apply_rules(&plan, &names, event, &time_field, &type_field, &mut out);
         out
@@ -234,14 +254,20 @@ fn apply_rules(
         }
         out.push(stat(&rule.id, action, "action", event.time));
     }
+    let mut set: Vec<(Sym, Value)> = Vec::new();
     if !marks.is_empty() {
-        event = event.with_field(names.marks, Value::List(marks.into()));
+        set.push((names.marks, Value::List(marks.into())));
     }
     if !hints.is_empty() {
-        event = event.with_field(names.hints, Value::object(hints));
+        set.push((names.hints, Value::object(hints)));
     }
     if !routes.is_empty() {
-        event = event.with_field(names.routes, Value::List(routes.clone().into()));
+        set.push((names.routes, Value::List(routes.clone().into())));
+    }
+    if !set.is_empty() {
+        event = event.with_fields(set);
+    }
+    if !routes.is_empty() {
         for r in &routes {
             if let Value::Str(d) = r {
                 out.push(RuleOut::Routed(Sym::new(d), event.clone()));

@@ -1,6 +1,7 @@
 //! Output sinks: `Collection<D>` → Parquet files under `DIR/NAME/`, written by worker 0.
 //!
-//! Every update is routed to worker 0, buffered, and written as `part-NNNNN.parquet` whenever
+//! Each worker turns its updates into rows (`SinkRows(NAME)`); every row is routed to worker 0,
+//! buffered, and written as `part-NNNNN.parquet` whenever
 //! the buffer holds [`FLUSH_ROWS`] rows or about [`FLUSH_BYTES`] bytes, and once more when the
 //! input is exhausted. The sinks of a run also share a budget: while their buffers and the parts
 //! still being written hold more than [`SINKS_BUDGET_BYTES`], a sink with at least

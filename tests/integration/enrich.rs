@@ -295,6 +295,7 @@ fn rules_allow_block_route_transform_in_order() {
         "[pipeline]\nname = \"r\"\n[sources.events]\npath = \"{}\"\ntime_field = \"ts\"\ntype_field = \"type\"\n\
          [enrich.events]\nrule_stats_window = \"1h\"\n\
          derive.speed = \"case when ms < 1000 then 'rapid' else 'normal' end\"\n\
+         derive.slow = \"speed == 'normal'\"\n\
          [[enrich.events.rule]]\nid = \"staff\"\nwhen = \"user == 'staff'\"\naction = \"allow\"\nmark = \"internal\"\n\
          [[enrich.events.rule]]\nid = \"bots\"\nwhen = \"matches(ua, '(?i)curl|bot')\"\naction = \"block\"\n\
          [[enrich.events.rule]]\nid = \"rapid\"\nwhen = \"ms < 1000\"\naction = \"route\"\ndestination = \"fast_lane\"\nhints = {{ priority = \"high\" }}\n\
@@ -327,12 +328,15 @@ fn rules_allow_block_route_transform_in_order() {
         assert_eq!(rows[&1]["ms_x2"], 600);
         assert_eq!(rows[&1]["user_agent"], "Firefox");
         assert!(rows[&1].get("ua").is_none() && rows[&1].get("user").is_none());
+        // A derived field reads the ones derived before it.
+        assert_eq!(rows[&1]["slow"], false);
         // id 2: staff is allowed, so the bot rule does not block it.
         assert_eq!(rows[&2]["_marks"], serde_json::json!(["internal"]));
+        assert_eq!(rows[&2]["slow"], true);
         // id 3: `ms < 1000` fails on a string: the rule counts a failure and the event goes on;
         // the transform's `ms * 2` fails too, so it is left unchanged by that rule.
         assert_eq!(rows[&3]["ua"], "Firefox");
-        assert!(rows[&3].get("speed").is_none());
+        assert!(rows[&3].get("speed").is_none() && rows[&3].get("slow").is_none());
         assert_eq!(summary.collected["fast_lane"].len(), 1);
         let stats: BTreeMap<String, Vec<Value>> = summary.collected["rule_stats"]
             .iter()
