@@ -258,23 +258,6 @@ impl From<SourceError> for crate::error::PlanError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn watermark_follows_prefix_max() {
-        let mut w = Watermark::new(10);
-        assert!(!w.observe(100));
-        assert!(!w.observe(91));
-        assert!(w.observe(89));
-        assert_eq!(w.current(), 90);
-        w.start_split(Some(200));
-        assert!(w.observe(150));
-        assert!(!w.observe(190));
-    }
-}
-
 /// A source of `format` over `paths` for tests: time in `ts` (milliseconds), type in `type`,
 /// every field read, closed fields, no lateness.
 #[cfg(test)]
@@ -292,5 +275,22 @@ pub(crate) fn test_plan(format: Format, paths: Vec<PathBuf>) -> SourcePlan {
         limits: Default::default(),
         fields: crate::plan::Fields::Closed,
         csv: Default::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watermark_follows_prefix_max() {
+        let mut w = Watermark::new(10);
+        assert!(!w.observe(100));
+        assert!(!w.observe(91));
+        assert!(w.observe(89));
+        assert_eq!(w.current(), 90);
+        w.start_split(Some(200));
+        assert!(w.observe(150));
+        assert!(!w.observe(190));
     }
 }
