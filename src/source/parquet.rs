@@ -263,27 +263,18 @@ impl ParquetReader {
         each: &mut dyn FnMut(&mut Self, RecordBatch, usize),
     ) -> Result<(), SourceError> {
         if self.cursor.as_ref().is_none_or(|c| c.at != (fi, rg)) {
-            let rows = self.ranges.get(&(fi, rg)).cloned();
-            // A range this worker was not told of (no `prepare`) is read alone.
-            let rows = rows
-                .filter(|r| r.contains(&(start, len)))
-                .unwrap_or_else(|| vec![(start, len)]);
-            let skip = rows
-                .iter()
-                .take_while(|r| **r != (start, len))
-                .map(|r| r.1)
-                .sum::<usize>();
+            // Over this range and the worker's later ones of the row group; a range it was not
+            // told of (no `prepare`) is read alone.
+            let rows: Vec<(usize, usize)> = match self.ranges.get(&(fi, rg)) {
+                Some(r) if r.contains(&(start, len)) => r.iter().copied().filter(|r| r.0 >= start).collect(),
+                _ => vec![(start, len)],
+            };
             let batches = self.open(fi, rg, Some(&rows))?;
             self.cursor = Some(Cursor {
                 at: (fi, rg),
                 batches,
                 left: None,
             });
-            // Ranges before this one, when the worker starts in the middle (it never does in
-            // order, but a reader must not hand out the wrong rows if it did).
-            if skip > 0 {
-                self.take(fi, rg, skip, &mut |_, _, _| {})?;
-            }
         }
         self.take(fi, rg, len, &mut |reader, batch, offset| {
             each(reader, batch, start + offset)
