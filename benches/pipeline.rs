@@ -13,7 +13,15 @@
 //! - **peak RSS** of each (goal for sluice ≤ 1 GiB at 10M events, and flat from 1M to 10M);
 //! - **2 workers ÷ 1 worker** speed-up of sluice's wall time (goal ≥ 1.8 on 2 cores).
 //!
-//! Results print as a Markdown table and go to `bench-data/pipeline-results.md`.
+//! Scaling has two controls, measured the same way (child processes under GNU time, wall
+//! seconds), so that the speed-up reads against what the machine gives:
+//! - **raw decode**: arrow-rs decoding every column of the events file, its row groups split
+//!   over 1 and then 2 threads (the issue's control), repeated to about 20M rows;
+//! - **two jobs side by side**: two 1-worker runs of the same job at once, each with its own
+//!   outputs: 2 × one run's wall ÷ the pair's wall is the most two cores give this job when
+//!   nothing is shared (no exchange), only the machine (memory bandwidth, caches).
+//!
+//! Results print as Markdown tables and go to `bench-data/pipeline-results.md`.
 
 mod common;
 
@@ -53,10 +61,15 @@ struct Measured {
 }
 
 fn measure(program: &Path, args: &[&str]) -> Measured {
+    measure_with(program, args, &[])
+}
+
+fn measure_with(program: &Path, args: &[&str], envs: &[(&str, String)]) -> Measured {
     let out = Command::new("/usr/bin/time")
         .args(["-f", "%e %U %S %M"])
         .arg(program)
         .args(args)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .expect("GNU time at /usr/bin/time");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -85,13 +98,93 @@ fn events_read(summary: &str) -> f64 {
         .expect("sluice prints `read N events`")
 }
 
+/// Set in the bench's own child process: `PATH THREADS PASSES`, decode and exit.
+const CONTROL: &str = "SLUICE_BENCH_CONTROL_DECODE";
+
+/// The raw-decode control: arrow-rs decodes every column of `path`, `passes` times, its row
+/// groups split over `threads` threads. Returns the rows decoded.
+fn raw_decode(path: &Path, threads: usize, passes: usize) -> usize {
+    use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+    let file = std::fs::File::open(path).unwrap();
+    let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).unwrap();
+    let groups = meta.metadata().num_row_groups();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let meta = meta.clone();
+                s.spawn(move || {
+                    let mut rows = 0;
+                    for _ in 0..passes {
+                        // A file of its own per thread: cloned handles share one offset.
+                        let file = std::fs::File::open(path).unwrap();
+                        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
+                            .with_row_groups((t..groups).step_by(threads).collect())
+                            .with_batch_size(8192)
+                            .build()
+                            .unwrap();
+                        rows += reader.map(|b| b.unwrap().num_rows()).sum::<usize>();
+                    }
+                    rows
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    })
+}
+
+/// The scaling controls' table rows for a log of `events` events in `dir`; `one_wall` is the
+/// 1-worker run's wall time, `run` runs that job once into a folder.
+fn controls(
+    events: usize,
+    input: &Path,
+    one_wall: f64,
+    run: &(dyn Fn(&Path) -> Measured + Sync),
+    scratch: &Path,
+) -> String {
+    let me = std::env::current_exe().unwrap();
+    let passes = (20_000_000 / events).max(1);
+    let decode = |threads: usize| {
+        let arg = format!("{} {threads} {passes}", input.display());
+        measure_with(&me, &[], &[(CONTROL, arg)]).wall
+    };
+    let (one, two) = (decode(1), decode(2));
+    // Two 1-worker runs at once, each into its own folder.
+    let started = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for k in 0..2 {
+            s.spawn(move || run(&scratch.join(format!("side-{k}"))));
+        }
+    });
+    let pair = started.elapsed().as_secs_f64();
+    format!(
+        "| {events} | raw decode of every column, 1 vs 2 threads ({} rows) | {one:.2} | {two:.2} | {:.2} |\n\
+         | {events} | the job, 1 worker alone vs two 1-worker runs at once (2 × alone ÷ pair) | {one_wall:.1} | {pair:.1} | {:.2} |\n",
+        events * passes,
+        one / two,
+        2.0 * one_wall / pair,
+    )
+}
+
 fn main() {
+    if let Ok(arg) = std::env::var(CONTROL) {
+        let parts: Vec<&str> = arg.split(' ').collect();
+        let rows = raw_decode(
+            Path::new(parts[0]),
+            parts[1].parse().unwrap(),
+            parts[2].parse().unwrap(),
+        );
+        println!("{rows}");
+        return;
+    }
     let n = env("SLUICE_BENCH_PIPELINE_EVENTS", 10_000_000);
     let python = common::venv_python();
     let script = repo().join("benches/duckdb_pipeline.py");
     let spec = repo().join("dataflows/learning_analytics.toml");
     let sluice = Path::new(env!("CARGO_BIN_EXE_sluice"));
     let scratch = tempfile::tempdir().unwrap();
+    let mut control_table = String::from(
+        "| events | control | 1 thread / alone, wall s | 2 threads / pair, wall s | speed-up |\n|---|---|---|---|---|\n",
+    );
     let mut table = String::from(
         "| events | workers / threads | sluice wall s | sluice events/s per core (≥ 500K) | sluice peak MiB (≤ 1024) | DuckDB wall s | DuckDB ÷ sluice wall (≥ 0.5) | DuckDB peak MiB | sluice 2 ÷ 1 worker speed-up (≥ 1.8) |\n|---|---|---|---|---|---|---|---|---|\n",
     );
@@ -108,24 +201,28 @@ fn main() {
                 format!("profiles={}", ctx.join("profiles.parquet").display()),
                 format!("items={}", ctx.join("items.parquet").display()),
             ];
-            let ours = measure(
-                sluice,
-                &[
-                    "run",
-                    spec.to_str().unwrap(),
-                    "--input",
-                    &inputs[0],
-                    "--input",
-                    &inputs[1],
-                    "--input",
-                    &inputs[2],
-                    "--workers",
-                    &w,
-                    "--out",
-                    out.to_str().unwrap(),
-                    "--quiet",
-                ],
-            );
+            let run_job = |workers: &str, out: &Path| {
+                let _ = std::fs::remove_dir_all(out);
+                measure(
+                    sluice,
+                    &[
+                        "run",
+                        spec.to_str().unwrap(),
+                        "--input",
+                        &inputs[0],
+                        "--input",
+                        &inputs[1],
+                        "--input",
+                        &inputs[2],
+                        "--workers",
+                        workers,
+                        "--out",
+                        out.to_str().unwrap(),
+                        "--quiet",
+                    ],
+                )
+            };
+            let ours = run_job(&w, &out);
             let duck_out = scratch.path().join("duckdb");
             let _ = std::fs::remove_dir_all(&duck_out);
             std::fs::create_dir_all(&duck_out).unwrap();
@@ -157,8 +254,14 @@ fn main() {
             );
             eprintln!("{line}");
             writeln!(table, "{line}").unwrap();
+            if workers == 1 {
+                let rows = controls(events, &input, ours.wall, &|out| run_job("1", out), scratch.path());
+                eprint!("{rows}");
+                control_table.push_str(&rows);
+            }
         }
     }
-    print!("{table}");
-    std::fs::write(repo().join("bench-data/pipeline-results.md"), table).unwrap();
+    let all = format!("{table}\nScaling controls:\n\n{control_table}");
+    print!("{all}");
+    std::fs::write(repo().join("bench-data/pipeline-results.md"), all).unwrap();
 }

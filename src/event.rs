@@ -33,48 +33,49 @@ impl Event {
     }
 
     /// This event with top-level field `name` set to `value` (added or replaced).
-    pub fn with_field(&self, name: Sym, value: Value) -> Event {
+    pub fn with_field(self, name: Sym, value: Value) -> Event {
+        let (time, kind) = (self.time, self.kind);
         let mut fields: Vec<(Sym, Value)> = Vec::with_capacity(self.payload.len() + 1);
-        let mut placed = false;
-        for (k, v) in self.payload.iter() {
-            if !placed && *k >= name {
-                fields.push((name, value.clone()));
-                placed = true;
-                if *k == name {
-                    continue;
+        let mut value = Some(value);
+        for_each_field(self.payload, |k, v| {
+            if k >= name {
+                if let Some(value) = value.take() {
+                    fields.push((name, value));
+                }
+                if k == name {
+                    return;
                 }
             }
-            fields.push((*k, v.clone()));
-        }
-        if !placed {
-            fields.push((name, value));
-        }
+            fields.push((k, v));
+        });
+        fields.extend(value.map(|v| (name, v)));
         Event {
-            time: self.time,
-            kind: self.kind,
+            time,
+            kind,
             payload: fields.into(),
         }
     }
 
     /// This event with several top-level fields set (added or replaced) in one rebuild of the
     /// payload; a name given twice keeps its last value.
-    pub fn with_fields(&self, mut set: Vec<(Sym, Value)>) -> Event {
+    pub fn with_fields(self, mut set: Vec<(Sym, Value)>) -> Event {
+        let (time, kind) = (self.time, self.kind);
         let set = crate::value::sort_fields(&mut set);
         let mut fields: Vec<(Sym, Value)> = Vec::with_capacity(self.payload.len() + set.len());
         let mut set = set.into_iter().peekable();
-        for (k, v) in self.payload.iter() {
-            while let Some(new) = set.next_if(|(name, _)| name < k) {
+        for_each_field(self.payload, |k, v| {
+            while let Some(new) = set.next_if(|(name, _)| *name < k) {
                 fields.push(new);
             }
-            match set.next_if(|(name, _)| name == k) {
+            match set.next_if(|(name, _)| *name == k) {
                 Some(new) => fields.push(new),
-                None => fields.push((*k, v.clone())),
+                None => fields.push((k, v)),
             }
-        }
+        });
         fields.extend(set);
         Event {
-            time: self.time,
-            kind: self.kind,
+            time,
+            kind,
             payload: fields.into(),
         }
     }
@@ -272,8 +273,13 @@ mod tests {
                 .map(|i| (Sym::new(names[i]), Value::Int(10 + i as i64)))
                 .collect();
             let one_by_one = set.iter().fold(base.clone(), |e, (k, v)| e.with_field(*k, v.clone()));
-            assert_eq!(base.with_fields(set.clone()), one_by_one, "{set:?}");
+            assert_eq!(base.clone().with_fields(set.clone()), one_by_one, "{set:?}");
+            // An event that alone holds its payload has its values moved, not cloned: the same result.
+            let unique = Event::new(base.time, base.kind, base.payload.to_vec());
+            assert_eq!(unique.with_fields(set.clone()), one_by_one, "{set:?}");
         }
+        // A shared payload is left as it was.
+        assert_eq!(base.payload[0], (Sym::new("b"), Value::Int(1)));
     }
 
     #[test]
@@ -347,6 +353,24 @@ impl fmt::Debug for Accessor {
             Accessor::Time => f.write_str("$time"),
             Accessor::Type => f.write_str("$type"),
             Accessor::Payload(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+/// Calls `f` with each field of `payload`, in order: the values are moved out when this is the
+/// payload's only reference (an event rebuilt by the stage that owns it), and cloned otherwise,
+/// so a rebuild does not touch every string's reference count twice.
+fn for_each_field(mut payload: Arc<[(Sym, Value)]>, mut f: impl FnMut(Sym, Value)) {
+    match Arc::get_mut(&mut payload) {
+        Some(fields) => {
+            for (k, v) in fields.iter_mut() {
+                f(*k, std::mem::replace(v, Value::Null));
+            }
+        }
+        None => {
+            for (k, v) in payload.iter() {
+                f(*k, v.clone());
+            }
         }
     }
 }

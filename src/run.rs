@@ -114,12 +114,38 @@ impl RunSummary {
     }
 }
 
-/// What worker 0 reports at the end: every output's totals.
+/// What a worker's sinks report at the end: worker 0's, or every worker's when they all write
+/// (see [`crate::render::sink::Spread`]).
 pub(crate) struct WorkerOutput {
     pub(crate) outputs: Vec<OutputSummary>,
     pub(crate) dead_letters: BTreeMap<String, i64>,
     pub(crate) collected: BTreeMap<String, Updates>,
     pub(crate) counters: BTreeMap<(String, String), i64>,
+}
+
+impl WorkerOutput {
+    /// Adds this worker's totals to the run's.
+    fn add_to(self, summary: &mut RunSummary) {
+        for output in self.outputs {
+            match summary.outputs.iter_mut().find(|o| o.name == output.name) {
+                Some(o) => {
+                    o.rows += output.rows;
+                    o.net += output.net;
+                    o.parts += output.parts;
+                }
+                None => summary.outputs.push(output),
+            }
+        }
+        for (reason, n) in self.dead_letters {
+            *summary.dead_letters.entry(reason).or_default() += n;
+        }
+        for (key, n) in self.counters {
+            *summary.counters.entry(key).or_default() += n;
+        }
+        for (name, updates) in self.collected {
+            summary.collected.entry(name).or_default().extend(updates);
+        }
+    }
 }
 
 /// Keeps freed memory in mimalloc's arenas instead of handing it back to the OS after 10 ms:
@@ -206,19 +232,28 @@ fn run_staged(
     };
     let read = Arc::new(AtomicU64::new(0));
     let lateness = Arc::new(std::sync::Mutex::new(vec![Lateness::default(); plan.sources.len()]));
+    // In one process every worker writes its own parts of the outputs (see `Spread`); the
+    // sinks of all workers share one memory budget.
+    let sinks = crate::render::sink::SinkEnv {
+        out_dir: config.out_dir.clone(),
+        collect: config.collect,
+        collect_only: config.collect_only.clone(),
+        spread: (config.processes == 1).then(|| Arc::new(crate::render::sink::Spread::new(config.workers))),
+        ..Default::default()
+    };
     let shared = Arc::new((
         plan.clone(),
         layouts,
         registries,
-        config.clone(),
+        sinks,
         bar.clone(),
         Arc::clone(&read),
         Arc::clone(&lateness),
     ));
 
     let guards = timely::execute(config.timely(), move |worker| {
-        let (plan, layouts, registries, config, bar, read, lateness) = &*shared;
-        drive(worker, plan, layouts, registries, config, bar, read, lateness)
+        let (plan, layouts, registries, sinks, bar, read, lateness) = &*shared;
+        drive(worker, plan, layouts, registries, sinks, bar, read, lateness)
     })
     .map_err(RunError::Timely)?;
 
@@ -229,10 +264,7 @@ fn run_staged(
     for result in guards.join() {
         let output = result.map_err(RunError::Timely)?.map_err(RunError::Worker)?;
         if let Some(output) = output {
-            summary.outputs = output.outputs;
-            summary.dead_letters = output.dead_letters;
-            summary.collected = output.collected;
-            summary.counters = output.counters;
+            output.add_to(&mut summary);
         }
     }
     bar.finish_and_clear();
@@ -348,21 +380,13 @@ fn drive(
     plan: &Plan,
     layouts: &[Layout],
     registries: &[Registry],
-    config: &RunConfig,
+    sinks: &crate::render::sink::SinkEnv,
     bar: &indicatif::ProgressBar,
     read: &AtomicU64,
     lateness: &std::sync::Mutex<Vec<Lateness>>,
 ) -> Result<Option<WorkerOutput>, String> {
     let index = worker.index();
-    let mut rendered = worker.dataflow::<u64, _, _>(|scope| {
-        let env = crate::render::sink::SinkEnv {
-            out_dir: config.out_dir.clone(),
-            collect: config.collect,
-            collect_only: config.collect_only.clone(),
-            ..Default::default()
-        };
-        render(plan, scope, registries, &env)
-    });
+    let mut rendered = worker.dataflow::<u64, _, _>(|scope| render(plan, scope, registries, sinks));
     let tick_ms = plan.tick_ms as i64;
 
     let mut late: Vec<Lateness> = plan.sources.iter().map(|_| Lateness::default()).collect();
@@ -392,7 +416,8 @@ fn drive(
     while worker.step_or_park(None) {}
     tracing::info!(worker = index, "dataflow complete");
     debug_assert!(probe.done());
-    collect_outputs(&rendered, config.collect, index)
+    // With spread sinks every worker reports its part of the totals.
+    collect_outputs(&rendered, sinks.collect, index == 0 || sinks.spread.is_some())
 }
 
 /// Worker steps after each decoded chunk of a file source. A step schedules each operator
@@ -461,13 +486,14 @@ pub(crate) fn read_order(plan: &Plan) -> Vec<Vec<usize>> {
     [first, rest].into_iter().filter(|g| !g.is_empty()).collect()
 }
 
-/// Worker 0's totals of every sink once the dataflow is complete (`None` on other workers).
+/// The totals of this worker's sinks once the dataflow is complete, when it `reports` them
+/// (worker 0, or every worker of spread sinks); `None` otherwise.
 pub(crate) fn collect_outputs(
     rendered: &crate::render::Rendered,
     collect: bool,
-    index: usize,
+    reports: bool,
 ) -> Result<Option<WorkerOutput>, String> {
-    if index != 0 {
+    if !reports {
         return Ok(None);
     }
     let mut out = WorkerOutput {

@@ -152,6 +152,54 @@ pub fn rows_to_batch_with_schema(schema: &SchemaRef, rows: &[Vec<Value>]) -> Res
     })
 }
 
+/// Builds a batch from its columns' values (each column as long as the first), in `schema`
+/// when given, else with each column's type inferred under its name in `names`: for callers
+/// that gather columns from rows without copying values.
+pub fn columns_to_batch(
+    schema: Option<&SchemaRef>,
+    names: &[String],
+    columns: &[Vec<&Value>],
+) -> Result<RecordBatch, WriteError> {
+    let rows = columns.first().map_or(0, Vec::len);
+    // A column that ends early: the first row it lacks is narrower than the others.
+    if let Some(row) = columns.iter().map(Vec::len).filter(|&n| n != rows).min() {
+        return Err(WriteError::RowWidth {
+            row: row.min(rows),
+            got: columns.iter().filter(|c| c.len() > row).count(),
+            expected: columns.len(),
+        });
+    }
+    let schema = match schema {
+        Some(schema) => schema.clone(),
+        None => {
+            let fields: Vec<Field> = (names.iter().zip(columns))
+                .map(|(name, values)| Field::new(name, infer_type(values.iter().copied()), true))
+                .collect();
+            Arc::new(Schema::new(fields))
+        }
+    };
+    if schema.fields().len() != columns.len() {
+        return Err(WriteError::RowWidth {
+            row: 0,
+            got: columns.len(),
+            expected: schema.fields().len(),
+        });
+    }
+    let mut arrays = Vec::with_capacity(columns.len());
+    for (field, values) in schema.fields().iter().zip(columns) {
+        let array = build(field.data_type(), values).map_err(|source| WriteError::Column {
+            column: field.name().clone(),
+            source,
+        })?;
+        arrays.push(array);
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    RecordBatch::try_new_with_options(schema, arrays, &options).map_err(|source| WriteError::Column {
+        column: "(batch)".into(),
+        source,
+    })
+}
+
 fn check_widths(expected: usize, rows: &[Vec<Value>]) -> Result<(), WriteError> {
     match rows.iter().position(|r| r.len() != expected) {
         Some(row) => Err(WriteError::RowWidth {

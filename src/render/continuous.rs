@@ -66,7 +66,11 @@ fn add(out: &mut HashMap<JoinOut, isize>, item: JoinOut, diff: isize) {
 fn show(out: &mut HashMap<JoinOut, isize>, names: &Names, event: &Event, row: Option<&Row>, diff: isize) {
     match row {
         Some((_, value)) => {
-            add(out, JoinOut::Event(event.with_field(names.alias, value.clone())), diff);
+            add(
+                out,
+                JoinOut::Event(event.clone().with_field(names.alias, value.clone())),
+                diff,
+            );
             add(out, names.hit.clone(), diff);
         }
         None => {

@@ -84,7 +84,7 @@ pub fn decide(plan: &MetadataPlan, event: &Event) -> Result<Decided, Reject> {
     static NAMES: std::sync::OnceLock<[Sym; 4]> = std::sync::OnceLock::new();
     let [priority, complexity, shard_key, shard_id] =
         *NAMES.get_or_init(|| ["priority", "complexity", "shard_key", "shard_id"].map(Sym::new));
-    let out = event.with_fields(vec![
+    let out = event.clone().with_fields(vec![
         (priority, Value::Int(ranked[0])),
         (complexity, Value::Int(ranked[1])),
         (shard_key, key),

@@ -1,6 +1,9 @@
-//! Output sinks: `Collection<D>` → Parquet files under `DIR/NAME/`, written by worker 0.
+//! Output sinks: `Collection<D>` → Parquet files under `DIR/NAME/`, written by every worker
+//! ([`Spread`], `sluice run` in one process) or by worker 0 (`serve`, several processes).
 //!
-//! Each worker turns its updates into rows (`SinkRows(NAME)`); every row is routed to worker 0,
+//! Each worker turns its updates into rows (`SinkRows(NAME)`). With [`Spread`] a worker keeps
+//! its rows (an ordered output's go to the worker of their sort key) and writes them as
+//! `part-WW-NNNNN.parquet`; otherwise every row is routed to worker 0. A sink's rows are
 //! buffered, and written as `part-NNNNN.parquet` whenever
 //! the buffer holds [`FLUSH_ROWS`] rows or about [`FLUSH_BYTES`] bytes, and once more when the
 //! input is exhausted. The sinks of a run also share a budget: while their buffers and the parts
@@ -30,7 +33,7 @@ use timely::dataflow::operators::generic::Operator;
 
 use crate::serve::checkpoint::{Ack, Checkpoints, OutputMark};
 
-use crate::format::arrow_write::{rows_to_batch, rows_to_batch_with_schema, ParquetSink};
+use crate::format::arrow_write::{columns_to_batch, ParquetSink};
 use crate::value::Value;
 
 pub const FLUSH_ROWS: usize = 1 << 18;
@@ -93,6 +96,58 @@ pub struct SinkEnv {
     pub state: Option<Arc<dyn crate::render::snapshot::StateStore>>,
     /// The bytes the sinks hold together (see [`SINKS_BUDGET_BYTES`]).
     pub buffered: Arc<AtomicUsize>,
+    /// Every worker writes its own parts (see [`Spread`]); `None`: worker 0 writes them all.
+    pub spread: Option<Arc<Spread>>,
+}
+
+/// Outputs written by every worker of a run, not by worker 0 alone: worker `w` writes its
+/// updates as `part-WW-NNNNN.parquet` (`part-NNNNN.parquet` with one worker), so no worker
+/// formats, counts and sends on every other worker's rows. For one process without live views
+/// or checkpoints (`sluice run`): those need one writer per output. Updates stay on the worker
+/// that made them, except for ordered outputs, which go to the worker of their sort key, so
+/// that a key's rows are in one worker's parts, in order; and snapshot outputs, which worker 0
+/// totals. The workers of an output share its schema (the first part's, whichever worker wrote
+/// it) and the last of them to finish writes its empty part when none wrote a row.
+#[derive(Debug)]
+pub struct Spread {
+    peers: usize,
+    outputs: std::sync::Mutex<std::collections::HashMap<String, SpreadOutput>>,
+}
+
+#[derive(Debug, Default)]
+struct SpreadOutput {
+    schema: Option<SchemaRef>,
+    finished: usize,
+    parts: usize,
+}
+
+impl Spread {
+    pub fn new(peers: usize) -> Spread {
+        Spread {
+            peers,
+            outputs: Default::default(),
+        }
+    }
+
+    fn with<R>(&self, name: &str, f: impl FnOnce(&mut SpreadOutput) -> R) -> R {
+        let mut outputs = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
+        f(outputs.entry(name.to_string()).or_default())
+    }
+
+    /// The output's schema: the one set first, `schema` when none was.
+    fn schema(&self, name: &str, schema: SchemaRef) -> SchemaRef {
+        self.with(name, |o| o.schema.get_or_insert(schema).clone())
+    }
+
+    /// A worker has written all its `parts` of output `name`: whether it is the last worker
+    /// to finish and no worker wrote a part.
+    fn finish(&self, name: &str, parts: usize) -> bool {
+        self.with(name, |o| {
+            o.finished += 1;
+            o.parts += parts;
+            o.finished == self.peers && o.parts == 0
+        })
+    }
 }
 
 /// Attaches a sink to `collection`; `to_row` turns a record into the output's columns (taking
@@ -140,10 +195,25 @@ fn sink_rows<'s>(
     let shared = Rc::clone(&result);
     let scope = rows.scope();
     let mut builder = OperatorBuilder::new(format!("Sink({})", spec.name), scope);
-    let mut input = builder.new_input(rows, Exchange::new(|_: &(Vec<Value>, u64, isize)| 0));
-    // Only worker 0 receives updates, so only it writes files and takes part in checkpoints.
-    let first = scope.index() == 0;
-    let dir = env.out_dir.clone().filter(|_| first);
+    // Without `Spread`, only worker 0 receives updates, so only it writes files and takes part
+    // in checkpoints. With it, every worker writes, except for snapshot outputs.
+    let index = scope.index();
+    let first = index == 0;
+    let spread = env.spread.clone().filter(|_| !spec.snapshot);
+    let route = match (&spread, spec.sort_prefix) {
+        (None, _) => Route::To(0),
+        (Some(_), 0) => Route::To(index as u64),
+        (Some(_), k) => Route::Key(k),
+    };
+    let mut input = builder.new_input(
+        rows,
+        Exchange::new(move |(row, _, _): &(Vec<Value>, u64, isize)| match route {
+            Route::To(w) => w,
+            Route::Key(k) => crate::value::stable_hash(&&row[..k]),
+        }),
+    );
+    let writes = first || spread.is_some();
+    let dir = env.out_dir.clone().filter(|_| writes);
     let (tally, snapshot, ordered) = (spec.tally, spec.snapshot, spec.sort_prefix > 0);
     // Worker 0 also keeps the output's live view (`sluice serve --http`), updated per batch.
     let view = env.live.as_ref().filter(|_| first).map(|l| {
@@ -190,6 +260,7 @@ fn sink_rows<'s>(
         schema: None,
         buffer: Vec::new(),
         durable: checkpoint.is_some(),
+        spread: spread.clone().map(|s| (s, index)),
     };
     if next > 0 && !files.spec.flatten {
         match files.existing_schema() {
@@ -209,6 +280,7 @@ fn sink_rows<'s>(
         }
     }
     let mut writer = PartWriter::new(files, next, Arc::clone(&env.buffered));
+    let mut finished = false;
     builder.build(move |_capabilities| {
         move |frontiers| {
             let frontier = &frontiers[0];
@@ -295,7 +367,7 @@ fn sink_rows<'s>(
                 split_flush(&mut writer, &mut res, limit);
                 answer(&mut writer, &mut res, &checkpoint, id, limit.max(skip_before), None);
                 answered = id;
-            } else if (full || (done && (!writer.buffer.is_empty() || res.parts == 0))) && res.error.is_none() {
+            } else if (full || (done && !writer.buffer.is_empty())) && res.error.is_none() {
                 match (gated, limit) {
                     // Gated outputs write only the times the frontier has passed, keeping the rest;
                     // once written up to a frontier, nothing more is ready until it moves.
@@ -308,7 +380,21 @@ fn sink_rows<'s>(
                     },
                 }
             }
-            if done {
+            if done && !finished {
+                finished = true;
+                // An output with no rows still gets a part, so that its folder and columns exist:
+                // with `Spread`, from the last worker to finish, when no worker wrote one.
+                let empty = match &spread {
+                    Some(s) => s.finish(&out_name, res.parts),
+                    None => res.parts == 0,
+                };
+                if empty && res.error.is_none() {
+                    match writer.flush() {
+                        Ok(true) => res.parts += 1,
+                        Ok(false) => {}
+                        Err(e) => res.error = Some(e),
+                    }
+                }
                 // The run's outputs are complete only once every part is on disk.
                 if let Some(e) = writer.finish() {
                     res.error.get_or_insert(e);
@@ -317,6 +403,14 @@ fn sink_rows<'s>(
         }
     });
     result
+}
+
+/// Which worker's sink an update goes to.
+#[derive(Clone, Copy)]
+enum Route {
+    To(u64),
+    /// The worker of the hash of the row's first `k` values (its sort key).
+    Key(usize),
 }
 
 /// Whether a sink keeps the update for its files (and collects it, in tests).
@@ -607,6 +701,8 @@ struct PartFiles {
     next: usize,
     /// fsync each part (checkpoints rely on them).
     durable: bool,
+    /// Every worker writes parts of this output, this one as the given worker.
+    spread: Option<(Arc<Spread>, usize)>,
 }
 
 impl PartFiles {
@@ -707,9 +803,14 @@ impl PartFiles {
         if self.spec.flatten {
             columns.pop();
             let mut names = std::collections::BTreeSet::new();
+            // Rows of one shape (the events of a type) name the same fields: each shape once.
+            let mut last: &[(crate::value::Sym, Value)] = &[];
             for (row, _, _) in &updates {
                 if let Some(Value::Object(fields)) = row.last() {
-                    names.extend(fields.iter().map(|(k, _)| *k));
+                    if !fields.iter().map(|(n, _)| n).eq(last.iter().map(|(n, _)| n)) {
+                        names.extend(fields.iter().map(|(k, _)| *k));
+                        last = fields;
+                    }
                 }
             }
             extra = names
@@ -724,41 +825,70 @@ impl PartFiles {
         }
         // An insert-only output writes a row of multiplicity `r` as `r` rows.
         let changelog = self.spec.changelog;
-        let updates = updates.into_iter().flat_map(|(row, t, r)| {
-            let copies = if changelog { 1 } else { r.max(1) as usize };
-            std::iter::repeat_n((row, t, r), copies)
-        });
-        let rows: Vec<Vec<Value>> = updates
-            .map(|(mut row, t, r)| {
-                row.drain(..k);
-                if self.spec.flatten {
-                    let object = row.pop();
-                    let fields = match &object {
-                        Some(Value::Object(fields)) => &fields[..],
-                        _ => &[],
-                    };
-                    row.extend(
-                        extra
-                            .iter()
-                            .map(|n| crate::value::lookup(fields, *n).cloned().unwrap_or(Value::Null)),
-                    );
+        let copies = |r: isize| if changelog { 1 } else { r.max(1) as usize };
+        let rows: usize = updates.iter().map(|u| copies(u.2)).sum();
+        // Columns gather references into the rows: no value is copied. The row's own columns
+        // after the sort prefix, then (flattened) the trailing object's fields, then time and diff.
+        let own = columns.len() - extra.len() - if changelog { 2 } else { 0 };
+        let (times, diffs): (Vec<Value>, Vec<Value>) = if changelog {
+            updates
+                .iter()
+                .map(|(_, t, r)| (Value::Time(*t as i64), Value::Int(*r as i64)))
+                .unzip()
+        } else {
+            Default::default()
+        };
+        static NULL: Value = Value::Null;
+        let mut cols: Vec<Vec<&Value>> = (0..columns.len()).map(|_| Vec::with_capacity(rows)).collect();
+        // Where each extra column is in an object, for the last shape of object seen: the
+        // events of one type share their fields' order.
+        let (mut shape, mut at): (Vec<crate::value::Sym>, Vec<Option<usize>>) = (Vec::new(), vec![None; extra.len()]);
+        for (i, (row, _, r)) in updates.iter().enumerate() {
+            let values = &row[k..];
+            let (plain, fields) = match (self.spec.flatten, values.split_last()) {
+                (true, Some((Value::Object(fields), plain))) => (plain, &fields[..]),
+                (true, Some((_, plain))) => (plain, &[][..]),
+                _ => (values, &[][..]),
+            };
+            if self.spec.flatten && !fields.iter().map(|(n, _)| n).eq(shape.iter()) {
+                shape = fields.iter().map(|(n, _)| *n).collect();
+                at = extra.iter().map(|n| fields.iter().position(|(f, _)| f == n)).collect();
+            }
+            for _ in 0..copies(*r) {
+                // The shorter side first in each `zip`, so that no column is taken and skipped.
+                let mut c = cols.iter_mut();
+                for (v, col) in plain.iter().take(own).zip(c.by_ref()) {
+                    col.push(v);
                 }
-                if self.spec.changelog {
-                    row.push(Value::Time(t as i64));
-                    row.push(Value::Int(r as i64));
+                for (p, col) in at.iter().zip(c.by_ref()) {
+                    col.push(p.map_or(&NULL, |p| &fields[p].1));
                 }
-                row
-            })
-            .collect();
-        let batch = match &self.schema {
-            Some(schema) if !self.spec.flatten => rows_to_batch_with_schema(schema, &rows),
-            _ => rows_to_batch(&columns, &rows),
+                if changelog {
+                    for (col, v) in c.zip([&times[i], &diffs[i]]) {
+                        col.push(v);
+                    }
+                }
+            }
         }
-        .map_err(|e| e.to_string())?;
+        let schema = self.schema.as_ref().filter(|_| !self.spec.flatten);
+        let mut batch = columns_to_batch(schema, &columns, &cols).map_err(|e| e.to_string())?;
+        // The workers of a spread output keep the schema of whichever part came first.
+        if let (Some((spread, _)), None, false) = (&self.spread, &self.schema, self.spec.flatten) {
+            let schema = spread.schema(&self.spec.name, batch.schema());
+            if schema != batch.schema() {
+                batch = columns_to_batch(Some(&schema), &columns, &cols).map_err(|e| e.to_string())?;
+            }
+            self.schema = Some(schema);
+        }
+        drop(cols);
         let folder = dir.join(&self.spec.name);
         std::fs::create_dir_all(&folder).map_err(|e| format!("{}: {e}", folder.display()))?;
-        let path = folder.join(format!("part-{index:05}.parquet"));
-        let tmp = folder.join(format!("part-{index:05}.parquet.tmp"));
+        let stem = match &self.spread {
+            Some((spread, worker)) if spread.peers > 1 => format!("part-{worker:02}-{index:05}"),
+            _ => format!("part-{index:05}"),
+        };
+        let path = folder.join(format!("{stem}.parquet"));
+        let tmp = folder.join(format!("{stem}.parquet.tmp"));
         let mut sink = ParquetSink::open(&tmp, batch.schema()).map_err(|e| e.to_string())?;
         sink.write(&batch).map_err(|e| e.to_string())?;
         sink.close().map_err(|e| e.to_string())?;
@@ -790,6 +920,7 @@ mod tests {
             schema: None,
             buffer: Vec::new(),
             durable: false,
+            spread: None,
         };
         PartWriter::new(files, 0, Arc::clone(buffered))
     }

@@ -83,7 +83,7 @@ fn top(rows: &BTreeMap<(SortKey, Event), isize>, n: u64, with_ties: bool, rank: 
     let mut out: BTreeMap<Event, isize> = BTreeMap::new();
     let mut add = |event: &Event, r: u64, count: isize| {
         let row = match rank {
-            Some(name) => event.with_field(name, Value::Int(r as i64)),
+            Some(name) => event.clone().with_field(name, Value::Int(r as i64)),
             None => event.clone(),
         };
         *out.entry(row).or_default() += count;

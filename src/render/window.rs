@@ -118,7 +118,7 @@ pub fn rows_as_events<'s>(
     let kind = crate::value::Sym::new(&plan.name);
     rows.map(move |row| {
         let time = row.end - 1;
-        let values = crate::render::window_row_values(&row);
+        let values = crate::render::window_row_values(row);
         Event::new(time, kind, names.iter().copied().zip(values).collect())
     })
 }
@@ -355,13 +355,15 @@ fn window_reduce<'s>(
                         let mut changed: HashMap<WindowKey, Option<Vec<Value>>> = HashMap::default();
                         for (key, delta) in updates {
                             let close = key.start + size + lag;
-                            let entry = state.entry(key.clone()).or_insert_with(|| {
+                            // The key is cloned only for a new window, not for every update.
+                            if !state.contains_key(&key) {
                                 release.entry(close + retain).or_default().push(key.clone());
                                 if emit == Emit::Final && (time as i64) < close {
                                     open.entry(close).or_default().push(key.clone());
                                 }
-                                AggState::empty(&funcs, monotonic)
-                            });
+                                state.insert(key.clone(), AggState::empty(&funcs, monotonic));
+                            }
+                            let entry = state.get_mut(&key).expect("inserted above");
                             // Only changes that are emitted now need the row before them.
                             if emit == Emit::Updates || (time as i64) >= close {
                                 changed.entry(key).or_insert_with(|| entry.finish(&funcs));
@@ -377,17 +379,21 @@ fn window_reduce<'s>(
                             if before == after {
                                 continue;
                             }
-                            let row = |m: Vec<Value>| WindowRow {
-                                group: key.group.clone(),
+                            let row = |group: Vec<Value>, m: Vec<Value>| WindowRow {
+                                group,
                                 start: key.start,
                                 end,
                                 measures: m,
                             };
-                            if let Some(b) = before {
-                                out.push((row(b), time, -1));
-                            }
-                            if let Some(a) = after {
-                                out.push((row(a), time, 1));
+                            // The last row takes the key's group values; the first copies them.
+                            match (before, after) {
+                                (Some(b), Some(a)) => {
+                                    out.push((row(key.group.clone(), b), time, -1));
+                                    out.push((row(key.group, a), time, 1));
+                                }
+                                (Some(b), None) => out.push((row(key.group, b), time, -1)),
+                                (None, Some(a)) => out.push((row(key.group, a), time, 1)),
+                                (None, None) => {}
                             }
                         }
                         if !out.is_empty() {

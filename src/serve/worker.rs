@@ -162,6 +162,7 @@ fn drive_inner(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<O
             .clone()
             .map(|s| s as Arc<dyn crate::render::snapshot::StateStore>),
         buffered: Default::default(),
+        spread: None,
     };
     let mut rendered = worker.dataflow::<u64, _, _>(|scope| render(plan, scope, &shared.registries, &env));
     if let (Some(c), 0) = (&shared.checkpoints, index) {
@@ -241,7 +242,7 @@ fn drive_inner(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<O
     inputs.clear();
     while worker.step_or_park(None) {}
     tracing::info!(worker = index, "dataflow complete");
-    collect_outputs(&rendered, false, index)
+    collect_outputs(&rendered, false, index == 0)
 }
 
 fn handle(

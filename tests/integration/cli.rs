@@ -40,8 +40,13 @@ fn run_writes_parquet_outputs_and_a_summary() {
         "jurisdiction_daily_stats",
         "dead_letters",
     ] {
-        let part = tmp.path().join("out").join(name).join("part-00000.parquet");
-        assert!(part.exists(), "{} missing\n{}", part.display(), text(&out));
+        // Two workers: each writes its own parts, `part-WW-NNNNN.parquet`.
+        let parts = files_under(&tmp.path().join("out").join(name));
+        assert!(
+            !parts.is_empty() && parts.iter().all(|p| p.starts_with("part-") && p.ends_with(".parquet")),
+            "{name}: {parts:?}\n{}",
+            text(&out)
+        );
     }
 }
 
@@ -433,4 +438,73 @@ measures.bytes = "sum(bytes)"
     let run = sluice(&["run", "s.toml", "--out", "out", "--quiet"], tmp.path());
     assert!(run.status.success(), "{}", text(&run));
     assert!(tmp.path().join("out/per_pair").exists());
+}
+
+/// With several workers in one process every worker writes its own parts of each output
+/// (`part-WW-NNNNN.parquet`): the rows are those of one worker, an ordered output still holds
+/// each key's rows in event-time order across its parts in name order, and an output that
+/// receives no row gets exactly one (empty) part.
+#[test]
+fn workers_write_their_own_parts_with_the_rows_of_one_worker() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The shipped spec, plus an aggregate no event passes.
+    let shipped = std::fs::read_to_string(repo().join("dataflows/learning_analytics.toml")).unwrap();
+    let spec = tmp.path().join("spec.toml");
+    let extra = "\n[[aggregates]]\nname = \"never\"\nsource = \"events\"\nwhere = \"event_type == 'no_such_type'\"\n\
+                 window = { tumbling = \"1h\" }\ngroup_by = [\"user_id\"]\nmeasures.n = \"count()\"\n";
+    std::fs::write(
+        &spec,
+        shipped.replace("../data/", &format!("{}/", repo().join("data").display())) + extra,
+    )
+    .unwrap();
+    for (workers, out) in [("1", "one"), ("3", "three")] {
+        let run = sluice(
+            &["run", spec.to_str().unwrap(), "-w", workers, "--out", out, "--quiet"],
+            tmp.path(),
+        );
+        assert!(run.status.success(), "{}", text(&run));
+    }
+    let (one, three) = (tmp.path().join("one"), tmp.path().join("three"));
+    let mut names: Vec<String> = std::fs::read_dir(&one)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.contains(&"enriched".to_string()) && names.contains(&"never".to_string()));
+    for name in &names {
+        assert_eq!(
+            crate::util::parquet_lines_by_name_exact(&one.join(name)),
+            crate::util::parquet_lines_by_name_exact(&three.join(name)),
+            "{name} differs between 1 and 3 workers"
+        );
+    }
+    // More than one worker wrote the enriched events, and each key's rows are in time order
+    // when the parts are read in name order.
+    let parts = files_under(&three.join("enriched"));
+    let writers: std::collections::BTreeSet<&str> = parts.iter().map(|p| &p[5..7]).collect();
+    assert!(parts
+        .iter()
+        .all(|p| p.starts_with("part-") && p.len() == "part-00-00000.parquet".len()));
+    assert!(writers.len() > 1, "{parts:?}");
+    let mut last: std::collections::HashMap<String, i64> = Default::default();
+    for part in &parts {
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let file = std::fs::File::open(three.join("enriched").join(part)).unwrap();
+        for batch in ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap() {
+            let batch = batch.unwrap();
+            let col = |n: &str| sluice::source::arrow_read::Col::new(batch.column_by_name(n).unwrap());
+            let (users, times) = (col("user_id"), col("event_time"));
+            for row in 0..batch.num_rows() {
+                let (user, time) = (users.get(row).to_string(), times.get(row));
+                let sluice::value::Value::Time(t) = time else {
+                    panic!("{time:?}")
+                };
+                let before = last.insert(user.clone(), t).unwrap_or(i64::MIN);
+                assert!(before <= t, "user {user}: {t} after {before} ({part})");
+            }
+        }
+    }
+    // No event reaches `never`: one empty part, not one per worker.
+    assert_eq!(files_under(&three.join("never")).len(), 1);
+    assert!(crate::util::parquet_lines(&three.join("never")).is_empty());
 }
