@@ -230,8 +230,9 @@ fn pre_aggregate<'s>(
                             if args.is_empty() {
                                 continue; // filtered out
                             }
-                            let group = group_of(&plan, &event);
-                            for start in window_starts(plan.window, event.time) {
+                            let mut group = Some(group_of(&plan, &event));
+                            let mut starts = window_starts(plan.window, event.time).peekable();
+                            while let Some(start) = starts.next() {
                                 let end = start + size;
                                 let close = end + lag;
                                 if time as i64 >= close + retain {
@@ -247,8 +248,14 @@ fn pre_aggregate<'s>(
                                     dead.push(letter("closed_window", detail));
                                     continue;
                                 }
+                                // The last window takes the group values, the others copy them.
+                                let group = if starts.peek().is_none() {
+                                    group.take()
+                                } else {
+                                    group.clone()
+                                };
                                 let key = WindowKey {
-                                    group: group.clone(),
+                                    group: group.expect("taken only for the last window"),
                                     start,
                                 };
                                 // In final mode only a window's state at its end is observed, so
