@@ -120,6 +120,56 @@ pub enum Step {
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FieldPath {
     pub steps: Vec<Step>,
+    /// Where the first step was found last: payloads of one event type list their fields in
+    /// the same order, so a lookup usually finds it there without scanning.
+    #[serde(skip)]
+    pub hint: Hint,
+}
+
+/// A position remembered by a lookup. It is not part of a value: every path equals, orders and
+/// hashes as if it had none. Each operator holds its own copy of the plan's paths, so workers do
+/// not share one (an atomic only so that plans stay `Sync`).
+#[derive(Default)]
+pub struct Hint(std::sync::atomic::AtomicU32);
+
+impl Hint {
+    fn get(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed) as usize
+    }
+
+    fn set(&self, at: usize) {
+        self.0.store(at as u32, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Clone for Hint {
+    fn clone(&self) -> Hint {
+        Hint(std::sync::atomic::AtomicU32::new(self.get() as u32))
+    }
+}
+
+impl PartialEq for Hint {
+    fn eq(&self, _: &Hint) -> bool {
+        true
+    }
+}
+
+impl Eq for Hint {}
+
+impl PartialOrd for Hint {
+    fn partial_cmp(&self, other: &Hint) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Hint {
+    fn cmp(&self, _: &Hint) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+impl std::hash::Hash for Hint {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
 /// Why a field path does not parse.
@@ -183,13 +233,17 @@ impl FieldPath {
         if expect_name {
             return Err(err(text.len(), "path ends where a field name was expected"));
         }
-        Ok(FieldPath { steps })
+        Ok(FieldPath {
+            steps,
+            hint: Hint::default(),
+        })
     }
 
     /// A path of one field.
     pub fn field(name: &str) -> FieldPath {
         FieldPath {
             steps: vec![Step::Field(Sym::new(name))],
+            hint: Hint::default(),
         }
     }
 
@@ -205,7 +259,14 @@ impl FieldPath {
     pub fn get<'a>(&self, fields: &'a [(Sym, Value)]) -> Option<&'a Value> {
         let (first, rest) = self.steps.split_first()?;
         let mut current = match first {
-            Step::Field(name) => lookup(fields, *name)?,
+            Step::Field(name) => match fields.get(self.hint.get()) {
+                Some((k, v)) if k == name => v,
+                _ => {
+                    let at = fields.iter().position(|(k, _)| k == name)?;
+                    self.hint.set(at);
+                    &fields[at].1
+                }
+            },
             Step::Index(_) => return None,
         };
         for step in rest {
@@ -280,6 +341,35 @@ mod tests {
         }
         // A shared payload is left as it was.
         assert_eq!(base.payload[0], (Sym::new("b"), Value::Int(1)));
+    }
+
+    #[test]
+    fn a_path_finds_its_field_wherever_the_last_payload_had_it() {
+        let path = FieldPath::parse("b").unwrap();
+        let f = |names: &[&str]| -> Vec<(Sym, Value)> {
+            (names.iter().enumerate())
+                .map(|(i, n)| (Sym::new(n), Value::Int(i as i64)))
+                .collect()
+        };
+        // Field `b` at 1, then at 3 (the hint points at `c`), then at 0, then absent and in a
+        // payload shorter than the hint, then back at 1.
+        for (names, want) in [
+            (&["a", "b", "c"][..], Some(1)),
+            (&["a", "aa", "c", "b"][..], Some(3)),
+            (&["b"][..], Some(0)),
+            (&["a", "c", "d", "e", "f"][..], None),
+            (&[][..], None),
+            (&["a", "b"][..], Some(1)),
+            (&["a", "b"][..], Some(1)),
+        ] {
+            assert_eq!(path.get(&f(names)), want.map(Value::Int).as_ref(), "{names:?}");
+        }
+        // The hint is not part of the path's value.
+        assert_eq!(path, FieldPath::parse("b").unwrap());
+        assert_eq!(
+            crate::value::stable_hash(&path),
+            crate::value::stable_hash(&FieldPath::field("b"))
+        );
     }
 
     #[test]

@@ -323,7 +323,10 @@ mod tests {
                 Ok(name) => Step::Field(Sym::new(&name)),
                 Err(i) => Step::Index(i),
             }));
-            FieldPath { steps }
+            FieldPath {
+                steps,
+                hint: Default::default(),
+            }
         })
     }
 

@@ -718,6 +718,7 @@ impl Checker<'_> {
 fn describe(scope: &Scope, path: &FieldPath, miss: &Miss) -> (String, String) {
     let prefix = FieldPath {
         steps: path.steps[..miss.step].to_vec(),
+        hint: Default::default(),
     };
     let source = &scope.source.name;
     let label = &scope.label;
