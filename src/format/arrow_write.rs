@@ -125,43 +125,30 @@ pub fn infer_type<'a>(values: impl IntoIterator<Item = &'a Value>) -> DataType {
 /// Builds a batch from rows of values, inferring column types (see the module docs).
 pub fn rows_to_batch(columns: &[String], rows: &[Vec<Value>]) -> Result<RecordBatch, WriteError> {
     check_widths(columns.len(), rows)?;
-    let fields: Vec<Field> = columns
-        .iter()
-        .enumerate()
-        .map(|(c, name)| Field::new(name, infer_type(rows.iter().map(|r| &r[c])), true))
-        .collect();
-    rows_to_batch_with_schema(&Arc::new(Schema::new(fields)), rows)
+    columns_to_batch(None, columns, &by_column(columns.len(), rows))
 }
 
 /// Builds a batch in an existing schema, coercing values (see the module docs).
 pub fn rows_to_batch_with_schema(schema: &SchemaRef, rows: &[Vec<Value>]) -> Result<RecordBatch, WriteError> {
     check_widths(schema.fields().len(), rows)?;
-    let mut arrays = Vec::with_capacity(schema.fields().len());
-    for (c, field) in schema.fields().iter().enumerate() {
-        let values: Vec<&Value> = rows.iter().map(|r| &r[c]).collect();
-        let array = build(field.data_type(), &values).map_err(|source| WriteError::Column {
-            column: field.name().clone(),
-            source,
-        })?;
-        arrays.push(array);
-    }
-    let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
-    RecordBatch::try_new_with_options(schema.clone(), arrays, &options).map_err(|source| WriteError::Column {
-        column: "(batch)".into(),
-        source,
-    })
+    columns_to_batch(Some(schema), &[], &by_column(schema.fields().len(), rows))
 }
 
-/// Builds a batch from its columns' values (each column as long as the first), in `schema`
-/// when given, else with each column's type inferred under its name in `names`: for callers
-/// that gather columns from rows without copying values.
+/// The rows' values by column, as references.
+fn by_column(width: usize, rows: &[Vec<Value>]) -> Vec<Vec<&Value>> {
+    (0..width).map(|c| rows.iter().map(|r| &r[c]).collect()).collect()
+}
+
+/// Builds a batch from its columns' values, in `schema` when given, else with each column's
+/// type inferred under its name in `names`: for callers that gather columns from rows without
+/// copying values. Every column holds one value per row.
 pub fn columns_to_batch(
     schema: Option<&SchemaRef>,
     names: &[String],
     columns: &[Vec<&Value>],
 ) -> Result<RecordBatch, WriteError> {
     let rows = columns.first().map_or(0, Vec::len);
-    // A column that ends early: the first row it lacks is narrower than the others.
+    // The first row that some column lacks is narrower than the others.
     if let Some(row) = columns.iter().map(Vec::len).filter(|&n| n != rows).min() {
         return Err(WriteError::RowWidth {
             row: row.min(rows),
