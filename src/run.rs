@@ -390,21 +390,21 @@ fn drive(
     let tick_ms = plan.tick_ms as i64;
 
     let mut late: Vec<Lateness> = plan.sources.iter().map(|_| Lateness::default()).collect();
-    for group in read_order(plan) {
-        let feeds = (rendered.inputs.iter_mut().zip(&mut late).enumerate())
-            .filter(|(i, _)| group.contains(i))
-            .map(|(i, (inputs, lateness))| feeds::Feed {
-                source: &plan.sources[i],
-                layout: &layouts[i],
-                inputs,
-                lateness,
-            })
-            .collect();
-        feeds::read(worker, feeds, tick_ms, &mut |n| {
-            read.fetch_add(n, Ordering::Relaxed);
-            bar.inc(n);
-        })?;
-    }
+    // Every file source at once, in event-time order (see `feeds`): a join's context rows and
+    // a router's load samples arrive with the events that need them, so neither side is held
+    // whole by the stage that pairs them.
+    let feeds = (rendered.inputs.iter_mut().zip(&mut late).enumerate())
+        .map(|(i, (inputs, lateness))| feeds::Feed {
+            source: &plan.sources[i],
+            layout: &layouts[i],
+            inputs,
+            lateness,
+        })
+        .collect();
+    feeds::read(worker, feeds, tick_ms, &mut |n| {
+        read.fetch_add(n, Ordering::Relaxed);
+        bar.inc(n);
+    })?;
     if let Ok(mut all) = lateness.lock() {
         for (all, late) in all.iter_mut().zip(&late) {
             all.merge(late);
@@ -447,43 +447,6 @@ pub(crate) fn read_splits(
         lateness,
     };
     feeds::read(worker, vec![feed], tick_ms, progress)
-}
-
-/// The order in which a worker reads file sources, as groups read one after the other, the
-/// sources of a group together in event-time order (see `feeds`): the sources behind a stage's
-/// state inputs first (the contexts of enrichment joins; a router's load samples, regions and
-/// forecast), so that the stage releases events as they arrive instead of holding them until
-/// its state is read. Then the others.
-pub(crate) fn read_order(plan: &Plan) -> Vec<Vec<usize>> {
-    use crate::plan::{StageKind, StageRef};
-    let mut state: Vec<StageRef> = plan
-        .enrichments()
-        .flat_map(|e| e.joins.iter().map(|j| StageRef::Source(j.context)))
-        .collect();
-    for stage in &plan.stages {
-        if let StageKind::Router(router) = &stage.kind {
-            let rates = router.rates_input;
-            state.extend(
-                (1..stage.inputs.len())
-                    .filter(|k| Some(*k) != rates)
-                    .map(|k| stage.inputs[k].clone()),
-            );
-        }
-    }
-    // The sources behind those inputs, through the stages that compute them.
-    let mut first = Vec::new();
-    while let Some(input) = state.pop() {
-        match input {
-            StageRef::Source(i) if !first.contains(&i) => first.push(i),
-            StageRef::Source(_) => {}
-            StageRef::Stage(k) | StageRef::Route { stage: k, .. } => {
-                state.extend(plan.stages[k].inputs.iter().cloned())
-            }
-        }
-    }
-    first.sort_unstable();
-    let rest: Vec<usize> = (0..plan.sources.len()).filter(|i| !first.contains(i)).collect();
-    [first, rest].into_iter().filter(|g| !g.is_empty()).collect()
 }
 
 /// The totals of this worker's sinks once the dataflow is complete, when it `reports` them
@@ -620,37 +583,5 @@ pub(crate) fn advance_to(inputs: &mut SourceInputs, wm: i64, tick_ms: i64) {
     if tick > *inputs.events.time() {
         inputs.events.advance_to(tick);
         inputs.dead.advance_to(tick);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::Path;
-
-    /// The names of the sources of the spec `file` in the groups a worker reads them in.
-    fn order(file: &str) -> Vec<Vec<String>> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows");
-        let text = std::fs::read_to_string(dir.join(file)).unwrap();
-        let plan = crate::plan::plan_str(&text, Path::new(file), &dir, &[]).unwrap();
-        read_order(&plan)
-            .into_iter()
-            .map(|group| group.into_iter().map(|i| plan.sources[i].name.clone()).collect())
-            .collect()
-    }
-
-    #[test]
-    fn state_sources_are_read_before_the_events_that_need_them() {
-        // A router's load samples and regions (and the forecast's source) before its events;
-        // the completions feed no state, and are read with the events.
-        assert_eq!(
-            order("regional_routing.toml"),
-            [vec!["load", "regions"], vec!["completions", "events"]]
-        );
-        // Enrichment contexts before the events they join.
-        assert_eq!(
-            order("learning_analytics.toml"),
-            [vec!["items", "profiles"], vec!["events"]]
-        );
     }
 }
