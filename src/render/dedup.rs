@@ -30,8 +30,10 @@
 //! source's records are kept and replayed (see `crate::plan::retention`).
 
 use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 
-use rustc_hash::FxHashMap as HashMap;
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 
 use differential_dataflow::{AsCollection, VecCollection};
 use timely::container::CapacityContainerBuilder;
@@ -70,14 +72,69 @@ type Key = (Sym, Box<[Value]>);
 /// occurrence at or past the end passes whether or not its key is still held.
 const EXPIRY_BUCKET_MS: i64 = 1_000;
 
-/// The release schedule: each key with its end (the time it passed plus the TTL), by the
-/// last millisecond of the end's bucket.
-type Expiry = BTreeMap<i64, Vec<(i64, Key)>>;
+/// The release schedule: each key's end (the time it passed plus the TTL) with the key's hash,
+/// by the last millisecond of the end's bucket. The hash finds the key in its table (see
+/// [`Keyed`]), so the schedule holds 16 bytes per key instead of a copy of it.
+type Expiry = BTreeMap<i64, Vec<(i64, u64)>>;
 
-/// Schedules `key`'s release at `end`.
-fn schedule(expiry: &mut Expiry, end: i64, key: Key) {
+/// Schedules the release at `end` of the key with hash `hash`.
+fn schedule(expiry: &mut Expiry, end: i64, hash: u64) {
     let bucket = end.div_euclid(EXPIRY_BUCKET_MS) * EXPIRY_BUCKET_MS + (EXPIRY_BUCKET_MS - 1);
-    expiry.entry(bucket).or_default().push((end, key));
+    expiry.entry(bucket).or_default().push((end, hash));
+}
+
+/// Per-key state found by the key's hash, which the release schedule records: a release
+/// removes the entry of that hash whose end is the scheduled one (two keys of one hash are
+/// told apart by their ends, and each has its own schedule entry).
+struct Keyed<V> {
+    table: HashTable<(Key, V)>,
+    hasher: FxBuildHasher,
+}
+
+impl<V> Default for Keyed<V> {
+    fn default() -> Self {
+        Keyed {
+            table: HashTable::new(),
+            hasher: FxBuildHasher,
+        }
+    }
+}
+
+impl<V> Keyed<V> {
+    fn hash(&self, key: &Key) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn get(&self, hash: u64, key: &Key) -> Option<&V> {
+        self.table.find(hash, |(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    fn remove(&mut self, hash: u64, key: &Key) -> Option<V> {
+        let entry = self.table.find_entry(hash, |(k, _)| k == key).ok()?;
+        Some(entry.remove().0 .1)
+    }
+
+    fn insert(&mut self, hash: u64, key: Key, value: V) {
+        match self.table.find_entry(hash, |(k, _)| *k == key) {
+            Ok(mut entry) => entry.get_mut().1 = value,
+            Err(_) => {
+                let hasher = self.hasher;
+                self.table
+                    .insert_unique(hash, (key, value), |(k, _)| hasher.hash_one(k));
+            }
+        }
+    }
+
+    /// Removes the entry of hash `hash` that `ends` says ends at this release, if any.
+    fn release(&mut self, hash: u64, ends: impl Fn(&Key, &V) -> bool) {
+        if let Ok(entry) = self.table.find_entry(hash, |(k, v)| ends(k, v)) {
+            entry.remove();
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(Key, V)> {
+        self.table.iter()
+    }
 }
 
 /// What a worker's dedup operator saves: each key it owns with the time of the occurrence that
@@ -157,18 +214,19 @@ pub fn render<'s>(
             move |_, info| {
                 let mut pending: Pending<Event> = Pending::default();
                 // (type, key) → time of the occurrence that passed last.
-                let mut first: HashMap<Key, i64> = HashMap::default();
+                let mut first: Keyed<i64> = Keyed::default();
                 let mut expiry: Expiry = BTreeMap::new();
                 // `keep = "last"`: (type, key) → the start of its run and the occurrence held.
-                let mut held: HashMap<Key, (i64, Event)> = HashMap::default();
+                let mut held: Keyed<(i64, Event)> = Keyed::default();
                 let mut state = store.map(|(store, name)| {
                     let activator = scope.worker().sync_activator_for(info.address.to_vec());
                     let mut state = OperatorState::register(&store, &name, scope.index(), scope.peers(), activator);
                     for saved in state.restore::<Saved>(false) {
                         for (key, t0) in saved {
                             if state.owns(stable_hash(&key)) {
-                                schedule(&mut expiry, t0 + ttl_of(&plan, key.0), key.clone());
-                                first.insert(key, t0);
+                                let hash = first.hash(&key);
+                                schedule(&mut expiry, t0 + ttl_of(&plan, key.0), hash);
+                                first.insert(hash, key, t0);
                             }
                         }
                     }
@@ -185,7 +243,7 @@ pub fn render<'s>(
                         pending.drop_before(state.restored());
                     }
                     let limit = frontier.frontier().iter().min().copied();
-                    let mut apply = |until: Option<u64>, first: &mut HashMap<Key, i64>| {
+                    let mut apply = |until: Option<u64>, first: &mut Keyed<i64>| {
                         for (time, mut events) in pending.ready_until(until) {
                             // Event-time order, ties by the events' total order.
                             events.sort();
@@ -198,6 +256,7 @@ pub fn render<'s>(
                                     .find(|r| r.event_type == event.kind.as_str())
                                     .expect("ruled type");
                                 let key = (event.kind, key_of(&rule.key, &event));
+                                let hash = first.hash(&key);
                                 let ttl = rule.ttl_ms as i64;
                                 let duplicate = |of: &Event, first_time: i64| {
                                     let key_json = Value::List(key.1.iter().cloned().collect()).to_json().to_string();
@@ -213,7 +272,7 @@ pub fn render<'s>(
                                 if rule.keep == Keep::Last {
                                     // The held occurrence gives way to a newer one less than the
                                     // TTL after it, and becomes a duplicate.
-                                    let run_start = match held.remove(&key) {
+                                    let run_start = match held.remove(hash, &key) {
                                         Some((start, last)) if event.time < last.time + ttl => {
                                             session.give((duplicate(&last, start), time, 1));
                                             session.give((DedupOut::Unique(last), time, -1));
@@ -221,37 +280,31 @@ pub fn render<'s>(
                                         }
                                         _ => event.time,
                                     };
-                                    schedule(&mut expiry, event.time + ttl, key.clone());
+                                    schedule(&mut expiry, event.time + ttl, hash);
                                     session.give((DedupOut::Unique(event.clone()), time, 1));
-                                    held.insert(key, (run_start, event));
+                                    held.insert(hash, key, (run_start, event));
                                     continue;
                                 }
-                                match first.get(&key) {
+                                match first.get(hash, &key) {
                                     Some(&t0) if event.time < t0 + ttl => {
                                         session.give((duplicate(&event, t0), time, 1));
                                     }
                                     _ => {
-                                        first.insert(key.clone(), event.time);
-                                        schedule(&mut expiry, event.time + ttl, key);
+                                        first.insert(hash, key, event.time);
+                                        schedule(&mut expiry, event.time + ttl, hash);
                                         session.give((DedupOut::Unique(event), time, 1));
                                     }
                                 }
                             }
                         }
                     };
-                    let save =
-                        |first: &HashMap<Key, i64>| -> Saved { first.iter().map(|(k, t)| (k.clone(), *t)).collect() };
+                    let save = |first: &Keyed<i64>| -> Saved { first.iter().map(|(k, t)| (k.clone(), *t)).collect() };
                     apply_with_snapshots(&mut state, limit, &mut first, &mut apply, save);
                     // Release keys whose TTL the frontier has passed.
                     for (_, keys) in crate::render::pending::due(&mut expiry, limit) {
-                        for (end, key) in keys {
-                            let ttl = ttl_of(&plan, key.0);
-                            if first.get(&key).is_some_and(|t0| *t0 + ttl == end) {
-                                first.remove(&key);
-                            }
-                            if held.get(&key).is_some_and(|(_, last)| last.time + ttl == end) {
-                                held.remove(&key);
-                            }
+                        for (end, hash) in keys {
+                            first.release(hash, |key, t0| *t0 + ttl_of(&plan, key.0) == end);
+                            held.release(hash, |key, (_, last)| last.time + ttl_of(&plan, key.0) == end);
                         }
                     }
                     let hold: Option<u64> = pending.next_time();
@@ -268,4 +321,43 @@ fn ttl_of(plan: &DedupPlan, kind: Sym) -> i64 {
         .iter()
         .find(|r| r.event_type == kind.as_str())
         .map_or(0, |r| r.ttl_ms as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: i64) -> Key {
+        (Sym::new("attempt"), vec![Value::Int(id)].into_boxed_slice())
+    }
+
+    #[test]
+    fn keys_of_one_hash_are_told_apart_by_key_and_released_by_their_own_end() {
+        let mut passed: Keyed<i64> = Keyed::default();
+        // Two keys forced onto one hash, as a collision would put them.
+        passed.insert(7, key(1), 100);
+        passed.insert(7, key(2), 200);
+        assert_eq!(passed.get(7, &key(1)), Some(&100));
+        assert_eq!(passed.get(7, &key(2)), Some(&200));
+        // A key passing again replaces its time.
+        passed.insert(7, key(1), 150);
+        assert_eq!(passed.get(7, &key(1)), Some(&150));
+        assert_eq!(passed.iter().count(), 2);
+        // The release scheduled for the replaced time finds nothing to remove.
+        passed.release(7, |_, t0| *t0 + 10 == 110);
+        assert_eq!(passed.iter().count(), 2);
+        // Each release removes only the key whose end it is.
+        passed.release(7, |_, t0| *t0 + 10 == 210);
+        assert_eq!(passed.get(7, &key(2)), None);
+        assert_eq!(passed.get(7, &key(1)), Some(&150));
+        assert_eq!(passed.remove(7, &key(1)), Some(150));
+        assert_eq!(passed.iter().count(), 0);
+    }
+
+    #[test]
+    fn a_key_hashes_the_same_every_time() {
+        let passed: Keyed<i64> = Keyed::default();
+        assert_eq!(passed.hash(&key(42)), Keyed::<()>::default().hash(&key(42)));
+        assert_ne!(passed.hash(&key(42)), passed.hash(&key(43)));
+    }
 }
