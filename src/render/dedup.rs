@@ -83,28 +83,27 @@ fn schedule(expiry: &mut Expiry, end: i64, hash: u64) {
     expiry.entry(bucket).or_default().push((end, hash));
 }
 
-/// Per-key state found by the key's hash, which the release schedule records: a release
-/// removes the entry of that hash whose end is the scheduled one (two keys of one hash are
-/// told apart by their ends, and each has its own schedule entry).
+/// The hash of `key` in every [`Keyed`] table and in the release schedule.
+fn key_hash(key: &Key) -> u64 {
+    FxBuildHasher.hash_one(key)
+}
+
+/// Per-key state found by the key's hash ([`key_hash`]), which the release schedule records: a
+/// release removes the entry of that hash whose end is the scheduled one (two keys of one hash
+/// are told apart by their ends, and each has its own schedule entry).
 struct Keyed<V> {
     table: HashTable<(Key, V)>,
-    hasher: FxBuildHasher,
 }
 
 impl<V> Default for Keyed<V> {
     fn default() -> Self {
         Keyed {
             table: HashTable::new(),
-            hasher: FxBuildHasher,
         }
     }
 }
 
 impl<V> Keyed<V> {
-    fn hash(&self, key: &Key) -> u64 {
-        self.hasher.hash_one(key)
-    }
-
     fn get(&self, hash: u64, key: &Key) -> Option<&V> {
         self.table.find(hash, |(k, _)| k == key).map(|(_, v)| v)
     }
@@ -118,9 +117,7 @@ impl<V> Keyed<V> {
         match self.table.find_entry(hash, |(k, _)| *k == key) {
             Ok(mut entry) => entry.get_mut().1 = value,
             Err(_) => {
-                let hasher = self.hasher;
-                self.table
-                    .insert_unique(hash, (key, value), |(k, _)| hasher.hash_one(k));
+                self.table.insert_unique(hash, (key, value), |(k, _)| key_hash(k));
             }
         }
     }
@@ -224,7 +221,7 @@ pub fn render<'s>(
                     for saved in state.restore::<Saved>(false) {
                         for (key, t0) in saved {
                             if state.owns(stable_hash(&key)) {
-                                let hash = first.hash(&key);
+                                let hash = key_hash(&key);
                                 schedule(&mut expiry, t0 + ttl_of(&plan, key.0), hash);
                                 first.insert(hash, key, t0);
                             }
@@ -256,7 +253,7 @@ pub fn render<'s>(
                                     .find(|r| r.event_type == event.kind.as_str())
                                     .expect("ruled type");
                                 let key = (event.kind, key_of(&rule.key, &event));
-                                let hash = first.hash(&key);
+                                let hash = key_hash(&key);
                                 let ttl = rule.ttl_ms as i64;
                                 let duplicate = |of: &Event, first_time: i64| {
                                     let key_json = Value::List(key.1.iter().cloned().collect()).to_json().to_string();
@@ -356,8 +353,7 @@ mod tests {
 
     #[test]
     fn a_key_hashes_the_same_every_time() {
-        let passed: Keyed<i64> = Keyed::default();
-        assert_eq!(passed.hash(&key(42)), Keyed::<()>::default().hash(&key(42)));
-        assert_ne!(passed.hash(&key(42)), passed.hash(&key(43)));
+        assert_eq!(key_hash(&key(42)), key_hash(&key(42)));
+        assert_ne!(key_hash(&key(42)), key_hash(&key(43)));
     }
 }
