@@ -608,6 +608,13 @@ pub fn stable_hash<H: std::hash::Hash>(x: &H) -> u64 {
     h.finish()
 }
 
+/// The exchange hash of a key's values, the one that key joins and ordered outputs partition
+/// by: an enrichment output ordered by its join's key stays on the worker the join put its
+/// events on.
+pub fn key_hash(values: &[Value]) -> u64 {
+    stable_hash(&values)
+}
+
 /// Strings as [`Value::Str`]s, each made once and then shared: for rows rebuilt often that name
 /// the same few strings (regions, states, models). At most `cap` strings are kept; past it the
 /// cache starts over, for callers whose strings are not bounded.

@@ -140,7 +140,9 @@ pub struct OutputPlan {
     pub tally: Option<usize>,
     /// Rows arrive with this many leading values that are a sort key, not columns: parts are
     /// sorted by `(key, time, row)` and hold only times the input frontier has passed, so the
-    /// output is in time order per key across parts (ordered delivery).
+    /// output is in time order per key across parts (ordered delivery). The last of them is a
+    /// marker (null), so that the prefix is never empty; with several workers, rows go to the
+    /// worker of the values before it ([`crate::value::key_hash`]).
     pub sort_prefix: usize,
     /// The last value of each row is an object whose fields become the trailing columns (the
     /// union over the part, each part with its own schema).

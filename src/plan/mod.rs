@@ -217,6 +217,10 @@ pub struct JoinPlan {
     /// Event types the join applies to (empty: all).
     pub types: Vec<String>,
     pub when: Option<Expr>,
+    /// Every worker holds every context row and events stay where they are, instead of both
+    /// being exchanged by key: for small tables (set by `broadcast = true`; always for
+    /// `ip_range`).
+    pub broadcast: bool,
 }
 
 /// A rule: a condition and an action, applied in spec order.

@@ -285,6 +285,10 @@ pub struct JoinSpec {
     /// Condition an event must satisfy for the join to apply.
     #[serde(default)]
     pub when: Option<S<String>>,
+    /// Every worker holds the whole context table, so events are not exchanged by key
+    /// (`as_of` joins; `ip_range` joins always are).
+    #[serde(default)]
+    pub broadcast: Option<S<bool>>,
 }
 
 /// `[[enrich.SOURCE.rule]]`: a condition and what to do with matching events.

@@ -2196,6 +2196,26 @@ impl Cx<'_> {
             ),
             None => None,
         };
+        let broadcast = match (&j.broadcast, mode, matching) {
+            (Some(b), JoinMode::Continuous, _) if *b.get_ref() => {
+                return Err(self.error(
+                    b.span(),
+                    &key("broadcast"),
+                    "`broadcast` applies to `as_of` joins only".into(),
+                    Some("a continuous join keeps its events, so it partitions them by key".into()),
+                ))
+            }
+            (Some(b), _, Matching::IpRange) if !*b.get_ref() => {
+                return Err(self.error(
+                    b.span(),
+                    &key("broadcast"),
+                    "`ip_range` joins are always broadcast".into(),
+                    Some("every worker needs every range to find an address's".into()),
+                ))
+            }
+            (_, _, Matching::IpRange) => true,
+            (b, _, Matching::Equal) => b.as_ref().is_some_and(|b| *b.get_ref()),
+        };
         Ok(JoinPlan {
             context,
             alias,
@@ -2208,6 +2228,7 @@ impl Cx<'_> {
             max_age_ms,
             types: j.types.iter().map(|t| t.get_ref().clone()).collect(),
             when,
+            broadcast,
         })
     }
 

@@ -28,13 +28,12 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 
-use super::enrich::{context_row, join_state, key_of, Counter, JoinOut, Updates};
+use super::enrich::{context_row, join_state, key_hash_of, key_of, Counter, JoinOut, Updates};
 use crate::event::{Accessor, Event};
 use crate::plan::{JoinPlan, Matching};
-use crate::render::pending::Paired;
+use crate::render::pending::{Batch, Paired};
 use crate::render::snapshot::{apply_with_snapshots, StateStore};
-use crate::render::window::stable_hash;
-use crate::value::{Sym, Value};
+use crate::value::{key_hash, Sym, Value};
 
 /// A key's latest context row: its time and the object it attaches.
 type Row = (i64, Value);
@@ -148,14 +147,13 @@ impl View {
     fn restore(&mut self, (rows, events): Saved, event_key: &[Accessor], owns: &dyn Fn(u64) -> bool) {
         for (key, row) in rows {
             // Rows are routed by the hash of their (present) key.
-            if owns(stable_hash(&Some(&key))) {
+            if owns(key_hash(&key)) {
                 self.latest.insert(key, row);
             }
         }
         for (event, n) in events {
-            let key = key_of(event_key, &event);
-            if owns(stable_hash(&key)) {
-                if let Some(key) = key {
+            if owns(key_hash_of(event_key, &event)) {
+                if let Some(key) = key_of(event_key, &event) {
                     *self.events.entry(key).or_default().entry(event).or_insert(0) += n;
                 }
             }
@@ -177,8 +175,8 @@ pub fn render<'s>(
         "validation allows continuous equality joins only"
     );
     let (ek, ck) = (join.event_key.clone(), join.context_key.clone());
-    let by_event = Exchange::new(move |(e, _, _): &(Event, u64, isize)| stable_hash(&key_of(&ek, e)));
-    let by_row = Exchange::new(move |(e, _, _): &(Event, u64, isize)| stable_hash(&key_of(&ck, e)));
+    let by_event = Exchange::new(move |(e, _, _): &(Event, u64, isize)| key_hash_of(&ek, e));
+    let by_row = Exchange::new(move |(e, _, _): &(Event, u64, isize)| key_hash_of(&ck, e));
     let names = Names {
         alias: Sym::new(&join.alias),
         hit: JoinOut::Count(Counter::new("context_hits", &join.alias)),
@@ -195,6 +193,7 @@ pub fn render<'s>(
             "Continuous",
             move |_, info| {
                 let mut pending: Paired<(Event, isize), Event> = Paired::default();
+                let mut batch: Batch<JoinOut> = Batch::default();
                 let mut view = View::default();
                 let event_key = join.event_key.clone();
                 let mut state = join_state(store, &scope, &info, false, |saved, owns| {
@@ -222,15 +221,13 @@ pub fn render<'s>(
                                 })
                                 .collect();
                             let out = view.tick(&names, &join.event_key, rows, events);
-                            if !out.is_empty() {
-                                let cap = pending.events.caps.delayed(&time);
-                                output
-                                    .session(&cap)
-                                    .give_iterator(out.into_iter().map(|(o, n)| (o, time, n)));
+                            for (o, n) in out {
+                                batch.give(o, time, n);
                             }
                         }
                     };
                     apply_with_snapshots(&mut state, limit, &mut view, &mut apply, View::save);
+                    batch.send(&pending.events.caps, output);
                     let hold = pending.next_time();
                     pending.events.caps.downgrade(hold.iter());
                 }

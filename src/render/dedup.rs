@@ -42,7 +42,7 @@ use timely::dataflow::operators::generic::Operator;
 
 use crate::event::{Accessor, Event};
 use crate::plan::{DedupPlan, Keep};
-use crate::render::pending::Pending;
+use crate::render::pending::{Batch, Pending};
 use crate::render::snapshot::{apply_with_snapshots, state_name, OperatorState, StateStore};
 use crate::render::window::stable_hash;
 use crate::value::{Sym, Value};
@@ -64,6 +64,20 @@ fn key_of(fields: &[Accessor], event: &Event) -> Box<[Value]> {
 
 /// A key of the last-passed map: event type and key values.
 type Key = (Sym, Box<[Value]>);
+
+/// `stable_hash(&(event.kind, key_of(fields, event)))`, the key's exchange hash, without
+/// building the key.
+fn exchange_hash(fields: &[Accessor], event: &Event) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = crate::value::StableHasher::default();
+    event.kind.hash(&mut h);
+    // What hashing a slice writes first: its length.
+    h.write_usize(fields.len());
+    for a in fields {
+        a.get(event).unwrap_or(Value::Null).hash(&mut h);
+    }
+    h.finish()
+}
 
 /// Width of the release schedule's buckets. Keys are released in the first frontier past the
 /// end of their end's bucket, at most this much later than their end: a schedule entry per
@@ -198,7 +212,7 @@ pub fn render<'s>(
             .iter()
             .find(|r| r.event_type == e.kind.as_str())
             .expect("filtered to ruled types");
-        stable_hash(&(e.kind, key_of(&rule.key, e)))
+        exchange_hash(&rule.key, e)
     });
     let scope = events.inner.scope();
     let store = store.map(|(store, source)| (std::sync::Arc::clone(store), state_name(&["dedup", source])));
@@ -210,6 +224,7 @@ pub fn render<'s>(
             "Dedup",
             move |_, info| {
                 let mut pending: Pending<Event> = Pending::default();
+                let mut batch: Batch<DedupOut> = Batch::default();
                 // (type, key) → time of the occurrence that passed last.
                 let mut first: Keyed<i64> = Keyed::default();
                 let mut expiry: Expiry = BTreeMap::new();
@@ -244,8 +259,6 @@ pub fn render<'s>(
                         for (time, mut events) in pending.ready_until(until) {
                             // Event-time order, ties by the events' total order.
                             events.sort();
-                            let cap = pending.caps.delayed(&time);
-                            let mut session = output.session(&cap);
                             for event in events {
                                 let rule = plan
                                     .rules
@@ -271,25 +284,25 @@ pub fn render<'s>(
                                     // TTL after it, and becomes a duplicate.
                                     let run_start = match held.remove(hash, &key) {
                                         Some((start, last)) if event.time < last.time + ttl => {
-                                            session.give((duplicate(&last, start), time, 1));
-                                            session.give((DedupOut::Unique(last), time, -1));
+                                            batch.give(duplicate(&last, start), time, 1);
+                                            batch.give(DedupOut::Unique(last), time, -1);
                                             start
                                         }
                                         _ => event.time,
                                     };
                                     schedule(&mut expiry, event.time + ttl, hash);
-                                    session.give((DedupOut::Unique(event.clone()), time, 1));
+                                    batch.give(DedupOut::Unique(event.clone()), time, 1);
                                     held.insert(hash, key, (run_start, event));
                                     continue;
                                 }
                                 match first.get(hash, &key) {
                                     Some(&t0) if event.time < t0 + ttl => {
-                                        session.give((duplicate(&event, t0), time, 1));
+                                        batch.give(duplicate(&event, t0), time, 1);
                                     }
                                     _ => {
                                         first.insert(hash, key, event.time);
                                         schedule(&mut expiry, event.time + ttl, hash);
-                                        session.give((DedupOut::Unique(event), time, 1));
+                                        batch.give(DedupOut::Unique(event), time, 1);
                                     }
                                 }
                             }
@@ -297,6 +310,7 @@ pub fn render<'s>(
                     };
                     let save = |first: &Keyed<i64>| -> Saved { first.iter().map(|(k, t)| (k.clone(), *t)).collect() };
                     apply_with_snapshots(&mut state, limit, &mut first, &mut apply, save);
+                    batch.send(&pending.caps, output);
                     // Release keys whose TTL the frontier has passed.
                     for (_, keys) in crate::render::pending::due(&mut expiry, limit) {
                         for (end, hash) in keys {
@@ -326,6 +340,28 @@ mod tests {
 
     fn key(id: i64) -> Key {
         (Sym::new("attempt"), vec![Value::Int(id)].into_boxed_slice())
+    }
+
+    #[test]
+    fn the_exchange_hash_is_the_hash_of_the_built_key() {
+        let fields: Vec<Accessor> = ["session_id", "device"]
+            .iter()
+            .map(|f| Accessor::bind(crate::event::FieldPath::parse(f).expect("a path"), "time", "type"))
+            .collect();
+        let events = [
+            vec![
+                (Sym::new("session_id"), Value::str("s1")),
+                (Sym::new("device"), Value::Int(3)),
+            ],
+            vec![(Sym::new("session_id"), Value::str("s1"))],
+            vec![(Sym::new("device"), Value::Float(crate::value::F64::new(2.5)))],
+            vec![],
+        ];
+        for payload in events {
+            let event = Event::new(5, Sym::new("session_start"), payload);
+            let built = stable_hash(&(event.kind, key_of(&fields, &event)));
+            assert_eq!(exchange_hash(&fields, &event), built);
+        }
     }
 
     #[test]

@@ -45,10 +45,9 @@ use crate::dead_letter::DeadLetter;
 use crate::event::{Accessor, Event};
 use crate::model::ip::{parse_cidr, parse_ip, RangeTable};
 use crate::plan::{EnrichPlan, JoinMode, JoinPlan, Matching, SourcePlan};
-use crate::render::pending::Paired;
+use crate::render::pending::{Batch, Paired};
 use crate::render::snapshot::{apply_with_snapshots, OperatorState, StateStore};
-use crate::render::window::stable_hash;
-use crate::value::{Sym, Value};
+use crate::value::{key_hash, Sym, Value};
 
 /// A named count: `metric` per `label` (a join alias, a source, a rule id). Counter records
 /// carry their count as the update's diff.
@@ -78,6 +77,22 @@ pub enum JoinOut {
 /// The key of `event` under `fields`; `None` when a field is missing or null.
 pub fn key_of(fields: &[Accessor], event: &Event) -> Option<Vec<Value>> {
     fields.iter().map(|a| a.get(event).filter(|v| !v.is_null())).collect()
+}
+
+/// `key_hash(&key_of(fields, event)?)` without building the key (a missing key hashes as 0),
+/// the hash a key join exchanges its events and context rows by.
+pub fn key_hash_of(fields: &[Accessor], event: &Event) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = crate::value::StableHasher::default();
+    // What hashing a slice writes first: its length.
+    h.write_usize(fields.len());
+    for a in fields {
+        match a.get(event) {
+            Some(v) if !v.is_null() => v.hash(&mut h),
+            _ => return 0,
+        }
+    }
+    h.finish()
 }
 
 /// Whether `join` applies to `event` (its types and condition).
@@ -250,7 +265,7 @@ trait Index {
     /// The index as a snapshot keeps it: (key or range, time, row).
     type Saved: Serialize + serde::de::DeserializeOwned;
     /// Every worker holds the whole index (context rows are broadcast).
-    const BROADCAST: bool;
+    fn broadcast(&self) -> bool;
     /// Applies a context row; an error is a dead letter's reason and detail.
     fn apply(&mut self, row: &Event, value: Value) -> Result<(), (&'static str, String)>;
     /// The row current for `event`: its time and value.
@@ -264,18 +279,22 @@ struct Keyed {
     event_key: Vec<Accessor>,
     context_key: Vec<Accessor>,
     rows: HashMap<Vec<Value>, (i64, Value)>,
+    /// Every worker holds every key (`broadcast = true`).
+    broadcast: bool,
 }
 
 impl Index for Keyed {
     type Saved = Vec<(Vec<Value>, i64, Value)>;
-    const BROADCAST: bool = false;
+    fn broadcast(&self) -> bool {
+        self.broadcast
+    }
     fn save(&self) -> Self::Saved {
         self.rows.iter().map(|(k, (t, v))| (k.clone(), *t, v.clone())).collect()
     }
     fn restore(&mut self, saved: Self::Saved, owns: &dyn Fn(u64) -> bool) {
         for (key, time, value) in saved {
-            // Rows are routed by the hash of their (present) key.
-            if owns(stable_hash(&Some(&key))) {
+            // Rows are routed by the hash of their (present) key, or held by every worker.
+            if self.broadcast || owns(key_hash(&key)) {
                 self.rows.insert(key, (time, value));
             }
         }
@@ -304,7 +323,9 @@ struct Ranges {
 impl Index for Ranges {
     /// Each range's CIDR text, with its row's time and value.
     type Saved = Vec<(String, i64, Value)>;
-    const BROADCAST: bool = true;
+    fn broadcast(&self) -> bool {
+        true
+    }
     fn save(&self) -> Self::Saved {
         self.table
             .iter()
@@ -363,14 +384,30 @@ fn as_of<'s>(
         store,
     };
     match join.matching {
-        Matching::Equal => {
-            let (ek, ck) = (join.event_key.clone(), join.context_key.clone());
-            let by_event = Exchange::new(move |(e, _, _): &(Event, u64, isize)| stable_hash(&key_of(&ek, e)));
-            let by_row = Exchange::new(move |(e, _, _): &(Event, u64, isize)| stable_hash(&key_of(&ck, e)));
+        Matching::Equal if join.broadcast => {
             let index = Keyed {
                 event_key: join.event_key.clone(),
                 context_key: join.context_key.clone(),
                 rows: HashMap::default(),
+                broadcast: true,
+            };
+            // Every worker holds every row, so only worker 0 reports bad rows.
+            let config = AsOfConfig {
+                report_dead: events.inner.scope().index() == 0,
+                ..config
+            };
+            let rows = context.inner.broadcast();
+            as_of_operator(events.inner, rows, Pipeline, Pipeline, "AsOfBroadcast", index, config)
+        }
+        Matching::Equal => {
+            let (ek, ck) = (join.event_key.clone(), join.context_key.clone());
+            let by_event = Exchange::new(move |(e, _, _): &(Event, u64, isize)| key_hash_of(&ek, e));
+            let by_row = Exchange::new(move |(e, _, _): &(Event, u64, isize)| key_hash_of(&ck, e));
+            let index = Keyed {
+                event_key: join.event_key.clone(),
+                context_key: join.context_key.clone(),
+                rows: HashMap::default(),
+                broadcast: false,
             };
             as_of_operator(events.inner, context.inner, by_event, by_row, "AsOf", index, config)
         }
@@ -444,7 +481,9 @@ where
             move |_, info| {
                 // Events and context rows by time, with capabilities for both.
                 let mut pending: Paired<Event, Event> = Paired::default();
-                let mut state = join_state(store, &scope, &info, I::BROADCAST, |saved, owns| {
+                let mut batch: Batch<JoinOut> = Batch::default();
+                let broadcast = index.broadcast();
+                let mut state = join_state(store, &scope, &info, broadcast, |saved, owns| {
                     index.restore(saved, owns)
                 });
                 move |(events_in, events_frontier), (rows_in, rows_frontier), output| {
@@ -465,8 +504,6 @@ where
                             let mut ctx = ctx.into_iter().peekable();
                             // Lookups do not change the index, so events at one time may go in any order.
                             events.sort_unstable_by_key(|e| e.time);
-                            let cap = pending.events.caps.delayed(&time);
-                            let mut session = output.session(&cap);
                             let [mut hits, mut misses, mut stales, mut rejections] = [0isize; 4];
                             let mut dead = Vec::new();
                             let mut apply_row = |index: &mut I, row: Event| {
@@ -499,27 +536,65 @@ where
                                         event
                                     }
                                 };
-                                session.give((JoinOut::Event(out), time, 1));
+                                batch.give(JoinOut::Event(out), time, 1);
                             }
                             for row in ctx {
                                 apply_row(index, row);
                             }
                             rejections += dead.len() as isize;
                             for letter in dead {
-                                session.give((JoinOut::Dead(letter), time, 1));
+                                batch.give(JoinOut::Dead(letter), time, 1);
                             }
                             for (counter, n) in [(hit, hits), (miss, misses), (stale, stales), (rejected, rejections)] {
                                 if n > 0 {
-                                    session.give((JoinOut::Count(counter), time, n));
+                                    batch.give(JoinOut::Count(counter), time, n);
                                 }
                             }
                         }
                     };
                     apply_with_snapshots(&mut state, limit, &mut index, &mut apply, I::save);
+                    batch.send(&pending.events.caps, output);
                     let hold = pending.next_time();
                     pending.events.caps.downgrade(hold.iter());
                 }
             },
         )
         .as_collection()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::FieldPath;
+
+    #[test]
+    fn the_exchange_hash_is_the_key_hash_of_the_built_key() {
+        let fields: Vec<Accessor> = ["user_id", "region"]
+            .iter()
+            .map(|f| Accessor::bind(FieldPath::parse(f).expect("a path"), "time", "type"))
+            .collect();
+        let present = Event::new(
+            5,
+            Sym::new("attempt"),
+            vec![
+                (Sym::new("user_id"), Value::str("u1")),
+                (Sym::new("region"), Value::Int(4)),
+            ],
+        );
+        let key = key_of(&fields, &present).expect("both fields present");
+        assert_eq!(key_hash_of(&fields, &present), key_hash(&key));
+        // The sink of an output ordered by these fields hashes the same values.
+        assert_eq!(key_hash_of(&fields, &present), crate::value::stable_hash(&&key[..]));
+        let missing = Event::new(5, Sym::new("attempt"), vec![(Sym::new("user_id"), Value::str("u1"))]);
+        let null = Event::new(
+            5,
+            Sym::new("attempt"),
+            vec![
+                (Sym::new("user_id"), Value::str("u1")),
+                (Sym::new("region"), Value::Null),
+            ],
+        );
+        assert_eq!(key_hash_of(&fields, &missing), 0);
+        assert_eq!(key_hash_of(&fields, &null), 0);
+    }
 }

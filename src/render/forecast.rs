@@ -344,7 +344,8 @@ fn forecast<'s>(
         .as_collection()
 }
 
-/// Sends `out`, one session per time, and empties it (keeping its capacity).
+/// Sends `out` as one message at its least time (see `pending::Batch`), and empties it
+/// (keeping its capacity).
 fn give(
     out: &mut ForecastUpdates,
     output: &mut OutputBuilderSession<'_, u64, CapacityContainerBuilder<ForecastUpdates>>,
@@ -353,15 +354,9 @@ fn give(
     // Stamps arrive in order (bins close by their end, then a timestamp's samples), but a
     // stable sort keeps that from being an assumption; it is linear on sorted input.
     out.sort_by_key(|u| u.1);
-    let mut updates = out.drain(..).peekable();
-    while let Some(first) = updates.next() {
-        let time = first.1;
-        let cap = caps.delayed(&time);
-        let mut session = output.session(&cap);
-        session.give(first);
-        while let Some(update) = updates.next_if(|u| u.1 == time) {
-            session.give(update);
-        }
+    if let Some(least) = out.first().map(|u| u.1) {
+        let cap = caps.delayed(&least);
+        output.session(&cap).give_iterator(out.drain(..));
     }
 }
 

@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::generic::OutputBuilderSession;
 use timely::dataflow::operators::{CapabilitySet, InputCapability};
 use timely::progress::frontier::MutableAntichain;
 
@@ -159,4 +161,43 @@ pub fn due<V>(schedule: &mut BTreeMap<i64, V>, limit: Option<u64>) -> Vec<(i64, 
         }
     };
     due.into_iter().collect()
+}
+
+/// An operator's output of `(data, time, diff)` updates.
+pub type UpdateOutput<'a, D> = OutputBuilderSession<'a, u64, CapacityContainerBuilder<Vec<(D, u64, isize)>>>;
+
+/// What an operator emits in one activation, given as one message: stamped with the least of
+/// the updates' times instead of one message per time. Each update keeps its own time (a
+/// differential collection's updates may be later than their message's stamp, and the
+/// operators downstream buffer by update time, above), so the collection is the same; timely
+/// then tracks one pointstamp per activation instead of one per tick, and the operators
+/// downstream take a few large messages instead of many with a handful of updates each.
+pub struct Batch<D> {
+    updates: Vec<(D, u64, isize)>,
+    least: Option<u64>,
+}
+
+impl<D> Default for Batch<D> {
+    fn default() -> Self {
+        Batch {
+            updates: Vec::new(),
+            least: None,
+        }
+    }
+}
+
+impl<D: 'static> Batch<D> {
+    pub fn give(&mut self, data: D, time: u64, diff: isize) {
+        self.least = Some(self.least.map_or(time, |l| l.min(time)));
+        self.updates.push((data, time, diff));
+    }
+
+    /// Sends the updates, in the order given, at the least of their times (`caps` must allow
+    /// each time it was given one at).
+    pub fn send(&mut self, caps: &CapabilitySet<u64>, output: &mut UpdateOutput<'_, D>) {
+        if let Some(least) = self.least.take() {
+            let cap = caps.delayed(&least);
+            output.session(&cap).give_iterator(self.updates.drain(..));
+        }
+    }
 }

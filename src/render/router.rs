@@ -56,7 +56,7 @@ use crate::event::Event;
 use crate::model::placement::{shard_homes, PlacementSpec, Placer};
 use crate::model::routing::{decide, Reason, RegionLoad};
 use crate::plan::router::{MigrationLoad, RouterPlan, ROUTER_METRICS};
-use crate::render::pending::Paired;
+use crate::render::pending::{Batch, Paired};
 use crate::render::{Coll, EventsOf, RowsOf, StageOut, WindowsOf};
 use crate::value::{format_time, Sym, Value};
 
@@ -708,6 +708,7 @@ pub fn stage<'s>(inputs: Inputs<'s>, plan: &RouterPlan, fields: [(&str, &str); 3
             &format!("Router({name})"),
             move |_, _| {
                 let mut pending: Paired<(Event, isize), (Ctx, isize)> = Paired::default();
+                let mut batch: Batch<RouterOut> = Batch::default();
                 move |(events_in, events_frontier), (ctx_in, ctx_frontier), output| {
                     events_in.for_each_stamp(|cap, data| pending.events.absorb(&cap, data, |e, r| (e, r)));
                     ctx_in.for_each_stamp(|cap, data| pending.absorb_rows(&cap, data));
@@ -722,8 +723,6 @@ pub fn stage<'s>(inputs: Inputs<'s>, plan: &RouterPlan, fields: [(&str, &str); 3
                         // Decisions read only the regional state, so events of one time need no
                         // order among themselves; the updates before each are applied by time.
                         events.sort_by_key(|(e, _)| e.time);
-                        let cap = pending.events.caps.delayed(&time);
-                        let mut session = output.session(&cap);
                         let letter =
                             |reason: &str, detail: String, record: String, at: i64, location: String| DeadLetter {
                                 stage: stage_name.clone(),
@@ -763,28 +762,29 @@ pub fn stage<'s>(inputs: Inputs<'s>, plan: &RouterPlan, fields: [(&str, &str); 3
                                     RouterOut::Dead(letter(reason, detail, record, event.time, location))
                                 }
                             };
-                            session.give((out, time, diff));
+                            batch.give(out, time, diff);
                         }
                         for update in updates {
                             apply(&mut regional, update);
                         }
                         for dead in rejected {
-                            session.give((RouterOut::Dead(dead), time, 1));
+                            batch.give(RouterOut::Dead(dead), time, 1);
                         }
                         regional.settle(i64::MAX);
                         // Every worker moves the same shards; one reports them.
                         for row in std::mem::take(&mut regional.migrations) {
                             if report {
-                                session.give((RouterOut::Migration(row), time, 1));
+                                batch.give(RouterOut::Migration(row), time, 1);
                             }
                         }
                         if let (Some(replicas), true) = (replicas, report) {
                             for (row, diff) in regional.placement_changes(replicas) {
-                                session.give((RouterOut::Placement(row), time, diff));
+                                batch.give(RouterOut::Placement(row), time, diff);
                             }
                         }
                         regional.forget_before(time as i64);
                     }
+                    batch.send(&pending.events.caps, output);
                     let hold = pending.next_time();
                     pending.events.caps.downgrade(hold.iter());
                 }

@@ -40,7 +40,7 @@ use timely::dataflow::operators::generic::Operator;
 use crate::dead_letter::DeadLetter;
 use crate::event::Event;
 use crate::plan::{SchemaPlan, SourcePlan};
-use crate::render::pending::Pending;
+use crate::render::pending::{Batch, Pending};
 use crate::render::snapshot::{apply_with_snapshots, state_name, OperatorState, StateStore};
 use crate::render::window::stable_hash;
 use crate::schema::conform::{ConformPolicy, Conformer, Extra};
@@ -204,6 +204,7 @@ pub fn render<'s>(
             &name,
             move |capability, info| {
                 let mut pending: Pending<Event> = Pending::default();
+                let mut batch: Batch<SchemaOut> = Batch::default();
                 let mut stage = Stage {
                     types: BTreeMap::new(),
                     registry,
@@ -251,14 +252,10 @@ pub fn render<'s>(
                                     continue;
                                 };
                                 t.report_at = None;
-                                let cap = pending.caps.delayed(&at);
-                                let mut session = output.session(&cap);
                                 for (row, diff) in report(*kind, t, &stage.ids) {
-                                    session.give((SchemaOut::Inferred(row), at, diff));
+                                    batch.give(SchemaOut::Inferred(row), at, diff);
                                 }
                             }
-                            let cap = pending.caps.delayed(&time);
-                            let mut session = output.session(&cap);
                             let mut out = Vec::new();
                             let mut by_type: BTreeMap<Sym, Vec<Event>> = BTreeMap::new();
                             for event in events {
@@ -318,7 +315,9 @@ pub fn render<'s>(
                                     ));
                                 }
                             }
-                            session.give_iterator(out.into_iter().map(|o| (o, time, 1)));
+                            for o in out {
+                                batch.give(o, time, 1);
+                            }
                         }
                     };
                     apply_with_snapshots(&mut state, limit, &mut stage, &mut apply, Stage::save);
@@ -328,10 +327,8 @@ pub fn render<'s>(
                             let Some(at) = t.report_at.take() else {
                                 continue;
                             };
-                            let cap = pending.caps.delayed(&at);
-                            let mut session = output.session(&cap);
                             for (row, diff) in report(*kind, t, &stage.ids) {
-                                session.give((SchemaOut::Inferred(row), at, diff));
+                                batch.give(SchemaOut::Inferred(row), at, diff);
                             }
                         }
                         if let Some(dir) = &plan.registry_dir {
@@ -345,6 +342,7 @@ pub fn render<'s>(
                             }
                         }
                     }
+                    batch.send(&pending.caps, output);
                     let hold = stage
                         .types
                         .values()

@@ -44,7 +44,7 @@ use crate::event::Event;
 use crate::model::aggregate::AggState;
 use crate::model::session::Sessions;
 use crate::plan::{AggregatePlan, Emit, Func};
-use crate::render::pending::Pending;
+use crate::render::pending::{Batch, Pending};
 use crate::render::window::{
     add_event, aggregate_letter, batch_out, contribution, group_of, split_pre, stable_hash, PreOut, WindowRow,
 };
@@ -145,6 +145,7 @@ fn session_reduce<'s>(
             &name,
             move |_, _| {
                 let mut pending: Pending<((Vec<Value>, i64), AggState)> = Pending::default();
+                let mut batch: Batch<WindowRow> = Batch::default();
                 let mut state: HashMap<Vec<Value>, Sessions<AggState>> = HashMap::default();
                 // Sessions by the time they close (`end + lag`), as `(group, first)`. An entry
                 // is stale once its session has grown or merged; a newer entry then stands.
@@ -154,17 +155,7 @@ fn session_reduce<'s>(
                     let (ready, limit) = pending.ready(frontier);
                     for (time, updates) in ready {
                         // Sessions that closed by `time` are emitted and dropped first.
-                        close(
-                            &mut closing,
-                            Some(time),
-                            &mut state,
-                            gap,
-                            lag,
-                            emit,
-                            &funcs,
-                            &mut pending,
-                            output,
-                        );
+                        close(&mut closing, Some(time), &mut state, gap, lag, emit, &funcs, &mut batch);
                         // Updates mode: rows of sessions as they were before `time`, and the
                         // sessions made at `time`.
                         let mut before: Vec<WindowRow> = Vec::new();
@@ -194,20 +185,12 @@ fn session_reduce<'s>(
                                 *diffs.entry(r).or_default() += 1;
                             }
                         }
-                        let out = diffs.into_iter().filter(|(_, d)| *d != 0).map(|(r, d)| (r, time, d));
-                        give(&mut pending, output, time, out.collect());
+                        for (r, d) in diffs.into_iter().filter(|(_, d)| *d != 0) {
+                            batch.give(r, time, d);
+                        }
                     }
-                    close(
-                        &mut closing,
-                        limit,
-                        &mut state,
-                        gap,
-                        lag,
-                        emit,
-                        &funcs,
-                        &mut pending,
-                        output,
-                    );
+                    close(&mut closing, limit, &mut state, gap, lag, emit, &funcs, &mut batch);
+                    batch.send(&pending.caps, output);
                     // Hold capabilities for pending times and, in final mode, for sessions to emit.
                     let mut hold: Option<u64> = pending.next_time();
                     if emit == Emit::Final {
@@ -222,14 +205,8 @@ fn session_reduce<'s>(
         .as_collection()
 }
 
-type RowOutput<'a> = timely::dataflow::operators::generic::OutputBuilderSession<
-    'a,
-    u64,
-    CapacityContainerBuilder<Vec<(WindowRow, u64, isize)>>,
->;
-
 /// Drops the sessions that close (`end + lag`) at or before `until` (all when `None`); in final
-/// mode, emits their rows stamped with that time first.
+/// mode, emits their rows into `batch`, stamped with that time, first.
 #[allow(clippy::too_many_arguments)]
 fn close(
     closing: &mut BTreeMap<i64, Vec<(Vec<Value>, i64)>>,
@@ -239,8 +216,7 @@ fn close(
     lag: i64,
     emit: Emit,
     funcs: &[Func],
-    pending: &mut Pending<((Vec<Value>, i64), AggState)>,
-    output: &mut RowOutput<'_>,
+    batch: &mut Batch<WindowRow>,
 ) {
     for (at, entries) in crate::render::pending::due(closing, until) {
         let mut out: Vec<(WindowRow, u64, isize)> = Vec::new();
@@ -261,19 +237,8 @@ fn close(
             }
         }
         out.sort();
-        give(pending, output, at as u64, out);
-    }
-}
-
-/// Emits `out` (sorted), if any, with a capability for `time`.
-fn give(
-    pending: &mut Pending<((Vec<Value>, i64), AggState)>,
-    output: &mut RowOutput<'_>,
-    time: u64,
-    out: Vec<(WindowRow, u64, isize)>,
-) {
-    if !out.is_empty() {
-        let cap = pending.caps.delayed(&time);
-        output.session(&cap).give_iterator(out.into_iter());
+        for (r, t, d) in out {
+            batch.give(r, t, d);
+        }
     }
 }

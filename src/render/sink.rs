@@ -236,7 +236,9 @@ fn sink_rows<'s>(
         rows,
         Exchange::new(move |(row, _, _): &(Vec<Value>, u64, isize)| match route {
             Route::To(w) => w,
-            Route::Key(k) => crate::value::stable_hash(&&row[..k]),
+            // The prefix's last value is a marker; the values before it are the `order_by` key,
+            // hashed as key joins hash theirs, so rows ordered by a join's key stay put.
+            Route::Key(k) => crate::value::key_hash(&row[..k - 1]),
         }),
     );
     let writes = first || spread.is_some();
@@ -436,7 +438,8 @@ fn sink_rows<'s>(
 #[derive(Clone, Copy)]
 enum Route {
     To(u64),
-    /// The worker of the hash of the row's first `k` values (its sort key).
+    /// The worker of the hash of the row's first `k - 1` values (its sort key before the
+    /// marker that ends it).
     Key(usize),
 }
 

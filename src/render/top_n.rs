@@ -44,7 +44,7 @@ use timely::dataflow::operators::generic::Operator;
 use crate::dead_letter::DeadLetter;
 use crate::event::Event;
 use crate::plan::TopNPlan;
-use crate::render::pending::Pending;
+use crate::render::pending::{Batch, Pending};
 use crate::render::window::stable_hash;
 use crate::value::{format_time, Sym, Value};
 
@@ -205,6 +205,7 @@ fn render<'s>(
                 )
             };
             let mut pending: Pending<(Vec<Value>, Event, isize)> = Pending::default();
+            let mut batch: Batch<TopOut> = Batch::default();
             let mut state: HashMap<Vec<Value>, Partition> = HashMap::default();
             // Windowed partitions, by the time their state is dropped.
             let mut release: BTreeMap<i64, Vec<Vec<Value>>> = BTreeMap::new();
@@ -255,12 +256,12 @@ fn render<'s>(
                                 .map(|(e, c)| (TopOut::Row(e), time, c)),
                         );
                     }
-                    if !out.is_empty() {
-                        out.sort();
-                        let cap = pending.caps.delayed(&time);
-                        output.session(&cap).give_iterator(out.into_iter());
+                    out.sort();
+                    for (o, t, n) in out {
+                        batch.give(o, t, n);
                     }
                 }
+                batch.send(&pending.caps, output);
                 // Drop windowed partitions no update can reach any more.
                 for (at, keys) in crate::render::pending::due(&mut release, limit) {
                     for key in keys {

@@ -50,7 +50,7 @@ use crate::event::Event;
 use crate::model::aggregate::{check, AggState};
 use crate::model::window::window_starts;
 use crate::plan::{AggregatePlan, Emit, Func};
-use crate::render::pending::Pending;
+use crate::render::pending::{Batch, Pending};
 use crate::value::{format_time, Value};
 
 /// A window group: group-by values and window start.
@@ -345,6 +345,7 @@ fn window_reduce<'s>(
             &name,
             move |_, _| {
                 let mut pending: Pending<(WindowKey, AggState)> = Pending::default();
+                let mut batch: Batch<WindowRow> = Batch::default();
                 let mut state: HashMap<WindowKey, AggState> = HashMap::default();
                 // Final mode: windows not yet emitted, by the time they close (`end + lag`).
                 let mut open: BTreeMap<i64, Vec<WindowKey>> = BTreeMap::new();
@@ -357,7 +358,7 @@ fn window_reduce<'s>(
                         // Windows that ended by `time` are emitted before changes at `time`
                         // revise them.
                         if emit == Emit::Final {
-                            close(&mut open, Some(time), &state, &funcs, size, &mut pending, output);
+                            close(&mut open, Some(time), &state, &funcs, size, &mut batch);
                         }
                         let mut changed: HashMap<WindowKey, Option<Vec<Value>>> = HashMap::default();
                         for (key, delta) in updates {
@@ -403,15 +404,15 @@ fn window_reduce<'s>(
                                 (None, None) => {}
                             }
                         }
-                        if !out.is_empty() {
-                            out.sort();
-                            let cap = pending.caps.delayed(&time);
-                            output.session(&cap).give_iterator(out.into_iter());
+                        out.sort();
+                        for (row, t, r) in out {
+                            batch.give(row, t, r);
                         }
                     }
                     if emit == Emit::Final {
-                        close(&mut open, limit, &state, &funcs, size, &mut pending, output);
+                        close(&mut open, limit, &state, &funcs, size, &mut batch);
                     }
+                    batch.send(&pending.caps, output);
                     // Drop the state of windows no change can reach any more.
                     for (_, keys) in crate::render::pending::due(&mut release, limit) {
                         for key in keys {
@@ -430,23 +431,16 @@ fn window_reduce<'s>(
         .as_collection()
 }
 
-type RowOutput<'a> = timely::dataflow::operators::generic::OutputBuilderSession<
-    'a,
-    u64,
-    CapacityContainerBuilder<Vec<(WindowRow, u64, isize)>>,
->;
-
-/// Final mode: emits, stamped with the time they close (their end, plus the input's lag), the
-/// open windows that close at or before `until` (all when `None`), and marks them emitted.
-/// Their state stays until released.
+/// Final mode: emits into `batch`, stamped with the time they close (their end, plus the
+/// input's lag), the open windows that close at or before `until` (all when `None`), and marks
+/// them emitted. Their state stays until released.
 fn close(
     open: &mut BTreeMap<i64, Vec<WindowKey>>,
     until: Option<u64>,
     state: &HashMap<WindowKey, AggState>,
     funcs: &[Func],
     size: i64,
-    pending: &mut Pending<(WindowKey, AggState)>,
-    output: &mut RowOutput<'_>,
+    batch: &mut Batch<WindowRow>,
 ) {
     let ends: Vec<i64> = open
         .keys()
@@ -469,10 +463,9 @@ fn close(
                 Some((row, end as u64, 1))
             })
             .collect();
-        if !out.is_empty() {
-            out.sort();
-            let cap = pending.caps.delayed(&(end as u64));
-            output.session(&cap).give_iterator(out.into_iter());
+        out.sort();
+        for (row, t, r) in out {
+            batch.give(row, t, r);
         }
     }
 }

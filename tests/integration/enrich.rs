@@ -114,11 +114,17 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
 
     #[test]
-    fn as_of_join_matches_oracle((events, rows) in inputs(), max_age in prop::option::of(1_000i64..20_000)) {
+    fn as_of_join_matches_oracle(
+        (events, rows) in inputs(),
+        max_age in prop::option::of(1_000i64..20_000),
+        broadcast in any::<bool>(),
+    ) {
         let dir = tempfile::tempdir().unwrap();
         write_inputs(dir.path(), &events, &rows);
         let age = max_age.map_or(String::new(), |a| format!("max_age = \"{a}ms\"\n"));
-        let plan = plan_text(&join_spec(dir.path(), &format!("on = {{ k = \"key\" }}\n{age}")), dir.path());
+        // Keyed (events and rows exchanged by key) or broadcast (every worker holds every row).
+        let join = format!("on = {{ k = \"key\" }}\n{age}broadcast = {broadcast}\n");
+        let plan = plan_text(&join_spec(dir.path(), &join), dir.path());
         let expected: BTreeMap<(i64, i64), Option<i64>> = events
             .iter()
             .enumerate()
@@ -395,4 +401,36 @@ fn a_join_attaches_exactly_its_fields_and_the_time_only_when_asked() {
         e.contains("time_as") && e.contains("also one of the join's `fields`"),
         "{e}"
     );
+}
+
+#[test]
+fn broadcast_is_for_as_of_joins_and_ip_range_joins_always_are() {
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(dir.path(), &[(1_000, 7)], &[(0, 7, 1)]);
+    let error = |join: &str| {
+        sluice::plan::plan_str(&join_spec(dir.path(), join), Path::new("test.toml"), dir.path(), &[])
+            .unwrap_err()
+            .to_string()
+    };
+    let e = error("on = { k = \"key\" }\nmode = \"continuous\"\nbroadcast = true");
+    assert!(e.contains("broadcast") && e.contains("`as_of` joins only"), "{e}");
+    let e = error("match = \"ip_range\"\non = { ip = \"cidr\" }\nbroadcast = false");
+    assert!(e.contains("broadcast") && e.contains("always broadcast"), "{e}");
+    let plan = |join: &str| {
+        sluice::plan::plan_str(&join_spec(dir.path(), join), Path::new("test.toml"), dir.path(), &[]).unwrap()
+    };
+    let broadcast_of = |plan: &sluice::plan::Plan| {
+        plan.stages
+            .iter()
+            .find_map(|s| match &s.kind {
+                sluice::plan::StageKind::Enrich(e) => Some(e.joins[0].broadcast),
+                _ => None,
+            })
+            .expect("an enrichment")
+    };
+    assert!(!broadcast_of(&plan("on = { k = \"key\" }")));
+    assert!(broadcast_of(&plan("on = { k = \"key\" }\nbroadcast = true")));
+    assert!(!broadcast_of(&plan(
+        "on = { k = \"key\" }\nmode = \"continuous\"\nbroadcast = false"
+    )));
 }

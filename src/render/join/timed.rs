@@ -36,7 +36,7 @@ use super::{key_of, JoinOut, Shape};
 use crate::event::Event;
 use crate::model::window::window_starts;
 use crate::plan::join::{BinaryJoinPlan, JoinKind, JoinTime, Upper};
-use crate::render::pending::{due, Pending};
+use crate::render::pending::{due, Batch, Pending};
 use crate::render::EventsOf;
 use crate::value::{stable_hash, Value};
 
@@ -163,6 +163,7 @@ pub fn render<'s>(
             &name,
             move |_, _| {
                 let mut pending: Pending<(Side, Key, Event, isize)> = Pending::default();
+                let mut batch: Batch<JoinOut> = Batch::default();
                 let mut state: HashMap<Key, KeyState> = HashMap::default();
                 // Keys with rows to release, by the time they are due.
                 let mut release: BTreeMap<i64, Vec<Key>> = BTreeMap::new();
@@ -236,10 +237,9 @@ pub fn render<'s>(
                             }
                             release.entry(due_at).or_default().push(key);
                         }
-                        if !out.is_empty() {
-                            out.sort();
-                            let cap = pending.caps.delayed(&time);
-                            output.session(&cap).give_iterator(out.into_iter());
+                        out.sort();
+                        for (o, t, d) in out {
+                            batch.give(o, t, d);
                         }
                     }
                     // Rows no partner can reach any more: dropped, and a left join's unmatched
@@ -263,12 +263,12 @@ pub fn render<'s>(
                                 state.remove(&key);
                             }
                         }
-                        if !out.is_empty() {
-                            out.sort();
-                            let cap = pending.caps.delayed(&(at as u64));
-                            output.session(&cap).give_iterator(out.into_iter());
+                        out.sort();
+                        for (o, t, d) in out {
+                            batch.give(o, t, d);
                         }
                     }
+                    batch.send(&pending.caps, output);
                     let next_release = release.keys().next().map(|t| *t as u64);
                     let hold = [pending.next_time(), next_release].into_iter().flatten().min();
                     pending.caps.downgrade(hold.iter());

@@ -542,12 +542,18 @@ pub fn stage<'s>(
                         .chain(placement_frontier.frontier().iter())
                         .min()
                         .copied();
+                    // One message per activation, at its least time (see `pending::Batch`).
+                    let mut batch: Vec<(Out, u64, isize)> = Vec::new();
+                    let mut least: Option<timely::dataflow::operators::Capability<u64>> = None;
                     let mut give =
                         |at: u64, updates: Vec<(Out, isize)>, cap: &timely::dataflow::operators::Capability<u64>| {
-                            let mut session = output.session(cap);
-                            for (o, diff) in updates {
-                                session.give((o, at, diff));
+                            if updates.is_empty() {
+                                return;
                             }
+                            if least.as_ref().is_none_or(|l| l.time() > cap.time()) {
+                                least = Some(cap.clone());
+                            }
+                            batch.extend(updates.into_iter().map(|(o, diff)| (o, at, diff)));
                         };
                     for (time, rows, mut items) in pending.ready_until(limit) {
                         // Records that close at or before this tick, first.
@@ -587,6 +593,9 @@ pub fn stage<'s>(
                     // Records whose closing time the inputs have passed (all once they end).
                     for (at, updates) in replicas.close_before(limit) {
                         give(at, updates, &closing.delayed(&at));
+                    }
+                    if let Some(cap) = least {
+                        output.session(&cap).give_iterator(batch.drain(..));
                     }
                     closing.downgrade(replicas.next_closing().iter());
                     pending.events.caps.downgrade(pending.next_time().iter());

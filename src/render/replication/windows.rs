@@ -24,7 +24,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 
 use super::{Fact, Out, Reason};
-use crate::render::pending::Pending;
+use crate::render::pending::{Batch, Pending};
 use crate::value::{stable_hash, Sym, Value};
 
 /// The start of the tumbling window of `window_ms` holding `time`.
@@ -207,6 +207,7 @@ pub(super) fn stage<'s>(
             &format!("ReplicationWindows({name})"),
             move |_, _| {
                 let mut pending: Pending<(Key, Fact, isize)> = Pending::default();
+                let mut batch: Batch<Out> = Batch::default();
                 let mut windows: HashMap<Key, Window> = HashMap::new();
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| pending.absorb(&cap, data, |(key, fact), r| (key, fact, r)));
@@ -232,12 +233,11 @@ pub(super) fn stage<'s>(
                                 windows.remove(&key);
                             }
                         }
-                        let cap = pending.caps.delayed(&time);
-                        let mut session = output.session(&cap);
                         for (o, diff) in out {
-                            session.give((o, time, diff));
+                            batch.give(o, time, diff);
                         }
                     }
+                    batch.send(&pending.caps, output);
                     pending.caps.downgrade(pending.next_time().iter());
                 }
             },

@@ -130,14 +130,13 @@ pub fn stage<'s>(events: EventsOf<'s>, plan: &ServicesPlan, fields: (&str, &str)
                         model.tick(time, items, &mut out);
                     }
                     model.fire_before(limit.map(|l| l as i64), &mut out);
+                    // One message, at the least time (see `pending::Batch`).
                     out.sort_by_key(|(t, _, _)| *t);
-                    let mut rows = out.into_iter().peekable();
-                    while let Some(&(t, _, _)) = rows.peek() {
-                        let cap = pending.caps.delayed(&t);
-                        let mut session = output.session(&cap);
-                        while let Some((t, o, d)) = rows.next_if(|(u, _, _)| *u == t) {
-                            session.give((o, t, d));
-                        }
+                    if let Some(&(least, _, _)) = out.first() {
+                        let cap = pending.caps.delayed(&least);
+                        output
+                            .session(&cap)
+                            .give_iterator(out.into_iter().map(|(t, o, d)| (o, t, d)));
                     }
                     let hold = [pending.next_time(), model.next_timer()].into_iter().flatten().min();
                     pending.caps.downgrade(hold.iter());
