@@ -645,6 +645,16 @@ impl StrValues {
     }
 }
 
+/// `s` as a value shared by this thread's earlier calls for the same string (a [`StrValues`] of
+/// 4,096 strings per thread): for the names that rows rebuilt on every tick repeat (states,
+/// reasons, models, metrics).
+pub fn shared_str(s: &str) -> Value {
+    thread_local! {
+        static SHARED: std::cell::RefCell<StrValues> = std::cell::RefCell::new(StrValues::new(4096));
+    }
+    SHARED.with_borrow_mut(|values| values.get(s))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -265,22 +265,47 @@ pub fn interaction_probability(q: &[f64], resonance: f64, cfg: &PipeConfig) -> f
 pub fn calibrated_threshold(outcomes: &[(f64, bool)], target: f64, floor: f64) -> f64 {
     let mut sorted: Vec<(f64, bool)> = outcomes.iter().copied().filter(|(p, _)| p.is_finite()).collect();
     sorted.sort_by(|x, y| y.0.total_cmp(&x.0));
-    let mut best = None;
-    let mut used = 0usize;
-    for (k, (p, u)) in sorted.iter().enumerate() {
-        used += usize::from(*u);
-        // A threshold at `p` also creates every later candidate with the same probability.
-        if sorted.get(k + 1).is_some_and(|next| next.0 == *p) {
-            continue;
-        }
-        if wilson_lower(used, k + 1, CALIBRATION_Z) >= target {
-            best = Some(*p);
+    // Candidates of one probability are taken together: one group each, highest first.
+    let mut groups: Vec<(f64, usize, usize)> = Vec::new();
+    for (p, u) in sorted {
+        match groups.last_mut() {
+            Some((q, n, used)) if *q == p => {
+                *n += 1;
+                *used += usize::from(u);
+            }
+            _ => groups.push((p, 1, usize::from(u))),
         }
     }
-    match (best, sorted.first()) {
+    threshold_of_groups(groups, target, floor)
+}
+
+/// [`calibrated_threshold`] over the outcomes grouped by probability, highest first: each
+/// group's probability, its number of candidates and how many of them were used.
+fn threshold_of_groups(groups: impl IntoIterator<Item = (f64, usize, usize)>, target: f64, floor: f64) -> f64 {
+    let (mut best, mut top) = (None, None);
+    let (mut n, mut used) = (0usize, 0usize);
+    for (p, count, hits) in groups {
+        top.get_or_insert(p);
+        n += count;
+        used += hits;
+        if wilson_lower(used, n, CALIBRATION_Z) >= target {
+            best = Some(p);
+        }
+    }
+    match (best, top) {
         (Some(p), _) => p.max(floor),
-        (None, Some((top, _))) => next_above(*top).max(floor),
+        (None, Some(top)) => next_above(top).max(floor),
         (None, None) => floor,
+    }
+}
+
+/// A key that orders finite probabilities as numbers (`-0.0` as `0.0`, as `==` groups them).
+fn order_key(p: f64) -> u64 {
+    let bits = (p + 0.0).to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
     }
 }
 
@@ -293,9 +318,16 @@ pub fn calibrated_threshold(outcomes: &[(f64, bool)], target: f64, floor: f64) -
 /// qualifies a low threshold only after a lucky run, the threshold drops exactly then, and the
 /// pipes it creates fall short of the target (the winner's curse). A window that keeps enough
 /// candidates above the threshold estimates it as well wherever the threshold sits.
+///
+/// Besides the window in arrival order, it keeps the outcomes grouped by probability (the
+/// number of candidates and of used ones per probability), so that a calibration walks the
+/// groups in order instead of sorting the window (up to [`CALIBRATION_MAX_FACTOR`] ×
+/// `min_window` outcomes) every time.
 #[derive(Debug, Clone, Default)]
 pub struct Outcomes {
     window: std::collections::VecDeque<(f64, bool)>,
+    /// The finite outcomes of `window` by [`order_key`] of their probability: `(candidates, used)`.
+    groups: std::collections::BTreeMap<u64, (usize, usize)>,
     /// How many of `window` are at or above `threshold`.
     above: usize,
     threshold: f64,
@@ -331,6 +363,7 @@ impl Outcomes {
     /// Adds the newest outcome and forgets the oldest ones the window no longer needs.
     pub fn push(&mut self, outcome: (f64, bool), min_window: usize) {
         self.window.push_back(outcome);
+        self.group(outcome, 1);
         self.above += usize::from(outcome.0 >= self.threshold);
         let max = min_window.saturating_mul(CALIBRATION_MAX_FACTOR);
         while self.window.len() > min_window.max(1) {
@@ -339,8 +372,35 @@ impl Outcomes {
                 break;
             }
             self.above -= oldest_above;
-            self.window.pop_front();
+            let oldest = self.window.pop_front().expect("the window is not empty");
+            self.group(oldest, -1);
         }
+    }
+
+    /// Counts `outcome` into its probability's group (`sign` 1) or out of it (−1).
+    fn group(&mut self, (p, used): (f64, bool), sign: isize) {
+        if !p.is_finite() {
+            return;
+        }
+        let key = order_key(p);
+        let entry = self.groups.entry(key).or_insert((0, 0));
+        entry.0 = entry
+            .0
+            .checked_add_signed(sign)
+            .expect("an outcome leaves its group once");
+        entry.1 = entry.1.checked_add_signed(sign * isize::from(used)).expect("as above");
+        if entry.0 == 0 {
+            self.groups.remove(&key);
+        }
+    }
+
+    /// The threshold the window calls for ([`calibrated_threshold`] of its outcomes).
+    pub fn calibrated(&self, target: f64, floor: f64) -> f64 {
+        let groups = self.groups.iter().rev().map(|(key, &(n, used))| {
+            let bits = if key >> 63 == 1 { key & !(1 << 63) } else { !key };
+            (f64::from_bits(bits), n, used)
+        });
+        threshold_of_groups(groups, target, floor)
     }
 
     /// Sets the threshold the window counts outcomes against.
@@ -417,6 +477,29 @@ mod tests {
         assert_eq!(w.len(), 500);
         // The window is the latest outcomes, oldest first.
         assert_eq!(w.as_slice().last(), Some(&stream(999)));
+    }
+
+    proptest::proptest! {
+        /// The window's grouped calibration equals a from-scratch sort of its outcomes, as
+        /// outcomes arrive and leave and the threshold moves.
+        #[test]
+        fn grouped_calibration_equals_sorting_the_window(
+            outcomes in proptest::collection::vec((0u8..12, proptest::bool::ANY), 1..400),
+            min_window in 1usize..40,
+            target in 0.3f64..0.95,
+        ) {
+            let mut w = Outcomes::new(0.5);
+            for (i, (p, used)) in outcomes.into_iter().enumerate() {
+                // Few distinct probabilities, so that ties are common; 0 also as -0.0.
+                let p = if p == 0 && i % 2 == 0 { -0.0 } else { f64::from(p) / 11.0 };
+                w.push((p, used), min_window);
+                let expected = calibrated_threshold(w.as_slice(), target, 0.05);
+                proptest::prop_assert_eq!(w.calibrated(target, 0.05), expected);
+                if i % 7 == 0 {
+                    w.set_threshold(expected);
+                }
+            }
+        }
     }
 
     #[test]

@@ -71,7 +71,7 @@ impl Counter {
 pub enum JoinOut {
     Event(Event),
     Count(Counter),
-    Dead(DeadLetter),
+    Dead(Box<DeadLetter>),
 }
 
 /// The key of `event` under `fields`; `None` when a field is missing or null.
@@ -172,7 +172,7 @@ pub fn stage<'s>(
             _ => None,
         }));
         errs.push(dead.flat_map(|o| match o {
-            JoinOut::Dead(d) => Some(d),
+            JoinOut::Dead(d) => Some(*d),
             _ => None,
         }));
     }
@@ -543,7 +543,7 @@ where
                             }
                             rejections += dead.len() as isize;
                             for letter in dead {
-                                batch.give(JoinOut::Dead(letter), time, 1);
+                                batch.give(JoinOut::Dead(Box::new(letter)), time, 1);
                             }
                             for (counter, n) in [(hit, hits), (miss, misses), (stale, stales), (rejected, rejections)] {
                                 if n > 0 {

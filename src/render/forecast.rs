@@ -34,7 +34,7 @@ use timely::dataflow::operators::vec::Partition;
 use crate::dead_letter::DeadLetter;
 use crate::event::Event;
 use crate::model::forecast::series::Bin;
-use crate::model::forecast::{Issued, Obs, Resampler, SeriesForecaster};
+use crate::model::forecast::{Issued, Member, Obs, Resampler, SeriesForecaster, Used};
 use crate::plan::{Emit, ForecastPlan, Port};
 use crate::render::pending::Pending;
 use crate::render::{Coll, StageOut};
@@ -58,7 +58,7 @@ struct Sample {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum PreOut {
     Sample(Sample),
-    Dead(DeadLetter),
+    Dead(Box<DeadLetter>),
 }
 
 /// What the forecast operator emits.
@@ -66,7 +66,7 @@ enum PreOut {
 enum ForecastOut {
     Forecast(Vec<Value>),
     Error(Vec<Value>),
-    Dead(DeadLetter),
+    Dead(Box<DeadLetter>),
 }
 
 type SeriesKey = (Vec<Value>, u32);
@@ -121,7 +121,7 @@ pub fn stage<'s>(
             })),
         )],
         errs: vec![dead.flat_map(|o| match o {
-            ForecastOut::Dead(d) => Some(d),
+            ForecastOut::Dead(d) => Some(*d),
             _ => None,
         })],
     }
@@ -181,7 +181,7 @@ fn samples<'s>(
                             if let Some(((name, _), _)) = plan.keys.iter().zip(&key).find(|(_, v)| v.is_null()) {
                                 let detail = format!("key field `{name}` is missing or null");
                                 out.push((
-                                    PreOut::Dead(letter(&plan, "missing_key", detail, event.time, record())),
+                                    PreOut::Dead(Box::new(letter(&plan, "missing_key", detail, event.time, record()))),
                                     time,
                                     diff,
                                 ));
@@ -189,7 +189,7 @@ fn samples<'s>(
                             }
                             if let Some(detail) = unknown_key(&plan, &key) {
                                 out.push((
-                                    PreOut::Dead(letter(&plan, "unknown_key", detail, event.time, record())),
+                                    PreOut::Dead(Box::new(letter(&plan, "unknown_key", detail, event.time, record()))),
                                     time,
                                     diff,
                                 ));
@@ -204,7 +204,13 @@ fn samples<'s>(
                                         let detail =
                                             format!("`{name}` is {} `{other}`, not a number", other.kind_name());
                                         out.push((
-                                            PreOut::Dead(letter(&plan, "non_numeric", detail, event.time, record())),
+                                            PreOut::Dead(Box::new(letter(
+                                                &plan,
+                                                "non_numeric",
+                                                detail,
+                                                event.time,
+                                                record(),
+                                            ))),
                                             time,
                                             diff,
                                         ));
@@ -312,7 +318,7 @@ fn forecast<'s>(
                                     sample.record.clone()
                                 };
                                 let d = letter(&plan, reason.code(), detail, sample.time, record);
-                                out.push((ForecastOut::Dead(d), time, 1));
+                                out.push((ForecastOut::Dead(Box::new(d)), time, 1));
                             }
                             // Bins close only by the frontier (see `close`), except past a
                             // gap inside one timestamp; those are stamped now.
@@ -394,6 +400,8 @@ fn emit(plan: &ForecastPlan, id: &SeriesKey, s: &mut Series, bins: Vec<Bin>, at:
         return;
     };
     let step = plan.step_ms as i64;
+    // The members' names as values, looked up once per call rather than once per error row.
+    let mut members: Vec<(Member, Value)> = Vec::new();
     for bin in &bins {
         let obs = Obs {
             y: bin.value,
@@ -406,7 +414,7 @@ fn emit(plan: &ForecastPlan, id: &SeriesKey, s: &mut Series, bins: Vec<Bin>, at:
             Err(e) => {
                 let (metric, _) = &plan.values[id.1 as usize];
                 let d = letter(plan, e.reason(), format!("`{metric}`: {e}"), bin.time, String::new());
-                out.push((ForecastOut::Dead(d), at, 1));
+                out.push((ForecastOut::Dead(Box::new(d)), at, 1));
                 continue;
             }
         };
@@ -418,7 +426,7 @@ fn emit(plan: &ForecastPlan, id: &SeriesKey, s: &mut Series, bins: Vec<Bin>, at:
             row.extend_from_slice(&id.0);
             row.extend([
                 metric.clone(),
-                name_value(e.member.name()),
+                member_value(&mut members, e.member),
                 Value::Int(h),
                 Value::Time(bin.time - h * step + step),
                 Value::Time(bin.time),
@@ -456,6 +464,8 @@ fn rows(plan: &ForecastPlan, id: &SeriesKey, issued: &Issued, last: i64) -> Vec<
     let step = plan.step_ms as i64;
     let metric = name_value(&plan.values[id.1 as usize].0);
     let mut used_name = String::new();
+    // The horizons of one forecast mostly share their mix of models: name it once per mix.
+    let mut named: Option<(&Used, Value)> = None;
     issued
         .points
         .iter()
@@ -463,8 +473,16 @@ fn rows(plan: &ForecastPlan, id: &SeriesKey, issued: &Issued, last: i64) -> Vec<
         .enumerate()
         .map(|(i, (p, used))| {
             let h = i as i64 + 1;
-            used_name.clear();
-            write!(used_name, "{used}").expect("writing to a string");
+            let name = match &named {
+                Some((prev, name)) if *prev == used => name.clone(),
+                _ => {
+                    used_name.clear();
+                    write!(used_name, "{used}").expect("writing to a string");
+                    let name = name_value(&used_name);
+                    named = Some((used, name.clone()));
+                    name
+                }
+            };
             let mut row = Vec::with_capacity(id.0.len() + 10);
             row.extend_from_slice(&id.0);
             row.extend([
@@ -476,7 +494,7 @@ fn rows(plan: &ForecastPlan, id: &SeriesKey, issued: &Issued, last: i64) -> Vec<
                 number(p.hi80),
                 number(p.lo95),
                 number(p.hi95),
-                name_value(&used_name),
+                name,
                 Value::Time(last + step),
             ]);
             row
@@ -485,14 +503,20 @@ fn rows(plan: &ForecastPlan, id: &SeriesKey, issued: &Issued, last: i64) -> Vec<
 }
 
 /// `name` (a metric, a model, the models behind a forecast) as a value, made once per worker
-/// thread and shared by the rows that name it: every sample makes dozens of rows. At most 4,096
-/// names are kept, as the mixes of weights are unbounded.
+/// thread and shared by the rows that name it: every sample makes dozens of rows
+/// (`value::shared_str`, which keeps at most 4,096 names, as the mixes of weights are unbounded).
 fn name_value(name: &str) -> Value {
-    thread_local! {
-        static NAMES: std::cell::RefCell<crate::value::StrValues> =
-            std::cell::RefCell::new(crate::value::StrValues::new(4096));
+    crate::value::shared_str(name)
+}
+
+/// `member`'s name as a value, from `names` (a handful of entries) or added to it.
+fn member_value(names: &mut Vec<(Member, Value)>, member: Member) -> Value {
+    if let Some((_, v)) = names.iter().find(|(m, _)| *m == member) {
+        return v.clone();
     }
-    NAMES.with_borrow_mut(|names| names.get(name))
+    let v = name_value(member.name());
+    names.push((member, v.clone()));
+    v
 }
 
 /// A float column's value; NaN (a bound not known yet) is null.

@@ -168,7 +168,7 @@ fn describe(v: &Value) -> String {
 enum MetaOut {
     Event(Event),
     Count(Counter),
-    Dead(DeadLetter),
+    Dead(Box<DeadLetter>),
 }
 
 /// The metadata stage of source `source` (whose time and type field names are `fields`).
@@ -186,7 +186,7 @@ pub fn stage<'s>(
             Ok((event, counted)) => (counted, MetaOut::Event(event)),
             Err(detail) => (
                 Vec::new(),
-                MetaOut::Dead(DeadLetter {
+                MetaOut::Dead(Box::new(DeadLetter {
                     stage: stage.clone(),
                     reason: "invalid_metadata".into(),
                     detail,
@@ -194,7 +194,7 @@ pub fn stage<'s>(
                     record: event.to_json(&time_field, &type_field).to_string(),
                     event_time: Some(event.time),
                     original: None,
-                }),
+                })),
             ),
         };
         (counted.into_iter())
@@ -219,7 +219,7 @@ pub fn stage<'s>(
             })),
         )],
         errs: vec![dead.flat_map(|o| match o {
-            MetaOut::Dead(d) => Some(d),
+            MetaOut::Dead(d) => Some(*d),
             _ => None,
         })],
     }

@@ -87,7 +87,7 @@ impl Ctx {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 enum RouterOut {
     Decision(Event),
-    Dead(DeadLetter),
+    Dead(Box<DeadLetter>),
     /// A `NAME_migrations` row.
     Migration(Vec<Value>),
     /// A `NAME_placement` row (with its own diff: rows are revised).
@@ -759,7 +759,7 @@ pub fn stage<'s>(inputs: Inputs<'s>, plan: &RouterPlan, fields: [(&str, &str); 3
                                 Err((reason, detail)) => {
                                     let record = event.to_json(&field_names[0].0, &field_names[0].1).to_string();
                                     let location = format!("{} event at {}", event.kind, format_time(event.time));
-                                    RouterOut::Dead(letter(reason, detail, record, event.time, location))
+                                    RouterOut::Dead(Box::new(letter(reason, detail, record, event.time, location)))
                                 }
                             };
                             batch.give(out, time, diff);
@@ -768,7 +768,7 @@ pub fn stage<'s>(inputs: Inputs<'s>, plan: &RouterPlan, fields: [(&str, &str); 3
                             apply(&mut regional, update);
                         }
                         for dead in rejected {
-                            batch.give(RouterOut::Dead(dead), time, 1);
+                            batch.give(RouterOut::Dead(Box::new(dead)), time, 1);
                         }
                         regional.settle(i64::MAX);
                         // Every worker moves the same shards; one reports them.
@@ -819,7 +819,7 @@ pub fn stage<'s>(inputs: Inputs<'s>, plan: &RouterPlan, fields: [(&str, &str); 3
             ),
         ],
         errs: vec![dead.flat_map(|o| match o {
-            RouterOut::Dead(d) => Some(d),
+            RouterOut::Dead(d) => Some(*d),
             _ => None,
         })],
     }

@@ -57,7 +57,7 @@ const REPORT_MS: u64 = 60_000;
 pub enum SchemaOut {
     Conformed(Event),
     Quarantined(Event),
-    Dead(DeadLetter),
+    Dead(Box<DeadLetter>),
     /// event_type, scope, path, present, nulls, kinds (`int:3 string:1`), events.
     Inferred(Vec<Value>),
     /// event_type, version, registered_at, drift, json_schema.
@@ -172,7 +172,7 @@ pub fn stage<'s>(
             (Port::Quarantine, Coll::Rows(quarantined)),
         ],
         errs: vec![dead.flat_map(|o| match o {
-            SchemaOut::Dead(d) => Some(d),
+            SchemaOut::Dead(d) => Some(*d),
             _ => None,
         })],
     }
@@ -281,12 +281,12 @@ pub fn render<'s>(
                                             tick_events += 1;
                                             admitted.push(event);
                                         }
-                                        Err(e) => out.push(SchemaOut::Dead(letter(
+                                        Err(e) => out.push(SchemaOut::Dead(Box::new(letter(
                                             &names,
                                             "depth_exceeded",
                                             e.to_string(),
                                             &event,
-                                        ))),
+                                        )))),
                                     }
                                 }
                                 add(&mut state.history, &tick, 1);
@@ -587,8 +587,8 @@ fn conform_event(
     };
     match &state.rejected {
         Some(_) if plan.quarantine => SchemaOut::Quarantined(event),
-        Some(rule) => SchemaOut::Dead(letter(names, "incompatible_schema", rule.clone(), &event)),
-        None => SchemaOut::Dead(letter(names, "conform_error", detail, &event)),
+        Some(rule) => SchemaOut::Dead(Box::new(letter(names, "incompatible_schema", rule.clone(), &event))),
+        None => SchemaOut::Dead(Box::new(letter(names, "conform_error", detail, &event))),
     }
 }
 

@@ -148,7 +148,7 @@ fn prune(rows: &mut BTreeMap<(SortKey, Event), isize>, n: u64, with_ties: bool) 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 enum TopOut {
     Row(Event),
-    Dead(DeadLetter),
+    Dead(Box<DeadLetter>),
 }
 
 /// A top-N stage in the plan's graph: its rows as the main collection (events, read by later
@@ -170,7 +170,7 @@ pub fn stage<'s>(
         })),
         ports: Vec::new(),
         errs: vec![dead.flat_map(|o| match o {
-            TopOut::Dead(d) => Some(d),
+            TopOut::Dead(d) => Some(*d),
             TopOut::Row(_) => None,
         })],
     }
@@ -221,7 +221,7 @@ fn render<'s>(
                             let drop_at = event.time.saturating_add(lag as i64 + 1);
                             if time as i64 >= drop_at {
                                 let letter = closed(&plan, &event, time, drop_at, (&time_field, &type_field));
-                                out.push((TopOut::Dead(letter), time, diff.abs()));
+                                out.push((TopOut::Dead(Box::new(letter)), time, diff.abs()));
                                 continue;
                             }
                             let at = released_at.entry(key.clone()).or_insert(i64::MIN);

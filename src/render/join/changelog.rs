@@ -46,7 +46,7 @@ pub fn render<'s>(
     let rows = pairs.clone().flat_map(|p| match p {
         Ok((_, row)) => Some(JoinOut::Row(row)),
         Err(None) => None,
-        Err(Some(letter)) => Some(JoinOut::Dead(letter)),
+        Err(Some(letter)) => Some(JoinOut::Dead(Box::new(letter))),
     });
     if plan.kind == JoinKind::Inner {
         return rows;

@@ -33,7 +33,7 @@ use crate::value::{format_time, Sym, Value};
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum JoinOut {
     Row(Event),
-    Dead(DeadLetter),
+    Dead(Box<DeadLetter>),
 }
 
 /// A join stage in the plan's graph: its joined rows as the main collection (events with the
@@ -58,7 +58,7 @@ pub fn stage<'s>(
         })),
         ports: Vec::new(),
         errs: vec![dead.flat_map(|o| match o {
-            JoinOut::Dead(d) => Some(d),
+            JoinOut::Dead(d) => Some(*d),
             JoinOut::Row(_) => None,
         })],
     }

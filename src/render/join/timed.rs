@@ -203,7 +203,7 @@ pub fn render<'s>(
                                                 out.push((JoinOut::Row(row), time, diff * rd));
                                             }
                                             Ok(false) => {}
-                                            Err(letter) => out.push((JoinOut::Dead(*letter), time, 1)),
+                                            Err(letter) => out.push((JoinOut::Dead(letter), time, 1)),
                                         }
                                     }
                                     due_at = (bound.saturating_add(bounds.right_lag + 1)).max(time as i64);
@@ -227,7 +227,7 @@ pub fn render<'s>(
                                                 out.push((JoinOut::Row(row), time, diff * l.diff));
                                             }
                                             Ok(false) => {}
-                                            Err(letter) => out.push((JoinOut::Dead(*letter), time, 1)),
+                                            Err(letter) => out.push((JoinOut::Dead(letter), time, 1)),
                                         }
                                     }
                                     let bound = bounds.right_bound(&event, start);

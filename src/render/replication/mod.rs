@@ -83,7 +83,7 @@ impl Item {
 enum Out {
     Record(Vec<Value>),
     Task(Vec<Value>),
-    Dead(DeadLetter),
+    Dead(Box<DeadLetter>),
     /// One fact of an event, for the record of its shard and window (`shard_window`).
     Fact((u64, i64), Fact),
 }
@@ -581,7 +581,9 @@ pub fn stage<'s>(
                                     Ok(()) => {
                                         touched.insert(id);
                                     }
-                                    Err((reason, detail)) => out.push((Out::Dead(letter_of(reason, detail, &e)), 1)),
+                                    Err((reason, detail)) => {
+                                        out.push((Out::Dead(Box::new(letter_of(reason, detail, &e))), 1))
+                                    }
                                 },
                             }
                         }
@@ -636,7 +638,7 @@ pub fn stage<'s>(
         errs: vec![
             rejected,
             dead.flat_map(|o| match o {
-                Out::Dead(d) => Some(d),
+                Out::Dead(d) => Some(*d),
                 _ => None,
             }),
         ],

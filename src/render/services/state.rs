@@ -27,10 +27,10 @@ use rustc_hash::FxHashMap;
 
 use crate::model::markov::mixture::{mix_distributions, FixedShare};
 use crate::model::markov::{Discount, KneserNey, Ngrams, Token};
-use crate::model::pipes::{calibrated_threshold, configure, within_horizon, GapSurvival, Outcomes};
+use crate::model::pipes::{configure, within_horizon, GapSurvival, Outcomes};
 use crate::model::resonance::{adjust, base_score, performance, Components, Feedback};
 use crate::plan::services::{PipeRule, ServicesPlan};
-use crate::value::Value;
+use crate::value::{shared_str, Value};
 
 /// A service's id: its index in the names table; 0 is the end of a sequence (`$`).
 type Id = u32;
@@ -958,8 +958,8 @@ impl ServiceState {
             Value::Time(time),
             self.labels[a as usize].clone(),
             self.labels[b as usize].clone(),
-            Value::str(event),
-            reason.map_or(Value::Null, Value::str),
+            shared_str(event),
+            reason.map_or(Value::Null, shared_str),
             sequence.cloned().unwrap_or(Value::Null),
             opt(probability),
             lead_ms.map_or(Value::Null, Value::Int),
@@ -1038,7 +1038,7 @@ impl ServiceState {
             return;
         }
         self.since_calibration = 0;
-        let threshold = calibrated_threshold(self.outcomes.as_slice(), target, self.plan.min_threshold);
+        let threshold = self.outcomes.calibrated(target, self.plan.min_threshold);
         self.outcomes.set_threshold(threshold);
     }
 
@@ -1200,8 +1200,8 @@ impl ServiceState {
             let pipe_row = vec![
                 self.labels[a as usize].clone(),
                 self.labels[b as usize].clone(),
-                Value::str(if pipe.uses == 0 { "created" } else { "used" }),
-                Value::str(pipe.reason),
+                shared_str(if pipe.uses == 0 { "created" } else { "used" }),
+                shared_str(pipe.reason),
                 Value::Time(pipe.created_ms),
                 if pipe.uses == 0 {
                     Value::Null
@@ -1213,7 +1213,7 @@ impl ServiceState {
                 Value::float(self.outcomes.threshold()),
                 Value::Int(i64::from(settings.batch_size)),
                 Value::float(settings.linger_ms),
-                Value::str(settings.compression.name()),
+                shared_str(settings.compression.name()),
                 filters,
                 transforms,
             ];
