@@ -427,6 +427,17 @@ impl Accessor {
         Accessor::Payload(path)
     }
 
+    /// Whether the value this accessor reads from `event` is `value` (`get(event) ==
+    /// Some(value)`), without making it.
+    pub fn is(&self, event: &Event, value: &Value) -> bool {
+        match (self, value) {
+            (Accessor::Time, Value::Time(t)) => *t == event.time,
+            (Accessor::Type, Value::Str(s)) => **s == *event.kind.as_str(),
+            (Accessor::Time | Accessor::Type, _) => false,
+            (Accessor::Payload(path), _) => path.get(&event.payload) == Some(value),
+        }
+    }
+
     /// The value this accessor reads from `event`; `None` when a payload path is missing.
     pub fn get(&self, event: &Event) -> Option<Value> {
         match self {

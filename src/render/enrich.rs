@@ -33,7 +33,7 @@
 //! events. A restart restores it and drops the updates before that frontier.
 
 use differential_dataflow::{AsCollection, VecCollection};
-use rustc_hash::FxHashMap as HashMap;
+use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
@@ -278,9 +278,41 @@ trait Index {
 struct Keyed {
     event_key: Vec<Accessor>,
     context_key: Vec<Accessor>,
-    rows: HashMap<Vec<Value>, (i64, Value)>,
+    /// Each key with its row, placed by [`table_hash`] of the key's exchange hash: a lookup
+    /// hashes and compares the event's key fields where they are, without building a key.
+    rows: HashTable<(Vec<Value>, (i64, Value))>,
     /// Every worker holds every key (`broadcast = true`).
     broadcast: bool,
+}
+
+/// A key's place in a [`Keyed`] table, from its exchange hash (`value::key_hash`, FNV-1a):
+/// mixed (MurmurHash3's finaliser), as the exchange sends a worker only the hashes that agree
+/// in their low bits, which the table's buckets would otherwise share.
+fn table_hash(exchange: u64) -> u64 {
+    let mut h = exchange;
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// Whether `event`'s fields under `fields` are `key` (`key_of(fields, event) == Some(key)`).
+fn key_is(fields: &[Accessor], event: &Event, key: &[Value]) -> bool {
+    fields.len() == key.len() && fields.iter().zip(key).all(|(a, k)| !k.is_null() && a.is(event, k))
+}
+
+impl Keyed {
+    fn insert(&mut self, key: Vec<Value>, row: (i64, Value)) {
+        let hash = table_hash(key_hash(&key));
+        match self.rows.find_mut(hash, |(k, _)| *k == key) {
+            Some((_, slot)) => *slot = row,
+            None => {
+                self.rows
+                    .insert_unique(hash, (key, row), |(k, _)| table_hash(key_hash(k)));
+            }
+        }
+    }
 }
 
 impl Index for Keyed {
@@ -295,7 +327,7 @@ impl Index for Keyed {
         for (key, time, value) in saved {
             // Rows are routed by the hash of their (present) key, or held by every worker.
             if self.broadcast || owns(key_hash(&key)) {
-                self.rows.insert(key, (time, value));
+                self.insert(key, (time, value));
             }
         }
     }
@@ -306,11 +338,15 @@ impl Index for Keyed {
                 format!("a key field of {:?} is missing or null", self.context_key),
             )
         })?;
-        self.rows.insert(key, (row.time, value));
+        self.insert(key, (row.time, value));
         Ok(())
     }
     fn lookup(&self, event: &Event) -> Option<&(i64, Value)> {
-        self.rows.get(&key_of(&self.event_key, event)?)
+        // A missing key hashes as 0 and matches no stored key.
+        let hash = table_hash(key_hash_of(&self.event_key, event));
+        self.rows
+            .find(hash, |(key, _)| key_is(&self.event_key, event, key))
+            .map(|(_, row)| row)
     }
 }
 
@@ -388,7 +424,7 @@ fn as_of<'s>(
             let index = Keyed {
                 event_key: join.event_key.clone(),
                 context_key: join.context_key.clone(),
-                rows: HashMap::default(),
+                rows: HashTable::new(),
                 broadcast: true,
             };
             // Every worker holds every row, so only worker 0 reports bad rows.
@@ -406,7 +442,7 @@ fn as_of<'s>(
             let index = Keyed {
                 event_key: join.event_key.clone(),
                 context_key: join.context_key.clone(),
-                rows: HashMap::default(),
+                rows: HashTable::new(),
                 broadcast: false,
             };
             as_of_operator(events.inner, context.inner, by_event, by_row, "AsOf", index, config)
@@ -596,5 +632,44 @@ mod tests {
         );
         assert_eq!(key_hash_of(&fields, &missing), 0);
         assert_eq!(key_hash_of(&fields, &null), 0);
+    }
+
+    /// `key_is` (the lookup's comparison in place) agrees with comparing the built key, for
+    /// payload, time and type fields, numbers of either kind, and missing or null fields.
+    #[test]
+    fn comparing_a_key_in_place_equals_comparing_the_built_key() {
+        let fields: Vec<Accessor> = ["user_id", "n", "time", "type"]
+            .iter()
+            .map(|f| Accessor::bind(FieldPath::parse(f).expect("a path"), "time", "type"))
+            .collect();
+        let event = |user: Option<Value>, n: Value, time: i64, kind: &str| {
+            let mut payload = vec![(Sym::new("n"), n)];
+            payload.extend(user.map(|u| (Sym::new("user_id"), u)));
+            Event::new(time, Sym::new(kind), payload)
+        };
+        let events = [
+            event(Some(Value::str("u1")), Value::Int(2), 5, "attempt"),
+            event(Some(Value::str("u1")), Value::float(2.0), 5, "attempt"),
+            event(Some(Value::str("u1")), Value::float(2.5), 5, "attempt"),
+            event(Some(Value::str("u2")), Value::Int(2), 5, "attempt"),
+            event(Some(Value::str("u1")), Value::Int(2), 6, "attempt"),
+            event(Some(Value::str("u1")), Value::Int(2), 5, "view"),
+            event(None, Value::Int(2), 5, "attempt"),
+            event(Some(Value::Null), Value::Int(2), 5, "attempt"),
+            event(Some(Value::Int(1)), Value::Int(2), 5, "attempt"),
+        ];
+        let keys: Vec<Vec<Value>> = events.iter().filter_map(|e| key_of(&fields, e)).collect();
+        assert_eq!(keys.len(), 7, "two events lack a key");
+        for e in &events {
+            for key in &keys {
+                assert_eq!(
+                    key_is(&fields, e, key),
+                    key_of(&fields, e).as_ref() == Some(key),
+                    "{e:?} {key:?}"
+                );
+            }
+            // A key of another width never matches.
+            assert!(!key_is(&fields[..2], e, &keys[0]));
+        }
     }
 }
