@@ -309,6 +309,11 @@ fn order_key(p: f64) -> u64 {
     }
 }
 
+/// The probability of an [`order_key`].
+fn of_order_key(key: u64) -> f64 {
+    f64::from_bits(if key >> 63 == 1 { key & !(1 << 63) } else { !key })
+}
+
 /// The adaptive threshold's window of outcomes (`(probability, used)`, oldest first): at least
 /// `min_window` of the latest, and older ones while fewer than [`CALIBRATION_TOP`] of them are
 /// at or above the threshold, up to [`CALIBRATION_MAX_FACTOR`] × `min_window` in all.
@@ -396,10 +401,11 @@ impl Outcomes {
 
     /// The threshold the window calls for ([`calibrated_threshold`] of its outcomes).
     pub fn calibrated(&self, target: f64, floor: f64) -> f64 {
-        let groups = self.groups.iter().rev().map(|(key, &(n, used))| {
-            let bits = if key >> 63 == 1 { key & !(1 << 63) } else { !key };
-            (f64::from_bits(bits), n, used)
-        });
+        let groups = self
+            .groups
+            .iter()
+            .rev()
+            .map(|(&key, &(n, used))| (of_order_key(key), n, used));
         threshold_of_groups(groups, target, floor)
     }
 

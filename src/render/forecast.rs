@@ -38,7 +38,7 @@ use crate::model::forecast::{Issued, Member, Obs, Resampler, SeriesForecaster, U
 use crate::plan::{Emit, ForecastPlan, Port};
 use crate::render::pending::Pending;
 use crate::render::{Coll, StageOut};
-use crate::value::{format_time, stable_hash, Value};
+use crate::value::{format_time, shared_str, stable_hash, Value};
 
 /// The forecast operator's output updates: rows, their time and their difference.
 type ForecastUpdates = Vec<(ForecastOut, u64, isize)>;
@@ -419,7 +419,7 @@ fn emit(plan: &ForecastPlan, id: &SeriesKey, s: &mut Series, bins: Vec<Bin>, at:
             }
         };
         let scale = s.model.scale();
-        let metric = name_value(&plan.values[id.1 as usize].0);
+        let metric = shared_str(&plan.values[id.1 as usize].0);
         for e in step_errors {
             let h = e.horizon as i64;
             let mut row = Vec::with_capacity(id.0.len() + 13);
@@ -462,7 +462,7 @@ fn emit(plan: &ForecastPlan, id: &SeriesKey, s: &mut Series, bins: Vec<Bin>, at:
 /// The rows of a series' current forecast, issued after the bin at `last`.
 fn rows(plan: &ForecastPlan, id: &SeriesKey, issued: &Issued, last: i64) -> Vec<Vec<Value>> {
     let step = plan.step_ms as i64;
-    let metric = name_value(&plan.values[id.1 as usize].0);
+    let metric = shared_str(&plan.values[id.1 as usize].0);
     let mut used_name = String::new();
     // The horizons of one forecast mostly share their mix of models: name it once per mix.
     let mut named: Option<(&Used, Value)> = None;
@@ -478,7 +478,7 @@ fn rows(plan: &ForecastPlan, id: &SeriesKey, issued: &Issued, last: i64) -> Vec<
                 _ => {
                     used_name.clear();
                     write!(used_name, "{used}").expect("writing to a string");
-                    let name = name_value(&used_name);
+                    let name = shared_str(&used_name);
                     named = Some((used, name.clone()));
                     name
                 }
@@ -502,19 +502,14 @@ fn rows(plan: &ForecastPlan, id: &SeriesKey, issued: &Issued, last: i64) -> Vec<
         .collect()
 }
 
-/// `name` (a metric, a model, the models behind a forecast) as a value, made once per worker
-/// thread and shared by the rows that name it: every sample makes dozens of rows
-/// (`value::shared_str`, which keeps at most 4,096 names, as the mixes of weights are unbounded).
-fn name_value(name: &str) -> Value {
-    crate::value::shared_str(name)
-}
-
-/// `member`'s name as a value, from `names` (a handful of entries) or added to it.
+/// `member`'s name as a value, from `names` (a handful of entries) or added to it. Names (of
+/// metrics, models and mixes of models) are shared values (`value::shared_str`): every sample
+/// makes dozens of rows that name them.
 fn member_value(names: &mut Vec<(Member, Value)>, member: Member) -> Value {
     if let Some((_, v)) = names.iter().find(|(m, _)| *m == member) {
         return v.clone();
     }
-    let v = name_value(member.name());
+    let v = shared_str(member.name());
     names.push((member, v.clone()));
     v
 }
