@@ -12,6 +12,7 @@ use sluice::plan::Plan;
 use sluice::run::{run, RunConfig, RunSummary};
 use sluice::source::plan_file;
 
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

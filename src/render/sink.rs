@@ -4,9 +4,10 @@
 //! Each worker turns its updates into rows (`SinkRows(NAME)`). With [`Spread`] a worker keeps
 //! its rows (an ordered output's go to the worker of their sort key) and writes them as
 //! `part-WW-NNNNN.parquet`; otherwise every row is routed to worker 0. A sink's rows are
-//! buffered, and written as `part-NNNNN.parquet` whenever
-//! the buffer holds [`FLUSH_ROWS`] rows or about [`FLUSH_BYTES`] bytes, and once more when the
-//! input is exhausted. The sinks of a run also share a budget: while their buffers and the parts
+//! buffered, and written as `part-NNNNN.parquet` whenever the buffer holds [`FLUSH_ROWS`] rows
+//! or about [`FLUSH_BYTES`] bytes, and once more when the input is exhausted. A worker's sinks
+//! hand their parts to one [`PartThread`], which encodes and writes them beside the worker. The
+//! sinks of a run also share a budget: while their buffers and the parts
 //! still being written hold more than [`SINKS_BUDGET_BYTES`], a sink with at least
 //! [`MIN_PART_BYTES`] buffered writes a part, so a spec with many outputs holds about the budget,
 //! not a full buffer per output, and parts stay large when memory allows. Each part is
@@ -538,7 +539,7 @@ fn answer(
 type Update = (Vec<Value>, u64, isize);
 
 /// The sink's side of an output's files: it buffers updates and hands whole parts (and
-/// checkpoint answers, in order after them) to a thread of the output's own, so encoding
+/// checkpoint answers, in order after them) to its worker's [`PartThread`], so encoding
 /// Parquet and fsync never stall the worker.
 struct PartWriter {
     sort_prefix: usize,
@@ -556,14 +557,23 @@ struct PartWriter {
     files: Option<Background>,
 }
 
+/// The first error met writing an output, shared by its sink and its part thread.
+type WriteError = Arc<std::sync::Mutex<Option<String>>>;
+
+/// An output's files, kept by its worker's [`PartThread`].
 struct Background {
-    tx: Option<std::sync::mpsc::SyncSender<Job>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    /// The first error the thread met; later jobs are skipped.
-    error: Arc<std::sync::Mutex<Option<String>>>,
+    /// The output's number on the thread.
+    id: usize,
+    /// `None` once finished.
+    thread: Option<Rc<PartThread>>,
+    /// The first error the thread met writing this output; its later jobs are skipped.
+    error: WriteError,
 }
 
+/// What a [`PartThread`] is asked to do for output `id`.
 enum Job {
+    /// Keep the output's files, and report its errors to `error`.
+    Open { files: Box<PartFiles>, error: WriteError },
     Write {
         index: usize,
         rows: Vec<Update>,
@@ -572,6 +582,67 @@ enum Job {
     },
     /// Once the parts before are on disk: fsync the folder, then answer the checkpoint.
     Ack(Arc<Checkpoints>, usize, Ack),
+    /// Every part is written: drop the files and say so.
+    Close(std::sync::mpsc::SyncSender<()>),
+}
+
+/// Parts handed over to a [`PartThread`] and not yet taken: a slow disk slows the sinks, not
+/// memory.
+const PARTS_IN_FLIGHT: usize = 4;
+
+/// The thread that encodes and writes the parts of every output of one worker, in the order
+/// they are handed over. One per worker, not one per output: a thread's allocator keeps the
+/// memory it freed for its own reuse, so a dozen outputs' threads, each holding the buffers of
+/// its largest part, held several hundred MiB more than one thread does.
+struct PartThread {
+    tx: Option<std::sync::mpsc::SyncSender<(usize, Job)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    next_id: std::cell::Cell<usize>,
+}
+
+thread_local! {
+    /// This worker's part thread, while one of its sinks holds it.
+    static PART_THREAD: RefCell<std::rc::Weak<PartThread>> = const { RefCell::new(std::rc::Weak::new()) };
+}
+
+impl PartThread {
+    /// The calling worker's part thread, started if none of its sinks holds one.
+    fn of_this_worker(buffered: &Arc<AtomicUsize>) -> Rc<PartThread> {
+        PART_THREAD.with(|slot| {
+            if let Some(thread) = slot.borrow().upgrade() {
+                return thread;
+            }
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Job)>(PARTS_IN_FLIGHT);
+            let written = Arc::clone(buffered);
+            let name = std::thread::current().name().unwrap_or("worker").to_string();
+            let thread = std::thread::Builder::new()
+                .name(format!("sluice-parts-{name}"))
+                .spawn(move || write_parts(rx, &written))
+                .expect("a sink thread starts");
+            let thread = Rc::new(PartThread {
+                tx: Some(tx),
+                thread: Some(thread),
+                next_id: std::cell::Cell::new(0),
+            });
+            *slot.borrow_mut() = Rc::downgrade(&thread);
+            thread
+        })
+    }
+
+    /// Hands `job` for output `id` over; `false` when the thread has stopped.
+    fn send(&self, id: usize, job: Job) -> bool {
+        self.tx.as_ref().is_some_and(|tx| tx.send((id, job)).is_ok())
+    }
+}
+
+impl Drop for PartThread {
+    /// The last sink is gone: the thread writes what it was handed, and ends.
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Drop for PartWriter {
@@ -582,21 +653,23 @@ impl Drop for PartWriter {
 }
 
 impl PartWriter {
-    /// Writes through `files` on a thread when there is an output folder.
+    /// Writes through `files` on its worker's part thread when there is an output folder.
     fn new(files: PartFiles, next: usize, buffered: Arc<AtomicUsize>) -> PartWriter {
         let sort_prefix = files.spec.sort_prefix;
         let files = files.dir.is_some().then(|| {
+            let thread = PartThread::of_this_worker(&buffered);
+            let id = thread.next_id.get();
+            thread.next_id.set(id + 1);
             let error = Arc::new(std::sync::Mutex::new(None));
-            // Two parts in flight at most: a slow disk slows the sink, not memory.
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(2);
-            let failed = Arc::clone(&error);
-            let written = Arc::clone(&buffered);
-            let thread = std::thread::Builder::new()
-                .name(format!("sluice-sink-{}", files.spec.name))
-                .spawn(move || write_parts(files, rx, &failed, &written))
-                .expect("a sink thread starts");
+            let open = Job::Open {
+                files: Box::new(files),
+                error: Arc::clone(&error),
+            };
+            if !thread.send(id, open) {
+                *error.lock().unwrap_or_else(|e| e.into_inner()) = Some("the output's writer stopped".into());
+            }
             Background {
-                tx: Some(tx),
+                id,
                 thread: Some(thread),
                 error,
             }
@@ -648,12 +721,12 @@ impl PartWriter {
         }
         let index = self.next;
         self.next += 1;
-        let Some(tx) = files.tx.as_ref() else {
+        let Some(thread) = files.thread.as_ref() else {
             self.release(bytes);
             return Err("the output is closed".into());
         };
-        // The writer thread takes the part's bytes off the budget once it is written.
-        if tx.send(Job::Write { index, rows, bytes }).is_err() {
+        // The part thread takes the part's bytes off the budget once it is written.
+        if !thread.send(files.id, Job::Write { index, rows, bytes }) {
             self.release(bytes);
             return Err("the output's writer stopped".to_string());
         }
@@ -662,9 +735,9 @@ impl PartWriter {
 
     /// Answers a checkpoint once the parts handed over so far are durable.
     fn ack(&self, checkpoints: &Arc<Checkpoints>, slot: usize, ack: Ack) {
-        match self.files.as_ref().and_then(|f| f.tx.as_ref()) {
-            Some(tx) => {
-                let _ = tx.send(Job::Ack(Arc::clone(checkpoints), slot, ack));
+        match self.files.as_ref().and_then(|f| Some((f.id, f.thread.as_ref()?))) {
+            Some((id, thread)) => {
+                thread.send(id, Job::Ack(Arc::clone(checkpoints), slot, ack));
             }
             None => checkpoints.ack(slot, ack),
         }
@@ -678,10 +751,10 @@ impl PartWriter {
     /// Waits until every part is written; returns the first error.
     fn finish(&mut self) -> Option<String> {
         if let Some(files) = &mut self.files {
-            files.tx = None;
             if let Some(thread) = files.thread.take() {
-                if thread.join().is_err() {
-                    return Some("the output's writer panicked".into());
+                let (done, closed) = std::sync::mpsc::sync_channel(1);
+                if !thread.send(files.id, Job::Close(done)) || closed.recv().is_err() {
+                    return Some("the output's writer stopped".into());
                 }
             }
         }
@@ -689,18 +762,29 @@ impl PartWriter {
     }
 }
 
-/// The writer thread: parts in order, then checkpoint answers.
-fn write_parts(
-    mut files: PartFiles,
-    rx: std::sync::mpsc::Receiver<Job>,
-    error: &std::sync::Mutex<Option<String>>,
-    buffered: &AtomicUsize,
-) {
-    let failed = |e: String| {
-        let mut slot = error.lock().unwrap_or_else(|e| e.into_inner());
-        slot.get_or_insert(e);
-    };
-    for job in rx {
+/// A part thread: each output's parts in order, and its checkpoint answers after them.
+fn write_parts(rx: std::sync::mpsc::Receiver<(usize, Job)>, buffered: &AtomicUsize) {
+    let mut outputs: std::collections::HashMap<usize, (Box<PartFiles>, WriteError)> = std::collections::HashMap::new();
+    for (id, job) in rx {
+        let job = match job {
+            Job::Open { files, error } => {
+                outputs.insert(id, (files, error));
+                continue;
+            }
+            Job::Close(done) => {
+                outputs.remove(&id);
+                let _ = done.send(());
+                continue;
+            }
+            job => job,
+        };
+        let Some((files, error)) = outputs.get_mut(&id) else {
+            continue;
+        };
+        let failed = |e: String| {
+            let mut slot = error.lock().unwrap_or_else(|e| e.into_inner());
+            slot.get_or_insert(e);
+        };
         if error.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
             if let Job::Write { bytes, .. } = job {
                 buffered.fetch_sub(bytes, Ordering::Relaxed);
@@ -720,6 +804,7 @@ fn write_parts(
                 Ok(()) => checkpoints.ack(slot, ack),
                 Err(e) => failed(e),
             },
+            Job::Open { .. } | Job::Close(_) => unreachable!("handled above"),
         }
     }
 }
@@ -1028,6 +1113,48 @@ mod tests {
         assert!(w.finish().is_none());
         assert_eq!(buffered.load(Ordering::Relaxed), 0);
         assert!(dir.path().join("out/part-00000.parquet").exists());
+    }
+
+    #[test]
+    fn a_workers_outputs_share_one_part_thread_until_the_last_is_gone() {
+        let (dir, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let buffered = Arc::new(AtomicUsize::new(0));
+        let mut a = writer("a", Some(dir.path().to_path_buf()), &buffered);
+        let mut b = writer("b", Some(dir.path().to_path_buf()), &buffered);
+        let thread = |w: &PartWriter| Rc::clone(w.files.as_ref().unwrap().thread.as_ref().unwrap());
+        let shared = thread(&a);
+        assert!(Rc::ptr_eq(&shared, &thread(&b)));
+        // Another worker (thread) has its own.
+        let path = elsewhere.path().to_path_buf();
+        let other = std::thread::spawn(move || {
+            let w = writer("c", Some(path), &Arc::new(AtomicUsize::new(0)));
+            Rc::as_ptr(&thread(&w)) as usize
+        });
+        assert_ne!(other.join().unwrap(), Rc::as_ptr(&shared) as usize);
+        drop(shared);
+        // Parts of both, interleaved; finishing one output leaves the other writing.
+        for _ in 0..2 {
+            for w in [&mut a, &mut b] {
+                w.push(update(1000));
+                assert!(w.flush().unwrap());
+            }
+        }
+        assert!(a.finish().is_none());
+        b.push(update(1000));
+        assert!(b.flush().unwrap());
+        assert!(b.finish().is_none());
+        for part in [
+            "a/part-00000",
+            "a/part-00001",
+            "b/part-00000",
+            "b/part-00001",
+            "b/part-00002",
+        ] {
+            assert!(dir.path().join(format!("{part}.parquet")).exists(), "{part}");
+        }
+        assert_eq!(buffered.load(Ordering::Relaxed), 0);
+        // Every output finished: the thread has ended.
+        assert!(PART_THREAD.with(|slot| slot.borrow().upgrade().is_none()));
     }
 
     #[test]
