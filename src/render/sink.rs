@@ -6,7 +6,7 @@
 //! `part-WW-NNNNN.parquet`; otherwise every row is routed to worker 0. A sink's rows are
 //! buffered, and written as `part-NNNNN.parquet` whenever the buffer holds [`FLUSH_ROWS`] rows
 //! or about [`FLUSH_BYTES`] bytes, and once more when the input is exhausted. A worker's sinks
-//! hand their parts to one [`PartThread`], which encodes and writes them beside the worker. The
+//! hand their parts to its [`PartThreads`], which encode and write them beside the worker. The
 //! sinks of a run also share a budget: while their buffers and the parts
 //! still being written hold more than [`SINKS_BUDGET_BYTES`], a sink with at least
 //! [`MIN_PART_BYTES`] buffered writes a part, so a spec with many outputs holds about the budget,
@@ -309,7 +309,9 @@ fn sink_rows<'s>(
             Err(e) => result.borrow_mut().error = Some(e),
         }
     }
-    let mut writer = PartWriter::new(files, next, Arc::clone(&env.buffered));
+    // Worker 0 writing every worker's updates encodes as much as they all make.
+    let threads = if env.spread.is_some() { 1 } else { scope.peers() };
+    let mut writer = PartWriter::new(files, next, Arc::clone(&env.buffered), threads);
     let mut finished = false;
     builder.build(move |_capabilities| {
         move |frontiers| {
@@ -539,7 +541,7 @@ fn answer(
 type Update = (Vec<Value>, u64, isize);
 
 /// The sink's side of an output's files: it buffers updates and hands whole parts (and
-/// checkpoint answers, in order after them) to its worker's [`PartThread`], so encoding
+/// checkpoint answers, in order after them) to its worker's [`PartThreads`], so encoding
 /// Parquet and fsync never stall the worker.
 struct PartWriter {
     sort_prefix: usize,
@@ -560,12 +562,12 @@ struct PartWriter {
 /// The first error met writing an output, shared by its sink and its part thread.
 type WriteError = Arc<std::sync::Mutex<Option<String>>>;
 
-/// An output's files, kept by its worker's [`PartThread`].
+/// An output's files, kept by one of its worker's [`PartThreads`].
 struct Background {
     /// The output's number on the thread.
     id: usize,
     /// `None` once finished.
-    thread: Option<Rc<PartThread>>,
+    thread: Option<Rc<PartThreads>>,
     /// The first error the thread met writing this output; its later jobs are skipped.
     error: WriteError,
 }
@@ -586,52 +588,75 @@ enum Job {
     Close(std::sync::mpsc::SyncSender<()>),
 }
 
-/// Parts handed over to a [`PartThread`] and not yet taken: a slow disk slows the sinks, not
+/// Parts handed over to a part thread and not yet taken: a slow disk slows the sinks, not
 /// memory.
 const PARTS_IN_FLIGHT: usize = 4;
 
-/// The thread that encodes and writes the parts of every output of one worker, in the order
-/// they are handed over. One per worker, not one per output: a thread's allocator keeps the
-/// memory it freed for its own reuse, so a dozen outputs' threads, each holding the buffers of
-/// its largest part, held several hundred MiB more than one thread does.
-struct PartThread {
-    tx: Option<std::sync::mpsc::SyncSender<(usize, Job)>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+/// The threads that encode and write the parts of every output of one worker, each output's in
+/// the order they are handed over. A few per worker, not one per output: a thread's allocator
+/// keeps the memory it freed for its own reuse, so a dozen outputs' threads, each holding the
+/// buffers of its largest part, held several hundred MiB more than one thread does. A worker
+/// that writes only its own updates has one; worker 0 writing every worker's (`serve`, several
+/// processes) has one per worker of the run, as it encodes as much as they all make.
+struct PartThreads {
+    threads: Vec<PartThread>,
+    /// The next output's number; output `id` is written by thread `id % threads.len()`.
     next_id: std::cell::Cell<usize>,
 }
 
-thread_local! {
-    /// This worker's part thread, while one of its sinks holds it.
-    static PART_THREAD: RefCell<std::rc::Weak<PartThread>> = const { RefCell::new(std::rc::Weak::new()) };
+struct PartThread {
+    tx: Option<std::sync::mpsc::SyncSender<(usize, Job)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl PartThread {
-    /// The calling worker's part thread, started if none of its sinks holds one.
-    fn of_this_worker(buffered: &Arc<AtomicUsize>) -> Rc<PartThread> {
-        PART_THREAD.with(|slot| {
-            if let Some(thread) = slot.borrow().upgrade() {
-                return thread;
+thread_local! {
+    /// This worker's part threads, while one of its sinks holds them.
+    static PART_THREADS: RefCell<std::rc::Weak<PartThreads>> = const { RefCell::new(std::rc::Weak::new()) };
+}
+
+impl PartThreads {
+    /// The calling worker's part threads, `count` of them started if none of its sinks holds
+    /// them.
+    fn of_this_worker(count: usize, buffered: &Arc<AtomicUsize>) -> Rc<PartThreads> {
+        PART_THREADS.with(|slot| {
+            if let Some(threads) = slot.borrow().upgrade() {
+                return threads;
             }
-            let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Job)>(PARTS_IN_FLIGHT);
-            let written = Arc::clone(buffered);
             let name = std::thread::current().name().unwrap_or("worker").to_string();
-            let thread = std::thread::Builder::new()
-                .name(format!("sluice-parts-{name}"))
-                .spawn(move || write_parts(rx, &written))
-                .expect("a sink thread starts");
-            let thread = Rc::new(PartThread {
-                tx: Some(tx),
-                thread: Some(thread),
+            let threads = (0..count.max(1))
+                .map(|k| {
+                    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Job)>(PARTS_IN_FLIGHT);
+                    let written = Arc::clone(buffered);
+                    let thread = std::thread::Builder::new()
+                        .name(format!("sluice-parts-{name}-{k}"))
+                        .spawn(move || write_parts(rx, &written))
+                        .expect("a sink thread starts");
+                    PartThread {
+                        tx: Some(tx),
+                        thread: Some(thread),
+                    }
+                })
+                .collect();
+            let threads = Rc::new(PartThreads {
+                threads,
                 next_id: std::cell::Cell::new(0),
             });
-            *slot.borrow_mut() = Rc::downgrade(&thread);
-            thread
+            *slot.borrow_mut() = Rc::downgrade(&threads);
+            threads
         })
     }
 
-    /// Hands `job` for output `id` over; `false` when the thread has stopped.
+    /// A number for a new output.
+    fn next_id(&self) -> usize {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        id
+    }
+
+    /// Hands `job` for output `id` over; `false` when its thread has stopped.
     fn send(&self, id: usize, job: Job) -> bool {
-        self.tx.as_ref().is_some_and(|tx| tx.send((id, job)).is_ok())
+        let thread = &self.threads[id % self.threads.len()];
+        thread.tx.as_ref().is_some_and(|tx| tx.send((id, job)).is_ok())
     }
 }
 
@@ -653,13 +678,13 @@ impl Drop for PartWriter {
 }
 
 impl PartWriter {
-    /// Writes through `files` on its worker's part thread when there is an output folder.
-    fn new(files: PartFiles, next: usize, buffered: Arc<AtomicUsize>) -> PartWriter {
+    /// Writes through `files` on its worker's part threads (`threads` of them, when the
+    /// worker's sinks start them) when there is an output folder.
+    fn new(files: PartFiles, next: usize, buffered: Arc<AtomicUsize>, threads: usize) -> PartWriter {
         let sort_prefix = files.spec.sort_prefix;
         let files = files.dir.is_some().then(|| {
-            let thread = PartThread::of_this_worker(&buffered);
-            let id = thread.next_id.get();
-            thread.next_id.set(id + 1);
+            let thread = PartThreads::of_this_worker(threads, &buffered);
+            let id = thread.next_id();
             let error = Arc::new(std::sync::Mutex::new(None));
             let open = Job::Open {
                 files: Box::new(files),
@@ -1040,7 +1065,7 @@ mod tests {
             durable: false,
             spread: None,
         };
-        PartWriter::new(files, 0, Arc::clone(buffered))
+        PartWriter::new(files, 0, Arc::clone(buffered), 1)
     }
 
     /// An update of about `bytes` bytes.
@@ -1154,7 +1179,7 @@ mod tests {
         }
         assert_eq!(buffered.load(Ordering::Relaxed), 0);
         // Every output finished: the thread has ended.
-        assert!(PART_THREAD.with(|slot| slot.borrow().upgrade().is_none()));
+        assert!(PART_THREADS.with(|slot| slot.borrow().upgrade().is_none()));
     }
 
     #[test]
