@@ -29,8 +29,8 @@
 //! printed beside it. Without `/proc`, CPU time is taken to be wall time. The model layer feeds
 //! the series round-robin, as a dataflow does, so each update finds its series' state out of
 //! cache; part 3 feeds one series at a time, so its update is the in-cache cost. The allocator
-//! is tuned as the `sluice` binary tunes it (`run::tune_allocator`: freed memory is kept, not
-//! returned to the OS).
+//! is tuned as the `sluice` binary tunes it (`run::tune_allocator`: freed memory is kept for a
+//! second before it is returned to the OS).
 //!
 //! Results print as a Markdown table and are written to `bench-data/forecast-results.md`.
 

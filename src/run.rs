@@ -148,13 +148,14 @@ impl WorkerOutput {
     }
 }
 
-/// Keeps freed memory in mimalloc's arenas instead of handing it back to the OS after 10 ms:
-/// decoding and exchanging batches frees and reallocates the same amount over and over, and
-/// returning it made the kernel zero fresh pages for a quarter of the run time. Handing it back
-/// after 1 s instead lowered the default spec's peak on 1M events by about 100 MiB (900 to
-/// 800 MiB) for the same CPU time, but cost Nexmark q5 15% of its rate (408K to 350K events/s
-/// per core), so memory is kept. An explicit `MIMALLOC_PURGE_DELAY` wins. The option is set
-/// through mimalloc's API: setting the
+/// Keeps freed memory in mimalloc's arenas for a second ([`PURGE_DELAY_MS`]) instead of
+/// handing it back to the OS after 10 ms: decoding and exchanging batches frees and reallocates
+/// the same amount over and over, and returning it at once made the kernel zero fresh pages for
+/// a quarter of the run time. Kept for good, memory freed on one thread sat unused while others
+/// grew: the default spec on 10M events with two workers peaked at 1,161 MiB in 123.5 s with it
+/// kept, and at 980 MiB in 122.9 s with a 1 s delay, while Nexmark q5 lost 4% of its rate
+/// (1.55M to 1.49M events/s per core). An explicit `MIMALLOC_PURGE_DELAY` wins. The option is
+/// set through mimalloc's API: setting the
 /// environment variable from `main` came too late, as the runtime's allocations before `main`
 /// had already read it (`MIMALLOC_SHOW_STATS=1` showed gigabytes purged). The binary calls this
 /// for its batch commands (not `serve`, a long-lived process that should hand idle memory
@@ -181,9 +182,8 @@ pub fn tune_allocator() {
     }
 }
 
-/// How long batch commands keep freed memory before handing it back (see [`tune_allocator`]):
-/// for good.
-pub const PURGE_DELAY_MS: std::os::raw::c_long = -1;
+/// How long batch commands keep freed memory before handing it back (see [`tune_allocator`]).
+pub const PURGE_DELAY_MS: std::os::raw::c_long = 1000;
 
 /// Runs `plan` to completion.
 pub fn run(plan: &Plan, config: &RunConfig) -> Result<RunSummary, RunError> {
