@@ -309,8 +309,14 @@ fn sink_rows<'s>(
             Err(e) => result.borrow_mut().error = Some(e),
         }
     }
-    // Worker 0 writing every worker's updates encodes as much as they all make.
-    let threads = if env.spread.is_some() { 1 } else { scope.peers() };
+    // Worker 0 writing every worker's updates encodes as much as they all make, with as many
+    // threads as they, up to this machine's cores.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = if env.spread.is_some() {
+        1
+    } else {
+        scope.peers().min(cores)
+    };
     let mut writer = PartWriter::new(files, next, Arc::clone(&env.buffered), threads);
     let mut finished = false;
     builder.build(move |_capabilities| {
@@ -597,7 +603,8 @@ const PARTS_IN_FLIGHT: usize = 4;
 /// keeps the memory it freed for its own reuse, so a dozen outputs' threads, each holding the
 /// buffers of its largest part, held several hundred MiB more than one thread does. A worker
 /// that writes only its own updates has one; worker 0 writing every worker's (`serve`, several
-/// processes) has one per worker of the run, as it encodes as much as they all make.
+/// processes) has one per worker of the run, up to the machine's cores, as it encodes as much as
+/// they all make.
 struct PartThreads {
     threads: Vec<PartThread>,
     /// The next output's number; output `id` is written by thread `id % threads.len()`.
