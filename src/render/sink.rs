@@ -797,46 +797,40 @@ impl PartWriter {
 /// A part thread: each output's parts in order, and its checkpoint answers after them.
 fn write_parts(rx: std::sync::mpsc::Receiver<(usize, Job)>, buffered: &AtomicUsize) {
     let mut outputs: std::collections::HashMap<usize, (Box<PartFiles>, WriteError)> = std::collections::HashMap::new();
+    // An output's files while it has met no error; after one, its later jobs are skipped.
+    fn healthy(output: Option<&mut (Box<PartFiles>, WriteError)>) -> Option<&mut (Box<PartFiles>, WriteError)> {
+        output.filter(|(_, error)| error.lock().unwrap_or_else(|e| e.into_inner()).is_none())
+    }
+    let failed = |error: &WriteError, e: String| {
+        error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+    };
     for (id, job) in rx {
-        let job = match job {
+        match job {
             Job::Open { files, error } => {
                 outputs.insert(id, (files, error));
-                continue;
+            }
+            Job::Write { index, rows, bytes } => {
+                if let Some((files, error)) = healthy(outputs.get_mut(&id)) {
+                    files.next = index;
+                    files.buffer = rows;
+                    if let Err(e) = files.flush() {
+                        failed(error, e);
+                    }
+                }
+                buffered.fetch_sub(bytes, Ordering::Relaxed);
+            }
+            Job::Ack(checkpoints, slot, ack) => {
+                if let Some((files, error)) = healthy(outputs.get_mut(&id)) {
+                    match files.sync_folder() {
+                        Ok(()) => checkpoints.ack(slot, ack),
+                        Err(e) => failed(error, e),
+                    }
+                }
             }
             Job::Close(done) => {
                 outputs.remove(&id);
                 let _ = done.send(());
-                continue;
             }
-            job => job,
-        };
-        let Some((files, error)) = outputs.get_mut(&id) else {
-            continue;
-        };
-        let failed = |e: String| {
-            let mut slot = error.lock().unwrap_or_else(|e| e.into_inner());
-            slot.get_or_insert(e);
-        };
-        if error.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
-            if let Job::Write { bytes, .. } = job {
-                buffered.fetch_sub(bytes, Ordering::Relaxed);
-            }
-            continue;
-        }
-        match job {
-            Job::Write { index, rows, bytes } => {
-                files.next = index;
-                files.buffer = rows;
-                if let Err(e) = files.flush() {
-                    failed(e);
-                }
-                buffered.fetch_sub(bytes, Ordering::Relaxed);
-            }
-            Job::Ack(checkpoints, slot, ack) => match files.sync_folder() {
-                Ok(()) => checkpoints.ack(slot, ack),
-                Err(e) => failed(e),
-            },
-            Job::Open { .. } | Job::Close(_) => unreachable!("handled above"),
         }
     }
 }
