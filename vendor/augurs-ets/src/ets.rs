@@ -251,6 +251,44 @@ impl Ets {
         }
     }
 
+    /// sluice: the likelihood alone of an additive-error model without seasonality and with
+    /// no or an additive trend: the arithmetic of `etscalc_in`, operation for operation, without
+    /// writing the states, residuals and forecasts that the optimiser's cost never reads.
+    /// `None` for the other forms.
+    pub(crate) fn additive_likelihood(&self, y: &[f64], l0: f64, b0: f64, params: &Params) -> Option<f64> {
+        let ModelType { error, trend, season } = self.model_type;
+        if error != ErrorComponent::Additive || season != SeasonalComponent::None {
+            return None;
+        }
+        let (alpha, beta, phi) = (params.alpha, params.beta, params.phi);
+        let mut l = l0;
+        let mut lik = 0.0;
+        match trend {
+            TrendComponent::None => {
+                for &y_i in y {
+                    let e = y_i - l;
+                    l += alpha * (y_i - l);
+                    lik += e.powi(2);
+                }
+            }
+            TrendComponent::Additive => {
+                let mut b = b0;
+                for &y_i in y {
+                    let old_l = l;
+                    let phi_b = phi * b;
+                    let q = old_l + phi_b;
+                    let e = y_i - q;
+                    l = q + alpha * (y_i - q);
+                    b = phi_b + (beta / alpha) * ((l - old_l) - phi_b);
+                    lik += e.powi(2);
+                }
+            }
+            TrendComponent::Multiplicative => return None,
+        }
+        let n = y.len() as f64;
+        Some(if lik > 0.0 { n * lik.ln() } else { n * (lik + 1e-8).ln() })
+    }
+
     /// Fit the ETS model to the given data, using the given initial state and
     /// parameters.
     // Allow clippy to complain about the number of arguments, because this

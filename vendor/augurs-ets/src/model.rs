@@ -1023,6 +1023,13 @@ impl<'a> ETSProblem<'a> {
 
         // The remaining parameters are the initial state.
         let state_inputs = &inputs[i..];
+        // sluice: the likelihood of an additive, non-seasonal form, without the state vector.
+        if matches!(opt_crit, OptimizationCriteria::Likelihood) {
+            let state = |k: usize| if k < *n_states { state_inputs.get(k).copied().unwrap_or(0.0) } else { 0.0 };
+            if let Some(lik) = self.ets.additive_likelihood(self.y, state(0), state(1), &params) {
+                return lik;
+            }
+        }
         self.x.truncate(state_inputs.len());
         self.x.copy_from_slice(state_inputs);
         self.x.resize(n_states * (self.y.len() + 1), 0.0);
