@@ -363,10 +363,17 @@ impl AggState {
     }
     /// The measure values, or `None` when the group holds no events (it does not exist).
     pub fn finish(&self, funcs: &[Func]) -> Option<Vec<Value>> {
+        let mut values = Vec::with_capacity(funcs.len());
+        self.finish_into(funcs, &mut values).then_some(values)
+    }
+    /// Appends the measure values to `out` and says so, or returns `false` (appending nothing)
+    /// when the group holds no events.
+    pub fn finish_into(&self, funcs: &[Func], out: &mut Vec<Value>) -> bool {
         if self.events <= 0 {
-            return None;
+            return false;
         }
-        Some(self.measures.iter().zip(funcs).map(|(m, f)| m.finish(*f)).collect())
+        out.extend(self.measures.iter().zip(funcs).map(|(m, f)| m.finish(*f)));
+        true
     }
     /// Approximate heap bytes held (for state-size reporting).
     pub fn heap_bytes(&self) -> usize {

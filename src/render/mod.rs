@@ -128,16 +128,6 @@ pub fn split_into<'s, O: Clone + 'static, const N: usize>(
         .unwrap_or_else(|_| unreachable!("`split` makes `N` parts"))
 }
 
-/// An aggregate output row's columns (without `time` and `diff`), moved out of the row.
-pub fn window_row_values(row: WindowRow) -> Vec<Value> {
-    let mut values = row.group;
-    values.reserve(2 + row.measures.len());
-    values.push(Value::Time(row.start));
-    values.push(Value::Time(row.end));
-    values.extend(row.measures);
-    values
-}
-
 /// Builds `plan` in `scope`; `registries` are the schema stages' registries, in plan order.
 /// `env` says where sinks write, and what else they serve (live views, checkpoints).
 pub fn render(
@@ -330,7 +320,7 @@ fn sink_parts<'s>(
                 _ => None,
             });
             sink::sink(concatenate(scope, rows).probe_with(probe), spec, env, |w| {
-                window_row_values(w)
+                w.into_values()
             })
         }
         Some(Coll::Counters(_)) => {

@@ -686,8 +686,10 @@ pub fn stage<'s>(inputs: Inputs<'s>, plan: &RouterPlan, fields: [(&str, &str); 3
         ctx = ctx.concat(rows);
     }
     if let Some(rates) = rates {
-        let rows = rates.flat_map(|w| match (w.group.first(), w.measures.first()) {
-            (Some(Value::Int(shard)), Some(Value::Int(n))) if *shard >= 0 => Some(Ctx::Rates(w.end, *shard as u64, *n)),
+        let rows = rates.flat_map(|w| match (w.group().first(), w.measures().first()) {
+            (Some(Value::Int(shard)), Some(Value::Int(n))) if *shard >= 0 => {
+                Some(Ctx::Rates(w.end(), *shard as u64, *n))
+            }
             _ => None,
         });
         ctx = ctx.concat(rows);

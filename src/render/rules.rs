@@ -100,6 +100,57 @@ struct Names {
     processed: Counter,
     enriched: Counter,
     filtered: Counter,
+    /// Each rule's values, in plan order.
+    rules: Vec<RuleValues>,
+}
+
+/// What a rule adds to the events it matches, made once: every `rule_stat` payload it emits
+/// and every mark, route and hint it sets is shared by the events, not built per event.
+struct RuleValues {
+    /// The `rule_stat` payloads for the outcomes `match`, `action` and `failure`.
+    stats: [Arc<[(Sym, Value)]>; 3],
+    id: Value,
+    failures: Counter,
+    mark: Option<Value>,
+    /// The destination, as an output name and as a `_routes` value.
+    route: Option<(Sym, Value)>,
+    hints: Vec<(Sym, Value)>,
+}
+
+/// The indices of [`RuleValues::stats`].
+const MATCH: usize = 0;
+const ACTION: usize = 1;
+const FAILURE: usize = 2;
+
+impl RuleValues {
+    fn new(rule: &crate::plan::RulePlan, names: (Sym, Sym, Sym)) -> RuleValues {
+        let (rule_id, action, outcome) = names;
+        let stat = |o: &str| {
+            let fields = vec![
+                (rule_id, Value::str(&rule.id)),
+                (action, Value::str(rule.action.name())),
+                (outcome, Value::str(o)),
+            ];
+            Event::new(0, Sym::new(RULE_STAT), fields).payload
+        };
+        let (mut mark, mut route, mut hints) = (None, None, Vec::new());
+        match &rule.action {
+            RuleAction::Allow { mark: m } => mark = Some(Value::str(m)),
+            RuleAction::Route { destination, hints: h } => {
+                route = destination.as_deref().map(|d| (Sym::new(d), Value::str(d)));
+                hints = h.iter().map(|(k, v)| (Sym::new(k), v.clone())).collect();
+            }
+            RuleAction::Block | RuleAction::Transform { .. } => {}
+        }
+        RuleValues {
+            stats: [stat("match"), stat("action"), stat("failure")],
+            id: Value::str(&rule.id),
+            failures: Counter::new("rule_failures", &rule.id),
+            mark,
+            route,
+            hints,
+        }
+    }
 }
 
 /// Renders `plan`'s derived fields and rules over `events` of `source` (whose time and type
@@ -123,6 +174,13 @@ pub fn render<'s>(
         processed: Counter::new("events_processed", source),
         enriched: Counter::new("events_enriched", source),
         filtered: Counter::new("events_filtered", source),
+        rules: Vec::new(),
+    };
+    let names = Names {
+        rules: (plan.rules.iter())
+            .map(|r| RuleValues::new(r, (names.rule_id, names.action, names.outcome)))
+            .collect(),
+        ..names
     };
     let aliases: Vec<Sym> = plan.joins.iter().map(|j| Sym::new(&j.alias)).collect();
     let derived: Vec<(Sym, Counter)> = plan
@@ -179,66 +237,60 @@ fn apply_rules(
     type_field: &str,
     out: &mut Vec<RuleOut>,
 ) {
-    let stat = |rule: &str, action: &str, outcome: &str, time: i64| {
-        RuleOut::Stat(Event::new(
+    let stat = |rule: &RuleValues, outcome: usize, time: i64| {
+        RuleOut::Stat(Event {
             time,
-            names.stat,
-            vec![
-                (names.rule_id, Value::str(rule)),
-                (names.action, Value::str(action)),
-                (names.outcome, Value::str(outcome)),
-            ],
-        ))
+            kind: names.stat,
+            payload: Arc::clone(&rule.stats[outcome]),
+        })
     };
-    let (mut marks, mut routes, mut hints): (Vec<Value>, Vec<Value>, Vec<(Sym, Value)>) = Default::default();
+    let mut marks: Vec<Value> = Vec::new();
+    let mut routes: Vec<&(Sym, Value)> = Vec::new();
+    let mut hints: Vec<(Sym, Value)> = Vec::new();
     let mut allowed = false;
-    for rule in &plan.rules {
-        let action = rule.action.name();
+    for (rule, values) in plan.rules.iter().zip(&names.rules) {
         match rule.when.is_true(&event) {
             Err(_) => {
-                out.push(stat(&rule.id, action, "failure", event.time));
-                out.push(RuleOut::Count(Counter::new("rule_failures", &rule.id)));
+                out.push(stat(values, FAILURE, event.time));
+                out.push(RuleOut::Count(values.failures));
                 continue;
             }
             Ok(false) => continue,
-            Ok(true) => out.push(stat(&rule.id, action, "match", event.time)),
+            Ok(true) => out.push(stat(values, MATCH, event.time)),
         }
         match &rule.action {
-            RuleAction::Allow { mark } => {
+            RuleAction::Allow { .. } => {
                 allowed = true;
-                marks.push(Value::str(mark));
+                marks.extend(values.mark.clone());
             }
             RuleAction::Block if allowed => continue,
             RuleAction::Block => {
-                out.push(stat(&rule.id, action, "action", event.time));
+                out.push(stat(values, ACTION, event.time));
                 out.push(RuleOut::Count(names.filtered));
                 out.push(RuleOut::Blocked(vec![
-                    Value::str(&rule.id),
+                    values.id.clone(),
                     Value::Time(event.time),
                     Value::str(event.kind.as_str()),
                     Value::str(&event.to_json(time_field, type_field).to_string()),
                 ]));
                 return;
             }
-            RuleAction::Route { destination, hints: h } => {
-                if let Some(d) = destination {
-                    let d = Value::str(d);
-                    if !routes.contains(&d) {
-                        routes.push(d);
+            RuleAction::Route { .. } => {
+                if let Some(route) = &values.route {
+                    if !routes.iter().any(|r| r.1 == route.1) {
+                        routes.push(route);
                     }
                 }
-                for (k, v) in h {
-                    hints.push((Sym::new(k), v.clone()));
-                }
+                hints.extend(values.hints.iter().cloned());
             }
             RuleAction::Transform { set, remove, rename } => {
-                let values: Result<Vec<Value>, _> = set.iter().map(|(_, e)| e.eval(&event)).collect();
-                let Ok(values) = values else {
-                    out.push(stat(&rule.id, action, "failure", event.time));
-                    out.push(RuleOut::Count(Counter::new("rule_failures", &rule.id)));
+                let values_set: Result<Vec<Value>, _> = set.iter().map(|(_, e)| e.eval(&event)).collect();
+                let Ok(values_set) = values_set else {
+                    out.push(stat(values, FAILURE, event.time));
+                    out.push(RuleOut::Count(values.failures));
                     continue;
                 };
-                for ((field, _), v) in set.iter().zip(values) {
+                for ((field, _), v) in set.iter().zip(values_set) {
                     event = event.with_field(Sym::new(field), v);
                 }
                 for field in remove {
@@ -252,7 +304,7 @@ fn apply_rules(
                 }
             }
         }
-        out.push(stat(&rule.id, action, "action", event.time));
+        out.push(stat(values, ACTION, event.time));
     }
     let mut set: Vec<(Sym, Value)> = Vec::new();
     if !marks.is_empty() {
@@ -262,17 +314,14 @@ fn apply_rules(
         set.push((names.hints, Value::object(hints)));
     }
     if !routes.is_empty() {
-        set.push((names.routes, Value::List(routes.clone().into())));
+        let list: Vec<Value> = routes.iter().map(|(_, v)| v.clone()).collect();
+        set.push((names.routes, Value::List(list.into())));
     }
     if !set.is_empty() {
         event = event.with_fields(set);
     }
-    if !routes.is_empty() {
-        for r in &routes {
-            if let Value::Str(d) = r {
-                out.push(RuleOut::Routed(Sym::new(d), event.clone()));
-            }
-        }
+    for (destination, _) in &routes {
+        out.push(RuleOut::Routed(*destination, event.clone()));
     }
     out.push(RuleOut::Event(event));
 }

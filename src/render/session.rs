@@ -121,12 +121,7 @@ fn pre_session<'s>(
 /// A session's row: its group, `[first, last + gap)` and measures (`None` when it is empty).
 fn row(group: &[Value], sessions: &Sessions<AggState>, first: i64, gap: i64, funcs: &[Func]) -> Option<WindowRow> {
     let s = sessions.get(first)?;
-    Some(WindowRow {
-        group: group.to_vec(),
-        start: s.first,
-        end: s.end(gap),
-        measures: s.state.finish(funcs)?,
-    })
+    WindowRow::of_state(group, s.first, s.end(gap), s.state, funcs)
 }
 
 fn session_reduce<'s>(

@@ -60,13 +60,56 @@ pub struct WindowKey {
     pub start: i64,
 }
 
-/// One output row of a windowed aggregate.
+/// One output row of a windowed aggregate, held as its columns in output order: the group-by
+/// values, `Time(start)`, `Time(end)`, then the measures. A sink writes the values as they are,
+/// and the rows of one aggregate order by (group, start, end, measures).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct WindowRow {
-    pub group: Vec<Value>,
-    pub start: i64,
-    pub end: i64,
-    pub measures: Vec<Value>,
+    values: Vec<Value>,
+    groups: usize,
+}
+
+impl WindowRow {
+    /// The row of `group`'s window `[start, end)` holding `state`, or `None` when the group holds
+    /// no events (it does not exist). One allocation, of the row's size.
+    pub fn of_state(group: &[Value], start: i64, end: i64, state: &AggState, funcs: &[Func]) -> Option<WindowRow> {
+        let mut values = Vec::with_capacity(group.len() + 2 + funcs.len());
+        values.extend_from_slice(group);
+        values.push(Value::Time(start));
+        values.push(Value::Time(end));
+        state.finish_into(funcs, &mut values).then_some(WindowRow {
+            values,
+            groups: group.len(),
+        })
+    }
+
+    pub fn group(&self) -> &[Value] {
+        &self.values[..self.groups]
+    }
+
+    fn time_at(&self, i: usize) -> i64 {
+        match self.values[self.groups + i] {
+            Value::Time(t) => t,
+            _ => unreachable!("a window row holds its start and end as times"),
+        }
+    }
+
+    pub fn start(&self) -> i64 {
+        self.time_at(0)
+    }
+
+    pub fn end(&self) -> i64 {
+        self.time_at(1)
+    }
+
+    pub fn measures(&self) -> &[Value] {
+        &self.values[self.groups + 2..]
+    }
+
+    /// The output row's columns (without `time` and `diff`), moved out of the row.
+    pub fn into_values(self) -> Vec<Value> {
+        self.values
+    }
 }
 
 pub use crate::value::{stable_hash, StableHasher};
@@ -117,8 +160,8 @@ pub fn rows_as_events<'s>(
     let names: Vec<crate::value::Sym> = plan.columns().iter().map(|c| crate::value::Sym::new(c)).collect();
     let kind = crate::value::Sym::new(&plan.name);
     rows.map(move |row| {
-        let time = row.end - 1;
-        let values = crate::render::window_row_values(row);
+        let time = row.end() - 1;
+        let values = row.into_values();
         Event::new(time, kind, names.iter().copied().zip(values).collect())
     })
 }
@@ -360,7 +403,7 @@ fn window_reduce<'s>(
                         if emit == Emit::Final {
                             close(&mut open, Some(time), &state, &funcs, size, &mut batch);
                         }
-                        let mut changed: HashMap<WindowKey, Option<Vec<Value>>> = HashMap::default();
+                        let mut changed: HashMap<WindowKey, Option<WindowRow>> = HashMap::default();
                         for (key, delta) in updates {
                             let close = key.start + size + lag;
                             // The key is cloned only for a new window, not for every update.
@@ -374,7 +417,9 @@ fn window_reduce<'s>(
                             let entry = state.get_mut(&key).expect("inserted above");
                             // Only changes that are emitted now need the row before them.
                             if emit == Emit::Updates || (time as i64) >= close {
-                                changed.entry(key).or_insert_with(|| entry.finish(&funcs));
+                                changed.entry(key).or_insert_with_key(|key| {
+                                    WindowRow::of_state(&key.group, key.start, key.start + size, entry, &funcs)
+                                });
                             }
                             entry.plus(&delta);
                         }
@@ -382,27 +427,13 @@ fn window_reduce<'s>(
                         // window's end; after it, they are revisions of an emitted row.
                         let mut out: Vec<(WindowRow, u64, isize)> = Vec::new();
                         for (key, before) in changed {
-                            let end = key.start + size;
-                            let after = state.get(&key).and_then(|s| s.finish(&funcs));
+                            let after = (state.get(&key))
+                                .and_then(|s| WindowRow::of_state(&key.group, key.start, key.start + size, s, &funcs));
                             if before == after {
                                 continue;
                             }
-                            let row = |group: Vec<Value>, m: Vec<Value>| WindowRow {
-                                group,
-                                start: key.start,
-                                end,
-                                measures: m,
-                            };
-                            // The last row takes the key's group values; the first copies them.
-                            match (before, after) {
-                                (Some(b), Some(a)) => {
-                                    out.push((row(key.group.clone(), b), time, -1));
-                                    out.push((row(key.group, a), time, 1));
-                                }
-                                (Some(b), None) => out.push((row(key.group, b), time, -1)),
-                                (None, Some(a)) => out.push((row(key.group, a), time, 1)),
-                                (None, None) => {}
-                            }
+                            out.extend(before.map(|b| (b, time, -1)));
+                            out.extend(after.map(|a| (a, time, 1)));
                         }
                         out.sort();
                         for (row, t, r) in out {
@@ -453,13 +484,7 @@ fn close(
             .expect("key listed above")
             .into_iter()
             .filter_map(|key| {
-                let measures = state.get(&key)?.finish(funcs)?;
-                let row = WindowRow {
-                    group: key.group,
-                    start: key.start,
-                    end: key.start + size,
-                    measures,
-                };
+                let row = WindowRow::of_state(&key.group, key.start, key.start + size, state.get(&key)?, funcs)?;
                 Some((row, end as u64, 1))
             })
             .collect();

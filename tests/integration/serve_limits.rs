@@ -109,11 +109,19 @@ fn a_thousand_clients_hanging_up_mid_line() {
             c.join().unwrap();
         }
     }
+    // The server opens and closes files of its own (WAL segments, output parts) at times of
+    // its choosing, so the count may differ from the baseline by a few; a leak of one
+    // descriptor per client would leave a thousand.
+    const OWN_FILES: usize = 8;
     let deadline = Instant::now() + Duration::from_secs(20);
-    while server.fds() > baseline && Instant::now() < deadline {
+    while server.fds() > baseline + OWN_FILES && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(server.fds(), baseline, "descriptors did not return to the baseline");
+    let fds = server.fds();
+    assert!(
+        fds <= baseline + OWN_FILES,
+        "descriptors did not return to the baseline: {fds} open, {baseline} at the start"
+    );
     server.stop();
     let got = reasons(&dir.path().join("out"));
     assert_eq!(got.get("truncated"), Some(&1000), "{got:?}");
