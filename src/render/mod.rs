@@ -328,8 +328,16 @@ fn sink_parts<'s>(
                 Coll::Counters(c) => Some(c),
                 _ => None,
             });
-            let to_row = |c: Counter| vec![Value::str(c.metric.as_str()), Value::str(c.label.as_str())];
-            sink::sink(concatenate(scope, counters).probe_with(probe), spec, env, to_row)
+            // A stage counts with one update per event and counter: they are summed per batch,
+            // where they are (no exchange), before they become rows.
+            let counters = concatenate(scope, counters).consolidate_stream();
+            let to_row = |c: Counter| {
+                vec![
+                    crate::value::shared_str(c.metric.as_str()),
+                    crate::value::shared_str(c.label.as_str()),
+                ]
+            };
+            sink::sink(counters.probe_with(probe), spec, env, to_row)
         }
         Some(Coll::Rows(_)) | None => {
             let rows = parts.into_iter().filter_map(|p| match p {
