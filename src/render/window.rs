@@ -10,12 +10,15 @@
 //! ```
 //!
 //! - `pre_aggregate` evaluates the filter, the group key and each measure's argument, assigns
-//!   the event to its windows, and adds the event's [`AggState`] into a per-batch map keyed by
-//!   `(window key, time)`. Only these partial states cross workers. The partial states form a
-//!   differential collection whose *difference type* is the aggregate (Materialize calls these
-//!   accumulable aggregates); `min`, `max` and `count_distinct` carry value multisets so that
-//!   retractions are exact (insert-only states when the plan says the input is monotonic).
-//! - `window_reduce` holds the state of windows that can still change. It applies updates one
+//!   the event to its windows, and adds the event into a per-batch map keyed by
+//!   `(window key, time)`: a window's first event there is kept as its measure arguments, and a
+//!   second turns them into an [`AggState`] (a [`Delta`]). Only these partial changes cross
+//!   workers. They form a differential collection whose *difference type* is the aggregate
+//!   (Materialize calls these accumulable aggregates); `min`, `max` and `count_distinct` carry
+//!   value multisets so that retractions are exact (insert-only states when the plan says the
+//!   input is monotonic).
+//! - `window_reduce` holds the state of windows that can still change, hashing each update's
+//!   key once (`Windows`). It applies updates one
 //!   time at a time, in time order, once the frontier has passed that time, so its output is a
 //!   function of the input collection and not of batching or worker count.
 //!   - emit `updates`: at each time a group's values change it emits `(old row, t, -1)` and
@@ -38,6 +41,11 @@
 use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap as HashMap;
+use std::collections::hash_map::Entry as MapEntry;
+use std::hash::BuildHasher;
+
+use hashbrown::hash_table::Entry;
+use hashbrown::HashTable;
 
 use differential_dataflow::{AsCollection, VecCollection};
 use serde::{Deserialize, Serialize};
@@ -114,7 +122,47 @@ impl WindowRow {
 
 pub use crate::value::{stable_hash, StableHasher};
 
-type Partial = (WindowKey, u64, AggState);
+type Partial = (WindowKey, u64, Delta);
+
+/// A window's change from one batch at one time: one event's measure arguments and weight (the
+/// common case when events have distinct times), or, once a second event joins it, the sum of
+/// their states. Applying either to a window's state gives the same state: sums are exact
+/// (fixed point), and the value multisets and sets count the same values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Delta {
+    One { args: Vec<Option<Value>>, weight: i64 },
+    Many(AggState),
+}
+
+impl Delta {
+    /// Adds one event's `args` with `weight`.
+    fn add(&mut self, funcs: &[Func], monotonic: bool, args: &[Option<Value>], weight: i64) {
+        match self {
+            Delta::Many(state) => add_event(state, funcs, args, weight),
+            Delta::One { args: first, weight: w } => {
+                let mut state = AggState::empty(funcs, monotonic);
+                add_event(&mut state, funcs, first, *w);
+                add_event(&mut state, funcs, args, weight);
+                *self = Delta::Many(state);
+            }
+        }
+    }
+
+    /// Applies the change to a window's `state`.
+    fn apply_to(&self, state: &mut AggState, funcs: &[Func]) {
+        match self {
+            Delta::One { args, weight } => add_event(state, funcs, args, *weight),
+            Delta::Many(delta) => state.plus(delta),
+        }
+    }
+
+    fn is_zero(&self) -> bool {
+        match self {
+            Delta::One { weight, .. } => *weight == 0,
+            Delta::Many(state) => state.is_zero(),
+        }
+    }
+}
 
 /// Renders one windowed aggregate over `events`.
 /// `fields` names the source's time and type fields, for the records of dead letters.
@@ -244,7 +292,7 @@ fn pre_aggregate<'s>(
     let out = events
         .inner
         .unary::<CapacityContainerBuilder<Vec<PreOut<Partial>>>, _, _, _>(Pipeline, &name, move |_, _| {
-            let mut acc: HashMap<(WindowKey, u64), AggState> = HashMap::default();
+            let mut acc: HashMap<(WindowKey, u64), Delta> = HashMap::default();
             let emit = plan.emit;
             let (size, retain) = (plan.window.size_ms as i64, plan.retain_ms as i64);
             // A window closes `lag` after its end (over another aggregate's rows).
@@ -309,14 +357,25 @@ fn pre_aggregate<'s>(
                                 } else {
                                     time
                                 };
-                                let state = acc
-                                    .entry((key, t))
-                                    .or_insert_with(|| AggState::empty(&funcs, plan.monotonic));
-                                add_event(state, &funcs, &args, diff as i64);
+                                match acc.entry((key, t)) {
+                                    MapEntry::Occupied(mut delta) => {
+                                        delta.get_mut().add(&funcs, plan.monotonic, &args, diff as i64)
+                                    }
+                                    MapEntry::Vacant(slot) => {
+                                        slot.insert(Delta::One {
+                                            args: args.clone(),
+                                            weight: diff as i64,
+                                        });
+                                    }
+                                }
                             }
                         }
                     }
-                    output.session(&cap).give_iterator(batch_out(dead, &mut acc));
+                    let partials = acc
+                        .drain()
+                        .filter(|(_, d)| !d.is_zero())
+                        .map(|((k, t), d)| PreOut::Partial((k, t, d)));
+                    output.session(&cap).give_iterator(dead.into_iter().chain(partials));
                 });
             }
         });
@@ -370,6 +429,39 @@ pub(crate) fn add_event(state: &mut AggState, funcs: &[Func], args: &[Option<Val
     }
 }
 
+/// The state of every window a worker holds, by key. Each key is hashed once per update: the
+/// hash finds the window, and then its entry among the changes of the time.
+#[derive(Default)]
+struct Windows {
+    table: HashTable<(WindowKey, AggState)>,
+    hasher: rustc_hash::FxBuildHasher,
+}
+
+impl Windows {
+    fn hash(&self, key: &WindowKey) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The window's state, made by `empty` (and the key cloned) when it is new, and whether it was.
+    fn get_or_insert(&mut self, hash: u64, key: &WindowKey, empty: impl FnOnce() -> AggState) -> (&mut AggState, bool) {
+        let hasher = &self.hasher;
+        match self.table.entry(hash, |(k, _)| k == key, |(k, _)| hasher.hash_one(k)) {
+            Entry::Occupied(e) => (&mut e.into_mut().1, false),
+            Entry::Vacant(slot) => (&mut slot.insert((key.clone(), empty())).into_mut().1, true),
+        }
+    }
+
+    fn get(&self, hash: u64, key: &WindowKey) -> Option<&AggState> {
+        self.table.find(hash, |(k, _)| k == key).map(|(_, s)| s)
+    }
+
+    fn remove(&mut self, key: &WindowKey) {
+        if let Ok(e) = self.table.find_entry(self.hash(key), |(k, _)| k == key) {
+            e.remove();
+        }
+    }
+}
+
 fn window_reduce<'s>(
     partials: timely::dataflow::StreamVec<'s, u64, Partial>,
     plan: &AggregatePlan,
@@ -387,9 +479,9 @@ fn window_reduce<'s>(
             exchange,
             &name,
             move |_, _| {
-                let mut pending: Pending<(WindowKey, AggState)> = Pending::default();
+                let mut pending: Pending<(WindowKey, Delta)> = Pending::default();
                 let mut batch: Batch<WindowRow> = Batch::default();
-                let mut state: HashMap<WindowKey, AggState> = HashMap::default();
+                let mut state = Windows::default();
                 // Final mode: windows not yet emitted, by the time they close (`end + lag`).
                 let mut open: BTreeMap<i64, Vec<WindowKey>> = BTreeMap::new();
                 // Every window, by the time its state is dropped (`end + lag + retain`).
@@ -403,31 +495,35 @@ fn window_reduce<'s>(
                         if emit == Emit::Final {
                             close(&mut open, Some(time), &state, &funcs, size, &mut batch);
                         }
-                        let mut changed: HashMap<WindowKey, Option<WindowRow>> = HashMap::default();
+                        // The windows changed at `time`, each with its hash and its row before.
+                        let mut changed: HashTable<(u64, WindowKey, Option<WindowRow>)> = HashTable::new();
                         for (key, delta) in updates {
                             let close = key.start + size + lag;
+                            let hash = state.hash(&key);
                             // The key is cloned only for a new window, not for every update.
-                            if !state.contains_key(&key) {
+                            let (entry, new) = state.get_or_insert(hash, &key, || AggState::empty(&funcs, monotonic));
+                            if new {
                                 release.entry(close + retain).or_default().push(key.clone());
                                 if emit == Emit::Final && (time as i64) < close {
                                     open.entry(close).or_default().push(key.clone());
                                 }
-                                state.insert(key.clone(), AggState::empty(&funcs, monotonic));
                             }
-                            let entry = state.get_mut(&key).expect("inserted above");
                             // Only changes that are emitted now need the row before them.
                             if emit == Emit::Updates || (time as i64) >= close {
-                                changed.entry(key).or_insert_with_key(|key| {
-                                    WindowRow::of_state(&key.group, key.start, key.start + size, entry, &funcs)
-                                });
+                                if let Entry::Vacant(slot) = changed.entry(hash, |(_, k, _)| *k == key, |(h, _, _)| *h)
+                                {
+                                    let before =
+                                        WindowRow::of_state(&key.group, key.start, key.start + size, entry, &funcs);
+                                    slot.insert((hash, key, before));
+                                }
                             }
-                            entry.plus(&delta);
+                            delta.apply_to(entry, &funcs);
                         }
                         // Changes are emitted as they happen, except in final mode before the
                         // window's end; after it, they are revisions of an emitted row.
                         let mut out: Vec<(WindowRow, u64, isize)> = Vec::new();
-                        for (key, before) in changed {
-                            let after = (state.get(&key))
+                        for (hash, key, before) in changed {
+                            let after = (state.get(hash, &key))
                                 .and_then(|s| WindowRow::of_state(&key.group, key.start, key.start + size, s, &funcs));
                             if before == after {
                                 continue;
@@ -468,7 +564,7 @@ fn window_reduce<'s>(
 fn close(
     open: &mut BTreeMap<i64, Vec<WindowKey>>,
     until: Option<u64>,
-    state: &HashMap<WindowKey, AggState>,
+    state: &Windows,
     funcs: &[Func],
     size: i64,
     batch: &mut Batch<WindowRow>,
@@ -484,7 +580,13 @@ fn close(
             .expect("key listed above")
             .into_iter()
             .filter_map(|key| {
-                let row = WindowRow::of_state(&key.group, key.start, key.start + size, state.get(&key)?, funcs)?;
+                let row = WindowRow::of_state(
+                    &key.group,
+                    key.start,
+                    key.start + size,
+                    state.get(state.hash(&key), &key)?,
+                    funcs,
+                )?;
                 Some((row, end as u64, 1))
             })
             .collect();
