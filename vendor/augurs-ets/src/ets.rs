@@ -289,6 +289,54 @@ impl Ets {
         Some(if lik > 0.0 { n * lik.ln() } else { n * (lik + 1e-8).ln() })
     }
 
+    /// sluice: [`additive_likelihood`](Self::additive_likelihood) of `N` candidates at once,
+    /// each `(l0, b0, alpha, beta, phi)`. Each candidate's arithmetic is the single loop's,
+    /// operation for operation, so each likelihood is bit for bit the one it computes alone;
+    /// the candidates' recursions are independent and run interleaved, so `N` of them take
+    /// about the time of one, whose steps wait on the step before. `None` for the other forms.
+    pub(crate) fn additive_likelihoods<const N: usize>(
+        &self,
+        y: &[f64],
+        candidates: [[f64; 5]; N],
+    ) -> Option<[f64; N]> {
+        let ModelType { error, trend, season } = self.model_type;
+        if error != ErrorComponent::Additive || season != SeasonalComponent::None {
+            return None;
+        }
+        let pick = |i: usize| candidates.map(|c| c[i]);
+        let (mut l, b0, alpha, beta, phi) = (pick(0), pick(1), pick(2), pick(3), pick(4));
+        let mut lik = [0.0f64; N];
+        match trend {
+            TrendComponent::None => {
+                for &y_i in y {
+                    for k in 0..N {
+                        let e = y_i - l[k];
+                        l[k] += alpha[k] * (y_i - l[k]);
+                        lik[k] += e.powi(2);
+                    }
+                }
+            }
+            TrendComponent::Additive => {
+                let mut b = b0;
+                let ratio: [f64; N] = std::array::from_fn(|k| beta[k] / alpha[k]);
+                for &y_i in y {
+                    for k in 0..N {
+                        let old_l = l[k];
+                        let phi_b = phi[k] * b[k];
+                        let q = old_l + phi_b;
+                        let e = y_i - q;
+                        l[k] = q + alpha[k] * (y_i - q);
+                        b[k] = phi_b + ratio[k] * ((l[k] - old_l) - phi_b);
+                        lik[k] += e.powi(2);
+                    }
+                }
+            }
+            TrendComponent::Multiplicative => return None,
+        }
+        let n = y.len() as f64;
+        Some(lik.map(|lik| if lik > 0.0 { n * lik.ln() } else { n * (lik + 1e-8).ln() }))
+    }
+
     /// Fit the ETS model to the given data, using the given initial state and
     /// parameters.
     // Allow clippy to complain about the number of arguments, because this

@@ -757,15 +757,20 @@ impl Unfit {
         let rho = 0.75 - 1.0 / (2.0 * n);
         let sigma = 1.0 - 1.0 / n;
 
-        let mut f_simplex: Vec<_> = simplex.iter().map(|x| problem.cost(x)).collect();
+        // sluice: when the problem batches, every cost this loop may need next is computed in
+        // one pass (the simplex, a shrink's points, and a reflection with its expansion and both
+        // contractions), each bit for bit as alone; the steps taken are the same.
+        let batch = problem.batches();
+        let mut f_simplex: Vec<_> = problem.costs_of(&simplex);
         let mut costs_sorted: Vec<_> = f_simplex.iter().copied().enumerate().collect();
         let mut order_f: Vec<_> = costs_sorted.iter().map(|(i, _)| *i).collect();
         let mut best_idx = order_f[0];
-        let mut x_o: Vec<_>;
-        let mut x_r: Vec<_>;
-        let mut x_e: Vec<_>;
-        let mut x_oc: Vec<_>;
-        let mut x_ic: Vec<_>;
+        let restrict = |mut x: Vec<f64>| {
+            if let Some((lower, upper)) = &bounds {
+                Self::restrict_to_bounds(&mut x, lower, upper);
+            }
+            x
+        };
         for _ in 0..self.max_iter {
             costs_sorted.clear();
             costs_sorted.extend(f_simplex.iter().copied().enumerate());
@@ -785,7 +790,7 @@ impl Unfit {
             }
 
             // Calculate centroid except argmax f_simplex.
-            x_o = vec![0.0; n_u];
+            let mut x_o = vec![0.0; n_u];
             for x in simplex
                 .iter()
                 .enumerate()
@@ -800,15 +805,26 @@ impl Unfit {
             }
 
             // Step 2: Reflection, Compute reflected point
-            x_r = x_o
-                .iter()
-                .zip(&simplex[worst_idx])
-                .map(|(x_0, x)| x_0 + alpha * (x_0 - x))
-                .collect();
-            if let Some((lower, upper)) = &bounds {
-                Self::restrict_to_bounds(&mut x_r, lower, upper);
-            }
-            let f_r = problem.cost(&x_r);
+            let x_r: Vec<f64> = restrict(
+                x_o.iter()
+                    .zip(&simplex[worst_idx])
+                    .map(|(x_0, x)| x_0 + alpha * (x_0 - x))
+                    .collect(),
+            );
+            // The expansion and the outside and inside contractions, from `x_o` and `x_r`.
+            let toward = |coef: f64| -> Vec<f64> {
+                restrict(x_o.iter().zip(&x_r).map(|(x_o, x_r)| x_o + coef * (x_r - x_o)).collect())
+            };
+            let x_e = toward(gamma);
+            let x_oc = toward(rho);
+            let x_ic: Vec<f64> =
+                restrict(x_o.iter().zip(&x_r).map(|(x_o, x_r)| x_o - rho * (x_r - x_o)).collect());
+            let ahead = batch.then(|| problem.costs([&x_r, &x_e, &x_oc, &x_ic]));
+            let mut cost = |k: usize, x: &[f64]| match ahead {
+                Some(costs) => costs[k],
+                None => problem.cost(x),
+            };
+            let f_r = cost(0, &x_r);
             if f_simplex[best_idx] <= f_r && f_r < f_simplex[second_worst_idx] {
                 simplex[worst_idx] = x_r;
                 f_simplex[worst_idx] = f_r;
@@ -817,15 +833,7 @@ impl Unfit {
 
             // Step 3: Expansion, reflected point is the best point so far
             if f_r < f_simplex[best_idx] {
-                x_e = x_o
-                    .iter()
-                    .zip(&x_r)
-                    .map(|(x_o, x_r)| x_o + gamma * (x_r - x_o))
-                    .collect();
-                if let Some((lower, upper)) = &bounds {
-                    Self::restrict_to_bounds(&mut x_e, lower, upper);
-                }
-                let f_e = problem.cost(&x_e);
+                let f_e = cost(1, &x_e);
                 if f_e < f_r {
                     simplex[worst_idx] = x_e;
                     f_simplex[worst_idx] = f_e;
@@ -838,15 +846,7 @@ impl Unfit {
 
             // Step 4: outside Contraction
             if f_simplex[second_worst_idx] <= f_r && f_r < f_simplex[worst_idx] {
-                x_oc = x_o
-                    .iter()
-                    .zip(&x_r)
-                    .map(|(x_o, x_r)| x_o + rho * (x_r - x_o))
-                    .collect();
-                if let Some((lower, upper)) = &bounds {
-                    Self::restrict_to_bounds(&mut x_oc, lower, upper);
-                }
-                let f_oc = problem.cost(&x_oc);
+                let f_oc = cost(2, &x_oc);
                 if f_oc <= f_r {
                     simplex[worst_idx] = x_oc;
                     f_simplex[worst_idx] = f_oc;
@@ -854,15 +854,7 @@ impl Unfit {
                 }
             } else {
                 // Step 5: inside contraction
-                x_ic = x_o
-                    .iter()
-                    .zip(&x_r)
-                    .map(|(x_o, x_r)| x_o - rho * (x_r - x_o))
-                    .collect();
-                if let Some((lower, upper)) = &bounds {
-                    Self::restrict_to_bounds(&mut x_ic, lower, upper);
-                }
-                let f_ic = problem.cost(&x_ic);
+                let f_ic = cost(3, &x_ic);
                 if f_ic < f_simplex[worst_idx] {
                     simplex[worst_idx] = x_ic;
                     f_simplex[worst_idx] = f_ic;
@@ -870,19 +862,30 @@ impl Unfit {
                 }
             }
 
-            // Step 6: shrink
+            // Step 6: shrink (upstream restricts `x_r` here, which changes nothing: the
+            // shrunk points are left unrestricted, as they were)
             let best = simplex[best_idx].clone();
-            simplex.iter_mut().enumerate().for_each(|(i, x)| {
+            for (i, x) in simplex.iter_mut().enumerate() {
                 if i != best_idx {
                     x.iter_mut()
                         .zip(&best)
                         .for_each(|(x, x_best)| *x = x_best + sigma * (*x - x_best));
-                    if let Some((lower, upper)) = &bounds {
-                        Self::restrict_to_bounds(&mut x_r, lower, upper);
-                    }
-                    f_simplex[i] = problem.cost(x);
                 }
-            });
+            }
+            if batch {
+                let costs = problem.costs_of(&simplex);
+                for (i, c) in costs.into_iter().enumerate() {
+                    if i != best_idx {
+                        f_simplex[i] = c;
+                    }
+                }
+            } else {
+                for (i, x) in simplex.iter().enumerate() {
+                    if i != best_idx {
+                        f_simplex[i] = problem.cost(x);
+                    }
+                }
+            }
         }
         simplex[best_idx].clone()
     }
@@ -987,20 +990,10 @@ impl<'a> ETSProblem<'a> {
         }
     }
 
-    /// Calculate the cost function.
-    ///
-    /// The first `self.n_states` elements of `param` are the initial values of the parameters.
-    /// The remaining elements are the initial state.
-    fn cost(&mut self, inputs: &[f64]) -> f64 {
-        let Ets {
-            params,
-            opt_params,
-            opt_crit,
-            n_states,
-            ..
-        } = &self.ets;
-        let mut params = params.clone();
-
+    /// The parameters `inputs` sets (the others are the model's), and the index of the first
+    /// initial state in it.
+    fn decode(&self, inputs: &[f64]) -> (Params, usize) {
+        let (mut params, opt_params) = (self.ets.params.clone(), &self.ets.opt_params);
         // If we're optimizing params, they'll be included the inputs to the
         // optimizer, so use them to override the defaults.
         let mut i = 0;
@@ -1020,12 +1013,62 @@ impl<'a> ETSProblem<'a> {
             params.phi = inputs[i];
             i += 1;
         }
+        (params, i)
+    }
 
-        // The remaining parameters are the initial state.
+    /// sluice: whether [`costs`](Self::costs) evaluates its candidates together (the
+    /// likelihood of an additive, non-seasonal form) rather than one after the other.
+    fn batches(&self) -> bool {
+        let ModelType { error, trend, season } = self.ets.model_type;
+        matches!(self.ets.opt_crit, OptimizationCriteria::Likelihood)
+            && error == ErrorComponent::Additive
+            && season == SeasonalComponent::None
+            && trend != TrendComponent::Multiplicative
+    }
+
+    /// sluice: the cost of each of `N` candidates, each bit for bit [`cost`](Self::cost)'s;
+    /// when [`batches`](Self::batches), computed together in about the time of one.
+    fn costs<const N: usize>(&mut self, inputs: [&[f64]; N]) -> [f64; N] {
+        if self.batches() {
+            let n_states = self.ets.n_states;
+            let candidates = inputs.map(|inputs| {
+                let (params, i) = self.decode(inputs);
+                let state = |k: usize| if k < n_states { inputs[i..].get(k).copied().unwrap_or(0.0) } else { 0.0 };
+                [state(0), state(1), params.alpha, params.beta, params.phi]
+            });
+            if let Some(costs) = self.ets.additive_likelihoods(self.y, candidates) {
+                return costs;
+            }
+        }
+        inputs.map(|inputs| self.cost(inputs))
+    }
+
+    /// The cost of every point of `xs`, four at a time when [`batches`](Self::batches).
+    fn costs_of(&mut self, xs: &[Vec<f64>]) -> Vec<f64> {
+        if !self.batches() {
+            return xs.iter().map(|x| self.cost(x)).collect();
+        }
+        let mut out = Vec::with_capacity(xs.len());
+        for chunk in xs.chunks(4) {
+            // A short last chunk repeats its last point; the extra costs are dropped.
+            let at = |k: usize| chunk[k.min(chunk.len() - 1)].as_slice();
+            let costs = self.costs([at(0), at(1), at(2), at(3)]);
+            out.extend_from_slice(&costs[..chunk.len()]);
+        }
+        out
+    }
+
+    /// Calculate the cost function.
+    ///
+    /// The first `self.n_states` elements of `param` are the initial values of the parameters.
+    /// The remaining elements are the initial state.
+    fn cost(&mut self, inputs: &[f64]) -> f64 {
+        let (params, i) = self.decode(inputs);
         let state_inputs = &inputs[i..];
+        let (opt_crit, n_states) = (self.ets.opt_crit, self.ets.n_states);
         // sluice: the likelihood of an additive, non-seasonal form, without the state vector.
         if matches!(opt_crit, OptimizationCriteria::Likelihood) {
-            let state = |k: usize| if k < *n_states { state_inputs.get(k).copied().unwrap_or(0.0) } else { 0.0 };
+            let state = |k: usize| if k < n_states { state_inputs.get(k).copied().unwrap_or(0.0) } else { 0.0 };
             if let Some(lik) = self.ets.additive_likelihood(self.y, state(0), state(1), &params) {
                 return lik;
             }

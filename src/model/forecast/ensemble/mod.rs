@@ -53,7 +53,7 @@ struct Slot {
     model: AnyModel,
     fitted: bool,
     last_refit: Option<Result<(), FitError>>,
-    /// Forecasts issued after each of the last `horizon` samples, oldest first.
+    /// Forecasts issued after each of the last `horizon` samples.
     pending: Pending,
     errors: ErrorRings,
 }
@@ -157,6 +157,11 @@ impl SeriesForecaster {
 
     /// Take the next sample.
     pub fn observe(&mut self, obs: Obs<'_>) -> Result<Step, ObserveError> {
+        for slot in &self.slots {
+            slot.pending.prefetch_due();
+            slot.errors.prefetch_next();
+        }
+        self.pending.prefetch_due();
         if !obs.y.is_finite() {
             return Err(ObserveError::NonFinite(obs.y));
         }
@@ -195,34 +200,27 @@ impl SeriesForecaster {
             return;
         }
         let n = self.n;
-        // The i-th pending forecast (oldest first) of `len` was issued after sample
-        // n - (len - 1 - i), `len - i` samples before the new one, n + 1.
-        let realized = |member, len: usize, i: usize, points: &[Point]| {
-            let h = len - i;
-            RealizedError {
-                member,
-                horizon: h,
-                origin: n + 1 - h as u64,
-                forecast: points[h - 1],
-                actual: obs.y,
-            }
+        // A point of horizon `h` due now was issued after sample n + 1 − h.
+        let realized = |member, h: usize, point: &Point| RealizedError {
+            member,
+            horizon: h,
+            origin: n + 1 - h as u64,
+            forecast: *point,
+            actual: obs.y,
         };
         for slot in &mut self.slots {
-            let (len, member) = (slot.pending.len(), Member::Model(slot.model.kind()));
-            for i in 0..len {
-                if let Some(points) = slot.pending.get(i) {
-                    let e = realized(member, len, i, points);
-                    slot.errors.push(e.horizon, e.error().abs());
-                    out.push(e);
-                }
+            let member = Member::Model(slot.model.kind());
+            for (h, point) in slot.pending.due() {
+                let e = realized(member, h, point);
+                slot.errors.push(h, e.error().abs());
+                out.push(e);
             }
         }
-        let len = self.pending.len();
-        for i in 0..len {
-            if let Some(points) = self.pending.get(i) {
-                out.push(realized(Member::Ensemble, len, i, points));
-            }
-        }
+        out.extend(
+            self.pending
+                .due()
+                .map(|(h, point)| realized(Member::Ensemble, h, point)),
+        );
     }
 
     /// The refit due after sample `n` of a series with phase `phase`, if any, and whether it
