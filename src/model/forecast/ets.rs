@@ -116,24 +116,45 @@ impl EtsState {
     /// under it, its parameters), so that [`Criterion::aicc`] can count more parameters: those
     /// of a seasonal profile removed beforehand.
     pub fn fit_scored(y: &[f64], horizon: usize) -> Result<(EtsState, Criterion), FitError> {
-        Self::check_len(y)?;
-        let mut best: Option<Model> = None;
-        for form in EtsForm::SEARCH {
-            let Ok(model) = form.unfit().fit(y) else { continue };
-            let aicc = model.aicc();
-            if !aicc.is_nan() && best.as_ref().is_none_or(|b| aicc < b.aicc()) {
-                best = Some(model);
+        let [fit] = Self::fit_scored_together([y], horizon);
+        fit
+    }
+
+    /// [`fit_scored`](Self::fit_scored) of each of `ys`, with the same results: every form of
+    /// every series is fitted by one call of augurs' `Unfit::fit_together`, whose optimisers
+    /// advance together and compute their candidates' likelihoods in shared passes.
+    pub fn fit_scored_together<const N: usize>(
+        ys: [&[f64]; N],
+        horizon: usize,
+    ) -> [Result<(EtsState, Criterion), FitError>; N] {
+        let checked = ys.map(Self::check_len);
+        let fits: Vec<(Unfit, &[f64])> = (ys.iter().zip(&checked))
+            .filter(|(_, ok)| ok.is_ok())
+            .flat_map(|(y, _)| EtsForm::SEARCH.map(|form| (form.unfit(), *y)))
+            .collect();
+        let mut models = Unfit::fit_together(fits).into_iter();
+        let mut series = ys.into_iter();
+        checked.map(|ok| {
+            let y = series.next().expect("one check per series");
+            ok?;
+            let mut best: Option<Model> = None;
+            for model in models.by_ref().take(EtsForm::SEARCH.len()) {
+                let Ok(model) = model else { continue };
+                let aicc = model.aicc();
+                if !aicc.is_nan() && best.as_ref().is_none_or(|b| aicc < b.aicc()) {
+                    best = Some(model);
+                }
             }
-        }
-        let model = best.ok_or_else(|| numerical("no model found"))?;
-        let state = EtsState::from_model(&model, y, horizon)?;
-        let k = state.form.n_params();
-        let criterion = Criterion {
-            minus_two_log_l: -2.0 * model.log_likelihood(),
-            params: k,
-            n: y.len(),
-        };
-        Ok((state, criterion))
+            let model = best.ok_or_else(|| numerical("no model found"))?;
+            let state = EtsState::from_model(&model, y, horizon)?;
+            let k = state.form.n_params();
+            let criterion = Criterion {
+                minus_two_log_l: -2.0 * model.log_likelihood(),
+                params: k,
+                n: y.len(),
+            };
+            Ok((state, criterion))
+        })
     }
 
     /// Read back a model augurs fitted on `y` (tests fix the form through `AutoETS`).

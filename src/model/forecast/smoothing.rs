@@ -172,17 +172,25 @@ impl SmoothingModel {
             return Ok(());
         }
         let (s, adjusted) = Seasonal::fit(window.y, used)?;
-        let (seasonal_ets, seasonal_criterion) = EtsState::fit_scored(&adjusted, self.horizon)?;
+        // `ets` searches with and without the season, the two searches run together.
+        let (seasonal, plain) = if self.all_periods {
+            let [seasonal] = EtsState::fit_scored_together([&adjusted[..]], self.horizon);
+            (seasonal, None)
+        } else {
+            let [seasonal, plain] = EtsState::fit_scored_together([&adjusted[..], window.y], self.horizon);
+            (seasonal, Some(plain))
+        };
+        let (seasonal_ets, seasonal_criterion) = seasonal?;
         let mut fit = Fitted {
             considered: used.to_vec(),
             seasonal: Some(s),
             ets: seasonal_ets,
         };
-        if !self.all_periods {
+        if let Some(plain) = plain {
             // `ets` keeps the season only when AICc says so, counting each period's profile as
             // `P − 1` parameters, as a seasonal ETS counts its initial seasonal states.
             let extra: usize = used.iter().map(|p| p - 1).sum();
-            if let Ok((plain, plain_criterion)) = EtsState::fit_scored(window.y, self.horizon) {
+            if let Ok((plain, plain_criterion)) = plain {
                 if plain_criterion.aicc(0) < seasonal_criterion.aicc(extra) {
                     let seasonal = std::mem::replace(
                         &mut fit,

@@ -290,10 +290,8 @@ impl Ets {
     }
 
     /// sluice: [`additive_likelihood`](Self::additive_likelihood) of `N` candidates at once,
-    /// each `(l0, b0, alpha, beta, phi)`. Each candidate's arithmetic is the single loop's,
-    /// operation for operation, so each likelihood is bit for bit the one it computes alone;
-    /// the candidates' recursions are independent and run interleaved, so `N` of them take
-    /// about the time of one, whose steps wait on the step before. `None` for the other forms.
+    /// each `(l0, b0, alpha, beta, phi)`, each bit for bit as alone (see [`chain_likelihoods`]).
+    /// `None` for the other forms.
     pub(crate) fn additive_likelihoods<const N: usize>(
         &self,
         y: &[f64],
@@ -303,38 +301,11 @@ impl Ets {
         if error != ErrorComponent::Additive || season != SeasonalComponent::None {
             return None;
         }
-        let pick = |i: usize| candidates.map(|c| c[i]);
-        let (mut l, b0, alpha, beta, phi) = (pick(0), pick(1), pick(2), pick(3), pick(4));
-        let mut lik = [0.0f64; N];
         match trend {
-            TrendComponent::None => {
-                for &y_i in y {
-                    for k in 0..N {
-                        let e = y_i - l[k];
-                        l[k] += alpha[k] * (y_i - l[k]);
-                        lik[k] += e.powi(2);
-                    }
-                }
-            }
-            TrendComponent::Additive => {
-                let mut b = b0;
-                let ratio: [f64; N] = std::array::from_fn(|k| beta[k] / alpha[k]);
-                for &y_i in y {
-                    for k in 0..N {
-                        let old_l = l[k];
-                        let phi_b = phi[k] * b[k];
-                        let q = old_l + phi_b;
-                        let e = y_i - q;
-                        l[k] = q + alpha[k] * (y_i - q);
-                        b[k] = phi_b + ratio[k] * ((l[k] - old_l) - phi_b);
-                        lik[k] += e.powi(2);
-                    }
-                }
-            }
-            TrendComponent::Multiplicative => return None,
+            TrendComponent::None => Some(level_group([y; N], candidates)),
+            TrendComponent::Additive => Some(trend_group([y; N], candidates)),
+            TrendComponent::Multiplicative => None,
         }
-        let n = y.len() as f64;
-        Some(lik.map(|lik| if lik > 0.0 { n * lik.ln() } else { n * (lik + 1e-8).ln() }))
     }
 
     /// Fit the ETS model to the given data, using the given initial state and
@@ -670,4 +641,97 @@ mod tests {
         assert_approx_eq!(amse[1], 12649.04373164);
         assert_approx_eq!(amse[2], 13109.83417796);
     }
+}
+
+/// sluice: one candidate of an additive-error, non-seasonal form: its series, whether the form
+/// has a trend, and `(l0, b0, alpha, beta, phi)`.
+pub(crate) struct Chain<'y> {
+    pub y: &'y [f64],
+    pub trend: bool,
+    pub candidate: [f64; 5],
+}
+
+/// How many candidates one pass computes: enough independent recursions to fill the wait of
+/// one on its previous step, few enough for their states to stay in registers.
+const GROUP: usize = 8;
+
+/// sluice: [`Ets::additive_likelihood`] of every chain (their series all of one length), in
+/// passes of [`GROUP`] chains of one form. Each chain's arithmetic is the single loop's,
+/// operation for operation, so each likelihood is bit for bit the one it computes alone; the
+/// chains' recursions are independent, so a pass over several takes about the time of one,
+/// whose steps wait on the step before.
+pub(crate) fn chain_likelihoods(chains: &[Chain<'_>]) -> Vec<f64> {
+    let mut out = vec![0.0; chains.len()];
+    for trend in [false, true] {
+        let indices: Vec<usize> = (0..chains.len()).filter(|&i| chains[i].trend == trend).collect();
+        for group in indices.chunks(GROUP) {
+            // A short group repeats its last chain; the extra likelihoods are dropped.
+            let at = |k: usize| &chains[group[k.min(group.len() - 1)]];
+            let ys = std::array::from_fn(|k| at(k).y);
+            let candidates = std::array::from_fn(|k| at(k).candidate);
+            let liks = if trend {
+                trend_group::<GROUP>(ys, candidates)
+            } else {
+                level_group::<GROUP>(ys, candidates)
+            };
+            for (k, &i) in group.iter().enumerate() {
+                out[i] = liks[k];
+            }
+        }
+    }
+    out
+}
+
+/// `n · ln(Σe²)` as `etscalc_in` finishes it.
+fn finish_likelihood(n: usize, lik: f64) -> f64 {
+    let n = n as f64;
+    if lik > 0.0 {
+        n * lik.ln()
+    } else {
+        n * (lik + 1e-8).ln()
+    }
+}
+
+/// The likelihoods of `N` candidates of the form without a trend, interleaved.
+fn level_group<const N: usize>(ys: [&[f64]; N], candidates: [[f64; 5]; N]) -> [f64; N] {
+    let n = ys[0].len();
+    let ys = ys.map(|y| &y[..n]);
+    let mut l = candidates.map(|c| c[0]);
+    let alpha = candidates.map(|c| c[2]);
+    let mut lik = [0.0f64; N];
+    for t in 0..n {
+        for k in 0..N {
+            let y_i = ys[k][t];
+            let e = y_i - l[k];
+            l[k] += alpha[k] * (y_i - l[k]);
+            lik[k] += e.powi(2);
+        }
+    }
+    lik.map(|lik| finish_likelihood(n, lik))
+}
+
+/// The likelihoods of `N` candidates of the forms with an additive (or damped) trend,
+/// interleaved.
+fn trend_group<const N: usize>(ys: [&[f64]; N], candidates: [[f64; 5]; N]) -> [f64; N] {
+    let n = ys[0].len();
+    let ys = ys.map(|y| &y[..n]);
+    let mut l = candidates.map(|c| c[0]);
+    let mut b = candidates.map(|c| c[1]);
+    let alpha = candidates.map(|c| c[2]);
+    let ratio = candidates.map(|c| c[3] / c[2]);
+    let phi = candidates.map(|c| c[4]);
+    let mut lik = [0.0f64; N];
+    for t in 0..n {
+        for k in 0..N {
+            let y_i = ys[k][t];
+            let old_l = l[k];
+            let phi_b = phi[k] * b[k];
+            let q = old_l + phi_b;
+            let e = y_i - q;
+            l[k] = q + alpha[k] * (y_i - q);
+            b[k] = phi_b + ratio[k] * ((l[k] - old_l) - phi_b);
+            lik[k] += e.powi(2);
+        }
+    }
+    lik.map(|lik| finish_likelihood(n, lik))
 }

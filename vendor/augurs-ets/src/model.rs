@@ -11,7 +11,7 @@ use rand_distr::{Distribution, Normal};
 use tracing::instrument;
 
 use crate::{
-    ets::{Ets, FitState},
+    ets::{Chain, Ets, FitState},
     stat::VarExt,
     Error,
 };
@@ -598,7 +598,66 @@ impl Unfit {
 
     /// Fit the ETS model to the data, returning a fitted [`Model`].
     #[instrument(skip_all)]
-    pub fn fit(mut self, y: &[f64]) -> Result<Model, Error> {
+    pub fn fit(self, y: &[f64]) -> Result<Model, Error> {
+        let mut run = self.prepare(y)?;
+        while !run.nm.done() {
+            if run.problem.batches() {
+                let costs = run.problem.costs_of(run.nm.wants());
+                run.nm.advance(|k, _| costs[k]);
+            } else {
+                let problem = &mut run.problem;
+                run.nm.advance(|_, x| problem.cost(x));
+            }
+        }
+        Ok(run.finish(y))
+    }
+
+    /// sluice: fit each `(model, y)` as [`fit`](Self::fit) does, with the same results, the
+    /// optimisers advancing together: at each step, every run's candidates of the forms
+    /// that batch (additive, non-seasonal, on series of one length) have their costs computed
+    /// in one interleaved pass, so the runs share the time a recursion spends waiting on its
+    /// previous step.
+    pub fn fit_together(fits: Vec<(Unfit, &[f64])>) -> Vec<Result<Model, Error>> {
+        let ys: Vec<&[f64]> = fits.iter().map(|(_, y)| *y).collect();
+        let mut runs: Vec<Result<Run<'_>, Error>> = fits.into_iter().map(|(unfit, y)| unfit.prepare(y)).collect();
+        let len = ys.first().map_or(0, |y| y.len());
+        let together = |run: &Run<'_>| run.problem.batches() && run.problem.y.len() == len;
+        loop {
+            let mut chains: Vec<Chain<'_>> = Vec::new();
+            let mut any = false;
+            for run in runs.iter_mut().flatten() {
+                if run.nm.done() {
+                    continue;
+                }
+                any = true;
+                if together(run) {
+                    for x in run.nm.wants() {
+                        chains.push(run.problem.chain(x));
+                    }
+                } else {
+                    let problem = &mut run.problem;
+                    run.nm.advance(|_, x| problem.cost(x));
+                }
+            }
+            if !any {
+                break;
+            }
+            let costs = crate::ets::chain_likelihoods(&chains);
+            let mut at = 0;
+            for run in runs.iter_mut().flatten() {
+                if !run.nm.done() && together(run) {
+                    let n = run.nm.wants().len();
+                    let mine = &costs[at..at + n];
+                    run.nm.advance(|k, _| mine[k]);
+                    at += n;
+                }
+            }
+        }
+        runs.into_iter().zip(ys).map(|(run, y)| run.map(|run| run.finish(y))).collect()
+    }
+
+    /// Everything [`fit`](Self::fit) does before the optimiser runs.
+    fn prepare(mut self, y: &[f64]) -> Result<Run<'_>, Error> {
         self.nmse = self.nmse.min(30);
         let season_length = self.model_type.season.season_length();
 
@@ -672,32 +731,11 @@ impl Unfit {
             opt_params,
             self.opt_crit,
         );
-        let mut problem = ETSProblem::new(y, ets);
+        let problem = ETSProblem::new(y, ets);
         // Set up the input simplex for Nelder-Mead.
         let simplex = self.param_vecs(x0, opt_bounds.as_ref());
-        // Run Nelder-Mead.
-        let best_params = self.nelder_mead(&mut problem, simplex, opt_bounds.as_ref());
-
-        // Rerun the model with the best parameters.
-        problem.amse.fill(0.0);
-        problem.denom.fill(0.0);
-        let fit = problem.ets.pegels_resid_in(
-            y,
-            &best_params,
-            problem.x,
-            problem.ets.params.clone(),
-            problem.residuals,
-            problem.forecasts,
-            problem.amse,
-            problem.denom,
-        );
-        let sigma_squared = y
-            .iter()
-            .zip(fit.fitted())
-            .map(|(y, f)| (y - f).powi(2))
-            .sum::<f64>()
-            / (y.len() - fit.n_params() - 1) as f64;
-        Ok(Model::new(problem.ets, fit, sigma_squared.sqrt()))
+        let nm = NelderMead::new(simplex, opt_bounds, self.max_iter);
+        Ok(Run { problem, nm })
     }
 
     /// Generate the initial simplex.
@@ -732,164 +770,6 @@ impl Unfit {
         simplex
     }
 
-    const TOL_STD: f64 = 1e-4;
-
-    /// Run the Nelder-Mead algorithm.
-    ///
-    /// This is a custom implementation of the Nelder-Mead algorithm, which is
-    /// based on the implementation in the `statsforecast` Python package.
-    /// It implements bounds checks and a custom stopping criterion.
-    ///
-    /// It could be generalised by making `problem` a generic type but I can't
-    /// see that being needed.
-    #[instrument(skip_all)]
-    fn nelder_mead(
-        &self,
-        problem: &mut ETSProblem<'_>,
-        mut simplex: Vec<Vec<f64>>,
-        bounds: Option<&(Vec<f64>, Vec<f64>)>,
-    ) -> Vec<f64> {
-        let n_u = simplex[0].len();
-        let n = simplex[0].len() as f64;
-
-        let alpha = 1.0;
-        let gamma = 1.0 + 2.0 / n;
-        let rho = 0.75 - 1.0 / (2.0 * n);
-        let sigma = 1.0 - 1.0 / n;
-
-        // sluice: when the problem batches, every cost this loop may need next is computed in
-        // one pass (the simplex, a shrink's points, and a reflection with its expansion and both
-        // contractions), each bit for bit as alone; the steps taken are the same.
-        let batch = problem.batches();
-        let mut f_simplex: Vec<_> = problem.costs_of(&simplex);
-        let mut costs_sorted: Vec<_> = f_simplex.iter().copied().enumerate().collect();
-        let mut order_f: Vec<_> = costs_sorted.iter().map(|(i, _)| *i).collect();
-        let mut best_idx = order_f[0];
-        let restrict = |mut x: Vec<f64>| {
-            if let Some((lower, upper)) = &bounds {
-                Self::restrict_to_bounds(&mut x, lower, upper);
-            }
-            x
-        };
-        for _ in 0..self.max_iter {
-            costs_sorted.clear();
-            costs_sorted.extend(f_simplex.iter().copied().enumerate());
-            costs_sorted.sort_unstable_by(|(_, a), (_, b)| {
-                a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal)
-            });
-            order_f.clear();
-            order_f.extend(costs_sorted.iter().map(|(i, _)| *i));
-
-            best_idx = order_f[0];
-            let worst_idx = order_f[order_f.len() - 1];
-            let second_worst_idx = order_f[order_f.len() - 2];
-
-            // Check stopping criteria.
-            if f_simplex.std(0) < Self::TOL_STD {
-                break;
-            }
-
-            // Calculate centroid except argmax f_simplex.
-            let mut x_o = vec![0.0; n_u];
-            for x in simplex
-                .iter()
-                .enumerate()
-                .filter_map(|(i, x)| (i != worst_idx).then_some(x))
-            {
-                for (i, el) in x.iter().enumerate() {
-                    x_o[i] += el;
-                }
-            }
-            for x in x_o.iter_mut() {
-                *x /= n;
-            }
-
-            // Step 2: Reflection, Compute reflected point
-            let x_r: Vec<f64> = restrict(
-                x_o.iter()
-                    .zip(&simplex[worst_idx])
-                    .map(|(x_0, x)| x_0 + alpha * (x_0 - x))
-                    .collect(),
-            );
-            // The expansion and the outside and inside contractions, from `x_o` and `x_r`.
-            let toward = |coef: f64| -> Vec<f64> {
-                restrict(x_o.iter().zip(&x_r).map(|(x_o, x_r)| x_o + coef * (x_r - x_o)).collect())
-            };
-            let x_e = toward(gamma);
-            let x_oc = toward(rho);
-            let x_ic: Vec<f64> =
-                restrict(x_o.iter().zip(&x_r).map(|(x_o, x_r)| x_o - rho * (x_r - x_o)).collect());
-            let ahead = batch.then(|| problem.costs([&x_r, &x_e, &x_oc, &x_ic]));
-            let mut cost = |k: usize, x: &[f64]| match ahead {
-                Some(costs) => costs[k],
-                None => problem.cost(x),
-            };
-            let f_r = cost(0, &x_r);
-            if f_simplex[best_idx] <= f_r && f_r < f_simplex[second_worst_idx] {
-                simplex[worst_idx] = x_r;
-                f_simplex[worst_idx] = f_r;
-                continue;
-            }
-
-            // Step 3: Expansion, reflected point is the best point so far
-            if f_r < f_simplex[best_idx] {
-                let f_e = cost(1, &x_e);
-                if f_e < f_r {
-                    simplex[worst_idx] = x_e;
-                    f_simplex[worst_idx] = f_e;
-                } else {
-                    simplex[worst_idx] = x_r;
-                    f_simplex[worst_idx] = f_r;
-                }
-                continue;
-            }
-
-            // Step 4: outside Contraction
-            if f_simplex[second_worst_idx] <= f_r && f_r < f_simplex[worst_idx] {
-                let f_oc = cost(2, &x_oc);
-                if f_oc <= f_r {
-                    simplex[worst_idx] = x_oc;
-                    f_simplex[worst_idx] = f_oc;
-                    continue;
-                }
-            } else {
-                // Step 5: inside contraction
-                let f_ic = cost(3, &x_ic);
-                if f_ic < f_simplex[worst_idx] {
-                    simplex[worst_idx] = x_ic;
-                    f_simplex[worst_idx] = f_ic;
-                    continue;
-                }
-            }
-
-            // Step 6: shrink (upstream restricts `x_r` here, which changes nothing: the
-            // shrunk points are left unrestricted, as they were)
-            let best = simplex[best_idx].clone();
-            for (i, x) in simplex.iter_mut().enumerate() {
-                if i != best_idx {
-                    x.iter_mut()
-                        .zip(&best)
-                        .for_each(|(x, x_best)| *x = x_best + sigma * (*x - x_best));
-                }
-            }
-            if batch {
-                let costs = problem.costs_of(&simplex);
-                for (i, c) in costs.into_iter().enumerate() {
-                    if i != best_idx {
-                        f_simplex[i] = c;
-                    }
-                }
-            } else {
-                for (i, x) in simplex.iter().enumerate() {
-                    if i != best_idx {
-                        f_simplex[i] = problem.cost(x);
-                    }
-                }
-            }
-        }
-        simplex[best_idx].clone()
-    }
-
     /// Restrict `x0` to the bounds given by `lower` and `upper`.
     fn restrict_to_bounds(x0: &mut [f64], lower: &[f64], upper: &[f64]) {
         x0.iter_mut()
@@ -898,6 +778,259 @@ impl Unfit {
             .for_each(|((x, &l), &u)| {
                 *x = x.clamp(l, u);
             });
+    }
+}
+
+/// sluice: a model prepared for fitting: its problem, and the optimiser's run on it.
+struct Run<'a> {
+    problem: ETSProblem<'a>,
+    nm: NelderMead,
+}
+
+impl Run<'_> {
+    /// Everything [`Unfit::fit`] does after the optimiser has run.
+    fn finish(self, y: &[f64]) -> Model {
+        let best_params = self.nm.best();
+        let Run { mut problem, .. } = self;
+        // Rerun the model with the best parameters.
+        problem.amse.fill(0.0);
+        problem.denom.fill(0.0);
+        let fit = problem.ets.pegels_resid_in(
+            y,
+            &best_params,
+            problem.x,
+            problem.ets.params.clone(),
+            problem.residuals,
+            problem.forecasts,
+            problem.amse,
+            problem.denom,
+        );
+        let sigma_squared = y
+            .iter()
+            .zip(fit.fitted())
+            .map(|(y, f)| (y - f).powi(2))
+            .sum::<f64>()
+            / (y.len() - fit.n_params() - 1) as f64;
+        Model::new(problem.ets, fit, sigma_squared.sqrt())
+    }
+}
+
+/// What a [`NelderMead`] run waits for.
+#[derive(Debug)]
+enum Phase {
+    /// The costs of the initial simplex.
+    Start,
+    /// The costs of the reflection, the expansion and the outside and inside contractions.
+    Step {
+        worst: usize,
+        second_worst: usize,
+        candidates: [Vec<f64>; 4],
+    },
+    /// The costs of the shrunk simplex (the best point's is not read).
+    Shrink,
+    Done,
+}
+
+/// The Nelder-Mead algorithm, a step at a time.
+///
+/// This is augurs' implementation (based on the one in the `statsforecast` Python package, with
+/// bounds checks and a custom stopping criterion), turned inside out by sluice: instead of
+/// calling the cost function, a run says which points it wants costs of
+/// ([`wants`](Self::wants)) and is given them ([`advance`](Self::advance)). It takes the same
+/// steps and reads the same costs, in the same order, as the loop did. Each step wants the
+/// four points the iteration may need (a reflection, then perhaps the expansion or a
+/// contraction, all known before the reflection's cost): computed together when the problem
+/// batches, or one at a time, as needed, when it does not.
+#[derive(Debug)]
+struct NelderMead {
+    simplex: Vec<Vec<f64>>,
+    f_simplex: Vec<f64>,
+    order_f: Vec<usize>,
+    costs_sorted: Vec<(usize, f64)>,
+    best_idx: usize,
+    bounds: Option<(Vec<f64>, Vec<f64>)>,
+    max_iter: usize,
+    iter: usize,
+    phase: Phase,
+}
+
+impl NelderMead {
+    const TOL_STD: f64 = 1e-4;
+
+    fn new(simplex: Vec<Vec<f64>>, bounds: Option<(Vec<f64>, Vec<f64>)>, max_iter: usize) -> Self {
+        Self {
+            f_simplex: Vec::with_capacity(simplex.len()),
+            order_f: Vec::with_capacity(simplex.len()),
+            costs_sorted: Vec::with_capacity(simplex.len()),
+            simplex,
+            best_idx: 0,
+            bounds,
+            max_iter,
+            iter: 0,
+            phase: Phase::Start,
+        }
+    }
+
+    fn done(&self) -> bool {
+        matches!(self.phase, Phase::Done)
+    }
+
+    /// The points whose costs the next [`advance`](Self::advance) may read.
+    fn wants(&self) -> &[Vec<f64>] {
+        match &self.phase {
+            Phase::Start | Phase::Shrink => &self.simplex,
+            Phase::Step { candidates, .. } => candidates,
+            Phase::Done => &[],
+        }
+    }
+
+    /// The best point found: the best at the start of the last iteration.
+    fn best(&self) -> Vec<f64> {
+        self.simplex[self.best_idx].clone()
+    }
+
+    fn restrict(&self, mut x: Vec<f64>) -> Vec<f64> {
+        if let Some((lower, upper)) = &self.bounds {
+            Unfit::restrict_to_bounds(&mut x, lower, upper);
+        }
+        x
+    }
+
+    /// One step: `cost(k, x)` is the cost of the `k`-th point of [`wants`](Self::wants), `x`,
+    /// asked for only when the step reads it.
+    fn advance(&mut self, mut cost: impl FnMut(usize, &[f64]) -> f64) {
+        let n = self.simplex[0].len() as f64;
+        let (gamma, rho, sigma) = (1.0 + 2.0 / n, 0.75 - 1.0 / (2.0 * n), 1.0 - 1.0 / n);
+        match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Start => {
+                self.f_simplex = self.simplex.iter().enumerate().map(|(k, x)| cost(k, x)).collect();
+                // (Upstream set the best to the first point here, unsorted: it is read only
+                // when `max_iter` is 0.)
+                self.best_idx = 0;
+            }
+            Phase::Shrink => {
+                for (i, x) in self.simplex.iter().enumerate() {
+                    if i != self.best_idx {
+                        self.f_simplex[i] = cost(i, x);
+                    }
+                }
+            }
+            Phase::Step {
+                worst,
+                second_worst,
+                candidates: [x_r, x_e, x_oc, x_ic],
+            } => {
+                let best = self.best_idx;
+                let f_r = cost(0, &x_r);
+                if self.f_simplex[best] <= f_r && f_r < self.f_simplex[second_worst] {
+                    self.simplex[worst] = x_r;
+                    self.f_simplex[worst] = f_r;
+                } else if f_r < self.f_simplex[best] {
+                    // Step 3: Expansion, reflected point is the best point so far
+                    let f_e = cost(1, &x_e);
+                    if f_e < f_r {
+                        self.simplex[worst] = x_e;
+                        self.f_simplex[worst] = f_e;
+                    } else {
+                        self.simplex[worst] = x_r;
+                        self.f_simplex[worst] = f_r;
+                    }
+                } else if !self.contract(worst, second_worst, f_r, (x_oc, x_ic), &mut cost) {
+                    // Step 6: shrink (upstream also restricted the reflected point to the bounds
+                    // here, which changed nothing: the shrunk points are left as they are)
+                    let best = self.simplex[best].clone();
+                    for (i, x) in self.simplex.iter_mut().enumerate() {
+                        if i != self.best_idx {
+                            x.iter_mut()
+                                .zip(&best)
+                                .for_each(|(x, x_best)| *x = x_best + sigma * (*x - x_best));
+                        }
+                    }
+                    self.phase = Phase::Shrink;
+                    return;
+                }
+            }
+            Phase::Done => return,
+        }
+        // The next iteration, as far as its costs.
+        if self.iter == self.max_iter {
+            return;
+        }
+        self.iter += 1;
+        self.costs_sorted.clear();
+        self.costs_sorted.extend(self.f_simplex.iter().copied().enumerate());
+        self.costs_sorted
+            .sort_unstable_by(|(_, a), (_, b)| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        self.order_f.clear();
+        self.order_f.extend(self.costs_sorted.iter().map(|(i, _)| *i));
+        self.best_idx = self.order_f[0];
+        let worst = self.order_f[self.order_f.len() - 1];
+        let second_worst = self.order_f[self.order_f.len() - 2];
+        // Check stopping criteria.
+        if self.f_simplex.std(0) < Self::TOL_STD {
+            return;
+        }
+        // Calculate centroid except argmax f_simplex.
+        let mut x_o = vec![0.0; self.simplex[0].len()];
+        for x in self
+            .simplex
+            .iter()
+            .enumerate()
+            .filter_map(|(i, x)| (i != worst).then_some(x))
+        {
+            for (i, el) in x.iter().enumerate() {
+                x_o[i] += el;
+            }
+        }
+        for x in x_o.iter_mut() {
+            *x /= n;
+        }
+        // Step 2: Reflection (alpha = 1), then the points steps 3 to 5 may need.
+        let alpha = 1.0;
+        let x_r = self.restrict(
+            x_o.iter()
+                .zip(&self.simplex[worst])
+                .map(|(x_0, x)| x_0 + alpha * (x_0 - x))
+                .collect(),
+        );
+        let toward = |coef: f64| x_o.iter().zip(&x_r).map(|(x_o, x_r)| x_o + coef * (x_r - x_o)).collect();
+        let x_e = self.restrict(toward(gamma));
+        let x_oc = self.restrict(toward(rho));
+        let x_ic = self.restrict(x_o.iter().zip(&x_r).map(|(x_o, x_r)| x_o - rho * (x_r - x_o)).collect());
+        self.phase = Phase::Step {
+            worst,
+            second_worst,
+            candidates: [x_r, x_e, x_oc, x_ic],
+        };
+    }
+
+    /// Steps 4 and 5, the contractions: whether one replaced the worst point.
+    fn contract(
+        &mut self,
+        worst: usize,
+        second_worst: usize,
+        f_r: f64,
+        (x_oc, x_ic): (Vec<f64>, Vec<f64>),
+        cost: &mut impl FnMut(usize, &[f64]) -> f64,
+    ) -> bool {
+        if self.f_simplex[second_worst] <= f_r && f_r < self.f_simplex[worst] {
+            // Step 4: outside Contraction
+            let f_oc = cost(2, &x_oc);
+            if f_oc <= f_r {
+                self.simplex[worst] = x_oc;
+                self.f_simplex[worst] = f_oc;
+                return true;
+            }
+        } else {
+            // Step 5: inside contraction
+            let f_ic = cost(3, &x_ic);
+            if f_ic < self.f_simplex[worst] {
+                self.simplex[worst] = x_ic;
+                self.f_simplex[worst] = f_ic;
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -1024,6 +1157,19 @@ impl<'a> ETSProblem<'a> {
             && error == ErrorComponent::Additive
             && season == SeasonalComponent::None
             && trend != TrendComponent::Multiplicative
+    }
+
+    /// sluice: candidate `inputs` as a chain for [`crate::ets::chain_likelihoods`] (the
+    /// problem must [`batch`](Self::batches)).
+    fn chain(&self, inputs: &[f64]) -> Chain<'a> {
+        let (params, i) = self.decode(inputs);
+        let n_states = self.ets.n_states;
+        let state = |k: usize| if k < n_states { inputs[i..].get(k).copied().unwrap_or(0.0) } else { 0.0 };
+        Chain {
+            y: self.y,
+            trend: self.ets.model_type.trend == TrendComponent::Additive,
+            candidate: [state(0), state(1), params.alpha, params.beta, params.phi],
+        }
     }
 
     /// sluice: the cost of each of `N` candidates, each bit for bit [`cost`](Self::cost)'s;
