@@ -107,7 +107,8 @@ impl EtsState {
     /// AutoETS `AZN` on `y`, read back; `sigma_h` covers `horizon` steps. The search is
     /// AutoETS's own: each form of [`EtsForm::SEARCH`] is fitted by augurs (Nelder–Mead on the
     /// likelihood; the forms' runs advance together, with the results of one at a time), a
-    /// form that fails or has a NaN AICc is skipped, and the lowest AICc wins. A test checks that it picks the model `AutoETS::new(1, "AZN")` picks.
+    /// form that fails or has a NaN AICc is skipped, and the lowest AICc wins. A test checks
+    /// that it picks the model `AutoETS::new(1, "AZN")` picks.
     pub fn fit(y: &[f64], horizon: usize) -> Result<EtsState, FitError> {
         Self::fit_scored(y, horizon).map(|(s, _)| s)
     }
