@@ -289,25 +289,6 @@ impl Ets {
         Some(if lik > 0.0 { n * lik.ln() } else { n * (lik + 1e-8).ln() })
     }
 
-    /// sluice: [`additive_likelihood`](Self::additive_likelihood) of `N` candidates at once,
-    /// each `(l0, b0, alpha, beta, phi)`, each bit for bit as alone (see [`chain_likelihoods`]).
-    /// `None` for the other forms.
-    pub(crate) fn additive_likelihoods<const N: usize>(
-        &self,
-        y: &[f64],
-        candidates: [[f64; 5]; N],
-    ) -> Option<[f64; N]> {
-        let ModelType { error, trend, season } = self.model_type;
-        if error != ErrorComponent::Additive || season != SeasonalComponent::None {
-            return None;
-        }
-        match trend {
-            TrendComponent::None => Some(level_group([y; N], candidates)),
-            TrendComponent::Additive => Some(trend_group([y; N], candidates)),
-            TrendComponent::Multiplicative => None,
-        }
-    }
-
     /// Fit the ETS model to the given data, using the given initial state and
     /// parameters.
     // Allow clippy to complain about the number of arguments, because this

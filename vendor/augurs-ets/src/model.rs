@@ -599,17 +599,8 @@ impl Unfit {
     /// Fit the ETS model to the data, returning a fitted [`Model`].
     #[instrument(skip_all)]
     pub fn fit(self, y: &[f64]) -> Result<Model, Error> {
-        let mut run = self.prepare(y)?;
-        while !run.nm.done() {
-            if run.problem.batches() {
-                let costs = run.problem.costs_of(run.nm.wants());
-                run.nm.advance(|k, _| costs[k]);
-            } else {
-                let problem = &mut run.problem;
-                run.nm.advance(|_, x| problem.cost(x));
-            }
-        }
-        Ok(run.finish(y))
+        // sluice: one run of `fit_together`, which takes the same steps.
+        Self::fit_together(vec![(self, y)]).pop().expect("one fit")
     }
 
     /// sluice: fit each `(model, y)` as [`fit`](Self::fit) does, with the same results, the
@@ -1149,8 +1140,8 @@ impl<'a> ETSProblem<'a> {
         (params, i)
     }
 
-    /// sluice: whether [`costs`](Self::costs) evaluates its candidates together (the
-    /// likelihood of an additive, non-seasonal form) rather than one after the other.
+    /// sluice: whether its candidates' costs can be computed together, as chains
+    /// ([`chain`](Self::chain)): the likelihood of an additive, non-seasonal form.
     fn batches(&self) -> bool {
         let ModelType { error, trend, season } = self.ets.model_type;
         matches!(self.ets.opt_crit, OptimizationCriteria::Likelihood)
@@ -1170,38 +1161,6 @@ impl<'a> ETSProblem<'a> {
             trend: self.ets.model_type.trend == TrendComponent::Additive,
             candidate: [state(0), state(1), params.alpha, params.beta, params.phi],
         }
-    }
-
-    /// sluice: the cost of each of `N` candidates, each bit for bit [`cost`](Self::cost)'s;
-    /// when [`batches`](Self::batches), computed together in about the time of one.
-    fn costs<const N: usize>(&mut self, inputs: [&[f64]; N]) -> [f64; N] {
-        if self.batches() {
-            let n_states = self.ets.n_states;
-            let candidates = inputs.map(|inputs| {
-                let (params, i) = self.decode(inputs);
-                let state = |k: usize| if k < n_states { inputs[i..].get(k).copied().unwrap_or(0.0) } else { 0.0 };
-                [state(0), state(1), params.alpha, params.beta, params.phi]
-            });
-            if let Some(costs) = self.ets.additive_likelihoods(self.y, candidates) {
-                return costs;
-            }
-        }
-        inputs.map(|inputs| self.cost(inputs))
-    }
-
-    /// The cost of every point of `xs`, four at a time when [`batches`](Self::batches).
-    fn costs_of(&mut self, xs: &[Vec<f64>]) -> Vec<f64> {
-        if !self.batches() {
-            return xs.iter().map(|x| self.cost(x)).collect();
-        }
-        let mut out = Vec::with_capacity(xs.len());
-        for chunk in xs.chunks(4) {
-            // A short last chunk repeats its last point; the extra costs are dropped.
-            let at = |k: usize| chunk[k.min(chunk.len() - 1)].as_slice();
-            let costs = self.costs([at(0), at(1), at(2), at(3)]);
-            out.extend_from_slice(&costs[..chunk.len()]);
-        }
-        out
     }
 
     /// Calculate the cost function.
