@@ -609,9 +609,8 @@ impl Unfit {
     /// in one interleaved pass, so the runs share the time a recursion spends waiting on its
     /// previous step.
     pub fn fit_together(fits: Vec<(Unfit, &[f64])>) -> Vec<Result<Model, Error>> {
-        let ys: Vec<&[f64]> = fits.iter().map(|(_, y)| *y).collect();
+        let len = fits.first().map_or(0, |(_, y)| y.len());
         let mut runs: Vec<Result<Run<'_>, Error>> = fits.into_iter().map(|(unfit, y)| unfit.prepare(y)).collect();
-        let len = ys.first().map_or(0, |y| y.len());
         let together = |run: &Run<'_>| run.problem.batches() && run.problem.y.len() == len;
         loop {
             let mut chains: Vec<Chain<'_>> = Vec::new();
@@ -644,7 +643,7 @@ impl Unfit {
                 }
             }
         }
-        runs.into_iter().zip(ys).map(|(run, y)| run.map(|run| run.finish(y))).collect()
+        runs.into_iter().map(|run| run.map(Run::finish)).collect()
     }
 
     /// Everything [`fit`](Self::fit) does before the optimiser runs.
@@ -780,9 +779,10 @@ struct Run<'a> {
 
 impl Run<'_> {
     /// Everything [`Unfit::fit`] does after the optimiser has run.
-    fn finish(self, y: &[f64]) -> Model {
+    fn finish(self) -> Model {
         let best_params = self.nm.best();
         let Run { mut problem, .. } = self;
+        let y = problem.y;
         // Rerun the model with the best parameters.
         problem.amse.fill(0.0);
         problem.denom.fill(0.0);
