@@ -1,6 +1,6 @@
 //! Load forecasts: `events: Collection<Event>` (insert-only) → `forecasts: Collection<row>`
-//! and `errors: Collection<row>`, plus dead letters. The maths is `crate::model::forecast`;
-//! this file only feeds it in event-time order.
+//! and `errors: Collection<row>`, plus dead letters, each an output of the one forecasting
+//! operator. The maths is `crate::model::forecast`; this file only feeds it in event-time order.
 //!
 //! ```text
 //!  events ──► samples (per event: key × value field) ──(exchange by series)──► forecast
@@ -28,20 +28,21 @@ use differential_dataflow::{AsCollection, VecCollection};
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::generic::{Operator, OutputBuilderSession};
-use timely::dataflow::operators::vec::Partition;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::{Operator, OutputBuilder, OutputBuilderSession};
+use timely::dataflow::operators::CapabilitySet;
 
 use crate::dead_letter::DeadLetter;
 use crate::event::Event;
 use crate::model::forecast::series::Bin;
-use crate::model::forecast::{Issued, Member, Obs, Resampler, SeriesForecaster, Used};
+use crate::model::forecast::{Member, Obs, Resampler, SeriesForecaster, Used};
 use crate::plan::{Emit, ForecastPlan, Port};
 use crate::render::pending::Pending;
 use crate::render::{Coll, StageOut};
 use crate::value::{format_time, shared_str, stable_hash, Value};
 
-/// The forecast operator's output updates: rows, their time and their difference.
-type ForecastUpdates = Vec<(ForecastOut, u64, isize)>;
+/// Updates of one of the forecast operator's outputs: data, time and difference.
+type Updates<D> = Vec<(D, u64, isize)>;
 
 /// One sample of one series.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -61,12 +62,27 @@ enum PreOut {
     Dead(Box<DeadLetter>),
 }
 
-/// What the forecast operator emits.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-enum ForecastOut {
-    Forecast(Vec<Value>),
-    Error(Vec<Value>),
-    Dead(Box<DeadLetter>),
+/// What the forecast operator makes in one activation, one buffer per output: each is sent
+/// straight to its collection, so a row is moved once between the operator and its sink.
+#[derive(Default)]
+struct Made {
+    forecasts: Updates<Vec<Value>>,
+    errors: Updates<Vec<Value>>,
+    dead: Updates<DeadLetter>,
+}
+
+impl Made {
+    /// Updates made before they are sent. Every sample makes about a hundred (forecasts
+    /// retracted and issued, and realized errors), so a timestamp of a thousand series makes
+    /// 100,000: held until the timestamp is done, they would be written out of cache and read
+    /// back from memory on their way to the outputs.
+    const SEND_AT: usize = 2048;
+
+    fn send_if_full(&mut self, send: &mut impl FnMut(&mut Made)) {
+        if self.forecasts.len() + self.errors.len() + self.dead.len() >= Self::SEND_AT {
+            send(self);
+        }
+    }
 }
 
 type SeriesKey = (Vec<Value>, u32);
@@ -79,6 +95,46 @@ struct Series {
     open_end: Option<i64>,
     /// The rows of the current forecast in the output (`updates`).
     shown: Vec<Vec<Value>>,
+    /// The names of its recent mixes of models.
+    names: MixNames,
+    /// The name of its metric, as rows show it.
+    metric: Value,
+}
+
+/// The names of a series' recent mixes of models (`ets 0.62 + ar 0.38`), by
+/// [`Used::name_key`]: a series' weights move a little with every sample, but their names,
+/// rounded to hundredths, mostly do not, so each is formatted once rather than per sample.
+#[derive(Default)]
+struct MixNames {
+    entries: Vec<([u8; 5], Value)>,
+    /// The entry replaced next once there are `MixNames::CAP`.
+    next: usize,
+}
+
+impl MixNames {
+    const CAP: usize = 8;
+
+    fn name(&mut self, used: &Used, text: &mut String) -> Value {
+        let mut format = || {
+            text.clear();
+            write!(text, "{used}").expect("writing to a string");
+            shared_str(text)
+        };
+        let Some(key) = used.name_key() else {
+            return format();
+        };
+        if let Some((_, name)) = self.entries.iter().find(|(k, _)| *k == key) {
+            return name.clone();
+        }
+        let name = format();
+        if self.entries.len() < Self::CAP {
+            self.entries.push((key, name.clone()));
+        } else {
+            self.entries[self.next] = (key, name.clone());
+            self.next = (self.next + 1) % Self::CAP;
+        }
+        name
+    }
 }
 
 /// A forecast in the plan's graph: forecasts as its main collection, realized errors as a port.
@@ -89,41 +145,11 @@ pub fn stage<'s>(
     fields: (&str, &str),
 ) -> StageOut<'s> {
     let samples = samples(events, plan, fields);
-    let out = forecast(samples, plan);
-    // One stream per kind of record, each moved (not cloned) into its own collection.
-    let mut parts = out
-        .inner
-        .partition(3, |(o, t, r)| {
-            let part = match &o {
-                ForecastOut::Forecast(_) => 0,
-                ForecastOut::Error(_) => 1,
-                ForecastOut::Dead(_) => 2,
-            };
-            (part, (o, t, r))
-        })
-        .into_iter()
-        .map(|stream| stream.as_collection());
-    let (forecasts, errors, dead) = (
-        parts.next().expect("three parts"),
-        parts.next().expect("three parts"),
-        parts.next().expect("three parts"),
-    );
+    let (forecasts, errors, dead) = forecast(samples, plan);
     StageOut {
-        main: Coll::Rows(forecasts.flat_map(|o| match o {
-            ForecastOut::Forecast(row) => Some(row),
-            _ => None,
-        })),
-        ports: vec![(
-            Port::Errors,
-            Coll::Rows(errors.flat_map(|o| match o {
-                ForecastOut::Error(row) => Some(row),
-                _ => None,
-            })),
-        )],
-        errs: vec![dead.flat_map(|o| match o {
-            ForecastOut::Dead(d) => Some(*d),
-            _ => None,
-        })],
+        main: Coll::Rows(forecasts),
+        ports: vec![(Port::Errors, Coll::Rows(errors))],
+        errs: vec![dead],
     }
 }
 
@@ -259,103 +285,148 @@ fn unknown_key(plan: &ForecastPlan, key: &[Value]) -> Option<String> {
     })
 }
 
-/// The forecasting operator (see the module doc).
+/// The forecasting operator (see the module doc): forecasts, realized errors and dead
+/// letters, each on its own output.
+#[allow(clippy::type_complexity)]
 fn forecast<'s>(
     samples: timely::dataflow::StreamVec<'s, u64, (PreOut, u64, isize)>,
     plan: &ForecastPlan,
-) -> VecCollection<'s, u64, ForecastOut, isize> {
+) -> (
+    VecCollection<'s, u64, Vec<Value>, isize>,
+    VecCollection<'s, u64, Vec<Value>, isize>,
+    VecCollection<'s, u64, DeadLetter, isize>,
+) {
     let plan = plan.clone();
-    let name = format!("Forecast({})", plan.name);
     let exchange = Exchange::new(|(p, _, _): &(PreOut, u64, isize)| match p {
         PreOut::Sample(s) => stable_hash(&(&s.key, s.metric)),
         PreOut::Dead(d) => stable_hash(&d.record),
     });
-    samples
-        .unary_frontier::<CapacityContainerBuilder<ForecastUpdates>, _, _, _>(exchange, &name, move |_, _| {
-            let mut pending: Pending<(PreOut, isize)> = Pending::default();
-            let mut series: BTreeMap<SeriesKey, Series> = BTreeMap::new();
-            // Open bins by end, so closing them does not visit every series.
-            let mut opens: BTreeMap<i64, BTreeSet<SeriesKey>> = BTreeMap::new();
-            // Output made but not sent yet, reused from one timestamp to the next.
-            let mut out: ForecastUpdates = Vec::new();
-            move |(input, frontier), output| {
-                input.for_each_stamp(|cap, data| pending.absorb(&cap, data, |p, r| (p, r)));
-                let (ready, limit) = pending.ready(frontier);
-                for (time, updates) in ready {
-                    // Each timestamp's output is sent before the next one's is made, so `out`
-                    // holds one timestamp's rows, not a whole file's.
-                    give(&mut out, output, &pending.caps);
-                    // Bins that end by `time` close before samples at `time` arrive.
-                    close(&plan, &mut series, &mut opens, Some(time as i64), &mut out);
-                    let mut batch: Vec<(Sample, isize)> = Vec::new();
-                    for (p, r) in updates {
-                        match p {
-                            PreOut::Dead(d) => out.push((ForecastOut::Dead(d), time, r)),
-                            PreOut::Sample(s) => batch.push((s, r)),
-                        }
+    let mut builder = OperatorBuilder::new(format!("Forecast({})", plan.name), samples.scope());
+    let mut input = builder.new_input(samples, exchange);
+    let (forecasts_out, forecasts) = builder.new_output();
+    let (errors_out, errors) = builder.new_output();
+    let (dead_out, dead) = builder.new_output();
+    let mut outputs = (
+        OutputBuilder::<u64, Rows>::from(forecasts_out),
+        OutputBuilder::<u64, Rows>::from(errors_out),
+        OutputBuilder::<u64, CapacityContainerBuilder<Updates<DeadLetter>>>::from(dead_out),
+    );
+    builder.build(move |_initial| {
+        let mut pending: Pending<(PreOut, isize)> = Pending::default();
+        // Capabilities for the errors and dead-letter outputs (`pending` holds the forecasts').
+        let mut more = [CapabilitySet::new(), CapabilitySet::new()];
+        let mut series: BTreeMap<SeriesKey, Series> = BTreeMap::new();
+        // Open bins by end, so closing them does not visit every series.
+        let mut opens: BTreeMap<i64, BTreeSet<SeriesKey>> = BTreeMap::new();
+        // Output made but not sent yet (a few series' worth), its buffers reused.
+        let mut made = Made::default();
+        move |frontiers| {
+            let frontier = &frontiers[0];
+            let mut sessions = (outputs.0.activate(), outputs.1.activate(), outputs.2.activate());
+            input.for_each_stamp(|cap, data| {
+                for (port, caps) in more.iter_mut().enumerate() {
+                    if let Some(c) = cap.retain_least(port + 1) {
+                        caps.insert(c);
                     }
-                    batch.sort_by(|(a, _), (b, _)| {
-                        (&a.key, a.metric, a.time)
-                            .cmp(&(&b.key, b.metric, b.time))
-                            .then(a.value.total_cmp(&b.value))
+                }
+                pending.absorb(&cap, data, |p, r| (p, r))
+            });
+            let (ready, limit) = pending.ready(frontier);
+            let caps = [&pending.caps, &more[0], &more[1]];
+            // Sends what is made, so that it is moved on while it is still in cache.
+            let mut send = |made: &mut Made| {
+                give(&mut made.forecasts, &mut sessions.0, caps[0]);
+                give(&mut made.errors, &mut sessions.1, caps[1]);
+                give(&mut made.dead, &mut sessions.2, caps[2]);
+            };
+            for (time, updates) in ready {
+                // Bins that end by `time` close before samples at `time` arrive.
+                close(&plan, &mut series, &mut opens, Some(time as i64), &mut made, &mut send);
+                let mut batch: Vec<(Sample, isize)> = Vec::new();
+                for (p, r) in updates {
+                    match p {
+                        PreOut::Dead(d) => made.dead.push((*d, time, r)),
+                        PreOut::Sample(s) => batch.push((s, r)),
+                    }
+                }
+                batch.sort_by(|(a, _), (b, _)| {
+                    (&a.key, a.metric, a.time)
+                        .cmp(&(&b.key, b.metric, b.time))
+                        .then(a.value.total_cmp(&b.value))
+                });
+                for (sample, copies) in batch {
+                    let id = (sample.key.clone(), sample.metric);
+                    let s = series.entry(id.clone()).or_insert_with(|| Series {
+                        resampler: Resampler::new(plan.step_ms as i64, plan.aggregation, plan.gap),
+                        model: series_forecaster(&plan, &id.0, id.1),
+                        open_end: None,
+                        shown: Vec::new(),
+                        names: MixNames::default(),
+                        metric: shared_str(&plan.values[id.1 as usize].0),
                     });
-                    for (sample, copies) in batch {
-                        let id = (sample.key.clone(), sample.metric);
-                        let s = series.entry(id.clone()).or_insert_with(|| Series {
-                            resampler: Resampler::new(plan.step_ms as i64, plan.aggregation, plan.gap),
-                            model: series_forecaster(&plan, &id.0, id.1),
-                            open_end: None,
-                            shown: Vec::new(),
-                        });
-                        for _ in 0..copies {
-                            let mut bins = Vec::new();
-                            if let Err(reason) = s.resampler.push(sample.time, sample.value, &mut bins) {
-                                let (metric, _) = &plan.values[sample.metric as usize];
-                                let detail = format!("`{metric}` = {}: {reason}", sample.value);
-                                let record = if sample.record.is_empty() {
-                                    format!("{{\"{metric}\":{}}}", sample.value)
-                                } else {
-                                    sample.record.clone()
-                                };
-                                let d = letter(&plan, reason.code(), detail, sample.time, record);
-                                out.push((ForecastOut::Dead(Box::new(d)), time, 1));
-                            }
-                            // Bins close only by the frontier (see `close`), except past a
-                            // gap inside one timestamp; those are stamped now.
-                            emit(&plan, &id, s, bins, time, &mut out);
+                    for _ in 0..copies {
+                        let mut bins = Vec::new();
+                        if let Err(reason) = s.resampler.push(sample.time, sample.value, &mut bins) {
+                            let (metric, _) = &plan.values[sample.metric as usize];
+                            let detail = format!("`{metric}` = {}: {reason}", sample.value);
+                            let record = if sample.record.is_empty() {
+                                format!("{{\"{metric}\":{}}}", sample.value)
+                            } else {
+                                sample.record.clone()
+                            };
+                            let d = letter(&plan, reason.code(), detail, sample.time, record);
+                            made.dead.push((d, time, 1));
                         }
-                        let step = plan.step_ms as i64;
-                        let end = (sample.time.div_euclid(step) + 1) * step;
-                        if s.open_end != Some(end) {
-                            if let Some(old) = s.open_end.replace(end) {
-                                if let Some(set) = opens.get_mut(&old) {
-                                    set.remove(&id);
-                                }
+                        // Bins close only by the frontier (see `close`), except past a
+                        // gap inside one timestamp; those are stamped now.
+                        emit(&plan, &id, s, bins, time, &mut made);
+                        made.send_if_full(&mut send);
+                    }
+                    let step = plan.step_ms as i64;
+                    let end = (sample.time.div_euclid(step) + 1) * step;
+                    if s.open_end != Some(end) {
+                        if let Some(old) = s.open_end.replace(end) {
+                            if let Some(set) = opens.get_mut(&old) {
+                                set.remove(&id);
                             }
-                            opens.entry(end).or_default().insert(id);
                         }
+                        opens.entry(end).or_default().insert(id);
                     }
                 }
-                close(&plan, &mut series, &mut opens, limit.map(|l| l as i64), &mut out);
-                give(&mut out, output, &pending.caps);
-                opens.retain(|_, set| !set.is_empty());
-                let mut hold = pending.next_time();
-                if let Some(end) = opens.keys().next() {
-                    let end = *end as u64;
-                    hold = Some(hold.map_or(end, |h| h.min(end)));
-                }
-                pending.caps.downgrade(hold.iter());
             }
-        })
-        .as_collection()
+            close(
+                &plan,
+                &mut series,
+                &mut opens,
+                limit.map(|l| l as i64),
+                &mut made,
+                &mut send,
+            );
+            send(&mut made);
+            opens.retain(|_, set| !set.is_empty());
+            let mut hold = pending.next_time();
+            if let Some(end) = opens.keys().next() {
+                let end = *end as u64;
+                hold = Some(hold.map_or(end, |h| h.min(end)));
+            }
+            pending.caps.downgrade(hold.iter());
+            for caps in &mut more {
+                caps.downgrade(hold.iter());
+            }
+        }
+    });
+    (forecasts.as_collection(), errors.as_collection(), dead.as_collection())
 }
+
+/// The container builder of the forecasts' and errors' outputs.
+type Rows = CapacityContainerBuilder<Updates<Vec<Value>>>;
 
 /// Sends `out` as one message at its least time (see `pending::Batch`), and empties it
 /// (keeping its capacity).
-fn give(
-    out: &mut ForecastUpdates,
-    output: &mut OutputBuilderSession<'_, u64, CapacityContainerBuilder<ForecastUpdates>>,
-    caps: &timely::dataflow::operators::CapabilitySet<u64>,
+fn give<D: 'static>(
+    out: &mut Updates<D>,
+    output: &mut OutputBuilderSession<'_, u64, CapacityContainerBuilder<Updates<D>>>,
+    caps: &CapabilitySet<u64>,
 ) {
     // Stamps arrive in order (bins close by their end, then a timestamp's samples), but a
     // stable sort keeps that from being an assumption; it is linear on sorted input.
@@ -373,7 +444,8 @@ fn close(
     series: &mut BTreeMap<SeriesKey, Series>,
     opens: &mut BTreeMap<i64, BTreeSet<SeriesKey>>,
     until: Option<i64>,
-    out: &mut ForecastUpdates,
+    made: &mut Made,
+    send: &mut impl FnMut(&mut Made),
 ) {
     let ends: Vec<i64> = opens
         .keys()
@@ -389,13 +461,14 @@ fn close(
                 None => s.resampler.finish(&mut bins),
             }
             s.open_end = None;
-            emit(plan, &id, s, bins, end as u64, out);
+            emit(plan, &id, s, bins, end as u64, made);
+            made.send_if_full(send);
         }
     }
 }
 
 /// Feeds closed bins to the series' models and writes what they give, stamped `at`.
-fn emit(plan: &ForecastPlan, id: &SeriesKey, s: &mut Series, bins: Vec<Bin>, at: u64, out: &mut ForecastUpdates) {
+fn emit(plan: &ForecastPlan, id: &SeriesKey, s: &mut Series, bins: Vec<Bin>, at: u64, made: &mut Made) {
     let Some(last) = bins.last().map(|b| b.time) else {
         return;
     };
@@ -414,18 +487,17 @@ fn emit(plan: &ForecastPlan, id: &SeriesKey, s: &mut Series, bins: Vec<Bin>, at:
             Err(e) => {
                 let (metric, _) = &plan.values[id.1 as usize];
                 let d = letter(plan, e.reason(), format!("`{metric}`: {e}"), bin.time, String::new());
-                out.push((ForecastOut::Dead(Box::new(d)), at, 1));
+                made.dead.push((d, at, 1));
                 continue;
             }
         };
         let scale = s.model.scale();
-        let metric = shared_str(&plan.values[id.1 as usize].0);
         for e in step_errors {
             let h = e.horizon as i64;
             let mut row = Vec::with_capacity(id.0.len() + 13);
             row.extend_from_slice(&id.0);
             row.extend([
-                metric.clone(),
+                s.metric.clone(),
                 member_value(&mut members, e.member),
                 Value::Int(h),
                 Value::Time(bin.time - h * step + step),
@@ -439,32 +511,35 @@ fn emit(plan: &ForecastPlan, id: &SeriesKey, s: &mut Series, bins: Vec<Bin>, at:
                 number(e.forecast.hi95),
                 number(scale),
             ]);
-            out.push((ForecastOut::Error(row), at, 1));
+            made.errors.push((row, at, 1));
         }
         if plan.emit == Emit::Final {
-            for row in rows(plan, id, s.model.issued(), bin.time) {
-                out.push((ForecastOut::Forecast(row), at, 1));
+            for row in rows(plan, id, s, bin.time) {
+                made.forecasts.push((row, at, 1));
             }
         }
     }
     if plan.emit == Emit::Updates {
-        let now = rows(plan, id, s.model.issued(), last);
+        let now = rows(plan, id, s, last);
         for row in std::mem::take(&mut s.shown) {
-            out.push((ForecastOut::Forecast(row), at, -1));
+            made.forecasts.push((row, at, -1));
         }
         for row in &now {
-            out.push((ForecastOut::Forecast(row.clone()), at, 1));
+            made.forecasts.push((row.clone(), at, 1));
         }
         s.shown = now;
     }
 }
 
 /// The rows of a series' current forecast, issued after the bin at `last`.
-fn rows(plan: &ForecastPlan, id: &SeriesKey, issued: &Issued, last: i64) -> Vec<Vec<Value>> {
+fn rows(plan: &ForecastPlan, id: &SeriesKey, s: &mut Series, last: i64) -> Vec<Vec<Value>> {
     let step = plan.step_ms as i64;
-    let metric = shared_str(&plan.values[id.1 as usize].0);
-    let mut used_name = String::new();
-    // The horizons of one forecast mostly share their mix of models: name it once per mix.
+    let Series {
+        model, names, metric, ..
+    } = s;
+    let issued = model.issued();
+    let mut text = String::new();
+    // The horizons of one forecast mostly share their mix of models.
     let mut named: Option<(&Used, Value)> = None;
     issued
         .points
@@ -476,9 +551,7 @@ fn rows(plan: &ForecastPlan, id: &SeriesKey, issued: &Issued, last: i64) -> Vec<
             let name = match &named {
                 Some((prev, name)) if *prev == used => name.clone(),
                 _ => {
-                    used_name.clear();
-                    write!(used_name, "{used}").expect("writing to a string");
-                    let name = shared_str(&used_name);
+                    let name = names.name(used, &mut text);
                     named = Some((used, name.clone()));
                     name
                 }

@@ -344,7 +344,8 @@ fn sink_parts<'s>(
                 Coll::Rows(r) => Some(r),
                 _ => None,
             });
-            sink::sink(concatenate(scope, rows).probe_with(probe), spec, env, |row| row)
+            // Already rows: straight to the sink, without a pass that would only move them.
+            sink::sink_rows(concatenate(scope, rows).probe_with(probe).inner, spec, env)
         }
     }
 }

@@ -211,7 +211,7 @@ where
 }
 
 /// The sink itself: rows to worker 0, counted, viewed, and written.
-fn sink_rows<'s>(
+pub fn sink_rows<'s>(
     rows: timely::dataflow::StreamVec<'s, u64, (Vec<Value>, u64, isize)>,
     spec: OutputPlan,
     env: &SinkEnv,

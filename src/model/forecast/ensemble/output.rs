@@ -119,6 +119,33 @@ pub struct Used {
     pub fallback: Option<Fallback>,
 }
 
+impl Used {
+    /// A key that two `Used` share only when they read the same ([`Display`](fmt::Display)):
+    /// per model, 255 when it has no weight, else its weight in hundredths as `{:.2}` rounds it.
+    /// `None` when that cannot be told without formatting: a fallback, or a weight outside
+    /// `[0, 1]` or within 10⁻⁶ hundredths of a rounding tie. Rows name their mix of models on
+    /// every sample; with this, the name is formatted only when the key changes.
+    pub fn name_key(&self) -> Option<[u8; 5]> {
+        if self.fallback.is_some() {
+            return None;
+        }
+        let mut key = [u8::MAX; 5];
+        for (k, w) in key.iter_mut().zip(self.weights) {
+            if w > 0.0 {
+                // `w * 100` is within an ulp (about 10⁻¹⁴) of the exact product, so away from a
+                // tie it rounds as `{:.2}` rounds the exact decimal value of `w`.
+                let hundredths = w * 100.0;
+                let fraction = hundredths - hundredths.floor();
+                if hundredths > 100.0 || (fraction - 0.5).abs() < 1e-6 {
+                    return None;
+                }
+                *k = hundredths.round() as u8;
+            }
+        }
+        Some(key)
+    }
+}
+
 impl fmt::Display for Used {
     /// `ets`, `ets 0.62 + ar 0.38`, or `seasonal_naive (too short: 10 < 48)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

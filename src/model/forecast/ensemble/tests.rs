@@ -217,3 +217,63 @@ fn refit_schedule_phases_and_searches() {
     cfg.search_every = 0;
     assert_eq!(cfg.validate().unwrap_err().field, "search_every");
 }
+
+/// A mix's name key stands for its text: where it has one, each weight's hundredths are what
+/// `{:.2}` prints, so two mixes with one key read the same; fallbacks and near-ties have none.
+#[test]
+fn a_name_key_is_what_the_name_prints() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    // Ties and values next to them, where `{:.2}` and a rounded product could disagree.
+    let awkward: [f64; 11] = [0.005, 0.015, 0.125, 0.135, 0.625, 0.995, 1.0, 0.0, 0.5, 0.285, 1e-9];
+    let mut keyed = 0;
+    for i in 0..200_000 {
+        let mut weights = [0.0; 5];
+        for w in &mut weights {
+            *w = match rng.random_range(0..4) {
+                0 => 0.0,
+                1 => awkward[rng.random_range(0..awkward.len())],
+                2 => {
+                    let a = awkward[rng.random_range(0..awkward.len())];
+                    f64::from_bits(a.to_bits().wrapping_add(rng.random_range(0..5)).wrapping_sub(2))
+                }
+                _ => rng.random::<f64>(),
+            };
+        }
+        let fallback = (i % 50 == 0).then_some(Fallback::AwaitingRefit);
+        let used = Used { weights, fallback };
+        let Some(key) = used.name_key() else {
+            assert!(
+                fallback.is_some()
+                    || weights
+                        .iter()
+                        .any(|w| *w > 0.0 && ((w * 100.0).fract() - 0.5).abs() < 1e-6 || *w > 1.0),
+                "{weights:?} has a key"
+            );
+            continue;
+        };
+        keyed += 1;
+        for (k, w) in key.iter().zip(weights) {
+            if w > 0.0 {
+                assert_eq!(format!("{w:.2}"), format!("{}.{:02}", k / 100, k % 100), "{w:e}");
+            } else {
+                assert_eq!(*k, u8::MAX);
+            }
+        }
+    }
+    // These mixes are mostly ties and their neighbours, so most have no key.
+    assert!(keyed > 20_000, "{keyed}");
+    // Weights as an ensemble makes them: keyed unless a rounding tie is within 10⁻⁶.
+    let plain = (0..10_000)
+        .filter(|_| {
+            let raw: [f64; 5] = std::array::from_fn(|_| rng.random::<f64>());
+            let sum: f64 = raw.iter().sum();
+            let used = Used {
+                weights: raw.map(|w| w / sum),
+                fallback: None,
+            };
+            used.name_key().is_some()
+        })
+        .count();
+    assert!(plain >= 9_990, "{plain}");
+}
