@@ -38,7 +38,7 @@ use crate::model::forecast::series::Bin;
 use crate::model::forecast::{Member, Obs, Resampler, SeriesForecaster, Used};
 use crate::plan::{Emit, ForecastPlan, Port};
 use crate::render::pending::Pending;
-use crate::render::{Coll, StageOut};
+use crate::render::{Coll, DeadOf, RowsOf, StageOut};
 use crate::value::{format_time, shared_str, stable_hash, Value};
 
 /// Updates of one of the forecast operator's outputs: data, time and difference.
@@ -62,8 +62,8 @@ enum PreOut {
     Dead(Box<DeadLetter>),
 }
 
-/// What the forecast operator makes in one activation, one buffer per output: each is sent
-/// straight to its collection, so a row is moved once between the operator and its sink.
+/// What the forecasting operator has made and not sent yet, one buffer per output: each is
+/// sent straight to its collection, so a row is moved once between the operator and its sink.
 #[derive(Default)]
 struct Made {
     forecasts: Updates<Vec<Value>>,
@@ -287,15 +287,10 @@ fn unknown_key(plan: &ForecastPlan, key: &[Value]) -> Option<String> {
 
 /// The forecasting operator (see the module doc): forecasts, realized errors and dead
 /// letters, each on its own output.
-#[allow(clippy::type_complexity)]
 fn forecast<'s>(
     samples: timely::dataflow::StreamVec<'s, u64, (PreOut, u64, isize)>,
     plan: &ForecastPlan,
-) -> (
-    VecCollection<'s, u64, Vec<Value>, isize>,
-    VecCollection<'s, u64, Vec<Value>, isize>,
-    VecCollection<'s, u64, DeadLetter, isize>,
-) {
+) -> (RowsOf<'s>, RowsOf<'s>, DeadOf<'s>) {
     let plan = plan.clone();
     let exchange = Exchange::new(|(p, _, _): &(PreOut, u64, isize)| match p {
         PreOut::Sample(s) => stable_hash(&(&s.key, s.metric)),
