@@ -37,7 +37,7 @@ use crate::event::Event;
 use crate::model::forecast::series::Bin;
 use crate::model::forecast::{Member, Obs, Resampler, SeriesForecaster, Used};
 use crate::plan::{Emit, ForecastPlan, Port};
-use crate::render::pending::Pending;
+use crate::render::pending::{retain_ports, Pending};
 use crate::render::{Coll, DeadOf, RowsOf, StageOut};
 use crate::value::{format_time, shared_str, stable_hash, Value};
 
@@ -319,11 +319,7 @@ fn forecast<'s>(
             let frontier = &frontiers[0];
             let mut sessions = (outputs.0.activate(), outputs.1.activate(), outputs.2.activate());
             input.for_each_stamp(|cap, data| {
-                for (port, caps) in more.iter_mut().enumerate() {
-                    if let Some(c) = cap.retain_least(port + 1) {
-                        caps.insert(c);
-                    }
-                }
+                retain_ports(&mut more, &cap, 1);
                 pending.absorb(&cap, data, |p, r| (p, r))
             });
             let (ready, limit) = pending.ready(frontier);

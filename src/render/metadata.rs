@@ -24,6 +24,7 @@ use crate::event::Event;
 use crate::plan::metadata::{InvalidMetadata, MetaField, MetadataPlan};
 use crate::plan::Port;
 use crate::render::enrich::Counter;
+use crate::render::fan_out::fan_out;
 use crate::render::{Coll, StageOut};
 use crate::value::{format_time, stable_hash, Sym, Value};
 
@@ -163,14 +164,6 @@ fn describe(v: &Value) -> String {
     }
 }
 
-/// What the operator emits per event.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
-enum MetaOut {
-    Event(Event),
-    Count(Counter),
-    Dead(Box<DeadLetter>),
-}
-
 /// The metadata stage of source `source` (whose time and type field names are `fields`).
 pub fn stage<'s>(
     events: VecCollection<'s, u64, Event, isize>,
@@ -181,47 +174,33 @@ pub fn stage<'s>(
     let plan = plan.clone();
     let stage = format!("metadata:{source}");
     let (time_field, type_field) = (fields.0.to_string(), fields.1.to_string());
-    let out = events.flat_map(move |event| {
-        let (counted, last) = match decide(&plan, &event) {
-            Ok((event, counted)) => (counted, MetaOut::Event(event)),
-            Err(detail) => (
-                Vec::new(),
-                MetaOut::Dead(Box::new(DeadLetter {
-                    stage: stage.clone(),
-                    reason: "invalid_metadata".into(),
-                    detail,
-                    location: format!("{} event at {}", event.kind, format_time(event.time)),
-                    record: event.to_json(&time_field, &type_field).to_string(),
-                    event_time: Some(event.time),
-                    original: None,
-                })),
-            ),
-        };
-        (counted.into_iter())
-            .map(|(field, applied)| MetaOut::Count(Counter::new(applied.metric(), field)))
-            .chain(std::iter::once(last))
-    });
-    let [events, counts, dead] = crate::render::split_into(out, |o| match o {
-        MetaOut::Event(_) => 0,
-        MetaOut::Count(_) => 1,
-        MetaOut::Dead(_) => 2,
-    });
+    let (events, counts, dead) = fan_out(
+        events,
+        &format!("Metadata({source})"),
+        move |event: Event, out| match decide(&plan, &event) {
+            Ok((decided, counted)) => {
+                out.a.push(decided);
+                (out.b).extend(
+                    counted
+                        .into_iter()
+                        .map(|(field, applied)| Counter::new(applied.metric(), field)),
+                );
+            }
+            Err(detail) => out.c.push(DeadLetter {
+                stage: stage.clone(),
+                reason: "invalid_metadata".into(),
+                detail,
+                location: format!("{} event at {}", event.kind, format_time(event.time)),
+                record: event.to_json(&time_field, &type_field).to_string(),
+                event_time: Some(event.time),
+                original: None,
+            }),
+        },
+    );
     StageOut {
-        main: Coll::Events(events.flat_map(|o| match o {
-            MetaOut::Event(e) => Some(e),
-            _ => None,
-        })),
-        ports: vec![(
-            Port::Counters,
-            Coll::Counters(counts.flat_map(|o| match o {
-                MetaOut::Count(c) => Some(c),
-                _ => None,
-            })),
-        )],
-        errs: vec![dead.flat_map(|o| match o {
-            MetaOut::Dead(d) => Some(*d),
-            _ => None,
-        })],
+        main: Coll::Events(events),
+        ports: vec![(Port::Counters, Coll::Counters(counts))],
+        errs: vec![dead],
     }
 }
 

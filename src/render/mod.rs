@@ -16,6 +16,7 @@
 pub mod continuous;
 pub mod dedup;
 pub mod enrich;
+pub mod fan_out;
 pub mod forecast;
 pub mod join;
 pub mod metadata;
@@ -102,7 +103,9 @@ pub struct Rendered {
 /// A stage's tagged output split by `part` into `n` collections, each record moved into the
 /// one its `part` names (timely's `partition`). Stages with several kinds of output (events,
 /// counters, dead letters, …) read them out of their parts with `flat_map`: a stream read by
-/// several `flat_map`s would clone every batch once for each reader but the last.
+/// several `flat_map`s would clone every batch once for each reader but the last. Cheaper still
+/// is an operator with one output per kind, which moves each record once: `fan_out` for a
+/// stateless stage (metadata), or outputs of the stage's own operator (router, forecasts).
 pub fn split<'s, O: Clone + 'static>(
     out: VecCollection<'s, u64, O, isize>,
     n: usize,

@@ -187,6 +187,12 @@ impl<D> Default for Batch<D> {
 }
 
 impl<D: 'static> Batch<D> {
+    /// Updates made before an operator with several outputs sends them: sent while they are
+    /// still in cache, rather than held until the activation ends, when a busy activation
+    /// (hundreds of thousands of updates) has written them out to memory, to be read back on
+    /// their way to the next operator.
+    pub const SEND_AT: usize = 2048;
+
     pub fn give(&mut self, data: D, time: u64, diff: isize) {
         self.least = Some(self.least.map_or(time, |l| l.min(time)));
         self.updates.push((data, time, diff));
@@ -198,6 +204,24 @@ impl<D: 'static> Batch<D> {
         if let Some(least) = self.least.take() {
             let cap = caps.delayed(&least);
             output.session(&cap).give_iterator(self.updates.drain(..));
+        }
+    }
+
+    /// [`Batch::send`] once there are [`Batch::SEND_AT`] updates.
+    pub fn send_if_full(&mut self, caps: &CapabilitySet<u64>, output: &mut UpdateOutput<'_, D>) {
+        if self.updates.len() >= Self::SEND_AT {
+            self.send(caps, output);
+        }
+    }
+}
+
+/// Keeps, in `caps[i]`, a capability of output port `first + i` for the least time of a
+/// received message: the outputs after the first of an operator whose first output's
+/// capabilities a [`Pending`] keeps.
+pub fn retain_ports(caps: &mut [CapabilitySet<u64>], cap: &InputCapability<u64>, first: usize) {
+    for (i, caps) in caps.iter_mut().enumerate() {
+        if let Some(c) = cap.retain_least(first + i) {
+            caps.insert(c);
         }
     }
 }

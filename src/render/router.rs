@@ -48,15 +48,17 @@ use std::collections::BTreeMap;
 use differential_dataflow::AsCollection;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::vec::{Broadcast, Map};
+use timely::dataflow::operators::CapabilitySet;
 
 use crate::dead_letter::DeadLetter;
 use crate::event::Event;
 use crate::model::placement::{shard_homes, PlacementSpec, Placer};
 use crate::model::routing::{decide, Reason, RegionLoad};
 use crate::plan::router::{MigrationLoad, RouterPlan, ROUTER_METRICS};
-use crate::render::pending::{Batch, Paired};
+use crate::render::pending::{retain_ports, Batch, Paired};
 use crate::render::{Coll, EventsOf, RowsOf, StageOut, WindowsOf};
 use crate::value::{format_time, Sym, Value};
 
@@ -81,17 +83,6 @@ impl Ctx {
             Ctx::Rates(end, _, _) => *end,
         }
     }
-}
-
-/// What the router emits.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
-enum RouterOut {
-    Decision(Event),
-    Dead(Box<DeadLetter>),
-    /// A `NAME_migrations` row.
-    Migration(Vec<Value>),
-    /// A `NAME_placement` row (with its own diff: rows are revised).
-    Placement(Vec<Value>),
 }
 
 /// The current forecasts of one region and metric: `(target_time, issued tick)` → (value,
@@ -701,131 +692,134 @@ pub fn stage<'s>(inputs: Inputs<'s>, plan: &RouterPlan, fields: [(&str, &str); 3
     let field_names: Vec<(String, String)> = fields.iter().map(|(t, k)| (t.to_string(), k.to_string())).collect();
     let mut regional = Regional::new(plan.clone());
     let replicas = plan.replicas;
-    let out = events
-        .inner
-        .binary_frontier::<_, CapacityContainerBuilder<Vec<(RouterOut, u64, isize)>>, _, _, _, _>(
-            ctx,
-            Pipeline,
-            Pipeline,
-            &format!("Router({name})"),
-            move |_, _| {
-                let mut pending: Paired<(Event, isize), (Ctx, isize)> = Paired::default();
-                let mut batch: Batch<RouterOut> = Batch::default();
-                move |(events_in, events_frontier), (ctx_in, ctx_frontier), output| {
-                    events_in.for_each_stamp(|cap, data| pending.events.absorb(&cap, data, |e, r| (e, r)));
-                    ctx_in.for_each_stamp(|cap, data| pending.absorb_rows(&cap, data));
-                    let limit = events_frontier
-                        .frontier()
-                        .iter()
-                        .chain(ctx_frontier.frontier().iter())
-                        .min()
-                        .copied();
-                    for (time, mut updates, mut events) in pending.ready_until(limit) {
-                        updates.sort_by(|a, b| (a.0.time(), a).cmp(&(b.0.time(), b)));
-                        // Decisions read only the regional state, so events of one time need no
-                        // order among themselves; the updates before each are applied by time.
-                        events.sort_by_key(|(e, _)| e.time);
-                        let letter =
-                            |reason: &str, detail: String, record: String, at: i64, location: String| DeadLetter {
-                                stage: stage_name.clone(),
-                                reason: reason.into(),
-                                detail,
-                                location,
-                                record,
-                                event_time: Some(at),
-                                original: None,
-                            };
-                        let mut updates = updates.into_iter().peekable();
-                        // Rows the regional state cannot use, with their source's fields.
-                        let mut rejected: Vec<DeadLetter> = Vec::new();
-                        let mut apply = |regional: &mut Regional, (ctx, diff): (Ctx, isize)| {
-                            if let Err((reason, detail)) = regional.apply(&ctx, diff) {
-                                let (e, fields) = match &ctx {
-                                    Ctx::Load(e) => (e, &field_names[1]),
-                                    Ctx::Region(e) => (e, &field_names[2]),
-                                    Ctx::Forecast(..) | Ctx::Rates(..) => return,
-                                };
-                                if report && diff > 0 {
-                                    let record = e.to_json(&fields.0, &fields.1).to_string();
-                                    let location = format!("{} row at {}", e.kind, format_time(e.time));
-                                    rejected.push(letter(reason, detail, record, e.time, location));
-                                }
-                            }
+    let mut builder = OperatorBuilder::new(format!("Router({name})"), events.scope());
+    let mut events_in = builder.new_input(events.inner, Pipeline);
+    let mut ctx_in = builder.new_input(ctx, Pipeline);
+    let (decisions_out, decisions) = builder.new_output();
+    let (migrations_out, migrations) = builder.new_output();
+    let (placement_out, placement) = builder.new_output();
+    let (dead_out, dead) = builder.new_output();
+    let mut outputs = (
+        OutputBuilder::<u64, Updates<Event>>::from(decisions_out),
+        OutputBuilder::<u64, Updates<Vec<Value>>>::from(migrations_out),
+        OutputBuilder::<u64, Updates<Vec<Value>>>::from(placement_out),
+        OutputBuilder::<u64, Updates<DeadLetter>>::from(dead_out),
+    );
+    builder.build(move |_initial| {
+        // `pending.events.caps` holds the decisions' capabilities, `more` the other outputs'.
+        let mut pending: Paired<(Event, isize), (Ctx, isize)> = Paired::default();
+        let mut more = [CapabilitySet::new(), CapabilitySet::new(), CapabilitySet::new()];
+        let (mut made, mut moves, mut placed, mut letters) =
+            (Batch::default(), Batch::default(), Batch::default(), Batch::default());
+        move |frontiers| {
+            let mut sessions = (
+                outputs.0.activate(),
+                outputs.1.activate(),
+                outputs.2.activate(),
+                outputs.3.activate(),
+            );
+            events_in.for_each_stamp(|cap, data| {
+                retain_ports(&mut more, &cap, 1);
+                pending.events.absorb(&cap, data, |e, r| (e, r))
+            });
+            ctx_in.for_each_stamp(|cap, data| {
+                retain_ports(&mut more, &cap, 1);
+                pending.absorb_rows(&cap, data)
+            });
+            let limit = frontiers
+                .iter()
+                .filter_map(|f| f.frontier().iter().min().copied())
+                .min();
+            for (time, mut updates, mut events) in pending.ready_until(limit) {
+                updates.sort_by(|a, b| (a.0.time(), a).cmp(&(b.0.time(), b)));
+                // Decisions read only the regional state, so events of one time need no order
+                // among themselves; the updates before each are applied by time.
+                events.sort_by_key(|(e, _)| e.time);
+                let letter = |reason: &str, detail: String, record: String, at: i64, location: String| DeadLetter {
+                    stage: stage_name.clone(),
+                    reason: reason.into(),
+                    detail,
+                    location,
+                    record,
+                    event_time: Some(at),
+                    original: None,
+                };
+                let mut updates = updates.into_iter().peekable();
+                // Rows the regional state cannot use, with their source's fields.
+                let mut rejected: Vec<DeadLetter> = Vec::new();
+                let mut apply = |regional: &mut Regional, (ctx, diff): (Ctx, isize)| {
+                    if let Err((reason, detail)) = regional.apply(&ctx, diff) {
+                        let (e, fields) = match &ctx {
+                            Ctx::Load(e) => (e, &field_names[1]),
+                            Ctx::Region(e) => (e, &field_names[2]),
+                            Ctx::Forecast(..) | Ctx::Rates(..) => return,
                         };
-                        for (event, diff) in events {
-                            while updates.peek().is_some_and(|(c, _)| c.time() <= event.time) {
-                                apply(&mut regional, updates.next().expect("peeked"));
-                            }
-                            let out = match regional.route(&event) {
-                                Ok(decision) => RouterOut::Decision(decision),
-                                Err((reason, detail)) => {
-                                    let record = event.to_json(&field_names[0].0, &field_names[0].1).to_string();
-                                    let location = format!("{} event at {}", event.kind, format_time(event.time));
-                                    RouterOut::Dead(Box::new(letter(reason, detail, record, event.time, location)))
-                                }
-                            };
-                            batch.give(out, time, diff);
+                        if report && diff > 0 {
+                            let record = e.to_json(&fields.0, &fields.1).to_string();
+                            let location = format!("{} row at {}", e.kind, format_time(e.time));
+                            rejected.push(letter(reason, detail, record, e.time, location));
                         }
-                        for update in updates {
-                            apply(&mut regional, update);
-                        }
-                        for dead in rejected {
-                            batch.give(RouterOut::Dead(Box::new(dead)), time, 1);
-                        }
-                        regional.settle(i64::MAX);
-                        // Every worker moves the same shards; one reports them.
-                        for row in std::mem::take(&mut regional.migrations) {
-                            if report {
-                                batch.give(RouterOut::Migration(row), time, 1);
-                            }
-                        }
-                        if let (Some(replicas), true) = (replicas, report) {
-                            for (row, diff) in regional.placement_changes(replicas) {
-                                batch.give(RouterOut::Placement(row), time, diff);
-                            }
-                        }
-                        regional.forget_before(time as i64);
                     }
-                    batch.send(&pending.events.caps, output);
-                    let hold = pending.next_time();
-                    pending.events.caps.downgrade(hold.iter());
+                };
+                for (event, diff) in events {
+                    while updates.peek().is_some_and(|(c, _)| c.time() <= event.time) {
+                        apply(&mut regional, updates.next().expect("peeked"));
+                    }
+                    match regional.route(&event) {
+                        Ok(decision) => {
+                            made.give(decision, time, diff);
+                            made.send_if_full(&pending.events.caps, &mut sessions.0);
+                        }
+                        Err((reason, detail)) => {
+                            let record = event.to_json(&field_names[0].0, &field_names[0].1).to_string();
+                            let location = format!("{} event at {}", event.kind, format_time(event.time));
+                            letters.give(letter(reason, detail, record, event.time, location), time, diff);
+                        }
+                    }
                 }
-            },
-        )
-        .as_collection();
-    let [decisions, migrations, placement, dead] = crate::render::split_into(out, |o| match o {
-        RouterOut::Decision(_) => 0,
-        RouterOut::Migration(_) => 1,
-        RouterOut::Placement(_) => 2,
-        RouterOut::Dead(_) => 3,
+                for update in updates {
+                    apply(&mut regional, update);
+                }
+                for dead in rejected {
+                    letters.give(dead, time, 1);
+                }
+                regional.settle(i64::MAX);
+                // Every worker moves the same shards; one reports them.
+                for row in std::mem::take(&mut regional.migrations) {
+                    if report {
+                        moves.give(row, time, 1);
+                    }
+                }
+                if let (Some(replicas), true) = (replicas, report) {
+                    for (row, diff) in regional.placement_changes(replicas) {
+                        placed.give(row, time, diff);
+                    }
+                }
+                regional.forget_before(time as i64);
+            }
+            made.send(&pending.events.caps, &mut sessions.0);
+            moves.send(&more[0], &mut sessions.1);
+            placed.send(&more[1], &mut sessions.2);
+            letters.send(&more[2], &mut sessions.3);
+            let hold = pending.next_time();
+            pending.events.caps.downgrade(hold.iter());
+            for caps in &mut more {
+                caps.downgrade(hold.iter());
+            }
+        }
     });
     StageOut {
-        main: Coll::Events(decisions.flat_map(|o| match o {
-            RouterOut::Decision(e) => Some(e),
-            _ => None,
-        })),
+        main: Coll::Events(decisions.as_collection()),
         ports: vec![
-            (
-                crate::plan::Port::Migrations,
-                Coll::Rows(migrations.flat_map(|o| match o {
-                    RouterOut::Migration(row) => Some(row),
-                    _ => None,
-                })),
-            ),
-            (
-                crate::plan::Port::Placement,
-                Coll::Rows(placement.flat_map(|o| match o {
-                    RouterOut::Placement(row) => Some(row),
-                    _ => None,
-                })),
-            ),
+            (crate::plan::Port::Migrations, Coll::Rows(migrations.as_collection())),
+            (crate::plan::Port::Placement, Coll::Rows(placement.as_collection())),
         ],
-        errs: vec![dead.flat_map(|o| match o {
-            RouterOut::Dead(d) => Some(*d),
-            _ => None,
-        })],
+        errs: vec![dead.as_collection()],
     }
 }
+
+/// The container builder of one of the router's outputs.
+type Updates<D> = CapacityContainerBuilder<Vec<(D, u64, isize)>>;
 
 #[cfg(test)]
 mod tests {
