@@ -166,24 +166,19 @@ pub fn stage<'s>(
     use crate::render::Coll;
     let out = render(events, plan, fields, store.map(|s| (s, source)));
     let counter = crate::render::enrich::Counter::new("events_deduplicated", source);
-    let [unique, duplicates] = crate::render::split_into(out, |o| match o {
-        DedupOut::Unique(_) => 0,
-        DedupOut::Duplicate(_) => 1,
-    });
+    let (unique, counts, duplicates) =
+        crate::render::fan_out::fan_out(out, &format!("Dedup({source}) out"), move |o, fan| match o {
+            DedupOut::Unique(e) => fan.a.push(e),
+            DedupOut::Duplicate(row) => {
+                fan.b.push(counter);
+                fan.c.push(row);
+            }
+        });
     crate::render::StageOut {
-        main: Coll::Events(unique.flat_map(|o| match o {
-            DedupOut::Unique(e) => Some(e),
-            DedupOut::Duplicate(_) => None,
-        })),
+        main: Coll::Events(unique),
         ports: vec![
-            (Port::Counters, Coll::Counters(duplicates.clone().map(move |_| counter))),
-            (
-                Port::Duplicates,
-                Coll::Rows(duplicates.flat_map(|o| match o {
-                    DedupOut::Duplicate(row) => Some(row),
-                    DedupOut::Unique(_) => None,
-                })),
-            ),
+            (Port::Counters, Coll::Counters(counts)),
+            (Port::Duplicates, Coll::Rows(duplicates)),
         ],
         errs: Vec::new(),
     }

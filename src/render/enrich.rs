@@ -158,42 +158,32 @@ pub fn stage<'s>(
         let name = crate::render::snapshot::state_name(&["join", &source.name, &join.alias]);
         let store = state.filter(|_| served).map(|s| (s, name));
         let out = render(stream, context, join, &whole.sources[join.context], store);
-        let [events, counts, dead] = crate::render::split_into(out, |o| match o {
-            JoinOut::Event(_) => 0,
-            JoinOut::Count(_) => 1,
-            JoinOut::Dead(_) => 2,
-        });
-        stream = events.flat_map(|o| match o {
-            JoinOut::Event(e) => Some(e),
-            _ => None,
-        });
-        counters.push(counts.flat_map(|o| match o {
-            JoinOut::Count(c) => Some(c),
-            _ => None,
-        }));
-        errs.push(dead.flat_map(|o| match o {
-            JoinOut::Dead(d) => Some(*d),
-            _ => None,
-        }));
+        let (events, counts, dead) =
+            crate::render::fan_out::fan_out(out, &format!("Join({}) out", join.alias), |o, fan| match o {
+                JoinOut::Event(e) => fan.a.push(e),
+                JoinOut::Count(c) => fan.b.push(c),
+                JoinOut::Dead(d) => fan.c.push(*d),
+            });
+        stream = events;
+        counters.push(counts);
+        errs.push(dead);
     }
-    let out = rules::render(stream, plan, &source.name, fields);
-    // Parts: passed events, counts, stats, blocked rows, then one per route destination.
+    let (passed, counts, rest) = rules::render(stream, plan, &source.name, fields);
+    counters.push(counts);
+    // The rest's parts: stats, blocked rows, then one per route destination.
     let destinations: Vec<&str> = plan.destinations().collect();
     let part_of: Vec<Sym> = destinations.iter().map(|d| Sym::new(d)).collect();
-    let mut parts = crate::render::split(out, 4 + destinations.len(), move |o| match o {
-        rules::RuleOut::Event(_) => 0,
-        rules::RuleOut::Count(_) => 1,
-        rules::RuleOut::Stat(_) => 2,
-        rules::RuleOut::Blocked(_) => 3,
-        rules::RuleOut::Routed(dest, _) => 4 + part_of.iter().position(|d| d == dest).expect("a planned destination"),
+    let mut parts = crate::render::split(rest, 2 + destinations.len(), move |o| match o {
+        rules::RuleOut::Stat(_) => 0,
+        rules::RuleOut::Blocked(_) => 1,
+        rules::RuleOut::Routed(dest, _) => 2 + part_of.iter().position(|d| d == dest).expect("a planned destination"),
+        rules::RuleOut::Event(_) | rules::RuleOut::Count(_) => {
+            unreachable!("passed events and counts have their own outputs")
+        }
     })
     .into_iter();
     let mut part = || parts.next().expect("a part per kind and destination");
-    let (passed, counts, stats, blocked) = (part(), part(), part(), part());
-    counters.push(counts.flat_map(|o| match o {
-        rules::RuleOut::Count(c) => Some(c),
-        _ => None,
-    }));
+    let (stats, blocked) = (part(), part());
     let stat_events = stats.flat_map(|o| match o {
         rules::RuleOut::Stat(e) => Some(e),
         _ => None,
@@ -223,10 +213,7 @@ pub fn stage<'s>(
         ports.push((Port::Route(d.to_string()), Coll::Events(routed)));
     }
     crate::render::StageOut {
-        main: Coll::Events(passed.flat_map(|o| match o {
-            rules::RuleOut::Event(e) => Some(e),
-            _ => None,
-        })),
+        main: Coll::Events(passed),
         ports,
         errs,
     }

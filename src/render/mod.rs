@@ -104,8 +104,9 @@ pub struct Rendered {
 /// one its `part` names (timely's `partition`). Stages with several kinds of output (events,
 /// counters, dead letters, …) read them out of their parts with `flat_map`: a stream read by
 /// several `flat_map`s would clone every batch once for each reader but the last. Cheaper still
-/// is an operator with one output per kind, which moves each record once: `fan_out` for a
-/// stateless stage (metadata), or outputs of the stage's own operator (router, forecasts).
+/// is an operator with one output per kind, which moves each record once: `fan_out` (metadata,
+/// rules, and the outputs of joins and dedup), or the outputs of a stage's own operator
+/// (router, forecasts).
 pub fn split<'s, O: Clone + 'static>(
     out: VecCollection<'s, u64, O, isize>,
     n: usize,

@@ -1,5 +1,7 @@
-//! Derived fields and rules: `events: Collection<Event>` → `Collection<RuleOut>`. A pure function
-//! of each event, applied where the event is (no exchange); times are unchanged.
+//! Derived fields and rules: `events: Collection<Event>` → the events that pass, the counters
+//! (`CountersOf`), and the rest as `Collection<RuleOut>` (blocked rows, `rule_stat` events and
+//! routed copies), each written once into its own collection (`render::fan_out`). A pure
+//! function of each event, applied where the event is (no exchange); times are unchanged.
 //!
 //! For each event, in this order:
 //! 1. **Derived fields**, in spec order; each sees the ones before it. A field whose expression
@@ -154,13 +156,19 @@ impl RuleValues {
 }
 
 /// Renders `plan`'s derived fields and rules over `events` of `source` (whose time and type
-/// field names `fields` gives, for blocked records).
+/// field names `fields` gives, for blocked records): the events that passed, the counters, and
+/// the rest of the output (stats, blocked rows and routed copies), each straight into its own
+/// collection (`render::fan_out`).
 pub fn render<'s>(
     events: VecCollection<'s, u64, Event, isize>,
     plan: &EnrichPlan,
     source: &str,
     fields: (&str, &str),
-) -> VecCollection<'s, u64, RuleOut, isize> {
+) -> (
+    VecCollection<'s, u64, Event, isize>,
+    crate::render::CountersOf<'s>,
+    VecCollection<'s, u64, RuleOut, isize>,
+) {
     let plan = Arc::new(plan.clone());
     let (time_field, type_field) = (fields.0.to_string(), fields.1.to_string());
     let names = Names {
@@ -201,8 +209,10 @@ pub fn render<'s>(
             })
         })
         .collect();
-    events.flat_map(move |event| {
-        let mut out = vec![RuleOut::Count(names.processed)];
+    // One event's output, its buffer reused.
+    let mut out: Vec<RuleOut> = Vec::new();
+    crate::render::fan_out::fan_out(events, &format!("Rules({source})"), move |event: Event, fan| {
+        out.push(RuleOut::Count(names.processed));
         if aliases
             .iter()
             .any(|a| crate::value::lookup(&event.payload, *a).is_some())
@@ -225,7 +235,13 @@ pub fn render<'s>(
             event = event.with_fields(set);
         }
         apply_rules(&plan, &names, event, &time_field, &type_field, &mut out);
-        out
+        for o in out.drain(..) {
+            match o {
+                RuleOut::Event(e) => fan.a.push(e),
+                RuleOut::Count(c) => fan.b.push(c),
+                other => fan.c.push(other),
+            }
+        }
     })
 }
 
