@@ -10,11 +10,12 @@
 //! logic writes each record once, into its own output's container.
 
 use differential_dataflow::{AsCollection, VecCollection};
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::progress::operate::FrontierInterest;
+
+use crate::render::pending::UpdateBuilder;
 
 /// Where a record's logic writes its outputs: each is sent at the record's time and with its
 /// multiplicity (`b`'s summed, see the module's doc).
@@ -34,9 +35,6 @@ pub const SUM_AT: usize = 1024;
 
 /// One output collection.
 type Of<'s, D> = VecCollection<'s, u64, D, isize>;
-
-/// The container builder of one output.
-type Updates<D> = CapacityContainerBuilder<Vec<(D, u64, isize)>>;
 
 /// Applies `logic` to every record of `input`, in an operator named `name`; what it writes to
 /// `a`, `b` and `c` becomes the three collections returned.
@@ -63,9 +61,9 @@ where
     let (b_out, b) = builder.new_output();
     let (c_out, c) = builder.new_output();
     let mut outputs = (
-        OutputBuilder::<u64, Updates<A>>::from(a_out),
-        OutputBuilder::<u64, Updates<B>>::from(b_out),
-        OutputBuilder::<u64, Updates<C>>::from(c_out),
+        OutputBuilder::<u64, UpdateBuilder<A>>::from(a_out),
+        OutputBuilder::<u64, UpdateBuilder<B>>::from(b_out),
+        OutputBuilder::<u64, UpdateBuilder<C>>::from(c_out),
     );
     builder.build(move |_initial| {
         let mut fan = Fan {

@@ -26,10 +26,9 @@ use std::fmt::Write as _;
 
 use differential_dataflow::{AsCollection, VecCollection};
 use serde::{Deserialize, Serialize};
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
-use timely::dataflow::operators::generic::{Operator, OutputBuilder, OutputBuilderSession};
+use timely::dataflow::operators::generic::{Operator, OutputBuilder};
 use timely::dataflow::operators::CapabilitySet;
 
 use crate::dead_letter::DeadLetter;
@@ -37,7 +36,7 @@ use crate::event::Event;
 use crate::model::forecast::series::Bin;
 use crate::model::forecast::{Member, Obs, Resampler, SeriesForecaster, Used};
 use crate::plan::{Emit, ForecastPlan, Port};
-use crate::render::pending::{retain_ports, Pending};
+use crate::render::pending::{retain_ports, Batch, Pending, UpdateBuilder, UpdateOutput};
 use crate::render::{Coll, DeadOf, RowsOf, StageOut};
 use crate::value::{format_time, shared_str, stable_hash, Value};
 
@@ -76,7 +75,7 @@ impl Made {
     /// retracted and issued, and realized errors), so a timestamp of a thousand series makes
     /// 100,000: held until the timestamp is done, they would be written out of cache and read
     /// back from memory on their way to the outputs.
-    const SEND_AT: usize = 2048;
+    const SEND_AT: usize = Batch::<()>::SEND_AT;
 
     fn send_if_full(&mut self, send: &mut impl FnMut(&mut Made)) {
         if self.forecasts.len() + self.errors.len() + self.dead.len() >= Self::SEND_AT {
@@ -187,7 +186,7 @@ fn samples<'s>(
     let name = format!("ForecastSamples({})", plan.name);
     events
         .inner
-        .unary::<CapacityContainerBuilder<Vec<(PreOut, u64, isize)>>, _, _, _>(Pipeline, &name, move |_, _| {
+        .unary::<UpdateBuilder<PreOut>, _, _, _>(Pipeline, &name, move |_, _| {
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
                     let mut out = Vec::new();
@@ -302,9 +301,9 @@ fn forecast<'s>(
     let (errors_out, errors) = builder.new_output();
     let (dead_out, dead) = builder.new_output();
     let mut outputs = (
-        OutputBuilder::<u64, Rows>::from(forecasts_out),
-        OutputBuilder::<u64, Rows>::from(errors_out),
-        OutputBuilder::<u64, CapacityContainerBuilder<Updates<DeadLetter>>>::from(dead_out),
+        OutputBuilder::<u64, UpdateBuilder<Vec<Value>>>::from(forecasts_out),
+        OutputBuilder::<u64, UpdateBuilder<Vec<Value>>>::from(errors_out),
+        OutputBuilder::<u64, UpdateBuilder<DeadLetter>>::from(dead_out),
     );
     builder.build(move |_initial| {
         let mut pending: Pending<(PreOut, isize)> = Pending::default();
@@ -409,16 +408,9 @@ fn forecast<'s>(
     (forecasts.as_collection(), errors.as_collection(), dead.as_collection())
 }
 
-/// The container builder of the forecasts' and errors' outputs.
-type Rows = CapacityContainerBuilder<Updates<Vec<Value>>>;
-
 /// Sends `out` as one message at its least time (see `pending::Batch`), and empties it
 /// (keeping its capacity).
-fn give<D: 'static>(
-    out: &mut Updates<D>,
-    output: &mut OutputBuilderSession<'_, u64, CapacityContainerBuilder<Updates<D>>>,
-    caps: &CapabilitySet<u64>,
-) {
+fn give<D: 'static>(out: &mut Updates<D>, output: &mut UpdateOutput<'_, D>, caps: &CapabilitySet<u64>) {
     // Stamps arrive in order (bins close by their end, then a timestamp's samples), but a
     // stable sort keeps that from being an assumption; it is linear on sorted input.
     out.sort_by_key(|u| u.1);

@@ -163,8 +163,11 @@ pub fn due<V>(schedule: &mut BTreeMap<i64, V>, limit: Option<u64>) -> Vec<(i64, 
     due.into_iter().collect()
 }
 
+/// The container builder of an operator's output of `(data, time, diff)` updates.
+pub type UpdateBuilder<D> = CapacityContainerBuilder<Vec<(D, u64, isize)>>;
+
 /// An operator's output of `(data, time, diff)` updates.
-pub type UpdateOutput<'a, D> = OutputBuilderSession<'a, u64, CapacityContainerBuilder<Vec<(D, u64, isize)>>>;
+pub type UpdateOutput<'a, D> = OutputBuilderSession<'a, u64, UpdateBuilder<D>>;
 
 /// What an operator emits in one activation, given as one message: stamped with the least of
 /// the updates' times instead of one message per time. Each update keeps its own time (a

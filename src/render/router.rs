@@ -46,7 +46,6 @@
 use std::collections::BTreeMap;
 
 use differential_dataflow::AsCollection;
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
@@ -58,7 +57,7 @@ use crate::event::Event;
 use crate::model::placement::{shard_homes, PlacementSpec, Placer};
 use crate::model::routing::{decide, Reason, RegionLoad};
 use crate::plan::router::{MigrationLoad, RouterPlan, ROUTER_METRICS};
-use crate::render::pending::{retain_ports, Batch, Paired};
+use crate::render::pending::{retain_ports, Batch, Paired, UpdateBuilder};
 use crate::render::{Coll, EventsOf, RowsOf, StageOut, WindowsOf};
 use crate::value::{format_time, Sym, Value};
 
@@ -700,10 +699,10 @@ pub fn stage<'s>(inputs: Inputs<'s>, plan: &RouterPlan, fields: [(&str, &str); 3
     let (placement_out, placement) = builder.new_output();
     let (dead_out, dead) = builder.new_output();
     let mut outputs = (
-        OutputBuilder::<u64, Updates<Event>>::from(decisions_out),
-        OutputBuilder::<u64, Updates<Vec<Value>>>::from(migrations_out),
-        OutputBuilder::<u64, Updates<Vec<Value>>>::from(placement_out),
-        OutputBuilder::<u64, Updates<DeadLetter>>::from(dead_out),
+        OutputBuilder::<u64, UpdateBuilder<Event>>::from(decisions_out),
+        OutputBuilder::<u64, UpdateBuilder<Vec<Value>>>::from(migrations_out),
+        OutputBuilder::<u64, UpdateBuilder<Vec<Value>>>::from(placement_out),
+        OutputBuilder::<u64, UpdateBuilder<DeadLetter>>::from(dead_out),
     );
     builder.build(move |_initial| {
         // `pending.events.caps` holds the decisions' capabilities, `more` the other outputs'.
@@ -817,9 +816,6 @@ pub fn stage<'s>(inputs: Inputs<'s>, plan: &RouterPlan, fields: [(&str, &str); 3
         errs: vec![dead.as_collection()],
     }
 }
-
-/// The container builder of one of the router's outputs.
-type Updates<D> = CapacityContainerBuilder<Vec<(D, u64, isize)>>;
 
 #[cfg(test)]
 mod tests {
