@@ -36,12 +36,9 @@ use crate::event::Event;
 use crate::model::forecast::series::Bin;
 use crate::model::forecast::{Member, Obs, Resampler, SeriesForecaster, Used};
 use crate::plan::{Emit, ForecastPlan, Port};
-use crate::render::pending::{retain_ports, Batch, Pending, UpdateBuilder, UpdateOutput};
+use crate::render::pending::{retain_ports, Batch, Pending, UpdateBuilder};
 use crate::render::{Coll, DeadOf, RowsOf, StageOut};
 use crate::value::{format_time, shared_str, stable_hash, Value};
-
-/// Updates of one of the forecast operator's outputs: data, time and difference.
-type Updates<D> = Vec<(D, u64, isize)>;
 
 /// One sample of one series.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -65,16 +62,16 @@ enum PreOut {
 /// sent straight to its collection, so a row is moved once between the operator and its sink.
 #[derive(Default)]
 struct Made {
-    forecasts: Updates<Vec<Value>>,
-    errors: Updates<Vec<Value>>,
-    dead: Updates<DeadLetter>,
+    forecasts: Batch<Vec<Value>>,
+    errors: Batch<Vec<Value>>,
+    dead: Batch<DeadLetter>,
 }
 
 impl Made {
-    /// Updates made before they are sent. Every sample makes about a hundred (forecasts
-    /// retracted and issued, and realized errors), so a timestamp of a thousand series makes
-    /// 100,000: held until the timestamp is done, they would be written out of cache and read
-    /// back from memory on their way to the outputs.
+    /// Updates made before they are sent (see [`Batch::SEND_AT`]). Every sample makes about a
+    /// hundred (forecasts retracted and issued, and realized errors), so a timestamp of a
+    /// thousand series makes 100,000: held until the timestamp is done, the buffers would grow
+    /// to tens of megabytes, written out of cache and read back to be sent.
     const SEND_AT: usize = Batch::<()>::SEND_AT;
 
     fn send_if_full(&mut self, send: &mut impl FnMut(&mut Made)) {
@@ -325,9 +322,9 @@ fn forecast<'s>(
             let caps = [&pending.caps, &more[0], &more[1]];
             // Sends what is made, so that it is moved on while it is still in cache.
             let mut send = |made: &mut Made| {
-                give(&mut made.forecasts, &mut sessions.0, caps[0]);
-                give(&mut made.errors, &mut sessions.1, caps[1]);
-                give(&mut made.dead, &mut sessions.2, caps[2]);
+                made.forecasts.send(caps[0], &mut sessions.0);
+                made.errors.send(caps[1], &mut sessions.1);
+                made.dead.send(caps[2], &mut sessions.2);
             };
             for (time, updates) in ready {
                 // Bins that end by `time` close before samples at `time` arrive.
@@ -335,7 +332,7 @@ fn forecast<'s>(
                 let mut batch: Vec<(Sample, isize)> = Vec::new();
                 for (p, r) in updates {
                     match p {
-                        PreOut::Dead(d) => made.dead.push((*d, time, r)),
+                        PreOut::Dead(d) => made.dead.give(*d, time, r),
                         PreOut::Sample(s) => batch.push((s, r)),
                     }
                 }
@@ -365,7 +362,7 @@ fn forecast<'s>(
                                 sample.record.clone()
                             };
                             let d = letter(&plan, reason.code(), detail, sample.time, record);
-                            made.dead.push((d, time, 1));
+                            made.dead.give(d, time, 1);
                         }
                         // Bins close only by the frontier (see `close`), except past a
                         // gap inside one timestamp; those are stamped now.
@@ -406,18 +403,6 @@ fn forecast<'s>(
         }
     });
     (forecasts.as_collection(), errors.as_collection(), dead.as_collection())
-}
-
-/// Sends `out` as one message at its least time (see `pending::Batch`), and empties it
-/// (keeping its capacity).
-fn give<D: 'static>(out: &mut Updates<D>, output: &mut UpdateOutput<'_, D>, caps: &CapabilitySet<u64>) {
-    // Stamps arrive in order (bins close by their end, then a timestamp's samples), but a
-    // stable sort keeps that from being an assumption; it is linear on sorted input.
-    out.sort_by_key(|u| u.1);
-    if let Some(least) = out.first().map(|u| u.1) {
-        let cap = caps.delayed(&least);
-        output.session(&cap).give_iterator(out.drain(..));
-    }
 }
 
 /// Closes the open bins that end at or before `until` (every one when `None`: the input ended),
@@ -470,7 +455,7 @@ fn emit(plan: &ForecastPlan, id: &SeriesKey, s: &mut Series, bins: Vec<Bin>, at:
             Err(e) => {
                 let (metric, _) = &plan.values[id.1 as usize];
                 let d = letter(plan, e.reason(), format!("`{metric}`: {e}"), bin.time, String::new());
-                made.dead.push((d, at, 1));
+                made.dead.give(d, at, 1);
                 continue;
             }
         };
@@ -494,21 +479,21 @@ fn emit(plan: &ForecastPlan, id: &SeriesKey, s: &mut Series, bins: Vec<Bin>, at:
                 number(e.forecast.hi95),
                 number(scale),
             ]);
-            made.errors.push((row, at, 1));
+            made.errors.give(row, at, 1);
         }
         if plan.emit == Emit::Final {
             for row in rows(plan, id, s, bin.time) {
-                made.forecasts.push((row, at, 1));
+                made.forecasts.give(row, at, 1);
             }
         }
     }
     if plan.emit == Emit::Updates {
         let now = rows(plan, id, s, last);
         for row in std::mem::take(&mut s.shown) {
-            made.forecasts.push((row, at, -1));
+            made.forecasts.give(row, at, -1);
         }
         for row in &now {
-            made.forecasts.push((row.clone(), at, 1));
+            made.forecasts.give(row.clone(), at, 1);
         }
         s.shown = now;
     }

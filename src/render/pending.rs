@@ -190,10 +190,10 @@ impl<D> Default for Batch<D> {
 }
 
 impl<D: 'static> Batch<D> {
-    /// Updates made before an operator with several outputs sends them: sent while they are
-    /// still in cache, rather than held until the activation ends, when a busy activation
-    /// (hundreds of thousands of updates) has written them out to memory, to be read back on
-    /// their way to the next operator.
+    /// Updates an operator may hold before it sends them ([`Batch::send_if_full`]): they move
+    /// into the output's containers while still in cache, and the batch's buffer stays small
+    /// and reused, rather than growing through a busy activation (hundreds of thousands of
+    /// updates). The next operator still reads them only after this activation ends.
     pub const SEND_AT: usize = 2048;
 
     pub fn give(&mut self, data: D, time: u64, diff: isize) {
@@ -208,6 +208,14 @@ impl<D: 'static> Batch<D> {
             let cap = caps.delayed(&least);
             output.session(&cap).give_iterator(self.updates.drain(..));
         }
+    }
+
+    pub fn len(&self) -> usize {
+        self.updates.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.updates.is_empty()
     }
 
     /// [`Batch::send`] once there are [`Batch::SEND_AT`] updates.
