@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::hash::Hash;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use super::{MarkovError, Token};
 
@@ -52,10 +52,14 @@ impl<S: Eq + Hash> Default for Node<S> {
     }
 }
 
+/// The contexts of one length, by their tokens (looked up and inserted by slice, so a present
+/// context costs one lookup and no key).
+pub type Contexts<S> = hashbrown::HashMap<Vec<Token<S>>, Node<S>, FxBuildHasher>;
+
 /// The contexts of one length.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Level<S: Eq + Hash> {
-    pub contexts: FxHashMap<Vec<Token<S>>, Node<S>>,
+    pub contexts: Contexts<S>,
     /// `[n₁, n₂]` of the raw counts and of the continuation counts.
     pub raw_small: [u64; 2],
     pub cont_small: [u64; 2],
@@ -64,7 +68,7 @@ pub struct Level<S: Eq + Hash> {
 impl<S: Eq + Hash> Default for Level<S> {
     fn default() -> Self {
         Level {
-            contexts: FxHashMap::default(),
+            contexts: Contexts::default(),
             raw_small: [0; 2],
             cont_small: [0; 2],
         }
@@ -82,14 +86,8 @@ fn recount(small: &mut [u64; 2], old: u64, new: u64) {
 }
 
 /// The node of context `h`, inserted when missing (without allocating a key when present).
-fn node_mut<'a, S: Clone + Eq + Hash>(
-    contexts: &'a mut FxHashMap<Vec<Token<S>>, Node<S>>,
-    h: &[Token<S>],
-) -> &'a mut Node<S> {
-    if !contexts.contains_key(h) {
-        contexts.insert(h.to_vec(), Node::default());
-    }
-    contexts.get_mut(h).expect("inserted")
+fn node_mut<'a, S: Clone + Eq + Hash>(contexts: &'a mut Contexts<S>, h: &[Token<S>]) -> &'a mut Node<S> {
+    contexts.entry_ref(h).or_default()
 }
 
 /// The entry of `next`, inserted when missing.
@@ -230,7 +228,8 @@ impl<S: Clone + Ord + Hash + Debug> Ngrams<S> {
                 recount(&mut lower.cont_small, old, entry.cont);
             }
         }
-        for j in 0..=self.order {
+        // Only a retraction empties entries and contexts.
+        for j in (0..=self.order).filter(|_| diff < 0) {
             let h = &context[self.order - j..];
             let level = &mut self.levels[j];
             let Some(node) = level.contexts.get_mut(h) else {

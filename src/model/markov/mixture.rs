@@ -69,17 +69,50 @@ impl FixedShare {
 }
 
 /// `Σ wᵢ Pᵢ(s)` for every symbol `s`: `distributions` are `(symbol, probability)` by model,
-/// each over any subset of the symbols (a missing symbol has probability 0); the result is
-/// sorted by symbol.
+/// each sorted by symbol and over any subset of the symbols (a missing symbol has probability
+/// 0); the result is sorted by symbol.
+///
+/// A merge of the sorted lists, summing each symbol's terms in model order (so the result does
+/// not depend on how it is computed); when every model has the same symbols, as models over one
+/// vocabulary do, a single pass.
 pub fn mix_distributions<S: Ord + Copy>(weights: &[f64], distributions: &[&[(S, f64)]]) -> Vec<(S, f64)> {
     debug_assert_eq!(distributions.len(), weights.len());
-    let mut mixed: std::collections::BTreeMap<S, f64> = std::collections::BTreeMap::new();
-    for (w, d) in weights.iter().zip(distributions) {
-        for (s, p) in d.iter() {
-            *mixed.entry(*s).or_insert(0.0) += w * p;
-        }
+    debug_assert!(distributions.iter().all(|d| d.windows(2).all(|w| w[0].0 < w[1].0)));
+    let Some(first) = distributions.first() else {
+        return Vec::new();
+    };
+    let same_symbols = distributions[1..]
+        .iter()
+        .all(|d| d.len() == first.len() && d.iter().zip(first.iter()).all(|(x, y)| x.0 == y.0));
+    if same_symbols {
+        return (0..first.len())
+            .map(|i| {
+                let p = weights
+                    .iter()
+                    .zip(distributions)
+                    .fold(0.0, |acc, (w, d)| acc + w * d[i].1);
+                (first[i].0, p)
+            })
+            .collect();
     }
-    mixed.into_iter().collect()
+    let mut at = vec![0; distributions.len()];
+    let mut mixed = Vec::with_capacity(first.len());
+    while let Some(s) = distributions
+        .iter()
+        .zip(&at)
+        .filter_map(|(d, &i)| d.get(i).map(|x| x.0))
+        .min()
+    {
+        let mut p = 0.0;
+        for ((w, d), i) in weights.iter().zip(distributions).zip(&mut at) {
+            if d.get(*i).is_some_and(|x| x.0 == s) {
+                p += w * d[*i].1;
+                *i += 1;
+            }
+        }
+        mixed.push((s, p));
+    }
+    mixed
 }
 
 #[cfg(test)]
@@ -152,6 +185,56 @@ mod tests {
         assert!(close(mixed.iter().map(|(_, p)| p).sum::<f64>(), 1.0));
         let w = m.weights();
         assert!(close(mixed[1].1, w[0] * 0.5 + w[1] * 0.25));
+    }
+
+    /// The sum by symbol through a map, each symbol's terms in model order.
+    fn mixed_by_map(weights: &[f64], distributions: &[&[(u32, f64)]]) -> Vec<(u32, f64)> {
+        let mut mixed = std::collections::BTreeMap::new();
+        for (w, d) in weights.iter().zip(distributions) {
+            for (s, p) in d.iter() {
+                *mixed.entry(*s).or_insert(0.0) += w * p;
+            }
+        }
+        mixed.into_iter().collect()
+    }
+
+    #[test]
+    fn mixing_merges_like_a_map_bit_for_bit() {
+        // Random subsets of 0..12 (some models over the same symbols, some not), 1 to 4 models.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..2_000 {
+            let k = 1 + (next() % 4) as usize;
+            let shared = round % 3 == 0;
+            let base: Vec<u32> = (0..12).filter(|_| next() % 3 != 0).collect();
+            let dists: Vec<Vec<(u32, f64)>> = (0..k)
+                .map(|_| {
+                    let symbols: Vec<u32> = if shared {
+                        base.clone()
+                    } else {
+                        (0..12).filter(|_| next() % 2 == 0).collect()
+                    };
+                    symbols
+                        .into_iter()
+                        .map(|s| (s, (next() % 1000) as f64 / 997.0))
+                        .collect()
+                })
+                .collect();
+            let weights: Vec<f64> = (0..k).map(|_| (1 + next() % 100) as f64 / 101.0).collect();
+            let refs: Vec<&[(u32, f64)]> = dists.iter().map(Vec::as_slice).collect();
+            let merged = mix_distributions(&weights, &refs);
+            let expected = mixed_by_map(&weights, &refs);
+            assert_eq!(merged.len(), expected.len(), "round {round}");
+            for (m, e) in merged.iter().zip(&expected) {
+                assert_eq!(m.0, e.0, "round {round}");
+                assert_eq!(m.1.to_bits(), e.1.to_bits(), "round {round}: {m:?} vs {e:?}");
+            }
+        }
     }
 
     #[test]

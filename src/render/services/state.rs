@@ -737,36 +737,15 @@ impl ServiceState {
         // window's model conditioned on going on, mixed by the caller's weights, which then
         // learn from the hop.
         let (dists, weights) = self.distributions(models, &context);
-        let conditional: Vec<Vec<(Id, f64)>> = dists
-            .iter()
-            .map(|d| {
-                let end = d.iter().find(|(s, _)| *s == END).map_or(0.0, |d| d.1);
-                d.iter()
-                    .filter(|(s, _)| *s != END)
-                    .map(|(s, p)| (*s, if end < 1.0 { p / (1.0 - end) } else { *p }))
-                    .collect()
-            })
-            .collect();
-        let of = |d: &[(Id, f64)], x: Id| d.iter().find(|(s, _)| *s == x).map_or(0.0, |d| d.1);
-        let ps: Vec<f64> = conditional.iter().map(|d| of(d, b)).collect();
+        let (ps, top1) = score_hop(&dists, &weights, b);
         let p: f64 = weights.iter().zip(&ps).map(|(w, p)| w * p).sum();
-        let mixed = if models.len() == 1 {
-            conditional.into_iter().next().expect("one model")
-        } else {
-            let refs: Vec<&[(Id, f64)]> = conditional.iter().map(Vec::as_slice).collect();
-            let mixed = mix_distributions(&weights, &refs);
-            let share = self.plan.mix_share;
-            let n = models.len();
+        if models.len() > 1 {
+            let (share, n) = (self.plan.mix_share, models.len());
             self.mixes
                 .entry(a)
                 .or_insert_with(|| FixedShare::new(n, share))
                 .update(&ps);
-            mixed
-        };
-        let top1 = mixed
-            .iter()
-            .max_by(|x, y| x.1.total_cmp(&y.1).then_with(|| y.0.cmp(&x.0)))
-            .map(|(s, _)| *s);
+        }
         let order = self.models[0].order;
         let row = vec![
             Value::Time(time),
@@ -1226,6 +1205,68 @@ impl ServiceState {
             }
         }
     }
+}
+
+/// A call to `b` scored under each window's distribution conditioned on the sequence going on
+/// (`P(b) / (1 − P(END))`), and the mixture's most likely next service (the least symbol
+/// among ties) under `weights`. Each symbol's mixed probability sums its models' terms in
+/// model order, as [`mix_distributions`] does, without building the conditioned or mixed lists.
+fn score_hop(dists: &[Distribution], weights: &[f64], b: Id) -> (Vec<f64>, Option<Id>) {
+    let of = |d: &[(Id, f64)], x: Id| d.iter().find(|(s, _)| *s == x).map_or(0.0, |d| d.1);
+    let scale: Vec<f64> = dists
+        .iter()
+        .map(|d| {
+            let end = of(d, END);
+            if end < 1.0 {
+                1.0 - end
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    // A service named like the end marker is never a conditioned outcome.
+    let ps = dists
+        .iter()
+        .zip(&scale)
+        .map(|(d, k)| if b == END { 0.0 } else { of(d, b) / k })
+        .collect();
+    let better = |x: &(Id, f64), y: &(Id, f64)| x.1.total_cmp(&y.1).then_with(|| y.0.cmp(&x.0));
+    let mut top: Option<(Id, f64)> = None;
+    let mut consider = |c: (Id, f64)| {
+        if top.is_none_or(|t| better(&c, &t).is_ge()) {
+            top = Some(c);
+        }
+    };
+    let first = &dists[0];
+    let aligned = dists[1..]
+        .iter()
+        .all(|d| d.len() == first.len() && d.iter().zip(first.iter()).all(|(x, y)| x.0 == y.0));
+    if dists.len() == 1 {
+        first
+            .iter()
+            .filter(|(s, _)| *s != END)
+            .for_each(|&(s, p)| consider((s, p / scale[0])));
+    } else if aligned {
+        for (j, &(s, _)) in first.iter().enumerate() {
+            if s != END {
+                let p = weights
+                    .iter()
+                    .zip(dists)
+                    .zip(&scale)
+                    .fold(0.0, |acc, ((w, d), k)| acc + w * (d[j].1 / k));
+                consider((s, p));
+            }
+        }
+    } else {
+        let conditional: Vec<Vec<(Id, f64)>> = dists
+            .iter()
+            .zip(&scale)
+            .map(|(d, k)| d.iter().filter(|(s, _)| *s != END).map(|&(s, p)| (s, p / k)).collect())
+            .collect();
+        let refs: Vec<&[(Id, f64)]> = conditional.iter().map(Vec::as_slice).collect();
+        mix_distributions(weights, &refs).into_iter().for_each(&mut consider);
+    }
+    (ps, top.map(|(s, _)| s))
 }
 
 /// `P_markov` of every pair from `a` at `time`, by target (see `ServiceState::markov_probabilities`).
