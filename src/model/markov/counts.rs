@@ -103,6 +103,25 @@ fn apply(count: u64, diff: i64) -> Option<u64> {
     count.checked_add_signed(diff)
 }
 
+/// What one level of a table holds for a hop: its context's totals and types, and the next
+/// symbol's entry (zero when the context never had it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    pub total: u64,
+    pub total_cont: u64,
+    pub types: u64,
+    pub entry: Entry,
+}
+
+/// What a hop's probability reads from a table, at every level `0..=order` of the table (`None`
+/// where its context was never seen). It does not depend on the model's order (up to the
+/// table's) or discount, so a grid of models over one table looks a hop up once
+/// ([`super::KneserNey::probability_of`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HopCounts {
+    pub levels: Vec<Option<Seen>>,
+}
+
 /// Every count of an n-gram model up to context length `order` (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ngrams<S: Eq + Hash> {
@@ -180,6 +199,23 @@ impl<S: Clone + Ord + Hash + Debug> Ngrams<S> {
     /// The number of hops counted.
     pub fn hops(&self) -> u64 {
         self.levels[0].contexts.get(&[][..]).map_or(0, |n| n.total)
+    }
+
+    /// The counts of the hop `next` after `history` at every level (see [`HopCounts`]).
+    pub fn hop_counts(&self, history: &[Token<S>], next: &S) -> HopCounts {
+        let context = context_of(history, self.order);
+        let levels = (0..=self.order)
+            .map(|j| {
+                let node = self.levels[j].contexts.get(&context[self.order - j..])?;
+                Some(Seen {
+                    total: node.total,
+                    total_cont: node.total_cont,
+                    types: node.types,
+                    entry: node.next.get(next).copied().unwrap_or_default(),
+                })
+            })
+            .collect();
+        HopCounts { levels }
     }
 
     /// Adds `diff` (negative: retracts) hops of `next` after `history` (its last `order` tokens,

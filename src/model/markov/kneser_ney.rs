@@ -8,7 +8,7 @@ use std::hash::Hash;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use super::counts::{context_of, hops, Ngrams};
+use super::counts::{context_of, hops, HopCounts, Ngrams, Seen};
 use super::{MarkovError, Token};
 
 /// The absolute discount `D` of every level.
@@ -132,19 +132,43 @@ impl<'a, S: Clone + Ord + Hash + Debug> KneserNey<'a, S> {
         &self.vocabulary
     }
 
-    /// The context of level `j` for a hop after `history`, and the `(c(h), c(h w), N₁₊(h •))`
-    /// it uses: raw counts at the top level, continuation counts below. `None` when the
-    /// context was never seen (the level is skipped: the lower order stands).
-    fn level_counts(&self, j: usize, context: &[Token<S>], next: Option<&S>) -> Option<(f64, f64, f64)> {
-        let node = self.counts.level(j).contexts.get(&context[self.order - j..])?;
+    /// The `(c(h), c(h w), N₁₊(h •))` level `j` of this model uses from what its table holds
+    /// there: raw counts at the top level, continuation counts below. `None` when the context
+    /// was never seen (the level is skipped: the lower order stands).
+    fn at_level(&self, j: usize, seen: Option<Seen>) -> Option<(f64, f64, f64)> {
+        let seen = seen?;
         let top = j == self.order;
-        let total = if top { node.total } else { node.total_cont };
+        let total = if top { seen.total } else { seen.total_cont };
         if total == 0 {
             return None;
         }
-        let entry = next.and_then(|w| node.next.get(w)).copied().unwrap_or_default();
-        let count = if top { entry.count } else { entry.cont };
-        Some((total as f64, count as f64, node.types as f64))
+        let count = if top { seen.entry.count } else { seen.entry.cont };
+        Some((total as f64, count as f64, seen.types as f64))
+    }
+
+    /// The level-`j` context of a hop after `history` (padded to this model's order), as its
+    /// table holds it, with the entry of `next` when given.
+    fn level_counts(&self, j: usize, context: &[Token<S>], next: Option<&S>) -> Option<(f64, f64, f64)> {
+        let node = self.counts.level(j).contexts.get(&context[self.order - j..])?;
+        let seen = Seen {
+            total: node.total,
+            total_cont: node.total_cont,
+            types: node.types,
+            entry: next.and_then(|w| node.next.get(w)).copied().unwrap_or_default(),
+        };
+        self.at_level(j, Some(seen))
+    }
+
+    /// The interpolation from the uniform distribution up through the levels `0..=order`.
+    fn interpolate(&self, levels: impl Iterator<Item = Option<(f64, f64, f64)>>) -> f64 {
+        let mut p = 1.0 / self.vocabulary.len() as f64;
+        for (j, level) in levels.enumerate() {
+            if let Some((total, count, types)) = level {
+                let d = self.discounts[j];
+                p = (count - d).max(0.0) / total + d * types / total * p;
+            }
+        }
+        p
     }
 
     /// `P(next | history)`: 0 for a symbol outside the vocabulary.
@@ -153,14 +177,21 @@ impl<'a, S: Clone + Ord + Hash + Debug> KneserNey<'a, S> {
             return 0.0;
         }
         let context = context_of(history, self.order);
-        let mut p = 1.0 / self.vocabulary.len() as f64;
-        for j in 0..=self.order {
-            if let Some((total, count, types)) = self.level_counts(j, &context, Some(next)) {
-                let d = self.discounts[j];
-                p = (count - d).max(0.0) / total + d * types / total * p;
-            }
+        self.interpolate((0..=self.order).map(|j| self.level_counts(j, &context, Some(next))))
+    }
+
+    /// `P(next | history)` from `hop`, the hop's counts in this model's table
+    /// ([`Ngrams::hop_counts`]): the same as [`KneserNey::probability`], without looking the
+    /// hop up again.
+    pub fn probability_of(&self, hop: &HopCounts, next: &S) -> f64 {
+        debug_assert!(
+            hop.levels.len() > self.order,
+            "the hop's counts come from this model's table"
+        );
+        if !self.index.contains_key(next) {
+            return 0.0;
         }
-        p
+        self.interpolate((0..=self.order).map(|j| self.at_level(j, hop.levels[j])))
     }
 
     /// `P(· | history)` for each symbol of the vocabulary, in its order.

@@ -61,7 +61,7 @@ mod tests;
 use serde::{Deserialize, Serialize};
 
 pub use chain::{Chain, Row};
-pub use counts::{context_of, hops, Ngrams};
+pub use counts::{context_of, hops, HopCounts, Ngrams};
 pub use kneser_ney::{Discount, KneserNey, LogLoss};
 pub use select::{select, Candidate, Selection};
 

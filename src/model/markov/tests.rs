@@ -112,6 +112,33 @@ fn draw(chain: &Chain<u8>, n: usize, seed: u64) -> Vec<Vec<u8>> {
     (0..n).map(|_| chain.sample(&mut rng, 1000)).collect()
 }
 
+/// A hop's counts, looked up once in the table, give every order and discount of the grid the
+/// probability a direct lookup gives, bit for bit: seen and unseen contexts, short histories,
+/// and symbols outside the vocabulary.
+#[test]
+fn hop_counts_score_like_a_lookup() {
+    let chain = random_chain(2, 8, 3);
+    let counts = Ngrams::from_sequences(3, &draw(&chain, 200, 4));
+    let mut histories: Vec<Vec<Token<u8>>> = counts.level(3).contexts.keys().take(30).cloned().collect();
+    histories.push(vec![]);
+    histories.push(vec![Token::Sym(5)]);
+    histories.push(vec![Token::Start, Token::Sym(99), Token::Sym(3)]);
+    let mut next: Vec<u8> = counts.symbols().copied().collect();
+    next.extend([42, 99, 200]);
+    for h in &histories {
+        for w in &next {
+            let hop = counts.hop_counts(h, w);
+            for order in 0..=3 {
+                for discount in Discount::GRID {
+                    let kn = KneserNey::new(&counts, order, discount, [42u8, 99]).unwrap();
+                    let (direct, once) = (kn.probability(h, w), kn.probability_of(&hop, w));
+                    assert_eq!(direct.to_bits(), once.to_bits(), "{order} {discount} {h:?} {w}");
+                }
+            }
+        }
+    }
+}
+
 /// Every context's distribution sums to 1 over the vocabulary, for every order and discount:
 /// seen contexts, unseen ones, contexts of unseen symbols, with extra unseen symbols; and the
 /// distribution agrees with `probability`.

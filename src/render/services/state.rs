@@ -19,14 +19,14 @@
 //!    `transitions_every`.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::model::markov::mixture::{mix_distributions, FixedShare};
-use crate::model::markov::{Discount, KneserNey, Ngrams, Token};
+use crate::model::markov::{Discount, HopCounts, KneserNey, Ngrams, Token};
 use crate::model::pipes::{configure, within_horizon, GapSurvival, Outcomes};
 use crate::model::resonance::{adjust, base_score, performance, Components, Feedback};
 use crate::plan::services::{PipeRule, ServicesPlan};
@@ -250,7 +250,7 @@ pub struct ServiceState {
     names: Vec<String>,
     /// Each name as a row value (shared, not copied, by every row that names it).
     labels: Vec<Value>,
-    ids: HashMap<String, Id>,
+    ids: FxHashMap<String, Id>,
     /// Each context's name (`^ a`) as a row value, once made.
     context_labels: FxHashMap<Vec<Token<Id>>, Value>,
     /// The next-service distributions computed under each window's current model, by history;
@@ -272,10 +272,11 @@ pub struct ServiceState {
     pending: Vec<(i64, Vec<Token<Id>>, Id)>,
     next_transitions: i64,
     transitions: BTreeMap<(Vec<Token<Id>>, Id), Vec<Value>>,
-    sequences: HashMap<u64, Sequence>,
-    sequence_keys: HashMap<Arc<str>, u64>,
+    sequences: FxHashMap<u64, Sequence>,
+    sequence_keys: FxHashMap<Arc<str>, u64>,
     next_sequence: u64,
-    pairs: BTreeMap<(Id, Id), Pair>,
+    /// Never iterated: looked up by key only.
+    pairs: FxHashMap<(Id, Id), Pair>,
     timers: BTreeSet<(i64, Timer)>,
     /// The gaps between a sequence's calls.
     gaps: GapSurvival,
@@ -285,8 +286,8 @@ pub struct ServiceState {
     outcomes: Outcomes,
     /// Outcomes resolved since the threshold was last recalibrated.
     since_calibration: usize,
-    /// Pairs whose resonance or pipe row may have changed.
-    dirty: BTreeSet<(Id, Id)>,
+    /// Pairs whose resonance or pipe row may have changed (revised in key order).
+    dirty: FxHashSet<(Id, Id)>,
 }
 
 fn token_name(names: &[String], t: &Token<Id>) -> String {
@@ -339,7 +340,7 @@ impl ServiceState {
             mixes: FxHashMap::default(),
             names: vec!["$".into()],
             labels: vec![Value::str("$")],
-            ids: HashMap::from([("$".to_string(), END)]),
+            ids: FxHashMap::from_iter([("$".to_string(), END)]),
             context_labels: FxHashMap::default(),
             epoch: 0,
             distributions_of: (0, 0),
@@ -348,16 +349,16 @@ impl ServiceState {
             pending: Vec::new(),
             next_transitions: i64::MIN,
             transitions: BTreeMap::new(),
-            sequences: HashMap::new(),
-            sequence_keys: HashMap::new(),
+            sequences: FxHashMap::default(),
+            sequence_keys: FxHashMap::default(),
             next_sequence: 0,
-            pairs: BTreeMap::new(),
+            pairs: FxHashMap::default(),
             timers: BTreeSet::new(),
             gaps: GapSurvival::new(plan.horizon_ms as f64),
             at_service: FxHashMap::default(),
             outcomes: Outcomes::new(plan.threshold),
             since_calibration: 0,
-            dirty: BTreeSet::new(),
+            dirty: FxHashSet::default(),
             plan,
         }
     }
@@ -597,16 +598,21 @@ impl ServiceState {
             Some(d) => vec![d],
             None => Discount::GRID.to_vec(),
         };
+        // Every candidate reads the same counts of each held-out hop: look them up once.
+        let held_out: Vec<(HopCounts, Id)> = self
+            .window
+            .iter()
+            .skip(skip + n - held)
+            .map(|(_, context, next)| (train.hop_counts(context, next), *next))
+            .collect();
         let mut scored = Vec::new();
         for &order in &orders {
             for &discount in &grid {
                 let model = KneserNey::new(&train, order, discount, vocabulary.iter().copied())
                     .expect("orders and discounts are checked when planned");
-                let bits: f64 = self
-                    .window
+                let bits: f64 = held_out
                     .iter()
-                    .skip(skip + n - held)
-                    .map(|(_, context, next)| -model.probability(context, next).max(f64::MIN_POSITIVE).log2())
+                    .map(|(hop, next)| -model.probability_of(hop, next).max(f64::MIN_POSITIVE).log2())
                     .sum();
                 scored.push((order, discount, bits / held as f64));
             }
@@ -802,7 +808,8 @@ impl ServiceState {
         };
         let seq = self.sequences.get_mut(&key).expect("arrives while active");
         let at = seq.current().expect("a sequence is at a service");
-        dist.sort_by(|x, y| y.1.total_cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
+        // Symbols are distinct, so the order is total and an unstable sort gives it.
+        dist.sort_unstable_by(|x, y| y.1.total_cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
         let mut rows = Vec::new();
         for (rank, (s, p)) in dist
             .iter()
@@ -1110,7 +1117,9 @@ impl ServiceState {
         let cfg = self.plan.resonance;
         let window_ms = self.plan.resonance_window_ms as f64;
         let mut markov_by_source: FxHashMap<Id, Vec<f64>> = FxHashMap::default();
-        for key in std::mem::take(&mut self.dirty) {
+        let mut dirty: Vec<(Id, Id)> = self.dirty.drain().collect();
+        dirty.sort_unstable();
+        for key in dirty {
             let (a, b) = key;
             let Some(pair) = self.pairs.get_mut(&key) else { continue };
             let revise_resonance = pair.resonance_stale || pair.feedback.offset != 0.0;
@@ -1272,7 +1281,7 @@ fn score_hop(dists: &[Distribution], weights: &[f64], b: Id) -> (Vec<f64>, Optio
 /// `P_markov` of every pair from `a` at `time`, by target (see `ServiceState::markov_probabilities`).
 fn markov_probabilities(
     at_service: &FxHashMap<Id, BTreeSet<u64>>,
-    sequences: &HashMap<u64, Sequence>,
+    sequences: &FxHashMap<u64, Sequence>,
     gaps: &GapSurvival,
     names: usize,
     horizon_ms: u64,
