@@ -4,7 +4,7 @@
 //! `NAME_resonance`, `NAME_pipes` (changelogs), `NAME_pipe_events` and dead letters.
 //!
 //! ```text
-//!  interactions ──parse──► Interaction ──(exchange to worker 0)──► ServiceModel ──► rows by output
+//!  interactions ──parse──► Interaction ──(exchange to worker 0)──► ServiceModel ──► one output per collection
 //!                   └──► dead letters (unknown_kind, self_loop, missing_id,
 //!                                      negative_latency, invalid_interaction)
 //! ```
@@ -22,19 +22,20 @@ mod tests;
 use std::sync::Arc;
 
 use differential_dataflow::AsCollection;
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::vec::Partition;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::CapabilitySet;
 
 use crate::dead_letter::DeadLetter;
 use crate::event::Event;
 use crate::plan::services::{ServicesPlan, OUTPUTS};
 use crate::plan::Port;
-use crate::render::pending::Pending;
+use crate::render::fan_out::{fan_out, Fan};
+use crate::render::pending::{retain_ports, Batch, Pending, UpdateBuilder};
 use crate::render::{Coll, EventsOf, StageOut};
 use crate::value::Value;
-use state::{Interaction, Kind, Out, ServiceState};
+use state::{Emitted, Interaction, Kind, ServiceState};
 
 /// Reads one interaction row; `Err((reason, detail))` for a row the model cannot use.
 pub fn parse(plan: &ServicesPlan, e: &Event) -> Result<Interaction, (&'static str, String)> {
@@ -91,74 +92,77 @@ pub fn stage<'s>(events: EventsOf<'s>, plan: &ServicesPlan, fields: (&str, &str)
     let stage_name = format!("services:{}", plan.name);
     let (time_field, type_field) = (fields.0.to_string(), fields.1.to_string());
     let p = plan.clone();
-    let parsed = events.map(move |e| {
-        parse(&p, &e).map_err(|(reason, detail)| {
-            Box::new(DeadLetter::of_event(
+    // Interactions out of the first output, dead letters out of the third (no counters).
+    let (interactions, _, rejected) = fan_out(
+        events,
+        &format!("ServicesParse({})", plan.name),
+        move |e: Event, fan: &mut Fan<Interaction, (), DeadLetter>| match parse(&p, &e) {
+            Ok(interaction) => fan.a.push(interaction),
+            Err((reason, detail)) => fan.c.push(DeadLetter::of_event(
                 &stage_name,
                 reason,
                 detail,
                 &e,
                 (&time_field, &type_field),
-            ))
-        })
-    });
-    let [interactions, rejected] = crate::render::split_into(parsed, |r| usize::from(r.is_err()));
-    let (interactions, rejected) = (
-        interactions.flat_map(|r| r.ok()),
-        rejected.flat_map(|r| r.err().map(|d| *d)),
+            )),
+        },
     );
     let mut model = ServiceState::new(plan.clone());
-    let out = interactions
-        .inner
-        .unary_frontier::<CapacityContainerBuilder<Vec<(Out, u64, isize)>>, _, _, _>(
-            Exchange::new(|_: &(Interaction, u64, isize)| 0),
-            &format!("ServiceModel({})", plan.name),
-            move |_, _| {
-                let mut pending: Pending<(Interaction, isize)> = Pending::default();
-                move |(input, frontier), output| {
-                    input.for_each_stamp(|cap, data| pending.absorb(&cap, data, |i, r| (i, r)));
-                    let (ready, limit) = pending.ready(frontier);
-                    let mut out = Vec::new();
-                    for (time, updates) in ready {
-                        let mut items = Vec::new();
-                        for (item, diff) in updates {
-                            // Log rows are never retracted; a copy counts as often as it came.
-                            for _ in 0..diff.max(0) {
-                                items.push(item.clone());
-                            }
-                        }
-                        model.tick(time, items, &mut out);
+    // One output per collection, in `OUTPUTS`' order (which `Out`'s variants keep).
+    let mut builder = OperatorBuilder::new(format!("ServiceModel({})", plan.name), interactions.inner.scope());
+    let mut input = builder.new_input(interactions.inner, Exchange::new(|_: &(Interaction, u64, isize)| 0));
+    let (mut outputs, streams): (Vec<_>, Vec<_>) = (0..OUTPUTS.len())
+        .map(|_| {
+            let (output, stream) = builder.new_output();
+            (OutputBuilder::<u64, UpdateBuilder<Vec<Value>>>::from(output), stream)
+        })
+        .unzip();
+    builder.build(move |_initial| {
+        // `pending.caps` holds the first output's capabilities, `more` the others'.
+        let mut pending: Pending<(Interaction, isize)> = Pending::default();
+        let mut more: Vec<CapabilitySet<u64>> = (1..OUTPUTS.len()).map(|_| CapabilitySet::new()).collect();
+        let mut batches: Vec<Batch<Vec<Value>>> = (0..OUTPUTS.len()).map(|_| Batch::default()).collect();
+        let mut out: Emitted = Vec::new();
+        move |frontiers| {
+            let mut sessions: Vec<_> = outputs.iter_mut().map(|o| o.activate()).collect();
+            input.for_each_stamp(|cap, data| {
+                retain_ports(&mut more, &cap, 1);
+                pending.absorb(&cap, data, |i, r| (i, r))
+            });
+            let (ready, limit) = pending.ready(&frontiers[0]);
+            for (time, updates) in ready {
+                let mut items = Vec::new();
+                for (item, diff) in updates {
+                    // Log rows are never retracted; a copy counts as often as it came.
+                    for _ in 1..diff {
+                        items.push(item.clone());
                     }
-                    model.fire_before(limit.map(|l| l as i64), &mut out);
-                    // One message, at the least time (see `pending::Batch`).
-                    out.sort_by_key(|(t, _, _)| *t);
-                    if let Some(&(least, _, _)) = out.first() {
-                        let cap = pending.caps.delayed(&least);
-                        output
-                            .session(&cap)
-                            .give_iterator(out.into_iter().map(|(t, o, d)| (o, t, d)));
+                    if diff > 0 {
+                        items.push(item);
                     }
-                    let hold = [pending.next_time(), model.next_timer()].into_iter().flatten().min();
-                    pending.caps.downgrade(hold.iter());
                 }
-            },
-        )
-        .partition(OUTPUTS.len() as u64, |(o, t, r)| {
-            let (part, row) = match o {
-                Out::Hop(row) => (0, row),
-                Out::Selection(row) => (1, row),
-                Out::Transition(row) => (2, row),
-                Out::Prediction(row) => (3, row),
-                Out::Resonance(row) => (4, row),
-                Out::Pipe(row) => (5, row),
-                Out::PipeEvent(row) => (6, row),
-            };
-            (part, (row, t, r))
-        });
-    // The parts follow `OUTPUTS`, whose order `Out`'s variants keep.
+                model.tick(time, items, &mut out);
+            }
+            model.fire_before(limit.map(|l| l as i64), &mut out);
+            // Each row to its collection's output, in one message per output at its least
+            // time (see `pending::Batch`).
+            for (t, o, d) in out.drain(..) {
+                let (part, row) = o.into_part();
+                batches[part].give(row, t, d);
+            }
+            for (part, (batch, session)) in batches.iter_mut().zip(&mut sessions).enumerate() {
+                batch.send(if part == 0 { &pending.caps } else { &more[part - 1] }, session);
+            }
+            let hold = [pending.next_time(), model.next_timer()].into_iter().flatten().min();
+            pending.caps.downgrade(hold.iter());
+            for caps in &mut more {
+                caps.downgrade(hold.iter());
+            }
+        }
+    });
     let ports: Vec<(Port, Coll<'s>)> = OUTPUTS
         .iter()
-        .zip(out)
+        .zip(streams)
         .map(|((suffix, _, _), part)| (Port::Model(suffix), Coll::Rows(part.as_collection())))
         .collect();
     StageOut {

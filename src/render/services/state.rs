@@ -88,6 +88,22 @@ pub enum Out {
     PipeEvent(Vec<Value>),
 }
 
+impl Out {
+    /// The row, and the index of its collection in `plan::services::OUTPUTS` (whose order the
+    /// variants keep).
+    pub fn into_part(self) -> (usize, Vec<Value>) {
+        match self {
+            Out::Hop(row) => (0, row),
+            Out::Selection(row) => (1, row),
+            Out::Transition(row) => (2, row),
+            Out::Prediction(row) => (3, row),
+            Out::Resonance(row) => (4, row),
+            Out::Pipe(row) => (5, row),
+            Out::PipeEvent(row) => (6, row),
+        }
+    }
+}
+
 /// `P(next | history)` by symbol, shared between a call's scoring and a sequence's predictions.
 type Distribution = Rc<Vec<(Id, f64)>>;
 
