@@ -52,6 +52,18 @@ impl<S: Eq + Hash> Default for Node<S> {
     }
 }
 
+impl<S: Eq + Hash> Node<S> {
+    /// What this context holds for a hop of `next` (none: the totals, with a zero entry).
+    pub fn seen(&self, next: Option<&S>) -> Seen {
+        Seen {
+            total: self.total,
+            total_cont: self.total_cont,
+            types: self.types,
+            entry: next.and_then(|w| self.next.get(w)).copied().unwrap_or_default(),
+        }
+    }
+}
+
 /// The contexts of one length, by their tokens (looked up and inserted by slice, so a present
 /// context costs one lookup and no key).
 pub type Contexts<S> = hashbrown::HashMap<Vec<Token<S>>, Node<S>, FxBuildHasher>;
@@ -207,12 +219,7 @@ impl<S: Clone + Ord + Hash + Debug> Ngrams<S> {
         let levels = (0..=self.order)
             .map(|j| {
                 let node = self.levels[j].contexts.get(&context[self.order - j..])?;
-                Some(Seen {
-                    total: node.total,
-                    total_cont: node.total_cont,
-                    types: node.types,
-                    entry: node.next.get(next).copied().unwrap_or_default(),
-                })
+                Some(node.seen(Some(next)))
             })
             .collect();
         HopCounts { levels }

@@ -150,13 +150,7 @@ impl<'a, S: Clone + Ord + Hash + Debug> KneserNey<'a, S> {
     /// table holds it, with the entry of `next` when given.
     fn level_counts(&self, j: usize, context: &[Token<S>], next: Option<&S>) -> Option<(f64, f64, f64)> {
         let node = self.counts.level(j).contexts.get(&context[self.order - j..])?;
-        let seen = Seen {
-            total: node.total,
-            total_cont: node.total_cont,
-            types: node.types,
-            entry: next.and_then(|w| node.next.get(w)).copied().unwrap_or_default(),
-        };
-        self.at_level(j, Some(seen))
+        self.at_level(j, Some(node.seen(next)))
     }
 
     /// The interpolation from the uniform distribution up through the levels `0..=order`.

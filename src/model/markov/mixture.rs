@@ -68,6 +68,15 @@ impl FixedShare {
     }
 }
 
+/// Whether `distributions` are over the same symbols in the same order (as the models of one
+/// vocabulary are), so that their `i`th entries are the same symbol's.
+pub fn same_symbols<'a, S: PartialEq + 'a>(mut distributions: impl Iterator<Item = &'a [(S, f64)]>) -> bool {
+    let Some(first) = distributions.next() else {
+        return true;
+    };
+    distributions.all(|d| d.len() == first.len() && d.iter().zip(first).all(|(x, y)| x.0 == y.0))
+}
+
 /// `Σ wᵢ Pᵢ(s)` for every symbol `s`: `distributions` are `(symbol, probability)` by model,
 /// each sorted by symbol and over any subset of the symbols (a missing symbol has probability
 /// 0); the result is sorted by symbol.
@@ -81,10 +90,7 @@ pub fn mix_distributions<S: Ord + Copy>(weights: &[f64], distributions: &[&[(S, 
     let Some(first) = distributions.first() else {
         return Vec::new();
     };
-    let same_symbols = distributions[1..]
-        .iter()
-        .all(|d| d.len() == first.len() && d.iter().zip(first.iter()).all(|(x, y)| x.0 == y.0));
-    if same_symbols {
+    if same_symbols(distributions.iter().copied()) {
         return (0..first.len())
             .map(|i| {
                 let p = weights

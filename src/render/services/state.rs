@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::model::markov::mixture::{mix_distributions, FixedShare};
+use crate::model::markov::mixture::{mix_distributions, same_symbols, FixedShare};
 use crate::model::markov::{Discount, HopCounts, KneserNey, Ngrams, Token};
 use crate::model::pipes::{configure, within_horizon, GapSurvival, Outcomes};
 use crate::model::resonance::{adjust, base_score, performance, Components, Feedback};
@@ -1263,9 +1263,7 @@ fn score_hop(dists: &[Distribution], weights: &[f64], b: Id) -> (Vec<f64>, Optio
         }
     };
     let first = &dists[0];
-    let aligned = dists[1..]
-        .iter()
-        .all(|d| d.len() == first.len() && d.iter().zip(first.iter()).all(|(x, y)| x.0 == y.0));
+    let aligned = same_symbols(dists.iter().map(|d| d.as_slice()));
     if dists.len() == 1 {
         first
             .iter()
