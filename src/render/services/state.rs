@@ -1262,15 +1262,9 @@ fn score_hop(dists: &[Distribution], weights: &[f64], b: Id) -> (Vec<f64>, Optio
             top = Some(c);
         }
     };
-    let first = &dists[0];
-    let aligned = same_symbols(dists.iter().map(|d| d.as_slice()));
-    if dists.len() == 1 {
-        first
-            .iter()
-            .filter(|(s, _)| *s != END)
-            .for_each(|&(s, p)| consider((s, p / scale[0])));
-    } else if aligned {
-        for (j, &(s, _)) in first.iter().enumerate() {
+    // One model is aligned with itself: its weight is 1, and 0 + 1 × p is p.
+    if same_symbols(dists.iter().map(|d| d.as_slice())) {
+        for (j, &(s, _)) in dists[0].iter().enumerate() {
             if s != END {
                 let p = weights
                     .iter()
