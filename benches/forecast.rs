@@ -1,6 +1,7 @@
 //! Load-forecast throughput. Run with `cargo bench --bench forecast` (set
 //! `SLUICE_BENCH_FORECAST_SERIES` for the number of series, default 1,000, and
-//! `SLUICE_BENCH_FORECAST_DAYS` for the days measured after the warm-up, default 2).
+//! `SLUICE_BENCH_FORECAST_DAYS` for the days measured after the warm-up, default 2; with
+//! `SLUICE_BENCH_FORECAST_DIR`, part 2's samples and spec are kept in that folder).
 //!
 //! Every series is a synthetic 5-minute load series (a daily cycle of 288 steps, quieter
 //! weekends, a slow trend, AR(1) noise and rare spikes, each series with its own phase and seed),
@@ -263,6 +264,7 @@ refit_every = "1d"
 "#,
         path.display()
     );
+    std::fs::write(dir.join("forecast_bench.toml"), &spec).unwrap();
     let plan = plan_str(&spec, Path::new("forecast_bench.toml"), dir, &[]).unwrap();
     let (took, summary) = Took::measure(process_cpu, || run(&plan, &RunConfig::default()).unwrap());
     assert_eq!(summary.events_read as usize, rows.len());
@@ -287,8 +289,11 @@ fn main() {
     )
     .unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
-    let e2e = end_to_end(&all, dir.path());
+    // `SLUICE_BENCH_FORECAST_DIR` keeps the samples and the spec there, to profile `sluice run`.
+    let temp = tempfile::tempdir().unwrap();
+    let dir = std::env::var_os("SLUICE_BENCH_FORECAST_DIR").map_or_else(|| temp.path().to_path_buf(), PathBuf::from);
+    std::fs::create_dir_all(&dir).unwrap();
+    let e2e = end_to_end(&all, &dir);
     writeln!(
         table,
         "| `sluice run`, 1 worker: samples/s per core, {n_series} series, all {} days | {} | ≥ 200,000 |",

@@ -34,9 +34,9 @@ use timely::dataflow::operators::CapabilitySet;
 use crate::dead_letter::DeadLetter;
 use crate::event::Event;
 use crate::model::forecast::series::Bin;
-use crate::model::forecast::{Member, Obs, Resampler, SeriesForecaster, Used};
+use crate::model::forecast::{Member, NameKey, Obs, Resampler, SeriesForecaster, Used};
 use crate::plan::{Emit, ForecastPlan, Port};
-use crate::render::pending::{retain_ports, Batch, Pending, UpdateBuilder};
+use crate::render::pending::{retain_ports, Backlog, Batch, Pending, UpdateBuilder};
 use crate::render::{Coll, DeadOf, RowsOf, StageOut};
 use crate::value::{format_time, shared_str, stable_hash, Value};
 
@@ -58,6 +58,10 @@ enum PreOut {
     Dead(Box<DeadLetter>),
 }
 
+/// Updates one activation of the forecasting operator makes before it yields (see [`Backlog`]):
+/// eight sends' worth. A step that closes a thousand series' bins makes about 100,000.
+pub const FUEL: usize = 8 * Batch::<()>::SEND_AT;
+
 /// What the forecasting operator has made and not sent yet, one buffer per output: each is
 /// sent straight to its collection, so a row is moved once between the operator and its sink.
 #[derive(Default)]
@@ -74,8 +78,12 @@ impl Made {
     /// to tens of megabytes, written out of cache and read back to be sent.
     const SEND_AT: usize = Batch::<()>::SEND_AT;
 
+    fn len(&self) -> usize {
+        self.forecasts.len() + self.errors.len() + self.dead.len()
+    }
+
     fn send_if_full(&mut self, send: &mut impl FnMut(&mut Made)) {
-        if self.forecasts.len() + self.errors.len() + self.dead.len() >= Self::SEND_AT {
+        if self.len() >= Self::SEND_AT {
             send(self);
         }
     }
@@ -91,45 +99,42 @@ struct Series {
     open_end: Option<i64>,
     /// The rows of the current forecast in the output (`updates`).
     shown: Vec<Vec<Value>>,
-    /// The names of its recent mixes of models.
+    /// The names of its mixes of models, per horizon.
     names: MixNames,
     /// The name of its metric, as rows show it.
     metric: Value,
 }
 
-/// The names of a series' recent mixes of models (`ets 0.62 + ar 0.38`), by
-/// [`Used::name_key`]: a series' weights move a little with every sample, but their names,
-/// rounded to hundredths, mostly do not, so each is formatted once rather than per sample.
+/// The names of a series' mixes of models (`ets 0.62 + ar 0.38`), one per horizon, by
+/// [`Used::name_key`]: a horizon's weights move a little with every sample, but its name,
+/// rounded to hundredths, mostly does not, so it is formatted only when it changes. (Each
+/// horizon has its own weights, so one cache shared by the horizons would be overwritten by
+/// them in turn.)
 #[derive(Default)]
 struct MixNames {
-    entries: Vec<([u8; 5], Value)>,
-    /// The entry replaced next once there are `MixNames::CAP`.
-    next: usize,
+    by_horizon: Vec<Option<(NameKey, Value)>>,
 }
 
 impl MixNames {
-    const CAP: usize = 8;
-
-    fn name(&mut self, used: &Used, text: &mut String) -> Value {
-        let mut format = || {
-            text.clear();
-            write!(text, "{used}").expect("writing to a string");
-            shared_str(text)
-        };
+    /// The name of horizon `h`'s (from 0) mix `used`.
+    fn name(&mut self, h: usize, used: &Used, text: &mut String) -> Value {
+        text.clear();
         let Some(key) = used.name_key() else {
-            return format();
+            write!(text, "{used}").expect("writing to a string");
+            return shared_str(text);
         };
-        if let Some((_, name)) = self.entries.iter().find(|(k, _)| *k == key) {
-            return name.clone();
+        if self.by_horizon.len() <= h {
+            self.by_horizon.resize(h + 1, None);
         }
-        let name = format();
-        if self.entries.len() < Self::CAP {
-            self.entries.push((key, name.clone()));
-        } else {
-            self.entries[self.next] = (key, name.clone());
-            self.next = (self.next + 1) % Self::CAP;
+        match &mut self.by_horizon[h] {
+            Some((k, name)) if *k == key => name.clone(),
+            slot => {
+                key.write_name(text);
+                let name = shared_str(text);
+                *slot = Some((key, name.clone()));
+                name
+            }
         }
-        name
     }
 }
 
@@ -139,9 +144,10 @@ pub fn stage<'s>(
     events: VecCollection<'s, u64, Event, isize>,
     plan: &ForecastPlan,
     fields: (&str, &str),
+    backlog: &Backlog,
 ) -> StageOut<'s> {
     let samples = samples(events, plan, fields);
-    let (forecasts, errors, dead) = forecast(samples, plan);
+    let (forecasts, errors, dead) = forecast(samples, plan, backlog);
     StageOut {
         main: Coll::Rows(forecasts),
         ports: vec![(Port::Errors, Coll::Rows(errors))],
@@ -286,6 +292,7 @@ fn unknown_key(plan: &ForecastPlan, key: &[Value]) -> Option<String> {
 fn forecast<'s>(
     samples: timely::dataflow::StreamVec<'s, u64, (PreOut, u64, isize)>,
     plan: &ForecastPlan,
+    backlog: &Backlog,
 ) -> (RowsOf<'s>, RowsOf<'s>, DeadOf<'s>) {
     let plan = plan.clone();
     let exchange = Exchange::new(|(p, _, _): &(PreOut, u64, isize)| match p {
@@ -293,6 +300,8 @@ fn forecast<'s>(
         PreOut::Dead(d) => stable_hash(&d.record),
     });
     let mut builder = OperatorBuilder::new(format!("Forecast({})", plan.name), samples.scope());
+    let activator = samples.scope().activator_for(builder.operator_info().address);
+    let mut debtor = backlog.debtor();
     let mut input = builder.new_input(samples, exchange);
     let (forecasts_out, forecasts) = builder.new_output();
     let (errors_out, errors) = builder.new_output();
@@ -326,9 +335,28 @@ fn forecast<'s>(
                 made.errors.send(caps[1], &mut sessions.1);
                 made.dead.send(caps[2], &mut sessions.2);
             };
-            for (time, updates) in ready {
+            // What this activation may make; what is left waits for the next one.
+            let mut fuel = FUEL;
+            let mut done = true;
+            let mut ready = ready.into_iter();
+            // The times this activation leaves for the next one.
+            let mut left = Vec::new();
+            while let Some((time, updates)) = ready.next() {
                 // Bins that end by `time` close before samples at `time` arrive.
-                close(&plan, &mut series, &mut opens, Some(time as i64), &mut made, &mut send);
+                if !close(
+                    &plan,
+                    &mut series,
+                    &mut opens,
+                    Some(time as i64),
+                    &mut made,
+                    &mut send,
+                    &mut fuel,
+                ) {
+                    done = false;
+                    left.push((time, updates));
+                    left.extend(ready);
+                    break;
+                }
                 let mut batch: Vec<(Sample, isize)> = Vec::new();
                 for (p, r) in updates {
                     match p {
@@ -381,15 +409,18 @@ fn forecast<'s>(
                     }
                 }
             }
-            close(
-                &plan,
-                &mut series,
-                &mut opens,
-                limit.map(|l| l as i64),
-                &mut made,
-                &mut send,
-            );
+            if done {
+                let until = limit.map(|l| l as i64);
+                done = close(&plan, &mut series, &mut opens, until, &mut made, &mut send, &mut fuel);
+            }
             send(&mut made);
+            for (time, updates) in left {
+                pending.restore(time, updates);
+            }
+            if !done {
+                activator.activate();
+            }
+            debtor.set(!done);
             opens.retain(|_, set| !set.is_empty());
             let mut hold = pending.next_time();
             if let Some(end) = opens.keys().next() {
@@ -406,7 +437,9 @@ fn forecast<'s>(
 }
 
 /// Closes the open bins that end at or before `until` (every one when `None`: the input ended),
-/// in order of their end; each one's output is stamped at its end.
+/// in order of their end and series; each one's output is stamped at its end. Stops once what
+/// it made uses up `fuel`, and says whether it closed them all: the bins left stay in `opens`
+/// for the next activation.
 fn close(
     plan: &ForecastPlan,
     series: &mut BTreeMap<SeriesKey, Series>,
@@ -414,14 +447,18 @@ fn close(
     until: Option<i64>,
     made: &mut Made,
     send: &mut impl FnMut(&mut Made),
-) {
-    let ends: Vec<i64> = opens
-        .keys()
-        .copied()
-        .take_while(|e| until.is_none_or(|u| *e <= u))
-        .collect();
-    for end in ends {
-        for id in opens.remove(&end).expect("listed above") {
+    fuel: &mut usize,
+) -> bool {
+    while let Some(mut entry) = opens.first_entry() {
+        let end = *entry.key();
+        if until.is_some_and(|u| end > u) {
+            break;
+        }
+        while let Some(id) = entry.get_mut().pop_first() {
+            if *fuel == 0 {
+                entry.get_mut().insert(id);
+                return false;
+            }
             let s = series.get_mut(&id).expect("an open bin has a series");
             let mut bins = Vec::new();
             match until {
@@ -429,10 +466,14 @@ fn close(
                 None => s.resampler.finish(&mut bins),
             }
             s.open_end = None;
+            let before = made.len();
             emit(plan, &id, s, bins, end as u64, made);
+            *fuel = fuel.saturating_sub(made.len() - before);
             made.send_if_full(send);
         }
+        entry.remove();
     }
+    true
 }
 
 /// Feeds closed bins to the series' models and writes what they give, stamped `at`.
@@ -519,7 +560,7 @@ fn rows(plan: &ForecastPlan, id: &SeriesKey, s: &mut Series, last: i64) -> Vec<V
             let name = match &named {
                 Some((prev, name)) if *prev == used => name.clone(),
                 _ => {
-                    let name = names.name(used, &mut text);
+                    let name = names.name(i, used, &mut text);
                     named = Some((used, name.clone()));
                     name
                 }

@@ -91,6 +91,9 @@ pub struct SourceInputs {
     /// The source's events as every worker has fed them: its frontier is the slowest worker's
     /// input time, which readers use for flow control (`run::read_splits`).
     pub fed: ProbeHandle<u64>,
+    /// Whether an operator of this worker has put work off ([`pending::Backlog`]): readers
+    /// step the worker until it has none before they read on.
+    pub backlog: pending::Backlog,
 }
 
 /// A rendered dataflow: its inputs, a probe on every output, and the sinks' results.
@@ -141,6 +144,7 @@ pub fn render(
     env: &SinkEnv,
 ) -> Rendered {
     let probe = ProbeHandle::new();
+    let backlog = pending::Backlog::default();
     let mut inputs = Vec::new();
     let mut sources: Vec<EventsOf<'_>> = Vec::new();
     let mut dead: Vec<DeadOf<'_>> = Vec::new();
@@ -155,6 +159,7 @@ pub fn render(
             events: ev,
             dead: dl,
             fed,
+            backlog: backlog.clone(),
         });
     }
 
@@ -184,7 +189,7 @@ pub fn render(
                 enrich::stage(input, contexts, p, plan, env.state.as_ref())
             }
             StageKind::Aggregate(p) => window::stage(input, p, fields),
-            StageKind::Forecast(p) => forecast::stage(input, p, fields),
+            StageKind::Forecast(p) => forecast::stage(input, p, fields, &backlog),
             StageKind::Router(p) => {
                 let forecast = p.forecast_input.map(|k| match &stage.inputs[k] {
                     StageRef::Stage(j) => match &outs[*j].main {

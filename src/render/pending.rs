@@ -3,7 +3,9 @@
 //! times are kept meanwhile. This is what makes the windowed, schema, dedup and join operators'
 //! outputs a function of their input collections, not of batching or worker count.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::OutputBuilderSession;
@@ -72,6 +74,14 @@ impl<D> Pending<D> {
             .into_iter()
             .map(|t| (t, self.by_time.remove(&t).expect("listed above")))
             .collect()
+    }
+
+    /// Puts back a time's updates that [`Pending::ready`] returned and the operator left for
+    /// later, ahead of any received at that time since.
+    pub fn restore(&mut self, time: u64, mut updates: Vec<D>) {
+        let held = self.by_time.entry(time).or_default();
+        updates.append(held);
+        *held = updates;
     }
 
     /// Drops the updates at times before `from` (a restored operator's state holds them).
@@ -234,5 +244,50 @@ pub fn retain_ports(caps: &mut [CapabilitySet<u64>], cap: &InputCapability<u64>,
         if let Some(c) = cap.retain_least(first + i) {
             caps.insert(c);
         }
+    }
+}
+
+/// How many of a worker's operators hold work they put off: an operator whose activation would
+/// make more output than fits in cache (a forecast closing a thousand series' bins at once makes
+/// a hundred thousand rows) makes part of it, activates itself again and says so here, and the
+/// operators downstream take that part while it is still in cache. A reader steps the worker
+/// until none owes work before it reads more input, so the input does not pile up meanwhile.
+#[derive(Clone, Default)]
+pub struct Backlog(Rc<Cell<usize>>);
+
+impl Backlog {
+    /// Whether an operator has put work off.
+    pub fn owed(&self) -> bool {
+        self.0.get() > 0
+    }
+
+    /// A handle for one operator to say whether it owes work.
+    pub fn debtor(&self) -> Debtor {
+        Debtor {
+            backlog: self.clone(),
+            owes: false,
+        }
+    }
+}
+
+/// One operator's part of a [`Backlog`].
+pub struct Debtor {
+    backlog: Backlog,
+    owes: bool,
+}
+
+impl Debtor {
+    pub fn set(&mut self, owes: bool) {
+        if owes != self.owes {
+            let count = &self.backlog.0;
+            count.set(if owes { count.get() + 1 } else { count.get() - 1 });
+            self.owes = owes;
+        }
+    }
+}
+
+impl Drop for Debtor {
+    fn drop(&mut self) {
+        self.set(false);
     }
 }

@@ -117,6 +117,10 @@ pub(crate) fn read(
                     for _ in 0..STEPS_PER_CHUNK {
                         worker.step();
                     }
+                    // Work an operator put off is done before more input comes in.
+                    while r.feed.inputs.backlog.owed() {
+                        worker.step();
+                    }
                     progress(n);
                 }
                 Some(Piece::End(Ok(()))) => r.finish(),

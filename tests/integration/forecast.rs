@@ -69,8 +69,18 @@ emit = "{emit}"
 
 /// From scratch: the forecast rows of each series after the steps that end by `at`.
 fn oracle(samples: &[(i64, usize, f64)], plan: &sluice::plan::ForecastPlan, at: i64) -> BTreeSet<Vec<Value>> {
+    oracle_of(&REGIONS, samples, plan, at)
+}
+
+/// [`oracle`] for series named by `regions`.
+fn oracle_of(
+    regions: &[impl AsRef<str>],
+    samples: &[(i64, usize, f64)],
+    plan: &sluice::plan::ForecastPlan,
+    at: i64,
+) -> BTreeSet<Vec<Value>> {
     let mut out = BTreeSet::new();
-    for (r, region) in REGIONS.iter().enumerate() {
+    for (r, region) in regions.iter().map(AsRef::as_ref).enumerate() {
         let series: Vec<(i64, f64)> = samples.iter().filter(|s| s.1 == r).map(|s| (s.0, s.2)).collect();
         // Steps that closed by `at`: those ending at or before it.
         let seen: Vec<(i64, f64)> = series
@@ -150,6 +160,49 @@ proptest! {
                     prop_assert_eq!(e, &errors, "{} workers differ from 1", workers);
                 }
             }
+        }
+    }
+}
+
+/// A step that closes many series' bins makes more than one activation's fuel
+/// (`render::forecast::FUEL`): the operator closes some, yields, and goes on in its next
+/// activation. The output at every time still equals the recomputation, with 1 and 2 workers.
+#[test]
+fn a_step_larger_than_the_fuel_is_closed_over_several_activations() {
+    let dir = tempfile::tempdir().unwrap();
+    let regions: Vec<String> = (0..1_200).map(|r| format!("r{r:04}")).collect();
+    let samples: Vec<(i64, usize, f64)> = (0..24)
+        .flat_map(|step| {
+            (0..regions.len()).map(move |r| {
+                let v = 50.0 + 10.0 * ((step % 10) as f64 / 10.0 * std::f64::consts::TAU).sin() + (r % 17) as f64;
+                (step * STEP + (r as i64 * 37) % STEP, r, v.round())
+            })
+        })
+        .collect();
+    let mut f = std::fs::File::create(dir.path().join("load.ndjson")).unwrap();
+    for (t, r, v) in &samples {
+        writeln!(f, r#"{{"ts":{t},"region":"{}","cpu":{v}}}"#, regions[*r]).unwrap();
+    }
+    drop(f);
+    let plan = plan_text(&spec(dir.path(), "updates"), dir.path());
+    let forecast = plan.forecasts().next().unwrap().clone();
+    let mut first = None;
+    for workers in [1, 2] {
+        let summary = run_collect(&plan, workers);
+        let mut updates = summary.collected["f"].clone();
+        updates.sort();
+        let errors = summary.collected["f_errors"].len();
+        // One step's updates, in both outputs, exceed the fuel of an activation.
+        let at = |t: u64| updates.iter().filter(|(_, u, _)| *u == t).count();
+        assert!(at(20 * STEP as u64) + errors / 24 > sluice::render::forecast::FUEL);
+        let times: BTreeSet<u64> = updates.iter().map(|(_, t, _)| *t).collect();
+        for t in times.into_iter().step_by(5) {
+            let got: BTreeSet<Vec<Value>> = accumulate(&updates, t).into_keys().collect();
+            assert_eq!(got, oracle_of(&regions, &samples, &forecast, t as i64), "at {t}");
+        }
+        match &first {
+            None => first = Some(updates),
+            Some(u) => assert_eq!(u, &updates, "{workers} workers differ from 1"),
         }
     }
 }

@@ -37,7 +37,7 @@ mod oracle_tests;
 use serde::{Deserialize, Serialize};
 
 pub use ensemble::{
-    ConfigError, Fallback, ForecastConfig, Issued, Member, Obs, ObserveError, RealizedError, Refit, Selection,
+    ConfigError, Fallback, ForecastConfig, Issued, Member, NameKey, Obs, ObserveError, RealizedError, Refit, Selection,
     SeriesForecaster, Step, Used,
 };
 pub use series::{Aggregation, GapRule, Resampled, Resampler, SampleFlag};

@@ -46,7 +46,7 @@ mod output;
 mod rings;
 
 pub use config::{ConfigError, ForecastConfig, Selection};
-pub use output::{Fallback, Issued, Member, Obs, ObserveError, RealizedError, Step, Used};
+pub use output::{Fallback, Issued, Member, NameKey, Obs, ObserveError, RealizedError, Step, Used};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Slot {

@@ -121,28 +121,64 @@ pub struct Used {
 
 impl Used {
     /// A key that two `Used` share only when they read the same ([`Display`](fmt::Display)):
-    /// per model, 255 when it has no weight, else its weight in hundredths as `{:.2}` rounds it.
-    /// `None` when that cannot be told without formatting: a fallback, or a weight outside
+    /// per model, 255 when it has no weight, else its weight in hundredths as `{:.2}` rounds it,
+    /// and the fallback. `None` when that cannot be told without formatting: a weight outside
     /// `[0, 1]` or within 10⁻⁶ hundredths of a rounding tie. Rows name their mix of models on
     /// every sample; with this, the name is formatted only when the key changes.
-    pub fn name_key(&self) -> Option<[u8; 5]> {
-        if self.fallback.is_some() {
-            return None;
-        }
-        let mut key = [u8::MAX; 5];
-        for (k, w) in key.iter_mut().zip(self.weights) {
+    pub fn name_key(&self) -> Option<NameKey> {
+        let mut hundredths = [u8::MAX; 5];
+        for (k, w) in hundredths.iter_mut().zip(self.weights) {
             if w > 0.0 {
                 // `w * 100` is within an ulp (about 10⁻¹⁴) of the exact product, so away from a
                 // tie it rounds as `{:.2}` rounds the exact decimal value of `w`.
-                let hundredths = w * 100.0;
-                let fraction = hundredths - hundredths.floor();
-                if hundredths > 100.0 || (fraction - 0.5).abs() < 1e-6 {
+                let scaled = w * 100.0;
+                let fraction = scaled - scaled.floor();
+                if scaled > 100.0 || (fraction - 0.5).abs() < 1e-6 {
                     return None;
                 }
-                *k = hundredths.round() as u8;
+                *k = scaled.round() as u8;
             }
         }
-        Some(key)
+        Some(NameKey {
+            hundredths,
+            fallback: self.fallback,
+        })
+    }
+}
+
+/// What a [`Used`]'s name says, short of formatting it (see [`Used::name_key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameKey {
+    /// Per model in [`ModelKind::ALL`] order: its weight in hundredths, 255 when it has none.
+    pub hundredths: [u8; 5],
+    pub fallback: Option<Fallback>,
+}
+
+impl NameKey {
+    /// Writes the name it stands for, as [`Used`]'s `Display` writes it, without formatting the
+    /// weights as floats: `ets`, `ets 0.62 + ar 0.38`, `seasonal_naive (too short: 10 < 48)`.
+    pub fn write_name(&self, out: &mut String) {
+        let members = || (ModelKind::ALL.into_iter().zip(self.hundredths)).filter(|(_, k)| *k != u8::MAX);
+        if members().count() == 1 {
+            let (kind, _) = members().next().expect("counted");
+            out.push_str(kind.name());
+        } else {
+            for (i, (kind, k)) in members().enumerate() {
+                if i > 0 {
+                    out.push_str(" + ");
+                }
+                out.push_str(kind.name());
+                out.push(' ');
+                out.push(char::from(b'0' + k / 100));
+                out.push('.');
+                out.push(char::from(b'0' + k % 100 / 10));
+                out.push(char::from(b'0' + k % 10));
+            }
+        }
+        if let Some(reason) = &self.fallback {
+            use fmt::Write as _;
+            write!(out, " ({reason})").expect("writing to a string");
+        }
     }
 }
 

@@ -219,7 +219,8 @@ fn refit_schedule_phases_and_searches() {
 }
 
 /// A mix's name key stands for its text: where it has one, each weight's hundredths are what
-/// `{:.2}` prints, so two mixes with one key read the same; fallbacks and near-ties have none.
+/// `{:.2}` prints and its fallback is the name's, so two mixes with one key read the same, and
+/// the key writes that name; near-ties have none.
 #[test]
 fn a_name_key_is_what_the_name_prints() {
     use rand::{Rng, SeedableRng};
@@ -240,20 +241,27 @@ fn a_name_key_is_what_the_name_prints() {
                 _ => rng.random::<f64>(),
             };
         }
-        let fallback = (i % 50 == 0).then_some(Fallback::AwaitingRefit);
+        let fallback = match i % 50 {
+            0 => Some(Fallback::AwaitingRefit),
+            1 => Some(Fallback::TooShort { have: i, need: 48 }),
+            _ => None,
+        };
         let used = Used { weights, fallback };
         let Some(key) = used.name_key() else {
             assert!(
-                fallback.is_some()
-                    || weights
-                        .iter()
-                        .any(|w| *w > 0.0 && ((w * 100.0).fract() - 0.5).abs() < 1e-6 || *w > 1.0),
+                weights
+                    .iter()
+                    .any(|w| *w > 0.0 && ((w * 100.0).fract() - 0.5).abs() < 1e-6 || *w > 1.0),
                 "{weights:?} has a key"
             );
             continue;
         };
         keyed += 1;
-        for (k, w) in key.iter().zip(weights) {
+        assert_eq!(key.fallback, fallback);
+        let mut name = String::new();
+        key.write_name(&mut name);
+        assert_eq!(name, used.to_string());
+        for (k, w) in key.hundredths.iter().zip(weights) {
             if w > 0.0 {
                 assert_eq!(format!("{w:.2}"), format!("{}.{:02}", k / 100, k % 100), "{w:e}");
             } else {
