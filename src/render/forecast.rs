@@ -20,6 +20,9 @@
 //! - `NAME_errors` receives, as each bin closes, the realized error of every earlier forecast
 //!   that targeted it, per model and for the ensemble (none for bins the gap rule made up).
 //! - The operator holds capabilities for pending times and for the earliest open bin's end.
+//! - An activation makes at most [`FUEL`] updates: a step that closes many series' bins is
+//!   closed over several activations, in the same order and with the same stamps, the operator
+//!   activating itself and owing the worker's [`Backlog`] meanwhile (see `render::pending`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
