@@ -1,7 +1,9 @@
 //! Time-ordered buffering for operators that apply their input one timestamp at a time: updates
 //! wait until the input frontier has passed their time, and the capabilities to emit at those
 //! times are kept meanwhile. This is what makes the windowed, schema, dedup and join operators'
-//! outputs a function of their input collections, not of batching or worker count.
+//! outputs a function of their input collections, not of batching or worker count. Also what
+//! one activation sends ([`Batch`]) and which operators put work off to their next activation
+//! ([`Backlog`]).
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -77,7 +79,7 @@ impl<D> Pending<D> {
     }
 
     /// Puts back a time's updates that [`Pending::ready`] returned and the operator left for
-    /// later, ahead of any received at that time since.
+    /// later (ahead of any held at that time, though none can arrive once the frontier passed it).
     pub fn restore(&mut self, time: u64, mut updates: Vec<D>) {
         let held = self.by_time.entry(time).or_default();
         updates.append(held);
