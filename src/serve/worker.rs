@@ -177,6 +177,13 @@ fn drive_inner(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<O
     }
     let tick_ms = plan.tick_ms as i64;
     let mut inputs: Vec<Option<SourceInputs>> = rendered.inputs.drain(..).map(Some).collect();
+    // Work that operators put off (`render::pending::Backlog`), shared by every input.
+    let backlog = inputs
+        .iter()
+        .flatten()
+        .next()
+        .map(|i| i.backlog.clone())
+        .unwrap_or_default();
     for (i, source) in plan.sources.iter().enumerate() {
         if let (Some(layout), Some(input)) = (&shared.layouts[i], &mut inputs[i]) {
             let mut lateness = crate::source::lateness::Lateness::default();
@@ -231,6 +238,11 @@ fn drive_inner(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<O
         }
         if received {
             worker.step();
+            // As a file's reader does: work put off is done before more input is taken, so the
+            // connections wait (their queues fill) rather than the input piling up.
+            while backlog.owed() {
+                worker.step();
+            }
             if let Some(live) = &shared.live {
                 live.observe_step(index, began.elapsed());
             }
