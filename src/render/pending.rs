@@ -79,11 +79,10 @@ impl<D> Pending<D> {
     }
 
     /// Puts back a time's updates that [`Pending::ready`] returned and the operator left for
-    /// later (ahead of any held at that time, though none can arrive once the frontier passed it).
-    pub fn restore(&mut self, time: u64, mut updates: Vec<D>) {
-        let held = self.by_time.entry(time).or_default();
-        updates.append(held);
-        *held = updates;
+    /// later. None can have arrived at that time since: the frontier had passed it.
+    pub fn restore(&mut self, time: u64, updates: Vec<D>) {
+        let held = self.by_time.insert(time, updates);
+        debug_assert!(held.is_none(), "updates at {time} arrived after the frontier passed it");
     }
 
     /// Drops the updates at times before `from` (a restored operator's state holds them).

@@ -176,14 +176,9 @@ fn drive_inner(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<O
         s.rendered();
     }
     let tick_ms = plan.tick_ms as i64;
+    // Work that operators put off (`render::pending::Backlog`), the same for every input.
+    let backlog = rendered.inputs.first().map(|i| i.backlog.clone()).unwrap_or_default();
     let mut inputs: Vec<Option<SourceInputs>> = rendered.inputs.drain(..).map(Some).collect();
-    // Work that operators put off (`render::pending::Backlog`), shared by every input.
-    let backlog = inputs
-        .iter()
-        .flatten()
-        .next()
-        .map(|i| i.backlog.clone())
-        .unwrap_or_default();
     for (i, source) in plan.sources.iter().enumerate() {
         if let (Some(layout), Some(input)) = (&shared.layouts[i], &mut inputs[i]) {
             let mut lateness = crate::source::lateness::Lateness::default();
