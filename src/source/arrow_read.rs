@@ -1,6 +1,12 @@
 //! Arrow arrays to [`Value`]s: each column is downcast once per batch into a [`Col`], then read
 //! row by row without further dynamic dispatch on the data type.
+//!
+//! A dictionary-encoded string column ([`Col::Dict`]) makes one shared string per dictionary
+//! entry that the batch uses, not one per row: its rows' values share it. The strings are
+//! made per batch, so a reader decoding the next batch never touches the reference counts of
+//! the events a worker is dropping.
 
+use std::cell::OnceCell;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -34,6 +40,10 @@ pub enum Col<'a> {
     Str(&'a GenericStringArray<i32>),
     LargeStr(&'a GenericStringArray<i64>),
     View(&'a StringViewArray),
+    /// Dictionary-encoded strings (Int32 keys): each entry's value is made on its first use in
+    /// the batch, and shared by the rows after it. A dictionary much larger than the batch
+    /// (about one entry per row) is read as plain strings: sharing would save nothing.
+    Dict(DictCol<'a>),
     /// Timestamps (converted to Int64 in the owned `Cast` storage) with a divisor to milliseconds.
     Time(PrimitiveArray<Int64Type>, i64, i64),
     Date(&'a PrimitiveArray<Date32Type>),
@@ -41,6 +51,48 @@ pub enum Col<'a> {
     List(ListCol<'a>),
     /// Anything else, cast to strings.
     Text(Arc<GenericStringArray<i32>>),
+}
+
+/// A dictionary column of strings: keys, the dictionary, and the values made so far.
+pub struct DictCol<'a> {
+    keys: &'a PrimitiveArray<Int32Type>,
+    values: &'a GenericStringArray<i32>,
+    /// One cell per dictionary entry, or none when the dictionary is too large to share.
+    made: Option<Vec<OnceCell<Value>>>,
+}
+
+impl DictCol<'_> {
+    fn get(&self, row: usize) -> Value {
+        if self.keys.is_null(row) {
+            return Value::Null;
+        }
+        let key = self.keys.value(row) as usize;
+        if self.values.is_null(key) {
+            return Value::Null;
+        }
+        match &self.made {
+            Some(made) => made[key].get_or_init(|| Value::str(self.values.value(key))).clone(),
+            None => Value::str(self.values.value(key)),
+        }
+    }
+
+    fn str_at(&self, row: usize) -> Option<&str> {
+        let key = self.keys.is_valid(row).then(|| self.keys.value(row) as usize)?;
+        self.values.is_valid(key).then(|| self.values.value(key))
+    }
+}
+
+/// A dictionary of strings with Int32 keys, or `None` for any other dictionary (read as text).
+fn dict(array: &ArrayRef) -> Option<DictCol<'_>> {
+    let dict = array.as_dictionary_opt::<Int32Type>()?;
+    let values = dict.values().as_string_opt::<i32>()?;
+    // Sharing pays when entries repeat within the batch.
+    let share = values.len() <= 2 * dict.len().max(1);
+    Some(DictCol {
+        keys: dict.keys(),
+        values,
+        made: share.then(|| (0..values.len()).map(|_| OnceCell::new()).collect()),
+    })
 }
 
 /// A list column: offsets and the child column.
@@ -98,10 +150,16 @@ impl<'a> Col<'a> {
             }
             DataType::List(_) => Col::List(list(array.as_list::<i32>())),
             DataType::LargeList(_) => Col::List(list(array.as_list::<i64>())),
-            _ => match cast(array, &DataType::Utf8) {
-                Ok(text) => Col::Text(Arc::new(text.as_string::<i32>().clone())),
-                Err(_) => Col::Null,
-            },
+            DataType::Dictionary(..) => dict(array).map_or_else(|| Col::text(array), Col::Dict),
+            _ => Col::text(array),
+        }
+    }
+
+    /// Anything else, cast to strings (or null when it cannot be).
+    fn text(array: &ArrayRef) -> Col<'a> {
+        match cast(array, &DataType::Utf8) {
+            Ok(text) => Col::Text(Arc::new(text.as_string::<i32>().clone())),
+            Err(_) => Col::Null,
         }
     }
 
@@ -135,6 +193,7 @@ impl<'a> Col<'a> {
             Col::Str(a) => prim!(a, Value::str),
             Col::LargeStr(a) => prim!(a, Value::str),
             Col::View(a) => prim!(a, Value::str),
+            Col::Dict(d) => d.get(row),
             Col::Time(a, mul, div) => prim!(a, |v: i64| Value::Time(v.saturating_mul(*mul).div_euclid(*div))),
             Col::Date(a) => prim!(a, |d: i32| Value::Time(i64::from(d) * 86_400_000)),
             Col::Struct(s, cols) => {
@@ -201,6 +260,7 @@ impl Col<'_> {
             Col::LargeStr(a) if !a.is_null(row) => Some(a.value(row)),
             Col::View(a) if !a.is_null(row) => Some(a.value(row)),
             Col::Text(a) if !a.is_null(row) => Some(a.value(row)),
+            Col::Dict(d) => d.str_at(row),
             _ => None,
         }
     }
@@ -222,5 +282,58 @@ impl TypeCache {
             self.entries.push((s.into(), sym));
         }
         sym
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{DictionaryArray, Int32Array, StringArray};
+
+    /// A dictionary column reads as its strings, nulls (of keys or of entries) as nulls,
+    /// whether its entries are shared (a small dictionary) or not (one larger than twice the
+    /// batch).
+    #[test]
+    fn a_dictionary_reads_as_its_strings_shared_when_small() {
+        let values = StringArray::from(vec![Some("eu"), None, Some("us")]);
+        let keys = Int32Array::from(vec![Some(0), Some(2), None, Some(1), Some(0), Some(2)]);
+        let small: ArrayRef = Arc::new(DictionaryArray::new(keys, Arc::new(values)));
+        let want = [
+            Value::str("eu"),
+            Value::str("us"),
+            Value::Null,
+            Value::Null,
+            Value::str("eu"),
+            Value::str("us"),
+        ];
+        let col = Col::new(&small);
+        assert!(matches!(&col, Col::Dict(d) if d.made.is_some()));
+        let got: Vec<Value> = (0..6).map(|r| col.get(r)).collect();
+        assert_eq!(got, want);
+        let (Value::Str(a), Value::Str(b)) = (&got[0], &got[4]) else {
+            unreachable!()
+        };
+        assert!(Arc::ptr_eq(a, b));
+        assert_eq!((col.str_at(1), col.str_at(2), col.str_at(3)), (Some("us"), None, None));
+
+        let many: Vec<String> = (0..100).map(|i| format!("v{i}")).collect();
+        let keys = Int32Array::from(vec![Some(99), None, Some(7)]);
+        let large: ArrayRef = Arc::new(DictionaryArray::new(keys, Arc::new(StringArray::from(many))));
+        let col = Col::new(&large);
+        assert!(matches!(&col, Col::Dict(d) if d.made.is_none()));
+        assert_eq!(
+            (0..3).map(|r| col.get(r)).collect::<Vec<_>>(),
+            [Value::str("v99"), Value::Null, Value::str("v7")]
+        );
+    }
+
+    /// A dictionary of anything but strings with Int32 keys is read as text, as before.
+    #[test]
+    fn other_dictionaries_are_read_as_text() {
+        let keys = arrow::array::Int8Array::from(vec![0, 1, 0]);
+        let dict: ArrayRef = Arc::new(DictionaryArray::new(keys, Arc::new(StringArray::from(vec!["x", "y"]))));
+        let col = Col::new(&dict);
+        assert!(matches!(col, Col::Text(_)));
+        assert_eq!(col.get(1), Value::str("y"));
     }
 }

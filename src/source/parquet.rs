@@ -56,7 +56,85 @@ fn read_error(path: &Path, rg: usize, e: impl std::fmt::Display) -> SourceError 
 fn load(path: &Path) -> Result<(File, ArrowReaderMetadata), SourceError> {
     let file = File::open(path).map_err(|e| SourceError::open(path, e))?;
     let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| SourceError::open(path, e))?;
+    let meta = match dictionary_schema(&meta) {
+        Some(schema) => ArrowReaderMetadata::try_new(
+            Arc::clone(meta.metadata()),
+            ArrowReaderOptions::new().with_schema(schema),
+        )
+        .map_err(|e| SourceError::open(path, e))?,
+        None => meta,
+    };
     Ok((file, meta))
+}
+
+/// The file's Arrow schema with its string columns that are dictionary-encoded throughout
+/// (every data page of every row group) read as dictionaries, so that the reader makes one
+/// shared string per dictionary entry (see [`Col::Dict`]); `None` when there are none. Strings
+/// at the top level and in structs, by their leaf column's path; lists are read as they are.
+fn dictionary_schema(meta: &ArrowReaderMetadata) -> Option<SchemaRef> {
+    use arrow::datatypes::{Field, Fields, Schema};
+    use parquet::basic::Encoding;
+    let row_groups = meta.metadata().row_groups();
+    if row_groups.is_empty() {
+        return None;
+    }
+    let parquet = meta.parquet_schema();
+    let all_dictionary = |leaf: usize| {
+        row_groups.iter().all(|rg| {
+            let c = rg.column(leaf);
+            let only = |e: Encoding| e == Encoding::RLE_DICTIONARY || e == Encoding::PLAIN_DICTIONARY;
+            c.dictionary_page_offset().is_some()
+                && match (c.page_encoding_stats_mask(), c.page_encoding_stats()) {
+                    (Some(mask), _) => {
+                        mask.is_only(Encoding::RLE_DICTIONARY) || mask.is_only(Encoding::PLAIN_DICTIONARY)
+                    }
+                    (None, Some(stats)) => stats
+                        .iter()
+                        .filter(|s| {
+                            matches!(
+                                s.page_type,
+                                parquet::basic::PageType::DATA_PAGE | parquet::basic::PageType::DATA_PAGE_V2
+                            )
+                        })
+                        .all(|s| only(s.encoding)),
+                    (None, None) => false,
+                }
+        })
+    };
+    let dictionary: std::collections::HashSet<String> = (0..parquet.num_columns())
+        .filter(|&leaf| all_dictionary(leaf))
+        .map(|leaf| parquet.column(leaf).path().string())
+        .collect();
+    if dictionary.is_empty() {
+        return None;
+    }
+    fn hint(field: &Field, path: String, dictionary: &std::collections::HashSet<String>, changed: &mut bool) -> Field {
+        match field.data_type() {
+            DataType::Utf8 if dictionary.contains(&path) => {
+                *changed = true;
+                field.clone().with_data_type(DataType::Dictionary(
+                    Box::new(DataType::Int32),
+                    Box::new(DataType::Utf8),
+                ))
+            }
+            DataType::Struct(children) => {
+                let children: Fields = children
+                    .iter()
+                    .map(|c| hint(c, format!("{path}.{}", c.name()), dictionary, changed))
+                    .collect();
+                field.clone().with_data_type(DataType::Struct(children))
+            }
+            _ => field.clone(),
+        }
+    }
+    let schema = meta.schema();
+    let mut changed = false;
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| hint(f, f.name().clone(), &dictionary, &mut changed))
+        .collect();
+    changed.then(|| Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())))
 }
 
 fn column_index(schema: &SchemaRef, name: &str, path: &Path, what: &str) -> Result<usize, SourceError> {
@@ -379,6 +457,9 @@ impl ParquetReader {
             unreachable!("the time column was checked when the splits were made")
         };
         let fixed = self.plan.fixed_type.as_ref().map(|t| self.types.get(t));
+        // One scratch row for the batch: each payload is collected from it into its shared
+        // slice in one allocation (a drain has an exact length).
+        let mut fields: Vec<(Sym, Value)> = Vec::with_capacity(payload.len());
         for row in 0..batch.num_rows() {
             let time = time_col.time_ms(row, self.plan.time_unit_ms);
             let kind = match (&fixed, &type_col) {
@@ -386,7 +467,7 @@ impl ParquetReader {
                 (None, Some(col)) => col.str_at(row).map(|s| self.types.get(s)),
                 (None, None) => None,
             };
-            let mut fields: Vec<(Sym, Value)> = Vec::with_capacity(payload.len());
+            fields.clear();
             for (name, col) in &payload {
                 let v = col.get(row);
                 if !v.is_null() {
@@ -401,7 +482,7 @@ impl ParquetReader {
                         payload: if fields.is_empty() {
                             self.empty.clone()
                         } else {
-                            fields.into()
+                            fields.drain(..).collect()
                         },
                     },
                     (first_row + row) as u64,
@@ -531,5 +612,124 @@ mod tests {
             got.sort_by_key(|g| g.0);
             assert_eq!(got, want, "{peers} workers");
         }
+    }
+
+    /// `rows` of (time, type, `low`, `high`, `dev.os`) as a Parquet file, dictionary-encoded
+    /// or not. With a dictionary, its page is limited to 256 bytes, so that `high` (a new value
+    /// per row) falls back to plain pages after a few rows while `low` (three values and nulls)
+    /// and the struct's `os` stay dictionary-encoded throughout.
+    fn strings_file(dir: &Path, name: &str, dictionary: bool) -> PathBuf {
+        use arrow::array::{ArrayRef, StringArray, StructArray, TimestampMillisecondArray};
+        use arrow::datatypes::{Field, TimeUnit};
+        use parquet::arrow::ArrowWriter;
+        use parquet::file::properties::WriterProperties;
+        let n = 3_000i64;
+        let low = |i: i64| (i % 5 != 0).then(|| ["eu", "us", "ap"][(i % 3) as usize]);
+        let os: ArrayRef = Arc::new(StringArray::from_iter(
+            (0..n).map(|i| Some(["ios", "android"][(i % 2) as usize])),
+        ));
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("ts", Arc::new(TimestampMillisecondArray::from_iter_values(0..n))),
+            (
+                "type",
+                Arc::new(StringArray::from_iter(
+                    (0..n).map(|i| Some(["a", "b"][(i % 2) as usize])),
+                )),
+            ),
+            ("low", Arc::new(StringArray::from_iter((0..n).map(low)))),
+            (
+                "high",
+                Arc::new(StringArray::from_iter((0..n).map(|i| Some(format!("id-{i}"))))),
+            ),
+            (
+                "dev",
+                Arc::new(StructArray::from(vec![(
+                    Arc::new(Field::new("os", DataType::Utf8, true)),
+                    os,
+                )])),
+            ),
+        ];
+        let mut batch = RecordBatch::try_from_iter(columns).unwrap();
+        let ts = Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false);
+        let schema = batch.schema();
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields[0] = ts;
+        batch = batch
+            .with_schema(Arc::new(arrow::datatypes::Schema::new(fields)))
+            .unwrap();
+        let props = WriterProperties::builder()
+            .set_dictionary_enabled(dictionary)
+            .set_dictionary_page_size_limit(256)
+            .set_data_page_row_count_limit(100)
+            .set_write_batch_size(100)
+            .set_max_row_group_row_count(Some(2_000))
+            .build();
+        let path = dir.join(name);
+        let mut writer = ArrowWriter::try_new(File::create(&path).unwrap(), batch.schema(), Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        path
+    }
+
+    #[test]
+    fn strings_dictionary_encoded_throughout_are_read_as_shared_values_with_the_same_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let dict = strings_file(dir.path(), "dict.parquet", true);
+        let plain = strings_file(dir.path(), "plain.parquet", false);
+        // Only the columns whose every data page is dictionary-encoded become dictionaries.
+        let (_, meta) = load(&dict).unwrap();
+        let types: Vec<String> = meta
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "ts Timestamp(ms)",
+                "type Dictionary(Int32, Utf8)",
+                "low Dictionary(Int32, Utf8)",
+                "high Utf8",
+                "dev Struct(\"os\": Dictionary(Int32, Utf8))",
+            ]
+        );
+        assert!(dictionary_schema(&load(&plain).unwrap().1).is_none());
+        // The same events, position for position, with 1 and 2 workers.
+        for peers in [1, 2] {
+            let events = |path: &PathBuf| {
+                let plan = crate::source::test_plan(Format::Parquet, vec![path.clone()]);
+                let layout = Layout::discover_for(&plan, peers).unwrap();
+                let mut got: Vec<(u64, String)> = (0..peers).flat_map(|i| read(&plan, &layout, i, peers)).collect();
+                got.sort_by_key(|g| g.0);
+                got
+            };
+            let (from_dict, from_plain) = (events(&dict), events(&plain));
+            assert_eq!(from_dict.len(), 3_000);
+            assert_eq!(from_dict, from_plain, "{peers} workers");
+        }
+        // Within a batch, the rows of one dictionary entry share its string.
+        let plan = crate::source::test_plan(Format::Parquet, vec![dict]);
+        let layout = Layout::discover_for(&plan, 1).unwrap();
+        let mut r = reader(&plan, &layout);
+        let mut lows: Vec<Value> = Vec::new();
+        r.read(&layout.splits[0], &mut |chunk| {
+            for d in chunk.drain(..) {
+                if let Decoded::Event(e, _) = d {
+                    lows.extend(
+                        e.payload
+                            .iter()
+                            .filter(|(k, _)| k.as_str() == "low")
+                            .map(|(_, v)| v.clone()),
+                    );
+                }
+            }
+        })
+        .unwrap();
+        let (Value::Str(a), Value::Str(b)) = (&lows[0], &lows[3]) else {
+            panic!("strings: {:?} {:?}", lows[0], lows[3]);
+        };
+        assert_eq!((a.as_ref(), b.as_ref()), ("us", "us"));
+        assert!(Arc::ptr_eq(a, b), "one shared string");
     }
 }
