@@ -194,7 +194,7 @@ impl<'a> Col<'a> {
             Col::LargeStr(a) => prim!(a, Value::str),
             Col::View(a) => prim!(a, Value::str),
             Col::Dict(d) => d.get(row),
-            Col::Time(a, mul, div) => prim!(a, |v: i64| Value::Time(v.saturating_mul(*mul).div_euclid(*div))),
+            Col::Time(a, mul, div) => prim!(a, |v: i64| Value::Time(scale_to_ms(v, *mul, *div))),
             Col::Date(a) => prim!(a, |d: i32| Value::Time(i64::from(d) * 86_400_000)),
             Col::Struct(s, cols) => {
                 if s.is_null(row) {
@@ -239,6 +239,19 @@ pub fn time_ms(value: Value, unit_ms: f64) -> Result<i64, String> {
         Value::Str(s) => crate::value::parse_time(&s).ok_or_else(|| format!("`{s}` is not an RFC 3339 time")),
         Value::Null => Err("time is null".into()),
         other => Err(format!("a {} is not a time", other.kind_name())),
+    }
+}
+
+/// `v` in a unit with multiplier `mul` and divisor `div` to milliseconds (see [`unit_to_ms`]).
+/// The divisors of the units are matched as constants, which the compiler divides by with a
+/// multiplication: a division by a runtime value costs more than the rest of reading a time.
+#[inline]
+pub fn scale_to_ms(v: i64, mul: i64, div: i64) -> i64 {
+    match (mul, div) {
+        (1, 1) => v,
+        (1, 1000) => v.div_euclid(1000),
+        (1, 1_000_000) => v.div_euclid(1_000_000),
+        (mul, div) => v.saturating_mul(mul).div_euclid(div),
     }
 }
 
@@ -325,6 +338,37 @@ mod tests {
             (0..3).map(|r| col.get(r)).collect::<Vec<_>>(),
             [Value::str("v99"), Value::Null, Value::str("v7")]
         );
+    }
+
+    #[test]
+    fn times_scale_to_milliseconds_as_a_division_does() {
+        for unit in [
+            TimeUnit::Second,
+            TimeUnit::Millisecond,
+            TimeUnit::Microsecond,
+            TimeUnit::Nanosecond,
+        ] {
+            let (mul, div) = unit_to_ms(unit);
+            for v in [
+                0,
+                1,
+                -1,
+                999,
+                -999,
+                1_000,
+                -1_001,
+                1_709_510_400_123_456,
+                -1_709_510_400_123_456,
+                i64::MAX,
+                i64::MIN,
+            ] {
+                assert_eq!(
+                    scale_to_ms(v, mul, div),
+                    v.saturating_mul(mul).div_euclid(div),
+                    "{v} {unit:?}"
+                );
+            }
+        }
     }
 
     /// A dictionary of anything but strings with Int32 keys is read as text, as before.

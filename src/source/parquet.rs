@@ -149,12 +149,38 @@ fn column_index(schema: &SchemaRef, name: &str, path: &Path, what: &str) -> Resu
 
 /// Row groups of every file, in order, with their maximum admitted event time and far-future
 /// rows (see [`super::future`]). The column statistics decide a row group when no time in its
-/// range can be too far ahead; otherwise its time column is read.
+/// range can be too far ahead; otherwise its time column is read. The time columns to read are
+/// decoded on several threads, a few row groups at a time, and their times then go through
+/// the future-time filter in the log's order, one row group after the other.
 pub fn splits(plan: &SourcePlan, files: &[PathBuf], split_rows: Option<usize>) -> Result<Vec<Split>, SourceError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    splits_on(plan, files, split_rows, threads)
+}
+
+/// [`splits`], the time columns read on `threads` threads.
+fn splits_on(
+    plan: &SourcePlan,
+    files: &[PathBuf],
+    split_rows: Option<usize>,
+    threads: usize,
+) -> Result<Vec<Split>, SourceError> {
+    /// How a row group's splits get their maxima: from its statistics, or from its times.
+    enum Decide {
+        Whole {
+            s: usize,
+            max: i64,
+        },
+        /// Times of the row group's splits from `s`, `n` rows each (one split when `None`).
+        Times {
+            s: usize,
+            rg: usize,
+            n: Option<usize>,
+        },
+    }
     let mut out = Vec::new();
     let mut future = FutureFilter::new(plan.limits.max_future_ms);
     for (fi, path) in files.iter().enumerate() {
-        let (file, meta) = load(path)?;
+        let (_, meta) = load(path)?;
         let schema = meta.schema().clone();
         let tcol = column_index(&schema, &plan.time_field, path, "time")?;
         if plan.fixed_type.is_none() {
@@ -166,6 +192,7 @@ pub fn splits(plan: &SourcePlan, files: &[PathBuf], split_rows: Option<usize>) -
             .columns()
             .iter()
             .position(|c| c.path().string() == plan.time_field);
+        let mut decide = Vec::new();
         for (rg, rg_meta) in meta.metadata().row_groups().iter().enumerate() {
             let s = out.len();
             let rows = rg_meta.num_rows() as usize;
@@ -175,9 +202,7 @@ pub fn splits(plan: &SourcePlan, files: &[PathBuf], split_rows: Option<usize>) -
                     let len = n.min(rows - start);
                     out.push(Split::new(fi, Unit::Rows { rg, start, len }, len));
                 }
-                scan_times(plan, &file, &meta, rg, tcol, path, &mut |row, t| {
-                    future.push(&mut out, s + row as usize / n, row, t)
-                })?;
+                decide.push(Decide::Times { s, rg, n: Some(n) });
                 continue;
             }
             out.push(Split::new(fi, Unit::RowGroup(rg), rows));
@@ -187,16 +212,77 @@ pub fn splits(plan: &SourcePlan, files: &[PathBuf], split_rows: Option<usize>) -
                     stats_time(st, &dtype, plan.time_unit_ms, false)?,
                 ))
             });
-            match range {
-                Some((min, max)) if future.admits_whole(min, max) => future.admit_whole(&mut out, s, max),
-                _ => scan_times(plan, &file, &meta, rg, tcol, path, &mut |row, t| {
-                    future.push(&mut out, s, row, t)
-                })?,
+            decide.push(match range {
+                Some((min, max)) if future.admits_whole(min, max) => Decide::Whole { s, max },
+                _ => Decide::Times { s, rg, n: None },
+            });
+        }
+        for group in decide.chunks(2 * threads) {
+            let wanted: Vec<usize> = (group.iter())
+                .filter_map(|d| match d {
+                    Decide::Times { rg, .. } => Some(*rg),
+                    Decide::Whole { .. } => None,
+                })
+                .collect();
+            let mut times = scan_many(plan, path, &meta, &wanted, tcol, threads)?.into_iter();
+            for d in group {
+                match *d {
+                    Decide::Whole { s, max } => future.admit_whole(&mut out, s, max),
+                    Decide::Times { s, n, .. } => {
+                        let times = times.next().expect("one scan per row group that needs one");
+                        for (row, t) in times {
+                            future.push(&mut out, s + n.map_or(0, |n| row as usize / n), row, t);
+                        }
+                    }
+                }
             }
         }
     }
     future.finish(&mut out);
     Ok(out)
+}
+
+/// A row group's valid times: (row, milliseconds).
+type Times = Vec<(u64, i64)>;
+
+/// The valid times (row, milliseconds) of row groups `rgs` of `path`, in order, read on up to
+/// `threads` threads, each with a file handle of its own (clones of one handle share its
+/// offset).
+fn scan_many(
+    plan: &SourcePlan,
+    path: &Path,
+    meta: &ArrowReaderMetadata,
+    rgs: &[usize],
+    tcol: usize,
+    threads: usize,
+) -> Result<Vec<Times>, SourceError> {
+    let scan = |rg: usize| -> Result<Times, SourceError> {
+        let file = File::open(path).map_err(|e| SourceError::read(path, e))?;
+        let mut times = Vec::with_capacity(meta.metadata().row_group(rg).num_rows() as usize);
+        scan_times(plan, &file, meta, rg, tcol, path, &mut |row, t| times.push((row, t)))?;
+        Ok(times)
+    };
+    if threads <= 1 || rgs.len() <= 1 {
+        return rgs.iter().map(|&rg| scan(rg)).collect();
+    }
+    // Thread `k` scans every `threads`-th row group from `k`; the results go back in order.
+    let mut parts: Vec<Vec<Result<Times, SourceError>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads.min(rgs.len()))
+            .map(|k| {
+                let scan = &scan;
+                scope.spawn(move || rgs.iter().skip(k).step_by(threads).map(|&rg| scan(rg)).collect())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a time scan does not panic"))
+            .collect()
+    });
+    let mut iters: Vec<_> = parts.iter_mut().map(|p| p.drain(..)).collect();
+    let k = iters.len();
+    (0..rgs.len())
+        .map(|i| iters[i % k].next().expect("one result per row group"))
+        .collect()
 }
 
 /// The smallest (`min`) or largest time in a row group's statistics.
@@ -731,5 +817,42 @@ mod tests {
         };
         assert_eq!((a.as_ref(), b.as_ref()), ("us", "us"));
         assert!(Arc::ptr_eq(a, b), "one shared string");
+    }
+
+    /// Seven row groups, times shuffled within each and a far-future spike in two, so that
+    /// some row groups are decided by their statistics and the others by their times: the
+    /// splits, maxima and future rows are the same whether the times are read on one thread
+    /// or several, for whole row groups and for row ranges.
+    #[test]
+    fn times_read_on_several_threads_give_the_splits_one_thread_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("groups.parquet");
+        let mut sink: Option<crate::format::ParquetSink> = None;
+        for g in 0..7i64 {
+            let rows: Vec<Vec<Value>> = (0..3_000i64)
+                .map(|i| {
+                    let t = match (g, i) {
+                        (2, 1_500) | (5, 10) => Value::Time(400 * 86_400_000),
+                        _ => Value::Time((g * 3_000 + (i * 7_919) % 3_000) * 1000),
+                    };
+                    vec![t, Value::str("a"), Value::Int(i)]
+                })
+                .collect();
+            let batch = rows_to_batch(&["ts", "type", "n"].map(String::from), &rows).unwrap();
+            let sink = sink.get_or_insert_with(|| crate::format::ParquetSink::open(&path, batch.schema()).unwrap());
+            sink.write(&batch).unwrap();
+            sink.flush().unwrap();
+        }
+        sink.unwrap().close().unwrap();
+        let plan = crate::source::test_plan(Format::Parquet, vec![path.clone()]);
+        for split_rows in [None, Some(1_000)] {
+            let one = splits_on(&plan, std::slice::from_ref(&path), split_rows, 1).unwrap();
+            assert!(one.len() >= 7);
+            assert!(one.iter().any(|s| !s.future.is_empty()), "the spikes are future rows");
+            for threads in [2, 3, 8] {
+                let many = splits_on(&plan, std::slice::from_ref(&path), split_rows, threads).unwrap();
+                assert_eq!(many, one, "{threads} threads, {split_rows:?}");
+            }
+        }
     }
 }
