@@ -164,10 +164,13 @@ fn splits_on(
     split_rows: Option<usize>,
     threads: usize,
 ) -> Result<Vec<Split>, SourceError> {
-    /// How a row group's splits get their maxima: from its statistics, or from its times.
+    /// How a row group's splits get their maxima: from its statistics when, its turn come, the
+    /// filter admits their range whole (which depends on the times before it), or from its times.
     enum Decide {
-        Whole {
+        Stats {
             s: usize,
+            rg: usize,
+            min: i64,
             max: i64,
         },
         /// Times of the row group's splits from `s`, `n` rows each (one split when `None`).
@@ -213,21 +216,30 @@ fn splits_on(
                 ))
             });
             decide.push(match range {
-                Some((min, max)) if future.admits_whole(min, max) => Decide::Whole { s, max },
-                _ => Decide::Times { s, rg, n: None },
+                Some((min, max)) => Decide::Stats { s, rg, min, max },
+                None => Decide::Times { s, rg, n: None },
             });
         }
         for group in decide.chunks(2 * threads) {
             let wanted: Vec<usize> = (group.iter())
                 .filter_map(|d| match d {
                     Decide::Times { rg, .. } => Some(*rg),
-                    Decide::Whole { .. } => None,
+                    Decide::Stats { .. } => None,
                 })
                 .collect();
             let mut times = scan_many(plan, path, &meta, &wanted, tcol, threads)?.into_iter();
             for d in group {
                 match *d {
-                    Decide::Whole { s, max } => future.admit_whole(&mut out, s, max),
+                    Decide::Stats { s, min, max, .. } if future.admits_whole(min, max) => {
+                        future.admit_whole(&mut out, s, max)
+                    }
+                    // After a time held back as far ahead, or a jump: this row group's times,
+                    // read now (rarely).
+                    Decide::Stats { s, rg, .. } => {
+                        for (row, t) in scan_many(plan, path, &meta, &[rg], tcol, 1)?.into_iter().flatten() {
+                            future.push(&mut out, s, row, t);
+                        }
+                    }
                     Decide::Times { s, n, .. } => {
                         let times = times.next().expect("one scan per row group that needs one");
                         for (row, t) in times {
@@ -819,10 +831,11 @@ mod tests {
         assert!(Arc::ptr_eq(a, b), "one shared string");
     }
 
-    /// Seven row groups, times shuffled within each and a far-future spike in two, so that
-    /// some row groups are decided by their statistics and the others by their times: the
-    /// splits, maxima and future rows are the same whether the times are read on one thread
-    /// or several, for whole row groups and for row ranges.
+    /// Seven row groups, times shuffled within each and a far-future spike in two (one the
+    /// last row of its group, so that it is still held back when the next group, whose
+    /// statistics alone would admit it whole, comes): the splits, maxima and future rows are
+    /// those of every time through the filter in order, whether the times are read on one
+    /// thread or several, for whole row groups and for row ranges.
     #[test]
     fn times_read_on_several_threads_give_the_splits_one_thread_gives() {
         let dir = tempfile::tempdir().unwrap();
@@ -832,7 +845,7 @@ mod tests {
             let rows: Vec<Vec<Value>> = (0..3_000i64)
                 .map(|i| {
                     let t = match (g, i) {
-                        (2, 1_500) | (5, 10) => Value::Time(400 * 86_400_000),
+                        (2, 2_999) | (5, 10) => Value::Time(400 * 86_400_000),
                         _ => Value::Time((g * 3_000 + (i * 7_919) % 3_000) * 1000),
                     };
                     vec![t, Value::str("a"), Value::Int(i)]
@@ -845,10 +858,28 @@ mod tests {
         }
         sink.unwrap().close().unwrap();
         let plan = crate::source::test_plan(Format::Parquet, vec![path.clone()]);
+        let (file, meta) = load(&path).unwrap();
         for split_rows in [None, Some(1_000)] {
             let one = splits_on(&plan, std::slice::from_ref(&path), split_rows, 1).unwrap();
-            assert!(one.len() >= 7);
-            assert!(one.iter().any(|s| !s.future.is_empty()), "the spikes are future rows");
+            assert_eq!(one.len(), if split_rows.is_some() { 21 } else { 7 });
+            assert_eq!(
+                one.iter().filter(|s| !s.future.is_empty()).count(),
+                2,
+                "the spikes are future rows"
+            );
+            // The reference: every time through the filter, in order, no statistics.
+            let mut want: Vec<Split> = one.iter().map(|s| Split::new(s.file, s.unit.clone(), s.rows)).collect();
+            let mut future = FutureFilter::new(plan.limits.max_future_ms);
+            let per = want.len() / 7;
+            for rg in 0..7 {
+                scan_times(&plan, &file, &meta, rg, 0, &path, &mut |row, t| {
+                    let s = rg * per + split_rows.map_or(0, |n| row as usize / n);
+                    future.push(&mut want, s, row, t)
+                })
+                .unwrap();
+            }
+            future.finish(&mut want);
+            assert_eq!(one, want, "{split_rows:?}");
             for threads in [2, 3, 8] {
                 let many = splits_on(&plan, std::slice::from_ref(&path), split_rows, threads).unwrap();
                 assert_eq!(many, one, "{threads} threads, {split_rows:?}");
