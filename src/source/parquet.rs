@@ -220,7 +220,7 @@ fn splits_on(
                 None => Decide::Times { s, rg, n: None },
             });
         }
-        for group in decide.chunks(2 * threads) {
+        for group in decide.chunks(threads) {
             let wanted: Vec<usize> = (group.iter())
                 .filter_map(|d| match d {
                     Decide::Times { rg, .. } => Some(*rg),
@@ -236,13 +236,15 @@ fn splits_on(
                     // After a time held back as far ahead, or a jump: this row group's times,
                     // read now (rarely).
                     Decide::Stats { s, rg, .. } => {
-                        for (row, t) in scan_many(plan, path, &meta, &[rg], tcol, 1)?.into_iter().flatten() {
-                            future.push(&mut out, s, row, t);
+                        for times in scan_many(plan, path, &meta, &[rg], tcol, 1)? {
+                            for (row, t) in valid(&times) {
+                                future.push(&mut out, s, row, t);
+                            }
                         }
                     }
                     Decide::Times { s, n, .. } => {
                         let times = times.next().expect("one scan per row group that needs one");
-                        for (row, t) in times {
+                        for (row, t) in valid(&times) {
                             future.push(&mut out, s + n.map_or(0, |n| row as usize / n), row, t);
                         }
                     }
@@ -254,10 +256,18 @@ fn splits_on(
     Ok(out)
 }
 
-/// A row group's valid times: (row, milliseconds).
-type Times = Vec<(u64, i64)>;
+/// A row group's times in milliseconds, by row, −1 where a time is not valid (missing,
+/// unreadable or negative): 8 bytes a row while a few row groups wait for their turn.
+type Times = Vec<i64>;
 
-/// The valid times (row, milliseconds) of row groups `rgs` of `path`, in order, read on up to
+/// The valid times of `times` with their rows.
+fn valid(times: &Times) -> impl Iterator<Item = (u64, i64)> + '_ {
+    (times.iter().enumerate())
+        .filter(|(_, t)| **t >= 0)
+        .map(|(row, t)| (row as u64, *t))
+}
+
+/// The times of row groups `rgs` of `path`, in order, read on up to
 /// `threads` threads, each with a file handle of its own (clones of one handle share its
 /// offset).
 fn scan_many(
@@ -271,7 +281,10 @@ fn scan_many(
     let scan = |rg: usize| -> Result<Times, SourceError> {
         let file = File::open(path).map_err(|e| SourceError::read(path, e))?;
         let mut times = Vec::with_capacity(meta.metadata().row_group(rg).num_rows() as usize);
-        scan_times(plan, &file, meta, rg, tcol, path, &mut |row, t| times.push((row, t)))?;
+        scan_times(plan, &file, meta, rg, tcol, path, &mut |row, t| {
+            times.resize(row as usize, -1);
+            times.push(t);
+        })?;
         Ok(times)
     };
     if threads <= 1 || rgs.len() <= 1 {
