@@ -227,7 +227,7 @@ fn splits_on(
                     Decide::Stats { .. } => None,
                 })
                 .collect();
-            let mut times = scan_many(plan, path, &meta, &wanted, tcol, threads)?.into_iter();
+            let mut times = scan_many(plan, path, &meta, &wanted, tcol)?.into_iter();
             for d in group {
                 match *d {
                     Decide::Stats { s, min, max, .. } if future.admits_whole(min, max) => {
@@ -236,7 +236,7 @@ fn splits_on(
                     // After a time held back as far ahead, or a jump: this row group's times,
                     // read now (rarely).
                     Decide::Stats { s, rg, .. } => {
-                        for times in scan_many(plan, path, &meta, &[rg], tcol, 1)? {
+                        for times in scan_many(plan, path, &meta, &[rg], tcol)? {
                             for (row, t) in valid(&times) {
                                 future.push(&mut out, s, row, t);
                             }
@@ -267,16 +267,15 @@ fn valid(times: &Times) -> impl Iterator<Item = (u64, i64)> + '_ {
         .map(|(row, t)| (row as u64, *t))
 }
 
-/// The times of row groups `rgs` of `path`, in order, read on up to
-/// `threads` threads, each with a file handle of its own (clones of one handle share its
-/// offset).
+/// The times of row groups `rgs` of `path`, in order, each read on a thread of its own (the
+/// caller passes as many as it has threads for) with a file handle of its own (clones of one
+/// handle share its offset).
 fn scan_many(
     plan: &SourcePlan,
     path: &Path,
     meta: &ArrowReaderMetadata,
     rgs: &[usize],
     tcol: usize,
-    threads: usize,
 ) -> Result<Vec<Times>, SourceError> {
     let scan = |rg: usize| -> Result<Times, SourceError> {
         let file = File::open(path).map_err(|e| SourceError::read(path, e))?;
@@ -287,27 +286,17 @@ fn scan_many(
         })?;
         Ok(times)
     };
-    if threads <= 1 || rgs.len() <= 1 {
+    if rgs.len() <= 1 {
         return rgs.iter().map(|&rg| scan(rg)).collect();
     }
-    // Thread `k` scans every `threads`-th row group from `k`; the results go back in order.
-    let mut parts: Vec<Vec<Result<Times, SourceError>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads.min(rgs.len()))
-            .map(|k| {
-                let scan = &scan;
-                scope.spawn(move || rgs.iter().skip(k).step_by(threads).map(|&rg| scan(rg)).collect())
-            })
-            .collect();
+    std::thread::scope(|scope| {
+        let scan = &scan;
+        let handles: Vec<_> = rgs.iter().map(|&rg| scope.spawn(move || scan(rg))).collect();
         handles
             .into_iter()
             .map(|h| h.join().expect("a time scan does not panic"))
             .collect()
-    });
-    let mut iters: Vec<_> = parts.iter_mut().map(|p| p.drain(..)).collect();
-    let k = iters.len();
-    (0..rgs.len())
-        .map(|i| iters[i % k].next().expect("one result per row group"))
-        .collect()
+    })
 }
 
 /// The smallest (`min`) or largest time in a row group's statistics.
