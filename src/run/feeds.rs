@@ -140,6 +140,26 @@ fn next_source(watermarks: impl Iterator<Item = Option<i64>>) -> Option<usize> {
         .map(|(_, k)| k)
 }
 
+/// How far, in rows of the log, a worker may read ahead of where the slowest worker has fed a
+/// source to. One split of slack (8,192 rows with range splits) kept the workers in lockstep:
+/// each split waited on the other worker's progress, and two workers ingested no faster than
+/// one. 32,768 rows absorbs the splits' uneven decoding times at a few tens of MB of buffered
+/// events in the operators downstream.
+const AHEAD_ROWS: usize = 4 * crate::source::parquet::SPLIT_ROWS;
+
+/// The split whose start split `i` waits for under flow control: the latest split `j < i` with
+/// at least `ahead` rows in splits `j..i`, or the first split. `rows` are every split's rows.
+fn behind(rows: impl DoubleEndedIterator<Item = usize> + ExactSizeIterator, i: usize, ahead: usize) -> usize {
+    let mut sum = 0;
+    for (j, n) in rows.take(i).enumerate().rev() {
+        sum += n;
+        if sum >= ahead {
+            return j;
+        }
+    }
+    0
+}
+
 /// A decoder thread: this worker's splits of `source`, one piece per "go".
 fn decode(
     source: &SourcePlan,
@@ -184,17 +204,18 @@ impl Reading<'_> {
         self.watermark.start_split(self.prefix[i]);
         advance(inputs, &self.watermark, tick_ms);
         // Flow control: split `i` waits until every worker has fed the source up to where the
-        // reader of split `i - 1` started, so no worker reads more than about two splits ahead
-        // of the slowest, and the operators downstream do not buffer the leader's events.
-        // Readers of earlier splits never wait on later ones, and a worker reads its other
-        // sources meanwhile, so this cannot deadlock, provided this worker's own input is at
-        // split `i`'s start first: advanced above, and flushed here, as an input session only
-        // moves its frontier when flushed.
+        // reader of split `behind(i)` started, at least [`AHEAD_ROWS`] rows earlier in the log,
+        // so no worker reads far ahead of the slowest and the operators downstream do not
+        // buffer the leader's events. Readers of earlier splits never wait on later ones, and a
+        // worker reads its other sources meanwhile, so this cannot deadlock, provided this
+        // worker's own input is at split `i`'s start first: advanced above, and flushed here,
+        // as an input session only moves its frontier when flushed.
         if i > 0 && peers > 1 {
             inputs.events.flush();
             inputs.dead.flush();
+            let rows = self.feed.layout.splits.iter().map(|s| s.rows);
             let mut before = Watermark::new(self.feed.source.allowed_lateness_ms);
-            before.start_split(self.prefix[i - 1]);
+            before.start_split(self.prefix[behind(rows, i, AHEAD_ROWS)]);
             let wm = before.current();
             if wm > 0 {
                 let target = (wm - wm.rem_euclid(tick_ms)) as u64;
@@ -259,7 +280,22 @@ impl Reading<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::next_source;
+    use super::{behind, next_source};
+
+    #[test]
+    fn a_split_waits_for_the_latest_split_at_least_the_rows_ahead_before_it() {
+        let at = |rows: &[usize], i, ahead| behind(rows.iter().copied(), i, ahead);
+        // Equal splits: as many splits back as make up the rows.
+        assert_eq!(at(&[10; 8], 7, 40), 3);
+        assert_eq!(at(&[10; 8], 7, 41), 2);
+        // A split as large as the budget: the one before.
+        assert_eq!(at(&[10, 50, 10], 2, 40), 1);
+        // Too few rows before: the first split.
+        assert_eq!(at(&[10, 10, 10], 2, 100), 0);
+        assert_eq!(at(&[10, 10, 10], 1, 5), 0);
+        // Splits whose rows are not known (0) add nothing.
+        assert_eq!(at(&[10, 0, 0, 0], 4, 10), 0);
+    }
 
     #[test]
     fn the_source_furthest_behind_goes_next_skipping_those_that_cannot() {
