@@ -21,7 +21,6 @@
 //! one output keep the first file's schema): ints widen to floats, anything becomes text in a
 //! `Utf8` column, and a value that does not fit its column becomes null.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -56,7 +55,8 @@ enum Shape {
     Str,
     Time,
     List(Box<Shape>),
-    Struct(BTreeMap<&'static str, Shape>),
+    /// Fields in the order first seen; the Arrow struct sorts them by name.
+    Struct(Vec<(Sym, Shape)>),
     /// A mix of kinds: rendered as text.
     Text,
 }
@@ -75,7 +75,7 @@ impl Shape {
                 Value::Str(_) => Shape::Str,
                 Value::Time(_) => Shape::Time,
                 Value::List(_) => Shape::List(Box::new(Shape::Null)),
-                Value::Object(_) => Shape::Struct(BTreeMap::new()),
+                Value::Object(_) => Shape::Struct(Vec::new()),
                 Value::Null => Shape::Null,
             };
         }
@@ -88,8 +88,20 @@ impl Shape {
             (s @ Shape::Int, Value::Float(_)) => *s = Shape::Float,
             (Shape::List(elem), Value::List(items)) => items.iter().for_each(|i| elem.absorb(i)),
             (Shape::Struct(fields), Value::Object(obj)) => {
-                for (k, v) in obj.iter() {
-                    fields.entry(k.as_str()).or_insert(Shape::Null).absorb(v);
+                // Objects of one shape list their fields in one order: the field at the same
+                // place is tried first, and names compare as pointers.
+                for (i, (k, v)) in obj.iter().enumerate() {
+                    let at = match fields.get(i) {
+                        Some((name, _)) if name == k => i,
+                        _ => match fields.iter().position(|(name, _)| name == k) {
+                            Some(at) => at,
+                            None => {
+                                fields.push((*k, Shape::Null));
+                                fields.len() - 1
+                            }
+                        },
+                    };
+                    fields[at].1.absorb(v);
                 }
             }
             (s, _) => *s = Shape::Text,
@@ -105,12 +117,16 @@ impl Shape {
             Shape::Time => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
             Shape::List(elem) => DataType::List(Arc::new(Field::new_list_field(elem.data_type(), true))),
             Shape::Struct(fields) if fields.is_empty() => DataType::Utf8,
-            Shape::Struct(fields) => DataType::Struct(
-                fields
-                    .iter()
-                    .map(|(name, s)| Field::new(*name, s.data_type(), true))
-                    .collect(),
-            ),
+            Shape::Struct(fields) => {
+                let mut sorted: Vec<&(Sym, Shape)> = fields.iter().collect();
+                sorted.sort_by_key(|(name, _)| name.as_str());
+                DataType::Struct(
+                    sorted
+                        .into_iter()
+                        .map(|(name, s)| Field::new(name.as_str(), s.data_type(), true))
+                        .collect(),
+                )
+            }
         }
     }
 }

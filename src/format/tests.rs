@@ -230,3 +230,43 @@ fn ndjson_matches_value_to_json() {
     assert_eq!(parsed, e.to_json("event_time", "event_type"));
     assert!(line.starts_with(r#"{"event_time":"2024-03-04T00:00:00.123Z","event_type":"attempt","f":3.0,"#));
 }
+
+#[test]
+fn objects_of_several_shapes_infer_one_struct_of_their_sorted_fields() {
+    // Shapes alternate as the events of several types do, and a later row brings new fields
+    // and widens one.
+    let rows = vec![
+        vec![obj(&[("b", Value::Int(1)), ("d", Value::str("x"))])],
+        vec![obj(&[("a", Value::Bool(true)), ("c", Value::Int(2))])],
+        vec![obj(&[("b", Value::Int(3)), ("d", Value::str("y"))])],
+        vec![obj(&[
+            ("a", Value::Null),
+            ("b", Value::float(2.5)),
+            ("e", Value::Int(4)),
+        ])],
+        vec![Value::Null],
+    ];
+    let batch = round_trip(&rows_to_batch(&["o".into()], &rows).unwrap());
+    let DataType::Struct(sf) = batch.schema().field(0).data_type().clone() else {
+        panic!("{}", batch.schema().field(0))
+    };
+    let fields: Vec<(String, String)> = sf
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().to_string()))
+        .collect();
+    let want = [
+        ("a", "Boolean"),
+        ("b", "Float64"),
+        ("c", "Int64"),
+        ("d", "Utf8"),
+        ("e", "Int64"),
+    ];
+    assert_eq!(fields, want.map(|(n, t)| (n.to_string(), t.to_string())));
+    let s = batch.column(0).as_struct();
+    let b = s.column_by_name("b").unwrap().as_primitive::<Float64Type>();
+    assert_eq!(
+        (b.value(0), b.value(2), b.value(3), b.is_null(1)),
+        (1.0, 3.0, 2.5, true)
+    );
+    assert!(s.is_null(4));
+}

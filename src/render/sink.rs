@@ -35,7 +35,7 @@ use timely::dataflow::operators::generic::Operator;
 use crate::serve::checkpoint::{Ack, Checkpoints, OutputMark};
 
 use crate::format::arrow_write::{columns_to_batch, ParquetSink};
-use crate::value::Value;
+use crate::value::{Sym, Value};
 
 pub const FLUSH_ROWS: usize = 1 << 18;
 /// Buffered bytes (as [`row_bytes`] estimates them) that also make a part: outputs of large
@@ -835,6 +835,38 @@ fn write_parts(rx: std::sync::mpsc::Receiver<(usize, Job)>, buffered: &AtomicUsi
     }
 }
 
+/// The distinct field-name lists (shapes) of a part's objects, each with an id: the events of
+/// one type share a shape, and a part's rows alternate between a few. Names compare as pointers.
+#[derive(Default)]
+struct ObjectShapes {
+    names: Vec<Vec<Sym>>,
+    by_hash: std::collections::HashMap<u64, Vec<usize>, rustc_hash::FxBuildHasher>,
+    last: Option<usize>,
+}
+
+impl ObjectShapes {
+    /// The id of the shape of `fields`, new if it has not been seen.
+    fn id(&mut self, fields: &[(Sym, Value)]) -> usize {
+        let same = |names: &[Sym]| names.iter().eq(fields.iter().map(|(n, _)| n));
+        if let Some(last) = self.last.filter(|&l| same(&self.names[l])) {
+            return last;
+        }
+        let mut hasher = rustc_hash::FxHasher::default();
+        fields.iter().for_each(|(n, _)| std::hash::Hash::hash(n, &mut hasher));
+        let ids = self.by_hash.entry(std::hash::Hasher::finish(&hasher)).or_default();
+        let id = match ids.iter().find(|&&id| same(&self.names[id])) {
+            Some(&id) => id,
+            None => {
+                self.names.push(fields.iter().map(|(n, _)| *n).collect());
+                ids.push(self.names.len() - 1);
+                self.names.len() - 1
+            }
+        };
+        self.last = Some(id);
+        id
+    }
+}
+
 /// An output's files: encodes and writes parts.
 struct PartFiles {
     spec: OutputPlan,
@@ -889,7 +921,7 @@ impl PartFiles {
                     let mut values: Vec<Value> = cols[..base].iter().map(|c| c.get(row)).collect();
                     if spec.flatten {
                         let fields = (base..extra)
-                            .map(|i| (crate::value::Sym::new(names[i]), cols[i].get(row)))
+                            .map(|i| (Sym::new(names[i]), cols[i].get(row)))
                             .filter(|(_, v)| !v.is_null())
                             .collect();
                         values.push(Value::object(fields));
@@ -943,20 +975,20 @@ impl PartFiles {
         if self.spec.snapshot {
             columns.push("value".into());
         }
-        let mut extra: Vec<crate::value::Sym> = Vec::new();
+        let mut extra: Vec<Sym> = Vec::new();
+        // Rows of one shape (the events of a type) name the same fields: each shape is
+        // looked at once, and each row keeps its shape's id.
+        let mut shapes = ObjectShapes::default();
+        let mut shape_of: Vec<usize> = Vec::new();
         if self.spec.flatten {
             columns.pop();
-            let mut names = std::collections::BTreeSet::new();
-            // Rows of one shape (the events of a type) name the same fields: each shape once.
-            let mut last: &[(crate::value::Sym, Value)] = &[];
-            for (row, _, _) in &updates {
-                if let Some(Value::Object(fields)) = row.last() {
-                    if !fields.iter().map(|(n, _)| n).eq(last.iter().map(|(n, _)| n)) {
-                        names.extend(fields.iter().map(|(k, _)| *k));
-                        last = fields;
-                    }
-                }
-            }
+            shape_of = (updates.iter())
+                .map(|(row, _, _)| match row.last() {
+                    Some(Value::Object(fields)) => shapes.id(fields),
+                    _ => shapes.id(&[]),
+                })
+                .collect();
+            let names: std::collections::BTreeSet<Sym> = shapes.names.iter().flatten().copied().collect();
             extra = names
                 .into_iter()
                 .filter(|n| !columns.iter().any(|c| c == n.as_str()))
@@ -984,9 +1016,10 @@ impl PartFiles {
         };
         static NULL: Value = Value::Null;
         let mut cols: Vec<Vec<&Value>> = (0..columns.len()).map(|_| Vec::with_capacity(rows)).collect();
-        // Where each extra column is in an object, for the last shape of object seen: the
-        // events of one type share their fields' order.
-        let (mut shape, mut at): (Vec<crate::value::Sym>, Vec<Option<usize>>) = (Vec::new(), vec![None; extra.len()]);
+        // Where each extra column is in an object, per shape.
+        let at_of: Vec<Vec<Option<usize>>> = (shapes.names.iter())
+            .map(|names| extra.iter().map(|n| names.iter().position(|f| f == n)).collect())
+            .collect();
         for (i, (row, _, r)) in updates.iter().enumerate() {
             let values = &row[k..];
             let (plain, fields) = match (self.spec.flatten, values.split_last()) {
@@ -994,10 +1027,7 @@ impl PartFiles {
                 (true, Some((_, plain))) => (plain, &[][..]),
                 _ => (values, &[][..]),
             };
-            if self.spec.flatten && !fields.iter().map(|(n, _)| n).eq(shape.iter()) {
-                shape = fields.iter().map(|(n, _)| *n).collect();
-                at = extra.iter().map(|n| fields.iter().position(|(f, _)| f == n)).collect();
-            }
+            let at: &[Option<usize>] = shape_of.get(i).map_or(&[], |&id| &at_of[id]);
             for _ in 0..copies(*r) {
                 // The shorter side first in each `zip`, so that no column is taken and skipped.
                 let mut c = cols.iter_mut();
@@ -1053,6 +1083,24 @@ impl PartFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn object_shapes_get_one_id_each_however_the_rows_alternate() {
+        let obj =
+            |names: &[&str]| -> Vec<(Sym, Value)> { names.iter().map(|n| (Sym::new(n), Value::Int(1))).collect() };
+        let (a, b, c) = (obj(&["x", "y"]), obj(&["x", "z"]), obj(&["y", "x"]));
+        let mut shapes = ObjectShapes::default();
+        let ids: Vec<usize> = [&a, &b, &a, &a, &c, &b, &obj(&[]), &c]
+            .into_iter()
+            .map(|f| shapes.id(f))
+            .collect();
+        // The same names in another order are another shape: their positions differ.
+        assert_eq!(ids, [0, 1, 0, 0, 2, 1, 3, 2]);
+        let names: Vec<Vec<&str>> = (shapes.names.iter())
+            .map(|n| n.iter().map(|s| s.as_str()).collect())
+            .collect();
+        assert_eq!(names, [vec!["x", "y"], vec!["x", "z"], vec!["y", "x"], vec![]]);
+    }
 
     /// A writer of output `name`, writing under `dir` (none: nothing is written), sharing
     /// `buffered`.
