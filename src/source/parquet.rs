@@ -25,7 +25,7 @@ use parquet::arrow::arrow_reader::{
 use parquet::arrow::ProjectionMask;
 use parquet::file::statistics::Statistics;
 
-use super::arrow_read::{unit_to_ms, Col, TypeCache};
+use super::arrow_read::{scale_to_ms, unit_to_ms, Col, TypeCache};
 use super::future::FutureFilter;
 use super::{Decoded, SourceError, Split, SplitReader, Unit};
 use crate::dead_letter::DeadLetter;
@@ -311,7 +311,7 @@ fn stats_time(stats: &Statistics, dtype: &DataType, unit_ms: f64, min: bool) -> 
     match dtype {
         DataType::Timestamp(unit, _) => {
             let (mul, div) = unit_to_ms(*unit);
-            Some(raw.saturating_mul(mul).div_euclid(div))
+            Some(scale_to_ms(raw, mul, div))
         }
         DataType::Date32 => Some(raw * 86_400_000),
         DataType::Int64 | DataType::Int32 if unit_ms == 1.0 => Some(raw),
