@@ -343,8 +343,13 @@ impl Ord for Value {
             (Value::Float(a), Value::Float(b)) => a.cmp(b),
             (Value::Int(i), Value::Float(f)) => cmp_int_float(*i, f.get()),
             (Value::Float(f), Value::Int(i)) => cmp_int_float(*i, f.get()).reverse(),
+            // Shared values (a series' key, a metric's or model's name in every row made for
+            // it) are one allocation: equal without reading them.
+            (Value::Str(a), Value::Str(b)) if Arc::ptr_eq(a, b) => Ordering::Equal,
             (Value::Str(a), Value::Str(b)) => a.cmp(b),
+            (Value::List(a), Value::List(b)) if Arc::ptr_eq(a, b) => Ordering::Equal,
             (Value::List(a), Value::List(b)) => a.cmp(b),
+            (Value::Object(a), Value::Object(b)) if Arc::ptr_eq(a, b) => Ordering::Equal,
             (Value::Object(a), Value::Object(b)) => a.cmp(b),
             _ => self.rank().cmp(&other.rank()),
         }

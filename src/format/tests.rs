@@ -270,3 +270,43 @@ fn objects_of_several_shapes_infer_one_struct_of_their_sorted_fields() {
     );
     assert!(s.is_null(4));
 }
+
+/// A part's float columns of distinct values fall back to plain encoding, while a float column
+/// of few values and the other columns stay dictionary-encoded; the values read back the same.
+#[test]
+fn parts_dictionary_encode_only_the_float_columns_of_few_values() {
+    let cols: Vec<String> = ["distinct", "few", "name"].map(String::from).to_vec();
+    let rows: Vec<Vec<Value>> = (0..20_000)
+        .map(|i| {
+            vec![
+                Value::float(i as f64 * 0.37 + 0.001),
+                Value::float((i % 7) as f64 + 0.5),
+                Value::str(["eu", "us", "ap"][i % 3]),
+            ]
+        })
+        .collect();
+    let batch = rows_to_batch(&cols, &rows).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("part.parquet");
+    let mut sink = ParquetSink::open_part(&path, batch.schema()).unwrap();
+    sink.write(&batch).unwrap();
+    sink.close().unwrap();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+    let chunk = builder.metadata().row_group(0);
+    // The encodings of the chunk's data pages, as the reader's metadata sums them up.
+    let all_dictionary = |i: usize| {
+        let column = chunk.column(i);
+        let mask = column.page_encoding_stats_mask().expect("written by arrow-rs");
+        column.dictionary_page_offset().is_some() && mask.is_only(parquet::basic::Encoding::RLE_DICTIONARY)
+    };
+    let plain_data = |i: usize| {
+        let mask = chunk.column(i).page_encoding_stats_mask().unwrap();
+        mask.is_set(parquet::basic::Encoding::PLAIN)
+    };
+    assert!(plain_data(0), "distinct floats fall back to plain");
+    assert!(all_dictionary(1), "few floats keep the dictionary");
+    assert!(all_dictionary(2), "strings keep the dictionary");
+    let back = builder.build().unwrap().map(Result::unwrap).collect::<Vec<_>>();
+    let back = arrow::compute::concat_batches(&back[0].schema(), &back).unwrap();
+    assert_eq!(back, batch);
+}

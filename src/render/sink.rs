@@ -1063,7 +1063,7 @@ impl PartFiles {
         };
         let path = folder.join(format!("{stem}.parquet"));
         let tmp = folder.join(format!("{stem}.parquet.tmp"));
-        let mut sink = ParquetSink::open(&tmp, batch.schema()).map_err(|e| e.to_string())?;
+        let mut sink = ParquetSink::open_part(&tmp, batch.schema()).map_err(|e| e.to_string())?;
         sink.write(&batch).map_err(|e| e.to_string())?;
         sink.close().map_err(|e| e.to_string())?;
         if self.durable {
