@@ -36,7 +36,7 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Type as PhysicalType};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 
 use super::WriteError;
 use crate::value::{lookup, Sym, Value};
@@ -52,6 +52,14 @@ pub const ROW_GROUP_ROWS: usize = 65_536;
 /// one into the dictionary was 17% of the parts thread writing the forecast bench's outputs. A
 /// column of few distinct values (up to 1,024 per chunk) stays dictionary-encoded.
 pub const FLOAT_DICTIONARY_BYTES: usize = 8 * 1024;
+
+/// The writer settings every file sluice writes has: `compression`, [`ROW_GROUP_ROWS`] rows per
+/// row group.
+fn properties(compression: Compression) -> WriterPropertiesBuilder {
+    WriterProperties::builder()
+        .set_compression(compression)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+}
 
 /// The inferred shape of a column (or of list elements and struct fields, recursively).
 #[derive(Clone, Debug, PartialEq)]
@@ -359,11 +367,7 @@ impl ParquetSink {
         schema: SchemaRef,
         compression: Compression,
     ) -> Result<ParquetSink, WriteError> {
-        let props = WriterProperties::builder()
-            .set_compression(compression)
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .build();
-        ParquetSink::with_properties(path, schema, props)
+        ParquetSink::with_properties(path, schema, properties(compression).build())
     }
 
     fn with_properties(path: &Path, schema: SchemaRef, props: WriterProperties) -> Result<ParquetSink, WriteError> {
@@ -392,9 +396,7 @@ impl ParquetSink {
                 path: path.into(),
                 source,
             })?;
-        let mut props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+        let mut props = properties(Compression::SNAPPY);
         for column in descriptor.columns() {
             if matches!(column.physical_type(), PhysicalType::DOUBLE | PhysicalType::FLOAT) {
                 props = props.set_column_dictionary_page_size_limit(column.path().clone(), FLOAT_DICTIONARY_BYTES);
