@@ -20,7 +20,9 @@
 
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashSet;
+/// The set of an insert-only `count_distinct` (hashbrown's, which inserts a borrowed value with
+/// one hash).
+type FxHashSet<T> = hashbrown::HashSet<T, rustc_hash::FxBuildHasher>;
 
 use serde::{Deserialize, Serialize};
 
@@ -156,9 +158,8 @@ impl MeasureState {
             }
             (MeasureState::Set(set), Some(v)) => {
                 assert_insert(weight);
-                if !set.contains(v) {
-                    set.insert(v.clone());
-                }
+                // One hash, and a clone only for a value not yet in the set.
+                set.get_or_insert_with(v, Value::clone);
             }
             (_, None) => {}
         }
@@ -302,20 +303,15 @@ fn add_value(map: &mut BTreeMap<Value, i64>, distinct: &mut i64, v: &Value, weig
 /// Checks that `value` can enter a measure of `func`, without changing any state.
 pub fn check(func: Func, value: Option<&Value>) -> Result<(), MeasureError> {
     match (func, value) {
-        (Func::Sum | Func::Avg, Some(v)) if !v.is_null() => to_fixed(func, v).map(|_| ()),
+        (Func::Sum | Func::Avg, Some(v)) if !v.is_null() => summable(func, v),
         _ => Ok(()),
     }
 }
 
-/// The first value with positive multiplicity (a transiently negative one is not present).
-fn positive<'a>(mut it: impl Iterator<Item = (&'a Value, &'a i64)>) -> Option<Value> {
-    it.find(|(_, w)| **w > 0).map(|(v, _)| v.clone())
-}
-
-fn to_fixed(func: Func, v: &Value) -> Result<(i128, bool), MeasureError> {
+/// Whether [`to_fixed`] takes `v`, without converting it.
+fn summable(func: Func, v: &Value) -> Result<(), MeasureError> {
     match v {
-        Value::Int(i) => Ok((i128::from(*i) << FRACTION_BITS, false)),
-        Value::Bool(b) => Ok((i128::from(*b) << FRACTION_BITS, false)),
+        Value::Int(_) | Value::Bool(_) => Ok(()),
         Value::Float(f) => {
             let x = f.get();
             if !x.is_finite() || x.abs() >= MAX_ABS {
@@ -324,7 +320,7 @@ fn to_fixed(func: Func, v: &Value) -> Result<(i128, bool), MeasureError> {
                     value: v.to_string(),
                 });
             }
-            Ok(((x * SCALE).round() as i128, true))
+            Ok(())
         }
         other => Err(MeasureError::NotNumeric {
             func: func.name(),
@@ -332,6 +328,22 @@ fn to_fixed(func: Func, v: &Value) -> Result<(i128, bool), MeasureError> {
             value: other.to_string(),
         }),
     }
+}
+
+/// The first value with positive multiplicity (a transiently negative one is not present).
+fn positive<'a>(mut it: impl Iterator<Item = (&'a Value, &'a i64)>) -> Option<Value> {
+    it.find(|(_, w)| **w > 0).map(|(v, _)| v.clone())
+}
+
+/// `v` in fixed point, and whether it is a float; an error where [`summable`] gives one.
+fn to_fixed(func: Func, v: &Value) -> Result<(i128, bool), MeasureError> {
+    summable(func, v)?;
+    Ok(match v {
+        Value::Int(i) => (i128::from(*i) << FRACTION_BITS, false),
+        Value::Bool(b) => (i128::from(*b) << FRACTION_BITS, false),
+        Value::Float(f) => (super::round_to_i128(f.get() * SCALE), true),
+        _ => unreachable!("`summable` takes numbers only"),
+    })
 }
 
 /// The state of one window group: how many events it holds, and each measure's state.

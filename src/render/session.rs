@@ -46,7 +46,7 @@ use crate::model::session::Sessions;
 use crate::plan::{AggregatePlan, Emit, Func};
 use crate::render::pending::{Batch, Pending};
 use crate::render::window::{
-    add_event, aggregate_letter, batch_out, contribution, group_of, split_pre, stable_hash, PreOut, WindowRow,
+    add_event, aggregate_letter, batch_out, group_of, split_pre, stable_hash, Arguments, PreOut, WindowRow,
 };
 use crate::value::Value;
 
@@ -88,12 +88,13 @@ fn pre_session<'s>(
         .unary::<CapacityContainerBuilder<Vec<PreOut<Partial>>>, _, _, _>(Pipeline, &name, move |_, _| {
             let mut acc: HashMap<((Vec<Value>, i64), u64), AggState> = HashMap::default();
             let mut args: Vec<Option<Value>> = Vec::with_capacity(funcs.len());
+            let arguments = Arguments::new(&plan, &funcs);
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
                     let mut dead = Vec::new();
                     for batch in data {
                         for (event, time, diff) in batch.drain(..) {
-                            if let Err((reason, detail)) = contribution(&plan, &funcs, &event, &mut args) {
+                            if let Err((reason, detail)) = arguments.of(&event, &mut args) {
                                 if diff > 0 {
                                     let letter =
                                         aggregate_letter(&plan, &event, (&time_field, &type_field), reason, detail);

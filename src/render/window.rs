@@ -41,7 +41,6 @@
 use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap as HashMap;
-use std::collections::hash_map::Entry as MapEntry;
 use std::hash::BuildHasher;
 
 use hashbrown::hash_table::Entry;
@@ -241,10 +240,15 @@ pub(crate) fn aggregate_letter(
 
 /// The group-by values of `event` (null where a path is missing).
 pub(crate) fn group_of(plan: &AggregatePlan, event: &Event) -> Vec<Value> {
-    plan.group_by
-        .iter()
-        .map(|(_, a)| a.get(event).unwrap_or(Value::Null))
-        .collect()
+    let mut group = Vec::with_capacity(plan.group_by.len());
+    group_into(plan, event, &mut group);
+    group
+}
+
+/// [`group_of`] into `group`, replacing what it held.
+fn group_into(plan: &AggregatePlan, event: &Event, group: &mut Vec<Value>) {
+    group.clear();
+    group.extend(plan.group_by.iter().map(|(_, a)| a.get(event).unwrap_or(Value::Null)));
 }
 
 /// A batch's output: its dead letters, then the non-zero partial states of `acc` (drained).
@@ -276,6 +280,63 @@ pub(crate) fn split_pre<'s, P: Clone + 'static>(
     (partials, dead.as_collection())
 }
 
+/// A batch's changes by window and time. A change's key is hashed from the event's group values
+/// where they lie, and copied into the table only for a window and time the batch has not yet
+/// changed.
+#[derive(Default)]
+struct Changes {
+    table: HashTable<Partial>,
+    hasher: rustc_hash::FxBuildHasher,
+}
+
+impl Changes {
+    fn hash(hasher: &rustc_hash::FxBuildHasher, group: &[Value], start: i64, t: u64) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = hasher.build_hasher();
+        group.hash(&mut h);
+        start.hash(&mut h);
+        t.hash(&mut h);
+        h.finish()
+    }
+
+    /// Adds one event's `args` with `weight` to the change of window `(group, start)` at `t`.
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        group: &[Value],
+        start: i64,
+        t: u64,
+        funcs: &[Func],
+        monotonic: bool,
+        args: &[Option<Value>],
+        weight: i64,
+    ) {
+        let hasher = &self.hasher;
+        let hash = Self::hash(hasher, group, start, t);
+        let same = |(k, kt, _): &Partial| *kt == t && k.start == start && k.group == group;
+        let rehash = |(k, kt, _): &Partial| Self::hash(hasher, &k.group, k.start, *kt);
+        match self.table.entry(hash, same, rehash) {
+            Entry::Occupied(mut e) => e.get_mut().2.add(funcs, monotonic, args, weight),
+            Entry::Vacant(slot) => {
+                let key = WindowKey {
+                    group: group.to_vec(),
+                    start,
+                };
+                let delta = Delta::One {
+                    args: args.to_vec(),
+                    weight,
+                };
+                slot.insert((key, t, delta));
+            }
+        }
+    }
+
+    /// The non-zero changes, leaving the table empty (its memory kept for the next batch).
+    fn drain(&mut self) -> impl Iterator<Item = Partial> + '_ {
+        self.table.drain().filter(|(_, _, d)| !d.is_zero())
+    }
+}
+
 fn pre_aggregate<'s>(
     events: VecCollection<'s, u64, Event, isize>,
     plan: &AggregatePlan,
@@ -292,12 +353,14 @@ fn pre_aggregate<'s>(
     let out = events
         .inner
         .unary::<CapacityContainerBuilder<Vec<PreOut<Partial>>>, _, _, _>(Pipeline, &name, move |_, _| {
-            let mut acc: HashMap<(WindowKey, u64), Delta> = HashMap::default();
+            let mut acc = Changes::default();
+            let arguments = Arguments::new(&plan, &funcs);
             let emit = plan.emit;
             let (size, retain) = (plan.window.size_ms as i64, plan.retain_ms as i64);
             // A window closes `lag` after its end (over another aggregate's rows).
             let lag = plan.input_lag_ms as i64;
             let mut args: Vec<Option<Value>> = Vec::with_capacity(funcs.len());
+            let mut group: Vec<Value> = Vec::with_capacity(plan.group_by.len());
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
                     let mut dead = Vec::new();
@@ -310,7 +373,7 @@ fn pre_aggregate<'s>(
                                 // One letter per event: an update of multiplicity 2 is two events.
                                 PreOut::Dead(letter, time, diff.abs())
                             };
-                            if let Err((reason, detail)) = contribution(&plan, &funcs, &event, &mut args) {
+                            if let Err((reason, detail)) = arguments.of(&event, &mut args) {
                                 // A retraction of an event that never entered the state has
                                 // nothing to undo: its insertion was the dead letter.
                                 if diff > 0 {
@@ -321,9 +384,8 @@ fn pre_aggregate<'s>(
                             if args.is_empty() {
                                 continue; // filtered out
                             }
-                            let mut group = Some(group_of(&plan, &event));
-                            let mut starts = window_starts(plan.window, event.time).peekable();
-                            while let Some(start) = starts.next() {
+                            group_into(&plan, &event, &mut group);
+                            for start in window_starts(plan.window, event.time) {
                                 let end = start + size;
                                 let close = end + lag;
                                 if time as i64 >= close + retain {
@@ -339,16 +401,6 @@ fn pre_aggregate<'s>(
                                     dead.push(letter("closed_window", detail));
                                     continue;
                                 }
-                                // The last window takes the group values, the others copy them.
-                                let group = if starts.peek().is_none() {
-                                    group.take()
-                                } else {
-                                    group.clone()
-                                };
-                                let key = WindowKey {
-                                    group: group.expect("taken only for the last window"),
-                                    start,
-                                };
                                 // In final mode only a window's state at its end is observed, so
                                 // a change before the end can carry the batch's time (no later
                                 // than any in it); a revision after the end keeps its own.
@@ -357,24 +409,11 @@ fn pre_aggregate<'s>(
                                 } else {
                                     time
                                 };
-                                match acc.entry((key, t)) {
-                                    MapEntry::Occupied(mut delta) => {
-                                        delta.get_mut().add(&funcs, plan.monotonic, &args, diff as i64)
-                                    }
-                                    MapEntry::Vacant(slot) => {
-                                        slot.insert(Delta::One {
-                                            args: args.clone(),
-                                            weight: diff as i64,
-                                        });
-                                    }
-                                }
+                                acc.add(&group, start, t, &funcs, plan.monotonic, &args, diff as i64);
                             }
                         }
                     }
-                    let partials = acc
-                        .drain()
-                        .filter(|(_, d)| !d.is_zero())
-                        .map(|((k, t), d)| PreOut::Partial((k, t, d)));
+                    let partials = acc.drain().map(PreOut::Partial);
                     output.session(&cap).give_iterator(dead.into_iter().chain(partials));
                 });
             }
@@ -382,50 +421,79 @@ fn pre_aggregate<'s>(
     split_pre(out)
 }
 
-/// Evaluates the aggregate's filter and the measures' arguments for `event` into `args`
-/// (left empty when the event does not pass the filter). `Some(Null)` marks a measure whose own
-/// filter rejected the event; `None` is `count()`.
-pub(crate) fn contribution(
-    plan: &AggregatePlan,
-    funcs: &[Func],
-    event: &Event,
-    args: &mut Vec<Option<Value>>,
-) -> Result<(), (&'static str, String)> {
-    args.clear();
-    if let Some(filter) = &plan.filter {
-        if !filter
-            .is_true(event)
-            .map_err(|e| ("eval_error", format!("where: {e}")))?
-        {
-            return Ok(());
+/// Evaluates an aggregate's filter and its measures' arguments for an event. A measure whose
+/// argument and filter are those of an earlier measure (`sum(x)` beside `avg(x)`, `min(x)` and
+/// `max(x)`) takes a copy of that measure's value instead of evaluating them again: expressions
+/// are pure, so the values are the same.
+pub(crate) struct Arguments {
+    plan: AggregatePlan,
+    funcs: Vec<Func>,
+    /// For each measure, the earlier measure with the same argument and filter, if any.
+    same_as: Vec<Option<usize>>,
+}
+
+impl Arguments {
+    pub(crate) fn new(plan: &AggregatePlan, funcs: &[Func]) -> Arguments {
+        let m = &plan.measures;
+        let same_as = (0..m.len())
+            .map(|i| {
+                let same = |j: &usize| m[*j].arg.is_some() && m[*j].arg == m[i].arg && m[*j].filter == m[i].filter;
+                (0..i).find(same)
+            })
+            .collect();
+        Arguments {
+            plan: plan.clone(),
+            funcs: funcs.to_vec(),
+            same_as,
         }
     }
-    for (m, func) in plan.measures.iter().zip(funcs) {
-        if let Some(filter) = &m.filter {
+
+    /// The filter and the measures' arguments for `event` into `args` (left empty when the
+    /// event does not pass the filter). `Some(Null)` marks a measure whose own filter rejected
+    /// the event; `None` is `count()`.
+    pub(crate) fn of(&self, event: &Event, args: &mut Vec<Option<Value>>) -> Result<(), (&'static str, String)> {
+        let plan = &self.plan;
+        args.clear();
+        if let Some(filter) = &plan.filter {
             if !filter
                 .is_true(event)
-                .map_err(|e| ("eval_error", format!("{}: where: {e}", m.name)))?
+                .map_err(|e| ("eval_error", format!("where: {e}")))?
             {
-                args.push(Some(Value::Null));
-                continue;
+                return Ok(());
             }
         }
-        let arg = match &m.arg {
-            None => None,
-            Some(e) => Some(e.eval(event).map_err(|e| ("eval_error", format!("{}: {e}", m.name)))?),
-        };
-        // Check the value can enter the measure, so a bad value is rejected before any state changes.
-        check(*func, arg.as_ref()).map_err(|e| (e.reason(), format!("{}: {e}", m.name)))?;
-        args.push(arg);
+        for ((m, func), same) in plan.measures.iter().zip(&self.funcs).zip(&self.same_as) {
+            let arg = match same {
+                Some(j) => args[*j].clone(),
+                None => {
+                    if let Some(filter) = &m.filter {
+                        if !filter
+                            .is_true(event)
+                            .map_err(|e| ("eval_error", format!("{}: where: {e}", m.name)))?
+                        {
+                            args.push(Some(Value::Null));
+                            continue;
+                        }
+                    }
+                    match &m.arg {
+                        None => None,
+                        Some(e) => Some(e.eval(event).map_err(|e| ("eval_error", format!("{}: {e}", m.name)))?),
+                    }
+                }
+            };
+            // Check the value can enter the measure, so a bad value is rejected before any state changes.
+            check(*func, arg.as_ref()).map_err(|e| (e.reason(), format!("{}: {e}", m.name)))?;
+            args.push(arg);
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 pub(crate) fn add_event(state: &mut AggState, funcs: &[Func], args: &[Option<Value>], weight: i64) {
     state.events += weight;
     for ((m, f), arg) in state.measures.iter_mut().zip(funcs).zip(args) {
         m.add(*f, arg.as_ref(), weight)
-            .expect("values were checked in `contribution`");
+            .expect("values were checked in `Arguments::of`");
     }
 }
 
@@ -593,6 +661,89 @@ fn close(
         out.sort();
         for (row, t, r) in out {
             batch.give(row, t, r);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::value::Sym;
+
+    fn aggregate(measures: &str) -> AggregatePlan {
+        let spec = format!(
+            "[pipeline]\nname = \"t\"\n[sources.events]\npath = \"e.ndjson\"\ntime_field = \"t\"\n\
+             [[aggregates]]\nname = \"a\"\nsource = \"events\"\nwindow = {{ tumbling = \"1m\" }}\n{measures}"
+        );
+        let plan = crate::plan::plan_str(&spec, Path::new("t.toml"), Path::new("."), &[]).unwrap();
+        let first = plan.aggregates().next().unwrap().clone();
+        first
+    }
+
+    /// Each measure's argument on its own, as `Arguments::of` did before it shared them.
+    fn one_by_one(plan: &AggregatePlan, funcs: &[Func], event: &Event) -> Result<Vec<Option<Value>>, String> {
+        let mut args = Vec::new();
+        for (m, func) in plan.measures.iter().zip(funcs) {
+            if let Some(f) = &m.filter {
+                if !f.is_true(event).map_err(|e| e.to_string())? {
+                    args.push(Some(Value::Null));
+                    continue;
+                }
+            }
+            let arg = m
+                .arg
+                .as_ref()
+                .map(|e| e.eval(event))
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            check(*func, arg.as_ref()).map_err(|e| format!("{}: {e}", m.name))?;
+            args.push(arg);
+        }
+        Ok(args)
+    }
+
+    #[test]
+    fn measures_with_one_argument_and_filter_share_its_value() {
+        let plan = aggregate(
+            "measures.total = \"sum(x)\"\nmeasures.mean = \"avg(x) where kind == 'a'\"\n\
+             measures.low = \"min(x)\"\nmeasures.n = \"count()\"\nmeasures.all = \"count()\"\n\
+             measures.high = \"max(x) where kind == 'a'\"\nmeasures.xs = \"count_distinct(y)\"\n\
+             measures.ys = \"sum(y)\"",
+        );
+        let funcs: Vec<Func> = plan.measures.iter().map(|m| m.func).collect();
+        let arguments = Arguments::new(&plan, &funcs);
+        let at = |name: &str| plan.measures.iter().position(|m| m.name == name).unwrap();
+        // Only an earlier measure with the same argument and the same filter is shared; `count()`
+        // has no argument to share.
+        for (a, b) in [("total", "low"), ("mean", "high"), ("xs", "ys")] {
+            let (first, second) = (at(a).min(at(b)), at(a).max(at(b)));
+            assert_eq!(
+                (arguments.same_as[first], arguments.same_as[second]),
+                (None, Some(first)),
+                "{a}, {b}"
+            );
+        }
+        assert_eq!((arguments.same_as[at("n")], arguments.same_as[at("all")]), (None, None));
+        let mut args = Vec::new();
+        for (kind, x, y) in [
+            ("a", Value::Int(3), Value::str("u")),
+            ("b", Value::float(2.5), Value::Int(4)),
+            ("a", Value::Null, Value::Null),
+            ("a", Value::Int(1), Value::float(f64::MAX)),
+        ] {
+            let payload = vec![
+                (Sym::new("kind"), Value::str(kind)),
+                (Sym::new("x"), x),
+                (Sym::new("y"), y),
+            ];
+            let event = Event::new(5, Sym::new("e"), payload);
+            let got = arguments
+                .of(&event, &mut args)
+                .map(|()| args.clone())
+                .map_err(|(_, d)| d);
+            assert_eq!(got, one_by_one(&plan, &funcs, &event));
         }
     }
 }

@@ -10,15 +10,9 @@ use crate::model::forecast::Point;
 const FRACTION: f64 = 4_294_967_296.0; // 2^32
 const MAX_ERROR: f64 = 1e20;
 
-/// An absolute error in fixed point (2^-32 resolution), capped at 1e20. Errors below 2^31
-/// (all but absurd ones) convert through `i64`, a machine instruction, with the same result.
+/// An absolute error in fixed point (2^-32 resolution), capped at 1e20.
 pub(crate) fn fixed(abs_error: f64) -> i128 {
-    let scaled = (abs_error.min(MAX_ERROR) * FRACTION).round();
-    if scaled.abs() < 9.0e18 {
-        scaled as i64 as i128
-    } else {
-        scaled as i128
-    }
+    crate::model::round_to_i128(abs_error.min(MAX_ERROR) * FRACTION)
 }
 
 /// `v` as the nearest `f64` (through `i64` when it fits: the same rounding).
