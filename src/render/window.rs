@@ -283,13 +283,23 @@ pub(crate) fn split_pre<'s, P: Clone + 'static>(
 /// A batch's changes by window and time. A change's key is hashed from the event's group values
 /// where they lie, and copied into the table only for a window and time the batch has not yet
 /// changed.
-#[derive(Default)]
 struct Changes {
     table: HashTable<Partial>,
     hasher: rustc_hash::FxBuildHasher,
+    funcs: Vec<Func>,
+    monotonic: bool,
 }
 
 impl Changes {
+    fn new(funcs: &[Func], monotonic: bool) -> Changes {
+        Changes {
+            table: HashTable::new(),
+            hasher: rustc_hash::FxBuildHasher,
+            funcs: funcs.to_vec(),
+            monotonic,
+        }
+    }
+
     fn hash(hasher: &rustc_hash::FxBuildHasher, group: &[Value], start: i64, t: u64) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = hasher.build_hasher();
@@ -300,23 +310,13 @@ impl Changes {
     }
 
     /// Adds one event's `args` with `weight` to the change of window `(group, start)` at `t`.
-    #[allow(clippy::too_many_arguments)]
-    fn add(
-        &mut self,
-        group: &[Value],
-        start: i64,
-        t: u64,
-        funcs: &[Func],
-        monotonic: bool,
-        args: &[Option<Value>],
-        weight: i64,
-    ) {
+    fn add(&mut self, group: &[Value], start: i64, t: u64, args: &[Option<Value>], weight: i64) {
         let hasher = &self.hasher;
         let hash = Self::hash(hasher, group, start, t);
         let same = |(k, kt, _): &Partial| *kt == t && k.start == start && k.group == group;
         let rehash = |(k, kt, _): &Partial| Self::hash(hasher, &k.group, k.start, *kt);
         match self.table.entry(hash, same, rehash) {
-            Entry::Occupied(mut e) => e.get_mut().2.add(funcs, monotonic, args, weight),
+            Entry::Occupied(mut e) => e.get_mut().2.add(&self.funcs, self.monotonic, args, weight),
             Entry::Vacant(slot) => {
                 let key = WindowKey {
                     group: group.to_vec(),
@@ -353,7 +353,7 @@ fn pre_aggregate<'s>(
     let out = events
         .inner
         .unary::<CapacityContainerBuilder<Vec<PreOut<Partial>>>, _, _, _>(Pipeline, &name, move |_, _| {
-            let mut acc = Changes::default();
+            let mut acc = Changes::new(&funcs, plan.monotonic);
             let arguments = Arguments::new(&plan, &funcs);
             let emit = plan.emit;
             let (size, retain) = (plan.window.size_ms as i64, plan.retain_ms as i64);
@@ -409,7 +409,7 @@ fn pre_aggregate<'s>(
                                 } else {
                                     time
                                 };
-                                acc.add(&group, start, t, &funcs, plan.monotonic, &args, diff as i64);
+                                acc.add(&group, start, t, &args, diff as i64);
                             }
                         }
                     }
