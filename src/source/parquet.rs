@@ -372,6 +372,9 @@ struct Cursor {
     at: (usize, usize),
     batches: ParquetRecordBatchReader,
     left: Option<RecordBatch>,
+    /// The ranges the reader yields after the current one, in order: a split continues the
+    /// cursor only when it is the next of them.
+    next: std::collections::VecDeque<(usize, usize)>,
 }
 
 impl ParquetReader {
@@ -440,23 +443,36 @@ impl ParquetReader {
         (start, len): (usize, usize),
         each: &mut dyn FnMut(&mut Self, RecordBatch, usize),
     ) -> Result<(), SourceError> {
-        if self.cursor.as_ref().is_none_or(|c| c.at != (fi, rg)) {
-            // Over this range and the worker's later ones of the row group; a range it was not
-            // told of (no `prepare`) is read alone.
-            let rows: Vec<(usize, usize)> = match self.ranges.get(&(fi, rg)) {
-                Some(r) if r.contains(&(start, len)) => r.iter().copied().filter(|r| r.0 >= start).collect(),
-                _ => vec![(start, len)],
-            };
-            let batches = self.open(fi, rg, Some(&rows))?;
-            self.cursor = Some(Cursor {
-                at: (fi, rg),
-                batches,
-                left: None,
-            });
+        let continues = |c: &Cursor| c.at == (fi, rg) && c.next.front() == Some(&(start, len));
+        match self.cursor.as_mut() {
+            Some(c) if continues(c) => {
+                c.next.pop_front();
+            }
+            _ => {
+                // Over this range and the worker's later ones of the row group; a range it was
+                // not told of (no `prepare`, as when a table is checked before the run) is read
+                // alone.
+                let rows: Vec<(usize, usize)> = match self.ranges.get(&(fi, rg)) {
+                    Some(r) if r.contains(&(start, len)) => r.iter().copied().filter(|r| r.0 >= start).collect(),
+                    _ => vec![(start, len)],
+                };
+                let batches = self.open(fi, rg, Some(&rows))?;
+                self.cursor = Some(Cursor {
+                    at: (fi, rg),
+                    batches,
+                    left: None,
+                    next: rows.into_iter().skip(1).collect(),
+                });
+            }
         }
-        self.take(fi, rg, len, &mut |reader, batch, offset| {
+        let taken = self.take(fi, rg, len, &mut |reader, batch, offset| {
             each(reader, batch, start + offset)
-        })
+        });
+        if taken.is_err() {
+            // Stopped within the range: a later read opens a new cursor.
+            self.cursor = None;
+        }
+        taken
     }
 
     /// Hands out the cursor's next `n` rows as batches with their offset among the `n`.
@@ -711,6 +727,53 @@ mod tests {
             let mut got: Vec<(u64, String)> = (0..peers).flat_map(|i| read(&plan, &ranges, i, peers)).collect();
             got.sort_by_key(|g| g.0);
             assert_eq!(got, want, "{peers} workers");
+        }
+    }
+
+    /// A reader not told its splits (as the range-table check before a run reads every split of
+    /// a context source), or told some and asked for others or in another order, reads each
+    /// split's own rows: a cursor over earlier ranges is continued only by the range it reaches
+    /// next.
+    #[test]
+    fn row_ranges_read_in_any_order_or_unprepared_read_their_own_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = log(dir.path());
+        let want = read(&plan, &Layout::discover_for(&plan, 1).unwrap(), 0, 1);
+        let ranges = Layout::discover_for(&plan, 2).unwrap();
+        assert_eq!(ranges.splits.len(), 3);
+        let rows_of = |split: &Split| -> Vec<(u64, String)> {
+            let Unit::Rows { start, len, .. } = split.unit else {
+                panic!("a range split")
+            };
+            want[start..start + len].to_vec()
+        };
+        let orders: [(&[usize], &[usize]); 5] = [
+            (&[], &[0, 1, 2]),
+            (&[], &[2, 1, 0]),
+            (&[0, 2], &[0, 1, 2]),
+            (&[0, 2], &[2, 0]),
+            (&[0, 1, 2], &[1, 0, 2, 2]),
+        ];
+        for (prepared, order) in orders {
+            let mut r = reader(&plan, &ranges);
+            r.prepare(&prepared.iter().map(|&i| &ranges.splits[i]).collect::<Vec<_>>());
+            for &i in order {
+                let mut got = Vec::new();
+                r.read(&ranges.splits[i], &mut |chunk| {
+                    for d in chunk.drain(..) {
+                        got.push(match d {
+                            Decoded::Event(e, pos) => (pos, format!("{} {} {:?}", e.time, e.kind, e.payload)),
+                            Decoded::Bad(l) => (l.location.rsplit("row").next().unwrap().parse().unwrap(), l.reason),
+                        });
+                    }
+                })
+                .unwrap_or_else(|e| panic!("prepared {prepared:?}, order {order:?}, split {i}: {e}"));
+                assert_eq!(
+                    got,
+                    rows_of(&ranges.splits[i]),
+                    "prepared {prepared:?}, order {order:?}, split {i}"
+                );
+            }
         }
     }
 
