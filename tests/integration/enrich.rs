@@ -267,6 +267,53 @@ fn ip_range_join_respects_edges_for_v4_and_v6() {
     }
 }
 
+/// A Parquet range table of more rows than a range split (8,192) loads and joins with several
+/// workers: its row group is read as row ranges, both by the overlap check before the run,
+/// which reads them all in turn, and by the workers, each its own.
+#[test]
+fn a_parquet_range_table_larger_than_a_split_loads_with_several_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let ranges = 20_000usize;
+    let rows: Vec<Vec<Value>> = (0..ranges)
+        .map(|i| {
+            vec![
+                Value::Time(0),
+                Value::str(&format!("10.{}.{}.0/24", i / 256, i % 256)),
+                Value::Int(i as i64),
+            ]
+        })
+        .collect();
+    let columns = ["ts", "cidr", "n"].map(String::from);
+    let batch = sluice::format::rows_to_batch(&columns, &rows).unwrap();
+    let mut sink = sluice::format::ParquetSink::open(&dir.path().join("geo.parquet"), batch.schema()).unwrap();
+    sink.write(&batch).unwrap();
+    sink.close().unwrap();
+    // Addresses in ranges all over the table, and one past its end.
+    let probes: Vec<usize> = (0..ranges).step_by(997).chain([ranges - 1, ranges]).collect();
+    let events: Vec<_> = probes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| serde_json::json!({"ts": 1000 + i, "type": "upload", "ip": format!("10.{}.{}.7", n / 256, n % 256), "id": i}))
+        .collect();
+    write_lines(&dir.path().join("events.ndjson"), &events);
+    let spec = range_spec(dir.path()).replace("geo.ndjson", "geo.parquet");
+    let plan = plan_text(&spec, dir.path());
+    let expected: Vec<Option<i64>> = probes.iter().map(|&n| (n < ranges).then_some(n as i64)).collect();
+    for workers in [1, 2, 4] {
+        let summary = run_collect(&plan, workers);
+        let got: Vec<Option<i64>> = enriched(&summary, "enriched", "geo")
+            .values()
+            .map(|v| {
+                v.as_ref().map(|o| match o.field(Sym::new("n")) {
+                    Some(Value::Int(n)) => *n,
+                    other => panic!("{other:?}"),
+                })
+            })
+            .collect();
+        assert_eq!(got, expected, "{workers} workers");
+    }
+}
+
 #[test]
 fn overlapping_ranges_are_rejected_at_load() {
     let dir = tempfile::tempdir().unwrap();
