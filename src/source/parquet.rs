@@ -665,22 +665,23 @@ mod tests {
         crate::source::test_plan(Format::Parquet, vec![path])
     }
 
-    /// What worker `index` of `peers` reads of `layout`: `position time type n` or `position reason`.
+    /// A decoded row as the tests compare it: `position time type payload` or `position reason`.
+    fn described(d: Decoded) -> (u64, String) {
+        match d {
+            Decoded::Event(e, pos) => (pos, format!("{} {} {:?}", e.time, e.kind, e.payload)),
+            Decoded::Bad(l) => (l.location.rsplit("row").next().unwrap().parse().unwrap(), l.reason),
+        }
+    }
+
+    /// What worker `index` of `peers` reads of `layout`, [`described`].
     fn read(plan: &SourcePlan, layout: &Layout, index: usize, peers: usize) -> Vec<(u64, String)> {
         let mut r = reader(plan, layout);
         let mine: Vec<&Split> = layout.splits.iter().skip(index).step_by(peers).collect();
         r.prepare(&mine);
         let mut out = Vec::new();
         for split in mine {
-            r.read(split, &mut |chunk| {
-                for d in chunk.drain(..) {
-                    out.push(match d {
-                        Decoded::Event(e, pos) => (pos, format!("{} {} {:?}", e.time, e.kind, e.payload)),
-                        Decoded::Bad(l) => (l.location.rsplit("row").next().unwrap().parse().unwrap(), l.reason),
-                    });
-                }
-            })
-            .unwrap();
+            r.read(split, &mut |chunk| out.extend(chunk.drain(..).map(described)))
+                .unwrap();
         }
         out
     }
@@ -760,12 +761,7 @@ mod tests {
             for &i in order {
                 let mut got = Vec::new();
                 r.read(&ranges.splits[i], &mut |chunk| {
-                    for d in chunk.drain(..) {
-                        got.push(match d {
-                            Decoded::Event(e, pos) => (pos, format!("{} {} {:?}", e.time, e.kind, e.payload)),
-                            Decoded::Bad(l) => (l.location.rsplit("row").next().unwrap().parse().unwrap(), l.reason),
-                        });
-                    }
+                    got.extend(chunk.drain(..).map(described))
                 })
                 .unwrap_or_else(|e| panic!("prepared {prepared:?}, order {order:?}, split {i}: {e}"));
                 assert_eq!(
