@@ -43,6 +43,21 @@ fn enriched(summary: &RunSummary, output: &str, alias: &str) -> BTreeMap<(i64, i
         .collect()
 }
 
+/// Field `field` of the object each enriched event has under `alias`, in `(time, id)` order
+/// (`None`: no context attached).
+fn attached_field(summary: &RunSummary, alias: &str, field: &str) -> Vec<Option<Value>> {
+    enriched(summary, "enriched", alias)
+        .values()
+        .map(|v| {
+            v.as_ref().map(|o| {
+                o.field(Sym::new(field))
+                    .cloned()
+                    .unwrap_or_else(|| panic!("{o:?} lacks {field}"))
+            })
+        })
+        .collect()
+}
+
 fn counter(summary: &RunSummary, metric: &str, label: &str) -> i64 {
     summary.collected["counters"]
         .iter()
@@ -252,16 +267,8 @@ fn ip_range_join_respects_edges_for_v4_and_v6() {
     let plan = plan_text(&range_spec(dir.path()), dir.path());
     for workers in [1, 2, 4] {
         let summary = run_collect(&plan, workers);
-        let got: Vec<Option<String>> = enriched(&summary, "enriched", "geo")
-            .values()
-            .map(|v| {
-                v.as_ref().map(|o| match o.field(Sym::new("city")) {
-                    Some(Value::Str(s)) => s.to_string(),
-                    other => panic!("{other:?}"),
-                })
-            })
-            .collect();
-        let expected: Vec<Option<String>> = ips.iter().map(|(_, c)| c.map(String::from)).collect();
+        let got = attached_field(&summary, "geo", "city");
+        let expected: Vec<Option<Value>> = ips.iter().map(|(_, c)| c.map(Value::str)).collect();
         assert_eq!(got, expected, "{workers} workers");
         assert_eq!(counter(&summary, "context_misses", "geo"), 4);
     }
@@ -298,19 +305,13 @@ fn a_parquet_range_table_larger_than_a_split_loads_with_several_workers() {
     write_lines(&dir.path().join("events.ndjson"), &events);
     let spec = range_spec(dir.path()).replace("geo.ndjson", "geo.parquet");
     let plan = plan_text(&spec, dir.path());
-    let expected: Vec<Option<i64>> = probes.iter().map(|&n| (n < ranges).then_some(n as i64)).collect();
+    let expected: Vec<Option<Value>> = probes
+        .iter()
+        .map(|&n| (n < ranges).then_some(Value::Int(n as i64)))
+        .collect();
     for workers in [1, 2, 4] {
         let summary = run_collect(&plan, workers);
-        let got: Vec<Option<i64>> = enriched(&summary, "enriched", "geo")
-            .values()
-            .map(|v| {
-                v.as_ref().map(|o| match o.field(Sym::new("n")) {
-                    Some(Value::Int(n)) => *n,
-                    other => panic!("{other:?}"),
-                })
-            })
-            .collect();
-        assert_eq!(got, expected, "{workers} workers");
+        assert_eq!(attached_field(&summary, "geo", "n"), expected, "{workers} workers");
     }
 }
 
