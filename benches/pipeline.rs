@@ -29,26 +29,12 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sluice::generate::{generate_with, GenerateConfig};
-
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
 }
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A learning log of `n` events with its context tables, generated once.
-fn log(n: usize) -> PathBuf {
-    let dir = repo().join(format!("bench-data/pipeline-{n}"));
-    if !dir.join("events.parquet").exists() {
-        eprintln!("generating {n} learning events into {}", dir.display());
-        let mut config = GenerateConfig::new("learning", n, 42, &dir.join("events.parquet"));
-        config.context = Some(dir.join("ctx"));
-        generate_with(&config).unwrap();
-    }
-    dir
 }
 
 /// Wall seconds, CPU seconds and peak RSS (MiB) of a child process, from GNU time; and its
@@ -72,16 +58,7 @@ fn measure_with(program: &Path, args: &[&str], envs: &[(&str, String)]) -> Measu
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .expect("GNU time at /usr/bin/time");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{} failed: {stderr}", program.display());
-    let f: Vec<f64> = stderr
-        .lines()
-        .last()
-        .unwrap_or("")
-        .split_whitespace()
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    assert_eq!(f.len(), 4, "GNU time's line: {stderr}");
+    let f = common::gnu_time_fields(program, &out, 4);
     Measured {
         wall: f[0],
         cpu: f[1] + f[2],
@@ -189,38 +166,22 @@ fn main() {
         "| events | workers / threads | sluice wall s | sluice events/s per core (≥ 500K) | sluice peak MiB (≤ 1024) | DuckDB wall s | DuckDB ÷ sluice wall (≥ 0.5) | DuckDB peak MiB | sluice 2 ÷ 1 worker speed-up (≥ 1.8) |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for events in [n / 10, n] {
-        let dir = log(events);
+        let dir = common::learning_log(events);
         let (input, ctx) = (dir.join("events.parquet"), dir.join("ctx"));
         let mut one_worker_wall = None;
         for workers in [1usize, 2] {
             let out = scratch.path().join("sluice");
             let _ = std::fs::remove_dir_all(&out);
             let w = workers.to_string();
-            let inputs = [
-                format!("events={}", input.display()),
-                format!("profiles={}", ctx.join("profiles.parquet").display()),
-                format!("items={}", ctx.join("items.parquet").display()),
-            ];
             let run_job = |workers: &str, out: &Path| {
                 let _ = std::fs::remove_dir_all(out);
-                measure(
-                    sluice,
-                    &[
-                        "run",
-                        spec.to_str().unwrap(),
-                        "--input",
-                        &inputs[0],
-                        "--input",
-                        &inputs[1],
-                        "--input",
-                        &inputs[2],
-                        "--workers",
-                        workers,
-                        "--out",
-                        out.to_str().unwrap(),
-                        "--quiet",
-                    ],
-                )
+                let sources = [
+                    input.as_path(),
+                    &ctx.join("profiles.parquet"),
+                    &ctx.join("items.parquet"),
+                ];
+                let args = common::learning_run_args(&spec, sources, workers, out);
+                measure(sluice, &args.iter().map(String::as_str).collect::<Vec<_>>())
             };
             let ours = run_job(&w, &out);
             let duck_out = scratch.path().join("duckdb");
