@@ -15,9 +15,10 @@
 //! row timed before the first event, so a join holds every key from the start. sluice then runs
 //! the default spec, outputs written, on the prefix and on the whole log, with the same context,
 //! with 1 and 2 workers, and with the spec's TTLs and with every TTL capped at one day (so that
-//! the prefix reaches each TTL's bound too). Each run is a child process under GNU time (peak
-//! RSS); its RSS is also sampled twice a second, and the table shows the highest sample in each
-//! tenth of the run: the curve that says whether memory stops growing.
+//! the prefix reaches each TTL's bound too); and, with 2 workers, once more with freed memory
+//! handed back to the kernel at once (`MIMALLOC_PURGE_DELAY=0`). Each run is a child process
+//! under GNU time (peak RSS); its RSS is also sampled twice a second, and the table shows the
+//! highest sample in each tenth of the run: the curve that says whether memory stops growing.
 //!
 //! Results print as a Markdown table and go to `bench-data/memory-results.md`.
 
@@ -85,13 +86,15 @@ fn rss_mib(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// Runs `program args` under GNU time, sampling the RSS of the program (GNU time's child).
-fn run(program: &Path, args: &[&str]) -> Run {
+/// Runs `program args` with `envs` under GNU time, sampling the RSS of the program (GNU time's
+/// child).
+fn run(program: &Path, args: &[&str], envs: &[(&str, &str)]) -> Run {
     let started = Instant::now();
     let mut child = Command::new("/usr/bin/time")
         .args(["-f", "%e %M"])
         .arg(program)
         .args(args)
+        .envs(envs.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -157,45 +160,56 @@ fn main() {
     let capped = scratch.path().join("learning_analytics_ttl_1d.toml");
     std::fs::write(&capped, ttls_capped(&text)).unwrap();
     let out = scratch.path().join("out");
+    let spec_ttls = format!("the spec's ({})", ttls(&text));
+    let capped_ttls = format!("capped at 1d ({})", ttls(&ttls_capped(&text)));
+    // (workers, TTLs, spec, `MIMALLOC_PURGE_DELAY` if not the binary's own 1 s): the last run
+    // hands freed memory back to the kernel at once, so that its RSS is the live heap and its
+    // fragments, not memory freed in the last second.
+    let runs = [
+        ("1", &spec_ttls, &shipped, None),
+        ("1", &capped_ttls, &capped, None),
+        ("2", &spec_ttls, &shipped, None),
+        ("2", &capped_ttls, &capped, None),
+        ("2", &capped_ttls, &capped, Some("0")),
+    ];
     let mut table = String::from(
-        "| workers | TTLs | peak MiB, first 10% of the events | peak MiB, all the events | all ÷ first 10% | RSS MiB by tenth of the whole run |\n|---|---|---|---|---|---|\n",
+        "| workers | TTLs | freed memory handed back | peak MiB, first 10% of the events | peak MiB, all the events | all ÷ first 10% | RSS MiB by tenth of the whole run |\n|---|---|---|---|---|---|---|\n",
     );
-    for workers in ["1", "2"] {
-        let labels = [
-            format!("the spec's ({})", ttls(&text)),
-            format!("capped at 1d ({})", ttls(&ttls_capped(&text))),
-        ];
-        for (ttls, spec) in [(&labels[0], &shipped), (&labels[1], &capped)] {
-            let mut peaks = Vec::new();
-            for events in [control.join("prefix.parquet"), dir.join("events.parquet")] {
-                let _ = std::fs::remove_dir_all(&out);
-                let sources = [
-                    events.as_path(),
-                    &control.join("profiles.parquet"),
-                    &control.join("items.parquet"),
-                ];
-                let args = common::learning_run_args(spec, sources, workers, &out);
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                let run = run(&sluice, &args);
-                eprintln!(
-                    "{workers} worker(s), TTLs {ttls}, {}: {:.1} s, peak {:.0} MiB",
-                    events.display(),
-                    run.wall,
-                    run.peak_mib,
-                );
-                peaks.push(run);
-            }
-            let (first, all) = (&peaks[0], &peaks[1]);
-            writeln!(
-                table,
-                "| {workers} | {ttls} | {:.0} | {:.0} | {:.2} | {} |",
-                first.peak_mib,
-                all.peak_mib,
-                all.peak_mib / first.peak_mib,
-                tenths(all)
-            )
-            .unwrap();
+    for (workers, ttls, spec, purge_delay) in runs {
+        let purge = match purge_delay {
+            None => "after 1 s (sluice's setting)".to_string(),
+            Some(ms) => format!("after {ms} ms (`MIMALLOC_PURGE_DELAY={ms}`)"),
+        };
+        let mut peaks = Vec::new();
+        for events in [control.join("prefix.parquet"), dir.join("events.parquet")] {
+            let _ = std::fs::remove_dir_all(&out);
+            let sources = [
+                events.as_path(),
+                &control.join("profiles.parquet"),
+                &control.join("items.parquet"),
+            ];
+            let args = common::learning_run_args(spec, sources, workers, &out);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let envs: Vec<(&str, &str)> = purge_delay.map(|ms| ("MIMALLOC_PURGE_DELAY", ms)).into_iter().collect();
+            let run = run(&sluice, &args, &envs);
+            eprintln!(
+                "{workers} worker(s), TTLs {ttls}, freed memory {purge}, {}: {:.1} s, peak {:.0} MiB",
+                events.display(),
+                run.wall,
+                run.peak_mib,
+            );
+            peaks.push(run);
         }
+        let (first, all) = (&peaks[0], &peaks[1]);
+        writeln!(
+            table,
+            "| {workers} | {ttls} | {purge} | {:.0} | {:.0} | {:.2} | {} |",
+            first.peak_mib,
+            all.peak_mib,
+            all.peak_mib / first.peak_mib,
+            tenths(all)
+        )
+        .unwrap();
     }
     print!("{table}");
     std::fs::write(repo().join("bench-data/memory-results.md"), table).unwrap();
