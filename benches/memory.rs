@@ -4,14 +4,14 @@
 //!
 //! `cargo bench --bench pipeline` measures peak RSS on a 1M-event and a 10M-event log, each
 //! generated on its own. Between the two, three things grow, and only one is the events:
-//! - **context keys**: the 10M log has three times as many users, and the `profiles` join holds
-//!   one row per user;
+//! - **context keys**: the 10M log has about seven times as many users, and the `profiles` join
+//!   holds one row per user;
 //! - **dedup TTLs**: `placement` keys are kept 7 days, and the 1M log spans one;
 //! - whatever else grows with the events, which the goal does not allow.
 //!
 //! So this bench holds the first two fixed and measures the third. From the 10M log (the same
 //! files as the pipeline bench's, in `bench-data/pipeline-N/`), `benches/memory_control.py`
-//! writes its first N/10 events (one simulated day), and context tables with every key's latest
+//! writes its first N/10 events (one simulated day at the default N), and context tables with every key's latest
 //! row timed before the first event, so a join holds every key from the start. sluice then runs
 //! the default spec, outputs written, on the prefix and on the whole log, with the same context,
 //! with 1 and 2 workers, and with the spec's TTLs and with every TTL capped at one day (so that
@@ -37,18 +37,18 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The duration of a spec line `ttl = "…"`, in milliseconds, with its text.
+fn ttl_of(line: &str) -> Option<(u64, &str)> {
+    let ttl = line.trim_start().strip_prefix("ttl = \"")?.split('"').next()?;
+    Some((parse_duration(ttl).ok()?, ttl))
+}
+
 /// `text` with every `ttl = "…"` longer than a day set to one day.
 fn ttls_capped(text: &str) -> String {
     text.lines()
-        .map(|line| {
-            let ttl = line
-                .trim_start()
-                .strip_prefix("ttl = \"")
-                .and_then(|r| r.split('"').next());
-            match ttl.map(parse_duration) {
-                Some(Ok(ms)) if ms > DAY_MS => "ttl = \"1d\"".to_string(),
-                _ => line.to_string(),
-            }
+        .map(|line| match ttl_of(line) {
+            Some((ms, _)) if ms > DAY_MS => "ttl = \"1d\"".to_string(),
+            _ => line.to_string(),
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -56,11 +56,7 @@ fn ttls_capped(text: &str) -> String {
 
 /// The distinct `ttl = "…"` values of `text`, longest first, e.g. `7d, 24h, 12h`.
 fn ttls(text: &str) -> String {
-    let mut ttls: Vec<(u64, &str)> = text
-        .lines()
-        .filter_map(|line| line.trim_start().strip_prefix("ttl = \"")?.split('"').next())
-        .filter_map(|ttl| Some((parse_duration(ttl).ok()?, ttl)))
-        .collect();
+    let mut ttls: Vec<(u64, &str)> = text.lines().filter_map(ttl_of).collect();
     ttls.sort_by(|a, b| b.cmp(a));
     ttls.dedup_by_key(|(ms, _)| *ms);
     ttls.iter().map(|(_, ttl)| *ttl).collect::<Vec<_>>().join(", ")
@@ -140,7 +136,8 @@ fn main() {
     let sluice = PathBuf::from(env!("CARGO_BIN_EXE_sluice"));
     let dir = common::learning_log(n);
     let control = dir.join("memory-control");
-    if !control.join("prefix.parquet").exists() {
+    // The script writes the items table last.
+    if !control.join("items.parquet").exists() {
         let ctx = dir.join("ctx");
         let status = Command::new(common::venv_python())
             .arg(repo().join("benches/memory_control.py"))

@@ -5,10 +5,11 @@
 Writes to OUT_DIR:
 - `prefix.parquet`: the first PREFIX_ROWS rows of EVENTS, in file order (arrival order), with
   EVENTS' row-group size;
-- for each context table, a file of the same name holding its latest row per KEY, every row
-  timed at the start of the log (TIME set to the earliest TIME_FIELD of the prefix minus one day). A join then
-  holds every context key from the first event on, so a run's memory does not grow with the keys
-  that appear later in the log: what is left to grow is what grows with the events.
+- for each context table, in the order given, a file of the same name holding its latest row
+  per KEY, every row timed before the log (TIME set to the prefix's earliest TIME_FIELD minus
+  one day). A join then holds every context key from the first event on, so a run's memory does
+  not grow with the keys that appear later in the log: what is left to grow is what grows with
+  the events.
 """
 
 import os
