@@ -24,8 +24,10 @@
 //! Every worker holds the whole regional state (a few rows per region and metric). Events and
 //! state updates wait until both frontiers pass their tick; within a tick, an event sees the
 //! load samples and region rows whose event time is at or before its own (as the as-of joins
-//! do), and the forecast rows issued up to its tick. So a decision depends only on the inputs
-//! up to its event's time, not on batching or the number of workers.
+//! do), and the forecast rows issued up to its tick. Updates of one time apply in their total
+//! order (`Ctx`'s, then the rows' own), so of two samples of a region at one time the last in
+//! that order wins. So a decision depends only on the inputs up to its event's time, not on
+//! file order, batching or the number of workers.
 //!
 //! Per region, the router knows:
 //! - the latest row of `regions`: its capacity (a capacity ≤ 0 takes the region out);

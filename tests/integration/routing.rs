@@ -21,8 +21,7 @@ const SHARDS: u64 = 64;
 struct Scenario {
     /// (time, region, capacity)
     regions: Vec<(i64, usize, f64)>,
-    /// (time, region, cpu, memory, queue, latency; `None` is garbage text)
-    load: Vec<(i64, usize, [Option<f64>; 4])>,
+    load: Vec<Sample>,
     /// (time, user, priority, complexity)
     events: Vec<(i64, u8, i64, i64)>,
 }
@@ -114,6 +113,23 @@ health = {{ latency_goal = "50ms", queue_half = 20.0, yield_from = 70.0, yield_t
     )
 }
 
+/// A load sample: (time, region, cpu, memory, queue, latency; `None` is garbage text).
+type Sample = (i64, usize, [Option<f64>; 4]);
+
+/// The order in which the router applies two load samples of one time, the last winning: its
+/// events' total order, which compares their payloads' values by field name (`cpu`,
+/// `latency_ms`, `memory`, `queue_length`, then `region`), garbage text after every number. Not
+/// the file's order, which workers do not keep.
+fn sample_order(a: &Sample, b: &Sample) -> std::cmp::Ordering {
+    let by_name = |s: &Sample| [s.2[0], s.2[3], s.2[1], s.2[2]];
+    let values = by_name(a).into_iter().zip(by_name(b)).map(|pair| match pair {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        (x, y) => x.is_none().cmp(&y.is_none()),
+    });
+    let first_difference = values.fold(std::cmp::Ordering::Equal, std::cmp::Ordering::then);
+    first_difference.then_with(|| REGIONS[a.1].cmp(REGIONS[b.1]))
+}
+
 /// (id, home, chosen, reason) per routed event, and the ids of events with no region.
 type Routed = (BTreeMap<i64, (Value, String, String)>, Vec<i64>);
 
@@ -149,8 +165,8 @@ fn oracle(s: &Scenario, algorithm: Algorithm) -> Routed {
         }
         // Samples as of `t`, of regions known when they were taken.
         let mut observed: BTreeMap<(usize, usize), f64> = BTreeMap::new();
-        let mut samples: Vec<&(i64, usize, [Option<f64>; 4])> = s.load.iter().filter(|(lt, _, _)| lt <= t).collect();
-        samples.sort_by_key(|a| a.0);
+        let mut samples: Vec<&Sample> = s.load.iter().filter(|(lt, _, _)| lt <= t).collect();
+        samples.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| sample_order(a, b)));
         for (lt, r, m) in samples {
             let known = s.regions.iter().any(|(rt, rr, _)| rt <= lt && rr == r);
             if !known {
