@@ -5,8 +5,9 @@
 //!
 //! Opening a log replays every whole record in order, with its sequence number. A torn tail (a
 //! short frame, or a checksum that does not match, as a crash in the middle of an append
-//! leaves) ends the replay: the segment is cut back to its last whole record and any later
-//! segment is removed, so appends continue after the last good record. A checkpoint
+//! leaves) in the last segment ends the replay: the segment is cut back to its last whole
+//! record, so appends continue after it. A segment is synced before the next is created, so the
+//! same in an earlier segment is corruption, not a crash, and opening fails. A checkpoint
 //! ([`super::checkpoint`]) removes the segments whose records are all before its replay point
 //! ([`Wal::truncate_before`]).
 
@@ -84,17 +85,25 @@ impl Wal {
             let reader = BufReader::with_capacity(1 << 20, file);
             let good = read_segment(path, reader, &mut replayed, &mut next, &mut each)?;
             last = Some((index, good));
+            if good < len && i + 1 < segments.len() {
+                // A segment is synced before the next one is created (`roll`), so a crash can
+                // only tear the last one: bad bytes before it are corruption, and cutting them
+                // would drop the acknowledged records of every later segment.
+                return Err(WalError::Corrupt {
+                    path: path.clone(),
+                    message: format!(
+                        "at byte {good}: a partial frame or a checksum mismatch in a segment that is not the last \
+                         ({} later segment(s) follow); a crash only tears the last segment's tail",
+                        segments.len() - i - 1
+                    ),
+                });
+            }
             if good < len {
                 replayed.torn_bytes += len - good;
                 tracing::warn!(path = %path.display(), good, len, "write-ahead log: torn tail cut off");
                 let f = OpenOptions::new().write(true).open(path).map_err(io(path))?;
                 f.set_len(good).map_err(io(path))?;
                 f.sync_all().map_err(io(path))?;
-                for (_, later) in &segments[i + 1..] {
-                    let len = std::fs::metadata(later).map(|m| m.len()).unwrap_or(0);
-                    replayed.torn_bytes += len;
-                    std::fs::remove_file(later).map_err(io(later))?;
-                }
                 break;
             }
         }
@@ -408,6 +417,41 @@ mod tests {
         std::fs::write(segment_path(dir.path(), 50), b"").unwrap();
         let err = Wal::open(dir.path(), 0, |_, _| {}).err().unwrap();
         assert!(err.to_string().contains("starts at record 50"), "{err}");
+    }
+
+    /// A crash tears only the last segment: bad bytes in an earlier one are corruption, and
+    /// opening refuses the log rather than cutting it there and dropping the later segments.
+    #[test]
+    fn bad_bytes_before_the_last_segment_are_refused_not_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _, _) = reopen(dir.path());
+        wal.set_segment_bytes(60);
+        for i in 0..10 {
+            wal.append(|out| rec(i).encode(out));
+            wal.write(true).unwrap();
+        }
+        let starts = wal.starts.clone();
+        assert!(starts.len() > 2, "{starts:?}");
+        drop(wal);
+        let first = segment_path(dir.path(), starts[0]);
+        let bytes = std::fs::read(&first).unwrap();
+        let mut corrupt = bytes.clone();
+        corrupt[bytes.len() / 2] ^= 0xff;
+        std::fs::write(&first, &corrupt).unwrap();
+        let err = Wal::open(dir.path(), 0, |_, _| {})
+            .err()
+            .expect("a corrupt earlier segment is refused");
+        let message = err.to_string();
+        assert!(
+            message.contains("not the last") && message.contains(&first.display().to_string()),
+            "{message}"
+        );
+        // Nothing was cut or removed: mending the byte gives every record back.
+        assert_eq!(std::fs::read(&first).unwrap(), corrupt);
+        std::fs::write(&first, &bytes).unwrap();
+        let (_, got, r) = reopen(dir.path());
+        assert_eq!(got, (0..10).map(rec).collect::<Vec<_>>());
+        assert_eq!(r.torn_bytes, 0);
     }
 
     /// Fuzzing found that a torn header claiming a large payload allocated all of it before
