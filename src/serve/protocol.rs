@@ -41,6 +41,11 @@ pub struct Hello {
 /// Longest client id.
 pub const MAX_CLIENT_ID: usize = 128;
 
+/// Largest `offset` a hello may give. Line numbers past it would wrap around 2^64 long before
+/// a client could send that many lines, and the log refuses a record whose offsets do (it
+/// would not start again), so such a hello is refused instead.
+pub const MAX_OFFSET: u64 = 1 << 63;
+
 /// The keys of a hello line.
 pub const HELLO_KEYS: [&str; 5] = ["hello", "client", "source", "token", "offset"];
 
@@ -64,6 +69,9 @@ pub fn parse_hello(line: &[u8]) -> Option<Result<Hello, String>> {
             .and_then(|h| {
                 if h.hello != 1 {
                     return Err(format!("unsupported protocol version {}", h.hello));
+                }
+                if h.offset.is_some_and(|k| k > MAX_OFFSET) {
+                    return Err(format!("offset must be at most 2^63 ({MAX_OFFSET})"));
                 }
                 if let Some(c) = &h.client {
                     if !valid_client_id(c) {
@@ -130,6 +138,12 @@ mod tests {
         assert!(parse_hello(br#"{"hello":2}"#).unwrap().is_err());
         assert!(parse_hello(br#"{"hello":1,"client":"a b"}"#).unwrap().is_err());
         assert!(parse_hello(br#"{"hello":"x","client":"c"}"#).unwrap().is_err());
+        // Offsets that would wrap line numbers around 2^64 are refused, not acknowledged.
+        let offset = |k: u64| parse_hello(format!(r#"{{"hello":1,"client":"c","offset":{k}}}"#).as_bytes()).unwrap();
+        assert_eq!(offset(MAX_OFFSET).unwrap().offset, Some(1 << 63));
+        for k in [MAX_OFFSET + 1, u64::MAX] {
+            assert!(offset(k).unwrap_err().contains("at most 2^63"), "{k}");
+        }
         // A line with any other key is data, whatever its `hello` field holds.
         assert_eq!(parse_hello(br#"{"hello":1,"extra":1}"#), None);
         assert_eq!(parse_hello(br#"{"ts":1,"type":"a","hello":"world"}"#), None);
