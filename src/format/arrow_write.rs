@@ -17,9 +17,10 @@
 //! Inference recurses into list elements and object fields; an object without fields becomes
 //! `Utf8` text (`{}`) because Parquet has no empty groups.
 //!
-//! [`rows_to_batch_with_schema`] coerces values into an existing schema instead (later files of
-//! one output keep the first file's schema): ints widen to floats, anything becomes text in a
-//! `Utf8` column, and a value that does not fit its column becomes null.
+//! [`rows_to_batch_with_schema`] coerces values into an existing schema instead: ints widen to
+//! floats, anything becomes text in a `Utf8` column, and a value that does not fit its column
+//! becomes null. The sinks never rely on that last rule: a part of an output has the schema of
+//! the output's [`Shapes`] so far, widened by its own values first, so that they fit.
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -147,6 +148,64 @@ impl Shape {
     }
 }
 
+impl Shape {
+    /// The shape whose [`Shape::data_type`] is `dt`: what a column of that type holds. `Utf8`
+    /// holds anything as text; a type inference never makes is text too.
+    fn of_type(dt: &DataType) -> Shape {
+        match dt {
+            DataType::Boolean => Shape::Bool,
+            DataType::Int64 => Shape::Int,
+            DataType::Float64 => Shape::Float,
+            DataType::Timestamp(TimeUnit::Millisecond, _) => Shape::Time,
+            DataType::List(field) => Shape::List(Box::new(Shape::of_type(field.data_type()))),
+            DataType::Struct(fields) if !fields.is_empty() => Shape::Struct(
+                fields
+                    .iter()
+                    .map(|f| (Sym::new(f.name()), Shape::of_type(f.data_type())))
+                    .collect(),
+            ),
+            _ => Shape::Text,
+        }
+    }
+}
+
+/// The shapes of an output's columns over the parts written so far, from which each part's
+/// schema is inferred: an output keeps one schema across its parts, widened when a part holds
+/// values its columns cannot (ints becoming floats, a struct's new fields, another kind as
+/// text). A column that has held only nulls takes the type of its first values.
+#[derive(Clone, Debug, Default)]
+pub struct Shapes(Vec<Shape>);
+
+impl Shapes {
+    /// The shapes of the columns of `schema` (an output's last part on disk).
+    pub fn of_schema(schema: &Schema) -> Shapes {
+        Shapes(schema.fields().iter().map(|f| Shape::of_type(f.data_type())).collect())
+    }
+
+    /// Widens the shapes with `columns`' values (named `names`) and returns the schema of a
+    /// part holding them; for the first part, the schema [`infer_schema`] gives.
+    pub fn widen(&mut self, names: &[String], columns: &[Vec<&Value>]) -> SchemaRef {
+        if self.0.len() != columns.len() {
+            self.0 = vec![Shape::Null; columns.len()];
+        }
+        let fields: Vec<Field> = (names.iter().zip(columns).zip(&mut self.0))
+            .map(|((name, values), shape)| {
+                values.iter().for_each(|v| shape.absorb(v));
+                Field::new(name, shape.data_type(), true)
+            })
+            .collect();
+        Arc::new(Schema::new(fields))
+    }
+}
+
+/// The schema [`rows_to_batch`] infers for columns named `names` holding `columns`' values.
+pub fn infer_schema(names: &[String], columns: &[Vec<&Value>]) -> SchemaRef {
+    let fields: Vec<Field> = (names.iter().zip(columns))
+        .map(|(name, values)| Field::new(name, infer_type(values.iter().copied()), true))
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
 /// The Arrow type [`rows_to_batch`] infers for a column holding `values`.
 pub fn infer_type<'a>(values: impl IntoIterator<Item = &'a Value>) -> DataType {
     let mut shape = Shape::Null;
@@ -190,12 +249,7 @@ pub fn columns_to_batch(
     }
     let schema = match schema {
         Some(schema) => schema.clone(),
-        None => {
-            let fields: Vec<Field> = (names.iter().zip(columns))
-                .map(|(name, values)| Field::new(name, infer_type(values.iter().copied()), true))
-                .collect();
-            Arc::new(Schema::new(fields))
-        }
+        None => infer_schema(names, columns),
     };
     if schema.fields().len() != columns.len() {
         return Err(WriteError::RowWidth {

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use arrow::error::ArrowError;
 use parquet::errors::ParquetError;
 
-pub use arrow_write::{infer_type, rows_to_batch, rows_to_batch_with_schema, ParquetSink, ROW_GROUP_ROWS};
+pub use arrow_write::{infer_type, rows_to_batch, rows_to_batch_with_schema, ParquetSink, Shapes, ROW_GROUP_ROWS};
 
 use crate::event::Event;
 use crate::value::{format_time, Sym, Value};

@@ -12,8 +12,9 @@
 //! [`MIN_PART_BYTES`] buffered writes a part, so a spec with many outputs holds about the budget,
 //! not a full buffer per output, and parts stay large when memory allows. Each part is
 //! sorted by `(time, row)`. Changelog outputs carry `time` (the update's event-time tick) and
-//! `diff` columns; insert-only outputs (final windows, dead letters) do not. Later parts keep the
-//! first part's schema, so DuckDB's `read_parquet('DIR/NAME/*.parquet')` reads them as one table.
+//! `diff` columns; insert-only outputs (final windows, dead letters) do not. An output keeps one
+//! schema across its parts, widened when a part's values need it (ints becoming floats, new
+//! struct fields, a column of nulls its first type; [`Shapes`]), never coercing a value to null.
 //! Given live views (`sluice serve --http`), the sink also hands each batch of updates, with its
 //! frontier, to its output's [`crate::serve::live::View`].
 
@@ -34,7 +35,7 @@ use timely::dataflow::operators::generic::Operator;
 
 use crate::serve::checkpoint::{Ack, Checkpoints, OutputMark};
 
-use crate::format::arrow_write::{columns_to_batch, ParquetSink};
+use crate::format::arrow_write::{columns_to_batch, ParquetSink, Shapes};
 use crate::value::{Sym, Value};
 
 pub const FLUSH_ROWS: usize = 1 << 18;
@@ -134,8 +135,9 @@ pub struct SinkEnv {
 /// or checkpoints (`sluice run`): those need one writer per output. Updates stay on the worker
 /// that made them, except for ordered outputs, which go to the worker of their sort key, so
 /// that a key's rows are in one worker's parts, in order; and snapshot outputs, which worker 0
-/// totals. The workers of an output share its schema (the first part's, whichever worker wrote
-/// it) and the last of them to finish writes its empty part when none wrote a row.
+/// totals. The workers of an output share its column shapes, so its parts have one schema,
+/// widened as any worker's parts need, and the last of them to finish writes its empty part
+/// when none wrote a row.
 #[derive(Debug)]
 pub struct Spread {
     peers: usize,
@@ -144,7 +146,7 @@ pub struct Spread {
 
 #[derive(Debug, Default)]
 struct SpreadOutput {
-    schema: Option<SchemaRef>,
+    shapes: Shapes,
     finished: usize,
     parts: usize,
 }
@@ -162,9 +164,11 @@ impl Spread {
         f(outputs.entry(name.to_string()).or_default())
     }
 
-    /// The output's schema: the one set first, `schema` when none was.
-    fn schema(&self, name: &str, schema: SchemaRef) -> SchemaRef {
-        self.with(name, |o| o.schema.get_or_insert(schema).clone())
+    /// The schema of output `name`'s next part, whose columns are `names` holding `columns`:
+    /// the one the workers' parts have had so far, widened so that these values fit, or the
+    /// one they infer for the first part.
+    fn schema(&self, name: &str, names: &[String], columns: &[Vec<&Value>]) -> SchemaRef {
+        self.with(name, |o| o.shapes.widen(names, columns))
     }
 
     /// A worker has written all its `parts` of output `name`: whether it is the last worker
@@ -287,14 +291,14 @@ pub fn sink_rows<'s>(
         next,
         spec,
         dir,
-        schema: None,
+        shapes: Shapes::default(),
         buffer: Vec::new(),
         durable: checkpoint.is_some(),
         spread: spread.clone().map(|s| (s, index)),
     };
     if next > 0 && !files.spec.flatten {
         match files.existing_schema() {
-            Ok(schema) => files.schema = schema,
+            Ok(schema) => files.shapes = schema.map_or_else(Shapes::default, |s| Shapes::of_schema(&s)),
             Err(e) => result.borrow_mut().error = Some(e),
         }
     }
@@ -871,7 +875,9 @@ impl ObjectShapes {
 struct PartFiles {
     spec: OutputPlan,
     dir: Option<PathBuf>,
-    schema: Option<SchemaRef>,
+    /// The shapes of the output's columns so far (not for a flattened output, whose parts have
+    /// their own columns).
+    shapes: Shapes,
     buffer: Vec<Update>,
     /// The next part's number.
     next: usize,
@@ -882,12 +888,16 @@ struct PartFiles {
 }
 
 impl PartFiles {
-    /// The schema of the output's first part on disk, which later parts keep.
+    /// The schema of the output's last part on disk, which later parts keep (widened when
+    /// their values need it).
     fn existing_schema(&self) -> Result<Option<SchemaRef>, String> {
         let Some(dir) = &self.dir else {
             return Ok(None);
         };
-        let path = dir.join(&self.spec.name).join("part-00000.parquet");
+        let Some(last) = self.next.checked_sub(1) else {
+            return Ok(None);
+        };
+        let path = dir.join(&self.spec.name).join(format!("part-{last:05}.parquet"));
         let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
             .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -1044,16 +1054,16 @@ impl PartFiles {
                 }
             }
         }
-        let schema = self.schema.as_ref().filter(|_| !self.spec.flatten);
-        let mut batch = columns_to_batch(schema, &columns, &cols).map_err(|e| e.to_string())?;
-        // The workers of a spread output keep the schema of whichever part came first.
-        if let (Some((spread, _)), None, false) = (&self.spread, &self.schema, self.spec.flatten) {
-            let schema = spread.schema(&self.spec.name, batch.schema());
-            if schema != batch.schema() {
-                batch = columns_to_batch(Some(&schema), &columns, &cols).map_err(|e| e.to_string())?;
-            }
-            self.schema = Some(schema);
-        }
+        // An output keeps one schema across its parts (a flattened one has each part's own
+        // columns), widened when a part holds values its columns cannot: ints becoming floats,
+        // a struct's new fields, another kind as text. Coercing them into the old types instead
+        // would write them as nulls. The workers of a spread output share theirs.
+        let schema = match (&self.spread, self.spec.flatten) {
+            (_, true) => None,
+            (Some((spread, _)), false) => Some(spread.schema(&self.spec.name, &columns, &cols)),
+            (None, false) => Some(self.shapes.widen(&columns, &cols)),
+        };
+        let batch = columns_to_batch(schema.as_ref(), &columns, &cols).map_err(|e| e.to_string())?;
         drop(cols);
         let folder = dir.join(&self.spec.name);
         std::fs::create_dir_all(&folder).map_err(|e| format!("{}: {e}", folder.display()))?;
@@ -1072,9 +1082,6 @@ impl PartFiles {
                 .map_err(|e| format!("{}: {e}", tmp.display()))?;
         }
         std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if self.schema.is_none() {
-            self.schema = Some(batch.schema());
-        }
         self.next += 1;
         Ok(true)
     }
@@ -1109,7 +1116,7 @@ mod tests {
             next: 0,
             spec: OutputPlan::new(name, &["text"]),
             dir,
-            schema: None,
+            shapes: Shapes::default(),
             buffer: Vec::new(),
             durable: false,
             spread: None,
@@ -1120,6 +1127,110 @@ mod tests {
     /// An update of about `bytes` bytes.
     fn update(bytes: usize) -> Update {
         (vec![Value::str(&"x".repeat(bytes - 24))], 0, 1)
+    }
+
+    /// The schema and the rows of a part file.
+    fn read_part(path: &std::path::Path) -> (SchemaRef, Vec<Vec<Value>>) {
+        use crate::source::arrow_read::Col;
+        let file = std::fs::File::open(path).unwrap();
+        let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        let schema = builder.schema().clone();
+        let mut rows = Vec::new();
+        for batch in builder.build().unwrap() {
+            let batch = batch.unwrap();
+            let cols: Vec<Col> = batch.columns().iter().map(Col::new).collect();
+            rows.extend((0..batch.num_rows()).map(|r| cols.iter().map(|c| c.get(r)).collect::<Vec<_>>()));
+        }
+        (schema, rows)
+    }
+
+    /// A part whose values do not fit the output's schema so far widens it: they were coerced
+    /// into the first part's types, so that floats after ints, and timestamps after nulls, were
+    /// written as nulls (or as text). The workers of a spread output widen one shared schema.
+    #[test]
+    fn later_parts_widen_the_schema_instead_of_nulling_values() {
+        use arrow::datatypes::DataType;
+        let dir = tempfile::tempdir().unwrap();
+        let spread = Arc::new(Spread::new(2));
+        let files = |worker: Option<usize>| PartFiles {
+            next: 0,
+            spec: OutputPlan::new("o", &["k", "s", "t", "m"]),
+            dir: Some(dir.path().to_path_buf()),
+            shapes: Shapes::default(),
+            buffer: Vec::new(),
+            durable: false,
+            spread: worker.map(|w| (Arc::clone(&spread), w)),
+        };
+        let object =
+            |fields: &[(&str, i64)]| Value::object(fields.iter().map(|(n, v)| (Sym::new(n), Value::Int(*v))).collect());
+        let first = vec![
+            (
+                vec![Value::str("a"), Value::Int(1), Value::Null, object(&[("x", 1)])],
+                0,
+                1,
+            ),
+            (
+                vec![Value::str("b"), Value::Int(2), Value::Null, object(&[("x", 2)])],
+                0,
+                1,
+            ),
+        ];
+        let second = vec![
+            (
+                vec![
+                    Value::str("c"),
+                    Value::float(1.5),
+                    Value::Time(60_000),
+                    object(&[("x", 3), ("y", 4)]),
+                ],
+                1,
+                1,
+            ),
+            (
+                vec![Value::str("d"), Value::Int(3), Value::Null, object(&[("y", 5)])],
+                1,
+                1,
+            ),
+        ];
+        let types =
+            |schema: &SchemaRef| -> Vec<DataType> { schema.fields().iter().map(|f| f.data_type().clone()).collect() };
+        // One writer: part 0 as inferred, part 1 widened, part 2 keeps part 1's schema.
+        let mut one = files(None);
+        for part in [first.clone(), second.clone(), first.clone()] {
+            one.buffer = part;
+            assert!(one.flush().unwrap());
+        }
+        let folder = dir.path().join("o");
+        let (s0, _) = read_part(&folder.join("part-00000.parquet"));
+        let (s1, rows1) = read_part(&folder.join("part-00001.parquet"));
+        let (s2, rows2) = read_part(&folder.join("part-00002.parquet"));
+        assert_eq!(types(&s0)[1..3], [DataType::Int64, DataType::Utf8]);
+        assert_eq!(types(&s1)[1], DataType::Float64);
+        assert!(matches!(types(&s1)[2], DataType::Timestamp(_, _)), "{s1:?}");
+        assert!(matches!(&types(&s1)[3], DataType::Struct(f) if f.len() == 2), "{s1:?}");
+        assert_eq!(s2, s1);
+        // Every value is kept: 1.5 is not null, the time is a time, the new field is there.
+        let expected: Vec<Vec<Value>> = second.iter().map(|(row, _, _)| row.clone()).collect();
+        let keys: Vec<_> = rows1.iter().map(|r| r[..3].to_vec()).collect();
+        assert_eq!(keys, expected.iter().map(|r| r[..3].to_vec()).collect::<Vec<_>>());
+        assert_eq!(rows1[0][3], object(&[("x", 3), ("y", 4)]));
+        assert_eq!(
+            rows2.iter().map(|r| r[1].clone()).collect::<Vec<_>>(),
+            [Value::Int(1), Value::Int(2)]
+        );
+        // Two workers of a spread output: the second's floats widen the schema both then keep.
+        let (mut w0, mut w1) = (files(Some(0)), files(Some(1)));
+        std::fs::remove_dir_all(&folder).unwrap();
+        w0.buffer = first.clone();
+        w0.flush().unwrap();
+        w1.buffer = second.clone();
+        w1.flush().unwrap();
+        w0.buffer = first;
+        w0.flush().unwrap();
+        let part = |w: usize, i: usize| read_part(&folder.join(format!("part-{w:02}-{i:05}.parquet"))).0;
+        assert_eq!(types(&part(0, 0))[1], DataType::Int64);
+        assert_eq!(part(1, 0), part(0, 1));
+        assert_eq!(types(&part(0, 1))[1], DataType::Float64);
     }
 
     #[test]
