@@ -379,13 +379,12 @@ pub(crate) fn parse(
         if line.iter().all(u8::is_ascii_whitespace) {
             return;
         }
-        let prefix = &line[..line.len().min(super::frame::PREFIX_BYTES)];
         names.keys.clear();
         // The source's depth limit, as `parse_line` checks it, before the keys are counted.
         let max_depth = source.limits.max_depth;
         if scan(line, max_depth, &mut names.keys) {
             let detail = format!("nesting deeper than {max_depth} levels");
-            out.push(dead("depth_exceeded", detail, offset, prefix, None));
+            out.push(dead("depth_exceeded", detail, offset, line, None));
             return;
         }
         let new = names.new_names(line);
@@ -394,7 +393,7 @@ pub(crate) fn parse(
                 "the line names {new} new fields, beyond the server's limit of {} distinct field names",
                 limits.max_field_names
             );
-            dead("too_many_fields", detail, offset, prefix, None)
+            dead("too_many_fields", detail, offset, line, None)
         };
         if new > 0 && interned_names() + new > limits.max_field_names {
             out.push(too_many(new));

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::serve_util::{connect, exchange, outputs, reasons, send, wait_ack, Server, COUNT_SPEC};
+use crate::serve_util::{connect, dead_letters, exchange, outputs, reasons, send, wait_ack, Server, COUNT_SPEC};
 use crate::util::sluice;
 
 fn count_spec(dir: &Path) -> std::path::PathBuf {
@@ -84,6 +84,14 @@ fn a_nesting_bomb_is_depth_exceeded_without_stack_overflow() {
     let got = reasons(&dir.path().join("out"));
     assert_eq!(got.get("depth_exceeded"), Some(&2), "{got:?}");
     assert_eq!(counts(&dir.path().join("out")).len(), 1);
+    // As in `sluice run`: the record is clipped to `dead_letter_record_bytes` (4,096), and the
+    // letter keeps the whole line's length and hash (it kept 256 bytes, no length, no hash).
+    let mut letters: Vec<_> = (dead_letters(&dir.path().join("out")).into_iter())
+        .filter(|d| d.reason == "depth_exceeded")
+        .map(|d| (d.record.len(), d.record_bytes, d.record_hash.is_some()))
+        .collect();
+    letters.sort();
+    assert_eq!(letters, [(4096, Some(600_001), true), (4096, Some(1_000_000), true)]);
 }
 
 #[test]

@@ -267,6 +267,10 @@ pub struct Letter {
     pub detail: String,
     pub location: String,
     pub record: String,
+    /// The whole record's length in bytes, when its record was clipped.
+    pub record_bytes: Option<i64>,
+    /// The whole record's hash, when its record was clipped.
+    pub record_hash: Option<String>,
 }
 
 /// The dead letters under `out`.
@@ -283,11 +287,14 @@ pub fn dead_letters(out: &Path) -> Vec<Letter> {
             let batch = batch.unwrap();
             let col = |name: &str| batch.column_by_name(name).unwrap().clone();
             let (reason, detail, location, record) = (col("reason"), col("detail"), col("location"), col("record"));
+            let (bytes, hash) = (col("record_bytes"), col("record_hash"));
             let cols = [
                 Col::new(&reason),
                 Col::new(&detail),
                 Col::new(&location),
                 Col::new(&record),
+                Col::new(&bytes),
+                Col::new(&hash),
             ];
             for row in 0..batch.num_rows() {
                 let text = |i: usize| match cols[i].get(row) {
@@ -299,6 +306,14 @@ pub fn dead_letters(out: &Path) -> Vec<Letter> {
                     detail: text(1),
                     location: text(2),
                     record: text(3),
+                    record_bytes: match cols[4].get(row) {
+                        sluice::value::Value::Int(n) => Some(n),
+                        _ => None,
+                    },
+                    record_hash: match cols[5].get(row) {
+                        sluice::value::Value::Str(s) => Some(s.to_string()),
+                        _ => None,
+                    },
                 });
             }
         }
