@@ -111,3 +111,31 @@ fn idle_clients_expire_across_restarts_and_a_returning_one_is_new() {
         assert_eq!((n("a"), n("b"), n("c")), (10, 3, 2), "{interval}: {rows:?}");
     }
 }
+
+/// `sluice send` with more connections than lines: the connections without lines never say
+/// hello, and the others waited for them, the whole `--patience`, before sending.
+#[test]
+fn send_with_more_connections_than_lines_does_not_wait_for_the_idle_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("counts.toml");
+    std::fs::write(&spec, COUNT_SPEC).unwrap();
+    let server = Server::start(dir.path(), &spec, "127.0.0.1:0", &["--out", "out"]);
+    let file = dir.path().join("three.ndjson");
+    let lines: String = (0..3)
+        .map(|i| format!("{{\"ts\":{},\"type\":\"a\",\"who\":\"w\"}}\n", 1_700_000_000_000u64 + i))
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let started = std::time::Instant::now();
+    let report = crate::serve_util::send(
+        dir.path(),
+        &file,
+        server.addr,
+        &["--connections", "8", "--patience", "30s"],
+    );
+    let took = started.elapsed();
+    server.stop();
+    assert!(took < Duration::from_secs(15), "took {took:?}: {report}");
+    let rows = outputs(&dir.path().join("out"))["counts"].clone();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(rows[0].ends_with(", 3"), "{rows:?}");
+}
