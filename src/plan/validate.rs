@@ -1341,11 +1341,23 @@ impl Cx<'_> {
             }
         };
         // Partitions of an aggregate's rows by window hold one window each: every row has the
-        // window's time, and nothing reaches it `lag` after that.
+        // window's time, and nothing reaches it `lag` after that. That holds for the rows of a
+        // fixed window, and for sessions partitioned by their end (a `final` session row is
+        // stamped at its end); not for sessions by their start (sessions that start together
+        // end apart), nor for rows that only carry a window's time field, such as a join's
+        // pairs of an aggregate's rows (a pair arrives when its later side does).
+        let by = |column: &str| t.partition_by.iter().any(|p| p.get_ref() == column);
         let windowed = time_field == super::WINDOW_TIME
-            && t.partition_by
-                .iter()
-                .any(|p| WINDOW_COLUMNS.contains(&p.get_ref().as_str()));
+            && match input {
+                StageRef::Stage(j) => match &plan.stages[*j].kind {
+                    StageKind::Aggregate(a) if a.session_gap_ms.is_none() => WINDOW_COLUMNS.into_iter().any(by),
+                    StageKind::Aggregate(a) => {
+                        a.emit == super::Emit::Final && (by("window_end") || by(super::WINDOW_TIME))
+                    }
+                    _ => false,
+                },
+                _ => false,
+            };
         Ok(super::TopNPlan {
             name,
             partition_by,

@@ -592,3 +592,63 @@ proptest! {
         }
     }
 }
+
+/// A top-N over rows whose partition's rows arrive at different times holds the partition and
+/// revises it, as a changelog. Taking it for one window's rows (partitioned by a window column,
+/// with the aggregates' time field) made the output insert-only, and the first displaced row
+/// failed the run ("received a retraction but is not a changelog"): sessions that start
+/// together and end apart, and a join's pairs of an aggregate's rows.
+#[test]
+fn partitions_whose_rows_arrive_apart_are_revised_not_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = std::fs::File::create(dir.path().join("ev.ndjson")).unwrap();
+    for (ts, u) in [(1000, "a"), (1000, "b"), (2000, "b"), (3000, "b"), (20_000, "c")] {
+        writeln!(f, "{{\"ts\":{ts},\"u\":\"{u}\"}}").unwrap();
+    }
+    let base = "[pipeline]\nname = \"t\"\n[sources.ev]\npath = \"ev.ndjson\"\ntime_field = \"ts\"\n";
+    let sessions = format!(
+        "{base}[[aggregates]]\nname = \"sess\"\nsource = \"ev\"\nwindow = {{ session = \"5s\" }}\n\
+         group_by = [\"u\"]\nemit = \"final\"\nmeasures.n = \"count()\"\n\
+         [[top_n]]\nname = \"longest\"\nsource = \"sess\"\npartition_by = [\"PART\"]\norder_by = [\"n desc\"]\nn = 1\n"
+    );
+    // By start: `a` ([1s, 6s), one event) leads its partition until `b` ([1s, 8s), three) ends.
+    let plan = plan_text(&sessions.replace("PART", "window_start"), dir.path());
+    assert!(plan.output("longest").unwrap().changelog);
+    for workers in [1, 2, 4] {
+        let summary = run_collect(&plan, workers);
+        let updates = &summary.collected["longest"];
+        let at = |t: u64| -> BTreeSet<(String, i64)> {
+            (accumulate(updates, t).into_iter())
+                .map(|(row, d)| {
+                    assert_eq!(d, 1);
+                    let p = &row[row.len() - 1];
+                    (field(p, "u").to_string(), int(&field(p, "n")))
+                })
+                .collect()
+        };
+        assert_eq!(at(7_000), BTreeSet::from([("a".to_string(), 1)]), "{workers} workers");
+        let end = BTreeSet::from([("b".to_string(), 3), ("c".to_string(), 1)]);
+        assert_eq!(at(u64::MAX / 4), end, "{workers} workers");
+    }
+    // By end, a session's row is its partition's only time: released, insert-only.
+    let plan = plan_text(&sessions.replace("PART", "window_end"), dir.path());
+    assert!(!plan.output("longest").unwrap().changelog);
+    // A window join's pairs of an aggregate's rows carry the window's time field, but a pair
+    // arrives when its later side does.
+    let joined = format!(
+        "{base}[[aggregates]]\nname = \"per_user\"\nsource = \"ev\"\nwindow = {{ tumbling = \"2s\" }}\n\
+         group_by = [\"u\"]\nemit = \"final\"\nmeasures.n = \"count()\"\n\
+         [[joins]]\nname = \"pairs\"\nleft = \"per_user\"\nright = \"ev\"\non = {{ u = \"u\" }}\n\
+         window = {{ tumbling = \"10s\" }}\nleft_fields = [\"u\", \"n\"]\nright_prefix = \"r_\"\n\
+         [[top_n]]\nname = \"best\"\nsource = \"pairs\"\npartition_by = [\"window_start\"]\norder_by = [\"n desc\"]\nn = 1\n"
+    );
+    let plan = plan_text(&joined, dir.path());
+    assert!(plan.output("best").unwrap().changelog);
+    let one = run_collect(&plan, 1).collected["best"].clone();
+    for workers in [2, 4] {
+        assert_eq!(
+            accumulate(&run_collect(&plan, workers).collected["best"], u64::MAX / 4),
+            accumulate(&one, u64::MAX / 4)
+        );
+    }
+}
