@@ -966,9 +966,20 @@ impl Cx<'_> {
         for (j, k) in f.keys.iter().enumerate() {
             keys.push(accessor(k, &key(&format!("keys[{j}]")))?);
         }
-        let mut values = Vec::new();
+        let mut values: Vec<(String, Accessor)> = Vec::new();
         for (j, v) in f.values.iter().enumerate() {
-            values.push(accessor(v, &key(&format!("values[{j}]")))?);
+            let at = key(&format!("values[{j}]"));
+            // A series is one value field per key: a field listed twice would be two series
+            // with one name, each with its own forecast and errors.
+            if let Some(first) = values.iter().position(|(name, _)| name == v.get_ref()) {
+                return Err(self.error(
+                    v.span(),
+                    &at,
+                    format!("`{}` is listed twice (also values[{first}])", v.get_ref()),
+                    Some("list each value field once".into()),
+                ));
+            }
+            values.push(accessor(v, &at)?);
         }
         let mut allowed = Vec::new();
         for (field, list) in &f.allowed {
@@ -1125,10 +1136,15 @@ impl Cx<'_> {
                 ))
             }
         }
+        // A gap longer than the training window restarts the series rather than filling it.
         let gap = match &f.max_interpolate {
-            None => GapRule::default(),
+            None => GapRule {
+                max_fill: window,
+                ..GapRule::default()
+            },
             Some(m) if *m.get_ref() >= 0 => GapRule {
                 max_interpolate: *m.get_ref() as usize,
+                max_fill: window,
             },
             Some(m) => {
                 return Err(self.error(m.span(), &key("max_interpolate"), "must not be negative".into(), None));

@@ -36,7 +36,7 @@ use timely::dataflow::operators::CapabilitySet;
 
 use crate::dead_letter::DeadLetter;
 use crate::event::Event;
-use crate::model::forecast::series::Bin;
+use crate::model::forecast::series::{Bin, SampleFlag};
 use crate::model::forecast::{Member, NameKey, Obs, Resampler, SeriesForecaster, Used};
 use crate::plan::{Emit, ForecastPlan, Port};
 use crate::render::pending::{retain_ports, Backlog, Batch, Pending, UpdateBuilder};
@@ -492,6 +492,11 @@ fn emit(plan: &ForecastPlan, id: &SeriesKey, s: &mut Series, bins: Vec<Bin>, at:
     // The members' names as values, looked up once per call rather than once per error row.
     let mut members: Vec<(Member, Value)> = Vec::new();
     for bin in &bins {
+        // After a gap longer than the training window the series starts again: its models
+        // would have seen nothing but carried values (see `GapRule::max_fill`).
+        if bin.flag == SampleFlag::Restarted {
+            s.model = series_forecaster(plan, &id.0, id.1);
+        }
         let obs = Obs {
             y: bin.value,
             x: &[],

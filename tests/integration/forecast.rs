@@ -372,3 +372,51 @@ fn search_every_must_be_positive() {
         );
     }
 }
+
+/// A value field listed twice would make two series of one name, each with its own forecast
+/// rows and errors that nothing tells apart: a spec error naming both places.
+#[test]
+fn a_value_listed_twice_is_a_spec_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = spec(dir.path(), "updates");
+    let text = base.replace("values = [\"cpu\"]", "values = [\"cpu\", \"cpu\"]");
+    assert_ne!(text, base);
+    let error = sluice::plan::plan_str(&text, std::path::Path::new("test.toml"), dir.path(), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("`forecasts[0].values[1]`") && error.contains("listed twice (also values[0])"),
+        "{error}"
+    );
+}
+
+/// A gap longer than the training window restarts the series instead of filling it step by
+/// step: one sample years after the others costs what any sample does, and the forecast after
+/// it is a new series' (naive, warming up), not one trained on carried values.
+#[test]
+fn a_gap_longer_than_the_training_window_restarts_the_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = std::fs::File::create(dir.path().join("load.ndjson")).unwrap();
+    for i in 0..400 {
+        writeln!(f, r#"{{"ts":{},"region":"eu","cpu":{}}}"#, i * STEP, 50 + i % 7).unwrap();
+    }
+    // Eighty years later, at the spec's 1-minute step: 42M steps if filled. (The last line, so
+    // the source admits the jump: see "Far-future times".)
+    writeln!(f, r#"{{"ts":{},"region":"eu","cpu":90}}"#, 80 * 365 * 86_400_000i64).unwrap();
+    drop(f);
+    let plan = plan_text(&spec(dir.path(), "updates"), dir.path());
+    let started = std::time::Instant::now();
+    let summary = run_collect(&plan, 1);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the gap was filled"
+    );
+    // The current forecast is issued after the last sample, from it alone.
+    let rows = accumulate(&summary.collected["f"], u64::MAX / 4);
+    assert!(!rows.is_empty());
+    for (row, d) in &rows {
+        assert_eq!(*d, 1);
+        let text = row.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(" | ");
+        assert!(text.contains("90") && text.contains("naive"), "{text}");
+    }
+}

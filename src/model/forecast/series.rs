@@ -33,11 +33,24 @@ pub enum Aggregation {
 pub struct GapRule {
     /// Longest gap, in bins, filled by linear interpolation; longer gaps carry the last value.
     pub max_interpolate: usize,
+    /// Longest gap, in bins, filled at all: after a longer one the series restarts (the bin
+    /// after it is [`SampleFlag::Restarted`]), so a gap costs nothing for its length. A spec's
+    /// forecast sets it to the training window: a longer gap would fill the whole window with
+    /// carried values.
+    #[serde(default = "unbounded")]
+    pub max_fill: usize,
+}
+
+fn unbounded() -> usize {
+    usize::MAX
 }
 
 impl Default for GapRule {
     fn default() -> Self {
-        GapRule { max_interpolate: 3 }
+        GapRule {
+            max_interpolate: 3,
+            max_fill: unbounded(),
+        }
     }
 }
 
@@ -48,12 +61,14 @@ pub enum SampleFlag {
     Observed,
     Interpolated,
     Carried,
+    /// Observed, after a gap longer than [`GapRule::max_fill`]: the series starts again here.
+    Restarted,
 }
 
 impl SampleFlag {
     /// Whether the value was made up by the gap rule (forecast errors are not counted on it).
     pub fn imputed(self) -> bool {
-        self != SampleFlag::Observed
+        matches!(self, SampleFlag::Interpolated | SampleFlag::Carried)
     }
 }
 
@@ -92,6 +107,8 @@ pub struct Resampled {
     /// Time of the first bin (NaN-free; 0 when there is no bin).
     pub start: i64,
     pub step: i64,
+    /// Each bin's time: consecutive steps, except after a gap that restarted the series.
+    pub times: Vec<i64>,
     pub values: Vec<f64>,
     pub flags: Vec<SampleFlag>,
     /// Rejected samples `(time, value, reason)`, in input order.
@@ -118,6 +135,7 @@ impl Resampled {
         Resampled {
             start: bins.first().map_or(0, |b| b.time),
             step,
+            times: bins.iter().map(|b| b.time).collect(),
             values: bins.iter().map(|b| b.value).collect(),
             flags: bins.iter().map(|b| b.flag).collect(),
             rejected: rejected.into_iter().map(|(_, t, v, r)| (t, v, r)).collect(),
@@ -126,7 +144,7 @@ impl Resampled {
 
     /// Time of bin `i`.
     pub fn time(&self, i: usize) -> i64 {
-        self.start + i as i64 * self.step
+        self.times[i]
     }
 }
 
@@ -209,8 +227,13 @@ impl Resampler {
             Aggregation::Max => samples.iter().map(|s| s.1).fold(f64::NEG_INFINITY, f64::max),
             Aggregation::Last => samples.last().map_or(f64::NAN, |s| s.1),
         };
+        let mut flag = SampleFlag::Observed;
         if let Some((prev, prev_value)) = self.last {
-            let gap = (bin - prev - 1) as usize;
+            let gap = usize::try_from(bin - prev - 1).unwrap_or(usize::MAX);
+            if gap > self.gap.max_fill {
+                flag = SampleFlag::Restarted;
+            }
+            let gap = if flag == SampleFlag::Restarted { 0 } else { gap };
             let interpolate = gap <= self.gap.max_interpolate;
             for j in 1..=gap {
                 let (v, flag) = if interpolate {
@@ -229,7 +252,7 @@ impl Resampler {
         out.push(Bin {
             time: bin * self.step,
             value,
-            flag: SampleFlag::Observed,
+            flag,
         });
         self.last = Some((bin, value));
     }
@@ -262,7 +285,10 @@ mod tests {
 
     #[test]
     fn short_gaps_interpolate_long_gaps_carry() {
-        let g = GapRule { max_interpolate: 2 };
+        let g = GapRule {
+            max_interpolate: 2,
+            ..GapRule::default()
+        };
         // bins 0, 3 (gap of 2 → interpolated), 7 (gap of 3 → carried).
         let s = [(0, 1.0), (30, 4.0), (70, 0.0)];
         let r = Resampled::from_samples(&s, 10, Aggregation::Mean, g);
@@ -279,6 +305,31 @@ mod tests {
                 (70, 0.0, O)
             ]
         );
+    }
+
+    /// A gap longer than `max_fill` is not filled, however long: the bin after it restarts the
+    /// series. (Filling a gap of decades bin by bin took minutes for one bad time.)
+    #[test]
+    fn gaps_longer_than_max_fill_restart_the_series() {
+        let g = GapRule {
+            max_interpolate: 1,
+            max_fill: 3,
+        };
+        let s = [(0, 1.0), (40, 5.0), (90, 6.0), (i64::MAX / 2, 7.0)];
+        let r = Resampled::from_samples(&s, 10, Aggregation::Last, g);
+        assert_eq!(
+            table(&r),
+            vec![
+                (0, 1.0, SampleFlag::Observed),
+                (10, 1.0, SampleFlag::Carried),
+                (20, 1.0, SampleFlag::Carried),
+                (30, 1.0, SampleFlag::Carried),
+                (40, 5.0, SampleFlag::Observed),
+                (90, 6.0, SampleFlag::Restarted),
+                (i64::MAX / 2 / 10 * 10, 7.0, SampleFlag::Restarted),
+            ]
+        );
+        assert!(!SampleFlag::Restarted.imputed());
     }
 
     #[test]
