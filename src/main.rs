@@ -665,6 +665,11 @@ fn eval_command(args: EvalArgs, progress: bool) -> anyhow::Result<()> {
     if window == 0 {
         return Err(UsageError("--window must be positive".into()).into());
     }
+    if let (Some(from), Some(until)) = (args.from, args.until) {
+        if from >= until {
+            return Err(UsageError("--from must be before --until: the range scores nothing".into()).into());
+        }
+    }
     let options = sluice::eval::EvalOptions {
         from: args.from,
         until: args.until,

@@ -196,3 +196,58 @@ fn the_evaluation_needs_a_truth_and_says_when_it_has_none() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.truth.json"));
 }
+
+/// `--from` and `--until` restrict every figure: the events counted, the keys moved and the
+/// shard migrations as well as the latencies and windows (they counted the whole log). A range
+/// after the log scores nothing, and a reversed range is refused.
+#[test]
+fn from_and_until_restrict_events_moves_and_migrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let (whole, _) = eval_json(&[], dir.path());
+    let windows = &whole["routing_decisions_windows"];
+    let mut starts: Vec<&str> = windows.iter().map(|w| w["window_start"].as_str().unwrap()).collect();
+    starts.sort();
+    starts.dedup();
+    let middle = starts[starts.len() / 2];
+    let (half, _) = eval_json(&["--from", middle], dir.path());
+    let row = |tables: &BTreeMap<String, Vec<Json>>, p: &str| {
+        by_policy(&tables["routing_decisions_policies"], p)
+            .next()
+            .unwrap()
+            .clone()
+    };
+    let count = |r: &Json, k: &str| r[k].as_i64().unwrap_or_else(|| panic!("{k}: {r}"));
+    for p in POLICIES {
+        let (all, part) = (row(&whole, p), row(&half, p));
+        let scored = by_policy(&half["routing_decisions_latency"], p)
+            .find(|r| r["priorities"] == "all" && r["period"] == "all")
+            .unwrap()["events"]
+            .as_i64()
+            .unwrap();
+        assert_eq!(count(&part, "events"), scored, "{p}: the events the latencies score");
+        assert!(0 < scored && scored < EVENTS, "{p}: {scored}");
+        assert!(count(&part, "keys_moved") <= count(&all, "keys_moved"), "{p}");
+    }
+    assert!(count(&row(&half, "least_loaded"), "keys_moved") < count(&row(&whole, "least_loaded"), "keys_moved"));
+    assert!(count(&row(&half, "sluice"), "shard_moves") <= count(&row(&whole, "sluice"), "shard_moves"));
+    let (after, _) = eval_json(&["--from", "2100-01-01T00:00:00Z"], dir.path());
+    for p in ["sluice", "least_loaded"] {
+        let r = row(&after, p);
+        assert_eq!((count(&r, "events"), count(&r, "keys_moved")), (0, 0), "{p}: {r}");
+    }
+    assert_eq!(count(&row(&after, "sluice"), "shard_moves"), 0);
+    let spec = repo().join("dataflows/regional_routing.toml");
+    let out = sluice(
+        &[
+            "eval",
+            spec.to_str().unwrap(),
+            "--from",
+            "2024-01-02T00:00:00Z",
+            "--until",
+            "2024-01-01T00:00:00Z",
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--from must be before --until"));
+}

@@ -380,7 +380,10 @@ impl Evaluator for RoutingEvaluator {
             .iter()
             .map(|p| simulate::simulate(*p, &scenario, &events, &[], &config))
             .collect();
+        // `--from` and `--until` restrict every figure to the events, windows and moves in
+        // `[from, until)`; the simulation still runs over all events, so queues carry over.
         let scored = |t: i64| from.is_none_or(|f| t >= f) && until.is_none_or(|u| t < u);
+        let scored_events = events.iter().filter(|e| scored(e.time)).count();
         let in_period = |period: &str, t: i64| match period {
             "all" => true,
             "spikes" => scenario.in_spike(t),
@@ -478,7 +481,7 @@ impl Evaluator for RoutingEvaluator {
                 imbalance_p95: quantile(&mut settled_ratios.clone(), 0.95),
                 imbalance_max: max,
                 settled_windows: settled_ratios.len(),
-                keys_moved: sim.keys_moved,
+                keys_moved: simulate::keys_moved(&events, &sim.region, scored),
             });
         }
         let policy_rows: Vec<Vec<Value>> = sims
@@ -486,13 +489,13 @@ impl Evaluator for RoutingEvaluator {
             .zip(&scores)
             .map(|(sim, s)| {
                 let shard_moves = match sim.policy {
-                    Policy::Sluice => Value::Int(moves.len() as i64),
+                    Policy::Sluice => Value::Int(moves.iter().filter(|m| scored(m.time)).count() as i64),
                     Policy::Hashing | Policy::SluiceClosedLoop => Value::Int(0),
                     Policy::LeastLoaded | Policy::Pseudocode | Policy::Random => Value::Null,
                 };
                 vec![
                     Value::str(sim.policy.name()),
-                    Value::Int(events.len() as i64),
+                    Value::Int(scored_events as i64),
                     Value::Int(s.keys_moved as i64),
                     shard_moves,
                     num(s.imbalance_mean),

@@ -502,13 +502,7 @@ pub fn simulate(
             waits[cell_of(e.time) * n_regions + region[i]][k] + work[i] * scenario.regions[region[i]].service_ms
         })
         .collect();
-    let mut last: BTreeMap<&Value, usize> = BTreeMap::new();
-    let mut keys_moved = 0;
-    for (e, r) in events.iter().zip(&region) {
-        if last.insert(&e.shard_key, *r).is_some_and(|before| before != *r) {
-            keys_moved += 1;
-        }
-    }
+    let keys_moved = keys_moved(events, &region, |_| true);
     Simulation {
         policy,
         region,
@@ -516,6 +510,19 @@ pub fn simulate(
         cells,
         keys_moved,
     }
+}
+
+/// Times a shard key's region (`region[i]` for event `i`) differs from the region of its
+/// previous event, counting the moves of events whose time is `counted`.
+pub fn keys_moved(events: &[Routed], region: &[usize], counted: impl Fn(i64) -> bool) -> usize {
+    let mut last: BTreeMap<&Value, usize> = BTreeMap::new();
+    let mut moved = 0;
+    for (e, r) in events.iter().zip(region) {
+        if last.insert(&e.shard_key, *r).is_some_and(|before| before != *r) && counted(e.time) {
+            moved += 1;
+        }
+    }
+    moved
 }
 
 /// `max / mean` of the regions' utilizations in each window (NaN when the mean is 0).
