@@ -81,11 +81,19 @@ pub struct Bin {
     pub flag: SampleFlag,
 }
 
+/// The largest magnitude a sample may have. The models square values and errors (likelihoods,
+/// least squares, interval widths): beyond about 1e154 a square overflows to infinity, and the
+/// fits fail with bounds of NaN. 1e150 leaves room for sums over a window.
+pub const MAX_MAGNITUDE: f64 = 1e150;
+
 /// Why a sample was not used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum RejectReason {
     #[error("non-finite value")]
     NonFinite,
+    /// Larger in magnitude than [`MAX_MAGNITUDE`].
+    #[error("out of range: beyond ±1e150, where the models' sums of squares overflow")]
+    OutOfRange,
     /// The sample is before `watermark`: its bin was already emitted (or was skipped).
     #[error("late: before {watermark}, already emitted")]
     Late { watermark: i64 },
@@ -96,6 +104,7 @@ impl RejectReason {
     pub fn code(&self) -> &'static str {
         match self {
             RejectReason::NonFinite => "non_finite",
+            RejectReason::OutOfRange => "out_of_range",
             RejectReason::Late { .. } => "late",
         }
     }
@@ -178,6 +187,9 @@ impl Resampler {
     pub fn push(&mut self, time: i64, value: f64, out: &mut Vec<Bin>) -> Result<(), RejectReason> {
         if !value.is_finite() {
             return Err(RejectReason::NonFinite);
+        }
+        if value.abs() > MAX_MAGNITUDE {
+            return Err(RejectReason::OutOfRange);
         }
         let bin = time.div_euclid(self.step);
         if let Some((closed, _)) = self.last {
@@ -339,6 +351,11 @@ mod tests {
         assert_eq!(table(&r), vec![(-10, 2.0, O), (0, 4.0, O)]);
         assert_eq!(r.rejected.len(), 1);
         assert_eq!(r.rejected[0].2, RejectReason::NonFinite);
+        let mut r = Resampler::new(10, Aggregation::Mean, GapRule::default());
+        let mut out = Vec::new();
+        assert_eq!(r.push(0, 1e150, &mut out), Ok(()));
+        assert_eq!(r.push(1, -1e151, &mut out), Err(RejectReason::OutOfRange));
+        assert_eq!(RejectReason::OutOfRange.code(), "out_of_range");
     }
 
     #[test]
