@@ -315,9 +315,16 @@ fn summable(func: Func, v: &Value) -> Result<(), MeasureError> {
         Value::Float(f) => {
             let x = f.get();
             if !x.is_finite() || x.abs() >= MAX_ABS {
+                // A value's text is its JSON, where NaN and the infinities are `null`.
+                let value = match x {
+                    x if x.is_nan() => "NaN".to_string(),
+                    f64::INFINITY => "inf".to_string(),
+                    f64::NEG_INFINITY => "-inf".to_string(),
+                    _ => v.to_string(),
+                };
                 return Err(MeasureError::OutOfRange {
                     func: func.name(),
-                    value: v.to_string(),
+                    value,
                 });
             }
             Ok(())
@@ -425,6 +432,26 @@ mod tests {
             }
         }
         s
+    }
+
+    /// An out-of-range float is named in the detail; its JSON text, `null` for NaN and the
+    /// infinities, read "sum of null".
+    #[test]
+    fn out_of_range_details_name_nan_and_the_infinities() {
+        let large = Value::float(1e30).to_string();
+        for (x, text) in [
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (1e30, large.as_str()),
+        ] {
+            let err = check(Func::Sum, Some(&Value::float(x))).unwrap_err();
+            assert_eq!(err.reason(), "out_of_range");
+            assert!(
+                err.to_string().starts_with(&format!("sum of {text}: out of range")),
+                "{err}"
+            );
+        }
     }
 
     #[test]
