@@ -386,10 +386,10 @@ mod tests {
         assert!(got.is_empty());
     }
 
-    #[test]
-    fn segments_are_numbered_by_record_and_truncated_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _, _) = reopen(dir.path());
+    /// A log in `dir` of records 0..10 over more than two 60-byte segments, and where each
+    /// segment starts.
+    fn segmented(dir: &Path) -> (Wal, Vec<u64>) {
+        let (mut wal, _, _) = reopen(dir);
         wal.set_segment_bytes(60);
         for i in 0..10 {
             wal.append(|out| rec(i).encode(out));
@@ -397,6 +397,13 @@ mod tests {
         }
         let starts = wal.starts.clone();
         assert!(starts.len() > 2, "{starts:?}");
+        (wal, starts)
+    }
+
+    #[test]
+    fn segments_are_numbered_by_record_and_truncated_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, starts) = segmented(dir.path());
         assert_eq!(starts[0], 0);
         // Record 3 sits in the segment that starts at or before it: the ones before go.
         let keep = *starts.iter().filter(|&&s| s <= 3).max().unwrap();
@@ -424,14 +431,7 @@ mod tests {
     #[test]
     fn bad_bytes_before_the_last_segment_are_refused_not_cut() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _, _) = reopen(dir.path());
-        wal.set_segment_bytes(60);
-        for i in 0..10 {
-            wal.append(|out| rec(i).encode(out));
-            wal.write(true).unwrap();
-        }
-        let starts = wal.starts.clone();
-        assert!(starts.len() > 2, "{starts:?}");
+        let (wal, starts) = segmented(dir.path());
         drop(wal);
         let first = segment_path(dir.path(), starts[0]);
         let bytes = std::fs::read(&first).unwrap();
