@@ -11,7 +11,8 @@
 //! | `GET /collections/NAME?COL=VALUE&...` | JSON: the output's current rows whose columns equal the values |
 //! | `GET /subscribe/NAME?COL=VALUE&...` | chunked NDJSON: snapshot, then changes (see [`super::subscribe`]) |
 //!
-//! With `--auth-token`, every request needs `Authorization: Bearer TOKEN` (401 otherwise).
+//! With `--auth-token`, every request needs `Authorization: Bearer TOKEN` (the scheme in any
+//! case; 401 otherwise). Path segments and query values are percent-decoded.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -175,8 +176,8 @@ fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
             .headers()
             .get(hyper::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if presented != Some(&**token) {
+            .and_then(bearer_token);
+        if !presented.is_some_and(|p| super::protocol::same_secret(p, token)) {
             let mut response = error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized: send Authorization: Bearer TOKEN",
@@ -191,9 +192,9 @@ fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET {
         return error(StatusCode::METHOD_NOT_ALLOWED, "only GET");
     }
-    let path = req.uri().path();
     let filter = query(req.uri().query());
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let segments = path_segments(req.uri().path());
+    let segments: Vec<&str> = segments.iter().map(|s| &**s).collect();
     match segments.as_slice() {
         ["status"] => {
             let now = wall_clock_ms();
@@ -284,6 +285,22 @@ impl hyper::body::Body for Stream {
     }
 }
 
+/// The token of an `Authorization` header's value: the scheme `Bearer` in any case (RFC 9110
+/// makes schemes case-insensitive), then one or more spaces.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("Bearer").then(|| token.trim_start())
+}
+
+/// A path's segments, percent-decoded (`/collections/user%5Fhourly` names `user_hourly`);
+/// bytes that do not decode to UTF-8 are replaced, so they name nothing.
+pub fn path_segments(path: &str) -> Vec<String> {
+    path.trim_matches('/')
+        .split('/')
+        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect()
+}
+
 /// `a=1&b=x%20y` as (column, value) pairs.
 pub fn query(query: Option<&str>) -> Filter {
     form_urlencoded::parse(query.unwrap_or("").as_bytes())
@@ -335,5 +352,26 @@ mod tests {
             ]
         );
         assert!(query(None).is_empty());
+    }
+
+    #[test]
+    fn bearer_schemes_match_in_any_case_and_tokens_exactly() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER   abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+    }
+
+    #[test]
+    fn path_segments_are_percent_decoded() {
+        assert_eq!(
+            path_segments("/collections/user%5Fhourly"),
+            ["collections", "user_hourly"]
+        );
+        assert_eq!(path_segments("/subscribe/a%2Fb/"), ["subscribe", "a/b"]);
+        assert_eq!(path_segments("/status"), ["status"]);
+        assert_eq!(path_segments("/collections/%FF"), ["collections", "\u{fffd}"]);
     }
 }

@@ -410,7 +410,8 @@ fn greet(hello: Option<&Result<Hello, String>>, id: u64, net: &Net) -> Result<Pe
         None => None,
     };
     if let Some(token) = &net.token {
-        if hello.and_then(|h| h.token.as_ref()) != Some(token) {
+        let presented = hello.and_then(|h| h.token.as_deref());
+        if !presented.is_some_and(|t| super::protocol::same_secret(t, token)) {
             return Err("unauthorized: send {\"hello\":1,\"token\":\"...\"} first".into());
         }
     }

@@ -38,6 +38,13 @@ pub struct Hello {
     pub offset: Option<u64>,
 }
 
+/// Whether a presented token is the secret, in time that does not depend on where they first
+/// differ.
+pub fn same_secret(presented: &str, secret: &str) -> bool {
+    let (a, b) = (presented.as_bytes(), secret.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Longest client id.
 pub const MAX_CLIENT_ID: usize = 128;
 
@@ -125,6 +132,15 @@ pub use crate::source::json_scan::{depth_exceeds, scan};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_match_only_whole() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abd", "abc"));
+        assert!(!same_secret("ab", "abc"));
+        assert!(!same_secret("abcd", "abc"));
+        assert!(!same_secret("", "abc"));
+    }
 
     #[test]
     fn hello_lines() {

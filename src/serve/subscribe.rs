@@ -285,7 +285,12 @@ async fn subscriber(socket: tokio::net::TcpStream, live: &LiveViews, token: Opti
     .await
     .unwrap_or_else(|_| Ok(Err("no request within 10s".into())))?;
     let found = request.and_then(|r| {
-        if token.is_some() && r.token.as_deref() != token {
+        let authorized = |secret| {
+            r.token
+                .as_deref()
+                .is_some_and(|t| super::protocol::same_secret(t, secret))
+        };
+        if token.is_some_and(|secret| !authorized(secret)) {
             return Err("unauthorized: send {\"subscribe\":\"NAME\",\"token\":\"...\"}".into());
         }
         let view = live
