@@ -189,6 +189,8 @@ pub fn status_json(
             "total": get(&state.connections_total),
             "refused": get(&state.connections_refused),
             "rejected": get(&state.connections_rejected),
+            "fenced": get(&state.connections_fenced),
+            "lines_fenced": get(&state.lines_fenced),
             "timed_out": get(&state.connections_timed_out),
         },
         "queues": {
@@ -326,6 +328,16 @@ pub fn metrics_text(
             "connections_rejected_total",
             "Connections closed for a bad hello or token.",
             &state.connections_rejected,
+        ),
+        (
+            "connections_fenced_total",
+            "Connections closed because a later hello took their client id.",
+            &state.connections_fenced,
+        ),
+        (
+            "lines_fenced_total",
+            "Lines of fenced connections refused unlogged and unacknowledged.",
+            &state.lines_fenced,
         ),
         (
             "connections_timed_out_total",

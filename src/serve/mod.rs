@@ -383,6 +383,7 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
 
     // The sequencer replays the log into the workers, then serves the connections.
     let durable: sequencer::Durable = Arc::default();
+    let holders: Arc<sequencer::Holders> = Arc::default();
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     let (replayed_tx, replayed_rx) = std::sync::mpsc::channel();
     let sequencer = {
@@ -397,6 +398,7 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
         let room = config.limits.max_line_bytes + net::READ_CHUNK;
         seq.backlog_bytes = config.limits.queue_bytes.saturating_sub(room) as u64;
         seq.client_retention = config.client_retention;
+        seq.holders = Arc::clone(&holders);
         let wal_dir = config.wal_dir.clone();
         if let (Some(dir), Some(c), Some(store), Some(interval)) =
             (&wal_dir, &checkpoints, &snapshots, config.checkpoint_interval)
@@ -468,6 +470,7 @@ pub fn serve_with(plan: &Plan, config: &ServeConfig, ready: impl FnOnce(&Bound))
         budget: Arc::new(tokio::sync::Semaphore::new(config.limits.queue_bytes)),
         budget_bytes: config.limits.queue_bytes,
         durable,
+        holders,
         client_retention: config.client_retention,
         sources: tcp_names,
         token: config.auth_token.clone(),

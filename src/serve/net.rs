@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 use super::frame::{Framer, Leftover, Piece};
 use super::protocol::{ack_line, error_line, parse_hello, Hello};
 use super::record::{Batch, Leave, Record, Reject, RejectReason};
-use super::sequencer::{Durable, Inbound, ToSequencer};
+use super::sequencer::{Durable, Holders, Inbound, ToSequencer};
 use super::state::ServeState;
 use super::Limits;
 
@@ -41,6 +41,7 @@ pub(crate) struct Net {
     pub budget: Arc<Semaphore>,
     pub budget_bytes: usize,
     pub durable: Durable,
+    pub holders: Arc<Holders>,
     /// A named client idle for longer is unknown (see [`super::sequencer::Client`]).
     pub client_retention: Option<Duration>,
     /// TCP source names, in sequencer order.
@@ -231,12 +232,30 @@ impl Pending {
 
 /// Who is sending on a connection, once the hello (or the first line) has been seen.
 struct Peer {
+    /// The connection's id.
+    conn: u64,
     client: String,
     source: u16,
     next_offset: u64,
     /// The hello's answer (lines of the client already durable), sent once the sequencer has
     /// the client's join.
     reply: Option<u64>,
+    /// Fires when a later connection's hello takes this one's client id.
+    fenced: Option<oneshot::Receiver<()>>,
+}
+
+/// Resolves when a later connection has taken the peer's client id; never for an anonymous
+/// peer, or before the hello.
+async fn fenced(peer: &mut Option<Peer>) {
+    match peer.as_mut().and_then(|p| p.fenced.as_mut()) {
+        Some(rx) => {
+            if rx.await.is_err() {
+                // The holder's entry went without a fence (the server stopping).
+                std::future::pending::<()>().await
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
 }
 
 enum End {
@@ -279,6 +298,14 @@ async fn connection(
         let n = tokio::select! {
             biased;
             _ = shutdown.changed() => break End::Shutdown,
+            _ = fenced(&mut peer) => break reject(
+                format!(
+                    "fenced: client id `{}` connected again on another connection; lines not \
+                     acknowledged here are taken only from that one",
+                    peer.as_ref().map_or("", |p| &p.client)
+                ),
+                &net.state.connections_fenced,
+            ),
             expired = handshake.expired(), if peer.is_none() => break match expired {
                 Expired::Displaced => reject(
                     "too many connections waiting for their hello: a newer one took this one's place".into(),
@@ -316,9 +343,10 @@ async fn connection(
         if peer.is_none() {
             if let Some(hello) = &first {
                 match greet(hello.as_ref(), id, net) {
-                    Ok(p) => match handshake.complete() {
+                    Ok(mut p) => match handshake.complete() {
                         Some(permit) => {
                             slot = Some(permit);
+                            hold(&mut p, net);
                             if !join(&p, net, &acked).await {
                                 break End::Gone;
                             }
@@ -369,6 +397,9 @@ async fn connection(
         }
         End::Gone => {}
     }
+    if let Some(p) = &peer {
+        net.holders.release(&p.client, id);
+    }
     // An anonymous partition ends with its connection (after its last batch).
     if let Some(p) = peer.filter(|p| super::partitions::Marks::anonymous(&p.client)) {
         let (source, client, why) = (p.source, p.client, Leave::Closed);
@@ -401,6 +432,19 @@ async fn join(peer: &Peer, net: &Net, acked: &watch::Sender<u64>) -> bool {
     true
 }
 
+/// A named peer takes its client id from the connection that held it (see [`Holders`]), once
+/// its connection has a slot: a connection refused for the limit fences no one.
+fn hold(peer: &mut Peer, net: &Net) {
+    if super::partitions::Marks::anonymous(&peer.client) {
+        return;
+    }
+    let (rx, fenced_other) = net.holders.take(&peer.client, peer.conn);
+    peer.fenced = Some(rx);
+    if fenced_other {
+        tracing::info!(client = %peer.client, "a hello took the client id from another connection");
+    }
+}
+
 /// Checks the hello (or its absence); the peer's `reply` is the lines of this client already
 /// durable.
 fn greet(hello: Option<&Result<Hello, String>>, id: u64, net: &Net) -> Result<Peer, String> {
@@ -429,10 +473,12 @@ fn greet(hello: Option<&Result<Hello, String>>, id: u64, net: &Net) -> Result<Pe
     };
     let Some(hello) = hello else {
         return Ok(Peer {
+            conn: id,
             client: format!("#{id}"),
             source,
             next_offset: 0,
             reply: None,
+            fenced: None,
         });
     };
     let (client, durable) = match &hello.client {
@@ -458,10 +504,12 @@ fn greet(hello: Option<&Result<Hello, String>>, id: u64, net: &Net) -> Result<Pe
         None => (format!("#{id}"), 0),
     };
     Ok(Peer {
+        conn: id,
         client,
         source,
         next_offset: hello.offset.unwrap_or(durable),
         reply: Some(durable),
+        fenced: None,
     })
 }
 
@@ -499,6 +547,7 @@ async fn send(peer: &mut Peer, pending: &mut Pending, net: &Net, acked: &Arc<wat
     };
     ServeState::add(&net.state.queued_bytes, weight as u64);
     let inbound = Inbound {
+        conn: peer.conn,
         batch,
         acked: Arc::clone(acked),
         permit,

@@ -21,7 +21,7 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
 
 use super::checkpoint::{Checkpoints, Manifest};
 use super::order::Order;
@@ -120,6 +120,9 @@ impl StateSnapshots {
 /// A batch from a connection.
 pub(crate) struct Inbound {
     pub batch: Batch,
+    /// The connection it came on: a named client's batch is taken only from the connection
+    /// that holds the client ([`Holders`]).
+    pub conn: u64,
     /// Where the connection learns what is durable.
     pub acked: Arc<watch::Sender<u64>>,
     pub permit: OwnedSemaphorePermit,
@@ -167,6 +170,44 @@ pub(crate) struct Client {
 /// hello with it. A client idle beyond the retention is forgotten ([`Sequencer::expire_clients`]).
 pub(crate) type Durable = Arc<Mutex<HashMap<String, Client>>>;
 
+/// Which connection holds each named client. A hello with a client id takes it from the
+/// connection that held it, which is told to close, as Kafka fences a producer of an older
+/// epoch; the sequencer takes a named client's batches only from its holder. Two senders under
+/// one id would otherwise number different lines alike, and the later of each pair would be
+/// skipped as resent.
+#[derive(Default)]
+pub(crate) struct Holders {
+    held: Mutex<HashMap<String, (u64, oneshot::Sender<()>)>>,
+}
+
+impl Holders {
+    /// Connection `conn` holds `client` from now on. Returns what fires when a later connection
+    /// takes it, and whether another connection held it until now (it is told to close).
+    pub fn take(&self, client: &str, conn: u64) -> (oneshot::Receiver<()>, bool) {
+        let (tx, rx) = oneshot::channel();
+        let previous = lock(&self.held).insert(client.to_string(), (conn, tx));
+        let fenced = previous.is_some_and(|(held_by, fence)| held_by != conn && fence.send(()).is_ok());
+        (rx, fenced)
+    }
+
+    /// Connection `conn` closes: it no longer holds `client`, if it still did.
+    pub fn release(&self, client: &str, conn: u64) {
+        let mut held = lock(&self.held);
+        if held.get(client).is_some_and(|(by, _)| *by == conn) {
+            held.remove(client);
+        }
+    }
+
+    /// Whether connection `conn` holds `client`.
+    pub fn holds(&self, client: &str, conn: u64) -> bool {
+        lock(&self.held).get(client).is_some_and(|(by, _)| *by == conn)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The wall clock, in epoch ms.
 pub(crate) fn wall_ms() -> i64 {
     std::time::SystemTime::now()
@@ -185,6 +226,7 @@ pub(crate) struct Sequencer {
     pub wal: Option<Wal>,
     pub workers: Vec<SyncSender<ToWorker>>,
     pub durable: Durable,
+    pub holders: Arc<Holders>,
     pub state: Arc<ServeState>,
     /// Watermark idle timeout; `None` disables idle advances.
     pub idle_timeout: Option<Duration>,
@@ -217,6 +259,7 @@ impl Sequencer {
             wal,
             workers,
             durable,
+            holders: Arc::default(),
             state,
             idle_timeout,
             seq: 0,
@@ -448,6 +491,20 @@ impl Sequencer {
         if group.is_empty() {
             return Ok(());
         }
+        // A batch of a client that another connection has taken since is refused unlogged and
+        // unacknowledged: its connection was fenced and closes, and the new holder resends from
+        // what is durable.
+        group.retain(|msg| match msg {
+            ToSequencer::Batch(inbound) if !inbound.batch.anonymous() => {
+                let held = self.holders.holds(&inbound.batch.client, inbound.conn);
+                if !held {
+                    ServeState::add(&self.state.lines_fenced, u64::from(inbound.batch.lines));
+                    ServeState::sub(&self.state.queued_bytes, inbound.weight);
+                }
+                held
+            }
+            _ => true,
+        });
         {
             let durable = self.durable.lock().unwrap_or_else(|e| e.into_inner());
             for msg in group.iter_mut() {
@@ -735,4 +792,30 @@ pub(crate) fn open_and_replay(
         .store(wal.segments() as u64, std::sync::atomic::Ordering::Relaxed);
     seq.wal = Some(wal);
     Ok(replayed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_later_connection_takes_a_client_and_fences_the_holder() {
+        let holders = Holders::default();
+        let (mut first, fenced) = holders.take("c", 1);
+        assert!(!fenced);
+        assert!(holders.holds("c", 1));
+        assert!(first.try_recv().is_err(), "not fenced yet");
+        let (_second, fenced) = holders.take("c", 2);
+        assert!(fenced);
+        assert!(first.try_recv().is_ok(), "told to close");
+        assert!(!holders.holds("c", 1) && holders.holds("c", 2));
+        // The fenced connection closing does not release the new holder's id.
+        holders.release("c", 1);
+        assert!(holders.holds("c", 2));
+        holders.release("c", 2);
+        assert!(!holders.holds("c", 2));
+        // The same connection taking its id again fences nothing.
+        let (_again, _) = holders.take("d", 3);
+        assert!(!holders.take("d", 3).1);
+    }
 }

@@ -36,6 +36,10 @@ pub struct ServeState {
     pub connections_refused: AtomicU64,
     /// Connections closed for a missing or wrong token, or a bad hello.
     pub connections_rejected: AtomicU64,
+    /// Connections closed because a later hello took their client id (see `Holders`).
+    pub connections_fenced: AtomicU64,
+    /// Lines of fenced connections that the sequencer refused (not logged, not acknowledged).
+    pub lines_fenced: AtomicU64,
     /// Connections closed after `conn_idle_timeout` without a byte, or without a complete first
     /// line (the hello) within `handshake_timeout`.
     pub connections_timed_out: AtomicU64,
@@ -86,6 +90,8 @@ impl ServeState {
             connections_total: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
             connections_rejected: AtomicU64::new(0),
+            connections_fenced: AtomicU64::new(0),
+            lines_fenced: AtomicU64::new(0),
             connections_timed_out: AtomicU64::new(0),
             queued_bytes: AtomicU64::new(0),
             wal_bytes: AtomicU64::new(0),
@@ -145,7 +151,7 @@ impl ServeState {
         let dead: u64 = self.dead_letters().values().sum();
         format!(
             "lines {} ({} bytes), events {}, source dead letters {}, deduplicated {}, replayed {}, \
-             connections {} (refused {}, rejected {}, timed out {}), wal {} records {} syncs, \
+             connections {} (refused {}, rejected {}, fenced {}, timed out {}), wal {} records {} syncs, \
              checkpoints {} ({} segments removed), clients {} ({} expired)",
             Self::get(&self.lines_received),
             Self::get(&self.bytes_received),
@@ -156,6 +162,7 @@ impl ServeState {
             Self::get(&self.connections_total),
             Self::get(&self.connections_refused),
             Self::get(&self.connections_rejected),
+            Self::get(&self.connections_fenced),
             Self::get(&self.connections_timed_out),
             Self::get(&self.wal_records),
             Self::get(&self.wal_syncs),

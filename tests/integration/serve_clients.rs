@@ -139,3 +139,46 @@ fn send_with_more_connections_than_lines_does_not_wait_for_the_idle_ones() {
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert!(rows[0].ends_with(", 3"), "{rows:?}");
 }
+
+/// A hello with a client id that another connection holds fences that connection, as Kafka
+/// fences a producer of an older epoch: it gets an error line and is closed, and lines it sends
+/// after are not taken. Two senders under one id would otherwise number different lines alike,
+/// and the later of each pair would be skipped as resent.
+#[test]
+fn a_second_connection_of_a_client_fences_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("counts.toml");
+    std::fs::write(&spec, COUNT_SPEC).unwrap();
+    let flags = ["--out", "out", "--idle-timeout", "off"];
+    let server = Server::start(dir.path(), &spec, "127.0.0.1:0", &flags);
+    let (mut first, ack) = hello(server.addr, "dup");
+    assert_eq!(ack, 0);
+    let line = |who: &str, i: u64| {
+        format!(
+            "{{\"ts\":{},\"type\":\"x\",\"who\":\"{who}\"}}\n",
+            1_700_000_000_000u64 + i
+        )
+    };
+    for i in 0..4 {
+        first.write_all(line("dup", i).as_bytes()).unwrap();
+    }
+    wait_ack(&mut first, 4);
+
+    let (second, ack) = hello(server.addr, "dup");
+    assert_eq!(ack, 4, "the second connection resumes after the first's durable lines");
+    // The first connection's later lines are not taken, whether the server reads them or not.
+    for i in 4..7 {
+        let _ = first.write_all(line("stale", i).as_bytes());
+    }
+    let mut told = String::new();
+    let _ = BufReader::new(first.try_clone().unwrap()).read_to_string(&mut told);
+    assert!(told.contains("fenced: client id `dup`"), "{told}");
+    lines(second, "dup", 4, 2);
+
+    let summary = server.stop();
+    assert!(summary.contains("fenced 1"), "{summary}");
+    let rows = counts(&dir.path().join("out"));
+    assert!(rows.iter().all(|r| !r.contains("stale")), "{rows:?}");
+    let dup = rows.iter().find(|r| r.starts_with("\"dup\"")).unwrap();
+    assert!(dup.ends_with(", 6"), "{rows:?}");
+}
