@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, BooleanArray, Float64Array, Int64Array, ListArray, NullArray, RecordBatch, RecordBatchOptions,
-    StringBuilder, StructArray,
+    StringBuilder, StructArray, TimestampMillisecondArray,
 };
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::compute::cast;
@@ -125,6 +125,93 @@ impl Shape {
         }
     }
 
+    /// Widens the shape so that it also covers what `other` covers: the shape of the values
+    /// of both, as if `other`'s had been absorbed.
+    fn join(&mut self, other: &Shape) {
+        match (&mut *self, other) {
+            (_, Shape::Null) | (Shape::Text, _) => {}
+            (s @ Shape::Null, o) => *s = o.clone(),
+            (Shape::Bool, Shape::Bool)
+            | (Shape::Int, Shape::Int)
+            | (Shape::Float, Shape::Float | Shape::Int)
+            | (Shape::Str, Shape::Str)
+            | (Shape::Time, Shape::Time) => {}
+            (s @ Shape::Int, Shape::Float) => *s = Shape::Float,
+            (Shape::List(a), Shape::List(b)) => a.join(b),
+            (Shape::Struct(fields), Shape::Struct(others)) => {
+                for (name, o) in others {
+                    match fields.iter_mut().find(|(n, _)| n == name) {
+                        Some((_, s)) => s.join(o),
+                        None => fields.push((*name, o.clone())),
+                    }
+                }
+            }
+            (s, _) => *s = Shape::Text,
+        }
+    }
+
+    /// The array of `values` in this shape, built in the one pass that checks that they fit it;
+    /// `None` when one does not (or for shapes that only a pass of [`Shape::absorb`] tells:
+    /// nulls so far, lists and structs).
+    fn build_fitting(&self, values: &[&Value]) -> Option<ArrayRef> {
+        fn fit<T>(values: &[&Value], f: impl Fn(&Value) -> Result<Option<T>, ()>) -> Option<Vec<Option<T>>> {
+            values.iter().map(|v| f(v)).collect::<Result<_, ()>>().ok()
+        }
+        let array: ArrayRef = match self {
+            Shape::Text => text(values),
+            Shape::Bool => Arc::new(BooleanArray::from(fit(values, |v| match v {
+                Value::Bool(b) => Ok(Some(*b)),
+                Value::Null => Ok(None),
+                _ => Err(()),
+            })?)),
+            Shape::Int => Arc::new(Int64Array::from(fit(values, |v| match v {
+                Value::Int(i) => Ok(Some(*i)),
+                Value::Null => Ok(None),
+                _ => Err(()),
+            })?)),
+            Shape::Float => Arc::new(Float64Array::from(fit(values, |v| match v {
+                Value::Int(i) => Ok(Some(*i as f64)),
+                Value::Float(f) => Ok(Some(f.get())),
+                Value::Null => Ok(None),
+                _ => Err(()),
+            })?)),
+            Shape::Time => Arc::new(
+                TimestampMillisecondArray::from(fit(values, |v| match v {
+                    Value::Time(ms) => Ok(Some(*ms)),
+                    Value::Null => Ok(None),
+                    _ => Err(()),
+                })?)
+                .with_timezone("UTC"),
+            ),
+            Shape::Str => {
+                let mut b = StringBuilder::with_capacity(values.len(), values.len() * 8);
+                for v in values {
+                    match v {
+                        Value::Str(s) => b.append_value(s),
+                        Value::Null => b.append_null(),
+                        _ => return None,
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            Shape::Null | Shape::List(_) | Shape::Struct(_) => return None,
+        };
+        Some(array)
+    }
+
+    /// For a column that has held only nulls: the array of `values` in the shape of its first
+    /// value, when every value fits that shape (which is then the column's), built in one pass.
+    fn build_guessed(&mut self, values: &[&Value]) -> Option<ArrayRef> {
+        if *self != Shape::Null {
+            return None;
+        }
+        let mut guess = Shape::Null;
+        guess.absorb(values.iter().find(|v| !v.is_null())?);
+        let array = guess.build_fitting(values)?;
+        *self = guess;
+        Some(array)
+    }
+
     fn data_type(&self) -> DataType {
         match self {
             Shape::Null | Shape::Str | Shape::Text => DataType::Utf8,
@@ -182,19 +269,64 @@ impl Shapes {
         Shapes(schema.fields().iter().map(|f| Shape::of_type(f.data_type())).collect())
     }
 
-    /// Widens the shapes with `columns`' values (named `names`) and returns the schema of a
-    /// part holding them; for the first part, the schema [`infer_schema`] gives.
-    pub fn widen(&mut self, names: &[String], columns: &[Vec<&Value>]) -> SchemaRef {
+    /// Builds a part's batch of `columns` (named `names`), each in its column's shape when its
+    /// values fit it, and otherwise in the shape widened by them (for the first part, the
+    /// shapes [`infer_schema`] gives). A column whose values fit is read once: building it
+    /// checks them.
+    pub fn build(&mut self, names: &[String], columns: &[Vec<&Value>]) -> Result<RecordBatch, WriteError> {
         if self.0.len() != columns.len() {
             self.0 = vec![Shape::Null; columns.len()];
         }
-        let fields: Vec<Field> = (names.iter().zip(columns).zip(&mut self.0))
-            .map(|((name, values), shape)| {
-                values.iter().for_each(|v| shape.absorb(v));
-                Field::new(name, shape.data_type(), true)
-            })
-            .collect();
-        Arc::new(Schema::new(fields))
+        if names.len() != columns.len() {
+            return Err(WriteError::RowWidth {
+                row: 0,
+                got: columns.len(),
+                expected: names.len(),
+            });
+        }
+        let rows = columns.first().map_or(0, Vec::len);
+        if let Some(row) = columns.iter().map(Vec::len).filter(|&n| n != rows).min() {
+            return Err(WriteError::RowWidth {
+                row: row.min(rows),
+                got: columns.iter().filter(|c| c.len() > row).count(),
+                expected: columns.len(),
+            });
+        }
+        let mut fields = Vec::with_capacity(columns.len());
+        let mut arrays = Vec::with_capacity(columns.len());
+        for ((name, values), shape) in names.iter().zip(columns).zip(&mut self.0) {
+            let array = match shape.build_fitting(values).or_else(|| shape.build_guessed(values)) {
+                Some(array) => array,
+                None => {
+                    values.iter().for_each(|v| shape.absorb(v));
+                    build(&shape.data_type(), values).map_err(|source| WriteError::Column {
+                        column: name.clone(),
+                        source,
+                    })?
+                }
+            };
+            fields.push(Field::new(name, array.data_type().clone(), true));
+            arrays.push(array);
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options).map_err(|source| {
+            WriteError::Column {
+                column: "(batch)".into(),
+                source,
+            }
+        })
+    }
+
+    /// Widens these shapes so that they also cover `other`'s (another worker's, of the same
+    /// output).
+    pub fn join(&mut self, other: &Shapes) {
+        if self.0.len() != other.0.len() {
+            if self.0.iter().all(|s| *s == Shape::Null) {
+                self.0.clone_from(&other.0);
+            }
+            return;
+        }
+        self.0.iter_mut().zip(&other.0).for_each(|(s, o)| s.join(o));
     }
 }
 

@@ -310,3 +310,84 @@ fn parts_dictionary_encode_only_the_float_columns_of_few_values() {
     let back = arrow::compute::concat_batches(&back[0].schema(), &back).unwrap();
     assert_eq!(back, batch);
 }
+
+mod part_shapes {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::format::arrow_write::{columns_to_batch, infer_schema, Shapes};
+
+    /// A value of one of every shape, few enough that parts mix and repeat them.
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-3i64..3).prop_map(Value::Int),
+            (-3i64..3).prop_map(|i| Value::float(i as f64 + 0.5)),
+            "[ab1]{0,2}".prop_map(|s| Value::str(&s)),
+            (0i64..3).prop_map(Value::Time),
+            proptest::collection::vec((-2i64..2).prop_map(Value::Int), 0..3).prop_map(|v| Value::List(v.into())),
+            (proptest::option::of(-2i64..2), proptest::option::of("[xy]")).prop_map(|(a, b)| {
+                let mut fields = Vec::new();
+                if let Some(a) = a {
+                    fields.push(("a", Value::Int(a)));
+                }
+                if let Some(b) = b {
+                    fields.push(("b", Value::str(&b)));
+                }
+                obj(&fields)
+            }),
+        ]
+    }
+
+    /// Parts of two columns: each column's values lean to one shape, with others mixed in.
+    fn parts() -> impl Strategy<Value = Vec<Vec<Vec<Value>>>> {
+        let column = proptest::collection::vec(value(), 0..6);
+        proptest::collection::vec(proptest::collection::vec(column, 2), 1..6).prop_map(|parts| {
+            parts
+                .into_iter()
+                .map(|mut cols| {
+                    // Both columns of a part have as many values.
+                    let n = cols.iter().map(Vec::len).min().unwrap_or(0);
+                    cols.iter_mut().for_each(|c| c.truncate(n));
+                    cols
+                })
+                .collect()
+        })
+    }
+
+    fn refs(part: &[Vec<Value>]) -> Vec<Vec<&Value>> {
+        part.iter().map(|c| c.iter().collect()).collect()
+    }
+
+    proptest! {
+        /// A part built in the output's shapes is the batch of the schema inferred from every
+        /// value of it and of the parts before it, whether its values fit the shapes (one pass)
+        /// or widen them; and shapes built by two workers, joined, are the shapes of all.
+        #[test]
+        fn parts_are_built_in_the_shapes_of_every_value_so_far(parts in parts()) {
+            let names = vec!["c0".to_string(), "c1".to_string()];
+            let mut shapes = Shapes::default();
+            let mut seen: Vec<Vec<Value>> = vec![Vec::new(), Vec::new()];
+            for part in &parts {
+                for (s, c) in seen.iter_mut().zip(part) {
+                    s.extend(c.iter().cloned());
+                }
+                let schema = infer_schema(&names, &refs(&seen));
+                let expected = columns_to_batch(Some(&schema), &names, &refs(part)).unwrap();
+                let built = shapes.build(&names, &refs(part)).unwrap();
+                prop_assert_eq!(built, expected);
+            }
+            let (mut even, mut odd) = (Shapes::default(), Shapes::default());
+            for (i, part) in parts.iter().enumerate() {
+                let shapes = if i % 2 == 0 { &mut even } else { &mut odd };
+                shapes.build(&names, &refs(part)).unwrap();
+            }
+            even.join(&odd);
+            let empty = vec![Vec::new(), Vec::new()];
+            let joined = even.build(&names, &refs(&empty)).unwrap();
+            let all = infer_schema(&names, &refs(&seen));
+            prop_assert_eq!(joined.schema(), all);
+        }
+    }
+}

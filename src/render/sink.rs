@@ -35,7 +35,7 @@ use timely::dataflow::operators::generic::Operator;
 
 use crate::serve::checkpoint::{Ack, Checkpoints, OutputMark};
 
-use crate::format::arrow_write::{columns_to_batch, ParquetSink, Shapes};
+use crate::format::arrow_write::{ParquetSink, Shapes};
 use crate::value::{Sym, Value};
 
 pub const FLUSH_ROWS: usize = 1 << 18;
@@ -164,11 +164,20 @@ impl Spread {
         f(outputs.entry(name.to_string()).or_default())
     }
 
-    /// The schema of output `name`'s next part, whose columns are `names` holding `columns`:
-    /// the one the workers' parts have had so far, widened so that these values fit, or the
-    /// one they infer for the first part.
-    fn schema(&self, name: &str, names: &[String], columns: &[Vec<&Value>]) -> SchemaRef {
-        self.with(name, |o| o.shapes.widen(names, columns))
+    /// Output `name`'s next part, whose columns are `names` holding `columns`: in the shapes
+    /// the workers' parts have had so far, widened where these values do not fit them (the
+    /// shapes they infer for the first part). The build is outside the lock: the shapes are
+    /// copied out and the widened ones joined back.
+    fn build(
+        &self,
+        name: &str,
+        names: &[String],
+        columns: &[Vec<&Value>],
+    ) -> Result<arrow::array::RecordBatch, crate::format::WriteError> {
+        let mut shapes = self.with(name, |o| o.shapes.clone());
+        let batch = shapes.build(names, columns)?;
+        self.with(name, |o| o.shapes.join(&shapes));
+        Ok(batch)
     }
 
     /// A worker has written all its `parts` of output `name`: whether it is the last worker
@@ -1058,12 +1067,13 @@ impl PartFiles {
         // columns), widened when a part holds values its columns cannot: ints becoming floats,
         // a struct's new fields, another kind as text. Coercing them into the old types instead
         // would write them as nulls. The workers of a spread output share theirs.
-        let schema = match (&self.spread, self.spec.flatten) {
-            (_, true) => None,
-            (Some((spread, _)), false) => Some(spread.schema(&self.spec.name, &columns, &cols)),
-            (None, false) => Some(self.shapes.widen(&columns, &cols)),
+        let batch = match (&self.spread, self.spec.flatten) {
+            // A flattened part has its own columns, and shapes of its own.
+            (_, true) => Shapes::default().build(&columns, &cols),
+            (Some((spread, _)), false) => spread.build(&self.spec.name, &columns, &cols),
+            (None, false) => self.shapes.build(&columns, &cols),
         };
-        let batch = columns_to_batch(schema.as_ref(), &columns, &cols).map_err(|e| e.to_string())?;
+        let batch = batch.map_err(|e| e.to_string())?;
         drop(cols);
         let folder = dir.join(&self.spec.name);
         std::fs::create_dir_all(&folder).map_err(|e| format!("{}: {e}", folder.display()))?;
