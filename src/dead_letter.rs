@@ -54,7 +54,7 @@ impl DeadLetter {
             reason: reason.into(),
             detail,
             location: format!("{} row at {}", e.kind, crate::value::format_time(e.time)),
-            record: e.to_json(time_field, type_field).to_string(),
+            record: e.json_text(time_field, type_field),
             event_time: Some(e.time),
             original: None,
         }

@@ -94,6 +94,19 @@ impl Event {
         Value::Object(self.payload.clone())
     }
 
+    /// The text of [`Event::to_json`] (what its `to_string` prints), written without building
+    /// the JSON tree: the records of dead letters and of the `blocked` and `duplicates` outputs.
+    pub fn json_text(&self, time_field: &str, type_field: &str) -> String {
+        let time = Value::Time(self.time);
+        let kind = Value::Str(self.kind.as_str().into());
+        let head = std::iter::once((time_field, &time));
+        let head = head.chain((!type_field.is_empty()).then_some((type_field, &kind)));
+        let fields = head.chain(self.payload.iter().map(|(k, v)| (k.as_str(), v)));
+        let mut out = Vec::with_capacity(64 + 24 * self.payload.len());
+        crate::value::write_json_object(fields, &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
     /// The event as JSON, with the time and type under the given field names (no type when
     /// `type_field` is empty: a context table's rows all have its name as their type).
     pub fn to_json(&self, time_field: &str, type_field: &str) -> serde_json::Value {

@@ -536,7 +536,7 @@ pub(crate) fn admit(
         reason: reason.into(),
         detail,
         location: location(pos),
-        record: event.to_json(&source.time_field, &source.type_field).to_string(),
+        record: event.json_text(&source.time_field, &source.type_field),
         event_time: Some(event.time),
         original: None,
     };
@@ -573,7 +573,7 @@ pub(crate) fn future_letter(
         reason: FUTURE_TIME.into(),
         detail,
         location,
-        record: event.to_json(&source.time_field, &source.type_field).to_string(),
+        record: event.json_text(&source.time_field, &source.type_field),
         event_time: Some(event.time),
         original: None,
     }

@@ -462,6 +462,82 @@ impl Value {
     }
 }
 
+impl Value {
+    /// The text of [`Value::to_json`] (what its `to_string` prints), written without building
+    /// the JSON tree: compact, an object's keys in order with the last of a repeated key kept.
+    pub fn json_text(&self) -> String {
+        let mut out = Vec::new();
+        self.write_json(&mut out);
+        // Only valid UTF-8 is written: strings are escaped by serde_json.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Appends [`Value::json_text`] to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        match self {
+            Value::Null => out.extend_from_slice(b"null"),
+            Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Value::Int(i) => {
+                let _ = write!(out, "{i}");
+            }
+            Value::Float(f) => match serde_json::Number::from_f64(f.get()) {
+                Some(n) => {
+                    let _ = write!(out, "{n}");
+                }
+                None => out.extend_from_slice(b"null"),
+            },
+            Value::Str(s) => write_json_str(s, out),
+            Value::Time(ms) => write_json_str(&format_time(*ms), out),
+            Value::List(items) => {
+                out.push(b'[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    v.write_json(out);
+                }
+                out.push(b']');
+            }
+            Value::Object(fields) => write_json_object(fields.iter().map(|(k, v)| (k.as_str(), v)), out),
+        }
+    }
+}
+
+/// Appends `s` as a JSON string.
+pub fn write_json_str(s: &str, out: &mut Vec<u8>) {
+    // Writing to a Vec does not fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Appends an object of `fields` as JSON the way a `serde_json::Map` prints it: keys in
+/// order, the last of a repeated key kept.
+pub fn write_json_object<'a>(fields: impl Iterator<Item = (&'a str, &'a Value)>, out: &mut Vec<u8>) {
+    let mut fields: Vec<(&str, &Value)> = fields.collect();
+    if !fields.windows(2).all(|w| w[0].0 < w[1].0) {
+        // Stable: of a repeated key, the last given stays last, and is the one kept.
+        fields.sort_by(|a, b| a.0.cmp(b.0));
+        let mut kept: Vec<(&str, &Value)> = Vec::with_capacity(fields.len());
+        for f in fields {
+            match kept.last_mut() {
+                Some(last) if last.0 == f.0 => *last = f,
+                _ => kept.push(f),
+            }
+        }
+        fields = kept;
+    }
+    out.push(b'{');
+    for (i, (k, v)) in fields.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json_str(k, out);
+        out.push(b':');
+        v.write_json(out);
+    }
+    out.push(b'}');
+}
+
 /// Sorts fields by name and drops earlier duplicates, returning the canonical field list.
 pub fn sort_fields(fields: &mut Vec<(Sym, Value)>) -> Vec<(Sym, Value)> {
     if fields.windows(2).all(|w| w[0].0 < w[1].0) {
@@ -495,7 +571,7 @@ impl fmt::Display for Value {
         match self {
             Value::Str(s) => f.write_str(s),
             Value::Time(ms) => f.write_str(&format_time(*ms)),
-            other => write!(f, "{}", other.to_json()),
+            other => f.write_str(&other.json_text()),
         }
     }
 }
@@ -985,5 +1061,54 @@ mod tests {
         let json = serde_json::to_string(&v).unwrap();
         let back: Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v, back);
+    }
+}
+
+#[cfg(test)]
+mod json_text_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::event::Event;
+
+    /// Values of every kind: strings with quotes, escapes and other scripts, any float (NaN and
+    /// the infinities print as null), objects with keys out of order and repeated.
+    pub(crate) fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::Int),
+            any::<f64>().prop_map(Value::float),
+            "(\\PC|[\"\\\\\u{0}\u{1f}\u{7f}\u{2028}]){0,4}".prop_map(|s| Value::str(&s)),
+            (-1i64 << 40..1i64 << 40).prop_map(Value::Time),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(|v| Value::List(v.into())),
+                proptest::collection::vec((prop_oneof![Just("b"), Just("a"), Just("é"), Just("A\"")], inner), 0..4)
+                    .prop_map(|f| Value::Object(f.into_iter().map(|(k, v)| (Sym::new(k), v)).collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn json_text_is_the_json_trees_text(v in value()) {
+            prop_assert_eq!(v.json_text(), v.to_json().to_string());
+        }
+
+        #[test]
+        fn an_events_json_text_is_its_json_trees_text(
+            time in any::<i64>().prop_map(|t| t >> 20),
+            fields in proptest::collection::vec(
+                (prop_oneof![Just("ts"), Just("type"), Just("a"), Just("z"), Just("")], value()),
+                0..5,
+            ),
+            type_field in prop_oneof![Just("type"), Just(""), Just("kind")],
+        ) {
+            let payload: Vec<(Sym, Value)> = fields.into_iter().map(|(k, v)| (Sym::new(k), v)).collect();
+            let event = Event { time, kind: Sym::new("click"), payload: payload.into() };
+            prop_assert_eq!(event.json_text("ts", type_field), event.to_json("ts", type_field).to_string());
+        }
     }
 }

@@ -159,7 +159,7 @@ fn ndjson_line(schema: &SchemaRef, row: &[Value]) -> String {
             Value::Null => continue,
             Value::Time(ms) => serde_json::Value::from(format_time(*ms)).to_string(),
             Value::Float(f) if f.get().is_finite() => float_text(f.get()),
-            other => other.to_json().to_string(),
+            other => other.json_text(),
         };
         if line.len() > 1 {
             line.push(',');
@@ -178,7 +178,7 @@ fn csv_value(value: &Value) -> String {
         Value::Time(ms) => format_time(*ms),
         Value::Float(f) => float_text(f.get()),
         Value::Str(s) => csv_text(s),
-        other => csv_text(&other.to_json().to_string()),
+        other => csv_text(&other.json_text()),
     }
 }
 

@@ -264,13 +264,13 @@ pub fn render<'s>(
                                 let hash = key_hash(&key);
                                 let ttl = rule.ttl_ms as i64;
                                 let duplicate = |of: &Event, first_time: i64| {
-                                    let key_json = Value::List(key.1.iter().cloned().collect()).to_json().to_string();
+                                    let key_json = Value::List(key.1.iter().cloned().collect()).json_text();
                                     let row = vec![
                                         Value::str(of.kind.as_str()),
                                         Value::str(&key_json),
                                         Value::Time(of.time),
                                         Value::Time(first_time),
-                                        Value::str(&of.to_json(&time_field, &type_field).to_string()),
+                                        Value::str(&of.json_text(&time_field, &type_field)),
                                     ];
                                     DedupOut::Duplicate(row)
                                 };

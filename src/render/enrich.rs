@@ -538,7 +538,7 @@ where
                                         reason: reason.into(),
                                         detail,
                                         location: String::new(),
-                                        record: row.to_json(&context.time_field, &context.type_field).to_string(),
+                                        record: row.json_text(&context.time_field, &context.type_field),
                                         event_time: Some(row.time),
                                         original: None,
                                     });

@@ -207,7 +207,7 @@ fn samples<'s>(
                                 "a retraction reached forecast `{}`: validation admits only insert-only inputs",
                                 plan.name
                             );
-                            let record = || event.to_json(&time_field, &type_field).to_string();
+                            let record = || event.json_text(&time_field, &type_field);
                             let key: Vec<Value> = plan
                                 .keys
                                 .iter()

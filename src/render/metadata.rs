@@ -159,7 +159,7 @@ fn in_range(v: &Value, lo: i64, hi: i64) -> Option<Result<i64, i64>> {
 fn describe(v: &Value) -> String {
     match v {
         Value::Null => "null".into(),
-        Value::Str(_) | Value::Int(_) | Value::Float(_) | Value::Bool(_) => v.to_json().to_string(),
+        Value::Str(_) | Value::Int(_) | Value::Float(_) | Value::Bool(_) => v.json_text(),
         other => format!("a {}", other.kind_name()),
     }
 }
@@ -191,7 +191,7 @@ pub fn stage<'s>(
                 reason: "invalid_metadata".into(),
                 detail,
                 location: format!("{} event at {}", event.kind, format_time(event.time)),
-                record: event.to_json(&time_field, &type_field).to_string(),
+                record: event.json_text(&time_field, &type_field),
                 event_time: Some(event.time),
                 original: None,
             }),

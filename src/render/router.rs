@@ -756,7 +756,7 @@ pub fn stage<'s>(inputs: Inputs<'s>, plan: &RouterPlan, fields: [(&str, &str); 3
                             Ctx::Forecast(..) | Ctx::Rates(..) => return,
                         };
                         if report && diff > 0 {
-                            let record = e.to_json(&fields.0, &fields.1).to_string();
+                            let record = e.json_text(&fields.0, &fields.1);
                             let location = format!("{} row at {}", e.kind, format_time(e.time));
                             rejected.push(letter(reason, detail, record, e.time, location));
                         }
@@ -772,7 +772,7 @@ pub fn stage<'s>(inputs: Inputs<'s>, plan: &RouterPlan, fields: [(&str, &str); 3
                             made.send_if_full(&pending.events.caps, &mut sessions.0);
                         }
                         Err((reason, detail)) => {
-                            let record = event.to_json(&field_names[0].0, &field_names[0].1).to_string();
+                            let record = event.json_text(&field_names[0].0, &field_names[0].1);
                             let location = format!("{} event at {}", event.kind, format_time(event.time));
                             letters.give(letter(reason, detail, record, event.time, location), time, diff);
                         }

@@ -287,7 +287,7 @@ fn apply_rules(
                     values.id.clone(),
                     Value::Time(event.time),
                     Value::str(event.kind.as_str()),
-                    Value::str(&event.to_json(time_field, type_field).to_string()),
+                    Value::str(&event.json_text(time_field, type_field)),
                 ]));
                 return;
             }

@@ -138,7 +138,7 @@ pub fn stage<'s>(
         SchemaOut::Quarantined(e) => Some(vec![
             Value::Time(e.time),
             Value::str(e.kind.as_str()),
-            Value::str(&e.to_json(&time_field, &type_field).to_string()),
+            Value::str(&e.json_text(&time_field, &type_field)),
         ]),
         _ => None,
     });
@@ -605,7 +605,7 @@ fn letter(names: &Names, reason: &str, detail: String, event: &Event) -> DeadLet
         reason: reason.to_string(),
         detail,
         location: format!("{} event at {}", event.kind, format_time(event.time)),
-        record: event.to_json(&names.time_field, &names.type_field).to_string(),
+        record: event.json_text(&names.time_field, &names.type_field),
         event_time: Some(event.time),
         original: None,
     }

@@ -291,7 +291,7 @@ fn closed(plan: &TopNPlan, event: &Event, time: u64, drop_at: i64, fields: (&str
             format_time(drop_at)
         ),
         location: format!("{} event at {}", event.kind, format_time(event.time)),
-        record: event.to_json(fields.0, fields.1).to_string(),
+        record: event.json_text(fields.0, fields.1),
         event_time: Some(event.time),
         original: None,
     }

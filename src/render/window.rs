@@ -232,7 +232,7 @@ pub(crate) fn aggregate_letter(
         reason: reason.to_string(),
         detail,
         location: format!("{} event at {}", event.kind, format_time(event.time)),
-        record: event.to_json(fields.0, fields.1).to_string(),
+        record: event.json_text(fields.0, fields.1),
         event_time: Some(event.time),
         original: None,
     }

@@ -122,7 +122,7 @@ pub fn infer_files_with(
                                 reason: "depth_exceeded".into(),
                                 detail: e.to_string(),
                                 location: layout.location(split, pos),
-                                record: event.to_json(time_field, type_field).to_string(),
+                                record: event.json_text(time_field, type_field),
                                 event_time: Some(event.time),
                                 original: None,
                             }),

@@ -192,7 +192,7 @@ pub fn conform(
 }
 
 fn show(v: &Value) -> String {
-    let mut s = v.to_json().to_string();
+    let mut s = v.json_text();
     if s.len() > 80 {
         let cut = (0..=77).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
         s.truncate(cut);
@@ -221,9 +221,7 @@ fn coerce(v: &Value, kinds: &BTreeSet<Kind>, unit_ms: f64) -> Option<Value> {
             (Kind::Float, Value::Str(s)) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()).map(Value::float),
             (Kind::Timestamp, Value::Int(_) | Value::Float(_)) => time_ms(v.clone(), unit_ms).ok().map(Value::Time),
             (Kind::Timestamp, Value::Str(s)) => parse_time(s).map(Value::Time),
-            (Kind::String, Value::Bool(_) | Value::Int(_) | Value::Float(_)) => {
-                Some(Value::str(&v.to_json().to_string()))
-            }
+            (Kind::String, Value::Bool(_) | Value::Int(_) | Value::Float(_)) => Some(Value::str(&v.json_text())),
             (Kind::String, Value::Time(ms)) => Some(Value::str(&format_time(*ms))),
             _ => None,
         };

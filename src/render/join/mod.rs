@@ -156,7 +156,7 @@ impl Shape {
                 reason: "eval_error".to_string(),
                 detail: format!("where: {e}"),
                 location: format!("{} row at {}", row.kind, format_time(row.time)),
-                record: row.to_json(lt, ly).to_string(),
+                record: row.json_text(lt, ly),
                 event_time: Some(row.time),
                 original: None,
             })

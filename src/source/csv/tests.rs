@@ -46,7 +46,7 @@ fn read(plan: &SourcePlan, splits: Vec<Split>) -> Vec<String> {
 fn show(v: &crate::value::Value) -> String {
     match v {
         crate::value::Value::Float(f) => format!("{:?}", f.get()),
-        other => other.to_json().to_string(),
+        other => other.json_text(),
     }
 }
 
