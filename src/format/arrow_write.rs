@@ -284,14 +284,7 @@ impl Shapes {
                 expected: names.len(),
             });
         }
-        let rows = columns.first().map_or(0, Vec::len);
-        if let Some(row) = columns.iter().map(Vec::len).filter(|&n| n != rows).min() {
-            return Err(WriteError::RowWidth {
-                row: row.min(rows),
-                got: columns.iter().filter(|c| c.len() > row).count(),
-                expected: columns.len(),
-            });
-        }
+        let rows = equal_lengths(columns)?;
         let mut fields = Vec::with_capacity(columns.len());
         let mut arrays = Vec::with_capacity(columns.len());
         for ((name, values), shape) in names.iter().zip(columns).zip(&mut self.0) {
@@ -370,15 +363,7 @@ pub fn columns_to_batch(
     names: &[String],
     columns: &[Vec<&Value>],
 ) -> Result<RecordBatch, WriteError> {
-    let rows = columns.first().map_or(0, Vec::len);
-    // The first row that some column lacks is narrower than the others.
-    if let Some(row) = columns.iter().map(Vec::len).filter(|&n| n != rows).min() {
-        return Err(WriteError::RowWidth {
-            row: row.min(rows),
-            got: columns.iter().filter(|c| c.len() > row).count(),
-            expected: columns.len(),
-        });
-    }
+    let rows = equal_lengths(columns)?;
     let schema = match schema {
         Some(schema) => schema.clone(),
         None => infer_schema(names, columns),
@@ -403,6 +388,20 @@ pub fn columns_to_batch(
         column: "(batch)".into(),
         source,
     })
+}
+
+/// The rows of `columns`, which must all hold as many values.
+fn equal_lengths(columns: &[Vec<&Value>]) -> Result<usize, WriteError> {
+    let rows = columns.first().map_or(0, Vec::len);
+    // The first row that some column lacks is narrower than the others.
+    match columns.iter().map(Vec::len).filter(|&n| n != rows).min() {
+        Some(row) => Err(WriteError::RowWidth {
+            row: row.min(rows),
+            got: columns.iter().filter(|c| c.len() > row).count(),
+            expected: columns.len(),
+        }),
+        None => Ok(rows),
+    }
 }
 
 fn check_widths(expected: usize, rows: &[Vec<Value>]) -> Result<(), WriteError> {
