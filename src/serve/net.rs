@@ -247,15 +247,17 @@ struct Peer {
 /// Resolves when a later connection has taken the peer's client id; never for an anonymous
 /// peer, or before the hello.
 async fn fenced(peer: &mut Option<Peer>) {
-    match peer.as_mut().and_then(|p| p.fenced.as_mut()) {
-        Some(rx) => {
-            if rx.await.is_err() {
-                // The holder's entry went without a fence (the server stopping).
-                std::future::pending::<()>().await
+    if let Some(slot) = peer.as_mut().map(|p| &mut p.fenced) {
+        if let Some(rx) = slot.as_mut() {
+            if rx.await.is_ok() {
+                return;
             }
+            // The holder's entry went without a fence (the server stopping); a receiver is not
+            // polled again once it has answered.
+            *slot = None;
         }
-        None => std::future::pending::<()>().await,
     }
+    std::future::pending::<()>().await
 }
 
 enum End {
