@@ -347,11 +347,16 @@ fn unknown_keys_are_dead_letters_with_their_reason() {
             "keys = [\"region\"]",
             &format!("keys = [\"region\"]\nallowed = {allowed}"),
         );
-        let error = sluice::plan::plan_str(&text, std::path::Path::new("test.toml"), dir.path(), &[])
-            .unwrap_err()
-            .to_string();
+        let error = spec_error(&text, dir.path());
         assert!(error.contains(key) && error.contains(message), "{error}");
     }
+}
+
+/// The error of a spec that must not plan.
+fn spec_error(text: &str, dir: &std::path::Path) -> String {
+    sluice::plan::plan_str(text, std::path::Path::new("test.toml"), dir, &[])
+        .unwrap_err()
+        .to_string()
 }
 
 /// `search_every` is a positive number of refits; anything else is a spec error naming the key.
@@ -363,9 +368,7 @@ fn search_every_must_be_positive() {
     assert_eq!(plan.forecasts().next().unwrap().config.search_every, 2);
     for bad in ["0", "-3"] {
         let text = base.replace("search_every = 2", &format!("search_every = {bad}"));
-        let error = sluice::plan::plan_str(&text, std::path::Path::new("test.toml"), dir.path(), &[])
-            .unwrap_err()
-            .to_string();
+        let error = spec_error(&text, dir.path());
         assert!(
             error.contains("`forecasts[0].search_every`") && error.contains("between 1 and"),
             "{error}"
@@ -381,9 +384,7 @@ fn a_value_listed_twice_is_a_spec_error() {
     let base = spec(dir.path(), "updates");
     let text = base.replace("values = [\"cpu\"]", "values = [\"cpu\", \"cpu\"]");
     assert_ne!(text, base);
-    let error = sluice::plan::plan_str(&text, std::path::Path::new("test.toml"), dir.path(), &[])
-        .unwrap_err()
-        .to_string();
+    let error = spec_error(&text, dir.path());
     assert!(
         error.contains("`forecasts[0].values[1]`") && error.contains("listed twice (also values[0])"),
         "{error}"
